@@ -1,0 +1,1040 @@
+"""Tests for microflow. Run with ``python -m unittest -v test_microflow`` (or pytest).
+
+Laid out like the library: parameters, date intervals, targets, tasks, configuration,
+then the scheduler, worker, build() and the command line.
+"""
+
+import contextlib
+import datetime
+import enum
+import gc
+import io
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import unittest
+import warnings
+
+import microflow as mf
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+# Computed once with Luigi 3.8.1 in a scratch virtualenv (see the task classes in
+# ReferenceTasks below); microflow must reproduce them exactly.
+LUIGI_TASK_IDS = [
+    ('NoParams()',
+     'NoParams__99914b932b'),
+    ('OneInt(n=5)',
+     'OneInt_5_aa4f9f7fa3'),
+    ('OneInt(n=-12)',
+     'OneInt__12_bb7a519b22'),
+    ('Strs(a=hello world/x, b=x y, c=zz, d=fourth)',
+     'Strs_hello_world_x_x_y_zz_bc6824da80'),
+    ('Strs(a=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa, b=émoji ☃ snow, c={"k": 1}, d=fourth)',
+     'Strs_aaaaaaaaaaaaaaaa__moji___snow___k___1__e77b0f96a7'),
+    ('Dates(day=2024-01-02, month=2024-03, year=2024)',
+     'Dates_2024_01_02_2024_03_2024_0a5305d8da'),
+    ('Times(h=2024-01-02T03, m=2024-01-02T0304, s=2024-01-02T030405)',
+     'Times_2024_01_02T03_2024_01_02T0304_2024_01_02T03040_416298556a'),
+    ('Coll(l=[1, 2, [3, "x"]], d={"b": 1, "a": [1, 2], "c": {"z": null}}, t=[[1, 2], [3]])',
+     'Coll___b___1___a____1__1__2___3___x______1__2____3___17dab14f01'),
+    ('Coll(l=[], d={"\\u00e9": "\\u00fc"}, t=[])',
+     'Coll____u00e9_____u00_______b499eeb24e'),
+    ('Misc(f=1.5, b=True, td=0 w 1 d 1 h 0 m 3 s)',
+     'Misc_True_1_5_0_w_1_d_1_h_0_m__c2a20d7342'),
+    ('Misc(f=0.30000000000000004, b=False, td=3 w 0 d 0 h 1 m 0 s)',
+     'Misc_False_0_30000000000000_3_w_0_d_0_h_1_m__cdcb34418d'),
+    ('Enums(e=red, el=green,red)',
+     'Enums_red_green_red_abd190a50e'),
+    ('Vis(a=pub, h=hid, p=priv)',
+     'Vis_pub_cba0a111c5'),
+    ('Unicode(s=日本語テキスト)',
+     'Unicode_________987ab13f0b'),
+    ('Unicode(s=naïve café)',
+     'Unicode_na_ve_caf__a429f0b4e2'),
+    ('my.ns.NS(x=7)',
+     'my.ns.NS_7_378ebc4b7b'),
+    ('Opt(o=, oi=3)',
+     'Opt__3_82a8a1a521'),
+    ('Opt(o=x, oi=)',
+     'Opt_x__e4f30d71d3'),
+    ('Choice(c=b, n=3)',
+     'Choice_b_3_e1bb7b6fe7'),
+    ('Interval(i=2015-W35)',
+     'Interval_2015_W35_f7072f6a13'),
+    ('Interval(i=2015-11-04-2015-12-04)',
+     'Interval_2015_11_04_2015__646d2719ad'),
+    ('TP(t=OneInt)',
+     'TP_OneInt_3b192f772d'),
+    ('PathT(p=/tmp/some dir/file.txt)',
+     'PathT__tmp_some_dir_fi_ef0a0606af'),
+    ('LongVals(z=zzzzzzzzzzzzzzzzzzzz, y=y-y-y, x=x.x, w=w)',
+     'LongVals_w_x_x_y_y_y_ca245fdbb8'),
+    ('Strs(a=, b=, c=, d=fourth)',
+     'Strs____bfcdfa8de5'),
+]
+LUIGI_SERIALIZED = {
+    'list': '[1, 2]',
+    'list_nested': '[1, [2, {"a": "b"}], "s"]',
+    'dict': '{"k": "v"}',
+    'dict_nested': '{"b": [1, 2], "a": {"c": null}}',
+    'bool_f': 'False',
+    'bool_t': 'True',
+    'td': '0 w 1 d 1 h 0 m 3 s',
+    'td_big': '2 w 3 d 1 h 2 m 3 s',
+    'tuple': '[[1, 2], [3]]',
+    'date': '2024-02-29',
+    'date_interval3': '2024-02-29',
+    'month': '2024-02',
+    'month_interval5': '2023-10',
+    'year': '2024',
+    'year_interval4': '2022',
+    'hour': '2024-02-29T13',
+    'hour_interval6': '2024-02-29T12',
+    'minute': '2024-02-29T1359',
+    'minute_interval15': '2024-02-29T1345',
+    'second': '2024-02-29T135959',
+    'int': '42',
+    'float': '2.5',
+    'enum': 'green',
+    'enumlist': 'green,red',
+    'enumlist_empty': '',
+    'choice': 'a',
+    'choicelist': 'b,a',
+    'numerical': '0.25',
+    'path': 'a/b/../c',
+    'opt_none': '',
+    'opt_int': '5',
+    'opt_list_none': '',
+    'opt_dict': '{"a": 1}',
+    'di_year': '2015',
+    'di_month': '2015-12',
+    'di_week': '2015-W53',
+    'di_date': '2015-11-04',
+    'di_custom': '2015-11-04-2015-12-04',
+}
+LUIGI_PARSED = {   # raw string -> (serialized, repr of the value)
+    'td_iso': ('0 w 1 d 2 h 3 m 4 s',
+              'datetime.timedelta(days=1, seconds=7384)'),
+    'td_weeks': ('3 w 0 d 0 h 0 m 0 s',
+                'datetime.timedelta(days=21)'),
+    'td_text': ('1 w 2 d 3 h 0 m 0 s',
+               'datetime.timedelta(days=9, seconds=10800)'),
+    'td_short': ('0 w 5 d 4 h 0 m 0 s',
+                'datetime.timedelta(days=5, seconds=14400)'),
+    'td_secs': ('0 w 0 d 0 h 1 m 30 s',
+               'datetime.timedelta(seconds=90)'),
+    'td_float': ('0 w 0 d 0 h 0 m 1 s',
+                'datetime.timedelta(seconds=1, microseconds=500000)'),
+    'td_plural': ('2 w 0 d 0 h 1 m 0 s',
+                 'datetime.timedelta(days=14, seconds=60)'),
+    'tuple_literal': ('[[1, 2], [3, 4]]',
+                     '((1, 2), (3, 4))'),
+    'tuple_json': ('[["a", "b"], [1]]',
+                  "(('a', 'b'), (1,))"),
+    'tuple_strs': ('["ab", "cd"]',
+                  "('ab', 'cd')"),
+    'bool_TRUE': ('True',
+                 'True'),
+    'bool_False': ('False',
+                  'False'),
+    'di_2015': ('2015',
+               '2015'),
+    'di_2015_05': ('2015-05',
+                  '2015-05'),
+    'di_w35': ('2015-W35',
+              '2015-W35'),
+    'di_day': ('2015-11-04',
+              '2015-11-04'),
+    'di_custom': ('2015-11-04-2015-12-04',
+                 '2015-11-04-2015-12-04'),
+    'minute_h': ('2024-01-02T0304',
+                'datetime.datetime(2024, 1, 2, 3, 4)'),
+    'minute': ('2024-01-02T0304',
+              'datetime.datetime(2024, 1, 2, 3, 4)'),
+    'list': ('[1, 2, [3]]',
+            '(1, 2, (3,))'),
+    'dict': ('{"b": 1, "a": [2]}',
+            "{'b': 1, 'a': (2,)}"),
+    'choicelist': ('a,b,a',
+                  "('a', 'b', 'a')"),
+    'opt_empty': ('',
+                 'None'),
+}
+
+
+class Color(enum.Enum):
+    red = 1
+    green = 2
+
+
+def reference_tasks():
+    """The tasks whose ids and reprs LUIGI_TASK_IDS records, in the same order."""
+    di = mf.date_interval
+    V = mf.ParameterVisibility
+
+    class NoParams(mf.Task):
+        pass
+
+    class OneInt(mf.Task):
+        n = mf.IntParameter()
+
+    class Strs(mf.Task):
+        a = mf.Parameter()
+        b = mf.Parameter(default="x y")
+        c = mf.Parameter(default="zz")
+        d = mf.Parameter(default="fourth")
+
+    class Dates(mf.Task):
+        day = mf.DateParameter()
+        month = mf.MonthParameter()
+        year = mf.YearParameter()
+
+    class Times(mf.Task):
+        h = mf.DateHourParameter()
+        m = mf.DateMinuteParameter()
+        s = mf.DateSecondParameter()
+
+    class Coll(mf.Task):
+        l = mf.ListParameter()
+        d = mf.DictParameter()
+        t = mf.TupleParameter()
+
+    class Misc(mf.Task):
+        f = mf.FloatParameter()
+        b = mf.BoolParameter()
+        td = mf.TimeDeltaParameter()
+
+    class Enums(mf.Task):
+        e = mf.EnumParameter(enum=Color)
+        el = mf.EnumListParameter(enum=Color)
+
+    class Vis(mf.Task):
+        a = mf.Parameter()
+        h = mf.Parameter(visibility=V.HIDDEN)
+        p = mf.Parameter(visibility=V.PRIVATE)
+        ins = mf.Parameter(significant=False, default="zz")
+
+    class Unicode(mf.Task):
+        s = mf.Parameter()
+
+    class NS(mf.Task):
+        task_namespace = "my.ns"
+        x = mf.IntParameter()
+
+    class Opt(mf.Task):
+        o = mf.OptionalParameter()
+        oi = mf.OptionalIntParameter(default=3)
+
+    class Choice(mf.Task):
+        c = mf.ChoiceParameter(choices=["a", "b"])
+        n = mf.NumericalParameter(var_type=int, min_value=0, max_value=10)
+
+    class Interval(mf.Task):
+        i = mf.DateIntervalParameter()
+
+    class TP(mf.Task):
+        t = mf.TaskParameter()
+
+    class PathT(mf.Task):
+        p = mf.PathParameter()
+
+    class LongVals(mf.Task):
+        z = mf.Parameter()
+        y = mf.Parameter()
+        x = mf.Parameter()
+        w = mf.Parameter()
+
+    dt = datetime.datetime
+    return [
+        NoParams(), OneInt(5), OneInt(-12), Strs("hello world/x"),
+        Strs(a="a" * 40, b="émoji ☃ snow", c='{"k": 1}'),
+        Dates(datetime.date(2024, 1, 2), datetime.date(2024, 3, 17), datetime.date(2024, 5, 6)),
+        Times(dt(2024, 1, 2, 3, 4, 5), dt(2024, 1, 2, 3, 4, 5, 999), dt(2024, 1, 2, 3, 4, 5)),
+        Coll([1, 2, [3, "x"]], {"b": 1, "a": [1, 2], "c": {"z": None}}, ((1, 2), (3,))),
+        Coll([], {"é": "ü"}, ()),
+        Misc(1.5, True, datetime.timedelta(hours=25, seconds=3)),
+        Misc(0.1 + 0.2, False, datetime.timedelta(weeks=3, minutes=1)),
+        Enums(Color.red, (Color.green, Color.red)),
+        Vis("pub", "hid", "priv"),
+        Unicode("日本語テキスト"), Unicode("naïve café"), NS(7),
+        Opt(None), Opt("x", None), Choice("b", 3),
+        Interval(di.Week(2015, 35)),
+        Interval(di.Custom(datetime.date(2015, 11, 4), datetime.date(2015, 12, 4))),
+        TP(OneInt), PathT("/tmp/some dir/file.txt"),
+        LongVals("z" * 20, "y-y-y", "x.x", "w"), Strs(a="", b="", c=""),
+    ]
+
+
+def reference_values():
+    """(parameter, value) pairs whose serialized form LUIGI_SERIALIZED records."""
+    P, di, d, dt = mf, mf.date_interval, datetime.date, datetime.datetime
+    return {
+        "list": (P.ListParameter(), [1, 2]),
+        "list_nested": (P.ListParameter(), [1, [2, {"a": "b"}], "s"]),
+        "dict": (P.DictParameter(), {"k": "v"}),
+        "dict_nested": (P.DictParameter(), {"b": [1, 2], "a": {"c": None}}),
+        "bool_f": (P.BoolParameter(), False),
+        "bool_t": (P.BoolParameter(), True),
+        "td": (P.TimeDeltaParameter(), datetime.timedelta(hours=25, seconds=3)),
+        "td_big": (P.TimeDeltaParameter(), datetime.timedelta(days=17, seconds=3723)),
+        "tuple": (P.TupleParameter(), ((1, 2), (3,))),
+        "date": (P.DateParameter(), d(2024, 2, 29)),
+        "date_interval3": (P.DateParameter(interval=3), d(2024, 2, 29)),
+        "month": (P.MonthParameter(), d(2024, 2, 29)),
+        "month_interval5": (P.MonthParameter(interval=5), d(2024, 2, 29)),
+        "year": (P.YearParameter(), d(2024, 2, 29)),
+        "year_interval4": (P.YearParameter(interval=4), d(2023, 2, 28)),
+        "hour": (P.DateHourParameter(), dt(2024, 2, 29, 13, 59, 59)),
+        "hour_interval6": (P.DateHourParameter(interval=6), dt(2024, 2, 29, 13, 59, 59)),
+        "minute": (P.DateMinuteParameter(), dt(2024, 2, 29, 13, 59, 59)),
+        "minute_interval15": (P.DateMinuteParameter(interval=15), dt(2024, 2, 29, 13, 59, 59)),
+        "second": (P.DateSecondParameter(), dt(2024, 2, 29, 13, 59, 59, 123)),
+        "int": (P.IntParameter(), 42),
+        "float": (P.FloatParameter(), 2.5),
+        "enum": (P.EnumParameter(enum=Color), Color.green),
+        "enumlist": (P.EnumListParameter(enum=Color), (Color.green, Color.red)),
+        "enumlist_empty": (P.EnumListParameter(enum=Color), ()),
+        "choice": (P.ChoiceParameter(choices=["a", "b"]), "a"),
+        "choicelist": (P.ChoiceListParameter(choices=["a", "b"]), ("b", "a")),
+        "numerical": (P.NumericalParameter(var_type=float, min_value=0.0, max_value=1.0), 0.25),
+        "path": (P.PathParameter(), "a/b/../c"),
+        "opt_none": (P.OptionalParameter(), None),
+        "opt_int": (P.OptionalIntParameter(), 5),
+        "opt_list_none": (P.OptionalListParameter(), None),
+        "opt_dict": (P.OptionalDictParameter(), {"a": 1}),
+        "di_year": (P.DateIntervalParameter(), di.Year(2015)),
+        "di_month": (P.DateIntervalParameter(), di.Month(2015, 12)),
+        "di_week": (P.DateIntervalParameter(), di.Week(2015, 53)),
+        "di_date": (P.DateIntervalParameter(), di.Date(2015, 11, 4)),
+        "di_custom": (P.DateIntervalParameter(),
+                      di.Custom(datetime.date(2015, 11, 4), datetime.date(2015, 12, 4))),
+    }
+
+
+def reference_strings():
+    """(parameter, raw string) pairs whose parse results LUIGI_PARSED records."""
+    P = mf
+    return {
+        "td_iso": (P.TimeDeltaParameter(), "P1DT2H3M4S"),
+        "td_weeks": (P.TimeDeltaParameter(), "P3W"),
+        "td_text": (P.TimeDeltaParameter(), "1 week 2 days 3 hours"),
+        "td_short": (P.TimeDeltaParameter(), "5 d 4 h"),
+        "td_secs": (P.TimeDeltaParameter(), "90"),
+        "td_float": (P.TimeDeltaParameter(), "1.5"),
+        "td_plural": (P.TimeDeltaParameter(), "2 weeks 1 minute"),
+        "tuple_literal": (P.TupleParameter(), "((1, 2), (3, 4))"),
+        "tuple_json": (P.TupleParameter(), '[["a", "b"], [1]]'),
+        "tuple_strs": (P.TupleParameter(), '["ab", "cd"]'),
+        "bool_TRUE": (P.BoolParameter(), "TRUE"),
+        "bool_False": (P.BoolParameter(), "False"),
+        "di_2015": (P.DateIntervalParameter(), "2015"),
+        "di_2015_05": (P.DateIntervalParameter(), "2015-05"),
+        "di_w35": (P.DateIntervalParameter(), "2015-W35"),
+        "di_day": (P.DateIntervalParameter(), "2015-11-04"),
+        "di_custom": (P.DateIntervalParameter(), "2015-11-04-2015-12-04"),
+        "minute_h": (P.DateMinuteParameter(), "2024-01-02T03H04"),
+        "minute": (P.DateMinuteParameter(), "2024-01-02T0304"),
+        "list": (P.ListParameter(), "[1, 2, [3]]"),
+        "dict": (P.DictParameter(), '{"b": 1, "a": [2]}'),
+        "choicelist": (P.ChoiceListParameter(choices=["a", "b"]), "a,b,a"),
+        "opt_empty": (P.OptionalIntParameter(), ""),
+    }
+
+
+def read(target, mode="r"):
+    """The whole content of a target, closing the file."""
+    with target.open(mode) as f:
+        return f.read()
+
+
+class TempDirMixin:
+    """Gives each test a fresh temporary folder as ``self.tmp`` (a pathlib.Path)."""
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="microflow-test-"))
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+
+###########################################################################################
+# Parameters
+###########################################################################################
+
+class TestParameterStrings(unittest.TestCase):
+    def test_serialize_matches_luigi_and_round_trips(self):
+        values = reference_values()
+        self.assertEqual(set(values), set(LUIGI_SERIALIZED))
+        for name, (param, value) in values.items():
+            with self.subTest(name):
+                text = param.serialize(param.normalize(value))
+                self.assertEqual(text, LUIGI_SERIALIZED[name])
+                again = param.serialize(param.normalize(param.parse(text)))
+                self.assertEqual(again, text)
+
+    def test_parse_matches_luigi(self):
+        strings = reference_strings()
+        self.assertEqual(set(strings), set(LUIGI_PARSED))
+        for name, (param, raw) in strings.items():
+            with self.subTest(name), warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                value = param.normalize(param.parse(raw))
+                self.assertEqual((param.serialize(value), repr(value)), LUIGI_PARSED[name])
+
+    def test_bad_strings_raise_value_errors(self):
+        cases = [(mf.IntParameter(), "x"), (mf.BoolParameter(), "maybe"),
+                 (mf.DateParameter(), "2024/1/1"), (mf.TimeDeltaParameter(), "soon"),
+                 (mf.ChoiceParameter(choices=["a"]), "b"),
+                 (mf.NumericalParameter(var_type=int, min_value=0, max_value=10), "10"),
+                 (mf.EnumParameter(enum=Color), "blue"),
+                 (mf.DateIntervalParameter(), "2015-1"), (mf.ListParameter(), "[1,"),
+                 (mf.TupleParameter(), "'ab'")]
+        for param, raw in cases:
+            with self.subTest(type(param).__name__):
+                with self.assertRaises(ValueError):
+                    param.parse(raw)
+
+    def test_collections_are_frozen_and_hashable(self):
+        value = mf.DictParameter().normalize({"a": [1, {"b": 2}]})
+        self.assertIsInstance(value, mf.FrozenOrderedDict)
+        self.assertEqual(value["a"][1]["b"], 2)
+        hash(value)
+        self.assertEqual(mf.ListParameter().normalize([1, [2]]), (1, (2,)))
+        with self.assertRaises(TypeError):
+            value["c"] = 1
+
+    def test_bool_parameter_defaults_and_normalize(self):
+        param = mf.BoolParameter()
+        self.assertIs(param._default, False)
+        self.assertIsNone(param.normalize("perhaps"))
+        self.assertIs(param.normalize("TRUE"), True)
+        with self.assertRaisesRegex(mf.ParameterException, "unknown parsing value 'x'"):
+            mf.BoolParameter(parsing="x")
+
+    def test_optional_parameters_map_empty_to_none(self):
+        for param in (mf.OptionalParameter(), mf.OptionalIntParameter(),
+                      mf.OptionalFloatParameter(), mf.OptionalBoolParameter(),
+                      mf.OptionalDictParameter(), mf.OptionalListParameter(),
+                      mf.OptionalTupleParameter(), mf.OptionalPathParameter()):
+            with self.subTest(type(param).__name__):
+                self.assertIsNone(param._default)
+                self.assertIsNone(param.parse(""))
+        # As in Luigi, these two stay required: only their '' parses to None.
+        for param in (mf.OptionalChoiceParameter(choices=["a"]),
+                      mf.OptionalNumericalParameter(var_type=int, min_value=0, max_value=3)):
+            with self.subTest(type(param).__name__):
+                self.assertFalse(param.has_task_value("NoSuchFamily", "x"))
+                self.assertIsNone(param.parse(""))
+                self.assertEqual(param.serialize(None), "")
+                self.assertIsNone(param.normalize(None))
+
+    def test_numerical_and_choice_descriptions(self):
+        num = mf.NumericalParameter(var_type=int, min_value=0, max_value=10,
+                                    description="count")
+        self.assertEqual(num.description, "count permitted values: int in [0, 10)")
+        with self.assertRaisesRegex(ValueError, r"10 is not in the set of int in \[0, 10\)"):
+            num.parse("10")
+        choice = mf.ChoiceParameter(choices=["a"])
+        self.assertEqual(choice.description, "Choices: {a}")
+        with self.assertRaisesRegex(mf.ParameterException, "var_type must be specified"):
+            mf.NumericalParameter(min_value=0, max_value=1)
+
+    def test_path_parameter(self):
+        self.assertEqual(mf.PathParameter().normalize("a/b"), pathlib.Path("a/b"))
+        self.assertTrue(mf.PathParameter(absolute=True).normalize("a").is_absolute())
+        with self.assertRaisesRegex(ValueError, "does not exist"):
+            mf.PathParameter(exists=True).normalize("/no/such/path/here")
+
+    def test_next_in_enumeration(self):
+        self.assertEqual(mf.IntParameter().next_in_enumeration(4), 5)
+        self.assertEqual(mf.DateParameter().next_in_enumeration(datetime.date(2024, 2, 28)),
+                         datetime.date(2024, 2, 29))
+        self.assertEqual(mf.MonthParameter().next_in_enumeration(datetime.date(2024, 12, 1)),
+                         datetime.date(2025, 1, 1))
+        self.assertIsNone(mf.Parameter().next_in_enumeration("a"))
+
+    def test_task_parameter_round_trip(self):
+        class TaskParamTarget(mf.Task):
+            pass
+        param = mf.TaskParameter()
+        self.assertIs(param.parse(param.serialize(TaskParamTarget)), TaskParamTarget)
+
+
+class TestDateIntervals(unittest.TestCase):
+    def test_intervals(self):
+        di = mf.date_interval
+        week = di.Week(2015, 35)
+        self.assertEqual((week.date_a, week.date_b),
+                         (datetime.date(2015, 8, 24), datetime.date(2015, 8, 31)))
+        self.assertEqual(len(di.Month(2024, 2).dates()), 29)
+        self.assertEqual(di.Month(2024, 12).next(), di.Month(2025, 1))
+        self.assertEqual(di.Year(2024).prev(), di.Year(2023))
+        self.assertIn(datetime.date(2024, 2, 29), di.Month(2024, 2))
+        self.assertEqual(len(list(di.Date(2024, 1, 1).hours())), 24)
+        self.assertLess(di.Date(2024, 1, 1), di.Date(2024, 1, 2))
+        with self.assertRaises(TypeError):
+            di.Date(2024, 1, 1) < di.Year(2024)
+        self.assertEqual(type(week).__name__, "Week")
+
+
+###########################################################################################
+# Targets
+###########################################################################################
+
+class TestLocalTarget(TempDirMixin, unittest.TestCase):
+    def leftovers(self, folder):
+        return sorted(p.name for p in folder.iterdir() if "tmp" in p.name)
+
+    def test_write_then_read_creates_parents(self):
+        target = mf.LocalTarget(self.tmp / "a" / "b" / "out.txt")
+        self.assertFalse(target.exists())
+        with target.open("w") as f:
+            f.write("héllo\n")
+        self.assertTrue(target.exists())
+        with target.open("r") as f:
+            self.assertEqual(f.read(), "héllo\n")
+
+    def test_exception_inside_with_publishes_nothing(self):
+        target = mf.LocalTarget(self.tmp / "out.txt")
+        with self.assertRaises(RuntimeError):
+            with target.open("w") as f:
+                f.write("half")
+                raise RuntimeError("boom")
+        self.assertFalse(target.exists())
+        self.assertEqual(self.leftovers(self.tmp), [])
+
+    def test_exception_keeps_previous_version(self):
+        target = mf.LocalTarget(self.tmp / "out.txt")
+        with target.open("w") as f:
+            f.write("old")
+        with self.assertRaises(KeyError):
+            with target.open("w") as f:
+                f.write("new")
+                raise KeyError("x")
+        self.assertEqual(read(target), "old")
+        self.assertEqual(self.leftovers(self.tmp), [])
+
+    def test_nothing_visible_until_close(self):
+        target = mf.LocalTarget(self.tmp / "out.txt")
+        f = target.open("w")
+        f.write("data")
+        f.flush()
+        self.assertFalse(target.exists())
+        f.close()
+        self.assertTrue(target.exists())
+
+    def test_unclosed_writer_is_discarded_by_gc(self):
+        target = mf.LocalTarget(self.tmp / "out.txt")
+        f = target.open("w")
+        f.write("data")
+        del f
+        gc.collect()
+        self.assertFalse(target.exists())
+        self.assertEqual(self.leftovers(self.tmp), [])
+
+    def test_binary_and_formats(self):
+        raw = mf.LocalTarget(self.tmp / "b.bin")
+        with raw.open("wb") as f:
+            f.write(b"\x00\x01")
+        self.assertEqual(read(raw, "rb"), b"\x00\x01")
+        for name, fmt, magic in (("gz", mf.Gzip, b"\x1f\x8b"), ("bz2", mf.Bzip2, b"BZh")):
+            with self.subTest(name):
+                target = mf.LocalTarget(self.tmp / f"x.{name}", format=fmt)
+                with target.open("w") as f:
+                    f.write(b"payload" * 100)
+                with open(target.path, "rb") as f:
+                    self.assertEqual(f.read(3)[:len(magic)], magic)
+                with target.open("r") as f:
+                    self.assertEqual(f.read(), b"payload" * 100)
+                text = mf.LocalTarget(self.tmp / f"t.{name}", format=fmt >> mf.UTF8)
+                with text.open("w") as f:
+                    f.write("ünïcode\n")
+                with text.open("r") as f:
+                    self.assertEqual(f.read(), "ünïcode\n")
+        nop = mf.LocalTarget(self.tmp / "n.bin", format=mf.format.Nop)
+        with nop.open("w") as f:
+            f.write(b"abc")
+        self.assertEqual(read(nop), b"abc")
+
+    def test_gzip_failure_leaves_nothing(self):
+        target = mf.LocalTarget(self.tmp / "x.gz", format=mf.Gzip)
+        with self.assertRaises(ValueError):
+            with target.open("w") as f:
+                f.write(b"abc")
+                raise ValueError("stop")
+        self.assertFalse(target.exists())
+        self.assertEqual(self.leftovers(self.tmp), [])
+
+    def test_bad_mode(self):
+        with self.assertRaisesRegex(ValueError, "unsupported mode 'a'"):
+            mf.LocalTarget(self.tmp / "x").open("a")
+
+    def test_temporary_path(self):
+        target = mf.LocalTarget(self.tmp / "sub" / "final.txt")
+        with target.temporary_path() as path:
+            self.assertIn("-microflow-tmp-", path)
+            with open(path, "w") as f:
+                f.write("ok")
+            self.assertFalse(target.exists())
+        self.assertEqual(read(target), "ok")
+        other = mf.LocalTarget(self.tmp / "sub" / "failed.txt")
+        with self.assertRaises(RuntimeError):
+            with other.temporary_path() as path:
+                open(path, "w").close()
+                raise RuntimeError
+        self.assertFalse(other.exists())
+        self.assertEqual(self.leftovers(self.tmp / "sub"), [])
+
+    def test_remove_move_copy(self):
+        target = mf.LocalTarget(self.tmp / "a.txt")
+        with target.open("w") as f:
+            f.write("x")
+        target.copy(str(self.tmp / "c" / "b.txt"))
+        self.assertTrue((self.tmp / "c" / "b.txt").exists())
+        target.move(str(self.tmp / "d" / "a.txt"))
+        self.assertFalse(target.exists())
+        moved = mf.LocalTarget(self.tmp / "d" / "a.txt")
+        moved.remove()
+        self.assertFalse(moved.exists())
+
+    def test_is_tmp(self):
+        target = mf.LocalTarget(is_tmp=True)
+        with target.open("w") as f:
+            f.write("x")
+        path = target.path
+        self.assertTrue(os.path.exists(path))
+        del target
+        gc.collect()
+        self.assertFalse(os.path.exists(path))
+
+
+class TestMockTarget(unittest.TestCase):
+    def setUp(self):
+        mf.MockFileSystem().clear()
+
+    def test_write_read_and_atomicity(self):
+        target = mf.MockTarget("some/file")
+        with target.open("w") as f:
+            f.write("héllo")
+        self.assertEqual(read(target), "héllo")
+        self.assertEqual(mf.MockFileSystem().get_data("some/file"), "héllo".encode())
+        other = mf.MockTarget("other")
+        with self.assertRaises(RuntimeError):
+            with other.open("w") as f:
+                f.write("x")
+                raise RuntimeError
+        self.assertFalse(other.exists())
+        target.remove()
+        self.assertFalse(target.exists())
+
+    def test_binary_and_gzip(self):
+        target = mf.MockTarget("g", format=mf.Gzip)
+        with target.open("w") as f:
+            f.write(b"zzz")
+        self.assertEqual(read(target), b"zzz")
+        self.assertEqual(mf.MockFileSystem().get_data("g")[:2], b"\x1f\x8b")
+
+
+###########################################################################################
+# Tasks
+###########################################################################################
+
+class TestTaskIds(unittest.TestCase):
+    def test_ids_and_reprs_match_luigi(self):
+        tasks = reference_tasks()
+        self.assertGreaterEqual(len(LUIGI_TASK_IDS), 20)
+        self.assertEqual(len(tasks), len(LUIGI_TASK_IDS))
+        for task, (expected_repr, expected_id) in zip(tasks, LUIGI_TASK_IDS):
+            with self.subTest(expected_id):
+                self.assertEqual(repr(task), expected_repr)
+                self.assertEqual(str(task), expected_repr)
+                self.assertEqual(task.task_id, expected_id)
+
+    def test_task_id_str_directly(self):
+        self.assertEqual(mf.task_id_str("Top", {}), "Top__99914b932b")
+        self.assertEqual(
+            mf.task_id_str("A", {"n": "1", "d": "2024-01-02", "s": "hello world/x"}),
+            "A_2024_01_02_1_hello_world_x_6b57f2cdf7")
+
+    def test_hidden_and_insignificant_params_not_in_id(self):
+        V = mf.ParameterVisibility
+
+        class IdVis(mf.Task):
+            a = mf.Parameter()
+            h = mf.Parameter(visibility=V.HIDDEN)
+            i = mf.Parameter(significant=False)
+        self.assertEqual(IdVis("x", "1", "1").task_id, IdVis("x", "2", "2").task_id)
+        task = IdVis("x", "h", "i")
+        self.assertEqual(task.to_str_params(), {"a": "x", "h": "h", "i": "i"})
+        self.assertEqual(task.to_str_params(only_significant=True, only_public=True),
+                         {"a": "x"})
+        self.assertEqual(task._get_param_visibilities(), {"a": 0, "h": 1, "i": 0})
+
+
+class TestTaskModel(unittest.TestCase):
+    def test_instance_cache(self):
+        class Cached(mf.Task):
+            n = mf.IntParameter()
+            m = mf.IntParameter(default=2)
+        self.assertIs(Cached(1), Cached(n=1))
+        self.assertIs(Cached(1), Cached(1, 2))
+        self.assertIsNot(Cached(1), Cached(2))
+        self.assertEqual(hash(Cached(1)), hash(Cached(1).task_id))
+
+    def test_unhashable_values_bypass_cache(self):
+        class Unhashable(mf.Task):
+            p = mf.Parameter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # "not of type string", as in Luigi
+            first, second = Unhashable(p={"a": 1}), Unhashable(p={"a": 1})
+        self.assertIsNot(first, second)
+        self.assertEqual(first, second)
+
+    def test_disable_and_clear_instance_cache(self):
+        class Uncached(mf.Task):
+            n = mf.IntParameter()
+        mf.Register.disable_instance_cache()
+        try:
+            self.assertIsNot(Uncached(1), Uncached(1))
+            self.assertEqual(Uncached(1), Uncached(1))
+        finally:
+            mf.Register.clear_instance_cache()
+        self.assertIs(Uncached(1), Uncached(1))
+
+    def test_user_init_still_runs(self):
+        class WithInit(mf.Task):
+            n = mf.IntParameter()
+
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.doubled = self.n * 2
+        self.assertEqual(WithInit(4).doubled, 8)
+
+    def test_parameter_errors_name_task_and_parameter(self):
+        class Report(mf.Task):
+            date = mf.DateParameter()
+            n = mf.IntParameter(default=1)
+        with self.assertRaisesRegex(mf.MissingParameterException,
+                                    r"Report\[args=\(\), kwargs=\{\}\]: requires the 'date' "
+                                    r"parameter to be set \(a date YYYY-MM-DD\)"):
+            Report()
+        with self.assertRaisesRegex(mf.UnknownParameterException,
+                                    r"unknown parameter dte; did you mean date\?"):
+            Report(dte=datetime.date(2024, 1, 1))
+        with self.assertRaisesRegex(mf.UnknownParameterException,
+                                    "takes at most 2 positional parameters"):
+            Report(datetime.date(2024, 1, 1), 1, 2)
+        with self.assertRaisesRegex(mf.DuplicateParameterException,
+                                    "parameter date was already set"):
+            Report(datetime.date(2024, 1, 1), date=datetime.date(2024, 1, 1))
+        with self.assertRaisesRegex(mf.ParameterParseError,
+                                    r"Report: parameter 'date' expects a date YYYY-MM-DD, "
+                                    r"got '2024/1/1'"):
+            Report.from_str_params({"date": "2024/1/1"})
+        self.assertTrue(issubclass(mf.ParameterParseError, ValueError))
+
+    def test_non_positional_params(self):
+        class Kw(mf.Task):
+            a = mf.Parameter(positional=False)
+            b = mf.Parameter()
+        self.assertEqual(Kw("B", a="A").param_kwargs, {"a": "A", "b": "B"})
+
+    def test_str_params_round_trip_and_clone(self):
+        class Source(mf.Task):
+            day = mf.DateParameter()
+            items = mf.ListParameter(default=[1])
+
+        class Copy(mf.Task):
+            day = mf.DateParameter()
+            extra = mf.IntParameter(default=0)
+        task = Source(datetime.date(2024, 5, 1), [1, 2])
+        self.assertEqual(task.to_str_params(), {"day": "2024-05-01", "items": "[1, 2]"})
+        self.assertIs(Source.from_str_params(task.to_str_params()), task)
+        clone = task.clone(Copy, extra=3)
+        self.assertEqual((clone.day, clone.extra), (datetime.date(2024, 5, 1), 3))
+        self.assertIs(task.clone(items=[1, 2]), task)
+
+    def test_flatten_and_getpaths(self):
+        self.assertEqual(mf.flatten(None), [])
+        self.assertEqual(mf.flatten("ab"), ["ab"])
+        self.assertEqual(mf.flatten(42), [42])
+        self.assertEqual(sorted(mf.flatten({"a": [1, (2, [3])], "b": {"c": 4}})), [1, 2, 3, 4])
+        self.assertEqual(mf.flatten(x for x in range(3)), [0, 1, 2])
+
+        class Leaf(mf.Task):
+            n = mf.IntParameter()
+
+            def output(self):
+                return mf.MockTarget(f"leaf{self.n}")
+
+        class Needs(mf.Task):
+            def requires(self):
+                return {"a": Leaf(1), "b": [Leaf(2), (Leaf(3),)]}
+        inputs = Needs().input()
+        self.assertEqual(inputs["a"].path, "leaf1")
+        self.assertEqual([t.path for t in mf.flatten(inputs["b"])], ["leaf2", "leaf3"])
+        self.assertEqual(Needs().deps(), [Leaf(1), Leaf(2), Leaf(3)])
+
+    def test_complete_external_wrapper(self):
+        mf.MockFileSystem().clear()
+
+        class Data(mf.ExternalTask):
+            name = mf.Parameter()
+
+            def output(self):
+                return mf.MockTarget(self.name)
+
+        class Group(mf.WrapperTask):
+            def requires(self):
+                return [Data("x"), Data("y")]
+        self.assertIsNone(Data.run)
+        self.assertFalse(Group().complete())
+        for name in "xy":
+            with mf.MockTarget(name).open("w") as f:
+                f.write("1")
+        self.assertTrue(Group().complete())
+
+        class NoOutput(mf.Task):
+            pass
+        with self.assertWarnsRegex(UserWarning, "without outputs"):
+            self.assertFalse(NoOutput().complete())
+
+    def test_externalize(self):
+        class Producer(mf.Task):
+            n = mf.IntParameter()
+
+            def run(self):
+                pass
+        external_class = mf.externalize(Producer)
+        self.assertIsNone(external_class.run)
+        self.assertEqual(external_class(1).task_id, Producer(1).task_id)
+        self.assertIs(mf.Register.get_task_cls("Producer"), Producer)
+        external_task = mf.externalize(Producer(2))
+        self.assertIsNone(external_task.run)
+        self.assertIsNotNone(Producer(2).run)
+
+    def test_class_attributes_for_the_scheduler(self):
+        task = reference_tasks()[0]
+        self.assertEqual((task.priority, task.resources, task.worker_timeout,
+                          task.retry_count, task.disabled, task.accepts_messages,
+                          task.owner_email), (0, {}, None, None, False, False, None))
+
+    def test_event_handlers(self):
+        seen = []
+
+        class Evented(mf.Task):
+            pass
+
+        class SubEvented(Evented):
+            pass
+
+        @Evented.event_handler(mf.Event.SUCCESS)
+        def record(task):
+            seen.append(task)
+
+        @Evented.event_handler(mf.Event.SUCCESS)
+        def explode(task):
+            raise RuntimeError("handler bug")
+        with self.assertLogs("microflow", "ERROR") as logs:
+            SubEvented().trigger_event(mf.Event.SUCCESS, SubEvented())
+        self.assertEqual(seen, [SubEvented()])
+        self.assertIn("Error in event callback", logs.output[0])
+        Evented.remove_event_handler(mf.Event.SUCCESS, record)
+        Evented.remove_event_handler(mf.Event.SUCCESS, explode)
+        reference_tasks()[0].trigger_event(mf.Event.SUCCESS)
+        self.assertEqual(len(seen), 1)
+
+
+class TestNamespacesAndRegistry(unittest.TestCase):
+    def tearDown(self):
+        mf.namespace(scope=__name__)
+        mf.namespace()
+
+    def test_namespace_and_auto_namespace(self):
+        mf.namespace("space", scope=__name__)
+
+        class Spaced(mf.Task):
+            pass
+
+        class Explicit(mf.Task):
+            task_namespace = "own"
+        mf.auto_namespace(scope=__name__)
+
+        class Auto(mf.Task):
+            pass
+        mf.namespace(scope=__name__)
+
+        class Plain(mf.Task):
+            pass
+        self.assertEqual(Spaced.get_task_family(), "space.Spaced")
+        self.assertEqual(Spaced.task_family, "space.Spaced")
+        self.assertEqual(Spaced().task_family, "space.Spaced")
+        self.assertEqual(Explicit.get_task_family(), "own.Explicit")
+        self.assertEqual(Auto.get_task_family(), f"{__name__}.Auto")
+        self.assertEqual(Plain.get_task_family(), "Plain")
+        self.assertIs(mf.Register.get_task_cls("space.Spaced"), Spaced)
+
+    def test_subclass_replaces_base_but_unrelated_is_ambiguous(self):
+        class Twin(mf.Task):
+            task_namespace = "reg"
+        first = Twin
+
+        class Twin(first):  # noqa: F811 - a subclass with the same family
+            task_namespace = "reg"
+        self.assertIs(mf.Register.get_task_cls("reg.Twin"), Twin)
+
+        def make():
+            class Twin(mf.Task):
+                task_namespace = "reg"
+            return Twin
+        make()
+        with self.assertRaisesRegex(mf.TaskClassAmbigiousException, "'reg.Twin' is ambiguous"):
+            mf.Register.get_task_cls("reg.Twin")
+
+    def test_not_found_suggests(self):
+        class RegisteredReport(mf.Task):
+            pass
+        with self.assertRaisesRegex(mf.TaskClassNotFoundException,
+                                    "No task RegisteredRepot. Did you mean: RegisteredReport"):
+            mf.Register.get_task_cls("RegisteredRepot")
+        self.assertIn("RegisteredReport", mf.Register.task_names())
+
+    def test_load_by_module_path(self):
+        cls = mf.Register.get_task_cls(f"{__name__}:ModuleLevelTask")
+        self.assertIs(cls, ModuleLevelTask)
+        self.assertIs(mf.Register.get_task_cls(f"{__name__}.ModuleLevelTask"), ModuleLevelTask)
+        with self.assertRaisesRegex(mf.TaskClassNotFoundException, "not a Task subclass"):
+            mf.Register.get_task_cls(f"{__name__}:Color")
+        task = mf.load_task(__name__, "ModuleLevelTask", {"n": "3"})
+        self.assertEqual(task.n, 3)
+
+    def test_requires_and_inherits(self):
+        class Parent(mf.Task):
+            day = mf.DateParameter()
+            n = mf.IntParameter(default=1)
+
+        class Other(mf.Task):
+            label = mf.Parameter(default="x")
+
+        @mf.requires(Parent)
+        class Child(mf.Task):
+            pass
+
+        @mf.util.inherits(Parent, Other)
+        class Both(mf.Task):
+            pass
+
+        @mf.util.requires(a=Parent, b=Other)
+        class Keyed(mf.Task):
+            pass
+        day = datetime.date(2024, 1, 1)
+        self.assertEqual(Child(day).requires(), Parent(day))
+        self.assertEqual([name for name, _ in Both.get_params()], ["day", "n", "label"])
+        self.assertEqual(Both(day).clone_parents(), [Parent(day), Other()])
+        self.assertEqual(Keyed(day).requires(), {"a": Parent(day), "b": Other()})
+        with self.assertRaises(TypeError):
+            mf.inherits()
+
+
+class ModuleLevelTask(mf.Task):
+    n = mf.IntParameter(default=0)
+
+
+###########################################################################################
+# Configuration
+###########################################################################################
+
+class TestConfiguration(TempDirMixin, unittest.TestCase):
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(mf.reset_config)
+
+    def test_resolution_order_constructor_config_default(self):
+        class Configured(mf.Task):
+            a = mf.IntParameter(default=1)
+            b = mf.IntParameter(default=1)
+            when = mf.DateParameter(default=datetime.date(2020, 1, 1))
+        with mf.config_override({"Configured": {"a": "5", "when": "2024-02-03"}}):
+            task = Configured(b=7)
+            self.assertEqual((task.a, task.b, task.when), (5, 7, datetime.date(2024, 2, 3)))
+            self.assertEqual(Configured(a=9).a, 9)
+        self.assertEqual(Configured().a, 1)
+
+    def test_bad_config_value_names_source(self):
+        class BadConfig(mf.Task):
+            n = mf.IntParameter()
+        with mf.config_override({"BadConfig": {"n": "seven"}}):
+            with self.assertRaisesRegex(mf.ParameterParseError,
+                                        r"BadConfig: parameter 'n' expects an integer, got "
+                                        r"'seven' \(config \[BadConfig\]\)"):
+                BadConfig()
+
+    def test_unconsumed_warning(self):
+        class Consumer(mf.Task):
+            n = mf.IntParameter(default=0)
+        with mf.config_override({"Consumer": {"nn": "1"}}):
+            with self.assertWarnsRegex(mf.UnconsumedParameterWarning, "'nn'"):
+                Consumer()
+
+    def test_files_env_interpolation_and_dashes(self):
+        path = self.tmp / "custom.cfg"
+        path.write_text("[core]\nlog-level = ${MF_TEST_LEVEL}\n[resources]\ndb = 3\n"
+                        "[Fam]\nsome_value = %(x)s!\nx = y\n")
+        env = {"MICROFLOW_CONFIG_PATH": str(path), "MF_TEST_LEVEL": "INFO"}
+        with unittest.mock.patch.dict(os.environ, env):
+            mf.reset_config()
+            config = mf.get_config()
+            self.assertEqual(config.get("core", "log_level"), "INFO")
+            self.assertEqual(config.getint("resources", "db"), 3)
+            self.assertEqual(config.get("Fam", "some_value"), "y!")
+            self.assertEqual(config.get("core", "missing", "fallback"), "fallback")
+            self.assertEqual(config.getboolean("core", "nope", False), False)
+        with unittest.mock.patch.dict(os.environ, {"MICROFLOW_CONFIG_PATH": str(path)}):
+            os.environ.pop("MF_TEST_LEVEL", None)
+            mf.reset_config()
+            with self.assertRaisesRegex(mf.ConfigError, "'MF_TEST_LEVEL' is not set"):
+                mf.get_config().get("core", "log-level")
+
+    def test_typed_getters_report_bad_values(self):
+        mf.set_config("worker", "timeout", "soon")
+        with self.assertRaisesRegex(mf.ConfigError, r"\[worker\] timeout: expected a number"):
+            mf.get_config().getfloat("worker", "timeout")
+        with self.assertRaisesRegex(mf.ConfigError, "no option 'absent'"):
+            mf.get_config().get("worker", "absent")
+
+    def test_luigi_namespace(self):
+        self.assertIs(mf.configuration.get_config(), mf.get_config())
+
+
+class TestPackaging(unittest.TestCase):
+    def test_imports_only_stdlib_and_does_nothing_at_import(self):
+        code = textwrap.dedent("""
+            import sys, time
+            before = set(sys.modules)
+            start = time.perf_counter()
+            import microflow
+            elapsed = time.perf_counter() - start
+            new = {m.split('.')[0] for m in set(sys.modules) - before}
+            std = set(sys.stdlib_module_names) | {'microflow'}
+            print(sorted(new - std))
+            print(microflow._CONFIG._parser is None)
+        """)
+        out = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True,
+                             text=True, check=True).stdout.split("\n")
+        self.assertEqual(out[0], "[]")
+        self.assertEqual(out[1], "True")   # no config read at import
+
+    def test_public_names_exist(self):
+        for name in mf.__all__:
+            self.assertTrue(hasattr(mf, name), name)
+
+
+import unittest.mock  # noqa: E402  (used by the configuration tests above)
+
+if __name__ == "__main__":
+    unittest.main()
