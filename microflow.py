@@ -41,6 +41,7 @@ import contextlib
 import datetime
 import enum
 import hashlib
+import heapq
 import io
 import itertools
 import json
@@ -65,7 +66,10 @@ __all__ = (
     "MicroflowError", "ConfigError", "ParameterException", "MissingParameterException",
     "UnknownParameterException", "DuplicateParameterException", "ParameterParseError",
     "TaskClassException", "TaskClassNotFoundException", "TaskClassAmbigiousException",
-    "TaskClassAmbiguousException", "UnconsumedParameterWarning",
+    "TaskClassAmbiguousException", "UnconsumedParameterWarning", "SchedulerError",
+    "CycleError",
+    # task states
+    "PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "UNKNOWN",
     # parameters
     "ParameterVisibility", "Parameter", "OptionalParameter", "StrParameter",
     "OptionalStrParameter", "IntParameter", "OptionalIntParameter", "FloatParameter",
@@ -84,6 +88,9 @@ __all__ = (
     "Event", "Register", "Task", "ExternalTask", "WrapperTask", "Config", "externalize",
     "namespace", "auto_namespace", "task_id_str", "flatten", "getpaths", "load_task",
     "requires", "inherits",
+    # scheduling and running
+    "Scheduler", "Worker", "DynamicRequirements", "build", "run", "main", "exit_code",
+    "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
     "task", "task_register", "util",
@@ -110,6 +117,37 @@ _NO_VALUE = type("_NoValue", (), {"__repr__": lambda self: "<no value>"})()
 
 # Luigi's magic namespace meaning "use the class's __module__".
 _SAME_AS_PYTHON_MODULE = "_same_as_python_module"
+
+# Task states. Strings equal to their names, so they cross JSON and logs unchanged.
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+DONE = "DONE"
+FAILED = "FAILED"
+DISABLED = "DISABLED"
+UNKNOWN = "UNKNOWN"          # a dependency nobody has added yet, or a scheduling error
+BATCH_RUNNING = "BATCH_RUNNING"
+SUSPENDED = "SUSPENDED"      # sent by old clients; means PENDING
+_STATUSES = (PENDING, RUNNING, DONE, FAILED, DISABLED, UNKNOWN, BATCH_RUNNING)
+
+# What a task's dependencies look like from above, most severe last (task_list filter).
+UPSTREAM_RUNNING = "UPSTREAM_RUNNING"
+UPSTREAM_MISSING_INPUT = "UPSTREAM_MISSING_INPUT"
+UPSTREAM_FAILED = "UPSTREAM_FAILED"
+UPSTREAM_DISABLED = "UPSTREAM_DISABLED"
+_UPSTREAM_SEVERITY = ("", UPSTREAM_RUNNING, UPSTREAM_MISSING_INPUT, UPSTREAM_FAILED,
+                      UPSTREAM_DISABLED)
+_STATUS_TO_UPSTREAM = {FAILED: UPSTREAM_FAILED, RUNNING: UPSTREAM_RUNNING,
+                       BATCH_RUNNING: UPSTREAM_RUNNING, PENDING: UPSTREAM_MISSING_INPUT,
+                       DISABLED: UPSTREAM_DISABLED}
+
+# [scheduler] options and their defaults (Luigi's).
+_SCHEDULER_DEFAULTS = {
+    "retry_delay": 900.0, "remove_delay": 600.0, "worker_disconnect_delay": 60.0,
+    "disable_window": 3600.0, "retry_count": 999999999, "disable_hard_timeout": 999999999.0,
+    "disable_persist": 86400.0, "max_shown_tasks": 100000, "max_graph_nodes": 100000,
+    "prune_on_get_work": False, "pause_enabled": True, "send_messages": True,
+    "stable_done_cooldown_secs": 10.0, "record_task_history": False,
+}
 
 
 ###########################################################################################
@@ -162,6 +200,14 @@ class TaskClassAmbigiousException(TaskClassException):
 
 #: Correctly spelled alias of :class:`TaskClassAmbigiousException`.
 TaskClassAmbiguousException = TaskClassAmbigiousException
+
+
+class SchedulerError(MicroflowError, ValueError):
+    """A scheduler method was called wrongly, e.g. about a task it does not know."""
+
+
+class CycleError(MicroflowError, ValueError):
+    """The dependency graph has a cycle; ``args[1]`` lists the tasks in it."""
 
 
 class UnconsumedParameterWarning(UserWarning):
@@ -2624,6 +2670,2157 @@ def common_params(task_instance, task_cls):
 
 
 ###########################################################################################
+# Scheduler core: a pure state machine
+###########################################################################################
+
+def _scheduler_options(overrides=None):
+    """The [scheduler] options: Luigi's defaults, the config file, then ``overrides``."""
+    parser = get_config()
+    options = {}
+    for name, default in _SCHEDULER_DEFAULTS.items():
+        getter = {bool: parser.getboolean, int: parser.getint}.get(type(default),
+                                                                    parser.getfloat)
+        options[name] = getter("scheduler", name, default)
+    options.update(overrides or {})
+    unknown = set(options) - set(_SCHEDULER_DEFAULTS)
+    if unknown:
+        raise ConfigError(f"unknown scheduler option(s): {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(_SCHEDULER_DEFAULTS))}")
+    return options
+
+
+def _resource_capacities():
+    """The [resources] section as ``{name: int}``."""
+    parser = get_config()
+    if not parser.has_section("resources"):
+        return {}
+    return {name: parser.getint("resources", name) for name in parser.options("resources")}
+
+
+class _TaskState:
+    """The scheduler's record of one task (not a Task: that is the user's class)."""
+
+    __slots__ = (
+        "id", "status", "deps", "dependents", "blockers", "priority", "seq", "family",
+        "module", "params", "param_visibilities", "resources", "resources_running",
+        "stakeholders", "workers", "worker_running", "time_running", "start_time",
+        "updated", "expl", "tracking_url", "status_message", "progress_percentage",
+        "retry_policy", "failures", "first_failure", "disabled_at", "retry_at",
+        "remove_at", "accepts_messages", "owners", "messages", "batchable", "runnable")
+
+    def __init__(self, task_id, seq, now, retry_policy):
+        self.id = task_id
+        self.status = UNKNOWN
+        self.deps = set()
+        self.dependents = set()
+        self.blockers = 0            # how many deps are not DONE; ready when 0
+        self.priority = 0
+        self.seq = seq               # insertion order breaks priority ties
+        self.family = ""
+        self.module = None
+        self.params = {}
+        self.param_visibilities = {}
+        self.resources = {}
+        self.resources_running = None
+        self.stakeholders = set()    # workers that want this task done
+        self.workers = {}            # workers that may run it, in the order they came
+        self.worker_running = None
+        self.time_running = None
+        self.start_time = now
+        self.updated = now
+        self.expl = None
+        self.tracking_url = None
+        self.status_message = None
+        self.progress_percentage = None
+        self.retry_policy = retry_policy
+        self.failures = []           # failure times inside the disable window
+        self.first_failure = None
+        self.disabled_at = None      # set when the scheduler (not a worker) disabled it
+        self.retry_at = None
+        self.remove_at = None
+        self.accepts_messages = False
+        self.owners = []
+        self.messages = {}
+        self.batchable = False
+        self.runnable = False
+
+
+class _WorkerState:
+    """The scheduler's record of one worker process."""
+
+    __slots__ = ("id", "info", "last_active", "last_get_work", "ready", "running",
+                 "stake", "n_pending", "n_unique", "n_last", "enabled", "assistant",
+                 "messages", "watched")
+
+    def __init__(self, worker_id, now):
+        self.id = worker_id
+        self.info = {}
+        self.last_active = now
+        self.last_get_work = None
+        self.ready = []          # heap of (-priority, seq, task_id) it may run now
+        self.running = set()     # ids of tasks running on it
+        self.stake = set()       # ids of tasks it is a stakeholder of
+        self.n_pending = 0       # its runnable PENDING/FAILED tasks ...
+        self.n_unique = 0        # ... of which no other worker can run
+        self.n_last = 0          # ... of which it was the last to add
+        self.enabled = True
+        self.assistant = False
+        self.messages = []       # rpc_messages handed out with the next ping
+        self.watched = False     # has a liveness check in the timer heap
+
+    @property
+    def state(self):
+        return "active" if self.enabled else "disabled"
+
+
+class Scheduler:
+    """The in-memory scheduler: which task runs next, on which worker.
+
+    A pure state machine with Luigi's RPC method names, arguments and reply shapes, so
+    the HTTP server is a thin adapter over it. Nothing here sleeps, opens sockets or
+    reads the wall clock except through ``clock``.
+
+    Costs are amortized O(log n) per call: each task keeps a count of its unfinished
+    dependencies, and each worker a heap of the tasks it may run now, so ``get_work``
+    never sorts or scans every task (Luigi's does, which makes it quadratic).
+
+    ``options`` override the ``[scheduler]`` config section; ``resources`` the
+    ``[resources]`` section. Raises SchedulerError when asked about an unknown task.
+    """
+
+    def __init__(self, clock=None, resources=None, **options):
+        import time
+        self._clock = clock or time.time
+        self.options = _scheduler_options(options)
+        self._capacity = dict(_resource_capacities() if resources is None else resources)
+        self._used = {}                      # resource -> units held by RUNNING tasks
+        self._parked = {}                    # resource -> heap of tasks waiting for it
+        self._tasks = {}
+        self._workers = {}
+        self._by_status = {status: set() for status in _STATUSES}
+        self._timers = []                    # heap of (due, seq, kind, key)
+        self._seq = itertools.count()
+        self._paused = False
+
+    # -- reading the clock and the records --------------------------------------------
+
+    def _now(self):
+        return self._clock()
+
+    def _task(self, task_id, method):
+        task = self._tasks.get(task_id)
+        if task is None:
+            raise SchedulerError(f"{method}: task {task_id!r} was not added")
+        return task
+
+    def _worker(self, worker_id):
+        """The worker record, created on first sight; marks it as alive now."""
+        if worker_id is None:
+            raise SchedulerError("a worker id is required")
+        now = self._now()
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            worker = self._workers[worker_id] = _WorkerState(worker_id, now)
+        worker.last_active = now
+        if not worker.watched:
+            worker.watched = True
+            self._timer(now + self.options["worker_disconnect_delay"], "worker", worker_id)
+        return worker
+
+    def _timer(self, due, kind, key):
+        heapq.heappush(self._timers, (due, next(self._seq), kind, key))
+
+    def _retry_policy(self, overrides):
+        policy = {name: self.options[name]
+                  for name in ("retry_count", "disable_hard_timeout", "disable_window")}
+        for name, value in (overrides or {}).items():
+            if value is not None and name in policy:
+                policy[name] = value
+        return policy
+
+    def _get_or_create(self, task_id, status=UNKNOWN):
+        task = self._tasks.get(task_id)
+        if task is None:
+            task = _TaskState(task_id, next(self._seq), self._now(), self._retry_policy(None))
+            self._tasks[task_id] = task
+            task.status = status
+            self._by_status[status].add(task_id)
+        return task
+
+    # -- the one place a status changes ---------------------------------------------------
+
+    def _set_status(self, task, status):
+        """Move ``task`` to ``status``, keeping every index and counter in step."""
+        old = task.status
+        if old == status:
+            return
+        self._account(task, -1)
+        self._by_status[old].discard(task.id)
+        self._by_status[status].add(task.id)
+        task.status = status
+        task.updated = self._now()
+        if old == RUNNING:
+            self._release(task)
+        if old == DONE or status == DONE:
+            self._update_dependents(task, -1 if status == DONE else 1)
+        self._account(task, +1)
+        self._push_ready(task)
+
+    def _update_dependents(self, task, change):
+        for dependent_id in task.dependents:
+            dependent = self._tasks.get(dependent_id)
+            if dependent is not None:
+                dependent.blockers += change
+                if dependent.blockers == 0:
+                    self._push_ready(dependent)
+
+    def _account(self, task, sign):
+        """Add (+1) or remove (-1) ``task`` from its workers' pending counters."""
+        if task.status not in (PENDING, FAILED) or not task.workers:
+            return
+        only = len(task.workers) == 1
+        for worker_id in task.workers:
+            worker = self._workers.get(worker_id)
+            if worker is not None:
+                worker.n_pending += sign
+                worker.n_unique += sign * only
+        last = self._workers.get(next(reversed(task.workers)))
+        if last is not None:
+            last.n_last += sign
+
+    def _push_ready(self, task, worker_ids=None):
+        """Offer a task that can run now to its workers (stale offers are skipped later)."""
+        if task.status != PENDING or task.blockers:
+            return
+        entry = (-task.priority, task.seq, task.id)
+        for worker_id in task.workers if worker_ids is None else worker_ids:
+            worker = self._workers.get(worker_id)
+            if worker is not None:
+                heapq.heappush(worker.ready, entry)
+
+    # -- dependencies, workers, priorities -----------------------------------------------
+
+    def _set_deps(self, task, dep_ids, replace):
+        dep_ids = set(dep_ids)
+        if replace:
+            for gone in task.deps - dep_ids:
+                dep = self._tasks.get(gone)
+                if dep is not None:
+                    dep.dependents.discard(task.id)
+                    task.blockers -= dep.status != DONE
+            added = dep_ids - task.deps
+            task.deps = dep_ids
+        else:
+            added = dep_ids - task.deps
+            task.deps |= added
+        for dep_id in added:
+            dep = self._get_or_create(dep_id)
+            dep.dependents.add(task.id)
+            task.blockers += dep.status != DONE
+        if task.blockers == 0:
+            self._push_ready(task)
+
+    def _add_runnable_worker(self, task, worker):
+        if worker.id in task.workers:
+            return
+        self._account(task, -1)
+        task.workers[worker.id] = None
+        self._account(task, +1)
+        self._push_ready(task, (worker.id,))
+
+    def _add_stakeholder(self, task, worker):
+        task.stakeholders.add(worker.id)
+        worker.stake.add(task.id)
+        task.remove_at = None
+        for dep_id in task.deps:
+            dep = self._tasks.get(dep_id)
+            if dep is not None and worker.id not in dep.stakeholders:
+                dep.stakeholders.add(worker.id)
+                worker.stake.add(dep_id)
+                dep.remove_at = None
+
+    def _raise_priority(self, task, priority):
+        """Raise ``task`` to ``priority`` and its dependencies, transitively, to the
+        task's priority: what a high-priority task needs must not wait behind others."""
+        priority = max(priority, task.priority)
+        if priority > task.priority:
+            task.priority = priority
+            self._push_ready(task)
+        stack = [task]
+        while stack:
+            for dep_id in stack.pop().deps:
+                dep = self._tasks.get(dep_id)
+                if dep is not None and dep.priority < priority:
+                    dep.priority = priority
+                    self._push_ready(dep)
+                    stack.append(dep)
+
+    # -- resources ------------------------------------------------------------------------
+
+    def _capacity_of(self, resource):
+        return self._capacity.get(resource, 1)   # Luigi: an undeclared resource is 1
+
+    def _missing_resource(self, task):
+        """The first resource ``task`` cannot get now, or None if all fit."""
+        for resource, amount in (task.resources or {}).items():
+            if self._used.get(resource, 0) + amount > self._capacity_of(resource):
+                return resource
+        return None
+
+    def _park(self, resource, task, worker_id):
+        heapq.heappush(self._parked.setdefault(resource, []),
+                       (-task.priority, task.seq, task.id, worker_id))
+
+    def _unpark(self, resource):
+        """Offer tasks that waited for ``resource`` again, as many as could now fit."""
+        waiting = self._parked.get(resource)
+        free = self._capacity_of(resource) - self._used.get(resource, 0)
+        while waiting and free > 0:
+            _, _, task_id, worker_id = heapq.heappop(waiting)
+            task = self._tasks.get(task_id)
+            if task is not None:
+                free -= task.resources.get(resource, 1)
+                self._push_ready(task, (worker_id,))
+
+    def _hold(self, task):
+        task.resources_running = dict(task.resources or {})
+        for resource, amount in task.resources_running.items():
+            self._used[resource] = self._used.get(resource, 0) + amount
+
+    def _release(self, task):
+        held = task.resources_running or {}
+        task.resources_running = None
+        worker = self._workers.get(task.worker_running)
+        if worker is not None:
+            worker.running.discard(task.id)
+        task.worker_running = None
+        for resource, amount in held.items():
+            self._used[resource] -= amount
+            self._unpark(resource)
+
+    # -- status rules (Luigi's) -------------------------------------------------------------
+
+    def _apply_status(self, task, status, now):
+        """Apply a reported status with Luigi's rules for failures and disabling."""
+        if status == SUSPENDED:
+            status = PENDING
+        if task.status == DISABLED:
+            if status == DONE:
+                self._forget_failures(task)
+            elif task.disabled_at is not None and status != DISABLED:
+                return   # a worker cannot lift a scheduler-imposed disable
+        if status == FAILED and task.status != DISABLED:
+            if self._record_failure(task, now):
+                status = DISABLED
+                task.disabled_at = now
+                self._timer(now + self.options["disable_persist"], "enable", task.id)
+        elif status == DISABLED:
+            task.disabled_at = None
+        if status == FAILED:
+            task.retry_at = now + self.options["retry_delay"]
+            self._timer(task.retry_at, "retry", task.id)
+        if status == DONE:
+            self._forget_failures(task)
+        self._set_status(task, status)
+
+    def _record_failure(self, task, now):
+        """Count a failure; True when the retry policy says the task must be disabled."""
+        policy = task.retry_policy
+        if task.first_failure is None:
+            task.first_failure = now
+        window_start = now - policy["disable_window"]
+        task.failures = [t for t in task.failures if t >= window_start] + [now]
+        return (len(task.failures) >= policy["retry_count"]
+                or now >= task.first_failure + policy["disable_hard_timeout"])
+
+    @staticmethod
+    def _forget_failures(task):
+        task.failures = []
+        task.first_failure = None
+        task.disabled_at = None
+
+    # -- the RPC surface: what workers call ---------------------------------------------
+
+    def add_task(self, task_id=None, status=PENDING, runnable=True, deps=None,
+                 new_deps=None, expl=None, resources=None, priority=0, family="",
+                 module=None, params=None, param_visibilities=None, accepts_messages=False,
+                 assistant=False, tracking_url=None, worker=None, batchable=None,
+                 batch_id=None, retry_policy_dict=None, owners=None, **kwargs):
+        """Add or update a task: its status, dependencies, workers and priority.
+
+        ``deps`` replaces the dependency set, ``new_deps`` adds to it. A RUNNING task's
+        status changes only when its own worker reports DONE/FAILED/RUNNING, or with
+        ``new_deps``. Returns None, as Luigi's does.
+        """
+        if task_id is None:
+            raise SchedulerError("add_task: task_id is required")
+        now = self._now()
+        reporter = self._worker(worker)
+        task = self._tasks.get(task_id)
+        if task is None:
+            if not reporter.enabled:
+                return None
+            task = self._get_or_create(task_id, PENDING)
+        elif task.status != RUNNING and not reporter.enabled:
+            return None
+        if status == PENDING and task.status == DONE and (
+                now - task.updated < self.options["stable_done_cooldown_secs"]):
+            return None   # just done: a second worker's stale "pending" is ignored
+        self._update_details(task, family, module, params, param_visibilities,
+                             accepts_messages, tracking_url, batchable, expl, owners)
+        if status == RUNNING and task.worker_running is None:
+            task.worker_running = reporter.id
+            task.time_running = now
+        if retry_policy_dict is not None:
+            task.retry_policy = self._retry_policy(retry_policy_dict)
+        if resources is not None:
+            task.resources = dict(resources)
+        if deps is not None:
+            self._set_deps(task, deps, replace=True)
+        if new_deps:
+            self._set_deps(task, new_deps, replace=False)
+        owned = task.status not in (RUNNING, BATCH_RUNNING) or (
+            status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
+        if owned or new_deps:
+            self._apply_status(task, status, now)
+        if reporter.enabled and not assistant:
+            self._add_stakeholder(task, reporter)
+        self._raise_priority(task, priority)
+        if runnable and status != FAILED and reporter.enabled:
+            task.runnable = True
+            self._add_runnable_worker(task, reporter)
+        return None
+
+    def _update_details(self, task, family, module, params, param_visibilities,
+                        accepts_messages, tracking_url, batchable, expl, owners):
+        task.family = task.family or family
+        task.module = task.module or module
+        task.param_visibilities = task.param_visibilities or dict(param_visibilities or {})
+        task.params = task.params or dict(params or {})
+        if accepts_messages is not None:
+            task.accepts_messages = accepts_messages
+        if tracking_url is not None or task.status != RUNNING:
+            task.tracking_url = tracking_url
+        if batchable is not None:
+            task.batchable = batchable
+        if expl is not None:
+            task.expl = expl
+        if owners:
+            task.owners = list(owners)
+
+    def add_worker(self, worker, info=None, **kwargs):
+        """Register a worker; ``info`` is a list of [key, value] pairs or a dict."""
+        record = self._worker(worker)
+        record.info.update(dict(info or {}))
+        return None
+
+    def ping(self, worker=None, **kwargs):
+        """Keep ``worker`` alive; returns ``{"rpc_messages": [...]}`` queued for it."""
+        record = self._worker(worker)
+        messages, record.messages = record.messages, []
+        return {"rpc_messages": messages}
+
+    def count_pending(self, worker):
+        """This worker's runnable PENDING/FAILED task counts and what runs elsewhere."""
+        record = self._worker(worker)
+        return {"n_pending_tasks": record.n_pending, "n_unique_pending": record.n_unique,
+                "n_pending_last_scheduled": record.n_last, "worker_state": record.state,
+                "running_tasks": self._running_elsewhere(record)}
+
+    def _running_elsewhere(self, worker):
+        """Tasks this worker wants that another worker is running (bounded by the
+        number of running tasks, not by the size of the graph)."""
+        running = []
+        for task_id in self._by_status[RUNNING]:
+            task = self._tasks[task_id]
+            if task.worker_running != worker.id and worker.id in task.stakeholders:
+                other = self._workers.get(task.worker_running)
+                entry = {"task_id": task_id, "worker": task.worker_running}
+                entry.update(other.info if other is not None else {})
+                running.append(entry)
+        return running
+
+    def get_work(self, worker=None, host=None, assistant=False, current_tasks=None,
+                 **kwargs):
+        """Hand ``worker`` the best task it may run now, and mark it RUNNING.
+
+        Best means: every dependency DONE, resources available, highest priority, then
+        earliest added. The reply always has the same keys; ``task_id`` is None when
+        there is nothing to do.
+        """
+        if self.options["prune_on_get_work"]:
+            self.prune()
+        record = self._worker(worker)
+        record.last_get_work = self._now()
+        record.assistant = bool(assistant)
+        task = None
+        if record.enabled and not self._paused:
+            task = self._reclaim(record, current_tasks) or self._pick(record)
+            if task is not None and task.status != RUNNING:
+                self._claim(task, record)
+        reply = self.count_pending(worker)
+        reply.update(task_id=None, task_family=None, task_module=None, task_params=None)
+        if task is not None:
+            reply.update(task_id=task.id, task_family=task.family,
+                         task_module=task.module, task_params=task.params,
+                         running_tasks=[])
+        return reply
+
+    def _reclaim(self, worker, current_tasks):
+        """A task we think runs on this worker but that it no longer lists: hand it out
+        again (the worker restarted or lost it)."""
+        if current_tasks is None:
+            return None
+        lost = worker.running - set(current_tasks)
+        return self._tasks[min(lost)] if lost else None
+
+    def _pick(self, worker):
+        """Pop the best valid offer from the worker's heap; park resource-blocked ones."""
+        heap = worker.ready
+        while heap:
+            negative_priority, _, task_id = heapq.heappop(heap)
+            task = self._tasks.get(task_id)
+            if (task is None or task.status != PENDING or task.blockers
+                    or worker.id not in task.workers
+                    or -negative_priority != task.priority):
+                continue   # a stale offer; the current one is elsewhere in the heap
+            missing = self._missing_resource(task)
+            if missing is not None:
+                self._park(missing, task, worker.id)
+                continue
+            return task
+        return None
+
+    def _claim(self, task, worker):
+        self._set_status(task, RUNNING)
+        task.worker_running = worker.id
+        task.time_running = self._now()
+        task.status_message = None
+        task.progress_percentage = None
+        worker.running.add(task.id)
+        self._hold(task)
+
+    def announce_scheduling_failure(self, task_name=None, family=None, params=None,
+                                    expl=None, owners=None, worker=None, **kwargs):
+        """A worker could not schedule a task (complete() or requires() raised)."""
+        if worker is not None:
+            self._worker(worker)
+        _log.debug("scheduling failure of %s: %s", task_name, expl)
+        return None
+
+    # -- messages, progress and resources of running tasks -----------------------------
+
+    def set_task_status_message(self, task_id, status_message):
+        """Set the message a running task shows."""
+        self._task(task_id, "set_task_status_message").status_message = status_message
+
+    def get_task_status_message(self, task_id):
+        """``{"taskId", "statusMessage"}``."""
+        task = self._task(task_id, "get_task_status_message")
+        return {"taskId": task_id, "statusMessage": task.status_message}
+
+    def set_task_progress_percentage(self, task_id, progress_percentage):
+        """Set a running task's progress (0-100)."""
+        self._task(task_id, "set_task_progress_percentage").progress_percentage = \
+            progress_percentage
+
+    def get_task_progress_percentage(self, task_id):
+        """``{"taskId", "progressPercentage"}``."""
+        task = self._task(task_id, "get_task_progress_percentage")
+        return {"taskId": task_id, "progressPercentage": task.progress_percentage}
+
+    def decrease_running_task_resources(self, task_id, decrease_resources):
+        """Give back part of the resources a running task holds."""
+        task = self._task(task_id, "decrease_running_task_resources")
+        if task.status != RUNNING or not task.resources_running:
+            return None
+        for resource, amount in (decrease_resources or {}).items():
+            held = task.resources_running.get(resource, 0)
+            amount = max(0, min(amount, held))
+            task.resources_running[resource] = held - amount
+            self._used[resource] = self._used.get(resource, 0) - amount
+            self._unpark(resource)
+        return None
+
+    def get_running_task_resources(self, task_id):
+        """``{"taskId", "resources"}``: what a running task holds now."""
+        task = self._task(task_id, "get_running_task_resources")
+        return {"taskId": task_id, "resources": task.resources_running}
+
+    # -- liveness, retries and removal ---------------------------------------------------
+
+    def prune(self, **kwargs):
+        """Apply what is due: dead workers, retries, re-enables and removals.
+
+        Each due item is one timer popped from a heap, so the cost follows the number of
+        things that happened, never the number of tasks.
+        """
+        now = self._now()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key = heapq.heappop(self._timers)
+            getattr(self, "_due_" + kind)(key, now)
+        return None
+
+    def _due_worker(self, worker_id, now):
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return
+        deadline = worker.last_active + self.options["worker_disconnect_delay"]
+        if deadline > now:
+            self._timer(deadline, "worker", worker_id)
+        else:
+            self._remove_worker(worker, now)
+
+    def _remove_worker(self, worker, now):
+        _log.info("worker %s timed out and is removed", worker.id)
+        del self._workers[worker.id]
+        for task_id in worker.stake:
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue
+            task.stakeholders.discard(worker.id)
+            if worker.id in task.workers:
+                self._account(task, -1)
+                del task.workers[worker.id]
+                self._account(task, +1)
+            if task.status == RUNNING and task.worker_running == worker.id:
+                task.expl = json.dumps(f"worker {worker.id} stopped responding")
+                self._apply_status(task, FAILED, now)
+            if not task.stakeholders and task.remove_at is None:
+                task.remove_at = now + self.options["remove_delay"]
+                self._timer(task.remove_at, "remove", task_id)
+
+    def _due_retry(self, task_id, now):
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == FAILED and task.retry_at is not None \
+                and task.retry_at <= now:
+            task.retry_at = None
+            self._set_status(task, PENDING)
+
+    def _due_enable(self, task_id, now):
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == DISABLED and task.disabled_at is not None \
+                and task.disabled_at + self.options["disable_persist"] <= now:
+            self._forget_failures(task)
+            self._apply_status(task, FAILED, now)
+
+    def _due_remove(self, task_id, now):
+        task = self._tasks.get(task_id)
+        if task is None or task.stakeholders or task.remove_at is None \
+                or task.remove_at > now:
+            return
+        self._account(task, -1)
+        if task.status == RUNNING:
+            self._release(task)
+        self._by_status[task.status].discard(task_id)
+        for dep_id in task.deps:
+            dep = self._tasks.get(dep_id)
+            if dep is not None:
+                dep.dependents.discard(task_id)
+        del self._tasks[task_id]
+
+    # -- reading the graph (visualiser and tools) ----------------------------------------
+
+    def _serialize_task(self, task, include_deps=True):
+        public = {name: value for name, value in task.params.items()
+                  if task.param_visibilities.get(name, 0) == ParameterVisibility.PUBLIC}
+        shown = ", ".join(f"{name}={value}" for name, value in public.items())
+        record = {
+            "display_name": f"{task.family}({shown})", "status": task.status,
+            "workers": list(task.workers), "worker_running": task.worker_running,
+            "time_running": task.time_running, "start_time": task.start_time,
+            "last_updated": task.updated, "params": public, "name": task.family,
+            "priority": task.priority, "resources": task.resources,
+            "resources_running": task.resources_running, "tracking_url": task.tracking_url,
+            "status_message": task.status_message,
+            "progress_percentage": task.progress_percentage,
+            "re_enable_able": task.status == DISABLED and task.disabled_at is not None,
+            "accepts_messages": task.accepts_messages,
+        }
+        if include_deps:
+            record["deps"] = sorted(task.deps)
+        return record
+
+    def graph(self, **kwargs):
+        """Every task, as ``{task_id: serialized task}``."""
+        self.prune()
+        return {task_id: self._serialize_task(task) for task_id, task in self._tasks.items()}
+
+    def _upstream_status(self, task_id, memo):
+        """The most severe status among a task's unfinished dependencies, by a
+        post-order walk with a memo; iterative, so deep chains are fine."""
+        stack, visiting = [(task_id, False)], set()
+        while stack:
+            current_id, expanded = stack.pop()
+            if current_id in memo:
+                continue
+            task = self._tasks.get(current_id)
+            if task is None or task.status == DONE:
+                memo[current_id] = ""
+            elif task.status != PENDING or not task.deps:
+                memo[current_id] = _STATUS_TO_UPSTREAM.get(task.status, "")
+            elif expanded:
+                visiting.discard(current_id)
+                memo[current_id] = max((memo.get(d, UPSTREAM_MISSING_INPUT) for d in task.deps),
+                                       key=_UPSTREAM_SEVERITY.index)
+            elif current_id not in visiting:   # a dependency cycle stops here
+                visiting.add(current_id)
+                stack.append((current_id, True))
+                stack.extend((d, False) for d in task.deps if d not in memo)
+        return memo[task_id]
+
+    def task_list(self, status="", upstream_status="", limit=True, search=None,
+                  max_shown_tasks=None, **kwargs):
+        """Tasks with ``status`` (all when empty), optionally filtered by upstream status
+        and a search string. Too many gives ``{"num_tasks": n}`` when ``limit``."""
+        self.prune()
+        ids = self._by_status[status] if status else self._tasks
+        if search:
+            terms = search.split()
+            ids = [i for i in ids if all(term in i for term in terms)]
+        limit_to = max_shown_tasks or self.options["max_shown_tasks"]
+        if limit and len(ids) > limit_to and not upstream_status:
+            return {"num_tasks": len(ids)}
+        memo = {}
+        result = {}
+        for task_id in ids:
+            if upstream_status and self._upstream_status(task_id, memo) != upstream_status:
+                continue
+            result[task_id] = self._serialize_task(self._tasks[task_id], include_deps=False)
+        if limit and len(result) > limit_to:
+            return {"num_tasks": len(result)}
+        return result
+
+    def _walk(self, task_id, include_done, neighbours):
+        result = {}
+        queue = [task_id]
+        while queue and len(result) < self.options["max_graph_nodes"]:
+            current_id = queue.pop(0)
+            if current_id in result:
+                continue
+            task = self._tasks.get(current_id)
+            if task is None:
+                result[current_id] = {"name": current_id, "status": UNKNOWN, "deps": [],
+                                      "params": {}, "workers": []}
+                continue
+            if not include_done and task.status == DONE and current_id != task_id:
+                continue
+            result[current_id] = self._serialize_task(task)
+            queue.extend(n for n in sorted(neighbours(task)) if n not in result)
+        return result
+
+    def dep_graph(self, task_id, include_done=True, **kwargs):
+        """The task and everything it depends on, breadth first."""
+        self.prune()
+        return self._walk(task_id, include_done, lambda task: task.deps)
+
+    def inverse_dep_graph(self, task_id, include_done=True, **kwargs):
+        """The task and everything that depends on it, breadth first."""
+        self.prune()
+        return self._walk(task_id, include_done, lambda task: task.dependents)
+
+    def task_search(self, task_str, **kwargs):
+        """Tasks whose id contains ``task_str``, as ``{status: {task_id: task}}``."""
+        self.prune()
+        found = {}
+        for task_id, task in self._tasks.items():
+            if task_str in task_id:
+                found.setdefault(task.status, {})[task_id] = self._serialize_task(task)
+        return found
+
+    def fetch_error(self, task_id, **kwargs):
+        """The explanation a failed task reported, with its identity."""
+        task = self._task(task_id, "fetch_error")
+        return {"taskId": task_id, "error": task.expl,
+                "displayName": self._serialize_task(task)["display_name"],
+                "taskParams": task.params, "taskModule": task.module,
+                "taskFamily": task.family}
+
+    def worker_list(self, include_running=True, **kwargs):
+        """Every live worker with its counts (and running tasks)."""
+        self.prune()
+        workers = []
+        for worker in sorted(self._workers.values(), key=lambda w: w.last_active,
+                             reverse=True):
+            record = {"name": worker.id, "last_active": worker.last_active,
+                      "started": worker.info.get("started"), "state": worker.state,
+                      "num_pending": worker.n_pending, "num_uniques": worker.n_unique,
+                      "num_running": len(worker.running), "info": dict(worker.info)}
+            record.update(worker.info)
+            if include_running:
+                record["running"] = {i: self._serialize_task(self._tasks[i])
+                                     for i in sorted(worker.running)}
+            workers.append(record)
+        return workers
+
+    def resource_list(self):
+        """``{resource: {"total": capacity, "used": units held}}``."""
+        names = set(self._capacity) | set(self._used)
+        return {name: {"total": self._capacity_of(name), "used": self._used.get(name, 0)}
+                for name in sorted(names)}
+
+    # -- administration --------------------------------------------------------------------
+
+    def re_enable_task(self, task_id):
+        """Lift a disable; the task becomes FAILED and is retried after retry_delay."""
+        task = self._task(task_id, "re_enable_task")
+        if task.status == DISABLED:
+            self._forget_failures(task)
+            self._apply_status(task, FAILED, self._now())
+        return self._serialize_task(task)
+
+    def forgive_failures(self, task_id):
+        """Turn a FAILED task PENDING now, without waiting for retry_delay."""
+        task = self._task(task_id, "forgive_failures")
+        if task.status == FAILED:
+            self._forget_failures(task)
+            self._set_status(task, PENDING)
+        return self._serialize_task(task)
+
+    def mark_as_done(self, task_id):
+        """Declare a task DONE without running it."""
+        task = self._task(task_id, "mark_as_done")
+        if task.status in (PENDING, FAILED, DISABLED, UNKNOWN):
+            self._apply_status(task, DONE, self._now())
+        return self._serialize_task(task)
+
+    def disable_worker(self, worker):
+        """Stop giving ``worker`` work; it finishes what it runs."""
+        self._worker(worker).enabled = False
+
+    def set_worker_processes(self, worker, n):
+        """Ask ``worker`` (through its next ping) to use ``n`` processes."""
+        self._worker(worker).messages.append(
+            {"name": "set_worker_processes", "kwargs": {"n": n}})
+
+    def send_scheduler_message(self, worker, task, content):
+        """Queue ``content`` for a running task; returns ``{"message_id"}``."""
+        import uuid
+        message_id = str(uuid.uuid4())
+        self._task(task, "send_scheduler_message").messages[message_id] = None
+        self._worker(worker).messages.append(
+            {"name": "dispatch_scheduler_message",
+             "kwargs": {"task_id": task, "message_id": message_id, "content": content}})
+        return {"message_id": message_id}
+
+    def add_scheduler_message_response(self, task_id, message_id, response):
+        """Store a task's answer to a scheduler message."""
+        self._task(task_id, "add_scheduler_message_response").messages[message_id] = response
+
+    def get_scheduler_message_response(self, task_id, message_id):
+        """``{"response": ...}``: the answer, or None while there is none."""
+        task = self._task(task_id, "get_scheduler_message_response")
+        return {"response": task.messages.get(message_id)}
+
+    def pause(self):
+        """Hand out no work until unpause()."""
+        if self.options["pause_enabled"]:
+            self._paused = True
+
+    def unpause(self):
+        """Hand out work again."""
+        self._paused = False
+
+    def is_paused(self):
+        """``{"paused": bool}``."""
+        return {"paused": self._paused}
+
+    def is_pause_enabled(self):
+        """``{"enabled": bool}``."""
+        return {"enabled": self.options["pause_enabled"]}
+
+    def has_task_history(self):
+        """Task history is not recorded (Luigi needs SQLAlchemy for it)."""
+        return False
+
+    def update_resource(self, resource, amount):
+        """Set a resource's capacity; returns False if ``amount`` is not a whole number
+        of units >= 0."""
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            return False
+        self._capacity[resource] = amount
+        self._unpark(resource)
+        return True
+
+    def update_resources(self, **resources):
+        """Set several capacities at once."""
+        for resource, amount in resources.items():
+            self.update_resource(resource, amount)
+        return None
+
+
+# The remote surface, named once: the HTTP server serves exactly these methods.
+_RPC_METHODS = (
+    "add_task", "add_worker", "ping", "count_pending", "get_work",
+    "announce_scheduling_failure", "set_task_status_message", "get_task_status_message",
+    "set_task_progress_percentage", "get_task_progress_percentage",
+    "decrease_running_task_resources", "get_running_task_resources", "prune", "graph",
+    "task_list", "dep_graph", "inverse_dep_graph", "task_search", "fetch_error",
+    "worker_list", "resource_list", "re_enable_task", "forgive_failures", "mark_as_done",
+    "disable_worker", "set_worker_processes", "send_scheduler_message",
+    "add_scheduler_message_response", "get_scheduler_message_response", "pause",
+    "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
+    "update_resources",
+)
+
+
+###########################################################################################
+# Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
+###########################################################################################
+
+class DynamicRequirements:
+    """What ``run()`` may yield: ``requirements`` (tasks in any structure), optionally
+    with ``custom_complete(complete_fn)`` deciding whether they are all complete."""
+
+    def __init__(self, requirements, custom_complete=None):
+        self.requirements = requirements
+        self.custom_complete = custom_complete
+        self.flat_requirements = flatten(requirements)
+
+    @property
+    def paths(self):
+        """The outputs of the requirements, in their structure."""
+        return getpaths(self.requirements)
+
+    def complete(self, complete_fn=None):
+        """True when every requirement is complete."""
+        complete_fn = complete_fn or (lambda task: task.complete())
+        if self.custom_complete:
+            return self.custom_complete(complete_fn)
+        return all(complete_fn(task) for task in self.flat_requirements)
+
+
+class _Outcome:
+    """What running one task came to; small and picklable, so it can cross processes.
+
+    ``new_deps`` holds the tasks a ``run()`` generator yielded that are not complete
+    yet; ``missing`` the ids of dependencies found incomplete just before running.
+    """
+
+    __slots__ = ("task_id", "status", "explanation", "traceback_text", "new_deps",
+                 "missing")
+
+    def __init__(self, task_id, status, explanation=None, traceback_text=None,
+                 new_deps=(), missing=()):
+        self.task_id = task_id
+        self.status = status
+        self.explanation = explanation
+        self.traceback_text = traceback_text
+        self.new_deps = list(new_deps)
+        self.missing = list(missing)
+
+    def __getstate__(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __setstate__(self, state):
+        for name, value in state.items():
+            setattr(self, name, value)
+
+    def __repr__(self):
+        return f"_Outcome({self.task_id!r}, {self.status!r})"
+
+
+def _is_external(task):
+    return task.run is None or task.run == NotImplemented
+
+
+class _Reporter:
+    """Forwards what a running task reports (status message, progress, tracking URL,
+    resources) to the scheduler; installed on the task only while run() executes."""
+
+    def __init__(self, scheduler, worker_id):
+        self._scheduler = scheduler
+        self._worker_id = worker_id
+
+    @contextlib.contextmanager
+    def attached(self, task):
+        scheduler, task_id = self._scheduler, task.task_id
+        task.set_status_message = lambda message: scheduler.set_task_status_message(
+            task_id, message)
+        task.set_progress_percentage = lambda percentage: \
+            scheduler.set_task_progress_percentage(task_id, percentage)
+        task.set_tracking_url = lambda url: scheduler.add_task(
+            task_id=task_id, worker=self._worker_id, status=RUNNING, tracking_url=url)
+        task.decrease_running_resources = lambda resources: \
+            scheduler.decrease_running_task_resources(task_id, resources)
+        try:
+            yield
+        finally:
+            for name in ("set_status_message", "set_progress_percentage",
+                         "set_tracking_url", "decrease_running_resources"):
+                task.__dict__.pop(name, None)
+
+
+def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False,
+                  reporter=None):
+    """Run one task: check its dependencies, run() it, check its output.
+
+    Never raises (except KeyboardInterrupt/SystemExit): a failure becomes a FAILED
+    outcome with the traceback as text, so it can cross a process boundary.
+    """
+    import time
+    missing = []
+    try:
+        if check_unfulfilled_deps:
+            missing = [dep.task_id for dep in task.deps() if not dep.complete()]
+            if missing:
+                raise RuntimeError(f"Unfulfilled dependencies at run time: "
+                                   f"{', '.join(missing)}")
+        task.trigger_event(Event.START, task)
+        started = time.time()
+        if _is_external(task):
+            if not task.complete():
+                return _Outcome(task.task_id, FAILED, "Task is an external data dependency "
+                                "and data does not exist (yet?).")
+        else:
+            with reporter.attached(task) if reporter else contextlib.nullcontext():
+                new_deps = _run_generator(task)
+            if new_deps:
+                return _Outcome(task.task_id, PENDING, new_deps=new_deps)
+            if check_complete_on_run and not task.complete():
+                raise RuntimeError(f"{task!r} ran but complete() is still False; "
+                                   f"did run() write every output?")
+        task.trigger_event(Event.PROCESSING_TIME, task, time.time() - started)
+        explanation = task.on_success()
+        task.trigger_event(Event.SUCCESS, task)
+        return _Outcome(task.task_id, DONE, explanation)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:
+        return _failed_outcome(task, exc, missing)
+
+
+def _failed_outcome(task, exc, missing):
+    import traceback
+    traceback_text = traceback.format_exc()
+    task.trigger_event(Event.FAILURE, task, exc)
+    try:
+        explanation = task.on_failure(exc)
+    except Exception:  # a broken on_failure must not hide the original error
+        explanation = "Runtime error:\n" + traceback_text
+    _log.error("[pid %s] %r failed:\n%s", os.getpid(), task, traceback_text.rstrip())
+    return _Outcome(task.task_id, FAILED, explanation, traceback_text, missing=missing)
+
+
+def _run_generator(task):
+    """Call run(); if it is a generator, feed it the outputs of what it yields.
+
+    Returns the yielded tasks that are not complete yet (the task is then re-run from
+    the start once they are done, as in Luigi), or [] when run() finished.
+    """
+    result = task.run()
+    if not _is_generator(result):
+        return []
+    try:
+        yielded = next(result)
+        while True:
+            requirements = (yielded if isinstance(yielded, DynamicRequirements)
+                            else DynamicRequirements(yielded))
+            if not requirements.complete():
+                return [t for t in requirements.flat_requirements if not t.complete()] \
+                    or requirements.flat_requirements
+            yielded = result.send(requirements.paths)
+    except StopIteration:
+        return []
+
+
+def _is_generator(value):
+    return hasattr(value, "send") and hasattr(value, "__next__")
+
+
+class _InlineRunner:
+    """Runs each task synchronously in this process, in the order started."""
+
+    processes = 1
+
+    def __init__(self, execute):
+        self._execute = execute
+        self._done = []
+
+    @property
+    def running(self):
+        return len(self._done)
+
+    def start(self, task):
+        """Run ``task`` now; its outcome waits for collect()."""
+        self._done.append(self._execute(task))
+
+    def collect(self, timeout=None):
+        """Every outcome since the last call."""
+        done, self._done = self._done, []
+        return done
+
+    def close(self):
+        """Nothing to release."""
+
+
+class _QueueReporter:
+    """In a child process: sends what the running task reports to the parent, which
+    forwards it to the scheduler (so status and progress are never silently lost)."""
+
+    def __init__(self, results):
+        self._results = results
+
+    @contextlib.contextmanager
+    def attached(self, task):
+        task_id, send = task.task_id, self._results.put
+        task.set_status_message = lambda message: send(
+            ("report", "set_task_status_message", (task_id, message)))
+        task.set_progress_percentage = lambda percentage: send(
+            ("report", "set_task_progress_percentage", (task_id, percentage)))
+        task.set_tracking_url = lambda url: send(("report", "tracking_url", (task_id, url)))
+        task.decrease_running_resources = lambda resources: send(
+            ("report", "decrease_running_task_resources", (task_id, resources)))
+        yield
+
+
+def _child_main(slot, inbox, results, check_unfulfilled_deps, check_complete_on_run):
+    """A pool process: run the tasks sent to ``inbox`` until it receives None."""
+    import pickle
+    reporter = _QueueReporter(results)
+    while True:
+        task = inbox.get()
+        if task is None:
+            return
+        outcome = _execute_task(task, check_unfulfilled_deps, check_complete_on_run,
+                                reporter)
+        try:
+            payload = pickle.dumps(outcome)
+        except Exception as exc:   # the outcome itself cannot travel: say so instead
+            payload = pickle.dumps(_Outcome(task.task_id, FAILED,
+                                            f"the result of {task!r} could not be sent "
+                                            f"back from its process: {exc!r}"))
+        results.put(("outcome", slot, payload))
+
+
+class _Slot:
+    """One pool process and the task it is running (if any)."""
+
+    __slots__ = ("process", "inbox", "task", "started", "timeout")
+
+    def __init__(self, process, inbox):
+        self.process, self.inbox = process, inbox
+        self.task, self.started, self.timeout = None, None, None
+
+
+class _ProcessRunner:
+    """Runs tasks in a pool of long-lived child processes (not one fork per task).
+
+    Tasks and outcomes cross as pickles. A task over its timeout (``worker_timeout`` or
+    ``[worker] timeout``) is terminated and its process replaced; a process that dies
+    fails its task with the exit code.
+    """
+
+    def __init__(self, processes, forward, check_unfulfilled_deps=True,
+                 check_complete_on_run=False, timeout=0.0, start_method=None):
+        import multiprocessing
+        import time
+        methods = multiprocessing.get_all_start_methods()
+        method = start_method or ("fork" if "fork" in methods else "spawn")
+        self._context = multiprocessing.get_context(method)
+        self._clock = time.monotonic
+        self.processes = processes
+        self._forward = forward
+        self._options = (check_unfulfilled_deps, check_complete_on_run)
+        self._timeout = timeout
+        self._results = self._context.Queue()
+        self._slots = [None] * processes
+
+    @property
+    def running(self):
+        return sum(1 for slot in self._slots if slot is not None and slot.task is not None)
+
+    def _spawn(self, index):
+        inbox = self._context.Queue()
+        process = self._context.Process(
+            target=_child_main, args=(index, inbox, self._results) + self._options,
+            name=f"microflow-worker-{index}", daemon=True)
+        process.start()
+        self._slots[index] = _Slot(process, inbox)
+        return self._slots[index]
+
+    def start(self, task):
+        """Send ``task`` to an idle process (started on first use)."""
+        import pickle
+        index = next(i for i, slot in enumerate(self._slots)
+                     if slot is None or slot.task is None)
+        slot = self._slots[index] or self._spawn(index)
+        try:
+            payload = pickle.dumps(task)
+        except Exception as exc:
+            self._results.put(("outcome", index, pickle.dumps(_Outcome(
+                task.task_id, FAILED, f"{task!r} cannot be sent to a worker process "
+                f"(tasks must be picklable with workers > 1): {exc!r}"))))
+            payload = None
+        slot.task, slot.started = task, self._clock()
+        slot.timeout = task.worker_timeout or self._timeout or None
+        if payload is not None:
+            slot.inbox.put(pickle.loads(payload))
+
+    def collect(self, timeout=None):
+        """Wait up to ``timeout`` seconds (None: until something happens) for outcomes."""
+        import queue
+        deadline = None if timeout is None else self._clock() + timeout
+        outcomes = []
+        while not outcomes:
+            outcomes.extend(self._check_slots())
+            wait = 0.05 if deadline is None else min(0.05, deadline - self._clock())
+            try:
+                outcomes.extend(self._receive(self._results.get(timeout=max(wait, 0))))
+            except queue.Empty:
+                if deadline is not None and self._clock() >= deadline:
+                    break
+        while True:   # take whatever else is already there without waiting
+            try:
+                outcomes.extend(self._receive(self._results.get_nowait()))
+            except queue.Empty:
+                return outcomes
+
+    def _receive(self, message):
+        import pickle
+        kind, first, second = message
+        if kind == "report":
+            self._forward(first, second)
+            return []
+        slot = self._slots[first]
+        outcome = pickle.loads(second)
+        if slot is None or slot.task is None or slot.task.task_id != outcome.task_id:
+            return []   # the answer of a task already failed by timeout
+        slot.task = None
+        return [outcome]
+
+    def _check_slots(self):
+        """Fail the task of a process that died or ran over its timeout."""
+        failed = []
+        for index, slot in enumerate(self._slots):
+            if slot is None or slot.task is None:
+                continue
+            task = slot.task
+            if slot.timeout and self._clock() - slot.started > slot.timeout:
+                message = (f"{task!r} timed out after {slot.timeout} seconds and was "
+                           f"terminated.")
+                event = Event.TIMEOUT
+            elif not slot.process.is_alive():
+                message = (f"Task process for {task!r} died unexpectedly with exit code "
+                           f"{slot.process.exitcode}")
+                event = Event.PROCESS_FAILURE
+            else:
+                continue
+            _log.error("%s", message)
+            task.trigger_event(event, task, message)
+            self._stop(slot)
+            self._slots[index] = None
+            failed.append(_Outcome(task.task_id, FAILED, message))
+        return failed
+
+    @staticmethod
+    def _stop(slot):
+        if slot.process.is_alive():
+            slot.process.terminate()
+        slot.process.join(5)
+        if slot.process.is_alive():
+            slot.process.kill()
+            slot.process.join()
+
+    def close(self):
+        """Stop every process: idle ones politely, busy ones by force."""
+        for slot in self._slots:
+            if slot is None:
+                continue
+            if slot.task is None and slot.process.is_alive():
+                slot.inbox.put(None)
+                slot.process.join(5)
+            self._stop(slot)
+        self._slots = [None] * self.processes
+
+
+def _worker_options(overrides):
+    """The [worker] options that shape the run loop: config, then ``overrides``."""
+    parser = get_config()
+    defaults = {"keep_alive": False, "wait_interval": 1.0, "max_reschedules": 1,
+                "check_unfulfilled_deps": True, "check_complete_on_run": False,
+                "retry_external_tasks": False, "count_uniques": False,
+                "count_last_scheduled": False, "max_keep_alive_idle_duration": 0.0,
+                "task_limit": 0, "timeout": 0.0, "force_multiprocessing": False}
+    options = {}
+    for name, default in defaults.items():
+        getter = {bool: parser.getboolean, int: parser.getint}.get(type(default),
+                                                                    parser.getfloat)
+        options[name] = getter("worker", name, default)
+    for name, value in (overrides or {}).items():
+        if name not in defaults:
+            raise ConfigError(f"unknown worker option {name!r}; known: "
+                              f"{', '.join(sorted(defaults))}")
+        options[name] = value
+    return options
+
+
+class Worker:
+    """Walks the graph from the requested tasks, then runs what the scheduler hands out.
+
+    ``add(task)`` reports every task to the scheduler (calling ``complete()`` once per
+    task and build); ``run()`` loops over ``step()``: ask for work, start it on the
+    runner, report outcomes, until nothing is left. ``scheduler`` may be the in-memory
+    Scheduler or a remote one with the same methods; ``runner`` runs tasks inline by
+    default. ``clock`` and ``sleep`` are injectable for tests.
+    """
+
+    def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
+                 processes=1, **options):
+        import time
+        self._scheduler = scheduler if scheduler is not None else Scheduler()
+        self._clock = clock or time.time
+        self._sleep = sleep or time.sleep
+        self.options = _worker_options(options)
+        self._info = self._make_info(getattr(runner, "processes", processes))
+        self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
+        self._runner = runner or self._default_runner(processes)
+        self._scheduled = {}          # task id -> Task, every task this worker has seen
+        self._walk_state = {}         # task id -> _WALKING or _WALKED
+        self._history = []            # (task, status, runnable) as reported, for the summary
+        self._idle_replies = []       # get_work replies without a task, for the summary
+        self._running = {}            # task id -> Task started on the runner
+        self._reschedules = {}
+        self._idle_since = None
+        self.run_succeeded = True
+        self.add_succeeded = True
+
+    def _default_runner(self, processes):
+        """Inline for one process without a timeout (no fork, no pickling); otherwise a
+        pool of child processes."""
+        checks = (self.options["check_unfulfilled_deps"],
+                  self.options["check_complete_on_run"])
+        if processes == 1 and not self.options["timeout"] and \
+                not self.options["force_multiprocessing"]:
+            reporter = _Reporter(self._scheduler, self._id)
+            return _InlineRunner(lambda task: _execute_task(task, *checks, reporter))
+        return _ProcessRunner(processes, self._forward_report, *checks,
+                              timeout=self.options["timeout"])
+
+    def _forward_report(self, method, args):
+        """Pass a report from a child process on to the scheduler."""
+        if method == "tracking_url":
+            task_id, url = args
+            self._scheduler.add_task(task_id=task_id, worker=self._id, status=RUNNING,
+                                     tracking_url=url)
+        else:
+            getattr(self._scheduler, method)(*args)
+
+    @staticmethod
+    def _make_info(processes):
+        import getpass
+        import socket
+        try:
+            user = getpass.getuser()
+        except Exception:   # no user database entry (containers): not worth failing
+            user = "unknown"
+        return [("salt", f"{random.randrange(10**9):09d}"), ("workers", processes),
+                ("host", socket.gethostname()), ("username", user), ("pid", os.getpid())]
+
+    @property
+    def worker_id(self):
+        """The id this worker gives the scheduler."""
+        return self._id
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._runner.close()
+
+    # -- scheduling: walk the graph, report every task -----------------------------------
+
+    def add(self, task):
+        """Report ``task`` and everything it needs that is not complete.
+
+        Complete tasks are not expanded. Returns False when a task could not be
+        scheduled (complete() or requires() raised, or a dependency cycle).
+        """
+        if not isinstance(task, Task):
+            raise TypeError(f"Worker.add expects a Task instance, got {task!r}")
+        ok = True
+        path, on_path = [], {}
+        if self._walk_state.get(task.task_id) is None:
+            ok &= self._enter(task, path, on_path)
+        while path:
+            current, dependencies = path[-1]
+            dep = next(dependencies, None)
+            if dep is None:
+                path.pop()
+                del on_path[current.task_id]
+                self._walk_state[current.task_id] = _WALKED
+            elif dep.task_id in on_path:
+                ok = False
+                self._report_cycle([t for t, _ in path[on_path[dep.task_id]:]] + [dep])
+            elif self._walk_state.get(dep.task_id) is None:
+                ok &= self._enter(dep, path, on_path)
+        self.add_succeeded &= ok
+        return ok
+
+    def _enter(self, task, path, on_path):
+        """Check one task and report it; push it on the path if it must be expanded."""
+        self._walk_state[task.task_id] = _WALKING
+        self._scheduled[task.task_id] = task
+        deps, ok = self._check(task)
+        if deps:
+            on_path[task.task_id] = len(path)
+            path.append((task, iter(deps)))
+        else:
+            self._walk_state[task.task_id] = _WALKED
+        return ok
+
+    def _check(self, task):
+        """complete() and deps() of one task, reported; returns (deps to walk, ok)."""
+        try:
+            is_complete = task.complete()
+        except Exception as exc:
+            task.trigger_event(Event.DEPENDENCY_MISSING, task)
+            self._scheduling_failure(task, exc, "complete()")
+            return [], False
+        if is_complete:
+            task.trigger_event(Event.DEPENDENCY_PRESENT, task)
+            self._report(task, DONE, runnable=False)
+            return [], True
+        if _is_external(task):
+            task.trigger_event(Event.DEPENDENCY_MISSING, task)
+            self._report(task, PENDING, runnable=self.options["retry_external_tasks"])
+            return [], True
+        try:
+            deps = task.deps()
+            for dep in deps:
+                if not isinstance(dep, Task):
+                    raise TypeError(f"{task!r} requires {dep!r}, which is not a Task")
+        except Exception as exc:
+            task.trigger_event(Event.BROKEN_TASK, task, exc)
+            self._scheduling_failure(task, exc, "requires()")
+            return [], False
+        for dep in deps:
+            task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
+        self._report(task, PENDING, runnable=True, deps=[dep.task_id for dep in deps])
+        return deps, True
+
+    def _scheduling_failure(self, task, exc, where):
+        import traceback
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
+        self._report(task, UNKNOWN, runnable=False, expl=text)
+        self._scheduler.announce_scheduling_failure(
+            task_name=str(task), family=task.get_task_family(), params=task.to_str_params(),
+            expl=text, owners=task._owner_list(), worker=self._id)
+
+    def _report_cycle(self, cycle):
+        """Luigi hangs on a cycle; microflow fails the tasks in it, naming them."""
+        names = " -> ".join(repr(task) for task in cycle)
+        error = CycleError(f"dependency cycle: {names}", [repr(task) for task in cycle])
+        _log.error("%s", error)
+        for task in cycle[:-1]:
+            self._report(task, UNKNOWN, runnable=False, expl=str(error))
+            self._scheduler.announce_scheduling_failure(
+                task_name=str(task), family=task.get_task_family(),
+                params=task.to_str_params(), expl=str(error), owners=task._owner_list(),
+                worker=self._id)
+
+    def _report(self, task, status, runnable=None, deps=None, new_deps=None, expl=None):
+        self._history.append((task, status, runnable))
+        self._scheduler.add_task(
+            worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
+            deps=deps, new_deps=new_deps, expl=json.dumps(expl),
+            resources=task.process_resources(), priority=task.priority,
+            family=task.get_task_family(), module=task.task_module,
+            params=task.to_str_params(), param_visibilities=task._get_param_visibilities(),
+            accepts_messages=task.accepts_messages, owners=task._owner_list(),
+            batchable=False, retry_policy_dict=_retry_policy_of(task))
+
+    # -- running: the loop ----------------------------------------------------------------
+
+    def run(self):
+        """Run until the scheduler has nothing more for this worker.
+
+        Returns False if a task failed (True even when external data was missing,
+        as in Luigi).
+        """
+        self._scheduler.add_worker(self._id, self._info)
+        while self.step() != "stop":
+            pass
+        return self.run_succeeded
+
+    def step(self):
+        """Do one thing and say what: "collected" outcomes, "started" a task,
+        "waiting" (slept, keep-alive) or "stop"."""
+        if self._running and len(self._running) >= self._runner.processes:
+            self._handle(self._runner.collect(timeout=None))
+            return "collected"
+        reply = self._scheduler.get_work(worker=self._id, host=self._info[2][1],
+                                         assistant=False, current_tasks=list(self._running))
+        if reply.get("task_id") is None:
+            self._idle_replies.append(reply)
+            if self._running:
+                self._handle(self._runner.collect(timeout=self.options["wait_interval"]))
+                return "collected"
+            if self._keep_alive(reply):
+                self._sleep(self.options["wait_interval"])
+                return "waiting"
+            return "stop"
+        self._idle_since = None
+        task = self._task_for(reply)
+        self._running[task.task_id] = task
+        self._runner.start(task)
+        return "started"
+
+    def _task_for(self, reply):
+        task = self._scheduled.get(reply["task_id"])
+        if task is None:   # handed out but not added by us: load it by name
+            task = load_task(reply.get("task_module"), reply["task_family"],
+                             reply.get("task_params") or {})
+            self._scheduled[task.task_id] = task
+        return task
+
+    def _keep_alive(self, reply):
+        if not self.options["keep_alive"]:
+            return False
+        if self.options["count_last_scheduled"]:
+            return reply.get("n_pending_last_scheduled", 0) > 0
+        if self.options["count_uniques"]:
+            return reply.get("n_unique_pending", 0) > 0
+        if reply.get("n_pending_tasks", 0) == 0:
+            return False
+        limit = self.options["max_keep_alive_idle_duration"]
+        now = self._clock()
+        if self._idle_since is None:
+            self._idle_since = now
+        return not limit or now - self._idle_since < limit
+
+    def _handle(self, outcomes):
+        """Report each outcome; add dynamic dependencies; reschedule on missing deps."""
+        for outcome in outcomes:
+            task = self._running.pop(outcome.task_id)
+            new_deps = []
+            for dep in outcome.new_deps:
+                self.add(dep)
+                new_deps.append(dep.task_id)
+            self._report(task, outcome.status, runnable=None, new_deps=new_deps or None,
+                         expl=outcome.explanation)
+            self.run_succeeded &= outcome.status == DONE or bool(new_deps)
+            if outcome.missing:
+                self._reschedule(task)
+
+    def _reschedule(self, task):
+        count = self._reschedules.get(task.task_id, 0)
+        if count < self.options["max_reschedules"]:
+            self._reschedules[task.task_id] = count + 1
+            self._walk_state.pop(task.task_id, None)
+            self.add(task)
+
+
+_WALKING = 1
+_WALKED = 2
+
+
+def _retry_policy_of(task):
+    return {"retry_count": task.retry_count, "disable_hard_timeout": task.disable_hard_timeout,
+            "disable_window": task.disable_window}
+
+
+###########################################################################################
+# Run summary, build() and exit codes
+###########################################################################################
+
+class LuigiStatusCode(enum.Enum):
+    """How a run went, as ``(smiley, reason)``; the summary's last line. Luigi's names."""
+
+    SUCCESS = (":)", "there were no failed tasks or missing dependencies")
+    SUCCESS_WITH_RETRY = (":)", "there were failed tasks but they all succeeded in a retry")
+    FAILED = (":(", "there were failed tasks")
+    FAILED_AND_SCHEDULING_FAILED = (":(", "there were failed tasks and tasks whose "
+                                          "scheduling failed")
+    SCHEDULING_FAILED = (":(", "there were tasks whose scheduling failed")
+    NOT_RUN = (":|", "there were tasks that were not granted run permission by the "
+                     "scheduler")
+    MISSING_EXT = (":|", "there were missing external dependencies")
+
+
+#: microflow's name for :class:`LuigiStatusCode`.
+StatusCode = LuigiStatusCode
+
+# Summary categories in print order, with their headings; the ones after
+# "still_pending" are its sub-items.
+_SUMMARY_HEADINGS = (
+    ("already_done", "complete ones were encountered"),
+    ("completed", "ran successfully"),
+    ("failed", "failed"),
+    ("scheduling_error", "failed scheduling"),
+    ("still_pending", "were left pending, among these"),
+    ("still_pending_ext", "were missing external dependencies"),
+    ("run_by_other_worker", "were being run by another worker"),
+    ("upstream_failure", "had failed dependencies"),
+    ("upstream_missing_dependency", "had missing dependencies"),
+    ("upstream_run_by_other_worker", "had dependencies that were being run by other worker"),
+    ("upstream_scheduling_error", "had dependencies whose scheduling failed"),
+    ("not_run", "was not granted run permission by the scheduler"),
+)
+_PENDING_SUBCATEGORIES = {name for name, _ in _SUMMARY_HEADINGS[5:]}
+_SUMMARY_BANNER = "===== microflow Execution Summary ====="
+
+
+def _partition(worker):
+    """Sort the tasks a worker reported into the summary categories (sets of Tasks)."""
+    history = worker._history
+    pending = {task for task, status, _ in history if status == PENDING}
+    runnable = {task for task, status, can_run in history if status == PENDING and can_run}
+    sets = {"completed": {t for t, status, _ in history if status == DONE and t in pending}}
+    sets["already_done"] = {t for t, status, _ in history if status == DONE} - pending
+    sets["ever_failed"] = {t for t, status, _ in history if status == FAILED}
+    sets["failed"] = sets["ever_failed"] - sets["completed"]
+    sets["scheduling_error"] = {t for t, status, _ in history if status == UNKNOWN}
+    left = pending - sets["ever_failed"] - sets["completed"] - sets["scheduling_error"]
+    sets["still_pending_ext"] = left - runnable
+    sets["still_pending_not_ext"] = left & runnable
+    sets["run_by_other_worker"] = set().union(*_other_workers(worker).values())
+    for name in ("upstream_failure", "upstream_missing_dependency",
+                 "upstream_run_by_other_worker", "upstream_scheduling_error", "not_run"):
+        sets[name] = set()
+    _classify_pending(sets)
+    return sets
+
+
+def _other_workers(worker):
+    """``{other worker id: {tasks it was running that we wanted}}``."""
+    others = {}
+    for reply in worker._idle_replies:
+        for running in reply.get("running_tasks") or ():
+            task = worker._scheduled.get(running.get("task_id"))
+            if running.get("worker") != worker.worker_id and task is not None:
+                others.setdefault(running["worker"], set()).add(task)
+    return others
+
+
+def _classify_pending(sets):
+    """Say why each runnable pending task did not run: post-order over dependencies."""
+    pending = sets["still_pending_not_ext"]
+    upstream_rules = (
+        ("upstream_failure", ("ever_failed", "upstream_failure")),
+        ("upstream_missing_dependency", ("still_pending_ext", "upstream_missing_dependency")),
+        ("upstream_run_by_other_worker", ("run_by_other_worker",
+                                          "upstream_run_by_other_worker")),
+        ("upstream_scheduling_error", ("scheduling_error",)),
+    )
+    visited = set()
+    for root in pending:
+        stack = [(root, False)]
+        while stack:
+            task, expanded = stack.pop()
+            if not expanded:
+                if task in visited:
+                    continue
+                visited.add(task)
+                stack.append((task, True))
+                if task in pending:
+                    stack.extend((dep, False) for dep in task.deps() if dep not in visited)
+                continue
+            if task not in pending:
+                continue
+            deps = task.deps()
+            reasons = [name for name, sources in upstream_rules
+                       if any(dep in sets[source] for dep in deps for source in sources)]
+            for name in reasons:
+                sets[name].add(task)
+            if not reasons and task not in sets["run_by_other_worker"]:
+                sets["not_run"].add(task)
+
+
+def _status_of(sets):
+    if sets["ever_failed"]:
+        if not sets["failed"]:
+            return LuigiStatusCode.SUCCESS_WITH_RETRY
+        if sets["scheduling_error"]:
+            return LuigiStatusCode.FAILED_AND_SCHEDULING_FAILED
+        return LuigiStatusCode.FAILED
+    if sets["scheduling_error"]:
+        return LuigiStatusCode.SCHEDULING_FAILED
+    if sets["not_run"]:
+        return LuigiStatusCode.NOT_RUN
+    if sets["still_pending_ext"]:
+        return LuigiStatusCode.MISSING_EXT
+    return LuigiStatusCode.SUCCESS
+
+
+def _one_line_summary(status):
+    return "This progress looks {} because {}".format(*status.value)
+
+
+def _format_summary(sets, worker):
+    """The summary text between the banners, laid out as Luigi lays it out."""
+    by_family = {name: _group_by_family(tasks) for name, tasks in sets.items()}
+    counted = ("already_done", "completed", "failed", "scheduling_error",
+               "still_pending_ext", "still_pending_not_ext")
+    total = sum(len(sets[name]) for name in counted)
+    if total == 0:
+        return "Did not schedule any tasks"
+    lines = [f"Scheduled {total} tasks of which:\n"]
+    for name, heading in _SUMMARY_HEADINGS:
+        count = (len(sets["still_pending_ext"]) + len(sets["still_pending_not_ext"])
+                 if name == "still_pending" else len(sets[name]))
+        if not count:
+            continue
+        indent = "    " if name in _PENDING_SUBCATEGORIES else ""
+        lines.append(f"{indent}* {count} {heading}:\n")
+        if name != "still_pending":
+            lines.append(_family_lines(by_family[name], name in _PENDING_SUBCATEGORIES) + "\n")
+    others = _other_workers(worker)
+    if others:
+        lines.append(_other_workers_text(others))
+    idle = sum(len(sets[name]) for name in counted if name not in ("completed", "failed"))
+    if total == idle:
+        lines.append(("" if others else "\n") + "Did not run any tasks")
+    lines.append("\n" + _one_line_summary(_status_of(sets)))
+    return "".join(lines)
+
+
+def _other_workers_text(others):
+    text = "\nThe other workers were:\n"
+    for count, (worker_id, tasks) in enumerate(others.items()):
+        if 3 < count < len(others) - 1:
+            text += f"    and {len(others) - count} other workers"
+            break
+        text += f"    - {worker_id} ran {len(tasks)} tasks\n"
+    return text + "\n"
+
+
+def _group_by_family(tasks):
+    groups = {}
+    for task in tasks:
+        groups.setdefault(task.get_task_family(), []).append(task)
+    return groups
+
+
+def _summary_length():
+    return get_config().getint("execution_summary", "summary_length", 5)
+
+
+def _family_lines(groups, extra_indent):
+    """One line per family: ``- <count> <Family(params)>``, ranges as ``a...b``."""
+    limit = _summary_length()
+    prefix = " " * (8 if extra_indent else 4)
+    lines = []
+    for family in sorted(groups):
+        if limit > 0 and len(lines) >= limit:
+            lines.append(prefix + "...")
+            break
+        tasks = sorted(groups[family], key=str)
+        lines.append(f"{prefix}- {len(tasks)} {_family_text(family, tasks)}")
+    return "\n".join(lines)
+
+
+def _family_text(family, tasks):
+    params = tasks[0].get_params()
+    names_length = sum(len(name) for name, _ in params)
+    first_text = str(tasks[0])
+    if not params:
+        return f"{family}()"
+    if names_length > 60 or len(first_text) > 200 or (
+            len(tasks) == 2 and len(params) > 1 and (names_length > 40
+                                                     or len(first_text) > 100)):
+        return f"{family}(...)"
+    if len(params) == 1:
+        return _single_param_text(family, tasks, *params[0])
+    ranged = _ranged_multi_param_text(family, tasks, params)
+    if ranged is not None:
+        return ranged
+    if len(tasks) == 1:
+        return first_text
+    if len(tasks) == 2:
+        return f"{first_text} and {tasks[1]}"
+    return f"{first_text} ..."
+
+
+def _single_param_text(family, tasks, name, param):
+    values = _distinct(getattr(task, name) for task in tasks)
+    first, last = _range_ends(values, param)
+    if first is not None and len(values) > 3:
+        shown = f"{param.serialize(first)}...{param.serialize(last)}"
+    else:
+        shown = ""
+        for count, task in enumerate(tasks):
+            if (len(shown) >= 30 and count > 2 and count != len(tasks) - 1) or len(shown) > 200:
+                shown += "..."
+                break
+            shown += param.serialize(getattr(task, name))
+            if count < len(tasks) - 1:
+                shown += ","
+    return f"{family}({name}={shown})"
+
+
+def _ranged_multi_param_text(family, tasks, params):
+    varying = [(name, param) for name, param in params
+               if len(_distinct(getattr(task, name) for task in tasks)) > 1]
+    if len(varying) != 1:
+        return None
+    name, param = varying[0]
+    values = _distinct(getattr(task, name) for task in tasks)
+    first, last = _range_ends(values, param)
+    if first is None or len(values) <= 2:
+        return None
+    shown = ", ".join(
+        f"{n}={param.serialize(first)}...{param.serialize(last)}" if n == name
+        else f"{n}={p.serialize(getattr(tasks[0], n))}" for n, p in params)
+    return f"{family}({shown})"
+
+
+def _distinct(values):
+    seen = []
+    for value in values:
+        if value not in seen:
+            seen.append(value)
+    return seen
+
+
+def _range_ends(values, param):
+    """(first, last) if ``values`` are consecutive under next_in_enumeration, else
+    (None, None)."""
+    try:
+        following = _distinct(param.next_in_enumeration(v) for v in values)
+    except Exception:   # a parameter whose values do not enumerate
+        return None, None
+    starts = [v for v in values if v not in following]
+    ends = [v for v in following if v not in values]
+    if len(starts) == 1 and len(ends) == 1:
+        for value in values:
+            if param.next_in_enumeration(value) == ends[0]:
+                return starts[0], value
+    return None, None
+
+
+class RunResult:
+    """What a build came to: ``status`` (a LuigiStatusCode), ``summary_text``,
+    ``one_line_summary``, ``scheduling_succeeded`` and ``tasks``, a dict from summary
+    category (``completed``, ``failed``, ``already_done``, ``still_pending_ext``, ...)
+    to the sorted list of Tasks in it."""
+
+    def __init__(self, worker, scheduling_succeeded=True):
+        sets = _partition(worker)
+        self.worker = worker
+        self.status = _status_of(sets)
+        self.one_line_summary = _one_line_summary(self.status)
+        self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, worker)}\n\n"
+                             f"{_SUMMARY_BANNER}\n")
+        self.scheduling_succeeded = scheduling_succeeded
+        self.tasks = {name: sorted(tasks, key=str) for name, tasks in sets.items()}
+
+    def __repr__(self):
+        return (f"RunResult(status={self.status!r}, "
+                f"scheduling_succeeded={self.scheduling_succeeded!r})")
+
+
+LuigiRunResult = RunResult
+
+# [retcode] defaults. Luigi's are all 0 (a failed run exits 0); microflow uses the values
+# Luigi's documentation recommends, so a failure is never silent.
+_RETCODE_DEFAULTS = {"already_running": 10, "missing_data": 20, "not_run": 25,
+                     "task_failed": 30, "scheduling_error": 35, "unhandled_exception": 40}
+
+
+def _retcode(name):
+    return get_config().getint("retcode", name, _RETCODE_DEFAULTS[name])
+
+
+def exit_code(result, root_tasks=()):
+    """The process exit code for a RunResult: the highest ``[retcode]`` that applies.
+
+    0 only when every requested task ended complete.
+    """
+    tasks = result.tasks
+    conditions = {"missing_data": tasks["still_pending_ext"], "task_failed": tasks["failed"],
+                  "already_running": tasks["run_by_other_worker"],
+                  "scheduling_error": tasks["scheduling_error"], "not_run": tasks["not_run"]}
+    code = max([_retcode(name) for name, hit in conditions.items() if hit] or [0])
+    finished = set(tasks["completed"]) | set(tasks["already_done"])
+    if code == 0 and any(task not in finished for task in root_tasks):
+        code = _retcode("not_run")
+    return code
+
+
+# Luigi [core] options build() accepts; those that only matter to Luigi's own machinery
+# (pid locks, its daemon) are accepted and ignored so Luigi calls run unchanged.
+_CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "scheduler_url",
+                 "lock_size", "no_lock", "lock_pid_dir", "take_lock", "log_level",
+                 "logging_conf_file", "module", "parallel_scheduling",
+                 "parallel_scheduling_processes", "assistant", "help", "help_all"}
+
+
+def build(tasks, workers=1, local_scheduler=True, detailed_summary=False,
+          scheduler=None, worker_options=None, **core_options):
+    """Run ``tasks`` and everything they need; return True if all went well.
+
+    With ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
+    object with the Scheduler methods (default: a fresh in-memory one);
+    ``worker_options`` overrides ``[worker]`` options. Safe to call from any thread: it
+    installs no signal handlers and takes no pid lock. Raises TypeError for an unknown
+    option.
+    """
+    unknown = set(core_options) - _CORE_OPTIONS
+    if unknown:
+        name = sorted(unknown)[0]
+        close = _suggestions(name, sorted(_CORE_OPTIONS))
+        raise TypeError(f"build() got an unknown option {name!r}"
+                        + (f"; did you mean {' or '.join(close)}?" if close else ""))
+    result = _run_build(list(tasks), workers, scheduler, worker_options or {})
+    _log.info("%s", result.summary_text)
+    return result if detailed_summary else result.scheduling_succeeded
+
+
+def _run_build(tasks, workers, scheduler, worker_options):
+    if scheduler is None:
+        scheduler = Scheduler(prune_on_get_work=True)
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    with Worker(scheduler, processes=workers, **worker_options) as worker:
+        succeeded = True
+        for task in tasks:
+            succeeded &= worker.add(task)
+        succeeded &= worker.run()
+    return RunResult(worker, succeeded)
+
+
+###########################################################################################
+# Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
+###########################################################################################
+
+class _UsageError(MicroflowError):
+    """Bad command-line input: printed as one line, exit code 2."""
+
+
+# Options every command line takes; values are the argparse keywords.
+_CLI_OPTIONS = (
+    ("--module", dict(action="append", default=[], metavar="MODULE",
+                      help="import this module first (repeatable)")),
+    ("--workers", dict(type=int, default=None, metavar="N",
+                       help="run N tasks at once in worker processes (default 1)")),
+    ("--local-scheduler", dict(action="store_true",
+                               help="accepted for Luigi compatibility; the in-process "
+                                    "scheduler is the default")),
+    ("--log-level", dict(default=None, metavar="LEVEL",
+                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                         help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")),
+    ("--detailed-summary", dict(action="store_true", help="accepted for Luigi "
+                                                          "compatibility")),
+    ("--no-lock", dict(action="store_true", help="accepted for Luigi compatibility "
+                                                 "(microflow takes no pid lock)")),
+    ("--help", dict(action="store_true", help="show help (after a task: its parameters)")),
+    ("--debug", dict(action="store_true", help="print full tracebacks for errors")),
+)
+
+
+def _base_parser():
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="python -m microflow", add_help=False, allow_abbrev=False,
+        usage="python -m microflow [--module pkg.mod] Task [--param value] "
+              "[--Family-param value] [--workers N] [--log-level LEVEL] [--help]")
+    parser.add_argument("task", nargs="?", help="task family, or module:Class")
+    for flag, keywords in _CLI_OPTIONS:
+        parser.add_argument(flag, **keywords)
+    return parser
+
+
+def _add_param_flag(parser, flag, dest, param):
+    """One ``--flag`` for a parameter; values stay strings until the task parses them."""
+    if isinstance(param, BoolParameter) and param.parsing == BoolParameter.IMPLICIT_PARSING:
+        parser.add_argument(flag, dest=dest, action="store_const", const="true",
+                            default=None)
+    elif isinstance(param, BoolParameter):
+        parser.add_argument(flag, dest=dest, nargs="?", const="true", default=None)
+    else:
+        parser.add_argument(flag, dest=dest, default=None)
+
+
+def _global_param_flags(parser):
+    """``--Family-param`` for every registered task, as Luigi has them."""
+    flags = {}
+    for family, cls in sorted(_REGISTRY.by_family().items()):
+        if cls is _REGISTRY.AMBIGUOUS:
+            continue
+        for name, param in cls.get_params():
+            flag = f"--{family}-{name.replace('_', '-')}"
+            dest = f"global::{family}::{name}"
+            with contextlib.suppress(Exception):   # a clash with a core flag: core wins
+                _add_param_flag(parser, flag, dest, param)
+                flags[dest] = (family, name)
+    return flags
+
+
+def _import_modules(arguments):
+    """Import ``--module`` values and the module of a ``module:Task`` name."""
+    import importlib
+    names = list(arguments.module)
+    if arguments.task and ":" in arguments.task:
+        names.append(arguments.task.partition(":")[0])
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise _UsageError(f"cannot import module {name!r}: {exc}") from None
+
+
+def _parse_command_line(argv):
+    """Return (task class, root keyword strings, global values, options)."""
+    parser = _base_parser()
+    first, _ = parser.parse_known_args(argv)
+    _import_modules(first)
+    global_flags = _global_param_flags(parser)
+    arguments, rest = parser.parse_known_args(argv)
+    if not arguments.task:
+        return None, {}, {}, arguments
+    try:
+        task_class = _REGISTRY.get(arguments.task)
+    except TaskClassException as exc:
+        raise _UsageError(str(exc)) from None
+    root_parser = _root_parser(task_class)
+    root_values, unknown = root_parser.parse_known_args(rest)
+    if unknown and not arguments.help:
+        raise _UsageError(_unknown_flag_message(unknown[0], task_class, parser,
+                                                root_parser))
+    global_values = {global_flags[dest]: value for dest, value in vars(arguments).items()
+                     if dest in global_flags and value is not None}
+    root = {name: value for name, value in vars(root_values).items() if value is not None}
+    return task_class, root, global_values, arguments
+
+
+def _root_parser(task_class):
+    import argparse
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for name, param in task_class.get_params():
+        _add_param_flag(parser, f"--{name.replace('_', '-')}", name, param)
+    return parser
+
+
+def _unknown_flag_message(flag, task_class, *parsers):
+    known = [option for parser in parsers for action in parser._actions
+             for option in action.option_strings]
+    close = _suggestions(flag.split("=")[0], known)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    if not flag.startswith("-"):
+        return f"unexpected argument {flag!r} after task {task_class.get_task_family()}"
+    return (f"unknown parameter {flag} for task {task_class.get_task_family()}{hint} "
+            f"(see: python -m microflow {task_class.get_task_family()} --help)")
+
+
+def _task_help(task_class):
+    """The help text listing a task's parameters with types, defaults, descriptions."""
+    family = task_class.get_task_family()
+    lines = [f"usage: python -m microflow {family} [options]", ""]
+    if task_class.__doc__:
+        lines += [task_class.__doc__.strip().splitlines()[0], ""]
+    lines.append(f"parameters of {family}:")
+    for name, param in task_class.get_params():
+        default = ("required" if param._default is _NO_VALUE
+                   else f"default: {param.serialize(param._default)}"
+                   if param._default is not None else "default: none")
+        lines.append(f"  --{name.replace('_', '-')} {type(param).__name__} ({default})")
+        if param.description:
+            lines.append(f"      {param.description}")
+    if not task_class.get_params():
+        lines.append("  (none)")
+    lines += ["", "also: --workers N, --log-level LEVEL, --module MODULE, "
+                  f"--{family}-<param> VALUE"]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _command_line_values(values):
+    """Make ``--Family-param`` values visible to parameter resolution for one run."""
+    saved = dict(_cmdline_values)
+    _cmdline_values.update(values)
+    try:
+        yield
+    finally:
+        _cmdline_values.clear()
+        _cmdline_values.update(saved)
+
+
+def _configure_logging(level):
+    """Log microflow's messages to stderr (only main() does this, never the library)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    _log.addHandler(handler)
+    _log.setLevel(level)
+    _log.propagate = False
+    return handler
+
+
+def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
+        use_dynamic_argparse=None, local_scheduler=False, detailed_summary=False):
+    """Parse a command line (``sys.argv[1:]`` by default) and build the task it names.
+
+    ``main_task_cls`` puts that class's family in front of the arguments. Returns what
+    build() returns. Raises MicroflowError for bad input.
+    """
+    argv = list(sys.argv[1:] if cmdline_args is None else cmdline_args)
+    if main_task_cls is not None:
+        argv.insert(0, main_task_cls.get_task_family())
+    outcome = _run_command_line(argv)
+    if isinstance(outcome, int):
+        raise _UsageError("no task given on the command line")
+    return outcome if detailed_summary else outcome.scheduling_succeeded
+
+
+def _run_command_line(argv):
+    """Parse, build, and return the RunResult (or an int exit code for help)."""
+    task_class, root, global_values, options = _parse_command_line(argv)
+    if task_class is None:
+        print(_base_parser().format_help())
+        return 0 if options.help else 2
+    if options.help:
+        print(_task_help(task_class))
+        return 0
+    workers = options.workers or get_config().getint("core", "workers", 1)
+    family = task_class.get_task_family()
+    with _command_line_values(global_values):
+        kwargs = {name: dict(task_class.get_params())[name]._parse_for(
+                      family, name, raw, "command line") for name, raw in root.items()}
+        task = task_class(**kwargs)
+        result = build([task], workers=workers, detailed_summary=True)
+    result.root_tasks = [task]
+    return result
+
+
+def main(argv=None):
+    """The command line: run a task, print the summary, return the exit code.
+
+    0 when the task ended complete; otherwise the highest applicable ``[retcode]``
+    (missing data 20, not run 25, failed 30, scheduling error 35, ...); 2 for bad input.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    level = get_config().get("core", "log_level", "INFO")
+    if "--log-level" in argv[:-1]:
+        level = argv[argv.index("--log-level") + 1]
+    try:
+        handler = _configure_logging(level.upper())
+    except ValueError:
+        print(f"microflow: error: unknown log level {level!r}", file=sys.stderr)
+        return 2
+    try:
+        outcome = _run_command_line(argv)
+        if isinstance(outcome, int):
+            return outcome
+        return exit_code(outcome, outcome.root_tasks)
+    except (ParameterException, TaskClassException, _UsageError, ConfigError) as exc:
+        print(f"microflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("microflow: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(f"microflow: unhandled error: {exc!r} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return _retcode("unhandled_exception")
+    finally:
+        _log.removeHandler(handler)
+
+
+###########################################################################################
 # Luigi compatibility namespaces: luigi.util.requires, luigi.format.Gzip, ...
 ###########################################################################################
 
@@ -2658,3 +4855,14 @@ task_register = _namespace("task_register", Register=Register, load_task=load_ta
                            TaskClassAmbigiousException=TaskClassAmbigiousException)
 util = _namespace("util", requires=requires, inherits=inherits,
                   common_params=common_params)
+
+
+if __name__ == "__main__":
+    # Run the copy of this module that user code imports, not this __main__ copy: a task
+    # module doing `import microflow` must subclass the same Task class we look up.
+    import importlib as _importlib
+    _spec = globals().get("__spec__")
+    _module_name = _spec.name if _spec is not None and _spec.name != "__main__" else "microflow"
+    if _module_name.endswith(".__main__"):
+        _module_name = _module_name[: -len(".__main__")]
+    sys.exit(_importlib.import_module(_module_name).main())
