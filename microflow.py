@@ -1951,12 +1951,77 @@ def task_id_str(task_family, params):
     ``Family_<first three values by name, 16 chars each>_<md5 prefix>``, where every
     character outside ``[A-Za-z0-9_]`` in the middle part becomes ``_``.
     """
-    canonical = json.dumps(params, separators=(",", ":"), sort_keys=True)
-    digest = hashlib.md5(canonical.encode("utf-8")).hexdigest()
-    summary = "_".join(params[name][:_TASK_ID_TRUNCATE_PARAMS]
-                       for name in sorted(params)[:_TASK_ID_INCLUDE_PARAMS])
-    summary = _TASK_ID_INVALID_CHAR.sub("_", summary)
+    names = sorted(params)
+    return _task_id(task_family, [_json_string(name) + ":" for name in names],
+                    [params[name] for name in names])
+
+
+def _task_id(task_family, keys, values):
+    """task_id_str() with the names already sorted and JSON-encoded (``'"name":'``)."""
+    # The same bytes as json.dumps(params, separators=(",", ":"), sort_keys=True), built
+    # directly with C-level helpers: this runs once per task, and json.dumps alone
+    # would cost more than all the rest of creating a task.
+    try:
+        encoded = list(map(_encode_json_str, values))
+    except TypeError:   # a serialize() that returned something other than a str
+        encoded = [_json_string(value) for value in values]
+    canonical = "{" + ",".join(map(operator.add, keys, encoded)) + "}"
+    digest = _md5(canonical.encode("utf-8")).hexdigest()
+    if len(values) == 1:
+        summary = values[0][:_TASK_ID_TRUNCATE_PARAMS]
+    else:
+        summary = "_".join([value[:_TASK_ID_TRUNCATE_PARAMS]
+                            for value in values[:_TASK_ID_INCLUDE_PARAMS]])
+    if not (summary.isascii() and summary.replace("_", "a").isalnum()):
+        summary = _TASK_ID_INVALID_CHAR.sub("_", summary)
     return f"{task_family}_{summary}_{digest[:_TASK_ID_TRUNCATE_HASH]}"
+
+
+_encode_json_str = json.encoder.encode_basestring_ascii
+
+
+try:   # the builtin module is several times faster to call than hashlib's OpenSSL one
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover - Pythons built without it
+    def _md5(data):
+        return hashlib.md5(data, usedforsecurity=False) if sys.version_info >= (3, 9) \
+            else hashlib.md5(data)
+
+
+def _json_string(value):
+    if isinstance(value, str):
+        return json.encoder.encode_basestring_ascii(value)
+    return json.dumps(value)
+
+
+class _ClassInfo:
+    """What instantiating a task class needs, computed once per class (and again
+    when a Parameter is added to a class later, as @inherits does)."""
+
+    __slots__ = ("generation", "params", "by_name", "positional", "family", "id_names",
+                 "id_keys", "visible", "visible_names", "type_checked", "config_generation")
+
+    def __init__(self, cls, generation):
+        params = [(name, value) for name in dir(cls)
+                  for value in (getattr(cls, name, None),) if isinstance(value, Parameter)]
+        params.sort(key=lambda pair: pair[1]._counter)
+        self.generation = generation
+        self.params = params
+        self.by_name = dict(params)
+        self.positional = [pair for pair in params if pair[1].positional]
+        self.family = cls.get_task_family()
+        self.visible_names = [name for name, p in params
+                              if p.visibility != ParameterVisibility.PRIVATE]
+        self.visible = [(name, p) for name, p in params
+                        if p.visibility != ParameterVisibility.PRIVATE]
+        # The task id hashes the significant public values sorted by name: fix that
+        # order, and each name's JSON prefix, once per class.
+        self.id_names = sorted(name for name, p in params
+                               if p.significant and p.visibility == ParameterVisibility.PUBLIC)
+        self.id_keys = [_json_string(name) + ":" for name in self.id_names]
+        self.type_checked = [(name, p) for name, p in params
+                             if type(p) is Parameter or isinstance(p, _OptionalMixin)]
+        self.config_generation = None   # when [Family] was last checked for strays
 
 
 class _Registry:
@@ -2067,6 +2132,11 @@ class Register(abc.ABCMeta):
 
     AMBIGUOUS_CLASS = _Registry.AMBIGUOUS
 
+    # Plain class checks: ABCMeta's virtual-subclass machinery is slow, and nobody
+    # registers virtual task subclasses. isinstance(x, Task) runs per task, many times.
+    __instancecheck__ = type.__instancecheck__
+    __subclasscheck__ = type.__subclasscheck__
+
     def __new__(mcs, classname, bases, classdict, **kwargs):
         cls = super().__new__(mcs, classname, bases, classdict, **kwargs)
         cls._namespace_at_class_time = _REGISTRY.namespace_for(cls.__module__)
@@ -2086,8 +2156,7 @@ class Register(abc.ABCMeta):
         super().__setattr__(name, value)
 
     def __call__(cls, *args, **kwargs):
-        params = cls.get_params()
-        values = cls.get_param_values(params, args, kwargs)
+        values = cls.get_param_values(cls._info().params, args, kwargs)
         cache = _REGISTRY.instance_cache
         if cache is None:
             return cls._instantiate(values, args, kwargs)
@@ -2179,17 +2248,20 @@ def flatten(struct):
     """
     if struct is None:
         return []
+    if isinstance(struct, (Task, Target, str)):   # the common atoms, without try/except
+        return [struct]
     if isinstance(struct, dict):
         struct = struct.values()
-    elif isinstance(struct, str):
-        return [struct]
     try:
         iterator = iter(struct)
     except TypeError:
         return [struct]
     flat = []
     for item in iterator:
-        flat.extend(flatten(item))
+        if isinstance(item, (Task, Target)):
+            flat.append(item)
+        else:
+            flat.extend(flatten(item))
     return flat
 
 
@@ -2237,10 +2309,6 @@ class Task(metaclass=Register):
     task_namespace = _NOT_USER_SPECIFIED
     _visible_in_registry = True
     _namespace_at_class_time = ""
-    # Set by the worker while run() executes; None outside it.
-    set_tracking_url = None
-    set_status_message = None
-    set_progress_percentage = None
 
     # -- retry policy and ownership (properties, so subclasses may compute them) -------
 
@@ -2310,16 +2378,17 @@ class Task(metaclass=Register):
     # -- parameters ------------------------------------------------------------------------
 
     @classmethod
+    def _info(cls):
+        info = cls.__dict__.get("_class_info")
+        if info is None or info.generation != _REGISTRY.generation:
+            info = _ClassInfo(cls, _REGISTRY.generation)
+            type.__setattr__(cls, "_class_info", info)
+        return info
+
+    @classmethod
     def get_params(cls):
         """Every ``(name, Parameter)`` of the class, in declaration order."""
-        cached = cls.__dict__.get("_params_cache")
-        if cached is not None and cached[0] == _REGISTRY.generation:
-            return cached[1]
-        params = [(name, value) for name in dir(cls)
-                  for value in (getattr(cls, name, None),) if isinstance(value, Parameter)]
-        params.sort(key=lambda pair: pair[1]._counter)
-        type.__setattr__(cls, "_params_cache", (_REGISTRY.generation, params))
-        return params
+        return list(cls._info().params)
 
     @classmethod
     def get_param_names(cls, include_significant=False):
@@ -2339,30 +2408,39 @@ class Task(metaclass=Register):
         UnknownParameterException, DuplicateParameterException,
         MissingParameterException or ParameterParseError naming the task.
         """
-        family = cls.get_task_family()
+        info = cls._info()
+        if params is not info.params and [n for n, _ in params] != [n for n, _ in info.params]:
+            info = _ClassInfo.__new__(_ClassInfo)   # a caller-chosen subset (Luigi allows)
+            info.params, info.by_name = list(params), dict(params)
+            info.positional = [pair for pair in params if pair[1].positional]
+            info.family, info.config_generation = cls.get_task_family(), _CONFIG.generation
+        family = info.family
         result = {}
-        positional = [pair for pair in params if pair[1].positional]
-        if len(args) > len(positional):
-            raise UnknownParameterException(
-                f"{cls._call_text(args, kwargs)}: takes at most {len(positional)} "
-                f"positional parameters ({len(args)} given)")
-        for (name, param), value in zip(positional, args):
-            result[name] = cls._normalize(family, name, param, value)
-        declared = dict(params)
+        if args:
+            if len(args) > len(info.positional):
+                raise UnknownParameterException(
+                    f"{cls._call_text(args, kwargs)}: takes at most {len(info.positional)} "
+                    f"positional parameters ({len(args)} given)")
+            for (name, param), value in zip(info.positional, args):
+                result[name] = cls._normalize(family, name, param, value)
         for name, value in kwargs.items():
+            param = info.by_name.get(name)
+            if param is None:
+                raise UnknownParameterException(cls._unknown_text(name, args, kwargs))
             if name in result:
                 raise DuplicateParameterException(
                     f"{cls._call_text(args, kwargs)}: parameter {name} was already set "
                     f"as a positional parameter")
-            if name not in declared:
-                raise UnknownParameterException(cls._unknown_text(name, args, kwargs))
-            result[name] = cls._normalize(family, name, declared[name], value)
-        for name, param in params:
-            if name not in result:
-                result[name] = cls._value_outside_constructor(family, name, param,
-                                                              args, kwargs)
-        cls._warn_unconsumed_config(family, declared)
-        return [(name, _list_to_tuple(result[name])) for name, _ in params]
+            result[name] = cls._normalize(family, name, param, value)
+        if len(result) < len(info.params):
+            for name, param in info.params:
+                if name not in result:
+                    result[name] = cls._value_outside_constructor(family, name, param,
+                                                                  args, kwargs)
+        if info.config_generation != _CONFIG.generation:
+            info.config_generation = _CONFIG.generation
+            cls._warn_unconsumed_config(family, info.by_name)
+        return [(name, _list_to_tuple(result[name])) for name, _ in info.params]
 
     @classmethod
     def _normalize(cls, family, name, param, value):
@@ -2397,19 +2475,16 @@ class Task(metaclass=Register):
 
     @classmethod
     def _warn_unconsumed_config(cls, family, declared):
+        """Warn about options in ``[Family]`` the task does not declare (a typo there
+        silently does nothing otherwise)."""
         parser = get_config()
         if not parser.has_section(family):
             return
-        seen = cls.__dict__.get("_unconsumed_seen")
-        if seen is None or seen[0] != _CONFIG.generation:
-            seen = (_CONFIG.generation, set())
-            type.__setattr__(cls, "_unconsumed_seen", seen)
         ignore = getattr(cls, "ignore_unconsumed", set())
         for key in parser.options(family):
-            key = key.replace("-", "_")
-            if key not in declared and key not in ignore and key not in seen[1]:
-                seen[1].add(key)
-                warnings.warn(f"The configuration contains the parameter '{key}' with "
+            name = key.replace("-", "_")
+            if name not in declared and name not in ignore:
+                warnings.warn(f"The configuration contains the parameter '{name}' with "
                               f"value '{parser.get(family, key, raw=True)}' that is not "
                               f"consumed by the task '{family}'.",
                               UnconsumedParameterWarning)
@@ -2418,15 +2493,19 @@ class Task(metaclass=Register):
         self._set_param_values(self.get_param_values(self.get_params(), args, kwargs))
 
     def _set_param_values(self, values):
-        params = dict(self.get_params())
-        self.__dict__.update(values)
-        self.param_kwargs = dict(values)
-        for name, value in values:
-            params[name]._warn_on_wrong_param_type(name, value)
-        self.task_id = task_id_str(self.get_task_family(),
-                                   self.to_str_params(only_significant=True,
-                                                      only_public=True))
-        self._hash = hash(self.task_id)
+        info = self._info()
+        state = self.__dict__
+        kwargs = dict(values)
+        state.update(kwargs)
+        state["param_kwargs"] = kwargs
+        for name, param in info.type_checked:
+            param._warn_on_wrong_param_type(name, kwargs[name])
+        # Serialized once: the task id, the scheduler and the summary all need it.
+        serialized = {name: param.serialize(kwargs[name]) for name, param in info.visible}
+        state["_serialized"] = serialized
+        state["task_id"] = task_id = _task_id(info.family, info.id_keys,
+                                              [serialized[name] for name in info.id_names])
+        state["_hash"] = hash(task_id)
 
     def initialized(self):
         """True once the constructor has run."""
@@ -2448,22 +2527,20 @@ class Task(metaclass=Register):
 
     def to_str_params(self, only_significant=False, only_public=False):
         """``{name: serialized value}``; PRIVATE parameters are always left out."""
-        params = dict(self.get_params())
-        result = {}
-        for name, value in self.param_kwargs.items():
-            param = params[name]
-            if param.visibility == ParameterVisibility.PRIVATE:
-                continue
-            if only_significant and not param.significant:
-                continue
-            if only_public and param.visibility != ParameterVisibility.PUBLIC:
-                continue
-            result[name] = param.serialize(value)
-        return result
+        if not (only_significant or only_public):
+            return dict(self._serialized)
+        info = self._info()
+        if only_significant and only_public:
+            return {name: self._serialized[name] for name in info.id_names}
+        return {name: self._serialized[name] for name in info.visible_names
+                if (not only_significant or info.by_name[name].significant)
+                and (not only_public or info.by_name[name].visibility ==
+                     ParameterVisibility.PUBLIC)}
 
     def _get_param_visibilities(self):
-        return {name: param.visibility.serialize() for name, param in self.get_params()
-                if param.visibility != ParameterVisibility.PRIVATE}
+        info = self._info()
+        return {name: info.by_name[name].visibility.serialize()
+                for name in info.visible_names}
 
     def clone(self, cls=None, **kwargs):
         """A task of ``cls`` (default: this class) with every same-named parameter
@@ -2484,11 +2561,14 @@ class Task(metaclass=Register):
         return type(self) is type(other) and self.task_id == other.task_id
 
     def __repr__(self):
-        params = dict(self.get_params())
-        shown = ", ".join(f"{name}={params[name].serialize(value)}"
-                          for name, value in self.param_kwargs.items()
-                          if params[name].significant)
-        return f"{self.get_task_family()}({shown})"
+        text = self.__dict__.get("_repr")
+        if text is None:   # computed once: logs and the summary ask for it often
+            by_name = self._info().by_name
+            text = "{}({})".format(self.get_task_family(), ", ".join(
+                f"{name}={by_name[name].serialize(value)}"
+                for name, value in self.param_kwargs.items() if by_name[name].significant))
+            self.__dict__["_repr"] = text
+        return text
 
     # -- events ----------------------------------------------------------------------------
 
@@ -2508,6 +2588,8 @@ class Task(metaclass=Register):
     def trigger_event(self, event, *args, **kwargs):
         """Call every handler for ``event`` registered on a class this task is an
         instance of; a handler that raises is logged, never propagated."""
+        if not self._event_callbacks:
+            return
         for event_class, callbacks in list(self._event_callbacks.items()):
             if not isinstance(self, event_class):
                 continue
@@ -2518,6 +2600,31 @@ class Task(metaclass=Register):
                     raise
                 except BaseException:
                     _log.exception("Error in event callback for %r", event)
+
+    # -- reporting from inside run() -------------------------------------------------------
+
+    def set_status_message(self, message):
+        """Show ``message`` as this task's status in the scheduler (during run())."""
+        self._report_to_scheduler("set_task_status_message", message)
+
+    def set_progress_percentage(self, percentage):
+        """Show this task's progress, 0-100, in the scheduler (during run())."""
+        self._report_to_scheduler("set_task_progress_percentage", percentage)
+
+    def set_tracking_url(self, url):
+        """Link this task to ``url`` (e.g. a job page) in the scheduler (during run())."""
+        self._report_to_scheduler("tracking_url", url)
+
+    def decrease_running_resources(self, decrease_resources):
+        """Give back part of the resources held, e.g. ``{"db": 1}`` (during run())."""
+        self._report_to_scheduler("decrease_running_task_resources", decrease_resources)
+
+    def _report_to_scheduler(self, method, value):
+        report = _ACTIVE_REPORTERS.get(self.task_id)
+        if report is None:
+            _log.warning("%r: %s outside run() is ignored", self, method)
+        else:
+            report(method, self.task_id, value)
 
     # -- the user's part ---------------------------------------------------------------
 
@@ -2697,6 +2804,32 @@ def _resource_capacities():
     return {name: parser.getint("resources", name) for name in parser.options("resources")}
 
 
+_NO_TASKS = ()
+_NO_DEPS = frozenset()
+_SMALL = 8   # up to this many members a tuple; beyond, a set
+
+
+def _with(members, item):
+    """``members`` plus ``item``: a tuple while small (most tasks have one dependent),
+    a set beyond, so a task many others need still adds in O(1)."""
+    if isinstance(members, set):
+        members.add(item)
+        return members
+    if item in members:
+        return members
+    if len(members) < _SMALL:
+        return members + (item,)
+    return set(members) | {item}
+
+
+def _without(members, item):
+    """``members`` less ``item`` (see :func:`_with`)."""
+    if isinstance(members, set):
+        members.discard(item)
+        return members
+    return tuple(m for m in members if m != item)
+
+
 class _TaskState:
     """The scheduler's record of one task (not a Task: that is the user's class)."""
 
@@ -2711,8 +2844,10 @@ class _TaskState:
     def __init__(self, task_id, seq, now, retry_policy):
         self.id = task_id
         self.status = UNKNOWN
-        self.deps = set()
-        self.dependents = set()
+        # Shared empty tuples, grown by _with(): a graph of 100,000 tasks would otherwise
+        # allocate 200,000 sets for the collector to track.
+        self.deps = _NO_DEPS
+        self.dependents = _NO_TASKS
         self.blockers = 0            # how many deps are not DONE; ready when 0
         self.priority = 0
         self.seq = seq               # insertion order breaks priority ties
@@ -2722,8 +2857,10 @@ class _TaskState:
         self.param_visibilities = {}
         self.resources = {}
         self.resources_running = None
-        self.stakeholders = set()    # workers that want this task done
-        self.workers = {}            # workers that may run it, in the order they came
+        # Tuples, not sets: nearly always one worker, and a set costs four times the
+        # memory of a 1-tuple. Order matters for ``workers`` (the last to add it).
+        self.stakeholders = ()       # workers that want this task done
+        self.workers = ()            # workers that may run it, in the order they came
         self.worker_running = None
         self.time_running = None
         self.start_time = now
@@ -2733,7 +2870,7 @@ class _TaskState:
         self.status_message = None
         self.progress_percentage = None
         self.retry_policy = retry_policy
-        self.failures = []           # failure times inside the disable window
+        self.failures = ()           # failure times inside the disable window
         self.first_failure = None
         self.disabled_at = None      # set when the scheduler (not a worker) disabled it
         self.retry_at = None
@@ -2797,10 +2934,12 @@ class Scheduler:
         self._parked = {}                    # resource -> heap of tasks waiting for it
         self._tasks = {}
         self._workers = {}
-        self._by_status = {status: set() for status in _STATUSES}
+        self._running = set()                # ids of RUNNING tasks (few; iterated often)
         self._timers = []                    # heap of (due, seq, kind, key)
         self._seq = itertools.count()
         self._paused = False
+        self._policies = {}                  # retry-policy overrides -> merged policy
+        self._default_policy = self._retry_policy(None)
 
     # -- reading the clock and the records --------------------------------------------
 
@@ -2831,20 +2970,25 @@ class Scheduler:
         heapq.heappush(self._timers, (due, next(self._seq), kind, key))
 
     def _retry_policy(self, overrides):
-        policy = {name: self.options[name]
-                  for name in ("retry_count", "disable_hard_timeout", "disable_window")}
-        for name, value in (overrides or {}).items():
-            if value is not None and name in policy:
-                policy[name] = value
+        """The config's retry policy with a task's non-None values over it; shared
+        between tasks with the same values (they are never mutated)."""
+        overrides = overrides or {}
+        key = (overrides.get("retry_count"), overrides.get("disable_hard_timeout"),
+               overrides.get("disable_window"))
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = {name: self.options[name] if value is None else value
+                      for name, value in zip(("retry_count", "disable_hard_timeout",
+                                              "disable_window"), key)}
+            self._policies[key] = policy
         return policy
 
     def _get_or_create(self, task_id, status=UNKNOWN):
         task = self._tasks.get(task_id)
         if task is None:
-            task = _TaskState(task_id, next(self._seq), self._now(), self._retry_policy(None))
+            task = _TaskState(task_id, next(self._seq), self._clock(), self._default_policy)
             self._tasks[task_id] = task
             task.status = status
-            self._by_status[status].add(task_id)
         return task
 
     # -- the one place a status changes ---------------------------------------------------
@@ -2855,8 +2999,10 @@ class Scheduler:
         if old == status:
             return
         self._account(task, -1)
-        self._by_status[old].discard(task.id)
-        self._by_status[status].add(task.id)
+        if old == RUNNING:
+            self._running.discard(task.id)
+        elif status == RUNNING:
+            self._running.add(task.id)
         task.status = status
         task.updated = self._now()
         if old == RUNNING:
@@ -2884,7 +3030,7 @@ class Scheduler:
             if worker is not None:
                 worker.n_pending += sign
                 worker.n_unique += sign * only
-        last = self._workers.get(next(reversed(task.workers)))
+        last = self._workers.get(task.workers[-1])
         if last is not None:
             last.n_last += sign
 
@@ -2903,19 +3049,21 @@ class Scheduler:
     def _set_deps(self, task, dep_ids, replace):
         dep_ids = set(dep_ids)
         if replace:
+            if not dep_ids and not task.deps:
+                return
             for gone in task.deps - dep_ids:
                 dep = self._tasks.get(gone)
                 if dep is not None:
-                    dep.dependents.discard(task.id)
+                    dep.dependents = _without(dep.dependents, task.id)
                     task.blockers -= dep.status != DONE
             added = dep_ids - task.deps
             task.deps = dep_ids
         else:
             added = dep_ids - task.deps
-            task.deps |= added
+            task.deps = task.deps | added
         for dep_id in added:
             dep = self._get_or_create(dep_id)
-            dep.dependents.add(task.id)
+            dep.dependents = _with(dep.dependents, task.id)
             task.blockers += dep.status != DONE
         if task.blockers == 0:
             self._push_ready(task)
@@ -2924,18 +3072,19 @@ class Scheduler:
         if worker.id in task.workers:
             return
         self._account(task, -1)
-        task.workers[worker.id] = None
+        task.workers += (worker.id,)
         self._account(task, +1)
         self._push_ready(task, (worker.id,))
 
     def _add_stakeholder(self, task, worker):
-        task.stakeholders.add(worker.id)
-        worker.stake.add(task.id)
+        if worker.id not in task.stakeholders:
+            task.stakeholders += (worker.id,)
+            worker.stake.add(task.id)
         task.remove_at = None
         for dep_id in task.deps:
             dep = self._tasks.get(dep_id)
             if dep is not None and worker.id not in dep.stakeholders:
-                dep.stakeholders.add(worker.id)
+                dep.stakeholders += (worker.id,)
                 worker.stake.add(dep_id)
                 dep.remove_at = None
 
@@ -3035,7 +3184,7 @@ class Scheduler:
 
     @staticmethod
     def _forget_failures(task):
-        task.failures = []
+        task.failures = ()
         task.first_failure = None
         task.disabled_at = None
 
@@ -3095,8 +3244,8 @@ class Scheduler:
                         accepts_messages, tracking_url, batchable, expl, owners):
         task.family = task.family or family
         task.module = task.module or module
-        task.param_visibilities = task.param_visibilities or dict(param_visibilities or {})
-        task.params = task.params or dict(params or {})
+        task.param_visibilities = task.param_visibilities or param_visibilities or {}
+        task.params = task.params or params or {}   # the caller's dict; never mutated
         if accepts_messages is not None:
             task.accepts_messages = accepts_messages
         if tracking_url is not None or task.status != RUNNING:
@@ -3131,7 +3280,7 @@ class Scheduler:
         """Tasks this worker wants that another worker is running (bounded by the
         number of running tasks, not by the size of the graph)."""
         running = []
-        for task_id in self._by_status[RUNNING]:
+        for task_id in self._running:
             task = self._tasks[task_id]
             if task.worker_running != worker.id and worker.id in task.stakeholders:
                 other = self._workers.get(task.worker_running)
@@ -3158,13 +3307,11 @@ class Scheduler:
             task = self._reclaim(record, current_tasks) or self._pick(record)
             if task is not None and task.status != RUNNING:
                 self._claim(task, record)
-        reply = self.count_pending(worker)
-        reply.update(task_id=None, task_family=None, task_module=None, task_params=None)
-        if task is not None:
-            reply.update(task_id=task.id, task_family=task.family,
-                         task_module=task.module, task_params=task.params,
-                         running_tasks=[])
-        return reply
+        return {"n_pending_tasks": record.n_pending, "n_unique_pending": record.n_unique,
+                "n_pending_last_scheduled": record.n_last, "worker_state": record.state,
+                "running_tasks": [] if task else self._running_elsewhere(record),
+                "task_id": task and task.id, "task_family": task and task.family,
+                "task_module": task and task.module, "task_params": task and task.params}
 
     def _reclaim(self, worker, current_tasks):
         """A task we think runs on this worker but that it no longer lists: hand it out
@@ -3278,10 +3425,10 @@ class Scheduler:
             task = self._tasks.get(task_id)
             if task is None:
                 continue
-            task.stakeholders.discard(worker.id)
+            task.stakeholders = tuple(w for w in task.stakeholders if w != worker.id)
             if worker.id in task.workers:
                 self._account(task, -1)
-                del task.workers[worker.id]
+                task.workers = tuple(w for w in task.workers if w != worker.id)
                 self._account(task, +1)
             if task.status == RUNNING and task.worker_running == worker.id:
                 task.expl = json.dumps(f"worker {worker.id} stopped responding")
@@ -3312,11 +3459,11 @@ class Scheduler:
         self._account(task, -1)
         if task.status == RUNNING:
             self._release(task)
-        self._by_status[task.status].discard(task_id)
+        self._running.discard(task_id)
         for dep_id in task.deps:
             dep = self._tasks.get(dep_id)
             if dep is not None:
-                dep.dependents.discard(task_id)
+                dep.dependents = _without(dep.dependents, task_id)
         del self._tasks[task_id]
 
     # -- reading the graph (visualiser and tools) ----------------------------------------
@@ -3374,7 +3521,8 @@ class Scheduler:
         """Tasks with ``status`` (all when empty), optionally filtered by upstream status
         and a search string. Too many gives ``{"num_tasks": n}`` when ``limit``."""
         self.prune()
-        ids = self._by_status[status] if status else self._tasks
+        ids = [i for i, t in self._tasks.items() if t.status == status] if status \
+            else self._tasks
         if search:
             terms = search.split()
             ids = [i for i in ids if all(term in i for term in terms)]
@@ -3624,35 +3772,13 @@ def _is_external(task):
     return task.run is None or task.run == NotImplemented
 
 
-class _Reporter:
-    """Forwards what a running task reports (status message, progress, tracking URL,
-    resources) to the scheduler; installed on the task only while run() executes."""
-
-    def __init__(self, scheduler, worker_id):
-        self._scheduler = scheduler
-        self._worker_id = worker_id
-
-    @contextlib.contextmanager
-    def attached(self, task):
-        scheduler, task_id = self._scheduler, task.task_id
-        task.set_status_message = lambda message: scheduler.set_task_status_message(
-            task_id, message)
-        task.set_progress_percentage = lambda percentage: \
-            scheduler.set_task_progress_percentage(task_id, percentage)
-        task.set_tracking_url = lambda url: scheduler.add_task(
-            task_id=task_id, worker=self._worker_id, status=RUNNING, tracking_url=url)
-        task.decrease_running_resources = lambda resources: \
-            scheduler.decrease_running_task_resources(task_id, resources)
-        try:
-            yield
-        finally:
-            for name in ("set_status_message", "set_progress_percentage",
-                         "set_tracking_url", "decrease_running_resources"):
-                task.__dict__.pop(name, None)
+# task id -> how its run() reports to the scheduler, while run() executes. Keyed by id
+# rather than stored on the task, so the task object is left as it was.
+_ACTIVE_REPORTERS = {}
 
 
 def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False,
-                  reporter=None):
+                  report=None):
     """Run one task: check its dependencies, run() it, check its output.
 
     Never raises (except KeyboardInterrupt/SystemExit): a failure becomes a FAILED
@@ -3673,8 +3799,12 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
                 return _Outcome(task.task_id, FAILED, "Task is an external data dependency "
                                 "and data does not exist (yet?).")
         else:
-            with reporter.attached(task) if reporter else contextlib.nullcontext():
+            if report is not None:
+                _ACTIVE_REPORTERS[task.task_id] = report
+            try:
                 new_deps = _run_generator(task)
+            finally:
+                _ACTIVE_REPORTERS.pop(task.task_id, None)
             if new_deps:
                 return _Outcome(task.task_id, PENDING, new_deps=new_deps)
             if check_complete_on_run and not task.complete():
@@ -3732,6 +3862,7 @@ class _InlineRunner:
     """Runs each task synchronously in this process, in the order started."""
 
     processes = 1
+    synchronous = True
 
     def __init__(self, execute):
         self._execute = execute
@@ -3754,36 +3885,18 @@ class _InlineRunner:
         """Nothing to release."""
 
 
-class _QueueReporter:
-    """In a child process: sends what the running task reports to the parent, which
-    forwards it to the scheduler (so status and progress are never silently lost)."""
-
-    def __init__(self, results):
-        self._results = results
-
-    @contextlib.contextmanager
-    def attached(self, task):
-        task_id, send = task.task_id, self._results.put
-        task.set_status_message = lambda message: send(
-            ("report", "set_task_status_message", (task_id, message)))
-        task.set_progress_percentage = lambda percentage: send(
-            ("report", "set_task_progress_percentage", (task_id, percentage)))
-        task.set_tracking_url = lambda url: send(("report", "tracking_url", (task_id, url)))
-        task.decrease_running_resources = lambda resources: send(
-            ("report", "decrease_running_task_resources", (task_id, resources)))
-        yield
-
-
 def _child_main(slot, inbox, results, check_unfulfilled_deps, check_complete_on_run):
     """A pool process: run the tasks sent to ``inbox`` until it receives None."""
     import pickle
-    reporter = _QueueReporter(results)
+
+    def report(method, task_id, value):   # the parent forwards it to the scheduler
+        results.put(("report", method, (task_id, value)))
     while True:
         task = inbox.get()
         if task is None:
             return
         outcome = _execute_task(task, check_unfulfilled_deps, check_complete_on_run,
-                                reporter)
+                                report)
         try:
             payload = pickle.dumps(outcome)
         except Exception as exc:   # the outcome itself cannot travel: say so instead
@@ -3810,6 +3923,8 @@ class _ProcessRunner:
     ``[worker] timeout``) is terminated and its process replaced; a process that dies
     fails its task with the exit code.
     """
+
+    synchronous = False
 
     def __init__(self, processes, forward, check_unfulfilled_deps=True,
                  check_complete_on_run=False, timeout=0.0, start_method=None):
@@ -3978,6 +4093,7 @@ class Worker:
         self._scheduled = {}          # task id -> Task, every task this worker has seen
         self._walk_state = {}         # task id -> _WALKING or _WALKED
         self._history = []            # (task, status, runnable) as reported, for the summary
+        self._details = {}            # task id -> the add_task fields that never change
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
         self._reschedules = {}
@@ -3992,8 +4108,9 @@ class Worker:
                   self.options["check_complete_on_run"])
         if processes == 1 and not self.options["timeout"] and \
                 not self.options["force_multiprocessing"]:
-            reporter = _Reporter(self._scheduler, self._id)
-            return _InlineRunner(lambda task: _execute_task(task, *checks, reporter))
+            def report(method, task_id, value):
+                self._forward_report(method, (task_id, value))
+            return _InlineRunner(lambda task: _execute_task(task, *checks, report))
         return _ProcessRunner(processes, self._forward_report, *checks,
                               timeout=self.options["timeout"])
 
@@ -4122,14 +4239,21 @@ class Worker:
 
     def _report(self, task, status, runnable=None, deps=None, new_deps=None, expl=None):
         self._history.append((task, status, runnable))
-        self._scheduler.add_task(
-            worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
-            deps=deps, new_deps=new_deps, expl=json.dumps(expl),
-            resources=task.process_resources(), priority=task.priority,
-            family=task.get_task_family(), module=task.task_module,
-            params=task.to_str_params(), param_visibilities=task._get_param_visibilities(),
-            accepts_messages=task.accepts_messages, owners=task._owner_list(),
-            batchable=False, retry_policy_dict=_retry_policy_of(task))
+        details = self._details.get(task.task_id)
+        if details is None:   # what the scheduler shows of a task, computed once per task
+            details = self._details[task.task_id] = dict(
+                worker=self._id, task_id=task.task_id, resources=task.process_resources(),
+                priority=task.priority, family=task.get_task_family(),
+                module=task.task_module, params=task._serialized,
+                param_visibilities=task._get_param_visibilities(),
+                accepts_messages=task.accepts_messages, owners=task._owner_list(),
+                batchable=False, retry_policy_dict=_retry_policy_of(task))
+        if status in (DONE, FAILED, UNKNOWN) and runnable is None:
+            del self._details[task.task_id]   # its last report: keep memory per task low
+        self._scheduler.add_task(status=status, runnable=runnable, deps=deps,
+                                 new_deps=new_deps,
+                                 expl="null" if expl is None else json.dumps(expl),
+                                 **details)
 
     # -- running: the loop ----------------------------------------------------------------
 
@@ -4145,8 +4269,8 @@ class Worker:
         return self.run_succeeded
 
     def step(self):
-        """Do one thing and say what: "collected" outcomes, "started" a task,
-        "waiting" (slept, keep-alive) or "stop"."""
+        """Do one thing and say what: "ran" a task inline, "started" one on a process,
+        "collected" outcomes, "waiting" (slept, keep-alive) or "stop"."""
         if self._running and len(self._running) >= self._runner.processes:
             self._handle(self._runner.collect(timeout=None))
             return "collected"
@@ -4165,6 +4289,9 @@ class Worker:
         task = self._task_for(reply)
         self._running[task.task_id] = task
         self._runner.start(task)
+        if self._runner.synchronous:   # the inline runner has the outcome already
+            self._handle(self._runner.collect(timeout=0))
+            return "ran"
         return "started"
 
     def _task_for(self, reply):
@@ -4466,26 +4593,54 @@ def _ranged_multi_param_text(family, tasks, params):
     return f"{family}({shown})"
 
 
+class _OrderedSet(dict):
+    """Distinct values in first-seen order; a set where the values hash, else a list
+    (parameter values are normally hashable, but a user's type may not be)."""
+
+    def __init__(self, values):
+        super().__init__()
+        self._unhashable = []
+        for value in values:
+            self.add(value)
+
+    def add(self, value):
+        try:
+            self[value] = None
+        except TypeError:
+            if value not in self._unhashable:
+                self._unhashable.append(value)
+
+    def __contains__(self, value):
+        try:
+            return dict.__contains__(self, value)
+        except TypeError:
+            return value in self._unhashable
+
+    def __iter__(self):
+        yield from dict.__iter__(self)
+        yield from self._unhashable
+
+    def __len__(self):
+        return dict.__len__(self) + len(self._unhashable)
+
+
 def _distinct(values):
-    seen = []
-    for value in values:
-        if value not in seen:
-            seen.append(value)
-    return seen
+    return _OrderedSet(values)
 
 
 def _range_ends(values, param):
     """(first, last) if ``values`` are consecutive under next_in_enumeration, else
     (None, None)."""
     try:
-        following = _distinct(param.next_in_enumeration(v) for v in values)
-    except Exception:   # a parameter whose values do not enumerate
+        following = {v: param.next_in_enumeration(v) for v in values}
+    except Exception:   # a parameter whose values do not enumerate, or do not hash
         return None, None
-    starts = [v for v in values if v not in following]
-    ends = [v for v in following if v not in values]
+    next_values = _OrderedSet(following.values())
+    starts = [v for v in values if v not in next_values]
+    ends = [v for v in next_values if v not in values]
     if len(starts) == 1 and len(ends) == 1:
-        for value in values:
-            if param.next_in_enumeration(value) == ends[0]:
+        for value, next_value in following.items():
+            if next_value == ends[0]:
                 return starts[0], value
     return None, None
 
