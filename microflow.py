@@ -3047,26 +3047,30 @@ class Scheduler:
     # -- dependencies, workers, priorities -----------------------------------------------
 
     def _set_deps(self, task, dep_ids, replace):
-        dep_ids = set(dep_ids)
+        """Replace (or extend) the dependencies; returns the ids that are new, in the
+        order given (new ids get their insertion number in that order)."""
         if replace:
             if not dep_ids and not task.deps:
-                return
-            for gone in task.deps - dep_ids:
+                return ()
+            wanted = set(dep_ids)
+            for gone in task.deps - wanted:
                 dep = self._tasks.get(gone)
                 if dep is not None:
                     dep.dependents = _without(dep.dependents, task.id)
                     task.blockers -= dep.status != DONE
-            added = dep_ids - task.deps
-            task.deps = dep_ids
+            old = task.deps
+            task.deps = wanted
         else:
-            added = dep_ids - task.deps
-            task.deps = task.deps | added
+            old = task.deps
+            task.deps = task.deps | set(dep_ids)
+        added = [dep_id for dep_id in dict.fromkeys(dep_ids) if dep_id not in old]
         for dep_id in added:
             dep = self._get_or_create(dep_id)
             dep.dependents = _with(dep.dependents, task.id)
             task.blockers += dep.status != DONE
         if task.blockers == 0:
             self._push_ready(task)
+        return added
 
     def _add_runnable_worker(self, task, worker):
         if worker.id in task.workers:
@@ -3076,15 +3080,18 @@ class Scheduler:
         self._account(task, +1)
         self._push_ready(task, (worker.id,))
 
-    def _add_stakeholder(self, task, worker):
-        if worker.id not in task.stakeholders:
-            task.stakeholders += (worker.id,)
-            worker.stake.add(task.id)
+    def _add_stakeholder(self, task, worker, added_deps):
+        """``worker`` wants ``task`` and, so, its dependencies (all of them when it is
+        new to the task, else just the ``added_deps``)."""
         task.remove_at = None
-        for dep_id in task.deps:
+        if worker.id not in task.stakeholders:
+            task.stakeholders = _with(task.stakeholders, worker.id)
+            worker.stake.add(task.id)
+            added_deps = task.deps
+        for dep_id in added_deps:
             dep = self._tasks.get(dep_id)
             if dep is not None and worker.id not in dep.stakeholders:
-                dep.stakeholders += (worker.id,)
+                dep.stakeholders = _with(dep.stakeholders, worker.id)
                 worker.stake.add(dep_id)
                 dep.remove_at = None
 
@@ -3224,17 +3231,17 @@ class Scheduler:
             task.retry_policy = self._retry_policy(retry_policy_dict)
         if resources is not None:
             task.resources = dict(resources)
-        if deps is not None:
-            self._set_deps(task, deps, replace=True)
+        added = self._set_deps(task, deps, replace=True) if deps is not None else ()
         if new_deps:
-            self._set_deps(task, new_deps, replace=False)
+            added = self._set_deps(task, new_deps, replace=False)
         owned = task.status not in (RUNNING, BATCH_RUNNING) or (
             status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
-        if owned or new_deps:
+        if (owned or new_deps) and (status != task.status or status == FAILED):
             self._apply_status(task, status, now)
         if reporter.enabled and not assistant:
-            self._add_stakeholder(task, reporter)
-        self._raise_priority(task, priority)
+            self._add_stakeholder(task, reporter, added)
+        if priority > task.priority or (added and task.priority):
+            self._raise_priority(task, priority)
         if runnable and status != FAILED and reporter.enabled:
             task.runnable = True
             self._add_runnable_worker(task, reporter)
@@ -3425,7 +3432,7 @@ class Scheduler:
             task = self._tasks.get(task_id)
             if task is None:
                 continue
-            task.stakeholders = tuple(w for w in task.stakeholders if w != worker.id)
+            task.stakeholders = _without(task.stakeholders, worker.id)
             if worker.id in task.workers:
                 self._account(task, -1)
                 task.workers = tuple(w for w in task.workers if w != worker.id)

@@ -17,7 +17,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import unittest
+import unittest.mock
 import warnings
 
 import microflow as mf
@@ -351,6 +353,22 @@ def read(target, mode="r"):
     """The whole content of a target, closing the file."""
     with target.open(mode) as f:
         return f.read()
+
+
+class FakeClock:
+    """A clock tests move by hand; ``sleep`` advances it instead of waiting."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def advance(self, seconds):
+        self.now += seconds
 
 
 class TempDirMixin:
@@ -1034,7 +1052,302 @@ class TestPackaging(unittest.TestCase):
             self.assertTrue(hasattr(mf, name), name)
 
 
-import unittest.mock  # noqa: E402  (used by the configuration tests above)
 
-if __name__ == "__main__":
-    unittest.main()
+
+###########################################################################################
+# Scheduler core (fake clock, no sleeping)
+###########################################################################################
+
+class SchedulerCase(unittest.TestCase):
+    def setUp(self):
+        self.clock = FakeClock()
+        self.scheduler = self.make_scheduler()
+
+    def make_scheduler(self, resources=None, **options):
+        return mf.Scheduler(clock=self.clock, resources=resources or {}, **options)
+
+    def add(self, task_id, worker="w1", **kwargs):
+        self.scheduler.add_task(task_id=task_id, worker=worker, **kwargs)
+
+    def work(self, worker="w1"):
+        return self.scheduler.get_work(worker=worker)["task_id"]
+
+    def done(self, task_id, worker="w1", status=mf.DONE):
+        self.scheduler.add_task(task_id=task_id, worker=worker, status=status)
+
+    def status(self, task_id):
+        return self.scheduler.task_list()[task_id]["status"]
+
+    def drain(self, worker="w1"):
+        order = []
+        while True:
+            task_id = self.work(worker)
+            if task_id is None:
+                return order
+            order.append(task_id)
+            self.done(task_id, worker)
+
+
+class TestSchedulerSelection(SchedulerCase):
+    def test_dependencies_first_then_priority_then_insertion_order(self):
+        graph = {"root": ["a", "b", "c"], "a": ["a1"], "b": [], "c": [], "a1": []}
+        priorities = {"c": 5}
+        for task_id, deps in graph.items():
+            self.add(task_id, deps=deps, priority=priorities.get(task_id, 0))
+        # Insertion order counts from first sight, as a dependency too (as in Luigi).
+        self.assertEqual(self.drain(), ["c", "b", "a1", "a", "root"])
+
+    def test_priority_propagates_to_dependencies(self):
+        self.add("low")
+        self.add("needed", priority=0)
+        self.add("urgent", deps=["needed"], priority=10)
+        self.assertEqual(self.drain(), ["needed", "urgent", "low"])
+
+    def test_reply_shape_is_fixed(self):
+        empty = self.scheduler.get_work(worker="w1")
+        self.add("t", family="Fam", module="mod", params={"x": "1"})
+        full = self.scheduler.get_work(worker="w1")
+        self.assertEqual(set(empty), set(full))
+        self.assertIsNone(empty["task_id"])
+        self.assertEqual((full["task_id"], full["task_family"], full["task_module"],
+                          full["task_params"]), ("t", "Fam", "mod", {"x": "1"}))
+
+    def test_never_to_two_workers_at_once(self):
+        for worker in ("w1", "w2"):
+            self.add("shared", worker=worker)
+        self.assertEqual(self.work("w1"), "shared")
+        reply = self.scheduler.get_work(worker="w2")
+        self.assertIsNone(reply["task_id"])
+        self.assertEqual([r["task_id"] for r in reply["running_tasks"]], ["shared"])
+        self.assertEqual(reply["running_tasks"][0]["worker"], "w1")
+        # Another worker's PENDING report does not take the task over.
+        self.add("shared", worker="w2", status=mf.PENDING)
+        self.assertEqual(self.status("shared"), mf.RUNNING)
+        self.done("shared", worker="w1")
+        self.assertEqual(self.status("shared"), mf.DONE)
+
+    def test_only_runnable_workers_get_a_task(self):
+        self.add("external", runnable=False)
+        self.assertIsNone(self.work())
+        self.add("mine", worker="w1")
+        self.assertIsNone(self.work("w2"))
+        self.assertEqual(self.work("w1"), "mine")
+
+    def test_unknown_dependency_blocks(self):
+        self.add("needs", deps=["never_added"])
+        self.assertIsNone(self.work())
+        self.assertEqual(self.status("never_added"), mf.UNKNOWN)
+
+    def test_count_pending(self):
+        self.add("a")
+        self.add("b", deps=["a"])
+        self.add("b", worker="w2")
+        counts = self.scheduler.count_pending("w1")
+        self.assertEqual((counts["n_pending_tasks"], counts["n_unique_pending"],
+                          counts["n_pending_last_scheduled"]), (2, 1, 1))
+
+    def test_misuse_names_the_call(self):
+        with self.assertRaisesRegex(mf.SchedulerError, "fetch_error: task 'nope' was not added"):
+            self.scheduler.fetch_error("nope")
+        with self.assertRaisesRegex(mf.SchedulerError, "task_id is required"):
+            self.scheduler.add_task(worker="w1")
+
+
+class TestSchedulerResources(SchedulerCase):
+    def test_capacity_is_never_exceeded_and_released_work_resumes(self):
+        self.scheduler = self.make_scheduler(resources={"db": 2})
+        for name in ("a", "b", "c"):
+            self.add(name, resources={"db": 1})
+        self.add("d", resources={"gpu": 1})     # undeclared: capacity 1
+        self.add("e", resources={"gpu": 1})
+        started = [self.work() for _ in range(4)]
+        self.assertEqual(started, ["a", "b", "d", None])
+        self.assertEqual(self.scheduler.resource_list()["db"], {"total": 2, "used": 2})
+        self.done("a")
+        self.assertEqual(self.work(), "c")
+        self.done("d")
+        self.assertEqual(self.work(), "e")
+
+    def test_too_big_for_capacity_never_runs_but_others_do(self):
+        self.add("huge", resources={"db": 5}, priority=9)
+        self.add("small")
+        self.assertEqual(self.drain(), ["small"])
+        self.assertEqual(self.status("huge"), mf.PENDING)
+
+    def test_decrease_running_resources_lets_others_in(self):
+        self.scheduler = self.make_scheduler(resources={"db": 2})
+        self.add("big", resources={"db": 2})
+        self.add("small", resources={"db": 1})
+        self.assertEqual(self.work(), "big")
+        self.assertIsNone(self.work())
+        self.scheduler.decrease_running_task_resources("big", {"db": 1})
+        self.assertEqual(self.work(), "small")
+
+    def test_resources_from_config(self):
+        with mf.config_override({"resources": {"db": "3"}}):
+            scheduler = mf.Scheduler(clock=self.clock)
+        self.assertEqual(scheduler.resource_list(), {"db": {"total": 3, "used": 0}})
+
+
+class TestSchedulerFailures(SchedulerCase):
+    def fail(self, task_id, worker="w1"):
+        self.assertEqual(self.work(worker), task_id)
+        self.done(task_id, worker, status=mf.FAILED)
+
+    def test_failed_task_retries_after_retry_delay(self):
+        self.scheduler = self.make_scheduler(retry_delay=30)
+        self.add("t")
+        self.fail("t")
+        self.assertIsNone(self.work())
+        self.clock.advance(29)
+        self.scheduler.prune()
+        self.assertEqual(self.status("t"), mf.FAILED)
+        self.clock.advance(2)
+        self.scheduler.prune()
+        self.assertEqual(self.status("t"), mf.PENDING)
+        self.assertEqual(self.work(), "t")
+
+    def test_re_adding_a_failed_task_as_pending_resets_it(self):
+        self.add("t")
+        self.fail("t")
+        self.add("t")
+        self.assertEqual(self.work(), "t")
+
+    def test_disabled_after_retry_count_failures_in_window(self):
+        self.scheduler = self.make_scheduler(retry_delay=1, disable_persist=100)
+        policy = {"retry_count": 2, "disable_window": 60, "disable_hard_timeout": None}
+        self.add("t", retry_policy_dict=policy)
+        self.fail("t")
+        self.add("t", retry_policy_dict=policy)
+        self.fail("t")
+        self.assertEqual(self.status("t"), mf.DISABLED)
+        self.add("t")   # a worker cannot lift the scheduler's disable
+        self.assertEqual(self.status("t"), mf.DISABLED)
+        self.clock.advance(101)
+        self.scheduler.prune()
+        self.assertEqual(self.status("t"), mf.FAILED)
+
+    def test_failures_outside_window_do_not_count(self):
+        policy = {"retry_count": 2, "disable_window": 10}
+        self.add("t", retry_policy_dict=policy)
+        self.fail("t")
+        self.clock.advance(11)
+        self.add("t")
+        self.fail("t")
+        self.assertEqual(self.status("t"), mf.FAILED)
+
+    def test_hard_timeout_disables(self):
+        policy = {"retry_count": 100, "disable_hard_timeout": 50}
+        self.add("t", retry_policy_dict=policy)
+        self.fail("t")
+        self.clock.advance(51)
+        self.add("t")
+        self.fail("t")
+        self.assertEqual(self.status("t"), mf.DISABLED)
+
+    def test_done_and_admin_calls(self):
+        self.add("t", retry_policy_dict={"retry_count": 1})
+        self.fail("t")
+        self.assertEqual(self.status("t"), mf.DISABLED)
+        self.assertEqual(self.scheduler.re_enable_task("t")["status"], mf.FAILED)
+        self.assertEqual(self.scheduler.forgive_failures("t")["status"], mf.PENDING)
+        self.assertEqual(self.scheduler.mark_as_done("t")["status"], mf.DONE)
+
+    def test_fetch_error_returns_explanation(self):
+        self.add("t", family="Fam")
+        self.assertEqual(self.work(), "t")
+        self.scheduler.add_task(task_id="t", worker="w1", status=mf.FAILED,
+                                expl=json.dumps("Runtime error:\nboom"))
+        error = self.scheduler.fetch_error("t")
+        self.assertEqual(json.loads(error["error"]), "Runtime error:\nboom")
+        self.assertEqual(error["taskFamily"], "Fam")
+
+
+class TestSchedulerLiveness(SchedulerCase):
+    def test_dead_worker_fails_its_running_task_and_another_takes_over(self):
+        self.scheduler = self.make_scheduler(worker_disconnect_delay=60, retry_delay=10)
+        self.add("t", worker="w1")
+        self.add("t", worker="w2")
+        self.assertEqual(self.work("w1"), "t")
+        for _ in range(3):          # w2 keeps pinging, w1 goes silent
+            self.clock.advance(30)
+            self.scheduler.ping(worker="w2")
+        self.scheduler.prune()
+        self.assertEqual(self.status("t"), mf.FAILED)
+        self.assertNotIn("w1", [w["name"] for w in self.scheduler.worker_list()])
+        self.clock.advance(10)
+        self.scheduler.ping(worker="w2")
+        self.scheduler.prune()
+        self.assertEqual(self.work("w2"), "t")
+
+    def test_tasks_without_stakeholders_are_removed(self):
+        self.scheduler = self.make_scheduler(worker_disconnect_delay=60, remove_delay=600)
+        self.add("orphan")
+        self.clock.advance(61)
+        self.scheduler.prune()
+        self.assertIn("orphan", self.scheduler.graph())
+        self.clock.advance(600)
+        self.scheduler.prune()
+        self.assertNotIn("orphan", self.scheduler.graph())
+
+    def test_stable_done_cooldown_ignores_a_late_pending(self):
+        self.add("t")
+        self.assertEqual(self.work(), "t")
+        self.done("t")
+        self.add("t", worker="w2")
+        self.assertEqual(self.status("t"), mf.DONE)
+        self.clock.advance(11)
+        self.add("t", worker="w2")
+        self.assertEqual(self.status("t"), mf.PENDING)
+
+    def test_reclaim_task_the_worker_forgot(self):
+        self.add("t")
+        self.assertEqual(self.work(), "t")
+        reply = self.scheduler.get_work(worker="w1", current_tasks=[])
+        self.assertEqual(reply["task_id"], "t")
+
+    def test_disabled_worker_and_pause(self):
+        self.add("t")
+        self.scheduler.pause()
+        self.assertIsNone(self.work())
+        self.scheduler.unpause()
+        self.scheduler.disable_worker("w1")
+        self.assertEqual(self.scheduler.get_work(worker="w1")["worker_state"], "disabled")
+        self.assertIsNone(self.work())
+
+
+class TestSchedulerReads(SchedulerCase):
+    def test_graph_task_list_and_dep_graph(self):
+        self.add("a", family="A", params={"x": "1", "h": "s"},
+                 param_visibilities={"x": 0, "h": 1})
+        self.add("b", deps=["a"])
+        self.assertEqual(self.scheduler.task_list()["a"]["display_name"], "A(x=1)")
+        self.assertEqual(set(self.scheduler.task_list(status=mf.PENDING)), {"a", "b"})
+        self.assertEqual(set(self.scheduler.task_list(       # Luigi counts "a" itself
+            status=mf.PENDING, upstream_status=mf.UPSTREAM_MISSING_INPUT)), {"a", "b"})
+        self.assertEqual(set(self.scheduler.dep_graph("b")), {"a", "b"})
+        self.assertEqual(set(self.scheduler.inverse_dep_graph("a")), {"a", "b"})
+        self.assertEqual(self.scheduler.task_search("a"), {mf.PENDING: {
+            "a": self.scheduler.graph()["a"]}})
+        self.assertEqual(self.scheduler.task_list(max_shown_tasks=1), {"num_tasks": 2})
+
+    def test_status_message_and_progress(self):
+        self.add("a")
+        self.scheduler.set_task_status_message("a", "half way")
+        self.scheduler.set_task_progress_percentage("a", 50)
+        self.assertEqual(self.scheduler.get_task_status_message("a"),
+                         {"taskId": "a", "statusMessage": "half way"})
+        self.assertEqual(self.scheduler.get_task_progress_percentage("a"),
+                         {"taskId": "a", "progressPercentage": 50})
+
+    def test_upstream_status_on_a_deep_chain(self):
+        for i in range(3000):
+            self.add(f"t{i}", deps=[f"t{i + 1}"] if i < 2999 else [])
+        self.add("t2999", status=mf.DISABLED)
+        listed = self.scheduler.task_list(status=mf.PENDING,
+                                          upstream_status=mf.UPSTREAM_DISABLED)
+        self.assertEqual(len(listed), 2999)
+
+    def test_rpc_whitelist_names_real_methods(self):
+        for name in mf._RPC_METHODS:
+            self.assertTrue(callable(getattr(self.scheduler, name)), name)
