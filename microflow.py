@@ -4722,7 +4722,8 @@ def build(tasks, workers=1, local_scheduler=True, detailed_summary=False,
     unknown = set(core_options) - _CORE_OPTIONS
     if unknown:
         name = sorted(unknown)[0]
-        close = _suggestions(name, sorted(_CORE_OPTIONS))
+        close = _suggestions(name, sorted(_CORE_OPTIONS | {
+            "workers", "detailed_summary", "scheduler", "worker_options"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
     result = _run_build(list(tasks), workers, scheduler, worker_options or {})

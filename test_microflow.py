@@ -1351,3 +1351,625 @@ class TestSchedulerReads(SchedulerCase):
     def test_rpc_whitelist_names_real_methods(self):
         for name in mf._RPC_METHODS:
             self.assertTrue(callable(getattr(self.scheduler, name)), name)
+
+
+###########################################################################################
+# Worker, build() and the summary
+###########################################################################################
+
+class Recorder(mf.Task):
+    """Completes by being run; records each run in a class-level list."""
+
+    name = mf.Parameter()
+    deps_names = mf.ListParameter(default=[])
+    runs = []
+    finished = set()
+
+    def requires(self):
+        return [Recorder(name) for name in self.deps_names]
+
+    def complete(self):
+        return self.name in Recorder.finished
+
+    def run(self):
+        Recorder.runs.append(self.name)
+        Recorder.finished.add(self.name)
+
+
+class Exploding(mf.Task):
+    """Always fails."""
+
+    def complete(self):
+        return False
+
+    def run(self):
+        raise ValueError("kaboom")
+
+
+class NeedsExploding(mf.Task):
+    def requires(self):
+        return Exploding()
+
+    def complete(self):
+        return False
+
+
+class Missing(mf.ExternalTask):
+    def output(self):
+        return mf.MockTarget("nowhere/missing")
+
+
+class NeedsMissing(mf.Task):
+    def requires(self):
+        return Missing()
+
+    def complete(self):
+        return False
+
+
+class BuildCase(unittest.TestCase):
+    def setUp(self):
+        Recorder.runs.clear()
+        Recorder.finished.clear()
+        mf.MockFileSystem().clear()
+
+    def build(self, *tasks, **kwargs):
+        with self.assertLogs("microflow", "INFO") as logs:
+            result = mf.build(list(tasks), detailed_summary=True, **kwargs)
+        self.logged = "\n".join(logs.output)
+        return result
+
+
+class TestBuild(BuildCase):
+    def test_success_and_summary(self):
+        result = self.build(Recorder("top", ["a", "b"]))
+        self.assertEqual(Recorder.runs[-1], "top")
+        self.assertEqual(sorted(Recorder.runs[:2]), ["a", "b"])
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertTrue(result.scheduling_succeeded)
+        self.assertEqual(len(result.tasks["completed"]), 3)
+        self.assertIn("* 3 ran successfully:", result.summary_text)
+        self.assertIn("This progress looks :) because there were no failed tasks or missing "
+                      "dependencies", result.summary_text)
+        self.assertEqual(result.one_line_summary, "This progress looks :) because there were "
+                                                  "no failed tasks or missing dependencies")
+        self.assertEqual(mf.exit_code(result, [Recorder("top", ["a", "b"])]), 0)
+        self.assertIn("===== microflow Execution Summary =====", self.logged)
+
+    def test_already_complete_tasks_are_not_expanded_or_run(self):
+        Recorder.finished.add("top")
+        result = self.build(Recorder("top", ["a"]))
+        self.assertEqual(Recorder.runs, [])
+        self.assertEqual(result.tasks["already_done"], [Recorder("top", ["a"])])
+        self.assertIn("* 1 complete ones were encountered:", result.summary_text)
+        self.assertIn("Did not run any tasks", result.summary_text)
+
+    def test_failure(self):
+        result = self.build(NeedsExploding())
+        self.assertFalse(result.scheduling_succeeded)
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        self.assertEqual(result.tasks["failed"], [Exploding()])
+        self.assertEqual(result.tasks["upstream_failure"], [NeedsExploding()])
+        self.assertIn("ValueError: kaboom", self.logged)
+        self.assertEqual(mf.exit_code(result, [NeedsExploding()]), 30)
+        self.assertFalse(mf.build([Exploding()]) if False else False)
+        expected = textwrap.dedent("""\
+            Scheduled 2 tasks of which:
+            * 1 failed:
+                - 1 Exploding()
+            * 1 were left pending, among these:
+                * 1 had failed dependencies:
+                    - 1 NeedsExploding()
+
+            This progress looks :( because there were failed tasks""")
+        self.assertIn(expected, result.summary_text)
+
+    def test_failure_explanation_reaches_the_scheduler(self):
+        scheduler = mf.Scheduler()
+        self.build(Exploding(), scheduler=scheduler)
+        error = json.loads(scheduler.fetch_error(Exploding().task_id)["error"])
+        self.assertTrue(error.startswith("Runtime error:\nTraceback"))
+        self.assertIn("ValueError: kaboom", error)
+
+    def test_missing_external_data(self):
+        result = self.build(NeedsMissing())
+        self.assertTrue(result.scheduling_succeeded)   # as in Luigi: nothing failed
+        self.assertEqual(result.status, mf.LuigiStatusCode.MISSING_EXT)
+        self.assertEqual(result.tasks["still_pending_ext"], [Missing()])
+        self.assertEqual(result.tasks["upstream_missing_dependency"], [NeedsMissing()])
+        self.assertEqual(mf.exit_code(result, [NeedsMissing()]), 20)
+        self.assertIn("* 1 were missing external dependencies:", result.summary_text)
+
+    def test_scheduling_failure_when_complete_raises(self):
+        class BrokenComplete(mf.Task):
+            def complete(self):
+                raise OSError("disk gone")
+        result = self.build(BrokenComplete())
+        self.assertEqual(result.status, mf.LuigiStatusCode.SCHEDULING_FAILED)
+        self.assertEqual(mf.exit_code(result, [BrokenComplete()]), 35)
+        self.assertIn("OSError: disk gone", self.logged)
+
+    def test_requires_returning_a_non_task(self):
+        class BadRequires(mf.Task):
+            def requires(self):
+                return ["not a task"]
+        result = self.build(BadRequires())
+        self.assertEqual(result.tasks["scheduling_error"], [BadRequires()])
+        self.assertIn("which is not a Task", self.logged)
+
+    def test_cycle_is_a_scheduling_failure_naming_the_tasks(self):
+        class Loop(mf.Task):
+            n = mf.IntParameter()
+
+            def requires(self):
+                return Loop((self.n + 1) % 3)
+
+            def complete(self):
+                return False
+        result = self.build(Loop(0))
+        self.assertFalse(result.scheduling_succeeded)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SCHEDULING_FAILED)
+        self.assertIn("dependency cycle: Loop(n=0) -> Loop(n=1) -> Loop(n=2) -> Loop(n=0)",
+                      self.logged)
+        self.assertEqual(len(result.tasks["scheduling_error"]), 3)
+
+    def test_deep_chain_does_not_recurse(self):
+        class Link(mf.Task):
+            i = mf.IntParameter()
+            done = set()
+
+            def requires(self):
+                return Link(self.i - 1) if self.i else []
+
+            def complete(self):
+                return self.i in Link.done
+
+            def run(self):
+                Link.done.add(self.i)
+        depth = sys.getrecursionlimit() * 3
+        result = self.build(Link(depth))
+        self.assertEqual(len(Link.done), depth + 1)
+        self.assertIn(f"- {depth + 1} Link(i=0...{depth})", result.summary_text)
+
+    def test_dynamic_dependencies(self):
+        class Part(mf.Task):
+            n = mf.IntParameter()
+
+            def output(self):
+                return mf.MockTarget(f"part{self.n}")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(str(self.n * 10))
+
+        class Dynamic(mf.Task):
+            attempts = []
+
+            def output(self):
+                return mf.MockTarget("dynamic")
+
+            def run(self):
+                Dynamic.attempts.append(1)
+                targets = yield [Part(1), Part(2)]
+                more = yield Part(3)
+                values = [int(t.open("r").read()) for t in targets + [more]]
+                with self.output().open("w") as f:
+                    f.write(str(sum(values)))
+        result = self.build(Dynamic())
+        self.assertEqual(mf.MockTarget("dynamic").open("r").read(), "60")
+        self.assertEqual(len(Dynamic.attempts), 3)   # re-run from the start, as in Luigi
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertEqual(len(result.tasks["completed"]), 4)
+
+    def test_events_fire_with_luigi_arguments(self):
+        seen = []
+
+        class Evented(mf.Task):
+            fail = mf.BoolParameter()
+
+            def requires(self):
+                return [] if self.fail else [Evented(fail=True), Present()]
+
+            def complete(self):
+                return False
+
+            def run(self):
+                if self.fail:
+                    raise RuntimeError("x")
+
+        class Present(mf.Task):
+            def complete(self):
+                return True
+        handlers = {}
+        for name in ("START", "SUCCESS", "FAILURE", "PROCESSING_TIME",
+                     "DEPENDENCY_DISCOVERED", "DEPENDENCY_PRESENT"):
+            def handler(*args, _name=name):
+                seen.append((_name, args))
+            handlers[name] = handler
+            mf.Task.event_handler(getattr(mf.Event, name))(handler)
+        try:
+            self.build(Evented())
+        finally:
+            for name, handler in handlers.items():
+                mf.Task.remove_event_handler(getattr(mf.Event, name), handler)
+        names = [name for name, _ in seen]
+        self.assertIn(("DEPENDENCY_DISCOVERED", (Evented(), Evented(fail=True))), seen)
+        self.assertIn(("DEPENDENCY_PRESENT", (Present(),)), seen)
+        self.assertIn(("START", (Evented(fail=True),)), seen)
+        failure = [args for name, args in seen if name == "FAILURE"][0]
+        self.assertIs(failure[0], Evented(fail=True))
+        self.assertIsInstance(failure[1], RuntimeError)
+        self.assertNotIn("SUCCESS", names)   # the root never ran: its dependency failed
+
+    def test_success_events_and_processing_time(self):
+        seen = []
+
+        @Recorder.event_handler(mf.Event.PROCESSING_TIME)
+        def timed(task, seconds):
+            seen.append((task, seconds))
+        try:
+            self.build(Recorder("x"))
+        finally:
+            Recorder.remove_event_handler(mf.Event.PROCESSING_TIME, timed)
+        self.assertEqual(seen[0][0], Recorder("x"))
+        self.assertGreaterEqual(seen[0][1], 0)
+
+    def test_status_message_and_progress_from_run(self):
+        class Chatty(mf.Task):
+            def complete(self):
+                return False
+
+            def run(self):
+                self.set_status_message("halfway")
+                self.set_progress_percentage(50)
+                self.set_tracking_url("http://example.invalid/job/1")
+        scheduler = mf.Scheduler()
+        self.build(Chatty(), scheduler=scheduler)
+        task_id = Chatty().task_id
+        self.assertEqual(scheduler.get_task_status_message(task_id)["statusMessage"],
+                         "halfway")
+        self.assertEqual(scheduler.get_task_progress_percentage(task_id)
+                         ["progressPercentage"], 50)
+        self.assertEqual(scheduler.graph()[task_id]["tracking_url"],
+                         "http://example.invalid/job/1")
+        with self.assertLogs("microflow", "WARNING"):
+            Chatty().set_status_message("outside run")
+
+    def test_build_returns_bool_and_checks_options(self):
+        with self.assertLogs("microflow", "INFO"):
+            self.assertTrue(mf.build([Recorder("plain")]))
+            self.assertFalse(mf.build([Exploding()]))
+            self.assertTrue(mf.build([Recorder("p2")], local_scheduler=True, no_lock=True))
+        with self.assertRaisesRegex(TypeError, "unknown option 'worker'; did you mean "
+                                               "workers"):
+            mf.build([Recorder("x")], worker=2)
+        with self.assertRaisesRegex(ValueError, "workers must be a whole number"):
+            mf.build([Recorder("x")], workers=0)
+
+    def test_build_from_a_thread(self):
+        results = []
+        thread = threading.Thread(target=lambda: results.append(
+            mf.build([Recorder("threaded")])))
+        with self.assertLogs("microflow", "INFO"):
+            thread.start()
+            thread.join()
+        self.assertEqual(results, [True])
+
+    def test_keep_alive_retries_until_success(self):
+        class Flaky(mf.Task):
+            tries = []
+
+            def complete(self):
+                return len(Flaky.tries) >= 2
+
+            def run(self):
+                Flaky.tries.append(1)
+                if len(Flaky.tries) == 1:
+                    raise IOError("first try fails")
+        clock = FakeClock()
+        scheduler = mf.Scheduler(clock=clock, retry_delay=5, prune_on_get_work=True)
+        worker = mf.Worker(scheduler, clock=clock, sleep=clock.sleep, keep_alive=True)
+        with self.assertLogs("microflow", "ERROR"):
+            worker.add(Flaky())
+            worker.run()
+        result = mf.RunResult(worker)
+        self.assertEqual(len(Flaky.tries), 2)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS_WITH_RETRY)
+        self.assertGreaterEqual(clock.now, 1005)
+
+    def test_worker_step_by_step(self):
+        worker = mf.Worker(mf.Scheduler())
+        worker.add(Recorder("one"))
+        worker._scheduler.add_worker(worker.worker_id, [])
+        self.assertEqual(worker.step(), "ran")
+        self.assertEqual(worker.step(), "stop")
+
+
+class TestSummaryFormat(BuildCase):
+    def test_ranges_lists_and_limit(self):
+        class Many(mf.WrapperTask):
+            def requires(self):
+                return ([Recorder(f"r{i}") for i in range(3)] +
+                        [Numbered(i) for i in range(7)] +
+                        [Pair(1, "x"), Pair(2, "x"), Pair(3, "x")] +
+                        [Fam1(), Fam2(), Fam3(), Fam4()])
+        with mf.config_override({"execution_summary": {"summary_length": "10"}}):
+            text = self.build(Many()).summary_text
+        self.assertIn("    - 7 Numbered(n=0...6)\n", text)
+        self.assertIn("    - 3 Pair(a=1...3, b=x)\n", text)
+        self.assertIn("    - 3 Recorder(name=r0, deps_names=[]) ...\n", text)
+        Numbered.finished.clear()
+        Pair.finished.clear()
+        Fam1.finished.clear()
+        Recorder.finished.clear()
+        text = self.build(Many()).summary_text
+        self.assertIn("    - 1 Many()\n    ...\n", text)   # over 5 families: cut
+
+    def test_did_not_schedule_any_tasks(self):
+        worker = mf.Worker(mf.Scheduler())
+        self.assertIn("Did not schedule any tasks", mf.RunResult(worker).summary_text)
+
+
+class Numbered(mf.Task):
+    n = mf.IntParameter()
+
+    def complete(self):
+        return self.n in Numbered.finished
+
+    def run(self):
+        Numbered.finished.add(self.n)
+
+    finished = set()
+
+
+class Pair(Numbered):
+    a = mf.IntParameter()
+    b = mf.Parameter()
+    n = None
+
+    def complete(self):
+        return (self.a, self.b) in Pair.finished
+
+    def run(self):
+        Pair.finished.add((self.a, self.b))
+
+    finished = set()
+
+
+class Fam1(mf.Task):
+    def complete(self):
+        return self.task_id in Fam1.finished
+
+    def run(self):
+        Fam1.finished.add(self.task_id)
+
+    finished = set()
+
+
+class Fam2(Fam1):
+    pass
+
+
+class Fam3(Fam1):
+    pass
+
+
+class Fam4(Fam1):
+    pass
+
+
+###########################################################################################
+# Worker processes (real processes; a few, kept short)
+###########################################################################################
+
+class PidTask(mf.Task):
+    """Writes the pid of the process that ran it."""
+
+    n = mf.IntParameter()
+    folder = mf.Parameter()
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.folder, f"pid{self.n}"))
+
+    def run(self):
+        self.set_status_message(f"in {os.getpid()}")
+        with self.output().open("w") as f:
+            f.write(str(os.getpid()))
+
+
+class PidRoot(mf.WrapperTask):
+    folder = mf.Parameter()
+
+    def requires(self):
+        return [PidTask(n, self.folder) for n in range(4)]
+
+
+class SlowTask(mf.Task):
+    worker_timeout = 0.5
+
+    def complete(self):
+        return False
+
+    def run(self):
+        import time
+        time.sleep(30)
+
+
+class CrashingTask(mf.Task):
+    def complete(self):
+        return False
+
+    def run(self):
+        os._exit(7)
+
+
+class TestProcessPool(TempDirMixin, BuildCase):
+    def test_pool_runs_tasks_in_reused_child_processes(self):
+        scheduler = mf.Scheduler()
+        result = self.build(PidRoot(str(self.tmp)), workers=2, scheduler=scheduler)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        pids = {read(PidTask(n, str(self.tmp)).output()) for n in range(4)}
+        self.assertNotIn(str(os.getpid()), pids)
+        self.assertLessEqual(len(pids), 2)     # a pool of two, not a fork per task
+        message = scheduler.get_task_status_message(PidTask(0, str(self.tmp)).task_id)
+        self.assertTrue(message["statusMessage"].startswith("in "))
+
+    def test_timeout_and_crash_fail_the_task(self):
+        result = self.build(SlowTask(), CrashingTask(), workers=2)
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        self.assertEqual(len(result.tasks["failed"]), 2)
+        self.assertIn("SlowTask() timed out after 0.5 seconds", self.logged)
+        self.assertIn("died unexpectedly with exit code 7", self.logged)
+
+    def test_unpicklable_task_fails_clearly(self):
+        class Local(mf.Task):   # a class inside a function cannot be pickled
+            def complete(self):
+                return False
+        with self.assertLogs("microflow", "INFO"):
+            result = mf.build([Local()], workers=2, detailed_summary=True)
+        self.assertEqual(len(result.tasks["failed"]), 1)
+
+
+###########################################################################################
+# Command line (through real subprocesses)
+###########################################################################################
+
+CLI_MODULE = '''
+import microflow
+
+class Greet(microflow.Task):
+    """Write a greeting."""
+    name = microflow.Parameter(description="who to greet")
+    times = microflow.IntParameter(default=1)
+    loud = microflow.BoolParameter()
+
+    def output(self):
+        return microflow.LocalTarget(f"greet-{self.name}.txt")
+
+    def run(self):
+        text = f"hello {self.name}" * self.times
+        with self.output().open("w") as f:
+            f.write(text.upper() if self.loud else text)
+
+class Helper(microflow.Config):
+    suffix = microflow.Parameter(default="")
+
+class Fails(microflow.Task):
+    def complete(self):
+        return False
+
+    def run(self):
+        raise RuntimeError("nope")
+
+class NeedsData(microflow.Task):
+    def requires(self):
+        return Data()
+
+    def complete(self):
+        return False
+
+class Data(microflow.ExternalTask):
+    def output(self):
+        return microflow.LocalTarget("no-such-data")
+'''
+
+
+class TestCommandLine(TempDirMixin, unittest.TestCase):
+    def setUp(self):
+        super().setUp()
+        (self.tmp / "clitasks.py").write_text(CLI_MODULE)
+
+    def cli(self, *args, env=None):
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
+        environment.pop("LUIGI_CONFIG_PATH", None)
+        environment.pop("MICROFLOW_CONFIG_PATH", None)
+        environment.update(env or {})
+        return subprocess.run([sys.executable, "-m", "microflow", *args], cwd=self.tmp,
+                              capture_output=True, text=True, env=environment, timeout=60)
+
+    def test_runs_a_task_with_parameters(self):
+        done = self.cli("--module", "clitasks", "Greet", "--name", "ann", "--times", "2",
+                        "--loud")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual((self.tmp / "greet-ann.txt").read_text(), "HELLO ANNHELLO ANN")
+        self.assertIn("This progress looks :)", done.stderr)
+
+    def test_module_colon_form_and_global_flags(self):
+        done = self.cli("clitasks:Greet", "--Greet-name", "bo", "--local-scheduler")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertTrue((self.tmp / "greet-bo.txt").exists())
+
+    def test_unknown_task_suggests(self):
+        done = self.cli("--module", "clitasks", "Gret")
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(done.stderr.strip(),
+                         "microflow: error: No task Gret. Did you mean: Greet?")
+
+    def test_unknown_parameter_suggests(self):
+        done = self.cli("--module", "clitasks", "Greet", "--nam", "x")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("unknown parameter --nam for task Greet; did you mean --name?",
+                      done.stderr)
+
+    def test_bad_value_and_missing_parameter(self):
+        done = self.cli("--module", "clitasks", "Greet", "--name", "x", "--times", "many")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("Greet: parameter 'times' expects an integer, got 'many' "
+                      "(command line)", done.stderr)
+        done = self.cli("--module", "clitasks", "Greet")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("requires the 'name' parameter to be set", done.stderr)
+        self.assertEqual(len(done.stderr.strip().splitlines()), 1)
+
+    def test_task_help(self):
+        done = self.cli("--module", "clitasks", "Greet", "--help")
+        self.assertEqual(done.returncode, 0)
+        self.assertIn("--name Parameter (required)", done.stdout)
+        self.assertIn("who to greet", done.stdout)
+        self.assertIn("--times IntParameter (default: 1)", done.stdout)
+
+    def test_exit_codes(self):
+        self.assertEqual(self.cli("--module", "clitasks", "Fails").returncode, 30)
+        self.assertEqual(self.cli("--module", "clitasks", "NeedsData").returncode, 20)
+        config = self.tmp / "codes.cfg"
+        config.write_text("[retcode]\ntask_failed = 3\n")
+        done = self.cli("--module", "clitasks", "Fails",
+                        env={"MICROFLOW_CONFIG_PATH": str(config)})
+        self.assertEqual(done.returncode, 3)
+
+    def test_no_task_prints_usage(self):
+        done = self.cli()
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("usage: python -m microflow", done.stdout)
+        self.assertEqual(self.cli("--help").returncode, 0)
+
+    def test_run_function(self):
+        sys.path.insert(0, str(self.tmp))
+        self.addCleanup(sys.path.remove, str(self.tmp))
+        cwd = os.getcwd()
+        os.chdir(self.tmp)
+        self.addCleanup(os.chdir, cwd)
+        with self.assertLogs("microflow", "INFO"):
+            self.assertTrue(mf.run(["--module", "clitasks", "Greet", "--name", "cy"]))
+        self.assertTrue((self.tmp / "greet-cy.txt").exists())
+
+
+class TestExamples(TempDirMixin, unittest.TestCase):
+    def run_example(self, name, *args):
+        return subprocess.run([sys.executable, str(HERE / "examples" / name), *args],
+                              cwd=self.tmp, capture_output=True, text=True, timeout=120)
+
+    def test_every_example_runs(self):
+        expected = {"hello_world.py": 0, "cron_aggregation.py": 0, "failing_pipeline.py": 30}
+        found = {p.name for p in (HERE / "examples").glob("*.py") if p.name != "__init__.py"}
+        self.assertEqual(found, set(expected))
+        for name, code in expected.items():
+            with self.subTest(name):
+                done = self.run_example(name)
+                self.assertEqual(done.returncode, code, done.stderr[-2000:])
+        self.assertEqual((self.tmp / "out" / "hello-world.txt").read_text(), "Hello, world!\n")
+        self.assertFalse((self.tmp / "out" / "failing" / "transformed.txt").exists())
+
+
+if __name__ == "__main__":
+    unittest.main()
