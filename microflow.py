@@ -1999,7 +1999,8 @@ class _ClassInfo:
     when a Parameter is added to a class later, as @inherits does)."""
 
     __slots__ = ("generation", "params", "by_name", "positional", "family", "id_names",
-                 "id_keys", "visible", "visible_names", "type_checked", "config_generation")
+                 "id_keys", "visible", "visible_names", "visibilities", "type_checked",
+                 "config_generation")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2014,6 +2015,7 @@ class _ClassInfo:
                               if p.visibility != ParameterVisibility.PRIVATE]
         self.visible = [(name, p) for name, p in params
                         if p.visibility != ParameterVisibility.PRIVATE]
+        self.visibilities = {name: p.visibility.serialize() for name, p in self.visible}
         # The task id hashes the significant public values sorted by name: fix that
         # order, and each name's JSON prefix, once per class.
         self.id_names = sorted(name for name, p in params
@@ -2538,9 +2540,7 @@ class Task(metaclass=Register):
                      ParameterVisibility.PUBLIC)}
 
     def _get_param_visibilities(self):
-        info = self._info()
-        return {name: info.by_name[name].visibility.serialize()
-                for name in info.visible_names}
+        return dict(self._info().visibilities)
 
     def clone(self, cls=None, **kwargs):
         """A task of ``cls`` (default: this class) with every same-named parameter
@@ -2805,6 +2805,7 @@ def _resource_capacities():
 
 
 _NO_TASKS = ()
+_COUNTED = (PENDING, FAILED)   # the statuses a worker's "pending" counts include
 _NO_DEPS = frozenset()
 _SMALL = 8   # up to this many members a tuple; beyond, a set
 
@@ -2943,9 +2944,6 @@ class Scheduler:
 
     # -- reading the clock and the records --------------------------------------------
 
-    def _now(self):
-        return self._clock()
-
     def _task(self, task_id, method):
         task = self._tasks.get(task_id)
         if task is None:
@@ -2956,7 +2954,7 @@ class Scheduler:
         """The worker record, created on first sight; marks it as alive now."""
         if worker_id is None:
             raise SchedulerError("a worker id is required")
-        now = self._now()
+        now = self._clock()
         worker = self._workers.get(worker_id)
         if worker is None:
             worker = self._workers[worker_id] = _WorkerState(worker_id, now)
@@ -2998,19 +2996,23 @@ class Scheduler:
         old = task.status
         if old == status:
             return
-        self._account(task, -1)
+        counted = task.workers and (old in _COUNTED, status in _COUNTED)
+        if counted and counted[0]:
+            self._account(task, -1)
         if old == RUNNING:
             self._running.discard(task.id)
         elif status == RUNNING:
             self._running.add(task.id)
         task.status = status
-        task.updated = self._now()
+        task.updated = self._clock()
         if old == RUNNING:
             self._release(task)
         if old == DONE or status == DONE:
             self._update_dependents(task, -1 if status == DONE else 1)
-        self._account(task, +1)
-        self._push_ready(task)
+        if counted and counted[1]:
+            self._account(task, +1)
+        if status == PENDING:
+            self._push_ready(task)
 
     def _update_dependents(self, task, change):
         for dependent_id in task.dependents:
@@ -3210,7 +3212,7 @@ class Scheduler:
         """
         if task_id is None:
             raise SchedulerError("add_task: task_id is required")
-        now = self._now()
+        now = self._clock()
         reporter = self._worker(worker)
         task = self._tasks.get(task_id)
         if task is None:
@@ -3307,7 +3309,7 @@ class Scheduler:
         if self.options["prune_on_get_work"]:
             self.prune()
         record = self._worker(worker)
-        record.last_get_work = self._now()
+        record.last_get_work = self._clock()
         record.assistant = bool(assistant)
         task = None
         if record.enabled and not self._paused:
@@ -3348,7 +3350,7 @@ class Scheduler:
     def _claim(self, task, worker):
         self._set_status(task, RUNNING)
         task.worker_running = worker.id
-        task.time_running = self._now()
+        task.time_running = self._clock()
         task.status_message = None
         task.progress_percentage = None
         worker.running.add(task.id)
@@ -3409,7 +3411,7 @@ class Scheduler:
         Each due item is one timer popped from a heap, so the cost follows the number of
         things that happened, never the number of tasks.
         """
-        now = self._now()
+        now = self._clock()
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, key = heapq.heappop(self._timers)
             getattr(self, "_due_" + kind)(key, now)
@@ -3621,7 +3623,7 @@ class Scheduler:
         task = self._task(task_id, "re_enable_task")
         if task.status == DISABLED:
             self._forget_failures(task)
-            self._apply_status(task, FAILED, self._now())
+            self._apply_status(task, FAILED, self._clock())
         return self._serialize_task(task)
 
     def forgive_failures(self, task_id):
@@ -3636,7 +3638,7 @@ class Scheduler:
         """Declare a task DONE without running it."""
         task = self._task(task_id, "mark_as_done")
         if task.status in (PENDING, FAILED, DISABLED, UNKNOWN):
-            self._apply_status(task, DONE, self._now())
+            self._apply_status(task, DONE, self._clock())
         return self._serialize_task(task)
 
     def disable_worker(self, worker):
@@ -3785,17 +3787,20 @@ _ACTIVE_REPORTERS = {}
 
 
 def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False,
-                  report=None):
+                  report=None, deps=None):
     """Run one task: check its dependencies, run() it, check its output.
 
-    Never raises (except KeyboardInterrupt/SystemExit): a failure becomes a FAILED
-    outcome with the traceback as text, so it can cross a process boundary.
+    ``deps``, when the caller already has them from walking the graph, saves calling
+    requires() again. Never raises (except KeyboardInterrupt/SystemExit): a failure
+    becomes a FAILED outcome with the traceback as text, so it can cross a process
+    boundary.
     """
     import time
     missing = []
     try:
         if check_unfulfilled_deps:
-            missing = [dep.task_id for dep in task.deps() if not dep.complete()]
+            deps = task.deps() if deps is None else deps
+            missing = [dep.task_id for dep in deps if not dep.complete()]
             if missing:
                 raise RuntimeError(f"Unfulfilled dependencies at run time: "
                                    f"{', '.join(missing)}")
@@ -4101,6 +4106,7 @@ class Worker:
         self._walk_state = {}         # task id -> _WALKING or _WALKED
         self._history = []            # (task, status, runnable) as reported, for the summary
         self._details = {}            # task id -> the add_task fields that never change
+        self._walked_deps = {}        # task id -> its deps as found by the walk, until run
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
         self._reschedules = {}
@@ -4117,7 +4123,8 @@ class Worker:
                 not self.options["force_multiprocessing"]:
             def report(method, task_id, value):
                 self._forward_report(method, (task_id, value))
-            return _InlineRunner(lambda task: _execute_task(task, *checks, report))
+            return _InlineRunner(lambda task: _execute_task(
+                task, *checks, report, self._walked_deps.pop(task.task_id, ())))
         return _ProcessRunner(processes, self._forward_report, *checks,
                               timeout=self.options["timeout"])
 
@@ -4220,6 +4227,8 @@ class Worker:
             return [], False
         for dep in deps:
             task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
+        if deps:
+            self._walked_deps[task.task_id] = deps
         self._report(task, PENDING, runnable=True, deps=[dep.task_id for dep in deps])
         return deps, True
 
@@ -4252,7 +4261,7 @@ class Worker:
                 worker=self._id, task_id=task.task_id, resources=task.process_resources(),
                 priority=task.priority, family=task.get_task_family(),
                 module=task.task_module, params=task._serialized,
-                param_visibilities=task._get_param_visibilities(),
+                param_visibilities=task._info().visibilities,
                 accepts_messages=task.accepts_messages, owners=task._owner_list(),
                 batchable=False, retry_policy_dict=_retry_policy_of(task))
         if status in (DONE, FAILED, UNKNOWN) and runnable is None:
