@@ -40,16 +40,12 @@ import configparser
 import contextlib
 import datetime
 import enum
-import hashlib
 import heapq
 import io
 import itertools
 import json
-import logging
 import operator
 import os
-import pathlib
-import random
 import re
 import sys
 import threading
@@ -103,14 +99,23 @@ __all__ = (
 
 #: The one logger microflow writes to.
 LOGGER_NAME = "microflow"
-_log = logging.getLogger(LOGGER_NAME)
+class _Logger:
+    """The "microflow" logger, fetched on first use: importing logging would be a third
+    of the cost of importing microflow, and most imports never log."""
+
+    def __getattr__(self, name):
+        import logging
+        return getattr(logging.getLogger(LOGGER_NAME), name)
+
+
+_log = _Logger()
 
 # Task-id shape, as Luigi computes it: family, the first three parameters (by name),
 # each cut to 16 characters, and the first ten hex digits of an md5 of all of them.
 _TASK_ID_INCLUDE_PARAMS = 3
 _TASK_ID_TRUNCATE_PARAMS = 16
 _TASK_ID_TRUNCATE_HASH = 10
-_TASK_ID_INVALID_CHAR = re.compile(r"[^A-Za-z0-9_]")
+_TASK_ID_INVALID_CHAR = r"[^A-Za-z0-9_]"
 
 # Marker for "this parameter has no value yet"; falsy checks must not be used on it.
 _NO_VALUE = type("_NoValue", (), {"__repr__": lambda self: "<no value>"})()
@@ -242,6 +247,11 @@ def _suggestions(name, candidates, limit=3):
     return [c for distance, c in scored if distance <= max(2, len(name) // 3)][:limit]
 
 
+def _random_digits(count):
+    """``count`` random decimal digits, for temporary names (no ``random`` import)."""
+    return str(int.from_bytes(os.urandom(8), "big") % 10 ** count).zfill(count)
+
+
 def _import_object(spec):
     """Import ``"package.module:attr"`` (or ``"package.module.attr"``) without eval."""
     import importlib
@@ -270,11 +280,11 @@ def _config_paths():
 class _EnvInterpolation(configparser.BasicInterpolation):
     """``%(name)s`` interpolation plus ``${ENV_VAR}``; a missing variable is an error."""
 
-    _ENV = re.compile(r"\$\{([^}]*)\}")
+    _ENV = r"\$\{([^}]*)\}"
 
     def before_get(self, parser, section, option, value, defaults):
         value = super().before_get(parser, section, option, value, defaults)
-        return self._ENV.sub(lambda m: self._lookup(m.group(1), section, option), value)
+        return re.sub(self._ENV, lambda m: self._lookup(m.group(1), section, option), value)
 
     @staticmethod
     def _lookup(name, section, option):
@@ -359,7 +369,10 @@ class _ConfigState:
             with self._lock:
                 if self._parser is None:
                     parser = _ConfigParser()
-                    parser.read(_config_paths(), encoding="utf-8")
+                    try:
+                        parser.read(_config_paths(), encoding="utf-8")
+                    except configparser.Error as exc:
+                        raise ConfigError(f"cannot read the configuration: {exc}") from None
                     self._parser = parser
                 parser = self._parser
         return parser
@@ -920,19 +933,19 @@ class TimeDeltaParameter(Parameter):
 
     _expected = "a time delta (seconds, ISO 8601 like P1DT2H, or '1 week 2 days')"
     _UNITS = ("weeks", "days", "hours", "minutes", "seconds")
-    _ISO = re.compile(r"P(?:(?P<weeks>\d+)W|(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?"
-                      r"(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?)")
+    _ISO = (r"P(?:(?P<weeks>\d+)W|(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?"
+            r"(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?)")
     # Each unit may be written by its initial, its singular or its plural.
-    _TEXT = re.compile("".join(
-        rf"(?:(?P<{unit}>\d+) ?{unit[0]}(?:{unit[1:-1]})?s? ?)?" for unit in _UNITS))
+    _TEXT = "".join(rf"(?:(?P<{unit}>\d+) ?{unit[0]}(?:{unit[1:-1]})?s? ?)?"
+                    for unit in _UNITS)
 
     def parse(self, x):
         try:
             return datetime.timedelta(seconds=float(x))
         except ValueError:
             pass
-        for pattern in (self._ISO, self._TEXT):
-            match = pattern.match(x)
+        for pattern in (self._ISO, self._TEXT):   # compiled on first use, by re's cache
+            match = re.match(pattern, x)
             if match and any(match.groups()):
                 return datetime.timedelta(**{unit: int(match.group(unit) or 0)
                                              for unit in self._UNITS})
@@ -1202,6 +1215,7 @@ class PathParameter(Parameter):
         self.exists = exists
 
     def normalize(self, x):
+        import pathlib
         path = pathlib.Path(x)
         if self.absolute:
             path = path.absolute()
@@ -1213,7 +1227,7 @@ class PathParameter(Parameter):
 class OptionalPathParameter(OptionalParameter, PathParameter):
     """A PathParameter that defaults to None."""
 
-    expected_type = (str, pathlib.Path)
+    expected_type = (str, os.PathLike)
 
 
 ###########################################################################################
@@ -1682,7 +1696,7 @@ class LocalFileSystem(FileSystem):
             os.replace(path, dest)
         except OSError:
             import shutil
-            staging = f"{dest}-microflow-tmp-{random.randrange(10**10):010d}"
+            staging = f"{dest}-microflow-tmp-{_random_digits(10)}"
             shutil.copy2(path, staging)
             os.replace(staging, dest)
             os.remove(path)
@@ -1724,7 +1738,7 @@ class FileSystemTarget(Target):
         temporary is removed.
         """
         slash = "/" if self.path.endswith("/") else ""
-        temporary = f"{self.path.rstrip('/')}-microflow-tmp-{random.randrange(10**10):010d}"
+        temporary = f"{self.path.rstrip('/')}-microflow-tmp-{_random_digits(10)}"
         parent = os.path.dirname(temporary)
         if parent:
             with contextlib.suppress(NotImplementedError):
@@ -1759,7 +1773,7 @@ class LocalTarget(FileSystemTarget):
                 raise ValueError("LocalTarget needs a path, or is_tmp=True")
             import tempfile
             path = os.path.join(tempfile.gettempdir(),
-                                f"microflow-tmp-{random.randrange(10**10):010d}")
+                                f"microflow-tmp-{_random_digits(10)}")
         super().__init__(path)
         self.format = format
         self.is_tmp = is_tmp
@@ -1782,7 +1796,7 @@ class LocalTarget(FileSystemTarget):
     def _open_atomic(self, file_format):
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
-        temporary = f"{self.path}-microflow-tmp-{random.randrange(10**9):09d}"
+        temporary = f"{self.path}-microflow-tmp-{_random_digits(9)}"
         raw = io.open(temporary, "wb")
 
         def discard():
@@ -1973,7 +1987,7 @@ def _task_id(task_family, keys, values):
         summary = "_".join([value[:_TASK_ID_TRUNCATE_PARAMS]
                             for value in values[:_TASK_ID_INCLUDE_PARAMS]])
     if not (summary.isascii() and summary.replace("_", "a").isalnum()):
-        summary = _TASK_ID_INVALID_CHAR.sub("_", summary)
+        summary = re.sub(_TASK_ID_INVALID_CHAR, "_", summary)
     return f"{task_family}_{summary}_{digest[:_TASK_ID_TRUNCATE_HASH]}"
 
 
@@ -1984,8 +1998,8 @@ try:   # the builtin module is several times faster to call than hashlib's OpenS
     from _md5 import md5 as _md5
 except ImportError:  # pragma: no cover - Pythons built without it
     def _md5(data):
-        return hashlib.md5(data, usedforsecurity=False) if sys.version_info >= (3, 9) \
-            else hashlib.md5(data)
+        import hashlib
+        return hashlib.md5(data, usedforsecurity=False)
 
 
 def _json_string(value):
@@ -4145,7 +4159,7 @@ class Worker:
             user = getpass.getuser()
         except Exception:   # no user database entry (containers): not worth failing
             user = "unknown"
-        return [("salt", f"{random.randrange(10**9):09d}"), ("workers", processes),
+        return [("salt", f"{_random_digits(9)}"), ("workers", processes),
                 ("host", socket.gethostname()), ("username", user), ("pid", os.getpid())]
 
     @property
@@ -4909,14 +4923,24 @@ def _command_line_values(values):
         _cmdline_values.update(saved)
 
 
-def _configure_logging(level):
-    """Log microflow's messages to stderr (only main() does this, never the library)."""
+@contextlib.contextmanager
+def _logging_to_stderr(level):
+    """Log microflow's messages to stderr while main() runs (the library never
+    configures logging; an application that embeds it does)."""
+    import logging
+    logger = logging.getLogger(LOGGER_NAME)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    _log.addHandler(handler)
-    _log.setLevel(level)
-    _log.propagate = False
-    return handler
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
@@ -4962,15 +4986,28 @@ def main(argv=None):
     (missing data 20, not run 25, failed 30, scheduling error 35, ...); 2 for bad input.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
+    try:
+        level = _log_level(argv)
+    except (ConfigError, _UsageError) as exc:
+        print(f"microflow: error: {exc}", file=sys.stderr)
+        return 2
+    with _logging_to_stderr(level):
+        return _guarded_main(argv)
+
+
+def _log_level(argv):
     level = get_config().get("core", "log_level", "INFO")
     if "--log-level" in argv[:-1]:
         level = argv[argv.index("--log-level") + 1]
-    try:
-        handler = _configure_logging(level.upper())
-    except ValueError:
-        print(f"microflow: error: unknown log level {level!r}", file=sys.stderr)
-        return 2
+    level = level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise _UsageError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR "
+                          f"or CRITICAL")
+    return level
+
+
+def _guarded_main(argv):
+    """Run the command line, turning every error into a message and an exit code."""
     try:
         outcome = _run_command_line(argv)
         if isinstance(outcome, int):
@@ -4983,13 +5020,11 @@ def main(argv=None):
         print("microflow: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if debug:
+        if "--debug" in argv:
             raise
         print(f"microflow: unhandled error: {exc!r} (run with --debug for the traceback)",
               file=sys.stderr)
         return _retcode("unhandled_exception")
-    finally:
-        _log.removeHandler(handler)
 
 
 ###########################################################################################
