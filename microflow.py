@@ -372,7 +372,8 @@ class _ConfigState:
                     try:
                         parser.read(_config_paths(), encoding="utf-8")
                     except configparser.Error as exc:
-                        raise ConfigError(f"cannot read the configuration: {exc}") from None
+                        raise ConfigError("cannot read the configuration: "
+                                          + " ".join(str(exc).split())) from None
                     self._parser = parser
                 parser = self._parser
         return parser
@@ -560,7 +561,10 @@ class Parameter:
     def __get__(self, instance, owner):
         if instance is None:
             return self
-        return instance.__dict__[self._attribute_name]
+        # Values live once, in param_kwargs; __dict__ only holds values assigned later.
+        state = instance.__dict__
+        value = state.get(self._attribute_name, _NO_VALUE)
+        return state["param_kwargs"][self._attribute_name] if value is _NO_VALUE else value
 
     def __set__(self, instance, value):
         instance.__dict__[self._attribute_name] = value
@@ -2512,7 +2516,6 @@ class Task(metaclass=Register):
         info = self._info()
         state = self.__dict__
         kwargs = dict(values)
-        state.update(kwargs)
         state["param_kwargs"] = kwargs
         for name, param in info.type_checked:
             param._warn_on_wrong_param_type(name, kwargs[name])
@@ -2577,10 +2580,11 @@ class Task(metaclass=Register):
     def __repr__(self):
         text = self.__dict__.get("_repr")
         if text is None:   # computed once: logs and the summary ask for it often
-            by_name = self._info().by_name
-            text = "{}({})".format(self.get_task_family(), ", ".join(
-                f"{name}={by_name[name].serialize(value)}"
-                for name, value in self.param_kwargs.items() if by_name[name].significant))
+            info, serialized = self._info(), self._serialized
+            text = "{}({})".format(info.family, ", ".join(
+                f"{name}={serialized[name] if name in serialized else param.serialize(value)}"
+                for name, param in info.params if param.significant
+                for value in (self.param_kwargs[name],)))
             self.__dict__["_repr"] = text
         return text
 
@@ -4117,8 +4121,7 @@ class Worker:
         self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
         self._runner = runner or self._default_runner(processes)
         self._scheduled = {}          # task id -> Task, every task this worker has seen
-        self._walk_state = {}         # task id -> _WALKING or _WALKED
-        self._history = []            # (task, status, runnable) as reported, for the summary
+        self._reported = {}           # task -> _REPORTED_* bits of what it was reported as
         self._details = {}            # task id -> the add_task fields that never change
         self._walked_deps = {}        # task id -> its deps as found by the walk, until run
         self._idle_replies = []       # get_work replies without a task, for the summary
@@ -4185,7 +4188,7 @@ class Worker:
             raise TypeError(f"Worker.add expects a Task instance, got {task!r}")
         ok = True
         path, on_path = [], {}
-        if self._walk_state.get(task.task_id) is None:
+        if task.task_id not in self._scheduled:
             ok &= self._enter(task, path, on_path)
         while path:
             current, dependencies = path[-1]
@@ -4193,25 +4196,21 @@ class Worker:
             if dep is None:
                 path.pop()
                 del on_path[current.task_id]
-                self._walk_state[current.task_id] = _WALKED
             elif dep.task_id in on_path:
                 ok = False
                 self._report_cycle([t for t, _ in path[on_path[dep.task_id]:]] + [dep])
-            elif self._walk_state.get(dep.task_id) is None:
+            elif dep.task_id not in self._scheduled:
                 ok &= self._enter(dep, path, on_path)
         self.add_succeeded &= ok
         return ok
 
     def _enter(self, task, path, on_path):
         """Check one task and report it; push it on the path if it must be expanded."""
-        self._walk_state[task.task_id] = _WALKING
         self._scheduled[task.task_id] = task
         deps, ok = self._check(task)
         if deps:
             on_path[task.task_id] = len(path)
             path.append((task, iter(deps)))
-        else:
-            self._walk_state[task.task_id] = _WALKED
         return ok
 
     def _check(self, task):
@@ -4268,7 +4267,11 @@ class Worker:
                 worker=self._id)
 
     def _report(self, task, status, runnable=None, deps=None, new_deps=None, expl=None):
-        self._history.append((task, status, runnable))
+        bits = _REPORTED_BITS.get(status, 0)
+        if status == PENDING and runnable:
+            bits |= _REPORTED_RUNNABLE
+        reported = self._reported
+        reported[task] = reported.get(task, 0) | bits
         details = self._details.get(task.task_id)
         if details is None:   # what the scheduler shows of a task, computed once per task
             details = self._details[task.task_id] = dict(
@@ -4365,12 +4368,10 @@ class Worker:
         count = self._reschedules.get(task.task_id, 0)
         if count < self.options["max_reschedules"]:
             self._reschedules[task.task_id] = count + 1
-            self._walk_state.pop(task.task_id, None)
+            del self._scheduled[task.task_id]
             self.add(task)
 
 
-_WALKING = 1
-_WALKED = 2
 
 
 def _retry_policy_of(task):
@@ -4416,26 +4417,39 @@ _SUMMARY_HEADINGS = (
     ("not_run", "was not granted run permission by the scheduler"),
 )
 _PENDING_SUBCATEGORIES = {name for name, _ in _SUMMARY_HEADINGS[5:]}
+
+# What a worker remembers of each task it reported, as bits of one int per task.
+_REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4, 8
+_REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
+_REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
+                  FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
 _SUMMARY_BANNER = "===== microflow Execution Summary ====="
 
 
 def _partition(worker):
-    """Sort the tasks a worker reported into the summary categories (sets of Tasks)."""
-    history = worker._history
-    pending = {task for task, status, _ in history if status == PENDING}
-    runnable = {task for task, status, can_run in history if status == PENDING and can_run}
-    sets = {"completed": {t for t, status, _ in history if status == DONE and t in pending}}
-    sets["already_done"] = {t for t, status, _ in history if status == DONE} - pending
-    sets["ever_failed"] = {t for t, status, _ in history if status == FAILED}
-    sets["failed"] = sets["ever_failed"] - sets["completed"]
-    sets["scheduling_error"] = {t for t, status, _ in history if status == UNKNOWN}
-    left = pending - sets["ever_failed"] - sets["completed"] - sets["scheduling_error"]
-    sets["still_pending_ext"] = left - runnable
-    sets["still_pending_not_ext"] = left & runnable
+    """Sort the tasks a worker reported into the summary categories (sets of Tasks),
+    by what each was ever reported as (Luigi's rules, from its add_task history)."""
+    names = ("completed", "already_done", "ever_failed", "failed", "scheduling_error",
+             "still_pending_ext", "still_pending_not_ext", "upstream_failure",
+             "upstream_missing_dependency", "upstream_run_by_other_worker",
+             "upstream_scheduling_error", "not_run")
+    sets = {name: set() for name in names}
+    for task, bits in worker._reported.items():
+        completed = bits & _REPORTED_DONE and bits & _REPORTED_PENDING
+        if completed:
+            sets["completed"].add(task)
+        elif bits & _REPORTED_DONE:
+            sets["already_done"].add(task)
+        if bits & _REPORTED_FAILED:
+            sets["ever_failed"].add(task)
+            if not completed:
+                sets["failed"].add(task)
+        if bits & _REPORTED_UNKNOWN:
+            sets["scheduling_error"].add(task)
+        elif bits & _REPORTED_PENDING and not completed and not bits & _REPORTED_FAILED:
+            sets["still_pending_not_ext" if bits & _REPORTED_RUNNABLE
+                 else "still_pending_ext"].add(task)
     sets["run_by_other_worker"] = set().union(*_other_workers(worker).values())
-    for name in ("upstream_failure", "upstream_missing_dependency",
-                 "upstream_run_by_other_worker", "upstream_scheduling_error", "not_run"):
-        sets[name] = set()
     _classify_pending(sets)
     return sets
 
@@ -4623,51 +4637,30 @@ def _ranged_multi_param_text(family, tasks, params):
     return f"{family}({shown})"
 
 
-class _OrderedSet(dict):
-    """Distinct values in first-seen order; a set where the values hash, else a list
-    (parameter values are normally hashable, but a user's type may not be)."""
-
-    def __init__(self, values):
-        super().__init__()
-        self._unhashable = []
-        for value in values:
-            self.add(value)
-
-    def add(self, value):
-        try:
-            self[value] = None
-        except TypeError:
-            if value not in self._unhashable:
-                self._unhashable.append(value)
-
-    def __contains__(self, value):
-        try:
-            return dict.__contains__(self, value)
-        except TypeError:
-            return value in self._unhashable
-
-    def __iter__(self):
-        yield from dict.__iter__(self)
-        yield from self._unhashable
-
-    def __len__(self):
-        return dict.__len__(self) + len(self._unhashable)
-
-
 def _distinct(values):
-    return _OrderedSet(values)
+    """Distinct values in first-seen order: a dict (fast ``in``) when they hash, else a
+    list (a user's parameter type may not hash)."""
+    values = list(values)
+    try:
+        return dict.fromkeys(values)
+    except TypeError:
+        unique = []
+        for value in values:
+            if value not in unique:
+                unique.append(value)
+        return unique
 
 
 def _range_ends(values, param):
     """(first, last) if ``values`` are consecutive under next_in_enumeration, else
     (None, None)."""
     try:
-        following = {v: param.next_in_enumeration(v) for v in values}
-    except Exception:   # a parameter whose values do not enumerate, or do not hash
+        following = {value: param.next_in_enumeration(value) for value in values}
+        next_values = set(following.values())
+    except Exception:   # values that do not enumerate, or do not hash
         return None, None
-    next_values = _OrderedSet(following.values())
-    starts = [v for v in values if v not in next_values]
-    ends = [v for v in next_values if v not in values]
+    starts = [value for value in values if value not in next_values]
+    ends = [value for value in next_values if value not in following]
     if len(starts) == 1 and len(ends) == 1:
         for value, next_value in following.items():
             if next_value == ends[0]:
@@ -4675,11 +4668,15 @@ def _range_ends(values, param):
     return None, None
 
 
+def _task_id_of(task):
+    return task.task_id
+
+
 class RunResult:
     """What a build came to: ``status`` (a LuigiStatusCode), ``summary_text``,
     ``one_line_summary``, ``scheduling_succeeded`` and ``tasks``, a dict from summary
     category (``completed``, ``failed``, ``already_done``, ``still_pending_ext``, ...)
-    to the sorted list of Tasks in it."""
+    to the list of Tasks in it, sorted by task id."""
 
     def __init__(self, worker, scheduling_succeeded=True):
         sets = _partition(worker)
@@ -4689,7 +4686,7 @@ class RunResult:
         self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, worker)}\n\n"
                              f"{_SUMMARY_BANNER}\n")
         self.scheduling_succeeded = scheduling_succeeded
-        self.tasks = {name: sorted(tasks, key=str) for name, tasks in sets.items()}
+        self.tasks = {name: sorted(tasks, key=_task_id_of) for name, tasks in sets.items()}
 
     def __repr__(self):
         return (f"RunResult(status={self.status!r}, "
