@@ -18,6 +18,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import types
 import unittest
 import unittest.mock
 import warnings
@@ -1027,6 +1028,71 @@ class TestConfiguration(TempDirMixin, unittest.TestCase):
 
     def test_luigi_namespace(self):
         self.assertIs(mf.configuration.get_config(), mf.get_config())
+
+
+LUIGI_STYLE_MODULE = '''
+import datetime
+import microflow as luigi
+
+class Source(luigi.ExternalTask):
+    day = luigi.DateParameter()
+
+    def output(self):
+        return luigi.mock.MockTarget(f"src/{self.day}")
+
+class Report(luigi.Task):
+    day = luigi.DateParameter()
+    kind = luigi.ChoiceParameter(choices=["csv", "tsv"], default="csv")
+    secret = luigi.Parameter(default="pw",
+                             visibility=luigi.parameter.ParameterVisibility.PRIVATE)
+
+    def requires(self):
+        return {"today": Source(self.day), "days": [Source(d) for d in
+                luigi.date_interval.Week.from_date(self.day).dates()[:2]]}
+
+    def output(self):
+        return luigi.LocalTarget(f"report-{self.day}.{self.kind}.gz",
+                                 format=luigi.format.Gzip)
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write(b"%d inputs" % len(luigi.task.flatten(self.input())))
+
+@luigi.util.inherits(Report)
+class Publish(luigi.Task):
+    def requires(self):
+        return self.clone_parent()
+
+    def complete(self):
+        return self.requires().complete()
+
+@Report.event_handler(luigi.Event.SUCCESS)
+def on_success(task):
+    SUCCEEDED.append(task.task_id)
+
+SUCCEEDED = []
+'''
+
+
+class TestLuigiStyleModule(TempDirMixin, unittest.TestCase):
+    def test_luigi_core_pipeline_runs_unchanged(self):
+        module = types.ModuleType("luigi_style_pipeline")
+        exec(LUIGI_STYLE_MODULE, module.__dict__)
+        day = datetime.date(2024, 5, 8)
+        for source_day in (day, datetime.date(2024, 5, 6), datetime.date(2024, 5, 7)):
+            with mf.MockTarget(f"src/{source_day}").open("w") as f:
+                f.write("x")
+        cwd = os.getcwd()
+        os.chdir(self.tmp)
+        self.addCleanup(os.chdir, cwd)
+        with self.assertLogs("microflow", "INFO"):
+            self.assertTrue(mf.build([module.Publish(day=day)]))
+        report = module.Report(day)
+        self.assertEqual(report.task_id, "Report_2024_05_08_csv_35012ac366")  # Luigi 3.8.1
+        self.assertEqual(module.SUCCEEDED, [report.task_id])
+        with report.output().open("r") as f:
+            self.assertEqual(f.read(), b"3 inputs")
+        self.assertEqual(mf.configuration.get_config().get("core", "nope", "d"), "d")
 
 
 class TestPackaging(unittest.TestCase):
