@@ -132,7 +132,6 @@ DISABLED = "DISABLED"
 UNKNOWN = "UNKNOWN"          # a dependency nobody has added yet, or a scheduling error
 BATCH_RUNNING = "BATCH_RUNNING"
 SUSPENDED = "SUSPENDED"      # sent by old clients; means PENDING
-_STATUSES = (PENDING, RUNNING, DONE, FAILED, DISABLED, UNKNOWN, BATCH_RUNNING)
 
 # What a task's dependencies look like from above, most severe last (task_list filter).
 UPSTREAM_RUNNING = "UPSTREAM_RUNNING"
@@ -222,12 +221,6 @@ class UnconsumedParameterWarning(UserWarning):
 ###########################################################################################
 # Private helpers
 ###########################################################################################
-
-def _deprecated(since, what, instead):
-    """Warn once per call site that ``what`` is deprecated since ``since``."""
-    warnings.warn(f"{what} is deprecated since microflow {since}; use {instead} instead",
-                  DeprecationWarning, stacklevel=3)
-
 
 def _edit_distance(a, b):
     """Levenshtein distance, for "did you mean" suggestions."""
@@ -648,9 +641,6 @@ class Parameter:
             warnings.warn(f'Parameter "{param_name}" with value "{param_value}" '
                           f'is not of type string.')
 
-    def _type_name(self):
-        """A short type name for --help output."""
-        return type(self).__name__.replace("Parameter", "").lower() or "str"
 
 
 class _OptionalMixin:
@@ -2825,6 +2815,7 @@ def _resource_capacities():
 _NO_TASKS = ()
 _COUNTED = (PENDING, FAILED)   # the statuses a worker's "pending" counts include
 _NO_DEPS = frozenset()
+_NO_VALUES = {}   # shared; never mutated (see _TaskState)
 _SMALL = 8   # up to this many members a tuple; beyond, a set
 
 
@@ -2858,7 +2849,7 @@ class _TaskState:
         "stakeholders", "workers", "worker_running", "time_running", "start_time",
         "updated", "expl", "tracking_url", "status_message", "progress_percentage",
         "retry_policy", "failures", "first_failure", "disabled_at", "retry_at",
-        "remove_at", "accepts_messages", "owners", "messages", "batchable", "runnable")
+        "remove_at", "accepts_messages", "owners", "messages", "batchable")
 
     def __init__(self, task_id, seq, now, retry_policy):
         self.id = task_id
@@ -2872,9 +2863,11 @@ class _TaskState:
         self.seq = seq               # insertion order breaks priority ties
         self.family = ""
         self.module = None
-        self.params = {}
-        self.param_visibilities = {}
-        self.resources = {}
+        # Shared empty dicts until a worker reports real ones; the scheduler never
+        # mutates these (it replaces them), so sharing is safe and saves memory.
+        self.params = _NO_VALUES
+        self.param_visibilities = _NO_VALUES
+        self.resources = _NO_VALUES
         self.resources_running = None
         # Tuples, not sets: nearly always one worker, and a set costs four times the
         # memory of a 1-tuple. Order matters for ``workers`` (the last to add it).
@@ -2895,10 +2888,9 @@ class _TaskState:
         self.retry_at = None
         self.remove_at = None
         self.accepts_messages = False
-        self.owners = []
-        self.messages = {}
+        self.owners = ()
+        self.messages = None         # scheduler message id -> response, when used
         self.batchable = False
-        self.runnable = False
 
 
 class _WorkerState:
@@ -3250,7 +3242,7 @@ class Scheduler:
         if retry_policy_dict is not None:
             task.retry_policy = self._retry_policy(retry_policy_dict)
         if resources is not None:
-            task.resources = dict(resources)
+            task.resources = resources   # the caller's dict; never mutated here
         added = self._set_deps(task, deps, replace=True) if deps is not None else ()
         if new_deps:
             added = self._set_deps(task, new_deps, replace=False)
@@ -3263,7 +3255,6 @@ class Scheduler:
         if priority > task.priority or (added and task.priority):
             self._raise_priority(task, priority)
         if runnable and status != FAILED and reporter.enabled:
-            task.runnable = True
             self._add_runnable_worker(task, reporter)
         return None
 
@@ -3504,7 +3495,7 @@ class Scheduler:
             "workers": list(task.workers), "worker_running": task.worker_running,
             "time_running": task.time_running, "start_time": task.start_time,
             "last_updated": task.updated, "params": public, "name": task.family,
-            "priority": task.priority, "resources": task.resources,
+            "priority": task.priority, "resources": dict(task.resources),
             "resources_running": task.resources_running, "tracking_url": task.tracking_url,
             "status_message": task.status_message,
             "progress_percentage": task.progress_percentage,
@@ -3672,7 +3663,9 @@ class Scheduler:
         """Queue ``content`` for a running task; returns ``{"message_id"}``."""
         import uuid
         message_id = str(uuid.uuid4())
-        self._task(task, "send_scheduler_message").messages[message_id] = None
+        record = self._task(task, "send_scheduler_message")
+        record.messages = record.messages or {}
+        record.messages[message_id] = None
         self._worker(worker).messages.append(
             {"name": "dispatch_scheduler_message",
              "kwargs": {"task_id": task, "message_id": message_id, "content": content}})
@@ -3680,12 +3673,14 @@ class Scheduler:
 
     def add_scheduler_message_response(self, task_id, message_id, response):
         """Store a task's answer to a scheduler message."""
-        self._task(task_id, "add_scheduler_message_response").messages[message_id] = response
+        record = self._task(task_id, "add_scheduler_message_response")
+        record.messages = record.messages or {}
+        record.messages[message_id] = response
 
     def get_scheduler_message_response(self, task_id, message_id):
         """``{"response": ...}``: the answer, or None while there is none."""
         task = self._task(task_id, "get_scheduler_message_response")
-        return {"response": task.messages.get(message_id)}
+        return {"response": (task.messages or {}).get(message_id)}
 
     def pause(self):
         """Hand out no work until unpause()."""
@@ -4122,7 +4117,6 @@ class Worker:
         self._runner = runner or self._default_runner(processes)
         self._scheduled = {}          # task id -> Task, every task this worker has seen
         self._reported = {}           # task -> _REPORTED_* bits of what it was reported as
-        self._details = {}            # task id -> the add_task fields that never change
         self._walked_deps = {}        # task id -> its deps as found by the walk, until run
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
@@ -4266,27 +4260,27 @@ class Worker:
                 params=task.to_str_params(), expl=str(error), owners=task._owner_list(),
                 worker=self._id)
 
-    def _report(self, task, status, runnable=None, deps=None, new_deps=None, expl=None):
+    def _report(self, task, status, runnable=None, deps=None, new_deps=None, expl=None,
+                result=False):
+        """Tell the scheduler about ``task``. While scheduling, send everything it shows
+        of a task; a ``result`` (what a run came to) only says what changed."""
         bits = _REPORTED_BITS.get(status, 0)
         if status == PENDING and runnable:
             bits |= _REPORTED_RUNNABLE
         reported = self._reported
         reported[task] = reported.get(task, 0) | bits
-        details = self._details.get(task.task_id)
-        if details is None:   # what the scheduler shows of a task, computed once per task
-            details = self._details[task.task_id] = dict(
-                worker=self._id, task_id=task.task_id, resources=task.process_resources(),
-                priority=task.priority, family=task.get_task_family(),
-                module=task.task_module, params=task._serialized,
-                param_visibilities=task._info().visibilities,
-                accepts_messages=task.accepts_messages, owners=task._owner_list(),
-                batchable=False, retry_policy_dict=_retry_policy_of(task))
-        if status in (DONE, FAILED, UNKNOWN) and runnable is None:
-            del self._details[task.task_id]   # its last report: keep memory per task low
-        self._scheduler.add_task(status=status, runnable=runnable, deps=deps,
-                                 new_deps=new_deps,
-                                 expl="null" if expl is None else json.dumps(expl),
-                                 **details)
+        expl = "null" if expl is None else json.dumps(expl)   # Luigi sends it as JSON
+        if result:
+            self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
+                                     runnable=runnable, new_deps=new_deps, expl=expl)
+            return
+        self._scheduler.add_task(
+            worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
+            deps=deps, new_deps=new_deps, expl=expl, resources=task.process_resources(),
+            priority=task.priority, family=task.get_task_family(), module=task.task_module,
+            params=task._serialized, param_visibilities=task._info().visibilities,
+            accepts_messages=task.accepts_messages, owners=task._owner_list(),
+            batchable=False, retry_policy_dict=_retry_policy_of(task))
 
     # -- running: the loop ----------------------------------------------------------------
 
@@ -4358,7 +4352,7 @@ class Worker:
             for dep in outcome.new_deps:
                 self.add(dep)
                 new_deps.append(dep.task_id)
-            self._report(task, outcome.status, runnable=None, new_deps=new_deps or None,
+            self._report(task, outcome.status, result=True, new_deps=new_deps or None,
                          expl=outcome.explanation)
             self.run_succeeded &= outcome.status == DONE or bool(new_deps)
             if outcome.missing:

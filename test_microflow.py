@@ -1414,6 +1414,23 @@ class TestSchedulerReads(SchedulerCase):
                                           upstream_status=mf.UPSTREAM_DISABLED)
         self.assertEqual(len(listed), 2999)
 
+    def test_scheduler_messages_and_worker_processes(self):
+        self.add("a", accepts_messages=True)
+        message_id = self.scheduler.send_scheduler_message("w1", "a", "hi")["message_id"]
+        messages = self.scheduler.ping(worker="w1")["rpc_messages"]
+        self.assertEqual(messages[0]["kwargs"]["content"], "hi")
+        self.assertIsNone(self.scheduler.get_scheduler_message_response("a", message_id)
+                          ["response"])
+        self.scheduler.add_scheduler_message_response("a", message_id, "hello")
+        self.assertEqual(self.scheduler.get_scheduler_message_response("a", message_id),
+                         {"response": "hello"})
+        self.scheduler.set_worker_processes("w1", 3)
+        self.assertEqual(self.scheduler.ping(worker="w1")["rpc_messages"],
+                         [{"name": "set_worker_processes", "kwargs": {"n": 3}}])
+        self.assertTrue(self.scheduler.update_resource("db", 4))
+        self.assertFalse(self.scheduler.update_resource("db", -1))
+        self.assertEqual(self.scheduler.resource_list()["db"]["total"], 4)
+
     def test_rpc_whitelist_names_real_methods(self):
         for name in mf._RPC_METHODS:
             self.assertTrue(callable(getattr(self.scheduler, name)), name)
