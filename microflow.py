@@ -4135,7 +4135,7 @@ class Worker:
             def report(method, task_id, value):
                 self._forward_report(method, (task_id, value))
             return _InlineRunner(lambda task: _execute_task(
-                task, *checks, report, self._walked_deps.pop(task.task_id, ())))
+                task, *checks, report, self._walked_deps.pop(task.task_id, None)))
         return _ProcessRunner(processes, self._forward_report, *checks,
                               timeout=self.options["timeout"])
 
@@ -4790,7 +4790,7 @@ _CLI_OPTIONS = (
 def _base_parser():
     import argparse
     parser = argparse.ArgumentParser(
-        prog="python -m microflow", add_help=False, allow_abbrev=False,
+        prog="python -m microflow", add_help=False, allow_abbrev=False, exit_on_error=False,
         usage="python -m microflow [--module pkg.mod] Task [--param value] "
               "[--Family-param value] [--workers N] [--log-level LEVEL] [--help]")
     parser.add_argument("task", nargs="?", help="task family, or module:Class")
@@ -4840,6 +4840,14 @@ def _import_modules(arguments):
 
 def _parse_command_line(argv):
     """Return (task class, root keyword strings, global values, options)."""
+    import argparse
+    try:
+        return _parse_arguments(argv)
+    except argparse.ArgumentError as exc:   # never argparse's own sys.exit()
+        raise _UsageError(str(exc)) from None
+
+
+def _parse_arguments(argv):
     parser = _base_parser()
     first, _ = parser.parse_known_args(argv)
     _import_modules(first)
@@ -4864,7 +4872,7 @@ def _parse_command_line(argv):
 
 def _root_parser(task_class):
     import argparse
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     for name, param in task_class.get_params():
         _add_param_flag(parser, f"--{name.replace('_', '-')}", name, param)
     return parser

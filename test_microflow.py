@@ -2004,6 +2004,12 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertIn("requires the 'name' parameter to be set", done.stderr)
         self.assertEqual(len(done.stderr.strip().splitlines()), 1)
 
+    def test_bad_core_option(self):
+        done = self.cli("--module", "clitasks", "Greet", "--name", "x", "--workers", "abc")
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(done.stderr.strip(), "microflow: error: argument --workers: invalid "
+                                              "int value: 'abc'")
+
     def test_task_help(self):
         done = self.cli("--module", "clitasks", "Greet", "--help")
         self.assertEqual(done.returncode, 0)
@@ -2025,6 +2031,27 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(done.returncode, 2)
         self.assertIn("usage: python -m microflow", done.stdout)
         self.assertEqual(self.cli("--help").returncode, 0)
+
+    def test_vendored_copy_run_with_dash_m_shares_one_task_class(self):
+        vendor = self.tmp / "app" / "_vendor"
+        vendor.mkdir(parents=True)
+        (self.tmp / "app" / "__init__.py").write_text("")
+        (vendor / "__init__.py").write_text("")
+        shutil.copy(HERE / "microflow.py", vendor / "microflow.py")
+        (self.tmp / "app" / "jobs.py").write_text(textwrap.dedent("""
+            from app._vendor import microflow
+            class Job(microflow.Task):
+                def output(self):
+                    return microflow.LocalTarget("job.txt")
+                def run(self):
+                    with self.output().open("w") as f:
+                        f.write("ok")
+        """))
+        done = subprocess.run([sys.executable, "-m", "app._vendor.microflow", "--module",
+                               "app.jobs", "Job"], cwd=self.tmp, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual((self.tmp / "job.txt").read_text(), "ok")
 
     def test_run_function(self):
         sys.path.insert(0, str(self.tmp))
