@@ -2260,6 +2260,10 @@ def flatten(struct):
         return []
     if isinstance(struct, (Task, Target, str)):   # the common atoms, without try/except
         return [struct]
+    if type(struct) is list:   # the common case: already a flat list of tasks
+        tasks = [item for item in struct if isinstance(item, Task)]
+        if len(tasks) == len(struct):
+            return tasks
     if isinstance(struct, dict):
         struct = struct.values()
     try:
