@@ -4227,6 +4227,13 @@ class Worker:
             task.trigger_event(Event.DEPENDENCY_MISSING, task)
             self._report(task, PENDING, runnable=self.options["retry_external_tasks"])
             return [], True
+        limit = self.options["task_limit"]
+        if limit and len(self._scheduled) > limit:
+            _log.warning("%r and its dependencies will not run: [worker] task_limit of %d "
+                         "exceeded", task, limit)
+            self._report(task, UNKNOWN, runnable=False,
+                         expl=f"task_limit of {limit} exceeded")
+            return [], False
         try:
             deps = task.deps()
             for dep in deps:

@@ -1760,6 +1760,13 @@ class TestBuild(BuildCase):
         self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS_WITH_RETRY)
         self.assertGreaterEqual(clock.now, 1005)
 
+    def test_task_limit(self):
+        result = self.build(Recorder("top", ["a", "b", "c"]),
+                            worker_options={"task_limit": 2})
+        self.assertEqual(Recorder.runs, ["a"])
+        self.assertEqual(len(result.tasks["scheduling_error"]), 2)
+        self.assertIn("task_limit of 2 exceeded", self.logged)
+
     def test_worker_step_by_step(self):
         worker = mf.Worker(mf.Scheduler())
         worker.add(Recorder("one"))
