@@ -2436,7 +2436,10 @@ class Task(metaclass=Register):
                     f"{cls._call_text(args, kwargs)}: takes at most {len(info.positional)} "
                     f"positional parameters ({len(args)} given)")
             for (name, param), value in zip(info.positional, args):
-                result[name] = cls._normalize(family, name, param, value)
+                try:
+                    result[name] = param.normalize(value)
+                except (ValueError, TypeError) as exc:
+                    raise cls._normalize_error(family, name, param, value, exc) from None
         for name, value in kwargs.items():
             param = info.by_name.get(name)
             if param is None:
@@ -2445,7 +2448,10 @@ class Task(metaclass=Register):
                 raise DuplicateParameterException(
                     f"{cls._call_text(args, kwargs)}: parameter {name} was already set "
                     f"as a positional parameter")
-            result[name] = cls._normalize(family, name, param, value)
+            try:
+                result[name] = param.normalize(value)
+            except (ValueError, TypeError) as exc:
+                raise cls._normalize_error(family, name, param, value, exc) from None
         if len(result) < len(info.params):
             for name, param in info.params:
                 if name not in result:
@@ -2454,15 +2460,20 @@ class Task(metaclass=Register):
         if info.config_generation != _CONFIG.generation:
             info.config_generation = _CONFIG.generation
             cls._warn_unconsumed_config(family, info.by_name)
-        return [(name, _list_to_tuple(result[name])) for name, _ in info.params]
+        return [(name, tuple(value) if type(value) in (list, set) else value)
+                for name, _ in info.params for value in (result[name],)]
 
     @classmethod
     def _normalize(cls, family, name, param, value):
         try:
             return param.normalize(value)
         except (ValueError, TypeError) as exc:
-            raise ParameterParseError(f"{family}: parameter '{name}' expects "
-                                      f"{param._expected}, got {value!r}: {exc}") from None
+            raise cls._normalize_error(family, name, param, value, exc) from None
+
+    @staticmethod
+    def _normalize_error(family, name, param, value, exc):
+        return ParameterParseError(f"{family}: parameter '{name}' expects "
+                                   f"{param._expected}, got {value!r}: {exc}")
 
     @classmethod
     def _value_outside_constructor(cls, family, name, param, args, kwargs):
@@ -2688,10 +2699,6 @@ class Task(metaclass=Register):
     def bulk_complete(cls, parameter_tuples):
         """Those of ``parameter_tuples`` whose tasks are complete (for range tools)."""
         raise NotImplementedError(f"{cls.get_task_family()} has no bulk_complete")
-
-
-def _list_to_tuple(value):
-    return tuple(value) if isinstance(value, (list, set)) else value
 
 
 class ExternalTask(Task):
@@ -3338,7 +3345,7 @@ class Scheduler:
     def _reclaim(self, worker, current_tasks):
         """A task we think runs on this worker but that it no longer lists: hand it out
         again (the worker restarted or lost it)."""
-        if current_tasks is None:
+        if current_tasks is None or not worker.running:
             return None
         lost = worker.running - set(current_tasks)
         return self._tasks[min(lost)] if lost else None
@@ -3868,7 +3875,7 @@ def _run_generator(task):
     the start once they are done, as in Luigi), or [] when run() finished.
     """
     result = task.run()
-    if not _is_generator(result):
+    if result is None or not _is_generator(result):
         return []
     try:
         yielded = next(result)
@@ -4139,9 +4146,17 @@ class Worker:
             def report(method, task_id, value):
                 self._forward_report(method, (task_id, value))
             return _InlineRunner(lambda task: _execute_task(
-                task, *checks, report, self._walked_deps.pop(task.task_id, None)))
+                task, *checks, report, self._deps_known(task)))
         return _ProcessRunner(processes, self._forward_report, *checks,
                               timeout=self.options["timeout"])
+
+    def _deps_known(self, task):
+        """The deps the walk found for ``task`` (so run time need not call requires()
+        again), or None if the walk did not see them."""
+        deps = self._walked_deps.pop(task.task_id, None)
+        if deps is None and self._reported.get(task, 0) & _REPORTED_LEAF:
+            return ()
+        return deps
 
     def _forward_report(self, method, args):
         """Pass a report from a child process on to the scheduler."""
@@ -4247,6 +4262,8 @@ class Worker:
             task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
         if deps:
             self._walked_deps[task.task_id] = deps
+        else:
+            self._reported[task] = self._reported.get(task, 0) | _REPORTED_LEAF
         self._report(task, PENDING, runnable=True, deps=[dep.task_id for dep in deps])
         return deps, True
 
@@ -4426,6 +4443,7 @@ _PENDING_SUBCATEGORIES = {name for name, _ in _SUMMARY_HEADINGS[5:]}
 # What a worker remembers of each task it reported, as bits of one int per task.
 _REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4, 8
 _REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
+_REPORTED_LEAF = 32       # the walk found it has no dependencies
 _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
                   FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
 _SUMMARY_BANNER = "===== microflow Execution Summary ====="
