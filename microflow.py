@@ -4752,11 +4752,12 @@ _CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "schedul
                  "parallel_scheduling_processes", "assistant", "help", "help_all"}
 
 
-def build(tasks, workers=1, local_scheduler=True, detailed_summary=False,
+def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
           scheduler=None, worker_options=None, **core_options):
     """Run ``tasks`` and everything they need; return True if all went well.
 
-    With ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
+    ``workers`` defaults to ``[core] workers`` (1). The summary is logged at INFO on
+    the "microflow" logger. With ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
     object with the Scheduler methods (default: a fresh in-memory one);
     ``worker_options`` overrides ``[worker]`` options. Safe to call from any thread: it
     installs no signal handlers and takes no pid lock. Raises TypeError for an unknown
@@ -4769,6 +4770,8 @@ def build(tasks, workers=1, local_scheduler=True, detailed_summary=False,
             "workers", "detailed_summary", "scheduler", "worker_options"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
+    if workers is None:
+        workers = get_config().getint("core", "workers", 1)
     result = _run_build(list(tasks), workers, scheduler, worker_options or {})
     _log.info("%s", result.summary_text)
     return result if detailed_summary else result.scheduling_succeeded
@@ -4996,13 +4999,12 @@ def _run_command_line(argv):
     if options.help:
         print(_task_help(task_class))
         return 0
-    workers = options.workers or get_config().getint("core", "workers", 1)
     family = task_class.get_task_family()
     with _command_line_values(global_values):
         kwargs = {name: dict(task_class.get_params())[name]._parse_for(
                       family, name, raw, "command line") for name, raw in root.items()}
         task = task_class(**kwargs)
-        result = build([task], workers=workers, detailed_summary=True)
+        result = build([task], workers=options.workers, detailed_summary=True)
     result.root_tasks = [task]
     return result
 
