@@ -3995,7 +3995,9 @@ class _ProcessRunner:
         import pickle
         index = next(i for i, slot in enumerate(self._slots)
                      if slot is None or slot.task is None)
-        slot = self._slots[index] or self._spawn(index)
+        slot = self._slots[index]
+        if slot is None or not slot.process.is_alive():   # never started, or died idle
+            slot = self._spawn(index)
         try:
             payload = pickle.dumps(task)
         except Exception as exc:
