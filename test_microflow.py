@@ -10,6 +10,7 @@ import enum
 import gc
 import io
 import json
+import operator
 import os
 import pathlib
 import shutil
@@ -120,6 +121,21 @@ LUIGI_SERIALIZED = {
     'di_week': '2015-W53',
     'di_date': '2015-11-04',
     'di_custom': '2015-11-04-2015-12-04',
+    'str': 'a b',
+    'opt_str': 'x',
+    'opt_str_none': '',
+    'opt_float': '1.25',
+    'opt_bool': 'True',
+    'opt_bool_none': '',
+    'opt_tuple': '[[1, "a"]]',
+    'opt_numerical': '3',
+    'opt_choice': 'y',
+    'opt_path': 'some/where',
+    'plain': 'plain text',
+    'opt_plain': 't',
+    'numerical_int': '3',
+    'dict_unicode': '{"\\u00e9": ["\\u00fc", 1.5]}',
+    'list_floats': '[0.1, 2.0, null, true]',
 }
 LUIGI_PARSED = {   # raw string -> (serialized, repr of the value)
     'td_iso': ('0 w 1 d 2 h 3 m 4 s',
@@ -317,6 +333,24 @@ def reference_values():
         "di_date": (P.DateIntervalParameter(), di.Date(2015, 11, 4)),
         "di_custom": (P.DateIntervalParameter(),
                       di.Custom(datetime.date(2015, 11, 4), datetime.date(2015, 12, 4))),
+        "str": (P.StrParameter(), "a b"),
+        "opt_str": (P.OptionalStrParameter(), "x"),
+        "opt_str_none": (P.OptionalStrParameter(), None),
+        "opt_float": (P.OptionalFloatParameter(), 1.25),
+        "opt_bool": (P.OptionalBoolParameter(), True),
+        "opt_bool_none": (P.OptionalBoolParameter(), None),
+        "opt_tuple": (P.OptionalTupleParameter(), ((1, "a"),)),
+        "opt_numerical": (P.OptionalNumericalParameter(var_type=int, min_value=0,
+                                                       max_value=5), 3),
+        "opt_choice": (P.OptionalChoiceParameter(choices=["x", "y"]), "y"),
+        "opt_path": (P.OptionalPathParameter(), "some/where"),
+        "plain": (P.Parameter(), "plain text"),
+        "opt_plain": (P.OptionalParameter(), "t"),
+        "numerical_int": (P.NumericalParameter(var_type=int, min_value=-3, max_value=3,
+                                               left_op=operator.lt, right_op=operator.le),
+                          3),
+        "dict_unicode": (P.DictParameter(), {"é": ["ü", 1.5]}),
+        "list_floats": (P.ListParameter(), [0.1, 2.0, None, True]),
     }
 
 
@@ -1988,6 +2022,17 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         done = self.cli("clitasks:Greet", "--Greet-name", "bo", "--local-scheduler")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertTrue((self.tmp / "greet-bo.txt").exists())
+
+    def test_command_line_beats_config_beats_default(self):
+        config = self.tmp / "greet.cfg"
+        config.write_text("[Greet]\nname = cfg\ntimes = 2\n")
+        env = {"MICROFLOW_CONFIG_PATH": str(config)}
+        self.assertEqual(self.cli("--module", "clitasks", "Greet", env=env).returncode, 0)
+        self.assertEqual((self.tmp / "greet-cfg.txt").read_text(), "hello cfg" * 2)
+        done = self.cli("--module", "clitasks", "Greet", "--name", "cli", "--Greet-times",
+                        "3", env=env)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual((self.tmp / "greet-cli.txt").read_text(), "hello cli" * 3)
 
     def test_unknown_task_suggests(self):
         done = self.cli("--module", "clitasks", "Gret")
