@@ -2258,12 +2258,12 @@ def flatten(struct):
     """
     if struct is None:
         return []
-    if isinstance(struct, (Task, Target, str)):   # the common atoms, without try/except
-        return [struct]
     if type(struct) is list:   # the common case: already a flat list of tasks
         tasks = [item for item in struct if isinstance(item, Task)]
         if len(tasks) == len(struct):
             return tasks
+    elif isinstance(struct, (Task, str, Target)):   # atoms, without a try/except
+        return [struct]
     if isinstance(struct, dict):
         struct = struct.values()
     try:
@@ -2971,11 +2971,11 @@ class Scheduler:
             raise SchedulerError(f"{method}: task {task_id!r} was not added")
         return task
 
-    def _worker(self, worker_id):
+    def _worker(self, worker_id, now=None):
         """The worker record, created on first sight; marks it as alive now."""
         if worker_id is None:
             raise SchedulerError("a worker id is required")
-        now = self._clock()
+        now = self._clock() if now is None else now
         worker = self._workers.get(worker_id)
         if worker is None:
             worker = self._workers[worker_id] = _WorkerState(worker_id, now)
@@ -3002,17 +3002,18 @@ class Scheduler:
             self._policies[key] = policy
         return policy
 
-    def _get_or_create(self, task_id, status=UNKNOWN):
+    def _get_or_create(self, task_id, status=UNKNOWN, now=None):
         task = self._tasks.get(task_id)
         if task is None:
-            task = _TaskState(task_id, next(self._seq), self._clock(), self._default_policy)
+            now = self._clock() if now is None else now
+            task = _TaskState(task_id, next(self._seq), now, self._default_policy)
             self._tasks[task_id] = task
             task.status = status
         return task
 
     # -- the one place a status changes ---------------------------------------------------
 
-    def _set_status(self, task, status):
+    def _set_status(self, task, status, now=None):
         """Move ``task`` to ``status``, keeping every index and counter in step."""
         old = task.status
         if old == status:
@@ -3025,7 +3026,7 @@ class Scheduler:
         elif status == RUNNING:
             self._running.add(task.id)
         task.status = status
-        task.updated = self._clock()
+        task.updated = self._clock() if now is None else now
         if old == RUNNING:
             self._release(task)
         if old == DONE or status == DONE:
@@ -3069,7 +3070,7 @@ class Scheduler:
 
     # -- dependencies, workers, priorities -----------------------------------------------
 
-    def _set_deps(self, task, dep_ids, replace):
+    def _set_deps(self, task, dep_ids, replace, now=None):
         """Replace (or extend) the dependencies; returns the ids that are new, in the
         order given (new ids get their insertion number in that order)."""
         if replace:
@@ -3088,7 +3089,7 @@ class Scheduler:
             task.deps = task.deps | set(dep_ids)
         added = [dep_id for dep_id in dict.fromkeys(dep_ids) if dep_id not in old]
         for dep_id in added:
-            dep = self._get_or_create(dep_id)
+            dep = self._get_or_create(dep_id, now=now)
             dep.dependents = _with(dep.dependents, task.id)
             task.blockers += dep.status != DONE
         if task.blockers == 0:
@@ -3200,7 +3201,7 @@ class Scheduler:
             self._timer(task.retry_at, "retry", task.id)
         if status == DONE:
             self._forget_failures(task)
-        self._set_status(task, status)
+        self._set_status(task, status, now)
 
     def _record_failure(self, task, now):
         """Count a failure; True when the retry policy says the task must be disabled."""
@@ -3234,12 +3235,12 @@ class Scheduler:
         if task_id is None:
             raise SchedulerError("add_task: task_id is required")
         now = self._clock()
-        reporter = self._worker(worker)
+        reporter = self._worker(worker, now)
         task = self._tasks.get(task_id)
         if task is None:
             if not reporter.enabled:
                 return None
-            task = self._get_or_create(task_id, PENDING)
+            task = self._get_or_create(task_id, PENDING, now)
         elif task.status != RUNNING and not reporter.enabled:
             return None
         if status == PENDING and task.status == DONE and (
@@ -3254,9 +3255,9 @@ class Scheduler:
             task.retry_policy = self._retry_policy(retry_policy_dict)
         if resources is not None:
             task.resources = resources   # the caller's dict; never mutated here
-        added = self._set_deps(task, deps, replace=True) if deps is not None else ()
+        added = self._set_deps(task, deps, True, now) if deps is not None else ()
         if new_deps:
-            added = self._set_deps(task, new_deps, replace=False)
+            added = self._set_deps(task, new_deps, False, now)
         owned = task.status not in (RUNNING, BATCH_RUNNING) or (
             status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
         if (owned or new_deps) and (status != task.status or status == FAILED):
@@ -3326,16 +3327,17 @@ class Scheduler:
         earliest added. The reply always has the same keys; ``task_id`` is None when
         there is nothing to do.
         """
+        now = self._clock()
         if self.options["prune_on_get_work"]:
-            self.prune()
-        record = self._worker(worker)
-        record.last_get_work = self._clock()
+            self._prune(now)
+        record = self._worker(worker, now)
+        record.last_get_work = now
         record.assistant = bool(assistant)
         task = None
         if record.enabled and not self._paused:
             task = self._reclaim(record, current_tasks) or self._pick(record)
             if task is not None and task.status != RUNNING:
-                self._claim(task, record)
+                self._claim(task, record, now)
         return {"n_pending_tasks": record.n_pending, "n_unique_pending": record.n_unique,
                 "n_pending_last_scheduled": record.n_last, "worker_state": record.state,
                 "running_tasks": [] if task else self._running_elsewhere(record),
@@ -3367,10 +3369,10 @@ class Scheduler:
             return task
         return None
 
-    def _claim(self, task, worker):
-        self._set_status(task, RUNNING)
+    def _claim(self, task, worker, now):
+        self._set_status(task, RUNNING, now)
         task.worker_running = worker.id
-        task.time_running = self._clock()
+        task.time_running = now
         task.status_message = None
         task.progress_percentage = None
         worker.running.add(task.id)
@@ -3431,7 +3433,9 @@ class Scheduler:
         Each due item is one timer popped from a heap, so the cost follows the number of
         things that happened, never the number of tasks.
         """
-        now = self._clock()
+        self._prune(self._clock())
+
+    def _prune(self, now):
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, key = heapq.heappop(self._timers)
             getattr(self, "_due_" + kind)(key, now)
@@ -3471,7 +3475,7 @@ class Scheduler:
         if task is not None and task.status == FAILED and task.retry_at is not None \
                 and task.retry_at <= now:
             task.retry_at = None
-            self._set_status(task, PENDING)
+            self._set_status(task, PENDING, now)
 
     def _due_enable(self, task_id, now):
         task = self._tasks.get(task_id)
@@ -4129,7 +4133,7 @@ class Worker:
         self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
         self._runner = runner or self._default_runner(processes)
         self._scheduled = {}          # task id -> Task, every task this worker has seen
-        self._reported = {}           # task -> _REPORTED_* bits of what it was reported as
+        self._reported = {}           # task id -> _REPORTED_* bits: what it was reported as
         self._walked_deps = {}        # task id -> its deps as found by the walk, until run
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
@@ -4156,7 +4160,7 @@ class Worker:
         """The deps the walk found for ``task`` (so run time need not call requires()
         again), or None if the walk did not see them."""
         deps = self._walked_deps.pop(task.task_id, None)
-        if deps is None and self._reported.get(task, 0) & _REPORTED_LEAF:
+        if deps is None and self._reported.get(task.task_id, 0) & _REPORTED_LEAF:
             return ()
         return deps
 
@@ -4265,7 +4269,7 @@ class Worker:
         if deps:
             self._walked_deps[task.task_id] = deps
         else:
-            self._reported[task] = self._reported.get(task, 0) | _REPORTED_LEAF
+            self._reported[task.task_id] = self._reported.get(task.task_id, 0) | _REPORTED_LEAF
         self._report(task, PENDING, runnable=True, deps=[dep.task_id for dep in deps])
         return deps, True
 
@@ -4298,17 +4302,18 @@ class Worker:
         if status == PENDING and runnable:
             bits |= _REPORTED_RUNNABLE
         reported = self._reported
-        reported[task] = reported.get(task, 0) | bits
+        reported[task.task_id] = reported.get(task.task_id, 0) | bits
         expl = "null" if expl is None else json.dumps(expl)   # Luigi sends it as JSON
         if result:
             self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
                                      runnable=runnable, new_deps=new_deps, expl=expl)
             return
+        info = task._info()
         self._scheduler.add_task(
             worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
             deps=deps, new_deps=new_deps, expl=expl, resources=task.process_resources(),
-            priority=task.priority, family=task.get_task_family(), module=task.task_module,
-            params=task._serialized, param_visibilities=task._info().visibilities,
+            priority=task.priority, family=info.family, module=task.task_module,
+            params=task._serialized, param_visibilities=info.visibilities,
             accepts_messages=task.accepts_messages, owners=task._owner_list(),
             batchable=False, retry_policy_dict=_retry_policy_of(task))
 
@@ -4452,45 +4457,45 @@ _SUMMARY_BANNER = "===== microflow Execution Summary ====="
 
 
 def _partition(worker):
-    """Sort the tasks a worker reported into the summary categories (sets of Tasks),
+    """Sort the tasks a worker reported into the summary categories (sets of task ids),
     by what each was ever reported as (Luigi's rules, from its add_task history)."""
     names = ("completed", "already_done", "ever_failed", "failed", "scheduling_error",
              "still_pending_ext", "still_pending_not_ext", "upstream_failure",
              "upstream_missing_dependency", "upstream_run_by_other_worker",
              "upstream_scheduling_error", "not_run")
     sets = {name: set() for name in names}
-    for task, bits in worker._reported.items():
+    for task_id, bits in worker._reported.items():
         completed = bits & _REPORTED_DONE and bits & _REPORTED_PENDING
         if completed:
-            sets["completed"].add(task)
+            sets["completed"].add(task_id)
         elif bits & _REPORTED_DONE:
-            sets["already_done"].add(task)
+            sets["already_done"].add(task_id)
         if bits & _REPORTED_FAILED:
-            sets["ever_failed"].add(task)
+            sets["ever_failed"].add(task_id)
             if not completed:
-                sets["failed"].add(task)
+                sets["failed"].add(task_id)
         if bits & _REPORTED_UNKNOWN:
-            sets["scheduling_error"].add(task)
+            sets["scheduling_error"].add(task_id)
         elif bits & _REPORTED_PENDING and not completed and not bits & _REPORTED_FAILED:
             sets["still_pending_not_ext" if bits & _REPORTED_RUNNABLE
-                 else "still_pending_ext"].add(task)
+                 else "still_pending_ext"].add(task_id)
     sets["run_by_other_worker"] = set().union(*_other_workers(worker).values())
-    _classify_pending(sets)
+    _classify_pending(sets, worker._scheduled)
     return sets
 
 
 def _other_workers(worker):
-    """``{other worker id: {tasks it was running that we wanted}}``."""
+    """``{other worker id: {ids of tasks it was running that we wanted}}``."""
     others = {}
     for reply in worker._idle_replies:
         for running in reply.get("running_tasks") or ():
-            task = worker._scheduled.get(running.get("task_id"))
-            if running.get("worker") != worker.worker_id and task is not None:
-                others.setdefault(running["worker"], set()).add(task)
+            task_id = running.get("task_id")
+            if running.get("worker") != worker.worker_id and task_id in worker._scheduled:
+                others.setdefault(running["worker"], set()).add(task_id)
     return others
 
 
-def _classify_pending(sets):
+def _classify_pending(sets, scheduled):
     """Say why each runnable pending task did not run: post-order over dependencies."""
     pending = sets["still_pending_not_ext"]
     upstream_rules = (
@@ -4504,24 +4509,25 @@ def _classify_pending(sets):
     for root in pending:
         stack = [(root, False)]
         while stack:
-            task, expanded = stack.pop()
+            task_id, expanded = stack.pop()
             if not expanded:
-                if task in visited:
+                if task_id in visited:
                     continue
-                visited.add(task)
-                stack.append((task, True))
-                if task in pending:
-                    stack.extend((dep, False) for dep in task.deps() if dep not in visited)
+                visited.add(task_id)
+                stack.append((task_id, True))
+                if task_id in pending:
+                    stack.extend((dep.task_id, False) for dep in scheduled[task_id].deps()
+                                 if dep.task_id not in visited)
                 continue
-            if task not in pending:
+            if task_id not in pending:
                 continue
-            deps = task.deps()
+            deps = [dep.task_id for dep in scheduled[task_id].deps()]
             reasons = [name for name, sources in upstream_rules
                        if any(dep in sets[source] for dep in deps for source in sources)]
             for name in reasons:
-                sets[name].add(task)
-            if not reasons and task not in sets["run_by_other_worker"]:
-                sets["not_run"].add(task)
+                sets[name].add(task_id)
+            if not reasons and task_id not in sets["run_by_other_worker"]:
+                sets["not_run"].add(task_id)
 
 
 def _status_of(sets):
@@ -4546,7 +4552,8 @@ def _one_line_summary(status):
 
 def _format_summary(sets, worker):
     """The summary text between the banners, laid out as Luigi lays it out."""
-    by_family = {name: _group_by_family(tasks) for name, tasks in sets.items()}
+    by_family = {name: _group_by_family(worker._scheduled[i] for i in ids)
+                 for name, ids in sets.items()}
     counted = ("already_done", "completed", "failed", "scheduling_error",
                "still_pending_ext", "still_pending_not_ext")
     total = sum(len(sets[name]) for name in counted)
@@ -4693,10 +4700,6 @@ def _range_ends(values, param):
     return None, None
 
 
-def _task_id_of(task):
-    return task.task_id
-
-
 class RunResult:
     """What a build came to: ``status`` (a LuigiStatusCode), ``summary_text``,
     ``one_line_summary``, ``scheduling_succeeded`` and ``tasks``, a dict from summary
@@ -4711,7 +4714,8 @@ class RunResult:
         self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, worker)}\n\n"
                              f"{_SUMMARY_BANNER}\n")
         self.scheduling_succeeded = scheduling_succeeded
-        self.tasks = {name: sorted(tasks, key=_task_id_of) for name, tasks in sets.items()}
+        self.tasks = {name: [worker._scheduled[i] for i in sorted(ids)]
+                      for name, ids in sets.items()}
 
     def __repr__(self):
         return (f"RunResult(status={self.status!r}, "
@@ -4740,8 +4744,8 @@ def exit_code(result, root_tasks=()):
                   "already_running": tasks["run_by_other_worker"],
                   "scheduling_error": tasks["scheduling_error"], "not_run": tasks["not_run"]}
     code = max([_retcode(name) for name, hit in conditions.items() if hit] or [0])
-    finished = set(tasks["completed"]) | set(tasks["already_done"])
-    if code == 0 and any(task not in finished for task in root_tasks):
+    finished = {task.task_id for task in tasks["completed"] + tasks["already_done"]}
+    if code == 0 and any(task.task_id not in finished for task in root_tasks):
         code = _retcode("not_run")
     return code
 
