@@ -3806,7 +3806,11 @@ class _Outcome:
 
 
 def _is_external(task):
-    return task.run is None or task.run == NotImplemented
+    """True for a task with nothing to run (``run = None``, as ExternalTask has)."""
+    # Read the class attribute (or externalize()'s instance override) rather than
+    # task.run, which would build a bound method just to compare it.
+    run = task.__dict__.get("run", getattr(type(task), "run", None))
+    return run is None or run is NotImplemented
 
 
 # task id -> how its run() reports to the scheduler, while run() executes. Keyed by id
