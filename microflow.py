@@ -49,6 +49,7 @@ import os
 import re
 import sys
 import threading
+import time
 import types
 import warnings
 from collections.abc import Mapping
@@ -2948,7 +2949,6 @@ class Scheduler:
     """
 
     def __init__(self, clock=None, resources=None, **options):
-        import time
         self._clock = clock or time.time
         self.options = _scheduler_options(options)
         self._capacity = dict(_resource_capacities() if resources is None else resources)
@@ -3262,7 +3262,8 @@ class Scheduler:
             status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
         if (owned or new_deps) and (status != task.status or status == FAILED):
             self._apply_status(task, status, now)
-        if reporter.enabled and not assistant:
+        if reporter.enabled and not assistant and (added or reporter.id not in
+                                                   task.stakeholders):
             self._add_stakeholder(task, reporter, added)
         if priority > task.priority or (added and task.priority):
             self._raise_priority(task, priority)
@@ -3827,7 +3828,6 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
     becomes a FAILED outcome with the traceback as text, so it can cross a process
     boundary.
     """
-    import time
     missing = []
     try:
         if check_unfulfilled_deps:
@@ -3973,7 +3973,6 @@ class _ProcessRunner:
     def __init__(self, processes, forward, check_unfulfilled_deps=True,
                  check_complete_on_run=False, timeout=0.0, start_method=None):
         import multiprocessing
-        import time
         methods = multiprocessing.get_all_start_methods()
         method = start_method or ("fork" if "fork" in methods else "spawn")
         self._context = multiprocessing.get_context(method)
@@ -4128,7 +4127,6 @@ class Worker:
 
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
                  processes=1, **options):
-        import time
         self._scheduler = scheduler if scheduler is not None else Scheduler()
         self._clock = clock or time.time
         self._sleep = sleep or time.sleep
