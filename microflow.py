@@ -2008,8 +2008,8 @@ class _ClassInfo:
     when a Parameter is added to a class later, as @inherits does)."""
 
     __slots__ = ("generation", "params", "by_name", "positional", "family", "id_names",
-                 "id_keys", "visible", "visible_names", "visibilities", "type_checked",
-                 "config_generation")
+                 "id_keys", "visible", "visible_names", "visibilities", "serializers",
+                 "type_checked", "config_generation")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2025,6 +2025,9 @@ class _ClassInfo:
         self.visible = [(name, p) for name, p in params
                         if p.visibility != ParameterVisibility.PRIVATE]
         self.visibilities = {name: p.visibility.serialize() for name, p in self.visible}
+        # The builtin str where serialize() is Parameter's own: a C call, not a frame.
+        self.serializers = [(name, str if type(p).serialize is Parameter.serialize
+                             else p.serialize) for name, p in self.visible]
         # The task id hashes the significant public values sorted by name: fix that
         # order, and each name's JSON prefix, once per class.
         self.id_names = sorted(name for name, p in params
@@ -2526,7 +2529,7 @@ class Task(metaclass=Register):
         for name, param in info.type_checked:
             param._warn_on_wrong_param_type(name, kwargs[name])
         # Serialized once: the task id, the scheduler and the summary all need it.
-        serialized = {name: param.serialize(kwargs[name]) for name, param in info.visible}
+        serialized = {name: serialize(kwargs[name]) for name, serialize in info.serializers}
         state["_serialized"] = serialized
         state["task_id"] = task_id = _task_id(info.family, info.id_keys,
                                               [serialized[name] for name in info.id_names])
@@ -4592,9 +4595,12 @@ def _other_workers_text(others):
 
 
 def _group_by_family(tasks):
-    groups = {}
+    by_class = {}
     for task in tasks:
-        groups.setdefault(task.get_task_family(), []).append(task)
+        by_class.setdefault(type(task), []).append(task)
+    groups = {}
+    for cls, members in by_class.items():
+        groups.setdefault(cls.get_task_family(), []).extend(members)
     return groups
 
 
