@@ -2960,6 +2960,7 @@ class Scheduler:
         self._tasks = {}
         self._workers = {}
         self._running = set()                # ids of RUNNING tasks (few; iterated often)
+        self._disabled = set()               # ids of DISABLED tasks (few, if any)
         self._timers = []                    # heap of (due, seq, kind, key)
         self._seq = itertools.count()
         self._paused = False
@@ -3028,6 +3029,10 @@ class Scheduler:
             self._running.discard(task.id)
         elif status == RUNNING:
             self._running.add(task.id)
+        if old == DISABLED:
+            self._disabled.discard(task.id)
+        elif status == DISABLED:
+            self._disabled.add(task.id)
         task.status = status
         task.updated = self._clock() if now is None else now
         if old == RUNNING:
@@ -3304,11 +3309,32 @@ class Scheduler:
         return {"rpc_messages": messages}
 
     def count_pending(self, worker):
-        """This worker's runnable PENDING/FAILED task counts and what runs elsewhere."""
+        """This worker's runnable PENDING/FAILED task counts and what runs elsewhere.
+
+        Tasks stuck behind a DISABLED task are not counted (as in Luigi), so a
+        keep-alive worker does not wait for what cannot run.
+        """
         record = self._worker(worker)
-        return {"n_pending_tasks": record.n_pending, "n_unique_pending": record.n_unique,
-                "n_pending_last_scheduled": record.n_last, "worker_state": record.state,
+        pending, unique, last = self._pending_counts(record)
+        return {"n_pending_tasks": pending, "n_unique_pending": unique,
+                "n_pending_last_scheduled": last, "worker_state": record.state,
                 "running_tasks": self._running_elsewhere(record)}
+
+    def _pending_counts(self, worker):
+        """(pending, unique, last scheduled) for ``worker``: the running counters, or,
+        while some task is DISABLED, a recount without the tasks stuck behind it."""
+        if not (worker.n_pending and self._disabled):
+            return worker.n_pending, worker.n_unique, worker.n_last
+        memo, pending, unique, last = {}, 0, 0, 0
+        for task_id in worker.stake:
+            task = self._tasks.get(task_id)
+            if task is None or task.status not in _COUNTED or worker.id not in task.workers \
+                    or self._upstream_status(task_id, memo) == UPSTREAM_DISABLED:
+                continue
+            pending += 1
+            unique += len(task.workers) == 1
+            last += task.workers[-1] == worker.id
+        return pending, unique, last
 
     def _running_elsewhere(self, worker):
         """Tasks this worker wants that another worker is running (bounded by the
@@ -3342,8 +3368,12 @@ class Scheduler:
             task = self._reclaim(record, current_tasks) or self._pick(record)
             if task is not None and task.status != RUNNING:
                 self._claim(task, record, now)
-        return {"n_pending_tasks": record.n_pending, "n_unique_pending": record.n_unique,
-                "n_pending_last_scheduled": record.n_last, "worker_state": record.state,
+        # With work handed out the counters are exact enough; an idle worker deciding
+        # whether to wait gets the recount (bounded by its tasks, and rare).
+        pending, unique, last = ((record.n_pending, record.n_unique, record.n_last) if task
+                                 else self._pending_counts(record))
+        return {"n_pending_tasks": pending, "n_unique_pending": unique,
+                "n_pending_last_scheduled": last, "worker_state": record.state,
                 "running_tasks": [] if task else self._running_elsewhere(record),
                 "task_id": task and task.id, "task_family": task and task.family,
                 "task_module": task and task.module, "task_params": task and task.params}
@@ -3497,6 +3527,7 @@ class Scheduler:
         if task.status == RUNNING:
             self._release(task)
         self._running.discard(task_id)
+        self._disabled.discard(task_id)
         for dep_id in task.deps:
             dep = self._tasks.get(dep_id)
             if dep is not None:

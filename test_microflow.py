@@ -1345,6 +1345,18 @@ class TestSchedulerFailures(SchedulerCase):
         self.fail("t")
         self.assertEqual(self.status("t"), mf.DISABLED)
 
+    def test_tasks_behind_a_disabled_task_are_not_pending(self):
+        self.add("bad", retry_policy_dict={"retry_count": 1})
+        self.add("after", deps=["bad"])
+        self.add("free")
+        self.assertEqual(self.scheduler.count_pending("w1")["n_pending_tasks"], 3)
+        self.fail("bad")
+        self.assertEqual(self.status("bad"), mf.DISABLED)
+        self.assertEqual(self.work(), "free")
+        reply = self.scheduler.get_work(worker="w1")
+        self.assertIsNone(reply["task_id"])
+        self.assertEqual(reply["n_pending_tasks"], 0)   # "after" can never run now
+
     def test_done_and_admin_calls(self):
         self.add("t", retry_policy_dict={"retry_count": 1})
         self.fail("t")
