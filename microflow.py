@@ -145,6 +145,9 @@ _STATUS_TO_UPSTREAM = {FAILED: UPSTREAM_FAILED, RUNNING: UPSTREAM_RUNNING,
                        BATCH_RUNNING: UPSTREAM_RUNNING, PENDING: UPSTREAM_MISSING_INPUT,
                        DISABLED: UPSTREAM_DISABLED}
 
+# The Task properties a task may override to set its own retry policy.
+_RETRY_POLICY_NAMES = ("retry_count", "disable_hard_timeout", "disable_window")
+
 # [scheduler] options and their defaults (Luigi's).
 _SCHEDULER_DEFAULTS = {
     "retry_delay": 900.0, "remove_delay": 600.0, "worker_disconnect_delay": 60.0,
@@ -2009,7 +2012,7 @@ class _ClassInfo:
 
     __slots__ = ("generation", "params", "by_name", "positional", "family", "id_names",
                  "id_keys", "visible", "visible_names", "visibilities", "serializers",
-                 "type_checked", "config_generation")
+                 "type_checked", "config_generation", "own_retry_policy")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2036,6 +2039,8 @@ class _ClassInfo:
         self.type_checked = [(name, p) for name, p in params
                              if type(p) is Parameter or isinstance(p, _OptionalMixin)]
         self.config_generation = None   # when [Family] was last checked for strays
+        self.own_retry_policy = any(getattr(cls, name) is not getattr(Task, name, None)
+                                    for name in _RETRY_POLICY_NAMES)
 
 
 class _Registry:
@@ -2681,6 +2686,8 @@ class Task(metaclass=Register):
 
     def deps(self):
         """The direct dependencies as a flat list (used by the worker)."""
+        if type(self)._requires is Task._requires:   # already flat: skip a second pass
+            return self._requires()
         return flatten(self._requires())
 
     def _requires(self):
@@ -3263,7 +3270,8 @@ class Scheduler:
             task.retry_policy = self._retry_policy(retry_policy_dict)
         if resources is not None:
             task.resources = resources   # the caller's dict; never mutated here
-        added = self._set_deps(task, deps, True, now) if deps is not None else ()
+        added = self._set_deps(task, deps, True, now) if deps or (
+            deps is not None and task.deps) else ()
         if new_deps:
             added = self._set_deps(task, new_deps, False, now)
         owned = task.status not in (RUNNING, BATCH_RUNNING) or (
@@ -3870,7 +3878,9 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
             if missing:
                 raise RuntimeError(f"Unfulfilled dependencies at run time: "
                                    f"{', '.join(missing)}")
-        task.trigger_event(Event.START, task)
+        events = bool(task._event_callbacks)   # skip three calls per task when none
+        if events:
+            task.trigger_event(Event.START, task)
         started = time.time()
         if _is_external(task):
             if not task.complete():
@@ -3888,9 +3898,11 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
             if check_complete_on_run and not task.complete():
                 raise RuntimeError(f"{task!r} ran but complete() is still False; "
                                    f"did run() write every output?")
-        task.trigger_event(Event.PROCESSING_TIME, task, time.time() - started)
+        if events:
+            task.trigger_event(Event.PROCESSING_TIME, task, time.time() - started)
         explanation = task.on_success()
-        task.trigger_event(Event.SUCCESS, task)
+        if events:
+            task.trigger_event(Event.SUCCESS, task)
         return _Outcome(task.task_id, DONE, explanation)
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -4185,20 +4197,22 @@ class Worker:
                   self.options["check_complete_on_run"])
         if processes == 1 and not self.options["timeout"] and \
                 not self.options["force_multiprocessing"]:
-            def report(method, task_id, value):
-                self._forward_report(method, (task_id, value))
-            return _InlineRunner(lambda task: _execute_task(
-                task, *checks, report, self._deps_known(task)))
+            return _InlineRunner(self._execute_inline)
         return _ProcessRunner(processes, self._forward_report, *checks,
                               timeout=self.options["timeout"])
 
-    def _deps_known(self, task):
-        """The deps the walk found for ``task`` (so run time need not call requires()
-        again), or None if the walk did not see them."""
+    def _execute_inline(self, task):
+        """Run ``task`` in this process, with the deps the walk found (so requires()
+        is not called again) and its reports going straight to the scheduler."""
         deps = self._walked_deps.pop(task.task_id, None)
         if deps is None and self._reported.get(task.task_id, 0) & _REPORTED_LEAF:
-            return ()
-        return deps
+            deps = ()
+        return _execute_task(task, self.options["check_unfulfilled_deps"],
+                             self.options["check_complete_on_run"], self._report_inline,
+                             deps)
+
+    def _report_inline(self, method, task_id, value):
+        self._forward_report(method, (task_id, value))
 
     def _forward_report(self, method, args):
         """Pass a report from a child process on to the scheduler."""
@@ -4300,8 +4314,9 @@ class Worker:
             task.trigger_event(Event.BROKEN_TASK, task, exc)
             self._scheduling_failure(task, exc, "requires()")
             return [], False
-        for dep in deps:
-            task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
+        if task._event_callbacks:
+            for dep in deps:
+                task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
         if deps:
             self._walked_deps[task.task_id] = deps
         else:
@@ -4440,8 +4455,11 @@ class Worker:
 
 
 def _retry_policy_of(task):
-    return {"retry_count": task.retry_count, "disable_hard_timeout": task.disable_hard_timeout,
-            "disable_window": task.disable_window}
+    """The task's retry policy overrides; None when its class overrides none of them
+    (the scheduler then uses its own, as it would for a dict of Nones)."""
+    if not task._info().own_retry_policy:
+        return None
+    return {name: getattr(task, name) for name in _RETRY_POLICY_NAMES}
 
 
 ###########################################################################################
