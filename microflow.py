@@ -2179,7 +2179,9 @@ class Register(abc.ABCMeta):
         cache = _REGISTRY.instance_cache
         if cache is None:
             return cls._instantiate(values, args, kwargs)
-        key = (cls, tuple(values))
+        # The class and the values in declaration order identify an instance; leaving
+        # out the names keeps the key one small tuple (it lives as long as the task).
+        key = (cls, *[value for _, value in values])
         try:
             task = cache.get(key)
         except TypeError:   # an unhashable value: no caching for this one
