@@ -21,8 +21,10 @@ parameter names, task ids and summary categories are Luigi's.
 
 Sections, in order:
     constants, exceptions, private helpers, configuration, parameters, date intervals,
-    targets and formats, tasks (registry, task ids, dependency flattening), Luigi
-    compatibility namespaces.
+    targets and formats, tasks (registry, task ids, dependency flattening), the
+    scheduler core (a pure state machine), the worker and its runners (inline, process
+    pool), the run summary with build() and exit codes, the command line, and the
+    Luigi compatibility namespaces (microflow.util, microflow.format, ...).
 
 Data flow::
 
@@ -3272,6 +3274,7 @@ class Scheduler:
             task.retry_policy = self._retry_policy(retry_policy_dict)
         if resources is not None:
             task.resources = resources   # the caller's dict; never mutated here
+        # An empty deps list for a task that has none changes nothing: skip the call.
         added = self._set_deps(task, deps, True, now) if deps or (
             deps is not None and task.deps) else ()
         if new_deps:
