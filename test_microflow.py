@@ -1622,6 +1622,9 @@ class TestBuild(BuildCase):
         class BadRequires(mf.Task):
             def requires(self):
                 return ["not a task"]
+
+            def complete(self):
+                return False
         result = self.build(BadRequires())
         self.assertEqual(result.tasks["scheduling_error"], [BadRequires()])
         self.assertIn("which is not a Task", self.logged)
