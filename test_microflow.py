@@ -1233,6 +1233,13 @@ class TestSchedulerSelection(SchedulerCase):
         self.assertIsNone(self.work("w2"))
         self.assertEqual(self.work("w1"), "mine")
 
+    def test_a_cycle_is_never_handed_out(self):
+        self.add("a", deps=["b"])
+        self.add("b", deps=["a"])
+        self.add("c")
+        self.assertEqual(self.drain(), ["c"])
+        self.assertEqual((self.status("a"), self.status("b")), (mf.PENDING, mf.PENDING))
+
     def test_unknown_dependency_blocks(self):
         self.add("needs", deps=["never_added"])
         self.assertIsNone(self.work())
