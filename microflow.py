@@ -1019,20 +1019,25 @@ class EnumListParameter(Parameter):
 
 
 def _validate_schema(schema, value):
-    """Validate against a JSON schema when the optional ``jsonschema`` is installed."""
-    if schema is None:
+    """Check ``value`` with ``schema`` when it is a validator object (anything with a
+    ``validate(instance)`` method, e.g. ``jsonschema.Draft7Validator(...)``).
+
+    microflow has no JSON-schema engine of its own (it stays standard-library only), so
+    a plain dict schema is not checked, which is what Luigi does without jsonschema;
+    wrap it in a validator to have it checked.
+    """
+    if schema is None or not hasattr(schema, "validate"):
         return value
     plain = _unfreeze(value)
-    if hasattr(schema, "validate"):
-        schema.validate(plain)
-        return plain
-    try:
-        import jsonschema
-    except ImportError:
-        warnings.warn("jsonschema is not installed: the parameter's schema is not checked")
-        return value
-    jsonschema.validate(instance=plain, schema=schema)
-    return value
+    schema.validate(plain)
+    return plain
+
+
+def _warn_if_unchecked(schema):
+    if schema is not None and not hasattr(schema, "validate"):
+        warnings.warn("a dict schema is not checked (microflow has no JSON-schema engine); "
+                      "pass a validator object such as jsonschema.Draft7Validator(schema)",
+                      stacklevel=3)
 
 
 class DictParameter(Parameter):
@@ -1041,6 +1046,7 @@ class DictParameter(Parameter):
     _expected = "a JSON object"
 
     def __init__(self, default=_NO_VALUE, *, schema=None, **kwargs):
+        _warn_if_unchecked(schema)
         self.schema = schema
         super().__init__(default=default, **kwargs)
 
@@ -1068,6 +1074,7 @@ class ListParameter(Parameter):
     _expected = "a JSON list"
 
     def __init__(self, default=_NO_VALUE, *, schema=None, **kwargs):
+        _warn_if_unchecked(schema)
         self.schema = schema
         super().__init__(default=default, **kwargs)
 

@@ -497,6 +497,20 @@ class TestParameterStrings(unittest.TestCase):
         with self.assertRaisesRegex(mf.ParameterException, "var_type must be specified"):
             mf.NumericalParameter(min_value=0, max_value=1)
 
+    def test_schema_validators(self):
+        class EvenOnly:
+            def validate(self, instance):
+                if any(n % 2 for n in instance):
+                    raise ValueError("odd number")
+
+        param = mf.ListParameter(schema=EvenOnly())
+        self.assertEqual(param.normalize([2, 4]), (2, 4))
+        with self.assertRaisesRegex(ValueError, "odd number"):
+            param.normalize([1])
+        with self.assertWarnsRegex(UserWarning, "dict schema is not checked"):
+            unchecked = mf.DictParameter(schema={"type": "object"})
+        self.assertEqual(unchecked.normalize({"a": 1})["a"], 1)
+
     def test_path_parameter(self):
         self.assertEqual(mf.PathParameter().normalize("a/b"), pathlib.Path("a/b"))
         self.assertTrue(mf.PathParameter(absolute=True).normalize("a").is_absolute())
