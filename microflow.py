@@ -2151,6 +2151,9 @@ class _Registry:
 _REGISTRY = _Registry()
 
 
+_second = operator.itemgetter(1)
+
+
 class Register(abc.ABCMeta):
     """The metaclass of every Task: registers the class and caches instances.
 
@@ -2190,7 +2193,7 @@ class Register(abc.ABCMeta):
             return cls._instantiate(values, args, kwargs)
         # The class and the values in declaration order identify an instance; leaving
         # out the names keeps the key one small tuple (it lives as long as the task).
-        key = (cls, *[value for _, value in values])
+        key = (cls, *map(_second, values))
         try:
             task = cache.get(key)
         except TypeError:   # an unhashable value: no caching for this one
@@ -2480,8 +2483,11 @@ class Task(metaclass=Register):
         if info.config_generation != _CONFIG.generation:
             info.config_generation = _CONFIG.generation
             cls._warn_unconsumed_config(family, info.by_name)
-        return [(name, tuple(value) if type(value) in (list, set) else value)
-                for name, _ in info.params for value in (result[name],)]
+        values = []
+        for name, _ in info.params:
+            value = result[name]
+            values.append((name, tuple(value) if type(value) in (list, set) else value))
+        return values
 
     @classmethod
     def _normalize(cls, family, name, param, value):
@@ -2545,10 +2551,13 @@ class Task(metaclass=Register):
         for name, param in info.type_checked:
             param._warn_on_wrong_param_type(name, kwargs[name])
         # Serialized once: the task id, the scheduler and the summary all need it.
-        serialized = {name: serialize(kwargs[name]) for name, serialize in info.serializers}
+        # (Plain loops: in Python 3.11 each comprehension is a call of its own.)
+        serialized = {}
+        for name, serialize in info.serializers:
+            serialized[name] = serialize(kwargs[name])
         state["_serialized"] = serialized
-        state["task_id"] = task_id = _task_id(info.family, info.id_keys,
-                                              [serialized[name] for name in info.id_names])
+        id_values = list(map(serialized.__getitem__, info.id_names))
+        state["task_id"] = task_id = _task_id(info.family, info.id_keys, id_values)
         state["_hash"] = hash(task_id)
 
     def initialized(self):
@@ -3886,7 +3895,8 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
     try:
         if check_unfulfilled_deps:
             deps = task.deps() if deps is None else deps
-            missing = [dep.task_id for dep in deps if not dep.complete()]
+            if deps:
+                missing = [dep.task_id for dep in deps if not dep.complete()]
             if missing:
                 raise RuntimeError(f"Unfulfilled dependencies at run time: "
                                    f"{', '.join(missing)}")
@@ -4333,7 +4343,8 @@ class Worker:
             self._walked_deps[task.task_id] = deps
         else:
             self._reported[task.task_id] = self._reported.get(task.task_id, 0) | _REPORTED_LEAF
-        self._report(task, PENDING, runnable=True, deps=[dep.task_id for dep in deps])
+        self._report(task, PENDING, runnable=True,
+                     deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
 
     def _scheduling_failure(self, task, exc, where):
