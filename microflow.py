@@ -147,6 +147,15 @@ _STATUS_TO_UPSTREAM = {FAILED: UPSTREAM_FAILED, RUNNING: UPSTREAM_RUNNING,
                        BATCH_RUNNING: UPSTREAM_RUNNING, PENDING: UPSTREAM_MISSING_INPUT,
                        DISABLED: UPSTREAM_DISABLED}
 
+# [worker] options that shape the run loop, and their defaults (Luigi's).
+_WORKER_DEFAULTS = {
+    "keep_alive": False, "wait_interval": 1.0, "max_reschedules": 1,
+    "check_unfulfilled_deps": True, "check_complete_on_run": False,
+    "retry_external_tasks": False, "count_uniques": False, "count_last_scheduled": False,
+    "max_keep_alive_idle_duration": 0.0, "task_limit": 0, "timeout": 0.0,
+    "force_multiprocessing": False,
+}
+
 # The Task properties a task may override to set its own retry policy.
 _RETRY_POLICY_NAMES = ("retry_count", "disable_hard_timeout", "disable_window")
 
@@ -773,6 +782,14 @@ class OptionalBoolParameter(_OptionalMixin, BoolParameter):
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1)
 
 
+def _format_hint(date_format):
+    """``%Y-%m-%dT%H`` as a person reads it: ``YYYY-MM-DDTHH``."""
+    for code, shown in (("%Y", "YYYY"), ("%m", "MM"), ("%d", "DD"), ("%H", "HH"),
+                        ("%M", "MM"), ("%S", "SS")):
+        date_format = date_format.replace(code, shown)
+    return date_format
+
+
 class _DateParameterBase(Parameter):
     """A date parameter written with ``date_format``, clamped to every ``interval``-th
     value counted from ``start``."""
@@ -786,8 +803,7 @@ class _DateParameterBase(Parameter):
 
     @property
     def _expected(self):
-        return "a date " + self.date_format.replace("%Y", "YYYY").replace(
-            "%m", "MM").replace("%d", "DD")
+        return "a date " + _format_hint(self.date_format)
 
     def parse(self, s):
         return datetime.datetime.strptime(s, self.date_format).date()
@@ -862,9 +878,7 @@ class _DatetimeParameterBase(Parameter):
 
     @property
     def _expected(self):
-        return "a time " + self.date_format.replace("%Y", "YYYY").replace(
-            "%m", "MM").replace("%d", "DD").replace("%H", "HH").replace(
-            "%M", "MM").replace("%S", "SS")
+        return "a time " + _format_hint(self.date_format)
 
     def parse(self, s):
         return datetime.datetime.strptime(s, self.date_format)
@@ -1468,8 +1482,7 @@ class _TextFormat(Format):
     def wrap_reader(self, raw):
         return io.TextIOWrapper(raw, encoding=self.encoding, newline=self.newline)
 
-    def wrap_writer(self, raw):
-        return io.TextIOWrapper(raw, encoding=self.encoding, newline=self.newline)
+    wrap_writer = wrap_reader   # a TextIOWrapper reads or writes as its file does
 
 
 class _CompressedFormat(Format):
@@ -1478,20 +1491,18 @@ class _CompressedFormat(Format):
     def __init__(self, module_name):
         self.module_name = module_name
 
-    def _file_class(self):
+    def _wrap(self, raw, mode):
         import importlib
         module = importlib.import_module(self.module_name)
-        return module.GzipFile if self.module_name == "gzip" else module.BZ2File
+        if self.module_name == "gzip":
+            return _ClosingStack(module.GzipFile(fileobj=raw, mode=mode), raw)
+        return _ClosingStack(module.BZ2File(raw, mode=mode), raw)
 
     def wrap_reader(self, raw):
-        return _ClosingStack(self._file_class()(fileobj=raw, mode="rb")
-                             if self.module_name == "gzip"
-                             else self._file_class()(raw, mode="rb"), raw)
+        return self._wrap(raw, "rb")
 
     def wrap_writer(self, raw):
-        return _ClosingStack(self._file_class()(fileobj=raw, mode="wb")
-                             if self.module_name == "gzip"
-                             else self._file_class()(raw, mode="wb"), raw)
+        return self._wrap(raw, "wb")
 
 
 class _ChainFormat(Format):
@@ -1737,6 +1748,22 @@ class FileSystemTarget(Target):
         """Remove the target."""
         self.fs.remove(self.path)
 
+    #: What open() hands out when no format is given and the mode has no "b".
+    _default_text_format = Text
+
+    def _format_for(self, mode):
+        if self.format is not None:
+            return self.format
+        return Nop if "b" in mode else self._default_text_format
+
+    def _mode_kind(self, mode):
+        """"r" or "w" for ``mode`` ("b" and "t" only choose the default format)."""
+        kind = mode.replace("b", "").replace("t", "")
+        if kind not in ("r", "w"):
+            raise ValueError(f"{type(self).__name__}({self.path!r}).open: unsupported mode "
+                             f"{mode!r}; use 'r', 'w', 'rb' or 'wb'")
+        return kind
+
     @contextlib.contextmanager
     def temporary_path(self):
         """Yield a temporary path to write to; it becomes ``path`` if the block succeeds.
@@ -1785,19 +1812,10 @@ class LocalTarget(FileSystemTarget):
         self.format = format
         self.is_tmp = is_tmp
 
-    def _format_for(self, mode):
-        if self.format is not None:
-            return self.format
-        return Nop if "b" in mode else Text
-
     def open(self, mode="r"):
         """Open for reading (``"r"``, ``"rb"``) or atomic writing (``"w"``, ``"wb"``)."""
-        kind = mode.replace("b", "").replace("t", "")
-        if kind == "r":
+        if self._mode_kind(mode) == "r":
             return self._format_for(mode).wrap_reader(io.open(self.path, "rb"))
-        if kind != "w":
-            raise ValueError(f"LocalTarget({self.path!r}).open: unsupported mode {mode!r}; "
-                             f"use 'r', 'w', 'rb' or 'wb'")
         return self._open_atomic(self._format_for(mode))
 
     def _open_atomic(self, file_format):
@@ -1911,20 +1929,14 @@ class MockTarget(FileSystemTarget):
         self.format = format
         self._mirror_on_stderr = mirror_on_stderr
 
-    def _format_for(self, mode):
-        if self.format is not None:
-            return self.format
-        return Nop if "b" in mode else UTF8
+    _default_text_format = UTF8
 
     def open(self, mode="r"):
         """Open for reading (``"r"``, ``"rb"``) or writing (``"w"``, ``"wb"``)."""
-        kind = mode.replace("b", "").replace("t", "")
-        if kind == "r":
+        if self._mode_kind(mode) == "r":
             if self.path not in self.fs._data:
                 raise FileNotFoundError(f"MockTarget {self.path!r} does not exist")
             return self._format_for(mode).wrap_reader(io.BytesIO(self.fs._data[self.path]))
-        if kind != "w":
-            raise ValueError(f"MockTarget({self.path!r}).open: unsupported mode {mode!r}")
         raw = _KeptBytesIO()
 
         def publish():
@@ -2830,19 +2842,22 @@ def common_params(task_instance, task_cls):
 # Scheduler core: a pure state machine
 ###########################################################################################
 
-def _scheduler_options(overrides=None):
-    """The [scheduler] options: Luigi's defaults, the config file, then ``overrides``."""
+def _typed_options(section, defaults, overrides=None):
+    """``[section]`` options typed like their ``defaults``; ``overrides`` win.
+
+    Raises ConfigError for an override that is not one of the options.
+    """
     parser = get_config()
     options = {}
-    for name, default in _SCHEDULER_DEFAULTS.items():
+    for name, default in defaults.items():
         getter = {bool: parser.getboolean, int: parser.getint}.get(type(default),
                                                                     parser.getfloat)
-        options[name] = getter("scheduler", name, default)
-    options.update(overrides or {})
-    unknown = set(options) - set(_SCHEDULER_DEFAULTS)
+        options[name] = getter(section, name, default)
+    unknown = set(overrides or {}) - set(defaults)
     if unknown:
-        raise ConfigError(f"unknown scheduler option(s): {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(_SCHEDULER_DEFAULTS))}")
+        raise ConfigError(f"unknown {section} option(s): {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(defaults))}")
+    options.update(overrides or {})
     return options
 
 
@@ -2980,7 +2995,7 @@ class Scheduler:
 
     def __init__(self, clock=None, resources=None, **options):
         self._clock = clock or time.time
-        self.options = _scheduler_options(options)
+        self.options = _typed_options("scheduler", _SCHEDULER_DEFAULTS, options)
         self._capacity = dict(_resource_capacities() if resources is None else resources)
         self._used = {}                      # resource -> units held by RUNNING tasks
         self._parked = {}                    # resource -> heap of tasks waiting for it
@@ -3343,11 +3358,17 @@ class Scheduler:
         Tasks stuck behind a DISABLED task are not counted (as in Luigi), so a
         keep-alive worker does not wait for what cannot run.
         """
-        record = self._worker(worker)
-        pending, unique, last = self._pending_counts(record)
+        return self._counts_reply(self._worker(worker), idle=True)
+
+    def _counts_reply(self, worker, idle):
+        """The counts every count_pending/get_work reply carries. A worker given work
+        gets the running counters; an idle one, deciding whether to wait, the recount
+        and the tasks others are running (both bounded, and only then)."""
+        pending, unique, last = (self._pending_counts(worker) if idle else
+                                 (worker.n_pending, worker.n_unique, worker.n_last))
         return {"n_pending_tasks": pending, "n_unique_pending": unique,
-                "n_pending_last_scheduled": last, "worker_state": record.state,
-                "running_tasks": self._running_elsewhere(record)}
+                "n_pending_last_scheduled": last, "worker_state": worker.state,
+                "running_tasks": self._running_elsewhere(worker) if idle else []}
 
     def _pending_counts(self, worker):
         """(pending, unique, last scheduled) for ``worker``: the running counters, or,
@@ -3397,15 +3418,10 @@ class Scheduler:
             task = self._reclaim(record, current_tasks) or self._pick(record)
             if task is not None and task.status != RUNNING:
                 self._claim(task, record, now)
-        # With work handed out the counters are exact enough; an idle worker deciding
-        # whether to wait gets the recount (bounded by its tasks, and rare).
-        pending, unique, last = ((record.n_pending, record.n_unique, record.n_last) if task
-                                 else self._pending_counts(record))
-        return {"n_pending_tasks": pending, "n_unique_pending": unique,
-                "n_pending_last_scheduled": last, "worker_state": record.state,
-                "running_tasks": [] if task else self._running_elsewhere(record),
-                "task_id": task and task.id, "task_family": task and task.family,
-                "task_module": task and task.module, "task_params": task and task.params}
+        reply = self._counts_reply(record, idle=task is None)
+        reply.update(task_id=task and task.id, task_family=task and task.family,
+                     task_module=task and task.module, task_params=task and task.params)
+        return reply
 
     def _reclaim(self, worker, current_tasks):
         """A task we think runs on this worker but that it no longer lists: hand it out
@@ -4162,27 +4178,6 @@ class _ProcessRunner:
         self._slots = [None] * self.processes
 
 
-def _worker_options(overrides):
-    """The [worker] options that shape the run loop: config, then ``overrides``."""
-    parser = get_config()
-    defaults = {"keep_alive": False, "wait_interval": 1.0, "max_reschedules": 1,
-                "check_unfulfilled_deps": True, "check_complete_on_run": False,
-                "retry_external_tasks": False, "count_uniques": False,
-                "count_last_scheduled": False, "max_keep_alive_idle_duration": 0.0,
-                "task_limit": 0, "timeout": 0.0, "force_multiprocessing": False}
-    options = {}
-    for name, default in defaults.items():
-        getter = {bool: parser.getboolean, int: parser.getint}.get(type(default),
-                                                                    parser.getfloat)
-        options[name] = getter("worker", name, default)
-    for name, value in (overrides or {}).items():
-        if name not in defaults:
-            raise ConfigError(f"unknown worker option {name!r}; known: "
-                              f"{', '.join(sorted(defaults))}")
-        options[name] = value
-    return options
-
-
 class Worker:
     """Walks the graph from the requested tasks, then runs what the scheduler hands out.
 
@@ -4198,7 +4193,7 @@ class Worker:
         self._scheduler = scheduler if scheduler is not None else Scheduler()
         self._clock = clock or time.time
         self._sleep = sleep or time.sleep
-        self.options = _worker_options(options)
+        self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
         self._info = self._make_info(getattr(runner, "processes", processes))
         self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
         self._runner = runner or self._default_runner(processes)
@@ -4533,7 +4528,7 @@ _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
 _SUMMARY_BANNER = "===== microflow Execution Summary ====="
 
 
-def _partition(worker):
+def _partition(worker, others):
     """Sort the tasks a worker reported into the summary categories (sets of task ids),
     by what each was ever reported as (Luigi's rules, from its add_task history)."""
     names = ("completed", "already_done", "ever_failed", "failed", "scheduling_error",
@@ -4556,7 +4551,7 @@ def _partition(worker):
         elif bits & _REPORTED_PENDING and not completed and not bits & _REPORTED_FAILED:
             sets["still_pending_not_ext" if bits & _REPORTED_RUNNABLE
                  else "still_pending_ext"].add(task_id)
-    sets["run_by_other_worker"] = set().union(*_other_workers(worker).values())
+    sets["run_by_other_worker"] = set().union(*others.values())
     _classify_pending(sets, worker._scheduled)
     return sets
 
@@ -4627,7 +4622,7 @@ def _one_line_summary(status):
     return "This progress looks {} because {}".format(*status.value)
 
 
-def _format_summary(sets, worker):
+def _format_summary(sets, others, worker):
     """The summary text between the banners, laid out as Luigi lays it out."""
     by_family = {name: _group_by_family(worker._scheduled[i] for i in ids)
                  for name, ids in sets.items()}
@@ -4646,7 +4641,6 @@ def _format_summary(sets, worker):
         lines.append(f"{indent}* {count} {heading}:\n")
         if name != "still_pending":
             lines.append(_family_lines(by_family[name], name in _PENDING_SUBCATEGORIES) + "\n")
-    others = _other_workers(worker)
     if others:
         lines.append(_other_workers_text(others))
     idle = sum(len(sets[name]) for name in counted if name not in ("completed", "failed"))
@@ -4787,11 +4781,12 @@ class RunResult:
     to the list of Tasks in it, sorted by task id."""
 
     def __init__(self, worker, scheduling_succeeded=True):
-        sets = _partition(worker)
+        others = _other_workers(worker)
+        sets = _partition(worker, others)
         self.worker = worker
         self.status = _status_of(sets)
         self.one_line_summary = _one_line_summary(self.status)
-        self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, worker)}\n\n"
+        self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, others, worker)}\n\n"
                              f"{_SUMMARY_BANNER}\n")
         self.scheduling_succeeded = scheduling_succeeded
         self.tasks = {name: [worker._scheduled[i] for i in sorted(ids)]

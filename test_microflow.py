@@ -4,11 +4,9 @@ Laid out like the library: parameters, date intervals, targets, tasks, configura
 then the scheduler, worker, build() and the command line.
 """
 
-import contextlib
 import datetime
 import enum
 import gc
-import io
 import json
 import operator
 import os
