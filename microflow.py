@@ -1995,10 +1995,13 @@ def _task_id(task_family, keys, values):
     # directly with C-level helpers: this runs once per task, and json.dumps alone
     # would cost more than all the rest of creating a task.
     try:
-        encoded = list(map(_encode_json_str, values))
+        if len(values) == 1:   # the common case, without the list and the join
+            canonical = "{" + keys[0] + _encode_json_str(values[0]) + "}"
+        else:
+            canonical = "{" + ",".join(map(operator.add, keys, map(_encode_json_str,
+                                                                   values))) + "}"
     except TypeError:   # a serialize() that returned something other than a str
-        encoded = [_json_string(value) for value in values]
-    canonical = "{" + ",".join(map(operator.add, keys, encoded)) + "}"
+        canonical = "{" + ",".join(map(operator.add, keys, map(_json_string, values))) + "}"
     digest = _md5(canonical.encode("utf-8")).hexdigest()
     if len(values) == 1:
         summary = values[0][:_TASK_ID_TRUNCATE_PARAMS]
@@ -2033,7 +2036,8 @@ class _ClassInfo:
 
     __slots__ = ("generation", "params", "by_name", "positional", "family", "id_names",
                  "id_keys", "visible", "visible_names", "visibilities", "serializers",
-                 "type_checked", "config_generation", "own_retry_policy")
+                 "type_checked", "names", "positional_names", "normalizers",
+                 "config_generation", "own_retry_policy")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2059,9 +2063,42 @@ class _ClassInfo:
         self.id_keys = [_json_string(name) + ":" for name in self.id_names]
         self.type_checked = [(name, p) for name, p in params
                              if type(p) is Parameter or isinstance(p, _OptionalMixin)]
+        self.names = tuple(name for name, _ in params)
+        self.positional_names = tuple(name for name, _ in self.positional)
+        # None where normalize() is Parameter's own (the identity): no call needed.
+        self.normalizers = [None if type(p).normalize is Parameter.normalize
+                            else p.normalize for _, p in params]
         self.config_generation = None   # when [Family] was last checked for strays
         self.own_retry_policy = any(getattr(cls, name) is not getattr(Task, name, None)
                                     for name in _RETRY_POLICY_NAMES)
+
+    def given_values(self, args, kwargs):
+        """The normalized values, in declaration order, when the call itself gives every
+        parameter (the common case, and the one to make fast); None when a value must
+        come from elsewhere, or an error must be explained (get_param_values does both)."""
+        count = len(self.names)
+        if kwargs:
+            if len(args) + len(kwargs) != count or len(args) > len(self.positional_names):
+                return None
+            given = dict(zip(self.positional_names, args))
+            given.update(kwargs)
+            if len(given) != count:
+                return None        # a name given twice
+            try:
+                args = [given[name] for name in self.names]
+            except KeyError:       # an unknown name
+                return None
+        elif len(args) != count or count != len(self.positional_names):
+            return None
+        values = []
+        try:
+            for normalize, value in zip(self.normalizers, args):
+                if normalize is not None:
+                    value = normalize(value)
+                values.append(tuple(value) if type(value) in (list, set) else value)
+        except (ValueError, TypeError):
+            return None
+        return values
 
 
 class _Registry:
@@ -2199,26 +2236,33 @@ class Register(abc.ABCMeta):
         super().__setattr__(name, value)
 
     def __call__(cls, *args, **kwargs):
-        values = cls.get_param_values(cls._info().params, args, kwargs)
+        info = cls.__dict__.get("_class_info")
+        if info is None or info.generation != _REGISTRY.generation:
+            info = cls._info()
+        values = None
+        if info.config_generation == _CONFIG.generation:   # else: check [Family] first
+            values = info.given_values(args, kwargs)
+        if values is None:
+            values = list(map(_second, cls.get_param_values(info.params, args, kwargs)))
         cache = _REGISTRY.instance_cache
         if cache is None:
-            return cls._instantiate(values, args, kwargs)
+            return cls._instantiate(info, values, args, kwargs)
         # The class and the values in declaration order identify an instance; leaving
         # out the names keeps the key one small tuple (it lives as long as the task).
-        key = (cls, *map(_second, values))
+        key = (cls, *values)
         try:
             task = cache.get(key)
         except TypeError:   # an unhashable value: no caching for this one
-            return cls._instantiate(values, args, kwargs)
+            return cls._instantiate(info, values, args, kwargs)
         if task is None:
-            task = cache[key] = cls._instantiate(values, args, kwargs)
+            task = cache[key] = cls._instantiate(info, values, args, kwargs)
         return task
 
-    def _instantiate(cls, values, args, kwargs):
+    def _instantiate(cls, info, values, args, kwargs):
         if cls.__init__ is Task.__init__:
             # Fast path: the values are resolved already, don't resolve them twice.
             task = cls.__new__(cls)
-            task._set_param_values(values)
+            task._set_values(info, values)
             return task
         return super().__call__(*args, **kwargs)
 
@@ -2553,12 +2597,14 @@ class Task(metaclass=Register):
                               UnconsumedParameterWarning)
 
     def __init__(self, *args, **kwargs):
-        self._set_param_values(self.get_param_values(self.get_params(), args, kwargs))
-
-    def _set_param_values(self, values):
         info = self._info()
+        values = self.get_param_values(info.params, args, kwargs)
+        self._set_values(info, list(map(_second, values)))
+
+    def _set_values(self, info, values):
+        """Store the resolved ``values`` (in declaration order) and derive the id."""
         state = self.__dict__
-        kwargs = dict(values)
+        kwargs = dict(zip(info.names, values))
         state["param_kwargs"] = kwargs
         for name, param in info.type_checked:
             param._warn_on_wrong_param_type(name, kwargs[name])
@@ -2568,7 +2614,7 @@ class Task(metaclass=Register):
         for name, serialize in info.serializers:
             serialized[name] = serialize(kwargs[name])
         state["_serialized"] = serialized
-        id_values = list(map(serialized.__getitem__, info.id_names))
+        id_values = [serialized[name] for name in info.id_names]
         state["task_id"] = task_id = _task_id(info.family, info.id_keys, id_values)
         state["_hash"] = hash(task_id)
 
