@@ -561,21 +561,8 @@ class Parameter:
         self._counter = Parameter._counter
         Parameter._counter += 1
 
-    # -- descriptor protocol: the value lives in the instance's __dict__ ---------------
-
     def __set_name__(self, owner, name):
         self._attribute_name = name
-
-    def __get__(self, instance, owner):
-        if instance is None:
-            return self
-        # Values live once, in param_kwargs; __dict__ only holds values assigned later.
-        state = instance.__dict__
-        value = state.get(self._attribute_name, _NO_VALUE)
-        return state["param_kwargs"][self._attribute_name] if value is _NO_VALUE else value
-
-    def __set__(self, instance, value):
-        instance.__dict__[self._attribute_name] = value
 
     # -- conversions a subclass overrides ----------------------------------------------
 
@@ -2606,6 +2593,9 @@ class Task(metaclass=Register):
         state = self.__dict__
         kwargs = dict(zip(info.names, values))
         state["param_kwargs"] = kwargs
+        # Each value also as a plain instance attribute, as Luigi sets them: reading
+        # self.param is then a dict hit, not a call (run() and requires() read them often).
+        state.update(kwargs)
         for name, param in info.type_checked:
             param._warn_on_wrong_param_type(name, kwargs[name])
         # Serialized once: the task id, the scheduler and the summary all need it.
@@ -2944,15 +2934,29 @@ def _without(members, item):
 
 
 class _TaskState:
-    """The scheduler's record of one task (not a Task: that is the user's class)."""
+    """The scheduler's record of one task (not a Task: that is the user's class).
+
+    What every task carries lives in slots. What few tasks ever get (a failure history,
+    a status message, a removal time, ...) reads from the class defaults below until
+    it is set, so a graph of 100,000 tasks does not pay for those fields 100,000 times.
+    """
 
     __slots__ = (
         "id", "status", "deps", "dependents", "blockers", "priority", "seq", "family",
         "module", "params", "param_visibilities", "resources", "resources_running",
         "stakeholders", "workers", "worker_running", "time_running", "start_time",
-        "updated", "expl", "tracking_url", "status_message", "progress_percentage",
-        "retry_policy", "failures", "first_failure", "disabled_at", "retry_at",
-        "remove_at", "accepts_messages", "owners", "messages", "batchable")
+        "updated", "expl", "tracking_url", "retry_policy", "accepts_messages", "batchable",
+        "__dict__")
+
+    status_message = None
+    progress_percentage = None
+    failures = ()                # failure times inside the disable window
+    first_failure = None
+    disabled_at = None           # set when the scheduler (not a worker) disabled it
+    retry_at = None
+    remove_at = None
+    owners = ()
+    messages = None              # scheduler message id -> response, when used
 
     def __init__(self, task_id, seq, now, retry_policy):
         self.id = task_id
@@ -2982,17 +2986,8 @@ class _TaskState:
         self.updated = now
         self.expl = None
         self.tracking_url = None
-        self.status_message = None
-        self.progress_percentage = None
         self.retry_policy = retry_policy
-        self.failures = ()           # failure times inside the disable window
-        self.first_failure = None
-        self.disabled_at = None      # set when the scheduler (not a worker) disabled it
-        self.retry_at = None
-        self.remove_at = None
         self.accepts_messages = False
-        self.owners = ()
-        self.messages = None         # scheduler message id -> response, when used
         self.batchable = False
 
 
@@ -3110,8 +3105,7 @@ class Scheduler:
         old = task.status
         if old == status:
             return
-        counted = task.workers and (old in _COUNTED, status in _COUNTED)
-        if counted and counted[0]:
+        if task.workers and old in _COUNTED:
             self._account(task, -1)
         if old == RUNNING:
             self._running.discard(task.id)
@@ -3125,9 +3119,9 @@ class Scheduler:
         task.updated = self._clock() if now is None else now
         if old == RUNNING:
             self._release(task)
-        if old == DONE or status == DONE:
+        if (old == DONE or status == DONE) and task.dependents:
             self._update_dependents(task, -1 if status == DONE else 1)
-        if counted and counted[1]:
+        if task.workers and status in _COUNTED:
             self._account(task, +1)
         if status == PENDING:
             self._push_ready(task)
@@ -3203,7 +3197,8 @@ class Scheduler:
     def _add_stakeholder(self, task, worker, added_deps):
         """``worker`` wants ``task`` and, so, its dependencies (all of them when it is
         new to the task, else just the ``added_deps``)."""
-        task.remove_at = None
+        if task.remove_at is not None:
+            task.remove_at = None
         if worker.id not in task.stakeholders:
             task.stakeholders = _with(task.stakeholders, worker.id)
             worker.stake.add(task.id)
@@ -3213,7 +3208,8 @@ class Scheduler:
             if dep is not None and worker.id not in dep.stakeholders:
                 dep.stakeholders = _with(dep.stakeholders, worker.id)
                 worker.stake.add(dep_id)
-                dep.remove_at = None
+                if dep.remove_at is not None:
+                    dep.remove_at = None
 
     def _raise_priority(self, task, priority):
         """Raise ``task`` to ``priority`` and its dependencies, transitively, to the
@@ -3259,20 +3255,24 @@ class Scheduler:
                 self._push_ready(task, (worker_id,))
 
     def _hold(self, task):
-        task.resources_running = dict(task.resources or {})
+        if not task.resources:
+            task.resources_running = _NO_VALUES   # shared and never mutated: it is empty
+            return
+        task.resources_running = dict(task.resources)
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
 
     def _release(self, task):
-        held = task.resources_running or {}
+        held = task.resources_running
         task.resources_running = None
         worker = self._workers.get(task.worker_running)
         if worker is not None:
             worker.running.discard(task.id)
         task.worker_running = None
-        for resource, amount in held.items():
-            self._used[resource] -= amount
-            self._unpark(resource)
+        if held:
+            for resource, amount in held.items():
+                self._used[resource] -= amount
+                self._unpark(resource)
 
     # -- status rules (Luigi's) -------------------------------------------------------------
 
@@ -3295,7 +3295,7 @@ class Scheduler:
         if status == FAILED:
             task.retry_at = now + self.options["retry_delay"]
             self._timer(task.retry_at, "retry", task.id)
-        if status == DONE:
+        if status == DONE and task.first_failure is not None:
             self._forget_failures(task)
         self._set_status(task, status, now)
 
@@ -3311,6 +3311,8 @@ class Scheduler:
 
     @staticmethod
     def _forget_failures(task):
+        if task.first_failure is None and task.disabled_at is None:
+            return   # nothing to forget (and no per-task field to write)
         task.failures = ()
         task.first_failure = None
         task.disabled_at = None
@@ -3498,8 +3500,8 @@ class Scheduler:
         self._set_status(task, RUNNING, now)
         task.worker_running = worker.id
         task.time_running = now
-        task.status_message = None
-        task.progress_percentage = None
+        if task.status_message is not None or task.progress_percentage is not None:
+            task.status_message = task.progress_percentage = None
         worker.running.add(task.id)
         self._hold(task)
 
@@ -3548,7 +3550,8 @@ class Scheduler:
     def get_running_task_resources(self, task_id):
         """``{"taskId", "resources"}``: what a running task holds now."""
         task = self._task(task_id, "get_running_task_resources")
-        return {"taskId": task_id, "resources": task.resources_running}
+        held = task.resources_running
+        return {"taskId": task_id, "resources": None if held is None else dict(held)}
 
     # -- liveness, retries and removal ---------------------------------------------------
 
@@ -3637,7 +3640,9 @@ class Scheduler:
             "time_running": task.time_running, "start_time": task.start_time,
             "last_updated": task.updated, "params": public, "name": task.family,
             "priority": task.priority, "resources": dict(task.resources),
-            "resources_running": task.resources_running, "tracking_url": task.tracking_url,
+            "resources_running": (None if task.resources_running is None
+                                  else dict(task.resources_running)),
+            "tracking_url": task.tracking_url,
             "status_message": task.status_message,
             "progress_percentage": task.progress_percentage,
             "re_enable_able": task.status == DISABLED and task.disabled_at is not None,
@@ -4729,9 +4734,26 @@ def _family_lines(groups, extra_indent):
         if limit > 0 and len(lines) >= limit:
             lines.append(prefix + "...")
             break
-        tasks = sorted(groups[family], key=str)
+        tasks = _sorted_by_text(groups[family])
         lines.append(f"{prefix}- {len(tasks)} {_family_text(family, tasks)}")
     return "\n".join(lines)
+
+
+def _sorted_by_text(tasks):
+    """The tasks ordered by ``str(task)``, as Luigi orders them in the summary.
+
+    For one class printed by Task.__repr__ with a single significant public parameter,
+    every text is ``Family(name=<value>)``: ordering by ``<value>)`` is the same order
+    without building a hundred thousand strings.
+    """
+    cls = type(tasks[0])
+    if cls.__repr__ is Task.__repr__ and cls.__str__ is object.__str__ and all(
+            type(task) is cls for task in tasks):
+        significant = [name for name, param in cls.get_params() if param.significant]
+        if len(significant) == 1 and significant[0] in tasks[0]._serialized:
+            name = significant[0]
+            return sorted(tasks, key=lambda task: task._serialized[name] + ")")
+    return sorted(tasks, key=str)
 
 
 def _family_text(family, tasks):
