@@ -2024,7 +2024,8 @@ class _ClassInfo:
     __slots__ = ("generation", "params", "by_name", "positional", "family", "id_names",
                  "id_keys", "visible", "visible_names", "visibilities", "serializers",
                  "type_checked", "names", "positional_names", "normalizers",
-                 "config_generation", "own_retry_policy")
+                 "config_generation", "own_retry_policy", "module", "plain_resources",
+                 "plain_owners")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2058,6 +2059,11 @@ class _ClassInfo:
         self.config_generation = None   # when [Family] was last checked for strays
         self.own_retry_policy = any(getattr(cls, name) is not getattr(Task, name, None)
                                     for name in _RETRY_POLICY_NAMES)
+        # What the worker reports of every task of the class, when the class keeps
+        # Task's own definitions (so they need not be asked of each task).
+        self.module = cls.__module__ if cls.task_module is Task.task_module else None
+        self.plain_resources = cls.process_resources is Task.process_resources
+        self.plain_owners = cls.owner_email is Task.owner_email
 
     def given_values(self, args, kwargs):
         """The normalized values, in declaration order, when the call itself gives every
@@ -2906,6 +2912,7 @@ def _resource_capacities():
 
 
 _NO_TASKS = ()
+_NO_OWNERS = ()     # shared; the scheduler copies owners it keeps
 _COUNTED = (PENDING, FAILED)   # the statuses a worker's "pending" counts include
 _NO_DEPS = frozenset()
 _NO_VALUES = {}   # shared; never mutated (see _TaskState)
@@ -4414,28 +4421,37 @@ class Worker:
                 params=task.to_str_params(), expl=str(error), owners=task._owner_list(),
                 worker=self._id)
 
-    def _report(self, task, status, runnable=None, deps=None, new_deps=None, expl=None,
-                result=False):
-        """Tell the scheduler about ``task``. While scheduling, send everything it shows
-        of a task; a ``result`` (what a run came to) only says what changed."""
+    def _report(self, task, status, runnable, deps=None, expl=None):
+        """Tell the scheduler about ``task`` while scheduling: everything it shows of it."""
+        self._note(task, status, runnable)
+        info = task._info()
+        # At most 15 keywords: with more, CPython packs the call into a dict and the
+        # call alone costs more than the scheduler's work (new_deps and batchable are
+        # left at their defaults; scheduling never sets them).
+        self._scheduler.add_task(
+            worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
+            deps=deps, expl="null" if expl is None else json.dumps(expl),
+            resources=task.resources if info.plain_resources else task.process_resources(),
+            priority=task.priority, family=info.family,
+            module=info.module or task.task_module, params=task._serialized,
+            param_visibilities=info.visibilities, accepts_messages=task.accepts_messages,
+            owners=_NO_OWNERS if info.plain_owners else task._owner_list(),
+            retry_policy_dict=_retry_policy_of(task))
+
+    def _report_result(self, task, status, new_deps, expl):
+        """Tell the scheduler what running ``task`` came to: only what changed."""
+        self._note(task, status, None)
+        self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
+                                 runnable=None, new_deps=new_deps,
+                                 expl="null" if expl is None else json.dumps(expl))
+
+    def _note(self, task, status, runnable):
+        """Remember what ``task`` was reported as; the summary is built from this."""
         bits = _REPORTED_BITS.get(status, 0)
         if status == PENDING and runnable:
             bits |= _REPORTED_RUNNABLE
         reported = self._reported
         reported[task.task_id] = reported.get(task.task_id, 0) | bits
-        expl = "null" if expl is None else json.dumps(expl)   # Luigi sends it as JSON
-        if result:
-            self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
-                                     runnable=runnable, new_deps=new_deps, expl=expl)
-            return
-        info = task._info()
-        self._scheduler.add_task(
-            worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
-            deps=deps, new_deps=new_deps, expl=expl, resources=task.process_resources(),
-            priority=task.priority, family=info.family, module=task.task_module,
-            params=task._serialized, param_visibilities=info.visibilities,
-            accepts_messages=task.accepts_messages, owners=task._owner_list(),
-            batchable=False, retry_policy_dict=_retry_policy_of(task))
 
     # -- running: the loop ----------------------------------------------------------------
 
@@ -4507,8 +4523,7 @@ class Worker:
             for dep in outcome.new_deps:
                 self.add(dep)
                 new_deps.append(dep.task_id)
-            self._report(task, outcome.status, result=True, new_deps=new_deps or None,
-                         expl=outcome.explanation)
+            self._report_result(task, outcome.status, new_deps or None, outcome.explanation)
             self.run_succeeded &= outcome.status == DONE or bool(new_deps)
             if outcome.missing:
                 self._reschedule(task)
@@ -4526,7 +4541,7 @@ class Worker:
 def _retry_policy_of(task):
     """The task's retry policy overrides; None when its class overrides none of them
     (the scheduler then uses its own, as it would for a dict of Nones)."""
-    if not task._info().own_retry_policy:
+    if not type(task)._class_info.own_retry_policy:   # _info() ran: it is current
         return None
     return {name: getattr(task, name) for name in _RETRY_POLICY_NAMES}
 
