@@ -2105,7 +2105,7 @@ class _Registry:
     def __init__(self):
         self.classes = []
         self.namespaces = {}          # module prefix -> namespace
-        self.instance_cache = {}      # (class, parameter values) -> task; None: disabled
+        self.instance_cache = {}      # class -> {parameter values: task}; None: disabled
         self.generation = 0           # bumped when a class gains or loses a Parameter
         self._by_family = None        # family -> class, rebuilt when classes change
 
@@ -2237,12 +2237,16 @@ class Register(abc.ABCMeta):
             values = info.given_values(args, kwargs)
         if values is None:
             values = list(map(_second, cls.get_param_values(info.params, args, kwargs)))
-        cache = _REGISTRY.instance_cache
-        if cache is None:
+        caches = _REGISTRY.instance_cache
+        if caches is None:
             return cls._instantiate(info, values, args, kwargs)
-        # The class and the values in declaration order identify an instance; leaving
-        # out the names keeps the key one small tuple (it lives as long as the task).
-        key = (cls, *values)
+        cache = caches.get(cls)
+        if cache is None:
+            cache = caches[cls] = {}
+        # The values in declaration order identify an instance of the class: the value
+        # itself when there is one, else a tuple (one object fewer per task to keep
+        # and for the garbage collector to visit).
+        key = values[0] if len(values) == 1 else tuple(values)
         try:
             task = cache.get(key)
         except TypeError:   # an unhashable value: no caching for this one
@@ -2395,6 +2399,7 @@ class Task(metaclass=Register):
     task_namespace = _NOT_USER_SPECIFIED
     _visible_in_registry = True
     _namespace_at_class_time = ""
+    _repr_text = None   # set on the instance by the first repr()
 
     # -- retry policy and ownership (properties, so subclasses may compute them) -------
 
@@ -2596,12 +2601,14 @@ class Task(metaclass=Register):
 
     def _set_values(self, info, values):
         """Store the resolved ``values`` (in declaration order) and derive the id."""
-        state = self.__dict__
-        kwargs = dict(zip(info.names, values))
-        state["param_kwargs"] = kwargs
+        # Attribute stores, not writes through self.__dict__: CPython then keeps the
+        # attributes inline in the object, without a dict per task to allocate and for
+        # the garbage collector to visit.
+        self.param_kwargs = kwargs = dict(zip(info.names, values))
         # Each value also as a plain instance attribute, as Luigi sets them: reading
-        # self.param is then a dict hit, not a call (run() and requires() read them often).
-        state.update(kwargs)
+        # self.param is then a lookup, not a call (run() and requires() read them often).
+        for name, value in kwargs.items():
+            setattr(self, name, value)
         for name, param in info.type_checked:
             param._warn_on_wrong_param_type(name, kwargs[name])
         # Serialized once: the task id, the scheduler and the summary all need it.
@@ -2609,14 +2616,16 @@ class Task(metaclass=Register):
         serialized = {}
         for name, serialize in info.serializers:
             serialized[name] = serialize(kwargs[name])
-        state["_serialized"] = serialized
-        id_values = [serialized[name] for name in info.id_names]
-        state["task_id"] = task_id = _task_id(info.family, info.id_keys, id_values)
-        state["_hash"] = hash(task_id)
+        self._serialized = serialized
+        id_values = []
+        for name in info.id_names:
+            id_values.append(serialized[name])
+        self.task_id = task_id = _task_id(info.family, info.id_keys, id_values)
+        self._hash = hash(task_id)
 
     def initialized(self):
         """True once the constructor has run."""
-        return "task_id" in self.__dict__
+        return hasattr(self, "task_id")
 
     @classmethod
     def from_str_params(cls, params_str):
@@ -2666,14 +2675,14 @@ class Task(metaclass=Register):
         return type(self) is type(other) and self.task_id == other.task_id
 
     def __repr__(self):
-        text = self.__dict__.get("_repr")
+        text = self._repr_text
         if text is None:   # computed once: logs and the summary ask for it often
             info, serialized = self._info(), self._serialized
             text = "{}({})".format(info.family, ", ".join(
                 f"{name}={serialized[name] if name in serialized else param.serialize(value)}"
                 for name, param in info.params if param.significant
                 for value in (self.param_kwargs[name],)))
-            self.__dict__["_repr"] = text
+            self._repr_text = text
         return text
 
     # -- events ----------------------------------------------------------------------------
@@ -3945,9 +3954,8 @@ class _Outcome:
 
 def _is_external(task):
     """True for a task with nothing to run (``run = None``, as ExternalTask has)."""
-    # Read the class attribute (or externalize()'s instance override) rather than
-    # task.run, which would build a bound method just to compare it.
-    run = task.__dict__.get("run", getattr(type(task), "run", None))
+    # externalize() of an instance sets run = None on it; ExternalTask on the class.
+    run = getattr(task, "run", None)
     return run is None or run is NotImplemented
 
 
