@@ -3271,9 +3271,6 @@ class Scheduler:
                 self._push_ready(task, (worker_id,))
 
     def _hold(self, task):
-        if not task.resources:
-            task.resources_running = _NO_VALUES   # shared and never mutated: it is empty
-            return
         task.resources_running = dict(task.resources)
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
@@ -3431,7 +3428,8 @@ class Scheduler:
         pending, unique, last = (self._pending_counts(worker) if idle else
                                  (worker.n_pending, worker.n_unique, worker.n_last))
         return {"n_pending_tasks": pending, "n_unique_pending": unique,
-                "n_pending_last_scheduled": last, "worker_state": worker.state,
+                "n_pending_last_scheduled": last,
+                "worker_state": "active" if worker.enabled else "disabled",
                 "running_tasks": self._running_elsewhere(worker) if idle else []}
 
     def _pending_counts(self, worker):
@@ -3472,14 +3470,17 @@ class Scheduler:
         there is nothing to do.
         """
         now = self._clock()
-        if self.options["prune_on_get_work"]:
+        if self._timers and self._timers[0][0] <= now and self.options["prune_on_get_work"]:
             self._prune(now)
         record = self._worker(worker, now)
         record.last_get_work = now
         record.assistant = bool(assistant)
         task = None
         if record.enabled and not self._paused:
-            task = self._reclaim(record, current_tasks) or self._pick(record)
+            if record.running and current_tasks is not None:
+                task = self._reclaim(record, current_tasks)
+            if task is None:
+                task = self._pick(record)
             if task is not None and task.status != RUNNING:
                 self._claim(task, record, now)
         reply = self._counts_reply(record, idle=task is None)
@@ -3490,8 +3491,6 @@ class Scheduler:
     def _reclaim(self, worker, current_tasks):
         """A task we think runs on this worker but that it no longer lists: hand it out
         again (the worker restarted or lost it)."""
-        if current_tasks is None or not worker.running:
-            return None
         lost = worker.running - set(current_tasks)
         return self._tasks[min(lost)] if lost else None
 
@@ -3505,10 +3504,11 @@ class Scheduler:
                     or worker.id not in task.workers
                     or -negative_priority != task.priority):
                 continue   # a stale offer; the current one is elsewhere in the heap
-            missing = self._missing_resource(task)
-            if missing is not None:
-                self._park(missing, task, worker.id)
-                continue
+            if task.resources:
+                missing = self._missing_resource(task)
+                if missing is not None:
+                    self._park(missing, task, worker.id)
+                    continue
             return task
         return None
 
@@ -3519,7 +3519,10 @@ class Scheduler:
         if task.status_message is not None or task.progress_percentage is not None:
             task.status_message = task.progress_percentage = None
         worker.running.add(task.id)
-        self._hold(task)
+        if task.resources:
+            self._hold(task)
+        else:
+            task.resources_running = _NO_VALUES   # shared and never mutated: it is empty
 
     def announce_scheduling_failure(self, task_name=None, family=None, params=None,
                                     expl=None, owners=None, worker=None, **kwargs):
@@ -3938,8 +3941,8 @@ class _Outcome:
         self.status = status
         self.explanation = explanation
         self.traceback_text = traceback_text
-        self.new_deps = list(new_deps)
-        self.missing = list(missing)
+        self.new_deps = new_deps     # sequences, read and never changed
+        self.missing = missing
 
     def __getstate__(self):
         return {name: getattr(self, name) for name in self.__slots__}
@@ -3985,8 +3988,9 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
         events = bool(task._event_callbacks)   # skip three calls per task when none
         if events:
             task.trigger_event(Event.START, task)
-        started = time.time()
-        if _is_external(task):
+            started = time.time()
+        run = getattr(task, "run", None)
+        if run is None or run is NotImplemented:   # external: nothing to run
             if not task.complete():
                 return _Outcome(task.task_id, FAILED, "Task is an external data dependency "
                                 "and data does not exist (yet?).")
@@ -3994,9 +3998,11 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
             if report is not None:
                 _ACTIVE_REPORTERS[task.task_id] = report
             try:
-                new_deps = _run_generator(task)
+                result = run()
+                new_deps = _run_generator(result) if result is not None else None
             finally:
-                _ACTIVE_REPORTERS.pop(task.task_id, None)
+                if report is not None:
+                    _ACTIVE_REPORTERS.pop(task.task_id, None)
             if new_deps:
                 return _Outcome(task.task_id, PENDING, new_deps=new_deps)
             if check_complete_on_run and not task.complete():
@@ -4026,14 +4032,13 @@ def _failed_outcome(task, exc, missing):
     return _Outcome(task.task_id, FAILED, explanation, traceback_text, missing=missing)
 
 
-def _run_generator(task):
-    """Call run(); if it is a generator, feed it the outputs of what it yields.
+def _run_generator(result):
+    """If run() returned a generator, feed it the outputs of what it yields.
 
     Returns the yielded tasks that are not complete yet (the task is then re-run from
     the start once they are done, as in Luigi), or [] when run() finished.
     """
-    result = task.run()
-    if result is None or not _is_generator(result):
+    if not _is_generator(result):
         return []
     try:
         yielded = next(result)
@@ -4261,6 +4266,7 @@ class Worker:
         self._sleep = sleep or time.sleep
         self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
         self._info = self._make_info(getattr(runner, "processes", processes))
+        self._host = dict(self._info)["host"]
         self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
         self._runner = runner or self._default_runner(processes)
         self._scheduled = {}          # task id -> Task, every task this worker has seen
@@ -4480,9 +4486,10 @@ class Worker:
         if self._running and len(self._running) >= self._runner.processes:
             self._handle(self._runner.collect(timeout=None))
             return "collected"
-        reply = self._scheduler.get_work(worker=self._id, host=self._info[2][1],
-                                         assistant=False, current_tasks=list(self._running))
-        if reply.get("task_id") is None:
+        reply = self._scheduler.get_work(worker=self._id, host=self._host, assistant=False,
+                                         current_tasks=list(self._running))
+        task_id = reply.get("task_id")
+        if task_id is None:
             self._idle_replies.append(reply)
             if self._running:
                 self._handle(self._runner.collect(timeout=self.options["wait_interval"]))
@@ -4492,7 +4499,7 @@ class Worker:
                 return "waiting"
             return "stop"
         self._idle_since = None
-        task = self._task_for(reply)
+        task = self._scheduled.get(task_id) or self._task_for(reply)
         self._running[task.task_id] = task
         self._runner.start(task)
         if self._runner.synchronous:   # the inline runner has the outcome already
@@ -4501,11 +4508,10 @@ class Worker:
         return "started"
 
     def _task_for(self, reply):
-        task = self._scheduled.get(reply["task_id"])
-        if task is None:   # handed out but not added by us: load it by name
-            task = load_task(reply.get("task_module"), reply["task_family"],
-                             reply.get("task_params") or {})
-            self._scheduled[task.task_id] = task
+        """A task handed out that this worker did not add: load it by name."""
+        task = load_task(reply.get("task_module"), reply["task_family"],
+                         reply.get("task_params") or {})
+        self._scheduled[task.task_id] = task
         return task
 
     def _keep_alive(self, reply):
@@ -4528,9 +4534,10 @@ class Worker:
         for outcome in outcomes:
             task = self._running.pop(outcome.task_id)
             new_deps = []
-            for dep in outcome.new_deps:
-                self.add(dep)
-                new_deps.append(dep.task_id)
+            if outcome.new_deps:
+                for dep in outcome.new_deps:
+                    self.add(dep)
+                    new_deps.append(dep.task_id)
             self._report_result(task, outcome.status, new_deps or None, outcome.explanation)
             self.run_succeeded &= outcome.status == DONE or bool(new_deps)
             if outcome.missing:
