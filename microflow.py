@@ -3194,9 +3194,10 @@ class Scheduler:
             old = task.deps
             task.deps = task.deps | set(dep_ids)
         added = [dep_id for dep_id in dict.fromkeys(dep_ids) if dep_id not in old]
+        tasks = self._tasks
         for dep_id in added:
-            dep = self._get_or_create(dep_id, now=now)
-            dep.dependents = _with(dep.dependents, task.id)
+            dep = tasks.get(dep_id) or self._get_or_create(dep_id, now=now)
+            dep.dependents = _with(dep.dependents, task.id) if dep.dependents else (task.id,)
             task.blockers += dep.status != DONE
         if task.blockers == 0:
             self._push_ready(task)
@@ -3205,9 +3206,12 @@ class Scheduler:
     def _add_runnable_worker(self, task, worker):
         if worker.id in task.workers:
             return
-        self._account(task, -1)
+        counted = task.status in _COUNTED
+        if counted and task.workers:
+            self._account(task, -1)
         task.workers += (worker.id,)
-        self._account(task, +1)
+        if counted:
+            self._account(task, +1)
         self._push_ready(task, (worker.id,))
 
     def _add_stakeholder(self, task, worker, added_deps):
@@ -3219,10 +3223,12 @@ class Scheduler:
             task.stakeholders = _with(task.stakeholders, worker.id)
             worker.stake.add(task.id)
             added_deps = task.deps
+        tasks = self._tasks
         for dep_id in added_deps:
-            dep = self._tasks.get(dep_id)
+            dep = tasks.get(dep_id)
             if dep is not None and worker.id not in dep.stakeholders:
-                dep.stakeholders = _with(dep.stakeholders, worker.id)
+                dep.stakeholders = (_with(dep.stakeholders, worker.id) if dep.stakeholders
+                                    else (worker.id,))
                 worker.stake.add(dep_id)
                 if dep.remove_at is not None:
                     dep.remove_at = None
