@@ -2922,6 +2922,7 @@ def _resource_capacities():
 
 _NO_TASKS = ()
 _NO_OWNERS = ()     # shared; the scheduler copies owners it keeps
+_PLAIN = (PENDING, RUNNING, DONE)   # reported statuses no failure rule applies to
 _COUNTED = (PENDING, FAILED)   # the statuses a worker's "pending" counts include
 _NO_DEPS = frozenset()
 _NO_VALUES = {}   # shared; never mutated (see _TaskState)
@@ -3012,7 +3013,7 @@ class _WorkerState:
 
     __slots__ = ("id", "info", "last_active", "last_get_work", "ready", "running",
                  "stake", "n_pending", "n_unique", "n_last", "enabled", "assistant",
-                 "messages", "watched")
+                 "messages")
 
     def __init__(self, worker_id, now):
         self.id = worker_id
@@ -3028,7 +3029,6 @@ class _WorkerState:
         self.enabled = True
         self.assistant = False
         self.messages = []       # rpc_messages handed out with the next ping
-        self.watched = False     # has a liveness check in the timer heap
 
     @property
     def state(self):
@@ -3076,16 +3076,19 @@ class Scheduler:
 
     def _worker(self, worker_id, now=None):
         """The worker record, created on first sight; marks it as alive now."""
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return self._new_worker(worker_id, now)
+        worker.last_active = self._clock() if now is None else now
+        return worker
+
+    def _new_worker(self, worker_id, now):
+        """Record a worker seen for the first time, and watch it for liveness."""
         if worker_id is None:
             raise SchedulerError("a worker id is required")
         now = self._clock() if now is None else now
-        worker = self._workers.get(worker_id)
-        if worker is None:
-            worker = self._workers[worker_id] = _WorkerState(worker_id, now)
-        worker.last_active = now
-        if not worker.watched:
-            worker.watched = True
-            self._timer(now + self.options["worker_disconnect_delay"], "worker", worker_id)
+        worker = self._workers[worker_id] = _WorkerState(worker_id, now)
+        self._timer(now + self.options["worker_disconnect_delay"], "worker", worker_id)
         return worker
 
     def _timer(self, due, kind, key):
@@ -3123,24 +3126,23 @@ class Scheduler:
             return
         if task.workers and old in _COUNTED:
             self._account(task, -1)
+        task.status = status
+        task.updated = self._clock() if now is None else now
         if old == RUNNING:
             self._running.discard(task.id)
+            self._release(task)
         elif status == RUNNING:
             self._running.add(task.id)
         if old == DISABLED:
             self._disabled.discard(task.id)
         elif status == DISABLED:
             self._disabled.add(task.id)
-        task.status = status
-        task.updated = self._clock() if now is None else now
-        if old == RUNNING:
-            self._release(task)
-        if (old == DONE or status == DONE) and task.dependents:
+        if task.dependents and (old == DONE or status == DONE):
             self._update_dependents(task, -1 if status == DONE else 1)
         if task.workers and status in _COUNTED:
             self._account(task, +1)
-        if status == PENDING:
-            self._push_ready(task)
+            if status == PENDING:
+                self._push_ready(task)
 
     def _update_dependents(self, task, change):
         for dependent_id in task.dependents:
@@ -3152,14 +3154,19 @@ class Scheduler:
 
     def _account(self, task, sign):
         """Add (+1) or remove (-1) ``task`` from its workers' pending counters."""
-        if task.status not in (PENDING, FAILED) or not task.workers:
+        if task.status not in _COUNTED or not task.workers:
             return
-        only = len(task.workers) == 1
-        for worker_id in task.workers:
+        if len(task.workers) == 1:   # the usual case: it counts once, in all three
+            worker = self._workers.get(task.workers[0])
+            if worker is not None:
+                worker.n_pending += sign
+                worker.n_unique += sign
+                worker.n_last += sign
+            return
+        for worker_id in task.workers:   # pending for each; unique for none
             worker = self._workers.get(worker_id)
             if worker is not None:
                 worker.n_pending += sign
-                worker.n_unique += sign * only
         last = self._workers.get(task.workers[-1])
         if last is not None:
             last.n_last += sign
@@ -3297,6 +3304,11 @@ class Scheduler:
 
     def _apply_status(self, task, status, now):
         """Apply a reported status with Luigi's rules for failures and disabling."""
+        if status in _PLAIN and task.status != DISABLED:   # no rule applies
+            if status == DONE and task.first_failure is not None:
+                self._forget_failures(task)
+            self._set_status(task, status, now)
+            return
         if status == SUSPENDED:
             status = PENDING
         if task.status == DISABLED:
@@ -3349,18 +3361,18 @@ class Scheduler:
         status changes only when its own worker reports DONE/FAILED/RUNNING, or with
         ``new_deps``. Returns None, as Luigi's does.
         """
-        if task_id is None:
-            raise SchedulerError("add_task: task_id is required")
         now = self._clock()
         reporter = self._worker(worker, now)
         task = self._tasks.get(task_id)
         if task is None:
+            if task_id is None:
+                raise SchedulerError("add_task: task_id is required")
             if not reporter.enabled:
                 return None
             task = self._get_or_create(task_id, PENDING, now)
-        elif task.status != RUNNING and not reporter.enabled:
+        elif not reporter.enabled and task.status != RUNNING:
             return None
-        if status == PENDING and task.status == DONE and (
+        elif task.status == DONE and status == PENDING and (
                 now - task.updated < self.options["stable_done_cooldown_secs"]):
             return None   # just done: a second worker's stale "pending" is ignored
         self._update_details(task, family, module, params, param_visibilities,
@@ -3372,18 +3384,19 @@ class Scheduler:
             task.retry_policy = self._retry_policy(retry_policy_dict)
         if resources is not None:
             task.resources = resources   # the caller's dict; never mutated here
-        # An empty deps list for a task that has none changes nothing: skip the call.
-        added = self._set_deps(task, deps, True, now) if deps or (
-            deps is not None and task.deps) else ()
+        added = ()
+        if deps or (deps is not None and task.deps):   # [] for a task with none: no change
+            added = self._set_deps(task, deps, True, now)
         if new_deps:
             added = self._set_deps(task, new_deps, False, now)
-        owned = task.status not in (RUNNING, BATCH_RUNNING) or (
-            status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
-        if (owned or new_deps) and (status != task.status or status == FAILED):
-            self._apply_status(task, status, now)
-        if reporter.enabled and not assistant and (added or reporter.id not in
-                                                   task.stakeholders):
-            self._add_stakeholder(task, reporter, added)
+        if status != task.status or status == FAILED:
+            owned = task.status not in (RUNNING, BATCH_RUNNING) or (
+                status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
+            if owned or new_deps:
+                self._apply_status(task, status, now)
+        if added or reporter.id not in task.stakeholders:
+            if reporter.enabled and not assistant:
+                self._add_stakeholder(task, reporter, added)
         if priority > task.priority or (added and task.priority):
             self._raise_priority(task, priority)
         if runnable and status != FAILED and reporter.enabled:
@@ -3392,10 +3405,14 @@ class Scheduler:
 
     def _update_details(self, task, family, module, params, param_visibilities,
                         accepts_messages, tracking_url, batchable, expl, owners):
-        task.family = task.family or family
-        task.module = task.module or module
-        task.param_visibilities = task.param_visibilities or param_visibilities or {}
-        task.params = task.params or params or {}   # the caller's dict; never mutated
+        if family or module or params or param_visibilities:   # else: a result report
+            task.family = task.family or family
+            task.module = task.module or module
+            task.param_visibilities = (task.param_visibilities or param_visibilities
+                                       or _NO_VALUES)
+            task.params = task.params or params or _NO_VALUES   # never mutated here
+            if owners:
+                task.owners = list(owners)
         if accepts_messages is not None:
             task.accepts_messages = accepts_messages
         if tracking_url is not None or task.status != RUNNING:
@@ -3404,8 +3421,6 @@ class Scheduler:
             task.batchable = batchable
         if expl is not None:
             task.expl = expl
-        if owners:
-            task.owners = list(owners)
 
     def add_worker(self, worker, info=None, **kwargs):
         """Register a worker; ``info`` is a list of [key, value] pairs or a dict."""
