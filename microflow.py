@@ -4315,8 +4315,6 @@ class Worker:
         """Run ``task`` in this process, with the deps the walk found (so requires()
         is not called again) and its reports going straight to the scheduler."""
         deps = self._walked_deps.pop(task.task_id, None)
-        if deps is None and self._reported.get(task.task_id, 0) & _REPORTED_LEAF:
-            deps = ()
         return _execute_task(task, self.options["check_unfulfilled_deps"],
                              self.options["check_complete_on_run"], self._report_inline,
                              deps)
@@ -4427,10 +4425,7 @@ class Worker:
         if task._event_callbacks:
             for dep in deps:
                 task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
-        if deps:
-            self._walked_deps[task.task_id] = deps
-        else:
-            self._reported[task.task_id] = self._reported.get(task.task_id, 0) | _REPORTED_LEAF
+        self._walked_deps[task.task_id] = deps
         self._report(task, PENDING, runnable=True,
                      deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
@@ -4624,7 +4619,6 @@ _PENDING_SUBCATEGORIES = {name for name, _ in _SUMMARY_HEADINGS[5:]}
 # What a worker remembers of each task it reported, as bits of one int per task.
 _REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4, 8
 _REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
-_REPORTED_LEAF = 32       # the walk found it has no dependencies
 _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
                   FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
 _SUMMARY_BANNER = "===== microflow Execution Summary ====="
