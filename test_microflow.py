@@ -1863,6 +1863,22 @@ class TestSummaryFormat(BuildCase):
         text = self.build(Many()).summary_text
         self.assertIn("    - 1 Many()\n    ...\n", text)   # over 5 families: cut
 
+    def test_single_parameter_families_sort_as_their_text(self):
+        # Sorting by the value must give str()'s order, including values where one is a
+        # prefix of another and the next character sorts below ")".
+        class Word(mf.Task):
+            w = mf.Parameter()
+        values = ["a", "a!", "a)", "a0", "", "b", "a a", "ä", "10", "9", "1"]
+        tasks = [Word(value) for value in values]
+        self.assertEqual([str(t) for t in mf._sorted_by_text(tasks)],
+                         sorted(str(t) for t in tasks))
+
+        class Shown(Word):
+            def __repr__(self):
+                return f"zz{self.w}"
+        shown = [Shown(value) for value in values]
+        self.assertEqual(mf._sorted_by_text(shown), sorted(shown, key=str))
+
     def test_did_not_schedule_any_tasks(self):
         worker = mf.Worker(mf.Scheduler())
         self.assertIn("Did not schedule any tasks", mf.RunResult(worker).summary_text)
