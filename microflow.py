@@ -3189,8 +3189,11 @@ class Scheduler:
         if replace:
             if not dep_ids and not task.deps:
                 return ()
-            wanted = set(dep_ids)
-            for gone in task.deps - wanted:
+            unique = dict.fromkeys(dep_ids)
+            # A tuple while small, as _with() keeps them: a one-element set costs four
+            # times the memory, and most tasks need one or two others.
+            wanted = tuple(unique) if len(unique) < _SMALL else set(unique)
+            for gone in [dep_id for dep_id in task.deps if dep_id not in wanted]:
                 dep = self._tasks.get(gone)
                 if dep is not None:
                     dep.dependents = _without(dep.dependents, task.id)
@@ -3198,9 +3201,12 @@ class Scheduler:
             old = task.deps
             task.deps = wanted
         else:
+            unique = dict.fromkeys(dep_ids)
             old = task.deps
-            task.deps = task.deps | set(dep_ids)
-        added = [dep_id for dep_id in dict.fromkeys(dep_ids) if dep_id not in old]
+            merged = dict.fromkeys(old)
+            merged.update(unique)
+            task.deps = tuple(merged) if len(merged) < _SMALL else set(merged)
+        added = [dep_id for dep_id in unique if dep_id not in old]
         tasks = self._tasks
         for dep_id in added:
             dep = tasks.get(dep_id) or self._get_or_create(dep_id, now=now)
@@ -4425,7 +4431,7 @@ class Worker:
         if task._event_callbacks:
             for dep in deps:
                 task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
-        self._walked_deps[task.task_id] = deps
+        self._walked_deps[task.task_id] = deps or _NO_TASKS   # shared (): leaves are many
         self._report(task, PENDING, runnable=True,
                      deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
