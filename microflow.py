@@ -4899,6 +4899,8 @@ class RunResult:
     category (``completed``, ``failed``, ``already_done``, ``still_pending_ext``, ...)
     to the list of Tasks in it, sorted by task id."""
 
+    _tasks = None   # the ``tasks`` dict, once built
+
     def __init__(self, worker, scheduling_succeeded=True):
         others = _other_workers(worker)
         sets = _partition(worker, others)
@@ -4908,8 +4910,17 @@ class RunResult:
         self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, others, worker)}\n\n"
                              f"{_SUMMARY_BANNER}\n")
         self.scheduling_succeeded = scheduling_succeeded
-        self.tasks = {name: [worker._scheduled[i] for i in sorted(ids)]
-                      for name, ids in sets.items()}
+        self._sets = sets
+
+    @property
+    def tasks(self):
+        """``{category: [Task, ...]}``, each list sorted by task id (built when first
+        asked for: build() without detailed_summary never needs it)."""
+        if self._tasks is None:
+            scheduled = self.worker._scheduled
+            self._tasks = {name: [scheduled[i] for i in sorted(ids)]
+                           for name, ids in self._sets.items()}
+        return self._tasks
 
     def __repr__(self):
         return (f"RunResult(status={self.status!r}, "
