@@ -3982,11 +3982,16 @@ class _Outcome:
         return f"_Outcome({self.task_id!r}, {self.status!r})"
 
 
-def _is_external(task):
-    """True for a task with nothing to run (``run = None``, as ExternalTask has)."""
-    # externalize() of an instance sets run = None on it; ExternalTask on the class.
+def _run_method(task):
+    """The task's bound run(), or None for a task with nothing to run (``run = None``:
+    on the class for ExternalTask, on the instance after externalize())."""
     run = getattr(task, "run", None)
-    return run is None or run is NotImplemented
+    return None if run is NotImplemented else run
+
+
+def _is_external(task):
+    """True for a task with nothing to run."""
+    return _run_method(task) is None
 
 
 # task id -> how its run() reports to the scheduler, while run() executes. Keyed by id
@@ -4016,8 +4021,8 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
         if events:
             task.trigger_event(Event.START, task)
             started = time.time()
-        run = getattr(task, "run", None)
-        if run is None or run is NotImplemented:   # external: nothing to run
+        run = _run_method(task)
+        if run is None:   # external: it is done when its data is there
             if not task.complete():
                 return _Outcome(task.task_id, FAILED, "Task is an external data dependency "
                                 "and data does not exist (yet?).")
