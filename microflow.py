@@ -2107,6 +2107,7 @@ class _Registry:
         self.namespaces = {}          # module prefix -> namespace
         self.instance_cache = {}      # class -> {parameter values: task}; None: disabled
         self.generation = 0           # bumped when a class gains or loses a Parameter
+        self.class_infos = {}         # class -> its _ClassInfo (see Task._info)
         self._by_family = None        # family -> class, rebuilt when classes change
 
     def add(self, cls):
@@ -2229,7 +2230,7 @@ class Register(abc.ABCMeta):
         super().__setattr__(name, value)
 
     def __call__(cls, *args, **kwargs):
-        info = cls.__dict__.get("_class_info")
+        info = _REGISTRY.class_infos.get(cls)
         if info is None or info.generation != _REGISTRY.generation:
             info = cls._info()
         values = None
@@ -2470,10 +2471,11 @@ class Task(metaclass=Register):
 
     @classmethod
     def _info(cls):
-        info = cls.__dict__.get("_class_info")
+        """What instantiating and reporting this class needs, computed once per class
+        (and again after a Parameter is added to any class)."""
+        info = _REGISTRY.class_infos.get(cls)
         if info is None or info.generation != _REGISTRY.generation:
-            info = _ClassInfo(cls, _REGISTRY.generation)
-            type.__setattr__(cls, "_class_info", info)
+            info = _REGISTRY.class_infos[cls] = _ClassInfo(cls, _REGISTRY.generation)
         return info
 
     @classmethod
@@ -3011,12 +3013,15 @@ class _TaskState:
 class _WorkerState:
     """The scheduler's record of one worker process."""
 
-    __slots__ = ("id", "info", "last_active", "last_get_work", "ready", "running",
+    __slots__ = ("id", "alone", "info", "last_active", "last_get_work", "ready", "running",
                  "stake", "n_pending", "n_unique", "n_last", "enabled", "assistant",
                  "messages")
 
     def __init__(self, worker_id, now):
         self.id = worker_id
+        # (id,): the workers and stakeholders of nearly every task; one shared tuple
+        # rather than one per task (tuples are immutable, so sharing is safe).
+        self.alone = (worker_id,)
         self.info = {}
         self.last_active = now
         self.last_get_work = None
@@ -3208,9 +3213,10 @@ class Scheduler:
             task.deps = tuple(merged) if len(merged) < _SMALL else set(merged)
         added = [dep_id for dep_id in unique if dep_id not in old]
         tasks = self._tasks
+        only_this = (task.id,)   # shared by the deps it is the only dependent of
         for dep_id in added:
             dep = tasks.get(dep_id) or self._get_or_create(dep_id, now=now)
-            dep.dependents = _with(dep.dependents, task.id) if dep.dependents else (task.id,)
+            dep.dependents = _with(dep.dependents, task.id) if dep.dependents else only_this
             task.blockers += dep.status != DONE
         if task.blockers == 0:
             self._push_ready(task)
@@ -3222,10 +3228,10 @@ class Scheduler:
         counted = task.status in _COUNTED
         if counted and task.workers:
             self._account(task, -1)
-        task.workers += (worker.id,)
+        task.workers = task.workers + (worker.id,) if task.workers else worker.alone
         if counted:
             self._account(task, +1)
-        self._push_ready(task, (worker.id,))
+        self._push_ready(task, worker.alone)
 
     def _add_stakeholder(self, task, worker, added_deps):
         """``worker`` wants ``task`` and, so, its dependencies (all of them when it is
@@ -3233,7 +3239,8 @@ class Scheduler:
         if task.remove_at is not None:
             task.remove_at = None
         if worker.id not in task.stakeholders:
-            task.stakeholders = _with(task.stakeholders, worker.id)
+            task.stakeholders = (_with(task.stakeholders, worker.id) if task.stakeholders
+                                 else worker.alone)
             worker.stake.add(task.id)
             added_deps = task.deps
         tasks = self._tasks
@@ -3241,7 +3248,7 @@ class Scheduler:
             dep = tasks.get(dep_id)
             if dep is not None and worker.id not in dep.stakeholders:
                 dep.stakeholders = (_with(dep.stakeholders, worker.id) if dep.stakeholders
-                                    else (worker.id,))
+                                    else worker.alone)
                 worker.stake.add(dep_id)
                 if dep.remove_at is not None:
                     dep.remove_at = None
@@ -4583,7 +4590,7 @@ class Worker:
 def _retry_policy_of(task):
     """The task's retry policy overrides; None when its class overrides none of them
     (the scheduler then uses its own, as it would for a dict of Nones)."""
-    if not type(task)._class_info.own_retry_policy:   # _info() ran: it is current
+    if not _REGISTRY.class_infos[type(task)].own_retry_policy:   # _info() ran: current
         return None
     return {name: getattr(task, name) for name in _RETRY_POLICY_NAMES}
 
