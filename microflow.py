@@ -526,7 +526,8 @@ _cmdline_values = {}
 
 
 class Parameter:
-    """A task parameter: a descriptor that parses, normalizes and serializes one value.
+    """A task parameter, declared as a class attribute: it parses, normalizes and
+    serializes one value, which each task then holds as a plain attribute (as in Luigi).
 
     Where a value comes from, first hit wins: the constructor argument, the command line
     (``--Family-param`` or, for the root task, ``--param``), the config option
