@@ -1264,6 +1264,13 @@ class TestSchedulerSelection(SchedulerCase):
         counts = self.scheduler.count_pending("w1")
         self.assertEqual((counts["n_pending_tasks"], counts["n_unique_pending"],
                           counts["n_pending_last_scheduled"]), (2, 1, 1))
+        counts = self.scheduler.count_pending("w2")
+        self.assertEqual((counts["n_pending_tasks"], counts["n_unique_pending"],
+                          counts["n_pending_last_scheduled"]), (1, 0, 1))
+        # Tasks share their one-worker tuples; adding a worker to one leaves the others.
+        tasks = self.scheduler.task_list()
+        self.assertEqual((tasks["a"]["workers"], tasks["b"]["workers"]),
+                         (["w1"], ["w1", "w2"]))
 
     def test_misuse_names_the_call(self):
         with self.assertRaisesRegex(mf.SchedulerError, "fetch_error: task 'nope' was not added"):
@@ -1301,6 +1308,22 @@ class TestSchedulerResources(SchedulerCase):
         self.assertIsNone(self.work())
         self.scheduler.decrease_running_task_resources("big", {"db": 1})
         self.assertEqual(self.work(), "small")
+
+    def test_running_resources_are_reported_as_copies(self):
+        self.scheduler = self.make_scheduler(resources={"db": 2})
+        self.add("plain")
+        self.add("holder", resources={"db": 2})
+        self.assertEqual(self.work(), "plain")
+        self.assertEqual(self.work(), "holder")
+        plain = self.scheduler.get_running_task_resources("plain")["resources"]
+        self.assertEqual(plain, {})
+        plain["db"] = 5   # a caller changing the reply changes nothing in the scheduler
+        held = self.scheduler.get_running_task_resources("holder")["resources"]
+        held["db"] = 0
+        self.assertEqual(self.scheduler.get_running_task_resources("plain")["resources"], {})
+        self.assertEqual(self.scheduler.resource_list()["db"], {"total": 2, "used": 2})
+        self.done("holder")
+        self.assertEqual(self.scheduler.resource_list()["db"], {"total": 2, "used": 0})
 
     def test_resources_from_config(self):
         with mf.config_override({"resources": {"db": "3"}}):
