@@ -2206,5 +2206,25 @@ class TestExamples(TempDirMixin, unittest.TestCase):
         self.assertFalse((self.tmp / "out" / "failing" / "transformed.txt").exists())
 
 
+class TestBenchmarkScript(unittest.TestCase):
+    def test_prints_one_json_line_per_measurement(self):
+        # Tiny graphs: this checks the script works, not how fast anything is.
+        done = subprocess.run([sys.executable, str(HERE / "bench" / "bench.py"), "--shapes",
+                               "wide", "chain", "--sizes", "30", "60", "--repeat", "3"],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        runs = [line for line in lines if line.get("impl") == "microflow"]
+        self.assertEqual([(r["shape"], r["n"]) for r in runs],
+                         [("wide", 30), ("wide", 60), ("chain", 30), ("chain", 60)])
+        for run in runs:
+            self.assertTrue(run["ok"])
+            self.assertEqual(run["repeats"], 3)
+            self.assertLessEqual(run["seconds_min"], run["seconds"])
+            self.assertLessEqual(run["seconds"], run["seconds_max"])
+        self.assertEqual([line["linearity"] for line in lines if "linearity" in line],
+                         ["wide", "chain"])
+
+
 if __name__ == "__main__":
     unittest.main()

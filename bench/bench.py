@@ -2,6 +2,8 @@
 
     python bench/bench.py                          # wide, chain, layered at 1k/10k/100k
     python bench/bench.py --shapes wide --sizes 1000 5000 --vs-luigi /path/to/venv/bin/python
+    python bench/bench.py --repeat 5                # the median of five runs per figure
+    python bench/bench.py --vs-floor                # against a bare loop, as a baseline
 
 Prints one JSON line per measurement: tasks/s, µs per task, peak memory per task (peak
 RSS of a fresh process, less its RSS before the graph was built), and the time of a
@@ -10,14 +12,21 @@ so runs do not share caches or memory. Ratios are against Luigi measured in the 
 on the same machine: shared machines are noisy, absolute figures are not comparable.
 """
 import argparse
+import heapq
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+try:   # the md5 microflow uses (the builtin module), so the baseline is not handicapped
+    from _md5 import md5 as _md5
+except ImportError:  # pragma: no cover
+    from hashlib import md5 as _md5
 
 
 def make_tasks(lib, shape, n):
@@ -57,6 +66,68 @@ def make_tasks(lib, shape, n):
     return Node(0), done
 
 
+class _FloorTask:
+    """The least a task can be: one integer, an id built as Luigi builds it (family,
+    value, md5 of the parameters as JSON), and one cached instance per value."""
+
+    _instances = {}
+
+    def __new__(cls, i):
+        task = cls._instances.get((cls, i))
+        if task is None:
+            task = object.__new__(cls)
+            task.i = i
+            text = str(i)
+            digest = _md5(('{"i":"%s"}' % text).encode()).hexdigest()[:10]
+            task.task_id = f"{cls.__name__}_{text}_{digest}"
+            cls._instances[(cls, i)] = task
+        return task
+
+    def __init__(self, i):
+        pass
+
+
+def _floor_build(roots):
+    """The least a Luigi-shaped engine must do, as a baseline: walk from the roots
+    calling complete() once per task and requires() on the incomplete ones, count each
+    task's unfinished dependencies, run what is ready in insertion order (checking its
+    dependencies once more, as check_unfulfilled_deps does) and release what waited on
+    it. No scheduler protocol, no priorities, resources, events or summary."""
+    seen, pending, order, stack = set(), {}, [], list(roots)
+    while stack:
+        task = stack.pop()
+        if task.task_id in seen:
+            continue
+        seen.add(task.task_id)
+        if not task.complete():
+            pending[task.task_id] = deps = task.requires()
+            order.append(task)
+            stack.extend(deps)
+    blockers, dependents = {}, {}
+    for task in order:
+        waiting = [dep for dep in pending[task.task_id] if dep.task_id in pending]
+        blockers[task.task_id] = len(waiting)
+        for dep in waiting:
+            dependents.setdefault(dep.task_id, []).append(task)
+    position = {task.task_id: index for index, task in enumerate(order)}
+    ready = [(position[t.task_id], t.task_id, t) for t in order if not blockers[t.task_id]]
+    heapq.heapify(ready)
+    while ready:
+        _, task_id, task = heapq.heappop(ready)
+        if not all(dep.complete() for dep in pending[task_id]):
+            return False
+        task.run()
+        for waiter in dependents.get(task_id, ()):
+            blockers[waiter.task_id] -= 1
+            if not blockers[waiter.task_id]:
+                heapq.heappush(ready, (position[waiter.task_id], waiter.task_id, waiter))
+    return True
+
+
+_FLOOR = types.SimpleNamespace(Task=_FloorTask, IntParameter=lambda: None,
+                               build=_floor_build)
+
+
 def child(impl, shape, n):
     """Run one measurement in this process and print it as JSON."""
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
@@ -65,6 +136,8 @@ def child(impl, shape, n):
         import luigi as lib
         logging.disable(logging.CRITICAL)
         build = lambda tasks: lib.build(tasks, local_scheduler=True, workers=1)  # noqa
+    elif impl == "floor":
+        lib, build = _FLOOR, _floor_build
     else:
         sys.path.insert(0, os.path.join(HERE, ".."))
         import microflow as lib
@@ -99,6 +172,18 @@ def measure(python, impl, shape, n):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure_median(python, impl, shape, n, repeat):
+    """The median of ``repeat`` measurements (by time), with the fastest and slowest
+    times beside it: one run on a shared machine can be off by a fifth either way."""
+    runs = sorted((measure(python, impl, shape, n) for _ in range(repeat)),
+                  key=lambda run: run["seconds"])
+    median = dict(runs[len(runs) // 2])
+    if repeat > 1:
+        median.update(repeats=repeat, seconds_min=runs[0]["seconds"],
+                      seconds_max=runs[-1]["seconds"])
+    return median
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=["wide", "chain", "layered"],
@@ -108,6 +193,11 @@ def main():
                         help="also run each graph with Luigi in this interpreter")
     parser.add_argument("--luigi-max", type=int, default=5000,
                         help="largest size to give Luigi (it is quadratic)")
+    parser.add_argument("--vs-floor", action="store_true",
+                        help="also run each graph on a bare loop doing the least any "
+                             "engine must (a baseline), and print microflow/floor")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="measure microflow this many times and report the median")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
@@ -116,9 +206,15 @@ def main():
     for shape in arguments.shapes:
         times = {}
         for n in arguments.sizes:
-            mine = measure(sys.executable, "microflow", shape, n)
+            mine = measure_median(sys.executable, "microflow", shape, n, arguments.repeat)
             times[n] = mine["seconds"]
             print(json.dumps(mine), flush=True)
+            if arguments.vs_floor:
+                floor = measure_median(sys.executable, "floor", shape, n, arguments.repeat)
+                print(json.dumps(floor), flush=True)
+                print(json.dumps({"ratio": "microflow/floor", "shape": shape, "n": n,
+                                  "cost": round(mine["seconds"] / floor["seconds"], 2)}),
+                      flush=True)
             if arguments.vs_luigi and n <= arguments.luigi_max:
                 theirs = measure(arguments.vs_luigi, "luigi", shape, n)
                 print(json.dumps(theirs), flush=True)
