@@ -2773,7 +2773,7 @@ class Task(metaclass=Register):
     def deps(self):
         """The direct dependencies as a flat list (used by the worker)."""
         if type(self)._requires is Task._requires:   # already flat: skip a second pass
-            return self._requires()
+            return flatten(self.requires())
         return flatten(self._requires())
 
     def _requires(self):
@@ -4384,19 +4384,25 @@ class Worker:
             raise TypeError(f"Worker.add expects a Task instance, got {task!r}")
         ok = True
         path, on_path = [], {}
-        if task.task_id not in self._scheduled:
+        scheduled = self._scheduled
+        if task.task_id not in scheduled:
             ok &= self._enter(task, path, on_path)
         while path:
             current, dependencies = path[-1]
-            dep = next(dependencies, None)
-            if dep is None:
+            # Go through this task's dependencies until one must be expanded: leaves,
+            # the most common kind, are checked without leaving this loop.
+            for dep in dependencies:
+                if dep.task_id in on_path:
+                    ok = False
+                    self._report_cycle([t for t, _ in path[on_path[dep.task_id]:]] + [dep])
+                elif dep.task_id not in scheduled:
+                    depth = len(path)
+                    ok &= self._enter(dep, path, on_path)
+                    if len(path) > depth:
+                        break   # descend into dep; come back to the rest later
+            else:
                 path.pop()
                 del on_path[current.task_id]
-            elif dep.task_id in on_path:
-                ok = False
-                self._report_cycle([t for t, _ in path[on_path[dep.task_id]:]] + [dep])
-            elif dep.task_id not in self._scheduled:
-                ok &= self._enter(dep, path, on_path)
         self.add_succeeded &= ok
         return ok
 
