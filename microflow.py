@@ -2927,7 +2927,7 @@ _NO_TASKS = ()
 _NO_OWNERS = ()     # shared; the scheduler copies owners it keeps
 _PLAIN = (PENDING, RUNNING, DONE)   # reported statuses no failure rule applies to
 _COUNTED = (PENDING, FAILED)   # the statuses a worker's "pending" counts include
-_NO_DEPS = frozenset()
+_NO_DEPS = ()   # deps are a tuple while small, a set beyond (see _with)
 _NO_VALUES = {}   # shared; never mutated (see _TaskState)
 _SMALL = 8   # up to this many members a tuple; beyond, a set
 
@@ -3192,10 +3192,10 @@ class Scheduler:
     def _set_deps(self, task, dep_ids, replace, now=None):
         """Replace (or extend) the dependencies; returns the ids that are new, in the
         order given (new ids get their insertion number in that order)."""
+        unique = dict.fromkeys(dep_ids)   # in the order given, each once
         if replace:
-            if not dep_ids and not task.deps:
+            if not unique and not task.deps:
                 return ()
-            unique = dict.fromkeys(dep_ids)
             # A tuple while small, as _with() keeps them: a one-element set costs four
             # times the memory, and most tasks need one or two others.
             wanted = tuple(unique) if len(unique) < _SMALL else set(unique)
@@ -3207,7 +3207,6 @@ class Scheduler:
             old = task.deps
             task.deps = wanted
         else:
-            unique = dict.fromkeys(dep_ids)
             old = task.deps
             merged = dict.fromkeys(old)
             merged.update(unique)
