@@ -153,7 +153,8 @@ _WORKER_DEFAULTS = {
     "check_unfulfilled_deps": True, "check_complete_on_run": False,
     "retry_external_tasks": False, "count_uniques": False, "count_last_scheduled": False,
     "max_keep_alive_idle_duration": 0.0, "task_limit": 0, "timeout": 0.0,
-    "force_multiprocessing": False,
+    "force_multiprocessing": False, "mode": "processes", "start_method": "",
+    "process_per_task": False,
 }
 
 # The Task properties a task may override to set its own retry policy.
@@ -1863,20 +1864,51 @@ class _KeptBytesIO(io.BytesIO):
 
 
 class MockFileSystem(FileSystem):
-    """An in-memory file system shared by every MockTarget in the process."""
+    """An in-memory file system shared by every MockTarget of a build: what a task
+    writes in a worker process is sent back with its result, so the parent and the
+    other worker processes see it too (as Luigi shares it between processes)."""
 
     _data = {}
     _lock = threading.Lock()
+    # In a worker process: path -> bytes (None: removed), changed since last taken.
+    _changes = None
+
+    @classmethod
+    def _set(cls, path, data):
+        with cls._lock:
+            if data is None:
+                cls._data.pop(path, None)
+            else:
+                cls._data[path] = data
+            if cls._changes is not None:
+                cls._changes[path] = data
+
+    @classmethod
+    def _take_changes(cls):
+        """What this process changed since the last call (None: nothing)."""
+        changes, cls._changes = cls._changes, {}
+        return changes or None
+
+    @classmethod
+    def _apply(cls, changes):
+        """Apply another process's changes (a dict or pairs) without recording them."""
+        if changes:
+            with cls._lock:
+                for path, data in (changes.items() if isinstance(changes, dict)
+                                   else changes):
+                    if data is None:
+                        cls._data.pop(path, None)
+                    else:
+                        cls._data[path] = data
 
     def exists(self, path):
         return path in self._data
 
     def remove(self, path, recursive=True, skip_trash=True):
-        with self._lock:
-            prefix = path.rstrip("/") + "/"
-            for key in [k for k in self._data if k == path or (recursive and
-                                                                k.startswith(prefix))]:
-                del self._data[key]
+        prefix = path.rstrip("/") + "/"
+        for key in [k for k in self._data if k == path or (recursive and
+                                                            k.startswith(prefix))]:
+            self._set(key, None)
 
     def mkdir(self, path, parents=True, raise_if_exists=False):
         """Folders are implicit in a mock file system."""
@@ -1890,8 +1922,9 @@ class MockFileSystem(FileSystem):
         return [k for k in self._data if k.startswith(prefix)]
 
     def move(self, path, dest):
-        with self._lock:
-            self._data[dest] = self._data.pop(path)
+        data = self._data[path]
+        self._set(path, None)
+        self._set(dest, data)
 
     def get_all_data(self):
         """The dict of path to bytes behind every MockTarget."""
@@ -1903,8 +1936,8 @@ class MockFileSystem(FileSystem):
 
     def clear(self):
         """Forget every file."""
-        with self._lock:
-            self._data.clear()
+        for key in list(self._data):
+            self._set(key, None)
 
 
 class MockTarget(FileSystemTarget):
@@ -1928,8 +1961,7 @@ class MockTarget(FileSystemTarget):
         raw = _KeptBytesIO()
 
         def publish():
-            with self.fs._lock:
-                self.fs._data[self.path] = raw.kept
+            self.fs._set(self.path, raw.kept)
             if self._mirror_on_stderr:
                 sys.stderr.write(raw.kept.decode("utf-8", "replace"))
         return _AtomicWriteFile(self._format_for(mode).wrap_writer(raw), raw, publish,
@@ -2904,8 +2936,8 @@ def _typed_options(section, defaults, overrides=None):
     parser = get_config()
     options = {}
     for name, default in defaults.items():
-        getter = {bool: parser.getboolean, int: parser.getint}.get(type(default),
-                                                                    parser.getfloat)
+        getter = {bool: parser.getboolean, int: parser.getint,
+                  str: parser.get}.get(type(default), parser.getfloat)
         options[name] = getter(section, name, default)
     unknown = set(overrides or {}) - set(defaults)
     if unknown:
@@ -4067,7 +4099,6 @@ def _failed_outcome(task, exc, missing):
         explanation = task.on_failure(exc)
     except Exception:  # a broken on_failure must not hide the original error
         explanation = "Runtime error:\n" + traceback_text
-    _log.error("[pid %s] %r failed:\n%s", os.getpid(), task, traceback_text.rstrip())
     return _Outcome(task.task_id, FAILED, explanation, traceback_text, missing=missing)
 
 
@@ -4123,211 +4154,457 @@ class _InlineRunner:
         """Nothing to release."""
 
 
-def _child_main(slot, inbox, results, check_unfulfilled_deps, check_complete_on_run):
-    """A pool process: run the tasks sent to ``inbox`` until it receives None."""
-    import pickle
+def _task_ref(task):
+    """How another process finds ``task``: its id (a forked child looks it up in the
+    table it inherited), and its module, family and string parameters to rebuild it
+    where the id is unknown (a task found after the fork, or a spawned child)."""
+    info = task._info()
+    return (task.task_id, info.module or task.task_module, info.family, task._serialized)
+
+
+def _task_from_ref(ref, known):
+    """The task ``ref`` names: from ``known`` (id -> Task) if there, else rebuilt."""
+    if isinstance(ref, Task):
+        return ref
+    task = known.get(ref[0])
+    return task if task is not None else load_task(ref[1], ref[2], ref[3])
+
+
+def _portable(outcome):
+    """``outcome`` with its dynamic dependencies as refs, so it pickles even when their
+    classes were defined inside a function."""
+    if outcome.new_deps:
+        outcome.new_deps = [_task_ref(task) for task in outcome.new_deps]
+    return outcome
+
+
+def _exit_on_sigterm(signum, frame):
+    # Unwind the running task like an exception would (temporary files are discarded),
+    # but quietly: SystemExit prints no traceback.
+    raise SystemExit(128 + signum)
+
+
+def _child_main(conn, known, options, one_task):
+    """A pool process: run each task the parent sends until it sends None.
+
+    The process leads a process group of its own, so a timeout or an interrupt stops
+    the task and everything it started with one signal, and the terminal's Ctrl-C
+    reaches the parent alone (which then stops the children in order).
+    """
+    import signal
+    if hasattr(os, "setpgid"):
+        os.setpgid(0, 0)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    MockFileSystem._changes = {}
 
     def report(method, task_id, value):   # the parent forwards it to the scheduler
-        results.put(("report", method, (task_id, value)))
+        conn.send(("report", method, task_id, value))
     while True:
-        task = inbox.get()
-        if task is None:
+        message = conn.recv()
+        if message is None:
             return
-        outcome = _execute_task(task, check_unfulfilled_deps, check_complete_on_run,
-                                report)
+        ref, mock_changes = message
+        MockFileSystem._apply(mock_changes)
         try:
-            payload = pickle.dumps(outcome)
+            task = _task_from_ref(ref, known)
+        except Exception as exc:
+            outcome = _Outcome(ref[0], FAILED, f"{ref[2]} {ref[3]} could not be rebuilt "
+                               f"in the worker process: {exc!r}")
+        else:
+            outcome = _portable(_execute_task(task, *options, report))
+        try:
+            conn.send(("outcome", outcome, MockFileSystem._take_changes()))
         except Exception as exc:   # the outcome itself cannot travel: say so instead
-            payload = pickle.dumps(_Outcome(task.task_id, FAILED,
-                                            f"the result of {task!r} could not be sent "
-                                            f"back from its process: {exc!r}"))
-        results.put(("outcome", slot, payload))
+            conn.send(("outcome", _Outcome(ref[0], FAILED, f"the result of {task!r} "
+                       f"could not be sent back from its process: {exc!r}"), None))
+        if one_task:
+            return
+
+
+def _default_start_method():
+    """fork where the platform has it (children inherit the task objects and classes,
+    wherever they were defined); spawn elsewhere. Chosen explicitly because Python 3.14
+    changed the default on Linux."""
+    import multiprocessing
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _check_rebuildable(tasks, method):
+    """Under spawn or forkserver a child rebuilds each task from its class's module:
+    refuse, before anything runs, a class that cannot be found that way."""
+    import pickle
+    for cls in {type(task) for task in tasks}:
+        try:
+            pickle.dumps(cls)
+        except Exception as exc:
+            raise ConfigError(
+                f"[worker] start_method = {method}: task class {cls.__qualname__} (module "
+                f"{cls.__module__}) cannot be rebuilt in a child process ({exc}); define "
+                f"it at module level, or use start_method = fork") from None
+
+
+def _death_message(task, exitcode):
+    """Why a pool process died, in words: the exit code, or the signal that killed it."""
+    if exitcode is not None and exitcode < 0:
+        import signal
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        hint = {"SIGKILL": " (out of memory?)", "SIGSEGV": " (a crash in native code)"}
+        how = f"was killed by {name}{hint.get(name, '')}"
+    else:
+        how = f"died unexpectedly with exit code {exitcode}"
+    return f"Task process for {task!r} {how}"
 
 
 class _Slot:
-    """One pool process and the task it is running (if any)."""
+    """One pool process, its end of the pipe, and the task it is running (if any)."""
 
-    __slots__ = ("process", "inbox", "task", "started", "timeout")
+    __slots__ = ("process", "conn", "task", "deadline", "timeout", "mock_seen")
 
-    def __init__(self, process, inbox):
-        self.process, self.inbox = process, inbox
-        self.task, self.started, self.timeout = None, None, None
+    def __init__(self, process, conn, mock_seen):
+        self.process, self.conn, self.mock_seen = process, conn, mock_seen
+        self.task = self.deadline = self.timeout = None
+
+
+# Seconds a stopped task's process group gets between SIGTERM and SIGKILL.
+_TERMINATE_GRACE = 2.0
 
 
 class _ProcessRunner:
-    """Runs tasks in a pool of long-lived child processes (not one fork per task).
+    """Runs tasks in a pool of child processes, started when first needed and reused.
 
-    Tasks and outcomes cross as pickles. A task over its timeout (``worker_timeout`` or
-    ``[worker] timeout``) is terminated and its process replaced; a process that dies
-    fails its task with the exit code.
+    Each child has one pipe to the parent: one pickle per message, a task sent as its
+    id (see _task_ref). The parent sleeps on the pipes and the process sentinels
+    together, woken by a result, a death, or the nearest task deadline. A task over
+    its timeout (``worker_timeout`` or ``[worker] timeout``) has its process group
+    terminated, and the slot is refilled on demand; so is one whose process died.
+    ``per_task`` gives each task a fresh process, as Luigi does.
     """
 
     synchronous = False
 
-    def __init__(self, processes, forward, check_unfulfilled_deps=True,
-                 check_complete_on_run=False, timeout=0.0, start_method=None):
+    def __init__(self, processes, forward, known, options, timeout=0.0, start_method=None,
+                 per_task=False):
         import multiprocessing
-        methods = multiprocessing.get_all_start_methods()
-        method = start_method or ("fork" if "fork" in methods else "spawn")
-        self._context = multiprocessing.get_context(method)
+        import selectors
+        self._method = start_method or _default_start_method()
+        self._context = multiprocessing.get_context(self._method)
         self._clock = time.monotonic
         self.processes = processes
         self._forward = forward
-        self._options = (check_unfulfilled_deps, check_complete_on_run)
+        self._known = known if self._method == "fork" else {}
+        self._options = options
         self._timeout = timeout
-        self._results = self._context.Queue()
-        self._slots = [None] * processes
+        self._per_task = per_task
+        self._selector = selectors.DefaultSelector()
+        self._slots = []     # live ones
+        self._idle = []      # live ones without a task
+        self.running = 0
+        # MockFileSystem writes made in children, in order: each slot is sent what it
+        # has not seen before its next task. A spawned child starts with nothing.
+        self._mock_log = [] if self._method == "fork" else list(MockFileSystem._data.items())
 
-    @property
-    def running(self):
-        return sum(1 for slot in self._slots if slot is not None and slot.task is not None)
+    def check(self, tasks):
+        """Refuse, before anything runs, tasks the chosen start method cannot carry."""
+        if self._method != "fork":
+            _check_rebuildable(tasks, self._method)
 
-    def _spawn(self, index):
-        inbox = self._context.Queue()
+    def _spawn(self):
+        parent_end, child_end = self._context.Pipe()
         process = self._context.Process(
-            target=_child_main, args=(index, inbox, self._results) + self._options,
-            name=f"microflow-worker-{index}", daemon=True)
+            target=_child_main, args=(child_end, self._known, self._options, self._per_task),
+            name=f"microflow-worker-{len(self._slots)}", daemon=True)
         process.start()
-        self._slots[index] = _Slot(process, inbox)
-        return self._slots[index]
+        child_end.close()
+        if hasattr(os, "setpgid"):   # also here: the group must exist before any kill
+            with contextlib.suppress(OSError):
+                os.setpgid(process.pid, process.pid)
+        seen = len(self._mock_log) if self._method == "fork" else 0
+        slot = _Slot(process, parent_end, seen)
+        self._selector.register(parent_end, 1, slot)
+        self._selector.register(process.sentinel, 1, slot)
+        self._slots.append(slot)
+        return slot
 
     def start(self, task):
-        """Send ``task`` to an idle process (started on first use)."""
-        import pickle
-        index = next(i for i, slot in enumerate(self._slots)
-                     if slot is None or slot.task is None)
-        slot = self._slots[index]
-        if slot is None or not slot.process.is_alive():   # never started, or died idle
-            slot = self._spawn(index)
-        try:
-            payload = pickle.dumps(task)
-        except Exception as exc:
-            self._results.put(("outcome", index, pickle.dumps(_Outcome(
-                task.task_id, FAILED, f"{task!r} cannot be sent to a worker process "
-                f"(tasks must be picklable with workers > 1): {exc!r}"))))
-            payload = None
-        slot.task, slot.started = task, self._clock()
+        """Send ``task`` to an idle process; returns the pid that runs it."""
+        slot = self._idle.pop() if self._idle else self._spawn()
+        slot.task = task
         slot.timeout = task.worker_timeout or self._timeout or None
-        if payload is not None:
-            slot.inbox.put(pickle.loads(payload))
+        slot.deadline = self._clock() + slot.timeout if slot.timeout else None
+        self.running += 1
+        log = self._mock_log
+        changes = log[slot.mock_seen:] if len(log) > slot.mock_seen else None
+        slot.mock_seen = len(log)
+        try:
+            slot.conn.send((_task_ref(task), changes))
+        except OSError:   # the process died while idle; its sentinel will say so
+            pass
+        return slot.process.pid
 
     def collect(self, timeout=None):
         """Wait up to ``timeout`` seconds (None: until something happens) for outcomes."""
-        import queue
-        deadline = None if timeout is None else self._clock() + timeout
+        until = None if timeout is None else self._clock() + timeout
         outcomes = []
-        while not outcomes:
-            outcomes.extend(self._check_slots())
-            wait = 0.05 if deadline is None else min(0.05, deadline - self._clock())
-            try:
-                outcomes.extend(self._receive(self._results.get(timeout=max(wait, 0))))
-            except queue.Empty:
-                if deadline is not None and self._clock() >= deadline:
-                    break
-        while True:   # take whatever else is already there without waiting
-            try:
-                outcomes.extend(self._receive(self._results.get_nowait()))
-            except queue.Empty:
+        while True:
+            now = self._clock()
+            deadlines = [slot.deadline for slot in self._slots if slot.deadline]
+            if until is not None:
+                deadlines.append(until)
+            wait = max(0.0, min(deadlines) - now) if deadlines else None
+            for key, _ in self._selector.select(wait):
+                slot = key.data
+                if key.fileobj is slot.conn:
+                    outcomes.extend(self._receive(slot))
+                elif slot in self._slots:
+                    outcomes.extend(self._reap(slot))
+            outcomes.extend(self._expire(self._clock()))
+            if outcomes or (until is not None and self._clock() >= until):
                 return outcomes
 
-    def _receive(self, message):
-        import pickle
-        kind, first, second = message
-        if kind == "report":
-            self._forward(first, second)
-            return []
-        slot = self._slots[first]
-        outcome = pickle.loads(second)
-        if slot is None or slot.task is None or slot.task.task_id != outcome.task_id:
-            return []   # the answer of a task already failed by timeout
-        slot.task = None
-        return [outcome]
+    def _receive(self, slot):
+        """Every message waiting on ``slot``'s pipe."""
+        outcomes = []
+        while slot.task is not None and slot.conn.poll():
+            try:
+                message = slot.conn.recv()
+            except (EOFError, OSError):
+                break   # the process is gone; its sentinel reports it
+            if message[0] == "report":
+                self._forward(message[1], (message[2], message[3]))
+                continue
+            _, outcome, changes = message
+            if changes:
+                MockFileSystem._apply(changes)
+                self._mock_log.extend(changes.items())
+            if outcome.task_id == slot.task.task_id:
+                outcomes.append(outcome)
+                self._free(slot)
+        return outcomes
 
-    def _check_slots(self):
-        """Fail the task of a process that died or ran over its timeout."""
-        failed = []
-        for index, slot in enumerate(self._slots):
-            if slot is None or slot.task is None:
-                continue
+    def _free(self, slot):
+        slot.task = slot.deadline = None
+        self.running -= 1
+        if not self._per_task:
+            self._idle.append(slot)
+
+    def _reap(self, slot):
+        """``slot``'s process exited: fail its task, if it still had one."""
+        outcomes = self._receive(slot)   # what it said before it went
+        task = slot.task
+        self._drop(slot)
+        if task is None:
+            return outcomes
+        message = _death_message(task, slot.process.exitcode)
+        task.trigger_event(Event.PROCESS_FAILURE, task, message)
+        return outcomes + [_Outcome(task.task_id, FAILED, message)]
+
+    def _expire(self, now):
+        """Stop the tasks past their deadline, with everything they started."""
+        outcomes = []
+        for slot in [s for s in self._slots if s.deadline and s.deadline <= now]:
             task = slot.task
-            if slot.timeout and self._clock() - slot.started > slot.timeout:
-                message = (f"{task!r} timed out after {slot.timeout} seconds and was "
-                           f"terminated.")
-                event = Event.TIMEOUT
-            elif not slot.process.is_alive():
-                message = (f"Task process for {task!r} died unexpectedly with exit code "
-                           f"{slot.process.exitcode}")
-                event = Event.PROCESS_FAILURE
-            else:
-                continue
-            _log.error("%s", message)
-            task.trigger_event(event, task, message)
+            message = f"{task!r} timed out after {slot.timeout:g} seconds and was terminated."
             self._stop(slot)
-            self._slots[index] = None
-            failed.append(_Outcome(task.task_id, FAILED, message))
-        return failed
+            self._drop(slot)
+            task.trigger_event(Event.TIMEOUT, task, message)
+            outcomes.append(_Outcome(task.task_id, FAILED, message))
+        return outcomes
+
+    def _drop(self, slot):
+        """Forget ``slot`` (its process has ended or been stopped)."""
+        if slot.task is not None:
+            slot.task = slot.deadline = None
+            self.running -= 1
+        self._slots.remove(slot)
+        if slot in self._idle:
+            self._idle.remove(slot)
+        for fileobj in (slot.conn, slot.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(fileobj)
+        slot.conn.close()
+        slot.process.join(_TERMINATE_GRACE)
 
     @staticmethod
     def _stop(slot):
-        if slot.process.is_alive():
-            slot.process.terminate()
-        slot.process.join(5)
-        if slot.process.is_alive():
-            slot.process.kill()
-            slot.process.join()
+        """SIGTERM to the slot's process group, SIGKILL to whatever is left after the
+        grace period: the task's own children die with it."""
+        import signal
+        process = slot.process
+        if not hasattr(os, "killpg"):
+            process.terminate()
+            process.join(_TERMINATE_GRACE)
+            process.kill()
+            return
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signum)
+            if signum == signal.SIGTERM:
+                process.join(_TERMINATE_GRACE)
+        process.join()
 
     def close(self):
-        """Stop every process: idle ones politely, busy ones by force."""
-        for slot in self._slots:
-            if slot is None:
-                continue
-            if slot.task is None and slot.process.is_alive():
-                slot.inbox.put(None)
-                slot.process.join(5)
-            self._stop(slot)
-        self._slots = [None] * self.processes
+        """Stop every process: idle ones politely, busy ones (and their groups) by
+        signal; nothing started by a task outlives the build."""
+        for slot in list(self._slots):
+            if slot.task is None:
+                with contextlib.suppress(OSError):
+                    slot.conn.send(None)
+        for slot in list(self._slots):
+            if slot.task is None:
+                slot.process.join(_TERMINATE_GRACE)
+            self._stop(slot)   # idle or not: a task may have left processes behind
+            self._drop(slot)
+        self._selector.close()
+
+
+class _ExecutorRunner:
+    """Runs tasks on a ``concurrent.futures.Executor``: a thread pool (``[worker] mode =
+    threads``: nothing is pickled) or any executor the caller passes to build()
+    (a ProcessPoolExecutor, or the executors Dask and Ray offer). Threads report to the
+    scheduler as they go; elsewhere, reports travel back with the outcome. Timeouts
+    cannot be enforced: a thread, or someone else's process, cannot be killed."""
+
+    synchronous = False
+
+    def __init__(self, executor, processes, forward, options, threads=False, own=False):
+        import collections
+        self._executor, self._own = executor, own
+        self.processes = processes
+        self._forward = forward
+        self._options = options
+        self._threads = threads
+        self._reports = collections.deque()   # appended by task threads
+        self._futures = {}                    # future -> task
+        self.running = 0
+
+    def check(self, tasks):
+        """Anything can run in a thread; elsewhere it is the executor's to judge."""
+
+    def start(self, task):
+        """Submit ``task``; returns None (the pid is the executor's business)."""
+        if self._threads:
+            future = self._executor.submit(_execute_task, task, *self._options,
+                                           self._report_from_thread)
+        else:
+            future = self._executor.submit(_execute_collecting, task, self._options)
+        self._futures[future] = task
+        self.running += 1
+
+    def _report_from_thread(self, method, task_id, value):
+        self._reports.append((method, (task_id, value)))
+
+    def collect(self, timeout=None):
+        """Outcomes of the tasks that finished, waiting up to ``timeout`` for one."""
+        import concurrent.futures
+        done, _ = concurrent.futures.wait(list(self._futures), timeout,
+                                          concurrent.futures.FIRST_COMPLETED)
+        while self._reports:
+            self._forward(*self._reports.popleft())
+        outcomes = []
+        for future in done:
+            task = self._futures.pop(future)
+            self.running -= 1
+            try:
+                outcome = future.result()
+                if not self._threads:
+                    outcome, reports = outcome
+                    for method, value in reports:
+                        self._forward(method, value)
+            except Exception as exc:
+                outcome = _Outcome(task.task_id, FAILED, f"{task!r} could not be run on "
+                                   f"{type(self._executor).__name__}: {exc!r}")
+            outcomes.append(outcome)
+        return outcomes
+
+    def close(self):
+        """Wait for what runs (threads cannot be stopped); shut down our own pool."""
+        if self._own:
+            self._executor.shutdown(wait=True)
+
+
+def _execute_collecting(task, options):
+    """_execute_task for another process: reports are kept and returned with the
+    outcome, as ``(outcome, [(method, (task_id, value)), ...])``."""
+    reports = []
+    outcome = _execute_task(task, *options,
+                            lambda method, task_id, value: reports.append(
+                                (method, (task_id, value))))
+    return _portable(outcome), reports
 
 
 class Worker:
     """Walks the graph from the requested tasks, then runs what the scheduler hands out.
 
     ``add(task)`` reports every task to the scheduler (calling ``complete()`` once per
-    task and build); ``run()`` loops over ``step()``: ask for work, start it on the
-    runner, report outcomes, until nothing is left. ``scheduler`` may be the in-memory
-    Scheduler or a remote one with the same methods; ``runner`` runs tasks inline by
-    default. ``clock`` and ``sleep`` are injectable for tests.
+    task and build, in ``check_workers`` threads when given); ``run()`` loops over
+    ``step()``: ask for work, start it on the runner, report outcomes, until nothing is
+    left. ``scheduler`` may be the in-memory Scheduler or a remote one with the same
+    methods. The runner is chosen when the run starts, once the graph is known (see
+    _make_runner), unless one is given; ``executor`` runs tasks on any
+    ``concurrent.futures.Executor``. ``clock`` and ``sleep`` are injectable for tests.
+    Raises ConfigError for an unknown ``[worker]`` option or mode.
     """
 
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
-                 processes=1, **options):
+                 processes=1, executor=None, check_workers=0, **options):
         self._scheduler = scheduler if scheduler is not None else Scheduler()
         self._clock = clock or time.time
         self._sleep = sleep or time.sleep
         self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
-        self._info = self._make_info(getattr(runner, "processes", processes))
+        if self.options["mode"] not in ("processes", "threads"):
+            raise ConfigError(f"[worker] mode must be processes or threads, got "
+                              f"{self.options['mode']!r}")
+        self._processes = getattr(runner, "processes", processes)
+        self._info = self._make_info(self._processes)
         self._host = dict(self._info)["host"]
         self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
-        self._runner = runner or self._default_runner(processes)
+        self._runner, self._executor = runner, executor
+        self._check_workers = check_workers
+        self._checks = None           # task id -> Future of complete(), in parallel mode
+        self._timeouts_seen = False   # a task with worker_timeout was reported runnable
         self._scheduled = {}          # task id -> Task, every task this worker has seen
         self._reported = {}           # task id -> _REPORTED_* bits: what it was reported as
         self._walked_deps = {}        # task id -> its deps as found by the walk, until run
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
+        self._pids = {}               # task id -> pid running it
         self._reschedules = {}
         self._idle_since = None
+        self.errors = {}              # task id -> why it failed (traceback or message)
+        self._attempts = {}           # task id -> failed runs, for in-run retries
+        self._retrying = {}           # task id -> when it may be retried
+        self._failed_ids = set()      # failed and not (yet) recovered by a retry
+        self.interrupted = False
         self.run_succeeded = True
         self.add_succeeded = True
 
-    def _default_runner(self, processes):
-        """Inline for one process without a timeout (no fork, no pickling); otherwise a
-        pool of child processes."""
-        checks = (self.options["check_unfulfilled_deps"],
-                  self.options["check_complete_on_run"])
-        if processes == 1 and not self.options["timeout"] and \
-                not self.options["force_multiprocessing"]:
+    def _make_runner(self):
+        """Inline for one process without a timeout (no fork, no pickling); a thread
+        pool or the given executor when asked; otherwise a pool of child processes."""
+        options, processes = self.options, self._processes
+        checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
+        if self._executor is not None:
+            return _ExecutorRunner(self._executor, processes, self._forward_report, checks)
+        if options["mode"] == "threads":
+            import concurrent.futures
+            if options["timeout"] or self._timeouts_seen:
+                _log.warning("[worker] mode = threads cannot enforce timeouts: a thread "
+                             "cannot be stopped")
+            pool = concurrent.futures.ThreadPoolExecutor(processes, "microflow-task")
+            return _ExecutorRunner(pool, processes, self._forward_report, checks,
+                                   threads=True, own=True)
+        if processes == 1 and not (options["timeout"] or self._timeouts_seen or
+                                   options["force_multiprocessing"] or
+                                   options["process_per_task"]):
             return _InlineRunner(self._execute_inline)
-        return _ProcessRunner(processes, self._forward_report, *checks,
-                              timeout=self.options["timeout"])
+        return _ProcessRunner(processes, self._forward_report, self._scheduled, checks,
+                              timeout=options["timeout"],
+                              start_method=options["start_method"] or None,
+                              per_task=options["process_per_task"])
 
     def _execute_inline(self, task):
         """Run ``task`` in this process, with the deps the walk found (so requires()
@@ -4369,7 +4646,9 @@ class Worker:
         return self
 
     def __exit__(self, *exc_info):
-        self._runner.close()
+        self._stop_checks()
+        if self._runner is not None:
+            self._runner.close()
 
     # -- scheduling: walk the graph, report every task -----------------------------------
 
@@ -4412,12 +4691,34 @@ class Worker:
         if deps:
             on_path[task.task_id] = len(path)
             path.append((task, iter(deps)))
+            if self._check_workers:
+                self._check_ahead(deps)
         return ok
+
+    def _check_ahead(self, deps):
+        """Parallel completeness checks: start complete() of each dependency not yet
+        seen in a thread, so the walk, still in order, finds the answers waiting.
+        Each task is checked once, as in the sequential walk."""
+        if self._checks is None:
+            import concurrent.futures
+            self._checks = {}
+            self._check_pool = concurrent.futures.ThreadPoolExecutor(
+                self._check_workers, "microflow-check")
+        checks, scheduled = self._checks, self._scheduled
+        for dep in deps:
+            if dep.task_id not in scheduled and dep.task_id not in checks:
+                checks[dep.task_id] = self._check_pool.submit(dep.complete)
+
+    def _stop_checks(self):
+        if self._checks is not None:
+            self._check_pool.shutdown(wait=True, cancel_futures=True)
+            self._checks = None
 
     def _check(self, task):
         """complete() and deps() of one task, reported; returns (deps to walk, ok)."""
         try:
-            is_complete = task.complete()
+            check = self._checks.pop(task.task_id, None) if self._checks else None
+            is_complete = task.complete() if check is None else check.result()
         except Exception as exc:
             task.trigger_event(Event.DEPENDENCY_MISSING, task)
             self._scheduling_failure(task, exc, "complete()")
@@ -4450,6 +4751,8 @@ class Worker:
             for dep in deps:
                 task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
         self._walked_deps[task.task_id] = deps or _NO_TASKS   # shared (): leaves are many
+        if task.worker_timeout:
+            self._timeouts_seen = True
         self._report(task, PENDING, runnable=True,
                      deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
@@ -4458,6 +4761,7 @@ class Worker:
         import traceback
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
+        self.errors[task.task_id] = text
         self._report(task, UNKNOWN, runnable=False, expl=text)
         self._scheduler.announce_scheduling_failure(
             task_name=str(task), family=task.get_task_family(), params=task.to_str_params(),
@@ -4512,17 +4816,47 @@ class Worker:
     def run(self):
         """Run until the scheduler has nothing more for this worker.
 
-        Returns False if a task failed (True even when external data was missing,
-        as in Luigi).
+        Returns False if a task failed and no retry recovered it (True even when
+        external data was missing, as in Luigi). Ctrl-C (KeyboardInterrupt) stops
+        the running tasks and everything they started, fails them as interrupted and
+        returns; ``interrupted`` then says so.
         """
+        self._start_running()
         self._scheduler.add_worker(self._id, self._info)
-        while self.step() != "stop":
-            pass
-        return self.run_succeeded
+        try:
+            while self.step() != "stop":
+                pass
+        except KeyboardInterrupt:
+            self._interrupt()
+        return self.run_succeeded and not self._failed_ids
+
+    def _start_running(self):
+        """Between the walk and the first task: the runner, now that the graph is known."""
+        self._stop_checks()
+        if self._runner is None:
+            self._runner = self._make_runner()
+        if hasattr(self._runner, "check"):
+            self._runner.check(self._scheduled.values())
+        self._log_tasks = _log.isEnabledFor(20)   # INFO: a line per task start and end
+        self._retry_policy = self._in_run_retries()
+
+    def _in_run_retries(self):
+        """``(retry_count set in the config or None, retry delay, seconds between
+        polls)`` for retrying failed tasks within this run; None with keep_alive: then,
+        as in Luigi, the kept-alive worker picks retries up when the scheduler offers
+        them."""
+        if self.options["keep_alive"]:
+            return None
+        configured = get_config().get("scheduler", "retry_count", None)
+        delay = getattr(self._scheduler, "options", {}).get("retry_delay", 0.0)
+        wait = min(delay, self.options["wait_interval"]) or 0.0
+        return (None if configured is None else int(configured)), delay, wait
 
     def step(self):
         """Do one thing and say what: "ran" a task inline, "started" one on a process,
-        "collected" outcomes, "waiting" (slept, keep-alive) or "stop"."""
+        "collected" outcomes, "waiting" (slept: keep-alive or a retry) or "stop"."""
+        if self._runner is None:
+            self._start_running()
         if self._running and len(self._running) >= self._runner.processes:
             self._handle(self._runner.collect(timeout=None))
             return "collected"
@@ -4534,18 +4868,41 @@ class Worker:
             if self._running:
                 self._handle(self._runner.collect(timeout=self.options["wait_interval"]))
                 return "collected"
+            if self._retrying and self._wait_for_retry():
+                return "waiting"
             if self._keep_alive(reply):
                 self._sleep(self.options["wait_interval"])
                 return "waiting"
             return "stop"
         self._idle_since = None
         task = self._scheduled.get(task_id) or self._task_for(reply)
-        self._running[task.task_id] = task
-        self._runner.start(task)
-        if self._runner.synchronous:   # the inline runner has the outcome already
+        self._running[task_id] = task
+        if self._runner.synchronous:   # the inline runner has the outcome at once
+            if self._log_tasks:
+                self._pids[task_id] = os.getpid()
+                _log.info("[pid %s] Worker %s running   %s", os.getpid(), self._id, task)
+            self._runner.start(task)
             self._handle(self._runner.collect(timeout=0))
             return "ran"
+        pid = self._runner.start(task)
+        if self._log_tasks:
+            self._pids[task_id] = pid = pid or os.getpid()
+            _log.info("[pid %s] Worker %s running   %s", pid, self._id, task)
         return "started"
+
+    def _wait_for_retry(self):
+        """Sleep until a failed task may be retried; False when none can be any more
+        (a scheduler that never hands it back is given up on after a minute)."""
+        now = self._clock()
+        for task_id, due in list(self._retrying.items()):
+            if now > due + 60.0 + self.options["wait_interval"]:
+                _log.warning("%s was not handed back for a retry; giving up on it",
+                             self._scheduled[task_id])
+                del self._retrying[task_id]
+        if not self._retrying:
+            return False
+        self._sleep(self._retry_policy[2])
+        return True
 
     def _task_for(self, reply):
         """A task handed out that this worker did not add: load it by name."""
@@ -4575,13 +4932,53 @@ class Worker:
             task = self._running.pop(outcome.task_id)
             new_deps = []
             if outcome.new_deps:
-                for dep in outcome.new_deps:
+                for ref in outcome.new_deps:
+                    dep = _task_from_ref(ref, self._scheduled)
                     self.add(dep)
                     new_deps.append(dep.task_id)
+            if outcome.status == FAILED:
+                self._failed(task, outcome)
+            else:
+                if self._log_tasks:
+                    _log.info("[pid %s] Worker %s %s %s",
+                              self._pids.pop(task.task_id, "-"), self._id,
+                              "done     " if outcome.status == DONE else "suspended", task)
+                if outcome.status == DONE and self._failed_ids:
+                    self._failed_ids.discard(task.task_id)
+                    self._retrying.pop(task.task_id, None)
             self._report_result(task, outcome.status, new_deps or None, outcome.explanation)
-            self.run_succeeded &= outcome.status == DONE or bool(new_deps)
             if outcome.missing:
                 self._reschedule(task)
+
+    def _failed(self, task, outcome):
+        """Say why ``task`` failed, where the user looks, and plan its retry (if any)."""
+        text = (outcome.traceback_text or outcome.explanation or "").rstrip()
+        _log.error("[pid %s] Worker %s failed    %s\n%s", self._pids.pop(task.task_id, "-"),
+                   self._id, task, text)
+        self.errors[task.task_id] = text
+        self._failed_ids.add(task.task_id)
+        if self._retry_policy is None:   # keep_alive: Luigi's way
+            return
+        limit = (_retry_policy_of(task) or {}).get("retry_count") or self._retry_policy[0]
+        attempts = self._attempts[task.task_id] = self._attempts.get(task.task_id, 0) + 1
+        if limit and attempts < limit:
+            _log.info("%s failed %d of %d allowed times; retrying in %g s", task,
+                      attempts, limit, self._retry_policy[1])
+            self._retrying[task.task_id] = self._clock() + self._retry_policy[1]
+        else:
+            self._retrying.pop(task.task_id, None)
+
+    def _interrupt(self):
+        """Ctrl-C or SIGTERM: stop asking for work, stop the running tasks and every
+        process they started, and report them failed as interrupted."""
+        self.interrupted = True
+        _log.error("Interrupted: stopping %d running task(s)", len(self._running))
+        self._runner.close()
+        for task in list(self._running.values()):
+            self._failed(task, _Outcome(task.task_id, FAILED, "interrupted while running"))
+            self._report_result(task, FAILED, None, "interrupted while running")
+        self._running.clear()
+        self._retrying.clear()
 
     def _reschedule(self, task):
         count = self._reschedules.get(task.task_id, 0)
@@ -4913,9 +5310,11 @@ def _range_ends(values, param):
 
 class RunResult:
     """What a build came to: ``status`` (a LuigiStatusCode), ``summary_text``,
-    ``one_line_summary``, ``scheduling_succeeded`` and ``tasks``, a dict from summary
+    ``one_line_summary``, ``scheduling_succeeded``, ``tasks``, a dict from summary
     category (``completed``, ``failed``, ``already_done``, ``still_pending_ext``, ...)
-    to the list of Tasks in it, sorted by task id."""
+    to the list of Tasks in it, sorted by task id, and ``errors``, a dict from each
+    Task that failed (or failed scheduling) to why: its traceback, or what happened to
+    its process ("timed out after 5 seconds", "was killed by SIGKILL", ...)."""
 
     _tasks = None   # the ``tasks`` dict, once built
 
@@ -4939,6 +5338,12 @@ class RunResult:
             self._tasks = {name: [scheduled[i] for i in sorted(ids)]
                            for name, ids in self._sets.items()}
         return self._tasks
+
+    @property
+    def errors(self):
+        """``{Task: text}`` for every failure of this run, the last one per task."""
+        scheduled = self.worker._scheduled
+        return {scheduled[task_id]: text for task_id, text in self.worker.errors.items()}
 
     def __repr__(self):
         return (f"RunResult(status={self.status!r}, "
@@ -4982,36 +5387,78 @@ _CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "schedul
 
 
 def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
-          scheduler=None, worker_options=None, **core_options):
-    """Run ``tasks`` and everything they need; return True if all went well.
+          scheduler=None, worker_options=None, executor=None, check_workers=0,
+          **core_options):
+    """Run ``tasks`` and everything they need; return True if all went well (every
+    failure, if any, recovered by a retry).
 
-    ``workers`` defaults to ``[core] workers`` (1). The summary is logged at INFO on
-    the "microflow" logger. With ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
+    ``workers`` defaults to ``[core] workers`` (1): more run tasks at once, in forked
+    child processes (``[worker] mode = threads``: in threads), or on ``executor``, any
+    ``concurrent.futures.Executor``. ``check_workers`` threads (or ``[core]
+    parallel_scheduling``) call ``complete()`` concurrently while walking the graph.
+    The summary is logged at INFO on the "microflow" logger. With
+    ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
     object with the Scheduler methods (default: a fresh in-memory one);
     ``worker_options`` overrides ``[worker]`` options. Safe to call from any thread: it
     installs no signal handlers and takes no pid lock. Raises TypeError for an unknown
-    option.
+    option, and KeyboardInterrupt, after logging the summary, when interrupted.
     """
     unknown = set(core_options) - _CORE_OPTIONS
     if unknown:
         name = sorted(unknown)[0]
         close = _suggestions(name, sorted(_CORE_OPTIONS | {
-            "workers", "detailed_summary", "scheduler", "worker_options"}))
+            "workers", "detailed_summary", "scheduler", "worker_options", "executor",
+            "check_workers"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
     if workers is None:
         workers = get_config().getint("core", "workers", 1)
-    result = _run_build(list(tasks), workers, scheduler, worker_options or {})
+    result = _run_build(list(tasks), workers, scheduler, worker_options or {},
+                        executor=executor,
+                        check_workers=_check_workers(check_workers, core_options))
     _log.info("%s", result.summary_text)
+    if result.worker.interrupted:
+        raise KeyboardInterrupt("build interrupted; the summary above says what ran")
     return result if detailed_summary else result.scheduling_succeeded
 
 
-def _run_build(tasks, workers, scheduler, worker_options):
-    if scheduler is None:
-        scheduler = Scheduler(prune_on_get_work=True)
+def _check_workers(count, core_options):
+    """Threads for completeness checks: ``check_workers``, or with ``[core]
+    parallel_scheduling`` (Luigi's name), ``parallel_scheduling_processes`` or 8."""
+    if count:
+        return count
+    config = get_config()
+    parallel = core_options.get("parallel_scheduling")
+    if parallel is None:
+        parallel = config.getboolean("core", "parallel_scheduling", False)
+    if not parallel:
+        return 0
+    return (core_options.get("parallel_scheduling_processes") or
+            config.getint("core", "parallel_scheduling_processes", 0) or 8)
+
+
+# Seconds before a failed task is retried within a local build, unless [scheduler]
+# retry_delay says otherwise. Luigi's 900 s suit a long-lived central scheduler, not a
+# run someone waits for.
+_LOCAL_RETRY_DELAY = 1.0
+
+
+def _local_scheduler(worker_options):
+    """The in-memory scheduler a build uses when given none."""
+    options = {"prune_on_get_work": True}
+    keep_alive = worker_options.get("keep_alive", get_config().getboolean(
+        "worker", "keep_alive", False))
+    if not keep_alive and get_config().get("scheduler", "retry_delay", None) is None:
+        options["retry_delay"] = _LOCAL_RETRY_DELAY
+    return Scheduler(**options)
+
+
+def _run_build(tasks, workers, scheduler, worker_options, **runner_options):
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    with Worker(scheduler, processes=workers, **worker_options) as worker:
+    if scheduler is None:
+        scheduler = _local_scheduler(worker_options)
+    with Worker(scheduler, processes=workers, **runner_options, **worker_options) as worker:
         succeeded = True
         for task in tasks:
             succeeded &= worker.add(task)
