@@ -4010,12 +4010,8 @@ class _Outcome:
         self.new_deps = new_deps     # sequences, read and never changed
         self.missing = missing
 
-    def __getstate__(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __setstate__(self, state):
-        for name, value in state.items():
-            setattr(self, name, value)
+    def __reduce__(self):   # pickled as a constructor call: the cheapest to rebuild
+        return _Outcome, tuple(getattr(self, name) for name in self.__slots__)
 
     def __repr__(self):
         return f"_Outcome({self.task_id!r}, {self.status!r})"
@@ -4163,9 +4159,12 @@ def _task_ref(task):
 
 
 def _task_from_ref(ref, known):
-    """The task ``ref`` names: from ``known`` (id -> Task) if there, else rebuilt."""
+    """The task ``ref`` (a Task, a task id, or a _task_ref tuple) names: from
+    ``known`` (id -> Task) if there, else rebuilt."""
     if isinstance(ref, Task):
         return ref
+    if isinstance(ref, str):
+        return known[ref]
     task = known.get(ref[0])
     return task if task is not None else load_task(ref[1], ref[2], ref[3])
 
@@ -4198,10 +4197,15 @@ def _child_main(conn, known, options, one_task):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     MockFileSystem._changes = {}
 
+    import pickle
+
+    def send(message):   # plain pickles: nothing sent needs multiprocessing's reducers
+        conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
     def report(method, task_id, value):   # the parent forwards it to the scheduler
-        conn.send(("report", method, task_id, value))
+        send(("report", method, task_id, value))
     while True:
-        message = conn.recv()
+        message = pickle.loads(conn.recv_bytes())
         if message is None:
             return
         ref, mock_changes = message
@@ -4209,15 +4213,16 @@ def _child_main(conn, known, options, one_task):
         try:
             task = _task_from_ref(ref, known)
         except Exception as exc:
-            outcome = _Outcome(ref[0], FAILED, f"{ref[2]} {ref[3]} could not be rebuilt "
-                               f"in the worker process: {exc!r}")
+            outcome = _Outcome(ref if isinstance(ref, str) else ref[0], FAILED,
+                               f"{ref!r} could not be rebuilt in the worker process: "
+                               f"{exc!r}")
         else:
             outcome = _portable(_execute_task(task, *options, report))
         try:
-            conn.send(("outcome", outcome, MockFileSystem._take_changes()))
+            send(("outcome", outcome, MockFileSystem._take_changes()))
         except Exception as exc:   # the outcome itself cannot travel: say so instead
-            conn.send(("outcome", _Outcome(ref[0], FAILED, f"the result of {task!r} "
-                       f"could not be sent back from its process: {exc!r}"), None))
+            send(("outcome", _Outcome(task.task_id, FAILED, f"the result of {task!r} "
+                  f"could not be sent back from its process: {exc!r}"), None))
         if one_task:
             return
 
@@ -4259,6 +4264,45 @@ def _death_message(task, exitcode):
     return f"Task process for {task!r} {how}"
 
 
+class _Readiness:
+    """Waits until any of a set of pipes and process sentinels is ready: one poll()
+    object kept across calls where the platform has it (a selector per wait costs
+    more than a no-op task), multiprocessing.connection.wait elsewhere."""
+
+    def __init__(self):
+        import select
+        self._poll = select.poll() if hasattr(select, "poll") else None
+        self._owners = {}   # fd -> (the object, its owner)
+
+    def add(self, fileobj, owner):
+        """Watch ``fileobj`` (a Connection or a sentinel fd) for ``owner``."""
+        fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
+        self._owners[fd] = (fileobj, owner)
+        if self._poll is not None:
+            import select
+            self._poll.register(fd, select.POLLIN)   # not POLLOUT: a socket is writable
+
+    def remove(self, fileobj):
+        """Stop watching ``fileobj``."""
+        for fd, (watched, _) in list(self._owners.items()):
+            if watched is fileobj:
+                del self._owners[fd]
+                if self._poll is not None:
+                    self._poll.unregister(fd)
+
+    def wait(self, timeout):
+        """``[(object, owner), ...]`` ready within ``timeout`` seconds (None: no limit)."""
+        if self._poll is None:
+            import multiprocessing.connection
+            ready = multiprocessing.connection.wait(
+                [watched for watched, _ in self._owners.values()], timeout)
+            return [(watched, owner) for watched, owner in self._owners.values()
+                    if watched in ready]
+        events = self._poll.poll(None if timeout is None else timeout * 1000.0)
+        owners = self._owners
+        return [owners[fd] for fd, _ in events if fd in owners]
+
+
 class _Slot:
     """One pool process, its end of the pipe, and the task it is running (if any)."""
 
@@ -4287,19 +4331,21 @@ class _ProcessRunner:
     synchronous = False
 
     def __init__(self, processes, forward, known, options, timeout=0.0, start_method=None,
-                 per_task=False):
+                 per_task=False, late=()):
         import multiprocessing
-        import selectors
         self._method = start_method or _default_start_method()
         self._context = multiprocessing.get_context(self._method)
         self._clock = time.monotonic
         self.processes = processes
         self._forward = forward
         self._known = known if self._method == "fork" else {}
+        self._late = late    # ids of tasks found after the walk: sent whole, not by id
         self._options = options
         self._timeout = timeout
         self._per_task = per_task
-        self._selector = selectors.DefaultSelector()
+        self._ready = _Readiness()
+        import pickle
+        self._dumps, self._loads = pickle.dumps, pickle.loads
         self._slots = []     # live ones
         self._idle = []      # live ones without a task
         self.running = 0
@@ -4324,8 +4370,8 @@ class _ProcessRunner:
                 os.setpgid(process.pid, process.pid)
         seen = len(self._mock_log) if self._method == "fork" else 0
         slot = _Slot(process, parent_end, seen)
-        self._selector.register(parent_end, 1, slot)
-        self._selector.register(process.sentinel, 1, slot)
+        self._ready.add(parent_end, slot)
+        self._ready.add(process.sentinel, slot)
         self._slots.append(slot)
         return slot
 
@@ -4339,8 +4385,11 @@ class _ProcessRunner:
         log = self._mock_log
         changes = log[slot.mock_seen:] if len(log) > slot.mock_seen else None
         slot.mock_seen = len(log)
+        ref = task.task_id
+        if not self._known or ref in self._late:
+            ref = _task_ref(task)
         try:
-            slot.conn.send((_task_ref(task), changes))
+            slot.conn.send_bytes(self._dumps((ref, changes), -1))
         except OSError:   # the process died while idle; its sentinel will say so
             pass
         return slot.process.pid
@@ -4355,35 +4404,36 @@ class _ProcessRunner:
             if until is not None:
                 deadlines.append(until)
             wait = max(0.0, min(deadlines) - now) if deadlines else None
-            for key, _ in self._selector.select(wait):
-                slot = key.data
-                if key.fileobj is slot.conn:
+            for fileobj, slot in self._ready.wait(wait):
+                if slot not in self._slots:
+                    continue   # dropped by an earlier event of this round
+                if fileobj is slot.conn:
                     outcomes.extend(self._receive(slot))
-                elif slot in self._slots:
+                else:
                     outcomes.extend(self._reap(slot))
             outcomes.extend(self._expire(self._clock()))
             if outcomes or (until is not None and self._clock() >= until):
                 return outcomes
 
     def _receive(self, slot):
-        """Every message waiting on ``slot``'s pipe."""
-        outcomes = []
-        while slot.task is not None and slot.conn.poll():
-            try:
-                message = slot.conn.recv()
-            except (EOFError, OSError):
-                break   # the process is gone; its sentinel reports it
-            if message[0] == "report":
-                self._forward(message[1], (message[2], message[3]))
-                continue
-            _, outcome, changes = message
-            if changes:
-                MockFileSystem._apply(changes)
-                self._mock_log.extend(changes.items())
-            if outcome.task_id == slot.task.task_id:
-                outcomes.append(outcome)
-                self._free(slot)
-        return outcomes
+        """The next message on ``slot``'s pipe, as a list of 0 or 1 outcomes. One per
+        call: the selector says again when there is more (Connection.poll() would
+        build a selector of its own on every call)."""
+        try:
+            message = self._loads(slot.conn.recv_bytes())
+        except (EOFError, OSError):
+            return []   # the process is gone; its sentinel reports it
+        if message[0] == "report":
+            self._forward(message[1], (message[2], message[3]))
+            return []
+        _, outcome, changes = message
+        if changes:
+            MockFileSystem._apply(changes)
+            self._mock_log.extend(changes.items())
+        if slot.task is None or outcome.task_id != slot.task.task_id:
+            return []
+        self._free(slot)
+        return [outcome]
 
     def _free(self, slot):
         slot.task = slot.deadline = None
@@ -4393,7 +4443,9 @@ class _ProcessRunner:
 
     def _reap(self, slot):
         """``slot``'s process exited: fail its task, if it still had one."""
-        outcomes = self._receive(slot)   # what it said before it went
+        outcomes = []
+        while slot.task is not None and slot.conn.poll():   # what it said before it went
+            outcomes.extend(self._receive(slot))
         task = slot.task
         self._drop(slot)
         if task is None:
@@ -4422,9 +4474,8 @@ class _ProcessRunner:
         self._slots.remove(slot)
         if slot in self._idle:
             self._idle.remove(slot)
-        for fileobj in (slot.conn, slot.process.sentinel):
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(fileobj)
+        self._ready.remove(slot.conn)
+        self._ready.remove(slot.process.sentinel)
         slot.conn.close()
         slot.process.join(_TERMINATE_GRACE)
 
@@ -4452,13 +4503,12 @@ class _ProcessRunner:
         for slot in list(self._slots):
             if slot.task is None:
                 with contextlib.suppress(OSError):
-                    slot.conn.send(None)
+                    slot.conn.send_bytes(self._dumps(None))
         for slot in list(self._slots):
             if slot.task is None:
                 slot.process.join(_TERMINATE_GRACE)
             self._stop(slot)   # idle or not: a task may have left processes behind
             self._drop(slot)
-        self._selector.close()
 
 
 class _ExecutorRunner:
@@ -4572,6 +4622,7 @@ class Worker:
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
         self._pids = {}               # task id -> pid running it
+        self._late_ids = set()        # tasks found while running (dynamic, handed out)
         self._reschedules = {}
         self._idle_since = None
         self.errors = {}              # task id -> why it failed (traceback or message)
@@ -4604,7 +4655,7 @@ class Worker:
         return _ProcessRunner(processes, self._forward_report, self._scheduled, checks,
                               timeout=options["timeout"],
                               start_method=options["start_method"] or None,
-                              per_task=options["process_per_task"])
+                              per_task=options["process_per_task"], late=self._late_ids)
 
     def _execute_inline(self, task):
         """Run ``task`` in this process, with the deps the walk found (so requires()
@@ -4909,6 +4960,7 @@ class Worker:
         task = load_task(reply.get("task_module"), reply["task_family"],
                          reply.get("task_params") or {})
         self._scheduled[task.task_id] = task
+        self._late_ids.add(task.task_id)
         return task
 
     def _keep_alive(self, reply):
@@ -4932,10 +4984,14 @@ class Worker:
             task = self._running.pop(outcome.task_id)
             new_deps = []
             if outcome.new_deps:
+                known = len(self._scheduled)
                 for ref in outcome.new_deps:
                     dep = _task_from_ref(ref, self._scheduled)
                     self.add(dep)
                     new_deps.append(dep.task_id)
+                # The walk appended what it found: those are new to the pool's processes.
+                self._late_ids.update(itertools.islice(reversed(self._scheduled),
+                                                       len(self._scheduled) - known))
             if outcome.status == FAILED:
                 self._failed(task, outcome)
             else:

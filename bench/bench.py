@@ -4,6 +4,11 @@
     python bench/bench.py --shapes wide --sizes 1000 5000 --vs-luigi /path/to/venv/bin/python
     python bench/bench.py --repeat 5                # the median of five runs per figure
     python bench/bench.py --vs-floor                # against a bare loop, as a baseline
+    python bench/bench.py --shapes wide --sizes 10000 --workers 4
+                          # 4 worker processes, against a bare multiprocessing.Pool(4)
+                          # and one in-process worker measured in the same run
+    python bench/bench.py --checks 1000             # complete() sleeping 10 ms:
+                          # the walk sequential, then with 8 checking threads
 
 Prints one JSON line per measurement: tasks/s, µs per task, peak memory per task (peak
 RSS of a fresh process, less its RSS before the graph was built), and the time of a
@@ -29,10 +34,15 @@ except ImportError:  # pragma: no cover
     from hashlib import md5 as _md5
 
 
-def make_tasks(lib, shape, n):
+def make_tasks(lib, shape, n, shared=False):
     """Build the no-op graph ``shape`` with ``n`` tasks; returns the root task and the
-    bytearray of done flags (one byte per task, so the no-op costs next to no memory)."""
-    done = bytearray(n)
+    done flags (one byte per task, so the no-op costs next to no memory): a bytearray,
+    or with ``shared`` an anonymous shared mapping that forked worker processes write."""
+    if shared:
+        import mmap
+        done = mmap.mmap(-1, n)
+    else:
+        done = bytearray(n)
 
     class Node(lib.Task):
         """A no-op: complete once it has run (a flag in memory, no files)."""
@@ -128,21 +138,43 @@ _FLOOR = types.SimpleNamespace(Task=_FloorTask, IntParameter=lambda: None,
                                build=_floor_build)
 
 
-def child(impl, shape, n):
+def _noop(i):
+    return i
+
+
+def pool_floor(workers, n):
+    """The least a process pool can cost per task: a bare multiprocessing.Pool
+    (started inside the timing, as microflow's pool is) mapping n no-op calls, one
+    call per message (chunksize 1), with fork as microflow uses."""
+    import multiprocessing
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        for _ in pool.imap_unordered(_noop, range(n), chunksize=1):
+            pass
+    seconds = time.perf_counter() - started
+    print(json.dumps({"impl": "pool_floor", "workers": workers, "n": n,
+                      "seconds": round(seconds, 4),
+                      "us_per_task": round(seconds / n * 1e6, 2)}))
+
+
+def child(impl, shape, n, workers=1):
     """Run one measurement in this process and print it as JSON."""
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
+    if impl == "pool_floor":
+        return pool_floor(workers, n)
     if impl == "luigi":
         import logging
         import luigi as lib
         logging.disable(logging.CRITICAL)
-        build = lambda tasks: lib.build(tasks, local_scheduler=True, workers=1)  # noqa
+        build = lambda tasks: lib.build(tasks, local_scheduler=True,  # noqa
+                                        workers=workers)
     elif impl == "floor":
         lib, build = _FLOOR, _floor_build
     else:
         sys.path.insert(0, os.path.join(HERE, ".."))
         import microflow as lib
-        build = lambda tasks: lib.build(tasks, workers=1)  # noqa
-    root, done = make_tasks(lib, shape, n)
+        build = lambda tasks: lib.build(tasks, workers=workers)  # noqa
+    root, done = make_tasks(lib, shape, n, shared=workers > 1)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
     ok = build([root])
@@ -156,7 +188,8 @@ def child(impl, shape, n):
     build([root])
     recheck = time.perf_counter() - started
     print(json.dumps({
-        "impl": impl, "shape": shape, "n": n, "ok": bool(ok), "seconds": round(seconds, 4),
+        "impl": impl, "shape": shape, "n": n, "workers": workers, "ok": bool(ok),
+        "seconds": round(seconds, 4),
         "tasks_per_s": round(n / seconds, 1), "us_per_task": round(seconds / n * 1e6, 2),
         "peak_kb_per_task": round((rss_after - rss_before) / n, 3),
         "second_run_us_per_task": round(second / n * 1e6, 3),
@@ -164,18 +197,18 @@ def child(impl, shape, n):
     }))
 
 
-def measure(python, impl, shape, n):
-    done = subprocess.run([python, __file__, "--child", impl, shape, str(n)],
+def measure(python, impl, shape, n, workers=1):
+    done = subprocess.run([python, __file__, "--child", impl, shape, str(n), str(workers)],
                           capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{impl} {shape} {n} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_median(python, impl, shape, n, repeat):
+def measure_median(python, impl, shape, n, repeat, workers=1):
     """The median of ``repeat`` measurements (by time), with the fastest and slowest
     times beside it: one run on a shared machine can be off by a fifth either way."""
-    runs = sorted((measure(python, impl, shape, n) for _ in range(repeat)),
+    runs = sorted((measure(python, impl, shape, n, workers) for _ in range(repeat)),
                   key=lambda run: run["seconds"])
     median = dict(runs[len(runs) // 2])
     if repeat > 1:
@@ -198,17 +231,30 @@ def main():
                              "engine must (a baseline), and print microflow/floor")
     parser.add_argument("--repeat", type=int, default=1,
                         help="measure microflow this many times and report the median")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="run microflow (and Luigi) with this many worker processes, "
+                             "and measure a bare multiprocessing.Pool and one in-process "
+                             "worker beside it")
+    parser.add_argument("--checks", type=int, metavar="N",
+                        help="only time the walk of N tasks whose complete() sleeps "
+                             "10 ms, sequential and with --check-workers threads")
+    parser.add_argument("--check-workers", type=int, default=8)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        impl, shape, n = arguments.child
-        return child(impl, shape, int(n))
+        impl, shape, n, workers = arguments.child
+        return child(impl, shape, int(n), int(workers))
+    if arguments.checks:
+        return parallel_checks(arguments.checks, arguments.check_workers)
     for shape in arguments.shapes:
         times = {}
         for n in arguments.sizes:
-            mine = measure_median(sys.executable, "microflow", shape, n, arguments.repeat)
+            mine = measure_median(sys.executable, "microflow", shape, n, arguments.repeat,
+                                  arguments.workers)
             times[n] = mine["seconds"]
             print(json.dumps(mine), flush=True)
+            if arguments.workers > 1:
+                compare_pool(mine, shape, n, arguments.workers, arguments.repeat)
             if arguments.vs_floor:
                 floor = measure_median(sys.executable, "floor", shape, n, arguments.repeat)
                 print(json.dumps(floor), flush=True)
@@ -216,7 +262,7 @@ def main():
                                   "cost": round(mine["seconds"] / floor["seconds"], 2)}),
                       flush=True)
             if arguments.vs_luigi and n <= arguments.luigi_max:
-                theirs = measure(arguments.vs_luigi, "luigi", shape, n)
+                theirs = measure(arguments.vs_luigi, "luigi", shape, n, arguments.workers)
                 print(json.dumps(theirs), flush=True)
                 print(json.dumps({"ratio": "luigi/microflow", "shape": shape, "n": n,
                                   "speedup": round(theirs["seconds"] / mine["seconds"], 1)}),
@@ -227,6 +273,49 @@ def main():
                               "size_ratio": sizes[-1] / sizes[0],
                               "time_ratio": round(times[sizes[-1]] / times[sizes[0]], 2)}),
                   flush=True)
+
+
+def compare_pool(mine, shape, n, workers, repeat):
+    """Beside a run with worker processes: the bare pool and one in-process worker."""
+    floor = measure_median(sys.executable, "pool_floor", shape, n, repeat, workers)
+    print(json.dumps(floor), flush=True)
+    inline = measure_median(sys.executable, "microflow", shape, n, repeat, 1)
+    print(json.dumps(inline), flush=True)
+    print(json.dumps({"ratio": f"microflow {workers} workers / pool floor", "shape": shape,
+                      "n": n, "cost": round(mine["seconds"] / floor["seconds"], 2)}),
+          flush=True)
+    print(json.dumps({"ratio": f"microflow {workers} workers / 1 in-process worker",
+                      "shape": shape, "n": n,
+                      "cost": round(mine["seconds"] / inline["seconds"], 2)}), flush=True)
+
+
+def parallel_checks(n, threads, latency=0.01):
+    """The walk (Worker.add: complete() once per task, nothing run) of a wide graph of
+    ``n`` tasks whose complete() sleeps ``latency`` seconds, as a network check would:
+    sequential, then with ``threads`` checking threads."""
+    sys.path.insert(0, os.path.join(HERE, ".."))
+    import microflow as lib
+
+    class Slow(lib.Task):
+        i = lib.IntParameter()
+
+        def complete(self):
+            time.sleep(latency)
+            return False
+
+        def requires(self):
+            return [Slow(j) for j in range(1, n)] if self.i == 0 else []
+    times = {}
+    for workers in (0, threads):
+        with lib.Worker(check_workers=workers) as worker:
+            started = time.perf_counter()
+            worker.add(Slow(0))
+            times[workers] = time.perf_counter() - started
+        print(json.dumps({"walk": "parallel checks", "n": n, "check_workers": workers,
+                          "complete_latency_s": latency, "seconds": round(times[workers], 3)}),
+              flush=True)
+    print(json.dumps({"ratio": "sequential / parallel checks", "n": n,
+                      "speedup": round(times[0] / times[threads], 2)}), flush=True)
 
 
 if __name__ == "__main__":
