@@ -4183,7 +4183,7 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _child_main(conn, known, options, one_task):
+def _child_main(conn, known, options, one_task, inherited=()):
     """A pool process: run each task the parent sends until it sends None.
 
     The process leads a process group of its own, so a timeout or an interrupt stops
@@ -4191,6 +4191,8 @@ def _child_main(conn, known, options, one_task):
     reaches the parent alone (which then stops the children in order).
     """
     import signal
+    for other in inherited:   # the parent's ends of the pipes: held here, they would
+        other.close()         # keep this and other children from seeing the parent go
     if hasattr(os, "setpgid"):
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -4360,8 +4362,11 @@ class _ProcessRunner:
 
     def _spawn(self):
         parent_end, child_end = self._context.Pipe()
+        inherited = [parent_end] + [slot.conn for slot in self._slots] \
+            if self._method == "fork" else []
         process = self._context.Process(
-            target=_child_main, args=(child_end, self._known, self._options, self._per_task),
+            target=_child_main, args=(child_end, self._known, self._options, self._per_task,
+                                      inherited),
             name=f"microflow-worker-{len(self._slots)}", daemon=True)
         process.start()
         child_end.close()
@@ -4408,7 +4413,7 @@ class _ProcessRunner:
                 if slot not in self._slots:
                     continue   # dropped by an earlier event of this round
                 if fileobj is slot.conn:
-                    outcomes.extend(self._receive(slot))
+                    outcomes.extend(self._receive(slot) or ())
                 else:
                     outcomes.extend(self._reap(slot))
             outcomes.extend(self._expire(self._clock()))
@@ -4416,13 +4421,13 @@ class _ProcessRunner:
                 return outcomes
 
     def _receive(self, slot):
-        """The next message on ``slot``'s pipe, as a list of 0 or 1 outcomes. One per
-        call: the selector says again when there is more (Connection.poll() would
-        build a selector of its own on every call)."""
+        """The next message on ``slot``'s pipe, as a list of 0 or 1 outcomes, or None
+        when the pipe is closed. One per call: the poll says again when there is more
+        (Connection.poll() would build a selector of its own on every call)."""
         try:
             message = self._loads(slot.conn.recv_bytes())
         except (EOFError, OSError):
-            return []   # the process is gone; its sentinel reports it
+            return None   # the process is gone; its sentinel reports it
         if message[0] == "report":
             self._forward(message[1], (message[2], message[3]))
             return []
@@ -4445,7 +4450,10 @@ class _ProcessRunner:
         """``slot``'s process exited: fail its task, if it still had one."""
         outcomes = []
         while slot.task is not None and slot.conn.poll():   # what it said before it went
-            outcomes.extend(self._receive(slot))
+            received = self._receive(slot)
+            if received is None:
+                break
+            outcomes.extend(received)
         task = slot.task
         self._drop(slot)
         if task is None:
@@ -4629,7 +4637,7 @@ class Worker:
         self._attempts = {}           # task id -> failed runs, for in-run retries
         self._retrying = {}           # task id -> when it may be retried
         self._failed_ids = set()      # failed and not (yet) recovered by a retry
-        self.interrupted = False
+        self.interrupted = None       # the KeyboardInterrupt that stopped the run
         self.run_succeeded = True
         self.add_succeeded = True
 
@@ -4877,8 +4885,8 @@ class Worker:
         try:
             while self.step() != "stop":
                 pass
-        except KeyboardInterrupt:
-            self._interrupt()
+        except KeyboardInterrupt as exc:
+            self._interrupt(exc)
         return self.run_succeeded and not self._failed_ids
 
     def _start_running(self):
@@ -5024,10 +5032,10 @@ class Worker:
         else:
             self._retrying.pop(task.task_id, None)
 
-    def _interrupt(self):
+    def _interrupt(self, exc):
         """Ctrl-C or SIGTERM: stop asking for work, stop the running tasks and every
         process they started, and report them failed as interrupted."""
-        self.interrupted = True
+        self.interrupted = exc
         _log.error("Interrupted: stopping %d running task(s)", len(self._running))
         self._runner.close()
         for task in list(self._running.values()):
@@ -5473,8 +5481,8 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
                         executor=executor,
                         check_workers=_check_workers(check_workers, core_options))
     _log.info("%s", result.summary_text)
-    if result.worker.interrupted:
-        raise KeyboardInterrupt("build interrupted; the summary above says what ran")
+    if result.worker.interrupted is not None:
+        raise result.worker.interrupted   # after the summary, which says what ran
     return result if detailed_summary else result.scheduling_succeeded
 
 
@@ -5753,8 +5761,32 @@ def main(argv=None):
     except (ConfigError, _UsageError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
-    with _logging_to_stderr(level):
+    with _logging_to_stderr(level), _sigterm_as_interrupt():
         return _guarded_main(argv)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping a command-line run the way Ctrl-C does (exit code 143)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """While main() runs in the main thread, SIGTERM stops the build as Ctrl-C does:
+    running tasks and their processes are stopped, the summary printed. Only main()
+    installs a handler; build() as a library never does."""
+    import signal
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _log_level(argv):
@@ -5778,9 +5810,10 @@ def _guarded_main(argv):
     except (ParameterException, TaskClassException, _UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("microflow: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, _Terminated)
+        print(f"microflow: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:
         if "--debug" in argv:
             raise

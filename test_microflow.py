@@ -4,6 +4,7 @@ Laid out like the library: parameters, date intervals, targets, tasks, configura
 then the scheduler, worker, build() and the command line.
 """
 
+import contextlib
 import datetime
 import enum
 import gc
@@ -2000,6 +2001,117 @@ class CrashingTask(mf.Task):
         os._exit(7)
 
 
+class EventLog:
+    """Lines appended to one file by tasks in any process (O_APPEND writes of one line
+    are not interleaved), read back as ``[(event, name), ...]`` in the order written."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def write(self, event, name):
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, f"{event} {name} {os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+
+    def read(self):
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path) as f:
+            return [tuple(line.split()[:2]) for line in f]
+
+    def pids(self):
+        with open(self.path) as f:
+            return {line.split()[2] for line in f}
+
+
+def process_alive(pid):
+    """True while ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:   # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def wait_until_gone(pid, seconds=5.0):
+    """Whether ``pid`` is gone within ``seconds`` (an orphan is reaped by init, later)."""
+    import time
+    deadline = time.monotonic() + seconds
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+class Flaky(mf.Task):
+    """Fails until its attempt number reaches ``succeed_on`` (kept in a file, so every
+    process sees the count); retried within the build thanks to retry_count."""
+
+    retry_count = 3
+    folder = mf.Parameter()
+    succeed_on = mf.IntParameter(default=3)
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.folder, "flaky-done"))
+
+    def run(self):
+        counter = os.path.join(self.folder, "attempts")
+        attempt = 1
+        if os.path.exists(counter):
+            with open(counter) as f:
+                attempt = int(f.read()) + 1
+        with open(counter, "w") as f:
+            f.write(str(attempt))
+        if attempt < self.succeed_on:
+            raise RuntimeError(f"attempt {attempt} fails")
+        with self.output().open("w") as f:
+            f.write("ok")
+
+
+class Reporter(mf.Task):
+    """Sends every kind of message a running task can send to the scheduler."""
+
+    resources = {"db": 2}
+
+    def complete(self):
+        return False
+
+    def run(self):
+        self.set_status_message("half way")
+        self.set_progress_percentage(50)
+        self.set_tracking_url("http://example.invalid/job/1")
+        self.decrease_running_resources({"db": 1})
+
+
+class Unsendable(mf.Task):
+    def complete(self):
+        return False
+
+    def run(self):
+        pass
+
+    def on_success(self):
+        return lambda: None   # an explanation that cannot be pickled
+
+
+class KillsItself(mf.Task):
+    def complete(self):
+        return False
+
+    def run(self):
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class TestProcessPool(TempDirMixin, BuildCase):
     def test_pool_runs_tasks_in_reused_child_processes(self):
         scheduler = mf.Scheduler()
@@ -2011,20 +2123,359 @@ class TestProcessPool(TempDirMixin, BuildCase):
         message = scheduler.get_task_status_message(PidTask(0, str(self.tmp)).task_id)
         self.assertTrue(message["statusMessage"].startswith("in "))
 
+    def test_tasks_defined_in_a_test_method_run_once_each_in_dependency_order(self):
+        log = EventLog(self.tmp / "events")
+
+        class Leaf(mf.Task):
+            n = mf.IntParameter()
+
+            def output(self):
+                return mf.LocalTarget(str(self_tmp / f"leaf{self.n}"))
+
+            def run(self):
+                log.write("start", f"leaf{self.n}")
+                with self.output().open("w") as f:
+                    f.write("x")
+                log.write("end", f"leaf{self.n}")
+
+        class Middle(mf.Task):
+            n = mf.IntParameter()
+
+            def requires(self):
+                return [Leaf(self.n * 4 + i) for i in range(4)]
+
+            def output(self):
+                return mf.LocalTarget(str(self_tmp / f"middle{self.n}"))
+
+            def run(self):
+                log.write("start", f"middle{self.n}")
+                with self.output().open("w") as f:
+                    f.write("x")
+
+        class Top(mf.WrapperTask):
+            def requires(self):
+                return [Middle(n) for n in range(6)]
+        self_tmp = self.tmp
+        result = self.build(Top(), workers=4)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+        events = log.read()
+        starts = [name for event, name in events if event == "start"]
+        self.assertEqual(len(starts), 30)
+        self.assertEqual(len(set(starts)), 30)          # each task exactly once
+        position = {event: i for i, event in enumerate(events)}
+        for n in range(6):
+            for i in range(4):
+                self.assertLess(position[("end", f"leaf{n * 4 + i}")],
+                                position[("start", f"middle{n}")])
+        self.assertNotIn(str(os.getpid()), log.pids())
+        self.assertIn("running   ", self.logged)        # Luigi's lines, with the worker
+        self.assertIn(f"done      Leaf(n=0)", self.logged)
+
+    def test_requires_decorated_local_classes_run_in_children(self):
+        class Base(mf.Task):
+            day = mf.IntParameter()
+
+            def output(self):
+                return mf.MockTarget(f"base{self.day}")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(str(os.getpid()))
+
+        @mf.requires(Base)
+        class Derived(mf.Task):
+            def output(self):
+                return mf.MockTarget(f"derived{self.day}")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(self.input().open().read())
+        result = self.build(*[Derived(day=d) for d in range(3)], workers=3)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+        data = mf.MockFileSystem().get_all_data()
+        self.assertEqual(data["derived1"], data["base1"])
+        self.assertNotEqual(data["base1"], str(os.getpid()).encode())
+
+    def test_resource_limits_are_never_exceeded(self):
+        log = EventLog(self.tmp / "events")
+
+        class UsesDb(mf.Task):
+            n = mf.IntParameter()
+            resources = {"db": 1}
+
+            def complete(self):
+                return os.path.exists(os.path.join(folder, f"db{self.n}"))
+
+            def run(self):
+                import time
+                log.write("start", self.n)
+                time.sleep(0.02)
+                log.write("end", self.n)
+                open(os.path.join(folder, f"db{self.n}"), "w").close()
+
+        class All(mf.WrapperTask):
+            def requires(self):
+                return [UsesDb(n) for n in range(8)]
+        folder = str(self.tmp)
+        with mf.config_override({"resources": {"db": "2"}}):
+            result = self.build(All(), workers=4)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+        running = peak = 0
+        for event, _ in log.read():
+            running += 1 if event == "start" else -1
+            peak = max(peak, running)
+        self.assertEqual(len(log.read()), 16)
+        self.assertLessEqual(peak, 2)
+
     def test_timeout_and_crash_fail_the_task(self):
         result = self.build(SlowTask(), CrashingTask(), workers=2)
         self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
         self.assertEqual(len(result.tasks["failed"]), 2)
         self.assertIn("SlowTask() timed out after 0.5 seconds", self.logged)
         self.assertIn("died unexpectedly with exit code 7", self.logged)
+        self.assertIn("exit code 7", result.errors[CrashingTask()])
 
-    def test_unpicklable_task_fails_clearly(self):
-        class Local(mf.Task):   # a class inside a function cannot be pickled
+    def test_timeout_kills_the_task_and_the_processes_it_started(self):
+        pid_file = self.tmp / "grandchild"
+        timeouts = []
+
+        class StartsSleep(mf.Task):
+            worker_timeout = 0.5
+
             def complete(self):
                 return False
+
+            def run(self):
+                import time
+                sleeper = subprocess.Popen(["sleep", "60"])
+                pid_file.write_text(str(sleeper.pid))
+                time.sleep(60)
+        StartsSleep.event_handler(mf.Event.TIMEOUT)(
+            lambda task, message: timeouts.append(message))
+        for workers in (1, 2):   # also with one worker: the timeout needs a process
+            with self.subTest(workers=workers):
+                timeouts.clear()
+                result = self.build(StartsSleep(), workers=workers)
+                self.assertEqual(result.tasks["failed"], [StartsSleep()])
+                self.assertIn("timed out after 0.5 seconds", result.errors[StartsSleep()])
+                self.assertTrue(wait_until_gone(int(pid_file.read_text())))
+                self.assertEqual(len(timeouts), 1)   # fired in this process
+
+    def test_killed_child_is_named_and_the_rest_go_on(self):
+        failures = []
+        KillsItself.event_handler(mf.Event.PROCESS_FAILURE)(
+            lambda task, message: failures.append(message))
+        result = self.build(KillsItself(), PidRoot(str(self.tmp)), workers=2)
+        self.assertEqual(result.tasks["failed"], [KillsItself()])
+        self.assertEqual(len(result.tasks["completed"]), 5)
+        self.assertIn("was killed by SIGKILL (out of memory?)", result.errors[KillsItself()])
+        self.assertIn("was killed by SIGKILL", self.logged)
+        self.assertEqual(len(failures), 1)
+
+    def test_failure_in_a_child_is_logged_with_its_traceback_and_returned(self):
+        result = self.build(NeedsExploding(), workers=2)
+        self.assertEqual(result.tasks["failed"], [Exploding()])
+        self.assertIn("ValueError: kaboom", self.logged)
+        self.assertIn("failed    Exploding()", self.logged)
+        self.assertLess(self.logged.index("ValueError: kaboom"),
+                        self.logged.index("Execution Summary"))
+        self.assertIn("ValueError: kaboom", result.errors[Exploding()])
+
+    def test_unsendable_result_fails_clearly(self):
+        result = self.build(Unsendable(), workers=2)
+        self.assertEqual(result.tasks["failed"], [Unsendable()])
+        self.assertIn("could not be sent back from its process",
+                      result.errors[Unsendable()])
+
+    def test_retries_until_success_with_one_and_four_workers(self):
+        for workers in (1, 4):
+            with self.subTest(workers=workers):
+                for name in ("attempts", "flaky-done"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.tmp / name)
+                with mf.config_override({"scheduler": {"retry_delay": "0"}}):
+                    result = self.build(Flaky(str(self.tmp)), workers=workers)
+                self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS_WITH_RETRY)
+                self.assertEqual((self.tmp / "attempts").read_text(), "3")
+                self.assertEqual(result.tasks["completed"], [Flaky(str(self.tmp))])
+                self.assertTrue(result.scheduling_succeeded)
+                self.assertIn("failed 2 of 3 allowed times", self.logged)
+
+    def test_retries_stop_when_spent_and_only_when_asked(self):
+        with mf.config_override({"scheduler": {"retry_delay": "0"}}):
+            result = self.build(Flaky(str(self.tmp), succeed_on=9), workers=2)
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        self.assertEqual((self.tmp / "attempts").read_text(), "3")   # retry_count = 3
+        os.remove(self.tmp / "attempts")
+        result = self.build(Exploding(), workers=2)   # no retry_count: one attempt
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        self.assertEqual(self.logged.count("failed    Exploding()"), 1)
+
+    def test_the_local_retry_delay_is_short_unless_configured(self):
+        self.assertEqual(mf._local_scheduler({}).options["retry_delay"],
+                         mf._LOCAL_RETRY_DELAY)
+        with mf.config_override({"scheduler": {"retry_delay": "60"}}):
+            self.assertEqual(mf._local_scheduler({}).options["retry_delay"], 60)
+        self.assertEqual(mf._local_scheduler({"keep_alive": True}).options["retry_delay"],
+                         900)
+
+    def test_messages_from_children_reach_the_scheduler(self):
+        scheduler = mf.Scheduler(resources={"db": 3})
+        seen = {}
+        original = scheduler.decrease_running_task_resources
+
+        def decrease(task_id, amounts):
+            original(task_id, amounts)
+            seen.update(scheduler.get_running_task_resources(task_id)["resources"])
+        scheduler.decrease_running_task_resources = decrease
+        result = self.build(Reporter(), workers=2, scheduler=scheduler)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        task_id = Reporter().task_id
+        self.assertEqual(scheduler.get_task_status_message(task_id)["statusMessage"],
+                         "half way")
+        self.assertEqual(
+            scheduler.get_task_progress_percentage(task_id)["progressPercentage"], 50)
+        self.assertEqual(scheduler.task_list("DONE", "")[task_id]["tracking_url"],
+                         "http://example.invalid/job/1")
+        self.assertEqual(seen, {"db": 1})
+
+    def test_mock_targets_are_shared_between_processes(self):
+        class Write(mf.Task):
+            def output(self):
+                return mf.MockTarget("shared/written")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(f"from {os.getpid()}")
+
+        class Read(mf.Task):
+            def requires(self):
+                return Write()
+
+            def output(self):
+                return mf.MockTarget("shared/read")
+
+            def run(self):
+                with self.output().open("w") as f:
+                    f.write(self.input().open().read() + f" read by {os.getpid()}")
+
+        class Dynamic(mf.Task):
+            def output(self):
+                return mf.MockTarget("shared/dynamic")
+
+            def run(self):
+                parts = yield [Write(), Read()]
+                with self.output().open("w") as f:
+                    f.write(parts[1].open().read())
+        # A fresh process per task: the writer, the reader and the dynamic task each
+        # run in a process of their own.
+        result = self.build(Dynamic(), workers=2,
+                            worker_options={"process_per_task": True})
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+        data = mf.MockFileSystem().get_all_data()
+        writer, reader = data["shared/read"].decode().split(" read by ")
+        self.assertNotEqual(writer.split()[-1], reader)
+        self.assertNotIn(str(os.getpid()), (writer.split()[-1], reader))
+        self.assertEqual(data["shared/dynamic"], data["shared/read"])
+
+    def test_process_per_task_gives_each_task_a_fresh_process(self):
+        result = self.build(PidRoot(str(self.tmp)), workers=2,
+                            worker_options={"process_per_task": True})
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        pids = {read(PidTask(n, str(self.tmp)).output()) for n in range(4)}
+        self.assertEqual(len(pids), 4)
+
+    def test_spawn_refuses_local_classes_up_front_and_runs_module_ones(self):
+        ran = []
+
+        class Local(mf.Task):
+            def complete(self):
+                return bool(ran)
+
+            def run(self):
+                ran.append(1)
+        with self.assertRaisesRegex(mf.ConfigError, r"start_method = spawn: task class "
+                                    r".*Local .*cannot be rebuilt in a child process"):
+            mf.build([Local()], workers=2, worker_options={"start_method": "spawn"})
+        self.assertEqual(ran, [])
+        result = self.build(PidRoot(str(self.tmp)), workers=2,
+                            worker_options={"start_method": "spawn"})
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+
+    def test_threads_mode_and_a_given_executor(self):
+        import concurrent.futures
+        log = EventLog(self.tmp / "events")
+
+        class InThread(mf.Task):
+            n = mf.IntParameter()
+
+            def output(self):
+                return mf.MockTarget(f"thread{self.n}")
+
+            def run(self):
+                self.set_status_message("in a thread")
+                log.write("ran", threading.current_thread().name)
+                with self.output().open("w") as f:
+                    f.write("x")
+        scheduler = mf.Scheduler()
+        result = self.build(*[InThread(n) for n in range(4)], workers=2,
+                            scheduler=scheduler, worker_options={"mode": "threads"})
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertEqual({pid for pid in log.pids()}, {str(os.getpid())})
+        self.assertTrue(all(name.startswith("microflow-task") for _, name in log.read()))
+        self.assertEqual(scheduler.get_task_status_message(
+            InThread(0).task_id)["statusMessage"], "in a thread")
+        with concurrent.futures.ProcessPoolExecutor(2) as executor:
+            scheduler = mf.Scheduler()
+            result = self.build(PidRoot(str(self.tmp / "exec")), workers=2,
+                                executor=executor, scheduler=scheduler)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+        message = scheduler.get_task_status_message(PidTask(0, str(self.tmp / "exec")).task_id)
+        self.assertTrue(message["statusMessage"].startswith("in "))
+        with self.assertRaisesRegex(mf.ConfigError, "mode must be processes or threads"):
+            mf.Worker(mode="fibres")
+
+    def test_parallel_completeness_checks_equal_sequential(self):
+        calls = []
+        lock = threading.Lock()
+
+        class Checked(mf.Task):
+            n = mf.IntParameter()
+
+            def complete(self):
+                with lock:
+                    calls.append(self.n)
+                return self.n % 3 == 0
+
+            def requires(self):
+                return [Checked(self.n * 2 + 1), Checked(self.n * 2 + 2)] \
+                    if self.n < 20 else []
+
+        def walk(check_workers):
+            calls.clear()
+            scheduler = mf.Scheduler()
+            with mf.Worker(scheduler, check_workers=check_workers) as worker:
+                worker.add(Checked(1))
+            listing = scheduler.graph()
+            return sorted(calls), {task_id: (info["status"], sorted(info["deps"]))
+                                   for task_id, info in listing.items()}
+        sequential = walk(0)
+        parallel = walk(8)
+        self.assertEqual(parallel, sequential)
+        self.assertEqual(len(sequential[0]), len(set(sequential[0])))   # once per task
+        with mf.config_override({"core": {"parallel_scheduling": "true"}}):
+            self.assertEqual(mf._check_workers(0, {}), 8)
+        self.assertEqual(mf._check_workers(0, {"parallel_scheduling": True,
+                                               "parallel_scheduling_processes": 3}), 3)
+
+    def test_build_from_a_thread_with_worker_processes(self):
+        results = []
+        thread = threading.Thread(target=lambda: results.append(
+            mf.build([PidRoot(str(self.tmp))], workers=2, detailed_summary=True)))
         with self.assertLogs("microflow", "INFO"):
-            result = mf.build([Local()], workers=2, detailed_summary=True)
-        self.assertEqual(len(result.tasks["failed"]), 1)
+            thread.start()
+            thread.join(60)
+        self.assertEqual(results[0].status, mf.LuigiStatusCode.SUCCESS)
 
 
 ###########################################################################################
@@ -2032,6 +2483,7 @@ class TestProcessPool(TempDirMixin, BuildCase):
 ###########################################################################################
 
 CLI_MODULE = '''
+import os
 import microflow
 
 class Greet(microflow.Task):
@@ -2068,6 +2520,27 @@ class NeedsData(microflow.Task):
 class Data(microflow.ExternalTask):
     def output(self):
         return microflow.LocalTarget("no-such-data")
+
+class Hang(microflow.Task):
+    """Half-writes its output, starts a grandchild, says so, then waits forever."""
+    n = microflow.IntParameter()
+
+    def output(self):
+        return microflow.LocalTarget(f"hang-{self.n}.txt")
+
+    def run(self):
+        import subprocess, time
+        with self.output().open("w") as f:
+            f.write("partial")
+            sleeper = subprocess.Popen(["sleep", "60"])
+            with open(f"started-{self.n}.tmp", "w") as marker:
+                marker.write(f"{os.getpid()} {sleeper.pid}")
+            os.rename(f"started-{self.n}.tmp", f"started-{self.n}")
+            time.sleep(60)
+
+class HangTwice(microflow.WrapperTask):
+    def requires(self):
+        return [Hang(1), Hang(2)]
 '''
 
 
@@ -2106,6 +2579,39 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
                         "3", env=env)
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual((self.tmp / "greet-cli.txt").read_text(), "hello cli" * 3)
+
+    def test_interrupt_stops_children_and_their_processes_and_leaves_no_files(self):
+        import signal
+        import time
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
+        for signum, code, word in ((signal.SIGINT, 130, "interrupted"),
+                                   (signal.SIGTERM, 143, "terminated")):
+            with self.subTest(signal=signum.name):
+                for marker in self.tmp.glob("started-*"):
+                    marker.unlink()
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "microflow", "--module", "clitasks", "HangTwice",
+                     "--workers", "2"], cwd=self.tmp, env=environment, text=True,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                self.addCleanup(process.kill)
+                deadline = time.monotonic() + 30
+                while len(list(self.tmp.glob("started-?"))) < 2:   # both tasks running
+                    self.assertLess(time.monotonic(), deadline, "tasks did not start")
+                    time.sleep(0.02)
+                pids = [int(pid) for marker in self.tmp.glob("started-?")
+                        for pid in marker.read_text().split()]
+                process.send_signal(signum)   # as the terminal's Ctrl-C reaches the parent
+                _, stderr = process.communicate(timeout=30)
+                self.assertEqual(process.returncode, code, stderr)
+                self.assertIn(f"microflow: {word}", stderr)
+                self.assertIn("* 2 failed:", stderr)          # the summary was printed
+                self.assertIn("interrupted while running", stderr)
+                self.assertNotIn("Traceback", stderr)
+                for pid in pids:                               # pool processes and the
+                    self.assertTrue(wait_until_gone(pid), pid)  # sleeps they started
+                leftovers = [p.name for p in self.tmp.iterdir() if "tmp" in p.name
+                             or p.name.startswith("hang-")]
+                self.assertEqual(leftovers, [])
 
     def test_unknown_task_suggests(self):
         done = self.cli("--module", "clitasks", "Gret")
