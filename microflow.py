@@ -4630,7 +4630,9 @@ class Worker:
         self._idle_replies = []       # get_work replies without a task, for the summary
         self._running = {}            # task id -> Task started on the runner
         self._pids = {}               # task id -> pid running it
+        self._started = False         # _start_running() done
         self._late_ids = set()        # tasks found while running (dynamic, handed out)
+        self._done_yields = {}        # task id -> times it yielded only done tasks
         self._reschedules = {}
         self._idle_since = None
         self.errors = {}              # task id -> why it failed (traceback or message)
@@ -4891,12 +4893,16 @@ class Worker:
 
     def _start_running(self):
         """Between the walk and the first task: the runner, now that the graph is known."""
+        self._started = True
         self._stop_checks()
         if self._runner is None:
             self._runner = self._make_runner()
         if hasattr(self._runner, "check"):
             self._runner.check(self._scheduled.values())
         self._log_tasks = _log.isEnabledFor(20)   # INFO: a line per task start and end
+        self._log_debug = _log.isEnabledFor(10)   # DEBUG: each scheduling decision too
+        if self._log_debug:
+            _log.debug("%s runs tasks on %s", self._id, type(self._runner).__name__)
         self._retry_policy = self._in_run_retries()
 
     def _in_run_retries(self):
@@ -4914,7 +4920,7 @@ class Worker:
     def step(self):
         """Do one thing and say what: "ran" a task inline, "started" one on a process,
         "collected" outcomes, "waiting" (slept: keep-alive or a retry) or "stop"."""
-        if self._runner is None:
+        if not self._started:
             self._start_running()
         if self._running and len(self._running) >= self._runner.processes:
             self._handle(self._runner.collect(timeout=None))
@@ -4922,6 +4928,9 @@ class Worker:
         reply = self._scheduler.get_work(worker=self._id, host=self._host, assistant=False,
                                          current_tasks=list(self._running))
         task_id = reply.get("task_id")
+        if self._log_debug:
+            _log.debug("get_work: %s (%s pending, %s running here)", task_id or "nothing",
+                       reply.get("n_pending_tasks"), len(self._running))
         if task_id is None:
             self._idle_replies.append(reply)
             if self._running:
@@ -4990,16 +4999,7 @@ class Worker:
         """Report each outcome; add dynamic dependencies; reschedule on missing deps."""
         for outcome in outcomes:
             task = self._running.pop(outcome.task_id)
-            new_deps = []
-            if outcome.new_deps:
-                known = len(self._scheduled)
-                for ref in outcome.new_deps:
-                    dep = _task_from_ref(ref, self._scheduled)
-                    self.add(dep)
-                    new_deps.append(dep.task_id)
-                # The walk appended what it found: those are new to the pool's processes.
-                self._late_ids.update(itertools.islice(reversed(self._scheduled),
-                                                       len(self._scheduled) - known))
+            new_deps = self._add_yielded(task, outcome) if outcome.new_deps else []
             if outcome.status == FAILED:
                 self._failed(task, outcome)
             else:
@@ -5013,6 +5013,28 @@ class Worker:
             self._report_result(task, outcome.status, new_deps or None, outcome.explanation)
             if outcome.missing:
                 self._reschedule(task)
+
+    def _add_yielded(self, task, outcome):
+        """Add what run() yielded; returns their ids. A task that yields, twice in a
+        row, only tasks already done here is failed rather than run for ever: its
+        process does not see their outputs (data kept in one process's memory)."""
+        known = len(self._scheduled)
+        deps = [_task_from_ref(ref, self._scheduled) for ref in outcome.new_deps]
+        for dep in deps:
+            self.add(dep)
+        # The walk appended what it found: those are new to the pool's processes.
+        self._late_ids.update(itertools.islice(reversed(self._scheduled),
+                                               len(self._scheduled) - known))
+        if all(self._reported.get(dep.task_id, 0) & _REPORTED_DONE for dep in deps):
+            seen = self._done_yields[task.task_id] = self._done_yields.get(task.task_id, 0) + 1
+            if seen > 1:
+                names = ", ".join(map(repr, deps))
+                outcome.status, outcome.explanation = FAILED, (
+                    f"run() yielded {names} again although they are complete here: "
+                    f"the process running {task!r} does not see their output (is it "
+                    f"kept in one process's memory?)")
+                return []
+        return [dep.task_id for dep in deps]
 
     def _failed(self, task, outcome):
         """Say why ``task`` failed, where the user looks, and plan its retry (if any)."""
@@ -5554,6 +5576,12 @@ _CLI_OPTIONS = (
                                                           "compatibility")),
     ("--no-lock", dict(action="store_true", help="accepted for Luigi compatibility "
                                                  "(microflow takes no pid lock)")),
+    ("--parallel-scheduling", dict(action="store_true", default=None,
+                                   help="call complete() in threads while walking the "
+                                        "graph (for slow checks: network, object stores)")),
+    ("--parallel-scheduling-processes", dict(type=int, default=0, metavar="N",
+                                             help="threads for --parallel-scheduling "
+                                                  "(default 8)")),
     ("--help", dict(action="store_true", help="show help (after a task: its parameters)")),
     ("--debug", dict(action="store_true", help="print full tracebacks for errors")),
 )
@@ -5744,7 +5772,9 @@ def _run_command_line(argv):
         kwargs = {name: dict(task_class.get_params())[name]._parse_for(
                       family, name, raw, "command line") for name, raw in root.items()}
         task = task_class(**kwargs)
-        result = build([task], workers=options.workers, detailed_summary=True)
+        result = build([task], workers=options.workers, detailed_summary=True,
+                       parallel_scheduling=options.parallel_scheduling,
+                       parallel_scheduling_processes=options.parallel_scheduling_processes)
     result.root_tasks = [task]
     return result
 

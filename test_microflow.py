@@ -2378,6 +2378,28 @@ class TestProcessPool(TempDirMixin, BuildCase):
         self.assertNotIn(str(os.getpid()), (writer.split()[-1], reader))
         self.assertEqual(data["shared/dynamic"], data["shared/read"])
 
+    def test_a_task_that_cannot_see_what_it_yielded_fails_instead_of_spinning(self):
+        made = set()   # one process's memory: a forked child's copy is its own
+
+        class InMemory(mf.Task):
+            def complete(self):
+                return "made" in made
+
+            def run(self):
+                made.add("made")
+
+        class Yields(mf.Task):
+            def complete(self):
+                return False
+
+            def run(self):
+                yield InMemory()
+        result = self.build(Yields(), workers=2,
+                            worker_options={"process_per_task": True})
+        self.assertEqual(result.tasks["failed"], [Yields()])
+        self.assertIn("yielded InMemory() again although they are complete here",
+                      result.errors[Yields()])
+
     def test_process_per_task_gives_each_task_a_fresh_process(self):
         result = self.build(PidRoot(str(self.tmp)), workers=2,
                             worker_options={"process_per_task": True})
