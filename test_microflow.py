@@ -1151,8 +1151,13 @@ class TestPackaging(unittest.TestCase):
             import microflow
             elapsed = time.perf_counter() - start
             new = {m.split('.')[0] for m in set(sys.modules) - before}
-            std = set(sys.stdlib_module_names) | {'microflow'}
-            print(sorted(new - std))
+            def in_stdlib(name):   # Python 3.9 has no sys.stdlib_module_names
+                if hasattr(sys, "stdlib_module_names"):
+                    return name in sys.stdlib_module_names
+                import sysconfig
+                path = getattr(sys.modules.get(name), "__file__", None) or ""
+                return not path or path.startswith(sysconfig.get_paths()["stdlib"])
+            print(sorted(m for m in new - {'microflow'} if not in_stdlib(m)))
             print(microflow._CONFIG._parser is None)
         """)
         out = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True,
