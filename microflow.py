@@ -4829,7 +4829,8 @@ class Worker:
             expl=text, owners=task._owner_list(), worker=self._id)
 
     def _report_cycle(self, cycle):
-        """Luigi hangs on a cycle; microflow fails the tasks in it, naming them."""
+        """Luigi leaves a cycle "not granted run permission"; microflow fails the tasks
+        in it as a scheduling error, naming them."""
         names = " -> ".join(repr(task) for task in cycle)
         error = CycleError(f"dependency cycle: {names}", [repr(task) for task in cycle])
         _log.error("%s", error)
