@@ -4190,6 +4190,7 @@ def _child_main(conn, known, options, one_task, inherited=()):
     the task and everything it started with one signal, and the terminal's Ctrl-C
     reaches the parent alone (which then stops the children in order).
     """
+    import pickle
     import signal
     for other in inherited:   # the parent's ends of the pipes: held here, they would
         other.close()         # keep this and other children from seeing the parent go
@@ -4198,8 +4199,6 @@ def _child_main(conn, known, options, one_task, inherited=()):
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     MockFileSystem._changes = {}
-
-    import pickle
 
     def send(message):   # plain pickles: nothing sent needs multiprocessing's reducers
         conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
@@ -4223,8 +4222,9 @@ def _child_main(conn, known, options, one_task, inherited=()):
         try:
             send(("outcome", outcome, MockFileSystem._take_changes()))
         except Exception as exc:   # the outcome itself cannot travel: say so instead
-            send(("outcome", _Outcome(task.task_id, FAILED, f"the result of {task!r} "
-                  f"could not be sent back from its process: {exc!r}"), None))
+            send(("outcome", _Outcome(outcome.task_id, FAILED, f"the result of "
+                  f"{outcome.task_id} could not be sent back from its process: {exc!r}"),
+                  None))
         if one_task:
             return
 
