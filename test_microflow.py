@@ -2758,6 +2758,24 @@ class TestBenchmarkScript(unittest.TestCase):
         self.assertEqual([line["linearity"] for line in lines if "linearity" in line],
                          ["wide", "chain"])
 
+    def test_workers_and_checks_modes_print_their_ratios(self):
+        script = str(HERE / "bench" / "bench.py")
+        done = subprocess.run([sys.executable, script, "--shapes", "wide", "--sizes", "40",
+                               "--workers", "2"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        self.assertEqual([line["impl"] for line in lines if "impl" in line],
+                         ["microflow", "pool_floor", "microflow"])
+        self.assertTrue(all(line.get("ok", True) for line in lines))
+        self.assertEqual([line["ratio"] for line in lines if "ratio" in line],
+                         ["microflow 2 workers / pool floor",
+                          "microflow 2 workers / 1 in-process worker"])
+        done = subprocess.run([sys.executable, script, "--checks", "16", "--check-workers",
+                               "4"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        ratio = json.loads(done.stdout.splitlines()[-1])
+        self.assertEqual(ratio["ratio"], "sequential / parallel checks")
+
 
 if __name__ == "__main__":
     unittest.main()
