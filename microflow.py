@@ -89,6 +89,7 @@ __all__ = (
     "requires", "inherits",
     # scheduling and running
     "Scheduler", "Worker", "DynamicRequirements", "build", "run", "main", "exit_code",
+    "SchedulerServer", "RemoteScheduler", "SchedulerUnavailable", "serve",
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
@@ -154,7 +155,7 @@ _WORKER_DEFAULTS = {
     "retry_external_tasks": False, "count_uniques": False, "count_last_scheduled": False,
     "max_keep_alive_idle_duration": 0.0, "task_limit": 0, "timeout": 0.0,
     "force_multiprocessing": False, "mode": "processes", "start_method": "",
-    "process_per_task": False,
+    "process_per_task": False, "ping_interval": 1.0,
 }
 
 # The Task properties a task may override to set its own retry policy.
@@ -4885,12 +4886,37 @@ class Worker:
         """
         self._start_running()
         self._scheduler.add_worker(self._id, self._info)
+        heartbeat = self._start_heartbeat() if getattr(self._scheduler, "remote", False) \
+            else None
         try:
             while self.step() != "stop":
                 pass
         except KeyboardInterrupt as exc:
             self._interrupt(exc)
+        except SchedulerUnavailable:
+            _log.error("The scheduler is gone: stopping %d running task(s)",
+                       len(self._running))
+            self._runner.close()
+            raise
+        finally:
+            if heartbeat is not None:
+                heartbeat.set()
         return self.run_succeeded and not self._failed_ids
+
+    def _start_heartbeat(self):
+        """Ping a remote scheduler every ``ping_interval`` while the run lasts, so a
+        worker busy on a long task is not taken for dead; returns the Event that
+        stops it."""
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(self.options["ping_interval"]):
+                try:
+                    self._scheduler.ping(worker=self._id)
+                except MicroflowError as exc:
+                    _log.warning("ping failed: %s", exc)
+        threading.Thread(target=beat, name="microflow-heartbeat", daemon=True).start()
+        return stop
 
     def _start_running(self):
         """Between the walk and the first task: the runner, now that the graph is known."""
@@ -5083,6 +5109,364 @@ def _retry_policy_of(task):
     if not _REGISTRY.class_infos[type(task)].own_retry_policy:   # _info() ran: current
         return None
     return {name: getattr(task, name) for name in _RETRY_POLICY_NAMES}
+
+
+###########################################################################################
+# Remote scheduler: the remote methods, a pure dispatch, the HTTP server, the client
+###########################################################################################
+
+# The Scheduler methods served over HTTP (luigid's names), and which of them only read.
+_RPC_METHODS = (
+    "add_task", "add_worker", "ping", "count_pending", "get_work",
+    "announce_scheduling_failure", "set_task_status_message", "get_task_status_message",
+    "set_task_progress_percentage", "get_task_progress_percentage",
+    "decrease_running_task_resources", "get_running_task_resources", "prune", "graph",
+    "task_list", "dep_graph", "inverse_dep_graph", "task_search", "fetch_error",
+    "worker_list", "resource_list", "re_enable_task", "forgive_failures", "mark_as_done",
+    "disable_worker", "set_worker_processes", "send_scheduler_message",
+    "add_scheduler_message_response", "get_scheduler_message_response", "pause",
+    "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
+    "update_resources",
+)
+_READ_METHODS = frozenset((
+    "count_pending", "get_task_status_message", "get_task_progress_percentage",
+    "get_running_task_resources", "graph", "task_list", "dep_graph", "inverse_dep_graph",
+    "task_search", "fetch_error", "worker_list", "resource_list",
+    "get_scheduler_message_response", "is_paused", "is_pause_enabled", "has_task_history",
+))
+
+
+class SchedulerUnavailable(MicroflowError):
+    """The central scheduler did not answer (after the client's retries)."""
+
+
+# Argument types checked before a call reaches the scheduler, so a malformed request
+# is refused whole (400) instead of failing half-way through a state change.
+_ARGUMENT_TYPES = {
+    "task_id": (str,), "worker": (str,), "status": (str,), "host": (str, type(None)),
+    "deps": (list, type(None)), "new_deps": (list, type(None)), "family": (str,),
+    "module": (str, type(None)), "params": (dict, type(None)), "priority": (int, float),
+    "resources": (dict, type(None)), "current_tasks": (list, type(None)),
+    "expl": (str, type(None)), "runnable": (bool, type(None)), "owners": (list, type(None)),
+    "retry_policy_dict": (dict, type(None)), "param_visibilities": (dict, type(None)),
+    "assistant": (bool,), "batchable": (bool, type(None)), "accepts_messages": (bool,),
+    "tracking_url": (str, type(None)), "batch_id": (str, type(None)),
+    "info": (list, dict, type(None)), "status_message": (str, type(None)),
+    "progress_percentage": (int, float, type(None)), "decrease_resources": (dict,),
+}
+_SIGNATURES = {}   # method -> inspect.Signature of the Scheduler method
+
+
+def _check_arguments(method, params):
+    """Raise TypeError, naming the method and field, for arguments that cannot fit."""
+    signature = _SIGNATURES.get(method)
+    if signature is None:
+        import inspect
+        signature = _SIGNATURES[method] = inspect.signature(getattr(Scheduler, method))
+    try:
+        signature.bind(None, **params)
+    except TypeError as exc:
+        raise TypeError(f"bad arguments: {exc}") from None
+    for name, value in params.items():
+        expected = _ARGUMENT_TYPES.get(name)
+        if expected is not None and not isinstance(value, expected):
+            names = " or ".join("null" if kind is type(None) else kind.__name__
+                                for kind in expected)
+            raise TypeError(f"field {name!r} must be {names}, got {type(value).__name__}")
+        if name in ("deps", "new_deps", "current_tasks") and value and \
+                not all(isinstance(item, str) for item in value):
+            raise TypeError(f"field {name!r} must be a list of task ids (strings)")
+
+
+def _dispatch(scheduler, method, params):
+    """Serve one remote call: ``(http status, JSON-ready body)``. Pure: no sockets.
+
+    Unknown methods get 404; arguments that are not a JSON object, do not fit the
+    method or have the wrong types 400, as does a scheduler's refusal (a ValueError
+    such as SchedulerError); anything else 500. The body is ``{"response": ...}`` on
+    success (luigid's envelope), ``{"error": "..."}`` otherwise.
+    """
+    if method not in _RPC_METHODS:
+        return 404, {"error": f"unknown method {method!r}"}
+    if not isinstance(params, dict):
+        return 400, {"error": f"{method}: the data field must hold a JSON object, got "
+                              f"{type(params).__name__}"}
+    try:
+        _check_arguments(method, params)
+        return 200, {"response": getattr(scheduler, method)(**params)}
+    except (TypeError, ValueError) as exc:
+        return 400, {"error": f"{method}: {exc}"}
+    except Exception as exc:   # a bug of ours: say so, keep serving
+        _log.exception("%s failed", method)
+        return 500, {"error": f"{method}: internal error ({type(exc).__name__})"}
+
+
+# Largest request body the server reads; a walked graph in one batch fits many times.
+_MAX_REQUEST_BYTES = 16 << 20
+
+
+class SchedulerServer:
+    """A central scheduler over HTTP, speaking luigid's protocol (``/api/<method>``,
+    a ``data`` field holding JSON, replies ``{"response": ...}``).
+
+    Every call goes through one Scheduler, one at a time. Binds 127.0.0.1 unless told
+    otherwise; port 0 picks a free port (see ``port`` and ``url``). With ``token``,
+    every call that changes state needs it (``Authorization: Bearer TOKEN``, or as the
+    password of HTTP basic auth, e.g. ``http://any:TOKEN@host:8082``); reads need it
+    too with ``protect_reads``. Use as a context manager (served from a thread), or
+    call serve_forever(). Raises OSError when the address cannot be bound.
+    """
+
+    def __init__(self, scheduler=None, address="127.0.0.1", port=8082, token=None,
+                 protect_reads=False):
+        import http.server
+        self.scheduler = scheduler if scheduler is not None else \
+            Scheduler(prune_on_get_work=True)
+        self._token = token.encode() if token else None
+        self._protect_reads = protect_reads
+        self._lock = threading.Lock()
+        self._workers_seen = set()
+        self._httpd = http.server.ThreadingHTTPServer((address, port), _request_handler())
+        self._httpd.daemon_threads = True
+        self._httpd.microflow_server = self
+        self.address, self.port = self._httpd.server_address[:2]
+        self._thread = None
+
+    @property
+    def url(self):
+        """The base URL workers use, e.g. ``http://127.0.0.1:8082``."""
+        return f"http://{self.address}:{self.port}"
+
+    def call(self, method, params, credentials=None):
+        """One remote call, authorized by ``credentials`` (the token offered, bytes
+        or None): ``(http status, body)``."""
+        if self._token is not None and (method not in _READ_METHODS or self._protect_reads):
+            import hmac
+            if credentials is None or not hmac.compare_digest(credentials, self._token):
+                return 401, {"error": f"{method}: this scheduler needs a token"}
+        with self._lock:
+            status, body = _dispatch(self.scheduler, method, params)
+        if method == "add_worker" and status == 200 and params.get("worker") not in \
+                self._workers_seen:
+            self._workers_seen.add(params.get("worker"))
+            _log.info("worker %s arrived", params.get("worker"))
+        return status, body
+
+    def serve_forever(self):
+        """Serve until stop() (from another thread) or KeyboardInterrupt."""
+        _log.info("microflow scheduler listening on %s", self.url)
+        self._httpd.serve_forever(poll_interval=0.5)
+
+    def start(self):
+        """Serve from a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        name="microflow-scheduler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        """Stop serving and release the port."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+
+def serve(address="127.0.0.1", port=8082, token=None, scheduler=None, **scheduler_options):
+    """Run a central scheduler in this thread until interrupted (``python -m microflow
+    --server`` calls this). For tests, use ``SchedulerServer(...)`` as a context
+    manager instead."""
+    if scheduler is None:
+        scheduler = Scheduler(prune_on_get_work=True, **scheduler_options)
+    server = SchedulerServer(scheduler, address, port, token)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        _log.info("scheduler stopping")
+    finally:
+        server.stop()
+
+
+def _request_handler():
+    """The HTTP handler class (built on first use: http.server is slow to import).
+    It only parses the request, finds the credentials, and writes the JSON reply."""
+    import http.server
+    import urllib.parse
+
+    class _Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"   # keep-alive: one connection per worker
+        server_version = f"microflow/{__version__}"
+        disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms wait
+
+        def do_POST(self):
+            path, _, query = self.path.partition("?")
+            if not path.startswith("/api/"):
+                return self._reply(404 if path not in ("/", "") else 200,
+                                   {"microflow": __version__, "api": "/api/<method>"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > _MAX_REQUEST_BYTES:
+                self.close_connection = True
+                return self._reply(413, {"error": f"request body over "
+                                                  f"{_MAX_REQUEST_BYTES} bytes"})
+            body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+            fields = urllib.parse.parse_qs(query)
+            fields.update(urllib.parse.parse_qs(body))
+            try:
+                params = json.loads(fields.get("data", ["{}"])[-1])
+            except ValueError as exc:
+                return self._reply(400, {"error": f"the data field is not JSON: {exc}"})
+            self._reply(*self.server.microflow_server.call(
+                path[len("/api/"):], params, self._credentials()))
+
+        do_GET = do_POST
+
+        def do_HEAD(self):   # health checks
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _credentials(self):
+            """The token offered: a bearer token, or the password of basic auth."""
+            import base64
+            header = self.headers.get("Authorization") or ""
+            kind, _, value = header.partition(" ")
+            if kind.lower() == "bearer":
+                return value.strip().encode()
+            if kind.lower() == "basic":
+                try:
+                    decoded = base64.b64decode(value.strip(), validate=True)
+                except ValueError:
+                    return None
+                return decoded.partition(b":")[2]
+            return None
+
+        def _reply(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format, *args):   # requests at DEBUG, not on stderr
+            _log.debug("%s %s", self.address_string(), format % args)
+
+    return _Handler
+
+
+class RemoteScheduler:
+    """The client of a central scheduler (microflow's server or luigid): the same
+    methods as Scheduler, each one HTTP call over a kept-alive connection (one per
+    thread). A call that cannot connect or times out is retried ``attempts`` times
+    with a growing wait, then raises SchedulerUnavailable naming the URL and method;
+    a refusal (HTTP 4xx) raises SchedulerError at once.
+    """
+
+    remote = True   # the worker pings a remote scheduler from a heartbeat thread
+
+    def __init__(self, url="http://localhost:8082", token=None, connect_timeout=10.0,
+                 timeout=60.0, attempts=3, retry_wait=1.0, sleep=None):
+        import urllib.parse
+        parts = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"scheduler URL {url!r}: expected http:// or https://")
+        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8082}{parts.path}"
+        self._https = parts.scheme == "https"
+        self._host, self._port = parts.hostname, parts.port or 8082
+        self._prefix = parts.path.rstrip("/")
+        token = token or parts.password
+        self._headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if token:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._timeouts = (connect_timeout, timeout)
+        self._attempts, self._retry_wait = max(1, attempts), retry_wait
+        self._sleep = sleep or time.sleep
+        self._local = threading.local()
+
+    def _connection(self):
+        import http.client
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+            connection = kind(self._host, self._port, timeout=self._timeouts[0])
+            connection.connect()
+            connection.sock.settimeout(self._timeouts[1])
+            import socket
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._local.connection = connection
+        return connection
+
+    def _call(self, method, params):
+        """POST ``params`` to ``/api/method``; the reply's ``response``."""
+        import http.client
+        import urllib.parse
+        # bytes, so http.client sends headers and body in one packet (with a str body
+        # Nagle's algorithm holds the body back for a delayed ACK: 40 ms a call)
+        body = urllib.parse.urlencode({"data": json.dumps(params)}).encode()
+        problem = None
+        for attempt in range(self._attempts):
+            if attempt:
+                self._sleep(self._retry_wait * 2 ** (attempt - 1))
+            try:
+                connection = self._connection()
+                connection.request("POST", f"{self._prefix}/api/{method}", body,
+                                   self._headers)
+                response = connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                self._local.connection = None   # a new connection next time
+                problem = exc
+                continue
+            if response.status == 200:
+                return json.loads(data)["response"]
+            message = _error_text(data)
+            if response.status < 500:
+                raise SchedulerError(f"{self.url}/api/{method}: HTTP {response.status}: "
+                                     f"{message}")
+            problem = f"HTTP {response.status}: {message}"
+        raise SchedulerUnavailable(f"the scheduler at {self.url} did not answer {method} "
+                                   f"after {self._attempts} attempt(s): {problem}")
+
+    def close(self):
+        """Close this thread's connection."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            connection.close()
+            self._local.connection = None
+
+
+def _error_text(data):
+    """The ``error`` of a JSON error reply, or the start of whatever came back."""
+    try:
+        return json.loads(data)["error"]
+    except (ValueError, KeyError, TypeError):
+        return data[:200].decode("utf-8", "replace")
+
+
+def _remote_method(name):
+    """A RemoteScheduler method: ``name`` called on the server, positional arguments
+    named as Scheduler names them."""
+    def call(self, *args, **kwargs):
+        if args:
+            import inspect
+            bound = inspect.signature(getattr(Scheduler, name)).bind_partial(None, *args)
+            kwargs.update(list(bound.arguments.items())[1:])
+        return self._call(name, kwargs)
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = getattr(Scheduler, name).__doc__
+    return call
+
+
+for _name in _RPC_METHODS:   # the one list of remote methods, mirrored on the client
+    setattr(RemoteScheduler, _name, _remote_method(_name))
+del _name
 
 
 ###########################################################################################
@@ -5500,6 +5884,8 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
     if workers is None:
         workers = get_config().getint("core", "workers", 1)
+    if scheduler is None:
+        scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {})
     result = _run_build(list(tasks), workers, scheduler, worker_options or {},
                         executor=executor,
                         check_workers=_check_workers(check_workers, core_options))
@@ -5540,11 +5926,31 @@ def _local_scheduler(worker_options):
     return Scheduler(**options)
 
 
+def _scheduler_for(local_scheduler, core_options, worker_options):
+    """The scheduler a build uses when given none: a central one when asked for by
+    ``scheduler_url``, ``scheduler_host``/``scheduler_port`` or
+    ``local_scheduler=False`` (then ``[core]`` and Luigi's defaults fill in,
+    http://localhost:8082), else a fresh in-memory one."""
+    config = get_config()
+    url = core_options.get("scheduler_url")
+    host, port = core_options.get("scheduler_host"), core_options.get("scheduler_port")
+    if local_scheduler and not (url or host or port):
+        return _local_scheduler(worker_options)
+    if not url and not (host or port):
+        url = config.get("core", "scheduler_url", None) or \
+            config.get("core", "default-scheduler-url", None)
+    if not url:
+        host = host or config.get("core", "scheduler_host", None) or \
+            config.get("core", "default-scheduler-host", "localhost")
+        port = port or config.get("core", "scheduler_port", None) or \
+            config.get("core", "default-scheduler-port", 8082)
+        url = f"http://{host}:{port}"
+    return RemoteScheduler(url, token=os.environ.get("MICROFLOW_SCHEDULER_TOKEN"))
+
+
 def _run_build(tasks, workers, scheduler, worker_options, **runner_options):
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    if scheduler is None:
-        scheduler = _local_scheduler(worker_options)
     with Worker(scheduler, processes=workers, **runner_options, **worker_options) as worker:
         succeeded = True
         for task in tasks:

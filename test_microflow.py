@@ -1530,6 +1530,27 @@ class TestSchedulerReads(SchedulerCase):
             self.assertTrue(callable(getattr(self.scheduler, name)), name)
 
 
+class OverHTTP:
+    """Runs a scheduler test class again against a real SchedulerServer on 127.0.0.1
+    (port 0), through RemoteScheduler: the scheduler's tests are the contract the
+    HTTP transport must keep."""
+
+    def make_scheduler(self, resources=None, **options):
+        scheduler = super().make_scheduler(resources, **options)
+        server = mf.SchedulerServer(scheduler, port=0).start()
+        self.addCleanup(server.stop)
+        client = mf.RemoteScheduler(server.url, attempts=1)
+        self.addCleanup(client.close)
+        return client
+
+
+for _case in (TestSchedulerSelection, TestSchedulerResources, TestSchedulerFailures,
+              TestSchedulerLiveness, TestSchedulerReads):
+    globals()[_case.__name__ + "OverHTTP"] = type(_case.__name__ + "OverHTTP",
+                                                  (OverHTTP, _case), {})
+del _case
+
+
 ###########################################################################################
 # Worker, build() and the summary
 ###########################################################################################
