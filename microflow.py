@@ -4901,7 +4901,22 @@ class Worker:
         finally:
             if heartbeat is not None:
                 heartbeat.set()
+        if heartbeat is not None and self.interrupted is None:
+            self._note_done_elsewhere()
         return self.run_succeeded and not self._failed_ids
+
+    def _note_done_elsewhere(self):
+        """With a shared scheduler, another worker may have run tasks this one wanted
+        between two of its calls. Those found complete now count as complete ones,
+        not as "not granted run permission" (Luigi's summary, and a false failure)."""
+        waiting = _REPORTED_PENDING | _REPORTED_RUNNABLE   # pending, never run here
+        for task_id, bits in self._reported.items():
+            if bits == waiting:
+                try:
+                    if self._scheduled[task_id].complete():
+                        self._reported[task_id] = _REPORTED_DONE
+                except Exception:   # it stays pending: the summary says so
+                    continue
 
     def _start_heartbeat(self):
         """Ping a remote scheduler every ``ping_interval`` while the run lasts, so a
@@ -5014,7 +5029,9 @@ class Worker:
             return reply.get("n_pending_last_scheduled", 0) > 0
         if self.options["count_uniques"]:
             return reply.get("n_unique_pending", 0) > 0
-        if reply.get("n_pending_tasks", 0) == 0:
+        # Also stay while another worker runs a task this one wants (Luigi leaves
+        # then, and the tasks that needed it are left "not granted run permission").
+        if reply.get("n_pending_tasks", 0) == 0 and not reply.get("running_tasks"):
             return False
         limit = self.options["max_keep_alive_idle_duration"]
         now = self._clock()
@@ -5310,8 +5327,12 @@ def _request_handler():
             if not path.startswith("/api/"):
                 return self._reply(404 if path not in ("/", "") else 200,
                                    {"microflow": __version__, "api": "/api/<method>"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > _MAX_REQUEST_BYTES:
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                self.close_connection = True
+                return self._reply(400, {"error": "Content-Length is not a number"})
+            if length > _MAX_REQUEST_BYTES or length < 0:
                 self.close_connection = True
                 return self._reply(413, {"error": f"request body over "
                                                   f"{_MAX_REQUEST_BYTES} bytes"})
@@ -5945,7 +5966,11 @@ def _scheduler_for(local_scheduler, core_options, worker_options):
         port = port or config.get("core", "scheduler_port", None) or \
             config.get("core", "default-scheduler-port", 8082)
         url = f"http://{host}:{port}"
-    return RemoteScheduler(url, token=os.environ.get("MICROFLOW_SCHEDULER_TOKEN"))
+    return RemoteScheduler(
+        url, token=os.environ.get("MICROFLOW_SCHEDULER_TOKEN"),
+        attempts=config.getint("core", "rpc-retry-attempts", 3),
+        retry_wait=config.getfloat("core", "rpc-retry-wait", 1.0),
+        connect_timeout=config.getfloat("core", "rpc-connect-timeout", 10.0))
 
 
 def _run_build(tasks, workers, scheduler, worker_options, **runner_options):
@@ -5989,6 +6014,23 @@ _CLI_OPTIONS = (
     ("--parallel-scheduling-processes", dict(type=int, default=0, metavar="N",
                                              help="threads for --parallel-scheduling "
                                                   "(default 8)")),
+    ("--scheduler-url", dict(default=None, metavar="URL",
+                             help="use the central scheduler at URL (a token may go in "
+                                  "it: http://any:TOKEN@host:8082)")),
+    ("--scheduler-host", dict(default=None, metavar="HOST",
+                              help="use the central scheduler on HOST (port 8082)")),
+    ("--scheduler-port", dict(type=int, default=None, metavar="PORT",
+                              help="the central scheduler's port")),
+    ("--server", dict(action="store_true",
+                      help="run a central scheduler instead of a task (with --address, "
+                           "--port, --token-file)")),
+    ("--address", dict(default="127.0.0.1", metavar="ADDRESS",
+                       help="--server: the address to bind (default 127.0.0.1)")),
+    ("--port", dict(type=int, default=8082, metavar="PORT",
+                    help="--server: the port (default 8082; 0 picks a free one)")),
+    ("--token-file", dict(default=None, metavar="FILE",
+                          help="--server: require the token in FILE for calls that "
+                               "change state")),
     ("--help", dict(action="store_true", help="show help (after a task: its parameters)")),
     ("--debug", dict(action="store_true", help="print full tracebacks for errors")),
 )
@@ -6168,6 +6210,8 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
 def _run_command_line(argv):
     """Parse, build, and return the RunResult (or an int exit code for help)."""
     task_class, root, global_values, options = _parse_command_line(argv)
+    if options.server:
+        return _run_server(options)
     if task_class is None:
         print(_base_parser().format_help())
         return 0 if options.help else 2
@@ -6181,9 +6225,30 @@ def _run_command_line(argv):
         task = task_class(**kwargs)
         result = build([task], workers=options.workers, detailed_summary=True,
                        parallel_scheduling=options.parallel_scheduling,
-                       parallel_scheduling_processes=options.parallel_scheduling_processes)
+                       parallel_scheduling_processes=options.parallel_scheduling_processes,
+                       scheduler_url=options.scheduler_url,
+                       scheduler_host=options.scheduler_host,
+                       scheduler_port=options.scheduler_port)
     result.root_tasks = [task]
     return result
+
+
+def _run_server(options):
+    """``--server``: serve a central scheduler until SIGINT/SIGTERM; exit code 0."""
+    token = None
+    if options.token_file:
+        try:
+            with open(options.token_file, encoding="utf-8") as f:
+                token = f.read().strip()
+        except OSError as exc:
+            raise _UsageError(f"cannot read --token-file: {exc}") from None
+        if not token:
+            raise _UsageError(f"--token-file {options.token_file} is empty")
+    try:
+        serve(options.address, options.port, token)
+    except _Terminated:
+        pass
+    return 0
 
 
 def main(argv=None):
@@ -6247,6 +6312,9 @@ def _guarded_main(argv):
     except (ParameterException, TaskClassException, _UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
+    except SchedulerUnavailable as exc:
+        print(f"microflow: error: {exc}", file=sys.stderr)
+        return _retcode("unhandled_exception")
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, _Terminated)
         print(f"microflow: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)

@@ -2527,6 +2527,194 @@ class TestProcessPool(TempDirMixin, BuildCase):
 
 
 ###########################################################################################
+# Central scheduler over HTTP (real servers on 127.0.0.1, real worker processes)
+###########################################################################################
+
+SHARED_MODULE = """
+import os
+import microflow
+
+LOG = os.environ["MICROFLOW_TEST_LOG"]
+
+class Part(microflow.Task):
+    n = microflow.IntParameter()
+
+    def output(self):
+        return microflow.LocalTarget(os.path.join(os.path.dirname(LOG), f"part{self.n}"))
+
+    def run(self):
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"{self.n} {os.getpid()}\\n".encode())
+        os.close(fd)
+        with self.output().open("w") as f:
+            f.write("x")
+
+class Whole(microflow.WrapperTask):
+    start = microflow.IntParameter()
+
+    def requires(self):
+        return [Part(n) for n in range(self.start, self.start + 12)]
+"""
+
+
+def start_server_process(*args, env=None):
+    """``python -m microflow --server --port 0 ...`` in a subprocess; returns it and
+    the URL it reports listening on."""
+    import time
+    process = subprocess.Popen([sys.executable, "-m", "microflow", "--server", "--port", "0",
+                                *args], cwd=HERE, env=env, text=True,
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    for line in process.stderr:
+        if "listening on " in line:
+            return process, line.split("listening on ")[1].strip()
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise AssertionError("the scheduler server did not start")
+
+
+class TestCentralScheduler(TempDirMixin, unittest.TestCase):
+    def test_workers_on_overlapping_graphs_run_each_task_once(self):
+        (self.tmp / "shared_tasks.py").write_text(SHARED_MODULE)
+        config = self.tmp / "worker.cfg"
+        config.write_text("[worker]\nkeep_alive = true\nwait_interval = 0.05\n"
+                          "ping_interval = 0.2\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]),
+                   MICROFLOW_TEST_LOG=str(self.tmp / "runs.log"),
+                   MICROFLOW_CONFIG_PATH=str(config))
+        server, url = start_server_process(env=env)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.terminate)
+        workers = [subprocess.Popen(
+            [sys.executable, "-m", "microflow", "--module", "shared_tasks", "Whole",
+             "--start", str(start), "--workers", "2", "--scheduler-url", url],
+            cwd=self.tmp, env=env, text=True, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE) for start in (0, 4, 8, 0)]   # overlapping ranges
+        outputs = [worker.communicate(timeout=120) for worker in workers]
+        for worker, (_, stderr) in zip(workers, outputs):
+            # 10: its root was being run by the other worker that asked for it (the
+            # summary says so, as Luigi's does); any other code is a failure.
+            self.assertIn(worker.returncode, (0, 10), stderr[-3000:])
+            if worker.returncode == 10:
+                self.assertIn("were being run by another worker", stderr)
+        runs = (self.tmp / "runs.log").read_text().split()[::2]
+        self.assertEqual(sorted(runs, key=int), [str(n) for n in range(20)])   # once each
+        pids = set((self.tmp / "runs.log").read_text().split()[1::2])
+        self.assertGreater(len(pids), 2)   # the work was shared out
+        server.terminate()
+        self.assertEqual(server.wait(30), 0)
+
+    def test_build_through_a_server_in_this_process(self):
+        scheduler = mf.Scheduler(prune_on_get_work=True)
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            with self.assertLogs("microflow", "INFO") as logs:
+                result = mf.build([PidRoot(str(self.tmp))], workers=2,
+                                  scheduler_url=server.url, detailed_summary=True)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, logs.output)
+        task_id = PidTask(0, str(self.tmp)).task_id
+        self.assertEqual(scheduler.task_list("DONE", "")[task_id]["status"], mf.DONE)
+        self.assertTrue(scheduler.get_task_status_message(task_id)["statusMessage"]
+                        .startswith("in "))
+        self.assertTrue(any("arrived" in line for line in logs.output))
+
+    def test_token_is_needed_for_changes_and_never_echoed(self):
+        with mf.SchedulerServer(port=0, token="s3cret") as server:
+            anonymous = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(anonymous.close)
+            with self.assertRaisesRegex(mf.SchedulerError, "401.*needs a token") as caught:
+                anonymous.add_task(task_id="t", worker="w")
+            self.assertNotIn("s3cret", str(caught.exception))
+            self.assertEqual(anonymous.task_list(), {})            # reads are open
+            wrong = mf.RemoteScheduler(server.url, token="guess", attempts=1)
+            self.addCleanup(wrong.close)
+            with self.assertRaisesRegex(mf.SchedulerError, "401"):
+                wrong.add_task(task_id="t", worker="w")
+            bearer = mf.RemoteScheduler(server.url, token="s3cret", attempts=1)
+            self.addCleanup(bearer.close)
+            bearer.add_task(task_id="t", worker="w")
+            basic = mf.RemoteScheduler(server.url.replace("http://", "http://luigi:s3cret@"),
+                                       attempts=1)   # how unmodified Luigi clients send it
+            self.addCleanup(basic.close)
+            self.assertEqual(basic.get_work(worker="w")["task_id"], "t")
+        with mf.SchedulerServer(port=0, token="s3cret", protect_reads=True) as server:
+            anonymous = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(anonymous.close)
+            with self.assertRaisesRegex(mf.SchedulerError, "401"):
+                anonymous.task_list()
+
+    def test_malformed_and_random_requests_get_json_errors_and_no_crash(self):
+        import http.client
+        import random
+        import urllib.parse
+        rng = random.Random(20261201)
+        methods = list(mf._RPC_METHODS) + ["nope", "", "../etc", "add_task/x", "_dispatch"]
+        values = [None, True, 3, -1.5, "x", "", [], ["a", 1], {}, {"a": [1, {"b": None}]},
+                  "\u2603", 10 ** 30]
+        fields = ["task_id", "worker", "status", "deps", "priority", "resources",
+                  "params", "current_tasks", "info", "expl", "bogus", "new_deps",
+                  "decrease_resources", "task_str", "include_done", "limit"]
+
+        def random_body():
+            kind = rng.randrange(6)
+            if kind == 0:
+                return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 60)))
+            if kind == 1:
+                return b"data=" + json.dumps({f: rng.choice(values) for f in
+                                              rng.sample(fields, 3)}).encode()[:-1]
+            if kind == 2:
+                return b"data=" + urllib.parse.quote(json.dumps(rng.choice(values))).encode()
+            if kind == 3:
+                return json.dumps({"data": "{}"}).encode()
+            params = {f: rng.choice(values) for f in rng.sample(fields, rng.randrange(5))}
+            return urllib.parse.urlencode({"data": json.dumps(params)}).encode()
+        scheduler = mf.Scheduler()
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            statuses = {}
+            for _ in range(1000):
+                method = rng.choice(methods)
+                body = random_body()
+                verb = rng.choice(["POST", "GET"])
+                connection.request(verb, f"/api/{method}", body if verb == "POST" else None,
+                                   {"Content-Type": "application/x-www-form-urlencoded"})
+                response = connection.getresponse()
+                reply = json.loads(response.read())   # always JSON
+                self.assertIsInstance(reply, dict)
+                self.assertTrue(response.status < 300 or 400 <= response.status < 500,
+                                (method, body, response.status, reply))
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                if response.getheader("Connection") == "close":
+                    connection.close()
+            self.assertGreater(statuses.get(200, 0), 0)
+            self.assertGreater(statuses.get(400, 0) + statuses.get(404, 0), 500)
+            client = mf.RemoteScheduler(server.url, attempts=1)   # still serving
+            self.addCleanup(client.close)
+            client.unpause()   # the random calls may have paused it
+            client.add_task(task_id="after", worker="final")
+            self.assertEqual(client.get_work(worker="final")["task_id"], "after")
+            connection.request("POST", "/api/ping", b"x" * 10, {"Content-Length": "99999999999"})
+            self.assertEqual(connection.getresponse().status, 413)
+
+    def test_a_worker_whose_scheduler_is_gone_stops_with_a_clear_error(self):
+        with mf.SchedulerServer(port=0) as server:
+            url = server.url
+        (self.tmp / "clitasks.py").write_text(CLI_MODULE)
+        config = self.tmp / "rpc.cfg"
+        config.write_text("[core]\nrpc-retry-attempts = 2\nrpc-retry-wait = 0.01\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]),
+                   MICROFLOW_CONFIG_PATH=str(config))
+        done = subprocess.run([sys.executable, "-m", "microflow", "--module", "clitasks",
+                               "Greet", "--name", "x", "--scheduler-url", url],
+                              cwd=self.tmp, env=env, capture_output=True, text=True,
+                              timeout=120)
+        self.assertEqual(done.returncode, 40, done.stderr)
+        self.assertIn(f"the scheduler at {url} did not answer add_task after 2 attempt(s)",
+                      done.stderr)
+        self.assertNotIn("Traceback", done.stderr)
+
+
+###########################################################################################
 # Command line (through real subprocesses)
 ###########################################################################################
 
