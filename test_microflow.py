@@ -2714,6 +2714,131 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertNotIn("Traceback", done.stderr)
 
 
+INTEROP_MODULE = """
+import os
+try:
+    import luigi                     # in Luigi's interpreter
+except ImportError:
+    import microflow as luigi        # in ours: the same pipeline, unchanged
+
+LOG = os.environ["MICROFLOW_TEST_LOG"]
+
+class Leaf(luigi.Task):
+    n = luigi.IntParameter()
+
+    def output(self):
+        return luigi.LocalTarget(f"leaf{self.n}.txt")
+
+    def run(self):
+        self.set_status_message("working")
+        fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.write(fd, f"Leaf{self.n} {luigi.__name__}\\n".encode())
+        os.close(fd)
+        with self.output().open("w") as f:
+            f.write(str(self.n))
+
+class Top(luigi.Task):
+    first = luigi.IntParameter(default=0)
+
+    def requires(self):
+        return [Leaf(n) for n in range(self.first, self.first + 8)]
+
+    def output(self):
+        return luigi.LocalTarget(f"top{self.first}.txt")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write("ok")
+"""
+
+# A Python with Luigi 3.8.1 installed (.ci/run makes one in a scratch virtualenv);
+# microflow itself never needs Luigi.
+LUIGI_PYTHON = os.environ.get("MICROFLOW_LUIGI_PYTHON")
+
+
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@unittest.skipUnless(LUIGI_PYTHON, "Luigi interop: set MICROFLOW_LUIGI_PYTHON to a Python "
+                                   "with luigi==3.8.1 installed (.ci/run does)")
+class TestLuigiInterop(TempDirMixin, unittest.TestCase):
+    def setUp(self):
+        super().setUp()
+        (self.tmp / "itasks.py").write_text(INTEROP_MODULE)
+        self.env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]),
+                        MICROFLOW_TEST_LOG=str(self.tmp / "runs.log"))
+        self.env.pop("LUIGI_CONFIG_PATH", None)
+
+    def luigi_worker(self, url, *args):
+        return subprocess.Popen([LUIGI_PYTHON, "-m", "luigi", "--module", "itasks", "Top",
+                                 "--scheduler-url", url, *args], cwd=self.tmp, env=self.env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def microflow_worker(self, url, *args):
+        return subprocess.Popen([sys.executable, "-m", "microflow", "--module", "itasks", "Top",
+                                 "--scheduler-url", url, *args], cwd=self.tmp, env=self.env,
+                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def runs(self):
+        return (self.tmp / "runs.log").read_text().splitlines()
+
+    def test_a_luigi_worker_runs_against_microflow_server(self):
+        scheduler = mf.Scheduler(prune_on_get_work=True)
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            worker = self.luigi_worker(server.url, "--workers", "2")
+            _, stderr = worker.communicate(timeout=120)
+            self.assertEqual(worker.returncode, 0, stderr[-3000:])
+            self.assertIn("* 9 ran successfully", stderr)
+            self.assertNotIn("RPCError", stderr)
+            done = scheduler.task_list("DONE", "")
+            self.assertEqual(len(done), 9)
+            leaf = next(task_id for task_id in done if task_id.startswith("Leaf"))
+            self.assertEqual(scheduler.get_task_status_message(leaf)["statusMessage"],
+                             "working")
+        self.assertTrue(all(line.endswith(" luigi") for line in self.runs()))
+
+    def test_a_microflow_worker_runs_against_luigid(self):
+        port = free_port()
+        luigid = subprocess.Popen([os.path.join(os.path.dirname(LUIGI_PYTHON), "luigid"),
+                                   "--port", str(port), "--address", "127.0.0.1"],
+                                  cwd=self.tmp, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(luigid.wait)
+        self.addCleanup(luigid.terminate)
+        url = f"http://127.0.0.1:{port}"
+        probe = mf.RemoteScheduler(url, attempts=30, retry_wait=0.1)   # until it listens
+        probe.ping(worker="probe")
+        probe.close()
+        worker = self.microflow_worker(url, "--workers", "2")
+        _, stderr = worker.communicate(timeout=120)
+        self.assertEqual(worker.returncode, 0, stderr[-3000:])
+        self.assertIn("* 9 ran successfully", stderr)
+        client = mf.RemoteScheduler(url, attempts=1)
+        self.addCleanup(client.close)
+        self.assertEqual(len(client.task_list("DONE", "")), 9)
+
+    def test_luigi_and_microflow_workers_share_a_server_and_run_each_task_once(self):
+        config = self.tmp / "keepalive.cfg"
+        config.write_text("[worker]\nkeep_alive = true\nwait_interval = 0.1\n")
+        self.env["LUIGI_CONFIG_PATH"] = self.env["MICROFLOW_CONFIG_PATH"] = str(config)
+        with mf.SchedulerServer(port=0) as server:
+            workers = [self.luigi_worker(server.url, "--first", "0", "--workers", "2"),
+                       self.microflow_worker(server.url, "--first", "4", "--workers", "2"),
+                       self.luigi_worker(server.url, "--first", "2"),
+                       self.microflow_worker(server.url, "--first", "0")]
+            outputs = [worker.communicate(timeout=180) for worker in workers]
+        for worker, (_, stderr) in zip(workers, outputs):
+            self.assertIn(worker.returncode, (0, 10), stderr[-3000:])
+        leaves = sorted(line.split()[0] for line in self.runs())
+        self.assertEqual(leaves, sorted(f"Leaf{n}" for n in range(12)))   # once each
+        for first in (0, 2, 4):
+            self.assertTrue((self.tmp / f"top{first}.txt").exists())
+
+
 ###########################################################################################
 # Command line (through real subprocesses)
 ###########################################################################################
