@@ -4179,12 +4179,33 @@ def _portable(outcome):
 
 
 def _exit_on_sigterm(signum, frame):
-    # Unwind the running task like an exception would (temporary files are discarded),
-    # but quietly: SystemExit prints no traceback.
+    # Pass the signal on to the processes the task started (our process group), then
+    # unwind the task like an exception would (temporary files are discarded), quietly:
+    # SystemExit prints no traceback.
+    import signal
+    signal.signal(signum, signal.SIG_IGN)
+    if hasattr(os, "killpg") and os.getpgid(0) == os.getpid():   # our own group only
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpid(), signum)
     raise SystemExit(128 + signum)
 
 
-def _child_main(conn, known, options, one_task, inherited=()):
+def _die_with_parent(parent_pid):
+    """Linux: SIGTERM this process when its parent dies, even by SIGKILL, so a task
+    never goes on running for a worker the scheduler has declared dead."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))   # PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:   # it died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None):
     """A pool process: run each task the parent sends until it sends None.
 
     The process leads a process group of its own, so a timeout or an interrupt stops
@@ -4199,6 +4220,8 @@ def _child_main(conn, known, options, one_task, inherited=()):
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     MockFileSystem._changes = {}
 
     def send(message):   # plain pickles: nothing sent needs multiprocessing's reducers
@@ -4367,7 +4390,7 @@ class _ProcessRunner:
             if self._method == "fork" else []
         process = self._context.Process(
             target=_child_main, args=(child_end, self._known, self._options, self._per_task,
-                                      inherited),
+                                      inherited, os.getpid()),
             name=f"microflow-worker-{len(self._slots)}", daemon=True)
         process.start()
         child_end.close()
@@ -5560,7 +5583,10 @@ def _partition(worker, others):
         elif bits & _REPORTED_PENDING and not completed and not bits & _REPORTED_FAILED:
             sets["still_pending_not_ext" if bits & _REPORTED_RUNNABLE
                  else "still_pending_ext"].add(task_id)
-    sets["run_by_other_worker"] = set().union(*others.values())
+    # Seen running elsewhere, but not if it ended complete here (taken over after the
+    # other worker died, or found done): Luigi lists those twice.
+    sets["run_by_other_worker"] = set().union(*others.values()) - sets["completed"] \
+        - sets["already_done"]
     _classify_pending(sets, worker._scheduled)
     return sets
 

@@ -2557,6 +2557,36 @@ class Whole(microflow.WrapperTask):
 """
 
 
+TAKEOVER_MODULE = """
+import os, time
+import microflow
+
+class Slow(microflow.Task):
+    def output(self):
+        return microflow.LocalTarget("slow.txt")
+
+    def run(self):
+        if not os.path.exists("first-attempt"):      # the worker that will be killed
+            with open("first-attempt.tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.rename("first-attempt.tmp", "first-attempt")
+            time.sleep(60)
+        with self.output().open("w") as f:
+            f.write("finished")
+
+class Root(microflow.Task):
+    def requires(self):
+        return Slow()
+
+    def output(self):
+        return microflow.LocalTarget("root.txt")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write("ok")
+"""
+
+
 def start_server_process(*args, env=None):
     """``python -m microflow --server --port 0 ...`` in a subprocess; returns it and
     the URL it reports listening on."""
@@ -2604,6 +2634,40 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertGreater(len(pids), 2)   # the work was shared out
         server.terminate()
         self.assertEqual(server.wait(30), 0)
+
+    def test_a_killed_worker_s_task_is_finished_by_another(self):
+        import signal
+        import time
+        (self.tmp / "takeover.py").write_text(TAKEOVER_MODULE)
+        config = self.tmp / "takeover.cfg"
+        config.write_text("[scheduler]\nworker_disconnect_delay = 1\nretry_delay = 0\n"
+                          "[worker]\nkeep_alive = true\nwait_interval = 0.1\n"
+                          "ping_interval = 0.2\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]),
+                   MICROFLOW_CONFIG_PATH=str(config))
+        server, url = start_server_process(env=env)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.terminate)
+        command = [sys.executable, "-m", "microflow", "--module", "takeover", "Root",
+                   "--workers", "2", "--scheduler-url", url]
+        first = subprocess.Popen(command, cwd=self.tmp, env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        marker = self.tmp / "first-attempt"
+        deadline = time.monotonic() + 30
+        while not marker.exists():
+            self.assertLess(time.monotonic(), deadline, "the first attempt did not start")
+            time.sleep(0.02)
+        child = int(marker.read_text())
+        second = subprocess.Popen(command, cwd=self.tmp, env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(0.3)    # the second worker has reported the graph and waits
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        self.assertTrue(wait_until_gone(child))   # its pool process died with it
+        _, stderr = second.communicate(timeout=60)
+        self.assertEqual(second.returncode, 0, stderr[-3000:])
+        self.assertEqual((self.tmp / "slow.txt").read_text(), "finished")
+        self.assertEqual((self.tmp / "root.txt").read_text(), "ok")
 
     def test_build_through_a_server_in_this_process(self):
         scheduler = mf.Scheduler(prune_on_get_work=True)
