@@ -227,6 +227,10 @@ class SchedulerError(MicroflowError, ValueError):
     """A scheduler method was called wrongly, e.g. about a task it does not know."""
 
 
+class SchedulerUnavailable(MicroflowError):
+    """The central scheduler did not answer (after the client's retries)."""
+
+
 class CycleError(MicroflowError, ValueError):
     """The dependency graph has a cycle; ``args[1]`` lists the tasks in it."""
 
@@ -3964,6 +3968,13 @@ _RPC_METHODS = (
     "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
     "update_resources",
 )
+# The remote methods that only read (a token may leave them open).
+_READ_METHODS = frozenset((
+    "count_pending", "get_task_status_message", "get_task_progress_percentage",
+    "get_running_task_resources", "graph", "task_list", "dep_graph", "inverse_dep_graph",
+    "task_search", "fetch_error", "worker_list", "resource_list",
+    "get_scheduler_message_response", "is_paused", "is_pause_enabled", "has_task_history",
+))
 
 
 ###########################################################################################
@@ -5152,33 +5163,8 @@ def _retry_policy_of(task):
 
 
 ###########################################################################################
-# Remote scheduler: the remote methods, a pure dispatch, the HTTP server, the client
+# Remote scheduler: a pure dispatch, the HTTP server, the client
 ###########################################################################################
-
-# The Scheduler methods served over HTTP (luigid's names), and which of them only read.
-_RPC_METHODS = (
-    "add_task", "add_worker", "ping", "count_pending", "get_work",
-    "announce_scheduling_failure", "set_task_status_message", "get_task_status_message",
-    "set_task_progress_percentage", "get_task_progress_percentage",
-    "decrease_running_task_resources", "get_running_task_resources", "prune", "graph",
-    "task_list", "dep_graph", "inverse_dep_graph", "task_search", "fetch_error",
-    "worker_list", "resource_list", "re_enable_task", "forgive_failures", "mark_as_done",
-    "disable_worker", "set_worker_processes", "send_scheduler_message",
-    "add_scheduler_message_response", "get_scheduler_message_response", "pause",
-    "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
-    "update_resources",
-)
-_READ_METHODS = frozenset((
-    "count_pending", "get_task_status_message", "get_task_progress_percentage",
-    "get_running_task_resources", "graph", "task_list", "dep_graph", "inverse_dep_graph",
-    "task_search", "fetch_error", "worker_list", "resource_list",
-    "get_scheduler_message_response", "is_paused", "is_pause_enabled", "has_task_history",
-))
-
-
-class SchedulerUnavailable(MicroflowError):
-    """The central scheduler did not answer (after the client's retries)."""
-
 
 # Argument types checked before a call reaches the scheduler, so a malformed request
 # is refused whole (400) instead of failing half-way through a state change.
