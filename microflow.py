@@ -3108,6 +3108,7 @@ class Scheduler:
         self._paused = False
         self._policies = {}                  # retry-policy overrides -> merged policy
         self._default_policy = self._retry_policy(None)
+        self._dirty = None                   # ids of changed tasks, while one journals
 
     # -- reading the clock and the records --------------------------------------------
 
@@ -3167,6 +3168,8 @@ class Scheduler:
         old = task.status
         if old == status:
             return
+        if self._dirty is not None:
+            self._dirty.add(task.id)
         if task.workers and old in _COUNTED:
             self._account(task, -1)
         task.status = status
@@ -3451,6 +3454,8 @@ class Scheduler:
             self._raise_priority(task, priority)
         if runnable and status != FAILED and reporter.enabled:
             self._add_runnable_worker(task, reporter)
+        if self._dirty is not None:
+            self._dirty.add(task_id)
         return None
 
     def _update_details(self, task, family, module, params, param_visibilities,
@@ -3717,6 +3722,8 @@ class Scheduler:
             if dep is not None:
                 dep.dependents = _without(dep.dependents, task_id)
         del self._tasks[task_id]
+        if self._dirty is not None:
+            self._dirty.add(task_id)
 
     # -- reading the graph (visualiser and tools) ----------------------------------------
 
@@ -3954,6 +3961,77 @@ class Scheduler:
             self.update_resource(resource, amount)
         return None
 
+    # -- durable state: what a restart must not lose ---------------------------------------
+
+    def snapshot(self):
+        """Every task's durable record, JSON-ready: ``{"version": 1, "tasks": [...]}``.
+        Workers are not kept: after a restart they come back with their next call."""
+        return {"version": _STATE_VERSION,
+                "tasks": [self.task_record(task_id) for task_id in self._tasks]}
+
+    def task_record(self, task_id):
+        """One task's durable record (``{"id": ..., "removed": True}`` once removed)."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return {"id": task_id, "removed": True}
+        record = {name: getattr(task, name) for name in _RECORD_FIELDS}
+        for name in ("deps", "stakeholders", "workers", "failures", "owners"):
+            record[name] = list(record[name])
+        return record
+
+    def restore(self, records):
+        """Rebuild tasks from ``task_record()``s (later records of an id win) in this
+        scheduler, which must be empty. Their workers get a fresh
+        ``worker_disconnect_delay`` to come back. Raises SchedulerError if not empty."""
+        if self._tasks:
+            raise SchedulerError("restore: the scheduler already has tasks")
+        latest = {}
+        for record in records:
+            latest.pop(record["id"], None)   # keep the order of the last record
+            latest[record["id"]] = record
+        records = [record for record in latest.values() if not record.get("removed")]
+        now = self._clock()
+        for record in records:
+            task = self._get_or_create(record["id"], now=record["start_time"])
+            for name in _RECORD_FIELDS[2:]:
+                if name not in ("deps", "stakeholders", "workers", "retry_policy"):
+                    setattr(task, name, record[name])
+            task.retry_policy = self._retry_policy(record["retry_policy"])
+        for record in records:
+            self._restore_links(self._tasks[record["id"]], record, now)
+        return None
+
+    def _restore_links(self, task, record, now):
+        """Dependencies, workers, status and timers of a restored task."""
+        updated = task.updated
+        self._set_deps(task, record["deps"], True, now)
+        for worker_id in record["stakeholders"]:
+            self._add_stakeholder(task, self._worker(worker_id, now), ())
+        for worker_id in record["workers"]:
+            self._add_runnable_worker(task, self._worker(worker_id, now))
+        running_on = task.worker_running
+        self._set_status(task, record["status"], now)
+        if record["status"] == RUNNING and running_on is not None:
+            self._claim(task, self._worker(running_on, now), task.time_running)
+        task.updated = updated
+        if task.retry_at is not None:
+            self._timer(task.retry_at, "retry", task.id)
+        if task.disabled_at is not None:
+            self._timer(task.disabled_at + self.options["disable_persist"], "enable",
+                        task.id)
+        if task.remove_at is not None:
+            self._timer(task.remove_at, "remove", task.id)
+
+
+# What snapshot() keeps of a task: id and status first, then the rest restore() sets.
+_RECORD_FIELDS = (
+    "id", "status", "deps", "stakeholders", "workers", "priority", "family", "module",
+    "params", "param_visibilities", "resources", "worker_running", "time_running",
+    "start_time", "updated", "expl", "tracking_url", "retry_policy", "accepts_messages",
+    "batchable", "failures", "first_failure", "disabled_at", "retry_at", "remove_at",
+    "owners", "status_message", "progress_percentage",
+)
+_STATE_VERSION = 1
 
 # The remote surface, named once: the HTTP server serves exactly these methods.
 _RPC_METHODS = (
@@ -5227,6 +5305,112 @@ def _dispatch(scheduler, method, params):
         return 500, {"error": f"{method}: internal error ({type(exc).__name__})"}
 
 
+class _StateFile:
+    """The server's durable state: a snapshot (JSON, versioned, replaced atomically)
+    and a journal beside it (``PATH.journal``), one JSON line per call that changed
+    tasks, holding their new records, flushed and fsynced before the call returns.
+
+    Loading applies the journal's records over the snapshot's; a damaged line (a torn
+    write at a crash) is reported and skipped. Every ``compact_every`` lines the
+    journal is folded into a new snapshot. Sequence numbers make a crash between
+    writing the snapshot and emptying the journal harmless.
+    """
+
+    def __init__(self, path, compact_every=10000):
+        self.path, self.journal_path = path, path + ".journal"
+        self.compact_every = compact_every
+        self._seq = self._lines = 0
+        self._journal = None
+
+    def load(self):
+        """The task records to restore, oldest first."""
+        records, first_seq = [], 0
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                snapshot = json.load(f)
+            if snapshot.get("version") != _STATE_VERSION:
+                raise ValueError(f"version {snapshot.get('version')!r}, expected "
+                                 f"{_STATE_VERSION}")
+            records, first_seq = snapshot["tasks"], snapshot["seq"]
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.error("state snapshot %s is unreadable (%s); starting from the journal",
+                       self.path, exc)
+        self._seq = first_seq
+        for number, line in enumerate(self._journal_lines(), 1):
+            try:
+                entry = json.loads(line)
+                seq, tasks = entry["seq"], entry["tasks"]
+            except (ValueError, KeyError, TypeError):
+                _log.warning("state journal %s line %d is damaged (a write cut short by a "
+                             "crash?); skipped", self.journal_path, number)
+                continue
+            if seq > first_seq:
+                records.extend(tasks)
+                self._seq = max(self._seq, seq)
+        return records
+
+    def _journal_lines(self):
+        try:
+            with open(self.journal_path, encoding="utf-8", errors="replace") as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def append(self, records):
+        """Journal ``records`` durably (written, flushed and fsynced)."""
+        if self._journal is None:
+            self._journal = open(self.journal_path, "a", encoding="utf-8")
+        self._seq += 1
+        self._journal.write(json.dumps({"seq": self._seq, "tasks": records}) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self._lines += 1
+
+    def due(self):
+        """True when the journal should be folded into a snapshot."""
+        return self._lines >= self.compact_every
+
+    def compact(self, snapshot):
+        """Write ``snapshot`` atomically (temporary file, fsync, rename), then empty
+        the journal."""
+        snapshot = dict(snapshot, seq=self._seq)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        temporary = f"{self.path}-microflow-tmp-{_random_digits(10)}"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(snapshot, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path)
+        _fsync_folder(folder)
+        if self._journal is not None:
+            self._journal.close()
+        self._journal = open(self.journal_path, "w", encoding="utf-8")
+        os.fsync(self._journal.fileno())
+        self._lines = 0
+
+    def close(self):
+        """Close the journal file."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+
+def _fsync_folder(folder):
+    """Make a rename in ``folder`` durable (where the platform allows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 # Largest request body the server reads; a walked graph in one batch fits many times.
 _MAX_REQUEST_BYTES = 16 << 20
 
@@ -5244,10 +5428,18 @@ class SchedulerServer:
     """
 
     def __init__(self, scheduler=None, address="127.0.0.1", port=8082, token=None,
-                 protect_reads=False):
+                 protect_reads=False, state_path=None):
         import http.server
         self.scheduler = scheduler if scheduler is not None else \
             Scheduler(prune_on_get_work=True)
+        self._state = None
+        if state_path:
+            self._state = _StateFile(state_path)
+            self.scheduler.restore(self._state.load())
+            self._state.compact(self.scheduler.snapshot())   # start from one clean file
+            self.scheduler._dirty = set()
+            _log.info("state kept in %s: %d tasks restored", state_path,
+                      len(self.scheduler._tasks))
         self._token = token.encode() if token else None
         self._protect_reads = protect_reads
         self._lock = threading.Lock()
@@ -5272,11 +5464,22 @@ class SchedulerServer:
                 return 401, {"error": f"{method}: this scheduler needs a token"}
         with self._lock:
             status, body = _dispatch(self.scheduler, method, params)
+            if self._state is not None and self.scheduler._dirty:
+                self._journal()
         if method == "add_worker" and status == 200 and params.get("worker") not in \
                 self._workers_seen:
             self._workers_seen.add(params.get("worker"))
             _log.info("worker %s arrived", params.get("worker"))
         return status, body
+
+    def _journal(self):
+        """Journal the records of the tasks the last call changed, before replying."""
+        scheduler = self.scheduler
+        records = [scheduler.task_record(task_id) for task_id in scheduler._dirty]
+        scheduler._dirty.clear()
+        self._state.append(records)
+        if self._state.due():
+            self._state.compact(scheduler.snapshot())
 
     def serve_forever(self):
         """Serve until stop() (from another thread) or KeyboardInterrupt."""
@@ -5297,6 +5500,10 @@ class SchedulerServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
+        if self._state is not None:
+            with self._lock:
+                self._state.compact(self.scheduler.snapshot())
+                self._state.close()
 
     def __enter__(self):
         return self.start()
@@ -5305,13 +5512,14 @@ class SchedulerServer:
         self.stop()
 
 
-def serve(address="127.0.0.1", port=8082, token=None, scheduler=None, **scheduler_options):
+def serve(address="127.0.0.1", port=8082, token=None, scheduler=None, state_path=None,
+          **scheduler_options):
     """Run a central scheduler in this thread until interrupted (``python -m microflow
     --server`` calls this). For tests, use ``SchedulerServer(...)`` as a context
     manager instead."""
     if scheduler is None:
         scheduler = Scheduler(prune_on_get_work=True, **scheduler_options)
-    server = SchedulerServer(scheduler, address, port, token)
+    server = SchedulerServer(scheduler, address, port, token, state_path=state_path)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -6040,6 +6248,10 @@ _CLI_OPTIONS = (
                        help="--server: the address to bind (default 127.0.0.1)")),
     ("--port", dict(type=int, default=8082, metavar="PORT",
                     help="--server: the port (default 8082; 0 picks a free one)")),
+    ("--state-path", dict(default=None, metavar="FILE",
+                          help="--server: keep the scheduler's state in FILE (and "
+                               "FILE.journal), so a restart, even after kill -9, loses "
+                               "no finished task")),
     ("--token-file", dict(default=None, metavar="FILE",
                           help="--server: require the token in FILE for calls that "
                                "change state")),
@@ -6257,7 +6469,7 @@ def _run_server(options):
         if not token:
             raise _UsageError(f"--token-file {options.token_file} is empty")
     try:
-        serve(options.address, options.port, token)
+        serve(options.address, options.port, token, state_path=options.state_path)
     except _Terminated:
         pass
     return 0

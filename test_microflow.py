@@ -2543,6 +2543,8 @@ class Part(microflow.Task):
         return microflow.LocalTarget(os.path.join(os.path.dirname(LOG), f"part{self.n}"))
 
     def run(self):
+        import time
+        time.sleep(float(os.environ.get("MICROFLOW_TEST_SLOW", "0")))
         fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         os.write(fd, f"{self.n} {os.getpid()}\\n".encode())
         os.close(fd)
@@ -2587,21 +2589,37 @@ class Root(microflow.Task):
 """
 
 
-def start_server_process(*args, env=None):
-    """``python -m microflow --server --port 0 ...`` in a subprocess; returns it and
+def drain(stream):
+    """Read ``stream`` to its end, then close it."""
+    with stream:
+        for _ in stream:
+            pass
+
+
+def start_server_process(*args, env=None, port="0"):
+    """``python -m microflow --server --port PORT ...`` in a subprocess; returns it and
     the URL it reports listening on."""
     import time
-    process = subprocess.Popen([sys.executable, "-m", "microflow", "--server", "--port", "0",
+    process = subprocess.Popen([sys.executable, "-m", "microflow", "--server", "--port", port,
                                 *args], cwd=HERE, env=env, text=True,
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     for line in process.stderr:
         if "listening on " in line:
+            # Keep reading what it logs (a full pipe would stop it), until it ends.
+            threading.Thread(target=drain, args=(process.stderr,), daemon=True).start()
             return process, line.split("listening on ")[1].strip()
         if time.monotonic() > deadline:
             break
     process.kill()
     raise AssertionError("the scheduler server did not start")
+
+
+def free_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class TestCentralScheduler(TempDirMixin, unittest.TestCase):
@@ -2668,6 +2686,75 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertEqual(second.returncode, 0, stderr[-3000:])
         self.assertEqual((self.tmp / "slow.txt").read_text(), "finished")
         self.assertEqual((self.tmp / "root.txt").read_text(), "ok")
+
+    def test_state_survives_kill_9_of_the_server_and_the_run_completes(self):
+        import signal
+        import time
+        (self.tmp / "shared_tasks.py").write_text(SHARED_MODULE)
+        config = self.tmp / "patient.cfg"
+        config.write_text("[core]\nrpc-retry-attempts = 100\nrpc-retry-wait = 0.05\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]),
+                   MICROFLOW_TEST_LOG=str(self.tmp / "runs.log"),
+                   MICROFLOW_CONFIG_PATH=str(config), MICROFLOW_TEST_SLOW="0.05")
+        port, state = str(free_port()), str(self.tmp / "state.json")   # the same twice
+        server, url = start_server_process("--state-path", state, env=env, port=port)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "microflow", "--module", "shared_tasks", "Whole",
+             "--start", "0", "--scheduler-url", url], cwd=self.tmp, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(self.runs()) < 4:    # a third of the way through
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.01)
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        done_before = set(self.runs())
+        restarted, _ = start_server_process("--state-path", state, env=env, port=port)
+        self.addCleanup(restarted.wait)
+        self.addCleanup(restarted.terminate)
+        _, stderr = worker.communicate(timeout=120)
+        self.assertEqual(worker.returncode, 0, stderr[-3000:])
+        client = mf.RemoteScheduler(url, attempts=1)
+        self.addCleanup(client.close)
+        done = client.task_list("DONE", "")
+        self.assertEqual(len(done), 13)                  # every Part and the Whole
+        self.assertEqual(sorted(self.runs(), key=int), [str(n) for n in range(12)])
+        self.assertTrue(done_before <= set(self.runs()))
+
+    def runs(self):
+        log = self.tmp / "runs.log"
+        return log.read_text().split()[::2] if log.exists() else []
+
+    def test_journal_damage_is_reported_and_skipped_and_compaction_keeps_everything(self):
+        path = str(self.tmp / "state.json")
+        with mf.SchedulerServer(port=0, state_path=path) as server:
+            server._state.compact_every = 5      # fold the journal often
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            for n in range(12):
+                client.add_task(task_id=f"t{n}", worker="w")
+                self.assertEqual(client.get_work(worker="w")["task_id"], f"t{n}")
+                client.add_task(task_id=f"t{n}", worker="w",
+                                status=mf.FAILED if n % 3 == 0 else mf.DONE)
+            client.add_task(task_id="t1", worker="w", status=mf.DISABLED)
+            expected = {k: v["status"] for k, v in server.scheduler.task_list().items()}
+            # A crash: the files as they are now, then a torn last write.
+            shutil.copy(path, path + ".copy")
+            shutil.copy(path + ".journal", path + ".copy.journal")
+        with open(path + ".copy.journal", "a") as f:
+            f.write('{"seq": 999, "tasks": [{"id": "t0", "sta')
+        with self.assertLogs("microflow", "WARNING") as logs:
+            restarted = mf.SchedulerServer(port=0, state_path=path + ".copy")
+        restarted.stop()
+        self.assertIn("is damaged", "\n".join(logs.output))
+        restored = {k: v["status"] for k, v in restarted.scheduler.task_list().items()}
+        self.assertEqual(restored, expected)
+        self.assertIn(mf.DISABLED, restored.values())
+        self.assertIn(mf.FAILED, restored.values())
+        with open(path) as f:   # the clean stop folded everything into a snapshot
+            snapshot = json.load(f)
+        self.assertEqual(snapshot["version"], 1)
+        self.assertEqual(len(snapshot["tasks"]), 12)
 
     def test_build_through_a_server_in_this_process(self):
         scheduler = mf.Scheduler(prune_on_get_work=True)
@@ -2818,13 +2905,6 @@ class Top(luigi.Task):
 # A Python with Luigi 3.8.1 installed (.ci/run makes one in a scratch virtualenv);
 # microflow itself never needs Luigi.
 LUIGI_PYTHON = os.environ.get("MICROFLOW_LUIGI_PYTHON")
-
-
-def free_port():
-    import socket
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @unittest.skipUnless(LUIGI_PYTHON, "Luigi interop: set MICROFLOW_LUIGI_PYTHON to a Python "
