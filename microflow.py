@@ -5013,9 +5013,19 @@ class Worker:
         finally:
             if heartbeat is not None:
                 heartbeat.set()
-        if heartbeat is not None and self.interrupted is None:
-            self._note_done_elsewhere()
+        if heartbeat is not None:
+            self._flush_reports()
+            if self.interrupted is None:
+                self._note_done_elsewhere()
         return self.run_succeeded and not self._failed_ids
+
+    def _flush_reports(self):
+        """Send what a remote scheduler's client still holds back (the last reports
+        of an interrupted run)."""
+        try:
+            self._scheduler.flush()
+        except MicroflowError as exc:
+            _log.error("the last reports did not reach the scheduler: %s", exc)
 
     def _note_done_elsewhere(self):
         """With a shared scheduler, another worker may have run tasks this one wanted
@@ -5282,6 +5292,16 @@ def _check_arguments(method, params):
             raise TypeError(f"field {name!r} must be a list of task ids (strings)")
 
 
+def _batch_calls(params):
+    """The ``[[method, arguments], ...]`` of a batch request, or None if malformed."""
+    calls = params.get("calls") if isinstance(params, dict) else None
+    if not isinstance(calls, list) or len(calls) > _MAX_BATCH or not all(
+            isinstance(call, list) and len(call) == 2 and isinstance(call[0], str)
+            for call in calls):
+        return None
+    return calls
+
+
 def _dispatch(scheduler, method, params):
     """Serve one remote call: ``(http status, JSON-ready body)``. Pure: no sockets.
 
@@ -5457,20 +5477,32 @@ class SchedulerServer:
 
     def call(self, method, params, credentials=None):
         """One remote call, authorized by ``credentials`` (the token offered, bytes
-        or None): ``(http status, body)``."""
-        if self._token is not None and (method not in _READ_METHODS or self._protect_reads):
+        or None): ``(http status, body)``. ``batch`` (microflow's extension) takes
+        ``{"calls": [[method, arguments], ...]}``, runs them in order and replies with
+        ``[[status, body], ...]``, journaled once."""
+        calls = _batch_calls(params) if method == "batch" else [[method, params]]
+        if calls is None:
+            return 400, {"error": "batch: expected {\"calls\": [[method, {...}], ...]}"}
+        if self._token is not None and any(
+                name not in _READ_METHODS or self._protect_reads for name, _ in calls):
             import hmac
             if credentials is None or not hmac.compare_digest(credentials, self._token):
                 return 401, {"error": f"{method}: this scheduler needs a token"}
         with self._lock:
-            status, body = _dispatch(self.scheduler, method, params)
+            replies = [list(_dispatch(self.scheduler, name, arguments))
+                       for name, arguments in calls]
             if self._state is not None and self.scheduler._dirty:
                 self._journal()
-        if method == "add_worker" and status == 200 and params.get("worker") not in \
-                self._workers_seen:
-            self._workers_seen.add(params.get("worker"))
-            _log.info("worker %s arrived", params.get("worker"))
-        return status, body
+        for (name, arguments), (status, _) in zip(calls, replies):
+            if name == "add_worker" and status == 200:
+                self._note_worker(arguments["worker"])
+        return (200, {"response": replies}) if method == "batch" else replies[0]
+
+    def _note_worker(self, worker):
+        if worker not in self._workers_seen:
+            self._workers_seen.add(worker)
+            _log.info("worker %s arrived", worker)
+
 
     def _journal(self):
         """Journal the records of the tasks the last call changed, before replying."""
@@ -5599,18 +5631,32 @@ def _request_handler():
     return _Handler
 
 
+# Calls whose reply the worker never reads: the client may hold them back and send
+# them with the next call that needs a reply (in one request, where batches exist).
+_BUFFERED_METHODS = frozenset((
+    "add_task", "add_worker", "announce_scheduling_failure", "set_task_status_message",
+    "set_task_progress_percentage", "decrease_running_task_resources",
+    "add_scheduler_message_response"))
+_MAX_BATCH = 1000
+
+
 class RemoteScheduler:
     """The client of a central scheduler (microflow's server or luigid): the same
-    methods as Scheduler, each one HTTP call over a kept-alive connection (one per
-    thread). A call that cannot connect or times out is retried ``attempts`` times
-    with a growing wait, then raises SchedulerUnavailable naming the URL and method;
-    a refusal (HTTP 4xx) raises SchedulerError at once.
+    methods as Scheduler, over a kept-alive connection (one per thread).
+
+    Reports whose reply nobody reads (add_task, status messages, ...) are held back
+    and sent with the next call that needs a reply, in one ``batch`` request when
+    the server offers it (``batch=False``: one request per call, as Luigi's client
+    does); call flush() to send them at once. A call that cannot connect or times
+    out is retried ``attempts`` times with a growing wait, then raises
+    SchedulerUnavailable naming the URL and method; a refusal (HTTP 4xx) raises
+    SchedulerError at once.
     """
 
     remote = True   # the worker pings a remote scheduler from a heartbeat thread
 
     def __init__(self, url="http://localhost:8082", token=None, connect_timeout=10.0,
-                 timeout=60.0, attempts=3, retry_wait=1.0, sleep=None):
+                 timeout=60.0, attempts=3, retry_wait=1.0, sleep=None, batch=True):
         import urllib.parse
         parts = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
@@ -5627,6 +5673,8 @@ class RemoteScheduler:
         self._attempts, self._retry_wait = max(1, attempts), retry_wait
         self._sleep = sleep or time.sleep
         self._local = threading.local()
+        self._batching = None if batch else False   # None: not known yet
+        self._buffer, self._buffer_lock = [], threading.Lock()
 
     def _connection(self):
         import http.client
@@ -5642,7 +5690,53 @@ class RemoteScheduler:
         return connection
 
     def _call(self, method, params):
-        """POST ``params`` to ``/api/method``; the reply's ``response``."""
+        """Call ``method``: a report whose reply nobody reads waits in the buffer; any
+        other call takes the buffer with it, in one ``batch`` request where the server
+        offers it (microflow's does, luigid does not)."""
+        if method in _BUFFERED_METHODS and self._batching is not False:
+            with self._buffer_lock:
+                self._buffer.append([method, params])
+                if len(self._buffer) < _MAX_BATCH:
+                    return None
+            method, params = None, None   # a full buffer: send it now
+        with self._buffer_lock:
+            calls, self._buffer = self._buffer, []
+        if not calls:
+            return self._request(method, params)
+        if method is not None:
+            calls.append([method, params])
+        return self._send_batch(calls)
+
+    def flush(self):
+        """Send the buffered reports now."""
+        self._call("is_paused", {}) if self._buffer else None
+
+    def _send_batch(self, calls):
+        """Send ``calls`` in one request (or one by one where batches are not offered);
+        the last call's response. Raises SchedulerError for a refused call."""
+        if self._batching is not False:
+            label = f"{calls[-1][0]} (sent with {len(calls) - 1} reports before it)"
+            try:
+                replies = self._request("batch", {"calls": calls}, label)
+                self._batching = True
+            except SchedulerError as exc:
+                if self._batching or "HTTP 404" not in str(exc):
+                    raise
+                self._batching = False   # luigid: no batches, then
+            else:
+                for (method, _), (status, body) in zip(calls, replies):
+                    if status != 200:
+                        raise SchedulerError(f"{self.url}/api/{method} (in a batch): HTTP "
+                                             f"{status}: {body.get('error')}")
+                return replies[-1][1].get("response") if replies else None
+        response = None
+        for method, params in calls:
+            response = self._request(method, params)
+        return response
+
+    def _request(self, method, params, label=None):
+        """POST ``params`` to ``/api/method``; the reply's ``response``. Errors name
+        ``label`` (default: the method)."""
         import http.client
         import urllib.parse
         # bytes, so http.client sends headers and body in one packet (with a str body
@@ -5669,8 +5763,9 @@ class RemoteScheduler:
                 raise SchedulerError(f"{self.url}/api/{method}: HTTP {response.status}: "
                                      f"{message}")
             problem = f"HTTP {response.status}: {message}"
-        raise SchedulerUnavailable(f"the scheduler at {self.url} did not answer {method} "
-                                   f"after {self._attempts} attempt(s): {problem}")
+        raise SchedulerUnavailable(f"the scheduler at {self.url} did not answer "
+                                   f"{label or method} after {self._attempts} attempt(s): "
+                                   f"{problem}")
 
     def close(self):
         """Close this thread's connection."""

@@ -1539,7 +1539,9 @@ class OverHTTP:
         scheduler = super().make_scheduler(resources, **options)
         server = mf.SchedulerServer(scheduler, port=0).start()
         self.addCleanup(server.stop)
-        client = mf.RemoteScheduler(server.url, attempts=1)
+        # One call, one request: the contract holds call by call (the worker's
+        # batching of reports is tested on its own).
+        client = mf.RemoteScheduler(server.url, attempts=1, batch=False)
         self.addCleanup(client.close)
         return client
 
@@ -2729,7 +2731,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         path = str(self.tmp / "state.json")
         with mf.SchedulerServer(port=0, state_path=path) as server:
             server._state.compact_every = 5      # fold the journal often
-            client = mf.RemoteScheduler(server.url, attempts=1)
+            client = mf.RemoteScheduler(server.url, attempts=1, batch=False)
             self.addCleanup(client.close)
             for n in range(12):
                 client.add_task(task_id=f"t{n}", worker="w")
@@ -2756,6 +2758,26 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertEqual(snapshot["version"], 1)
         self.assertEqual(len(snapshot["tasks"]), 12)
 
+    def test_reports_travel_in_batches_where_the_server_offers_them(self):
+        requests = []
+        scheduler = mf.Scheduler()
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            original = server.call
+            server.call = lambda method, params, credentials=None: (
+                requests.append(method) or original(method, params, credentials))
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            for n in range(5):
+                self.assertIsNone(client.add_task(task_id=f"t{n}", worker="w"))
+            self.assertEqual(requests, [])                     # held back
+            self.assertEqual(client.get_work(worker="w")["task_id"], "t0")
+            self.assertEqual(requests, ["batch"])              # one request for six calls
+            client.add_task(task_id="bad", worker="w", deps="not a list")
+            with self.assertRaisesRegex(mf.SchedulerError, "add_task \\(in a batch\\): HTTP "
+                                                           "400.*'deps' must be list"):
+                client.flush()
+        self.assertEqual(len(scheduler.task_list("", "")), 5)
+
     def test_build_through_a_server_in_this_process(self):
         scheduler = mf.Scheduler(prune_on_get_work=True)
         with mf.SchedulerServer(scheduler, port=0) as server:
@@ -2771,7 +2793,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
 
     def test_token_is_needed_for_changes_and_never_echoed(self):
         with mf.SchedulerServer(port=0, token="s3cret") as server:
-            anonymous = mf.RemoteScheduler(server.url, attempts=1)
+            anonymous = mf.RemoteScheduler(server.url, attempts=1, batch=False)
             self.addCleanup(anonymous.close)
             with self.assertRaisesRegex(mf.SchedulerError, "401.*needs a token") as caught:
                 anonymous.add_task(task_id="t", worker="w")
@@ -2779,11 +2801,13 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             self.assertEqual(anonymous.task_list(), {})            # reads are open
             wrong = mf.RemoteScheduler(server.url, token="guess", attempts=1)
             self.addCleanup(wrong.close)
+            wrong.add_task(task_id="t", worker="w")   # held back: refused when sent
             with self.assertRaisesRegex(mf.SchedulerError, "401"):
-                wrong.add_task(task_id="t", worker="w")
+                wrong.flush()
             bearer = mf.RemoteScheduler(server.url, token="s3cret", attempts=1)
             self.addCleanup(bearer.close)
             bearer.add_task(task_id="t", worker="w")
+            bearer.flush()
             basic = mf.RemoteScheduler(server.url.replace("http://", "http://luigi:s3cret@"),
                                        attempts=1)   # how unmodified Luigi clients send it
             self.addCleanup(basic.close)
@@ -2860,8 +2884,9 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                               cwd=self.tmp, env=env, capture_output=True, text=True,
                               timeout=120)
         self.assertEqual(done.returncode, 40, done.stderr)
-        self.assertIn(f"the scheduler at {url} did not answer add_task after 2 attempt(s)",
+        self.assertIn(f"the scheduler at {url} did not answer get_work (sent with ",
                       done.stderr)
+        self.assertIn("after 2 attempt(s)", done.stderr)
         self.assertNotIn("Traceback", done.stderr)
 
 

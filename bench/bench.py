@@ -9,6 +9,9 @@
                           # and one in-process worker measured in the same run
     python bench/bench.py --checks 1000             # complete() sleeping 10 ms:
                           # the walk sequential, then with 8 checking threads
+    python bench/bench.py --shapes wide --sizes 1000 10000 --scheduler server \
+        --vs-luigi /path/to/venv/bin/python --luigi-max 1000
+                          # through a central scheduler: microflow's server, and luigid
 
 Prints one JSON line per measurement: tasks/s, µs per task, peak memory per task (peak
 RSS of a fresh process, less its RSS before the graph was built), and the time of a
@@ -157,23 +160,24 @@ def pool_floor(workers, n):
                       "us_per_task": round(seconds / n * 1e6, 2)}))
 
 
-def child(impl, shape, n, workers=1):
-    """Run one measurement in this process and print it as JSON."""
+def child(impl, shape, n, workers=1, url=""):
+    """Run one measurement in this process and print it as JSON (through the central
+    scheduler at ``url`` when one is given)."""
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
     if impl == "pool_floor":
         return pool_floor(workers, n)
+    where = {"scheduler_url": url} if url else {"local_scheduler": True}
     if impl == "luigi":
         import logging
         import luigi as lib
         logging.disable(logging.CRITICAL)
-        build = lambda tasks: lib.build(tasks, local_scheduler=True,  # noqa
-                                        workers=workers)
+        build = lambda tasks: lib.build(tasks, workers=workers, **where)  # noqa
     elif impl == "floor":
         lib, build = _FLOOR, _floor_build
     else:
         sys.path.insert(0, os.path.join(HERE, ".."))
         import microflow as lib
-        build = lambda tasks: lib.build(tasks, workers=workers)  # noqa
+        build = lambda tasks: lib.build(tasks, workers=workers, **where)  # noqa
     root, done = make_tasks(lib, shape, n, shared=workers > 1)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
@@ -197,18 +201,61 @@ def child(impl, shape, n, workers=1):
     }))
 
 
-def measure(python, impl, shape, n, workers=1):
-    done = subprocess.run([python, __file__, "--child", impl, shape, str(n), str(workers)],
-                          capture_output=True, text=True)
+def measure(python, impl, shape, n, workers=1, scheduler="local"):
+    if scheduler == "server":   # a fresh central scheduler for each measurement
+        with central_scheduler(python, impl) as url:
+            return measure_with(python, impl, shape, n, workers, url)
+    return measure_with(python, impl, shape, n, workers, "")
+
+
+def central_scheduler(python, impl):
+    """A context manager: start microflow's server (or, for Luigi, luigid) on a free
+    port of 127.0.0.1, yield its URL, stop it."""
+    import contextlib
+    import socket
+    import urllib.request
+
+    @contextlib.contextmanager
+    def running():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if impl == "luigi":
+            command = [os.path.join(os.path.dirname(python), "luigid"), "--port", str(port),
+                       "--address", "127.0.0.1"]
+        else:
+            command = [python, "-m", "microflow", "--server", "--port", str(port)]
+        server = subprocess.Popen(command, cwd=os.path.join(HERE, ".."),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(300):   # until it answers
+                try:
+                    urllib.request.urlopen(url + "/api/ping?data=%7B%22worker%22%3A%22b%22%7D",
+                                           timeout=1).read()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            yield url
+        finally:
+            server.terminate()
+            server.wait()
+    return running()
+
+
+def measure_with(python, impl, shape, n, workers, url):
+    done = subprocess.run([python, __file__, "--child", impl, shape, str(n), str(workers),
+                           url], capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{impl} {shape} {n} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def measure_median(python, impl, shape, n, repeat, workers=1):
+def measure_median(python, impl, shape, n, repeat, workers=1, scheduler="local"):
     """The median of ``repeat`` measurements (by time), with the fastest and slowest
     times beside it: one run on a shared machine can be off by a fifth either way."""
-    runs = sorted((measure(python, impl, shape, n, workers) for _ in range(repeat)),
+    runs = sorted((measure(python, impl, shape, n, workers, scheduler)
+                   for _ in range(repeat)),
                   key=lambda run: run["seconds"])
     median = dict(runs[len(runs) // 2])
     if repeat > 1:
@@ -239,18 +286,22 @@ def main():
                         help="only time the walk of N tasks whose complete() sleeps "
                              "10 ms, sequential and with --check-workers threads")
     parser.add_argument("--check-workers", type=int, default=8)
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--scheduler", choices=["local", "server"], default="local",
+                        help="server: through a central scheduler started for each run "
+                             "(microflow's server; luigid for --vs-luigi)")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
-        impl, shape, n, workers = arguments.child
-        return child(impl, shape, int(n), int(workers))
+        impl, shape, n, workers, url = arguments.child
+        return child(impl, shape, int(n), int(workers), url)
     if arguments.checks:
         return parallel_checks(arguments.checks, arguments.check_workers)
     for shape in arguments.shapes:
         times = {}
         for n in arguments.sizes:
             mine = measure_median(sys.executable, "microflow", shape, n, arguments.repeat,
-                                  arguments.workers)
+                                  arguments.workers, arguments.scheduler)
+            mine["scheduler"] = arguments.scheduler
             times[n] = mine["seconds"]
             print(json.dumps(mine), flush=True)
             if arguments.workers > 1:
@@ -262,7 +313,9 @@ def main():
                                   "cost": round(mine["seconds"] / floor["seconds"], 2)}),
                       flush=True)
             if arguments.vs_luigi and n <= arguments.luigi_max:
-                theirs = measure(arguments.vs_luigi, "luigi", shape, n, arguments.workers)
+                theirs = measure(arguments.vs_luigi, "luigi", shape, n, arguments.workers,
+                                 arguments.scheduler)
+                theirs["scheduler"] = arguments.scheduler
                 print(json.dumps(theirs), flush=True)
                 print(json.dumps({"ratio": "luigi/microflow", "shape": shape, "n": n,
                                   "speedup": round(theirs["seconds"] / mine["seconds"], 1)}),
