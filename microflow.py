@@ -4707,6 +4707,20 @@ def _execute_collecting(task, options):
     return _portable(outcome), reports
 
 
+class _RunRecord:
+    """What one worker's run came to, as the summary reads it: the worker writes it,
+    RunResult only reads it (so the summary does not reach into the worker)."""
+
+    __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors")
+
+    def __init__(self, worker_id):
+        self.worker_id = worker_id
+        self.scheduled = {}       # task id -> Task, every task the worker saw
+        self.reported = {}        # task id -> _REPORTED_* bits: what it was reported as
+        self.idle_replies = []    # get_work replies without a task: who ran what else
+        self.errors = {}          # task id -> why it failed (traceback or message)
+
+
 class Worker:
     """Walks the graph from the requested tasks, then runs what the scheduler hands out.
 
@@ -4737,10 +4751,13 @@ class Worker:
         self._check_workers = check_workers
         self._checks = None           # task id -> Future of complete(), in parallel mode
         self._timeouts_seen = False   # a task with worker_timeout was reported runnable
-        self._scheduled = {}          # task id -> Task, every task this worker has seen
-        self._reported = {}           # task id -> _REPORTED_* bits: what it was reported as
+        # What the summary reads, kept in a record of the run; the worker writes to
+        # it through these names (the same dicts and list, not copies).
+        self.record = _RunRecord(self._id)
+        self._scheduled = self.record.scheduled
+        self._reported = self.record.reported
         self._walked_deps = {}        # task id -> its deps as found by the walk, until run
-        self._idle_replies = []       # get_work replies without a task, for the summary
+        self._idle_replies = self.record.idle_replies
         self._running = {}            # task id -> Task started on the runner
         self._pids = {}               # task id -> pid running it
         self._started = False         # _start_running() done
@@ -4748,7 +4765,7 @@ class Worker:
         self._done_yields = {}        # task id -> times it yielded only done tasks
         self._reschedules = {}
         self._idle_since = None
-        self.errors = {}              # task id -> why it failed (traceback or message)
+        self.errors = self.record.errors
         self._attempts = {}           # task id -> failed runs, for in-run retries
         self._retrying = {}           # task id -> when it may be retried
         self._failed_ids = set()      # failed and not (yet) recovered by a retry
@@ -5049,9 +5066,13 @@ class Worker:
         def beat():
             while not stop.wait(self.options["ping_interval"]):
                 try:
-                    self._scheduler.ping(worker=self._id)
+                    reply = self._scheduler.ping(worker=self._id) or {}
                 except MicroflowError as exc:
                     _log.warning("ping failed: %s", exc)
+                    continue
+                for message in reply.get("rpc_messages") or ():   # not acted on yet
+                    _log.warning("the scheduler sent %s; microflow's worker ignores it",
+                                 message.get("name"))
         threading.Thread(target=beat, name="microflow-heartbeat", daemon=True).start()
         return stop
 
@@ -5849,7 +5870,7 @@ _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
 _SUMMARY_BANNER = "===== microflow Execution Summary ====="
 
 
-def _partition(worker, others):
+def _partition(record, others):
     """Sort the tasks a worker reported into the summary categories (sets of task ids),
     by what each was ever reported as (Luigi's rules, from its add_task history)."""
     names = ("completed", "already_done", "ever_failed", "failed", "scheduling_error",
@@ -5857,7 +5878,7 @@ def _partition(worker, others):
              "upstream_missing_dependency", "upstream_run_by_other_worker",
              "upstream_scheduling_error", "not_run")
     sets = {name: set() for name in names}
-    for task_id, bits in worker._reported.items():
+    for task_id, bits in record.reported.items():
         completed = bits & _REPORTED_DONE and bits & _REPORTED_PENDING
         if completed:
             sets["completed"].add(task_id)
@@ -5876,17 +5897,17 @@ def _partition(worker, others):
     # other worker died, or found done): Luigi lists those twice.
     sets["run_by_other_worker"] = set().union(*others.values()) - sets["completed"] \
         - sets["already_done"]
-    _classify_pending(sets, worker._scheduled)
+    _classify_pending(sets, record.scheduled)
     return sets
 
 
-def _other_workers(worker):
+def _other_workers(record):
     """``{other worker id: {ids of tasks it was running that we wanted}}``."""
     others = {}
-    for reply in worker._idle_replies:
+    for reply in record.idle_replies:
         for running in reply.get("running_tasks") or ():
             task_id = running.get("task_id")
-            if running.get("worker") != worker.worker_id and task_id in worker._scheduled:
+            if running.get("worker") != record.worker_id and task_id in record.scheduled:
                 others.setdefault(running["worker"], set()).add(task_id)
     return others
 
@@ -5946,9 +5967,9 @@ def _one_line_summary(status):
     return "This progress looks {} because {}".format(*status.value)
 
 
-def _format_summary(sets, others, worker):
+def _format_summary(sets, others, record):
     """The summary text between the banners, laid out as Luigi lays it out."""
-    by_family = {name: _group_by_family(worker._scheduled[i] for i in ids)
+    by_family = {name: _group_by_family(record.scheduled[i] for i in ids)
                  for name, ids in sets.items()}
     counted = ("already_done", "completed", "failed", "scheduling_error",
                "still_pending_ext", "still_pending_not_ext")
@@ -6126,12 +6147,13 @@ class RunResult:
     _tasks = None   # the ``tasks`` dict, once built
 
     def __init__(self, worker, scheduling_succeeded=True):
-        others = _other_workers(worker)
-        sets = _partition(worker, others)
+        record = self._record = worker.record
+        others = _other_workers(record)
+        sets = _partition(record, others)
         self.worker = worker
         self.status = _status_of(sets)
         self.one_line_summary = _one_line_summary(self.status)
-        self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, others, worker)}\n\n"
+        self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, others, record)}\n\n"
                              f"{_SUMMARY_BANNER}\n")
         self.scheduling_succeeded = scheduling_succeeded
         self._sets = sets
@@ -6141,7 +6163,7 @@ class RunResult:
         """``{category: [Task, ...]}``, each list sorted by task id (built when first
         asked for: build() without detailed_summary never needs it)."""
         if self._tasks is None:
-            scheduled = self.worker._scheduled
+            scheduled = self._record.scheduled
             self._tasks = {name: [scheduled[i] for i in sorted(ids)]
                            for name, ids in self._sets.items()}
         return self._tasks
@@ -6149,8 +6171,8 @@ class RunResult:
     @property
     def errors(self):
         """``{Task: text}`` for every failure of this run, the last one per task."""
-        scheduled = self.worker._scheduled
-        return {scheduled[task_id]: text for task_id, text in self.worker.errors.items()}
+        scheduled = self._record.scheduled
+        return {scheduled[task_id]: text for task_id, text in self._record.errors.items()}
 
     def __repr__(self):
         return (f"RunResult(status={self.status!r}, "
