@@ -4448,6 +4448,7 @@ class _ProcessRunner:
     def __init__(self, processes, forward, known, options, timeout=0.0, start_method=None,
                  per_task=False, late=()):
         import multiprocessing
+        import pickle
         self._method = start_method or _default_start_method()
         self._context = multiprocessing.get_context(self._method)
         self._clock = time.monotonic
@@ -4459,7 +4460,6 @@ class _ProcessRunner:
         self._timeout = timeout
         self._per_task = per_task
         self._ready = _Readiness()
-        import pickle
         self._dumps, self._loads = pickle.dumps, pickle.loads
         self._slots = []     # live ones
         self._idle = []      # live ones without a task
@@ -4508,8 +4508,9 @@ class _ProcessRunner:
             ref = _task_ref(task)
         try:
             slot.conn.send_bytes(self._dumps((ref, changes), -1))
-        except OSError:   # the process died while idle; its sentinel will say so
-            pass
+        except OSError:   # the process died while idle: the task goes to a new one
+            self._drop(slot)
+            return self.start(task)
         return slot.process.pid
 
     def collect(self, timeout=None):
