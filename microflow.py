@@ -23,15 +23,16 @@ Sections, in order:
     constants, exceptions, private helpers, configuration, parameters, date intervals,
     targets and formats, tasks (registry, task ids, dependency flattening), the
     scheduler core (a pure state machine), the worker and its runners (inline, process
-    pool), the run summary with build() and exit codes, the command line, and the
-    Luigi compatibility namespaces (microflow.util, microflow.format, ...).
+    pool, threads or any executor), the remote scheduler (a pure dispatch, the HTTP
+    server with its journal, the client), the run summary with build() and exit codes,
+    the command line, and the Luigi compatibility namespaces (microflow.util, ...).
 
 Data flow::
 
-    Task --requires()--> Worker --add_task/get_work--> Scheduler (in-memory | HTTP)
-                          |  ^
-                 start()  v  | collect()
-                         runner (inline | process pool)
+    Task --requires()--> Worker --add_task/get_work--> Scheduler (in-memory)
+                          |  ^                   or RemoteScheduler --HTTP--> SchedulerServer
+                 start()  v  | collect()                                      -> Scheduler
+                         runner (inline | process pool | threads | executor)
 
 To vendor: copy this one file into your project and keep this header.
 License: Apache-2.0.
@@ -66,7 +67,7 @@ __all__ = (
     "UnknownParameterException", "DuplicateParameterException", "ParameterParseError",
     "TaskClassException", "TaskClassNotFoundException", "TaskClassAmbigiousException",
     "TaskClassAmbiguousException", "UnconsumedParameterWarning", "SchedulerError",
-    "CycleError",
+    "SchedulerUnavailable", "CycleError",
     # task states
     "PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "UNKNOWN",
     # parameters
@@ -89,7 +90,7 @@ __all__ = (
     "requires", "inherits",
     # scheduling and running
     "Scheduler", "Worker", "DynamicRequirements", "build", "run", "main", "exit_code",
-    "SchedulerServer", "RemoteScheduler", "SchedulerUnavailable", "serve",
+    "SchedulerServer", "RemoteScheduler", "serve",
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
@@ -5012,7 +5013,8 @@ class Worker:
         Returns False if a task failed and no retry recovered it (True even when
         external data was missing, as in Luigi). Ctrl-C (KeyboardInterrupt) stops
         the running tasks and everything they started, fails them as interrupted and
-        returns; ``interrupted`` then says so.
+        returns; ``interrupted`` then says so. Raises SchedulerUnavailable, after
+        stopping the running tasks, when a remote scheduler stops answering.
         """
         self._start_running()
         self._scheduler.add_worker(self._id, self._info)
@@ -5099,8 +5101,10 @@ class Worker:
         if self.options["keep_alive"]:
             return None
         configured = get_config().get("scheduler", "retry_count", None)
+        # A remote scheduler's delay is its own: poll it every wait_interval.
         delay = getattr(self._scheduler, "options", {}).get("retry_delay", 0.0)
-        wait = min(delay, self.options["wait_interval"]) or 0.0
+        wait = self.options["wait_interval"] if getattr(self._scheduler, "remote", False) \
+            else min(delay, self.options["wait_interval"])
         return (None if configured is None else int(configured)), delay, wait
 
     def step(self):
