@@ -5018,8 +5018,8 @@ class Worker:
         """
         self._start_running()
         self._scheduler.add_worker(self._id, self._info)
-        heartbeat = self._start_heartbeat() if getattr(self._scheduler, "remote", False) \
-            else None
+        pinging = getattr(self._scheduler, "start_pinging", None)   # a remote scheduler
+        heartbeat = pinging(self._id, self.options["ping_interval"]) if pinging else None
         try:
             while self.step() != "stop":
                 pass
@@ -5059,25 +5059,6 @@ class Worker:
                         self._reported[task_id] = _REPORTED_DONE
                 except Exception:   # it stays pending: the summary says so
                     continue
-
-    def _start_heartbeat(self):
-        """Ping a remote scheduler every ``ping_interval`` while the run lasts, so a
-        worker busy on a long task is not taken for dead; returns the Event that
-        stops it."""
-        stop = threading.Event()
-
-        def beat():
-            while not stop.wait(self.options["ping_interval"]):
-                try:
-                    reply = self._scheduler.ping(worker=self._id) or {}
-                except MicroflowError as exc:
-                    _log.warning("ping failed: %s", exc)
-                    continue
-                for message in reply.get("rpc_messages") or ():   # not acted on yet
-                    _log.warning("the scheduler sent %s; microflow's worker ignores it",
-                                 message.get("name"))
-        threading.Thread(target=beat, name="microflow-heartbeat", daemon=True).start()
-        return stop
 
     def _start_running(self):
         """Between the walk and the first task: the runner, now that the graph is known."""
@@ -5679,7 +5660,7 @@ class RemoteScheduler:
     SchedulerError at once.
     """
 
-    remote = True   # the worker pings a remote scheduler from a heartbeat thread
+    remote = True   # its calls cross a network: the worker polls, rather than assumes
 
     def __init__(self, url="http://localhost:8082", token=None, connect_timeout=10.0,
                  timeout=60.0, attempts=3, retry_wait=1.0, sleep=None, batch=True):
@@ -5732,6 +5713,24 @@ class RemoteScheduler:
         if method is not None:
             calls.append([method, params])
         return self._send_batch(calls)
+
+    def start_pinging(self, worker, interval):
+        """Ping every ``interval`` seconds for ``worker`` from a thread, so a worker busy
+        on a long task is not taken for dead; returns the Event that stops it."""
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(interval):
+                try:
+                    reply = self.ping(worker=worker) or {}
+                except MicroflowError as exc:
+                    _log.warning("ping failed: %s", exc)
+                    continue
+                for message in reply.get("rpc_messages") or ():   # not acted on yet
+                    _log.warning("the scheduler sent %s; microflow's worker ignores it",
+                                 message.get("name"))
+        threading.Thread(target=beat, name="microflow-heartbeat", daemon=True).start()
+        return stop
 
     def flush(self):
         """Send the buffered reports now."""
