@@ -5660,7 +5660,7 @@ class RemoteScheduler:
     SchedulerError at once.
     """
 
-    remote = True   # its calls cross a network: the worker polls, rather than assumes
+    remote = True   # over a network: the worker polls it rather than reading its options
 
     def __init__(self, url="http://localhost:8082", token=None, connect_timeout=10.0,
                  timeout=60.0, attempts=3, retry_wait=1.0, sleep=None, batch=True):
