@@ -94,7 +94,7 @@ __all__ = (
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
-    "task", "task_register", "util",
+    "task", "task_register", "util", "cmdline_parser", "CmdlineParser",
 )
 
 
@@ -6504,6 +6504,69 @@ def _task_help(task_class):
     return "\n".join(lines)
 
 
+class CmdlineParser:
+    """A parsed command line (Luigi's ``luigi.cmdline_parser.CmdlineParser``).
+
+    Inside ``with CmdlineParser.global_instance(["Task", "--x", "1",
+    "--Other-y", "2"]) as parser:``, every task created sees the ``--Family-param``
+    values, and ``parser.get_task_obj()`` builds the root task with its own flags.
+    ``known_args`` holds the parsed options. Raises MicroflowError for a command line
+    that names no task, or an unknown task or flag.
+    """
+
+    _instance = None
+
+    def __init__(self, cmdline_args):
+        task_class, root, global_values, options = _parse_command_line(list(cmdline_args))
+        if task_class is None:
+            raise _UsageError("no task given on the command line")
+        self._set_parts(task_class, root, global_values, options)
+
+    @classmethod
+    def _from_parts(cls, task_class, root, global_values, options):
+        parsed = cls.__new__(cls)
+        parsed._set_parts(task_class, root, global_values, options)
+        return parsed
+
+    def _set_parts(self, task_class, root, global_values, options):
+        self._task_class, self._root, self._global_values = task_class, root, global_values
+        self.known_args = options
+
+    @classmethod
+    def get_instance(cls):
+        """The parser of the ``global_instance()`` block being run, or None."""
+        return cls._instance
+
+    @classmethod
+    def global_instance(cls, cmdline_args, allow_override=False):
+        """A context manager: parse ``cmdline_args`` and make them the command line
+        of the block. Raises MicroflowError if another is active and not
+        ``allow_override``."""
+        return cls._activate(cls(cmdline_args), allow_override)
+
+    @classmethod
+    @contextlib.contextmanager
+    def _activate(cls, parsed, allow_override):
+        saved = cls._instance
+        if saved is not None and not allow_override:
+            raise MicroflowError("a command line is already being run (CmdlineParser."
+                                 "global_instance); pass allow_override=True to nest one")
+        cls._instance = parsed
+        try:
+            with _command_line_values(parsed._global_values):
+                yield parsed
+        finally:
+            cls._instance = saved
+
+    def get_task_obj(self):
+        """The root task, built from its command-line flags."""
+        family = self._task_class.get_task_family()
+        params = dict(self._task_class.get_params())
+        return self._task_class(**{name: params[name]._parse_for(family, name, raw,
+                                                                  "command line")
+                                   for name, raw in self._root.items()})
+
+
 @contextlib.contextmanager
 def _command_line_values(values):
     """Make ``--Family-param`` values visible to parameter resolution for one run."""
@@ -6563,11 +6626,9 @@ def _run_command_line(argv):
     if options.help:
         print(_task_help(task_class))
         return 0
-    family = task_class.get_task_family()
-    with _command_line_values(global_values):
-        kwargs = {name: dict(task_class.get_params())[name]._parse_for(
-                      family, name, raw, "command line") for name, raw in root.items()}
-        task = task_class(**kwargs)
+    parsed = CmdlineParser._from_parts(task_class, root, global_values, options)
+    with CmdlineParser._activate(parsed, allow_override=False):
+        task = parsed.get_task_obj()
         result = build([task], workers=options.workers, detailed_summary=True,
                        parallel_scheduling=options.parallel_scheduling,
                        parallel_scheduling_processes=options.parallel_scheduling_processes,
@@ -6707,6 +6768,7 @@ task_register = _namespace("task_register", Register=Register, load_task=load_ta
                            TaskClassAmbigiousException=TaskClassAmbigiousException)
 util = _namespace("util", requires=requires, inherits=inherits,
                   common_params=common_params)
+cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
 
 
 if __name__ == "__main__":

@@ -3074,6 +3074,43 @@ class HangTwice(microflow.WrapperTask):
 '''
 
 
+class ParsedGreeting(mf.Task):
+    name = mf.Parameter()
+    times = mf.IntParameter(default=1)
+
+
+class ParsedHelper(mf.Config):
+    suffix = mf.Parameter(default="")
+
+
+class TestCmdlineParser(unittest.TestCase):
+    def test_global_instance_gives_flags_to_every_task_made_inside(self):
+        args = ["ParsedGreeting", "--name", "ann", "--times", "3", "--ParsedHelper-suffix",
+                "!"]
+        self.assertIsNone(mf.CmdlineParser.get_instance())
+        with mf.CmdlineParser.global_instance(args) as parser:
+            self.assertIs(mf.CmdlineParser.get_instance(), parser)
+            self.assertEqual(parser.get_task_obj(), ParsedGreeting(name="ann", times=3))
+            self.assertEqual(ParsedHelper().suffix, "!")      # a --Family-param flag
+            self.assertEqual(parser.known_args.task, "ParsedGreeting")
+            with self.assertRaisesRegex(mf.MicroflowError, "allow_override=True"):
+                with mf.CmdlineParser.global_instance(args):
+                    pass
+            with mf.CmdlineParser.global_instance(["ParsedGreeting", "--name", "bo"],
+                                                  allow_override=True) as inner:
+                self.assertEqual(inner.get_task_obj().name, "bo")
+                self.assertEqual(ParsedHelper().suffix, "!")   # the outer flags still hold
+        self.assertIsNone(mf.CmdlineParser.get_instance())
+        self.assertEqual(ParsedHelper().suffix, "")
+        self.assertIs(mf.cmdline_parser.CmdlineParser, mf.CmdlineParser)
+
+    def test_bad_command_lines_raise_clear_errors(self):
+        with self.assertRaisesRegex(mf.MicroflowError, "no task given"):
+            mf.CmdlineParser(["--workers", "2"])
+        with self.assertRaisesRegex(mf.MicroflowError, "ParsedGreeting"):
+            mf.CmdlineParser(["ParsedGreetin"])
+
+
 class TestCommandLine(TempDirMixin, unittest.TestCase):
     def setUp(self):
         super().setUp()
