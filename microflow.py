@@ -67,7 +67,8 @@ __all__ = (
     "UnknownParameterException", "DuplicateParameterException", "ParameterParseError",
     "TaskClassException", "TaskClassNotFoundException", "TaskClassAmbigiousException",
     "TaskClassAmbiguousException", "UnconsumedParameterWarning", "SchedulerError",
-    "SchedulerUnavailable", "CycleError",
+    "SchedulerUnavailable", "CycleError", "FileSystemException", "FileAlreadyExists",
+    "MissingParentDirectory", "NotADirectory",
     # task states
     "PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "UNKNOWN",
     # parameters
@@ -94,7 +95,8 @@ __all__ = (
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
-    "task", "task_register", "util", "cmdline_parser", "CmdlineParser",
+    "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
+    "retcodes", "copies", "delegates",
 )
 
 
@@ -222,6 +224,22 @@ class TaskClassAmbigiousException(TaskClassException):
 
 #: Correctly spelled alias of :class:`TaskClassAmbigiousException`.
 TaskClassAmbiguousException = TaskClassAmbigiousException
+
+
+class FileSystemException(MicroflowError, OSError):
+    """A file system operation could not be done (Luigi's name); also an OSError."""
+
+
+class FileAlreadyExists(FileSystemException, FileExistsError):
+    """The path exists and the operation was told not to replace it."""
+
+
+class MissingParentDirectory(FileSystemException, FileNotFoundError):
+    """The folder a path would go in does not exist (and ``parents=False``)."""
+
+
+class NotADirectory(FileSystemException, NotADirectoryError):
+    """A folder was expected at a path that holds a file."""
 
 
 class SchedulerError(MicroflowError, ValueError):
@@ -1668,7 +1686,7 @@ class FileSystem(abc.ABC):
     def rename_dont_move(self, path, dest):
         """Rename ``path`` to ``dest``, refusing to overwrite an existing ``dest``."""
         if self.exists(dest):
-            raise FileExistsError(f"Destination exists: {dest}")
+            raise FileAlreadyExists(f"Destination exists: {dest}")
         self.move(path, dest)
 
 
@@ -1686,11 +1704,17 @@ class LocalFileSystem(FileSystem):
             os.remove(path)
 
     def mkdir(self, path, parents=True, raise_if_exists=False):
-        if raise_if_exists and os.path.exists(path):
-            raise FileExistsError(f"Path exists: {path}")
+        if os.path.exists(path):
+            if raise_if_exists:
+                raise FileAlreadyExists(f"Path exists: {path}")
+            if not os.path.isdir(path):
+                raise NotADirectory(f"Not a folder: {path}")
+            return
         if parents:
             os.makedirs(path, exist_ok=True)
-        elif not os.path.isdir(path):
+        elif not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise MissingParentDirectory(f"No folder to create {path} in (parents=False)")
+        else:
             os.mkdir(path)
 
     def isdir(self, path):
@@ -1839,7 +1863,7 @@ class LocalTarget(FileSystemTarget):
     def move(self, new_path, raise_if_exists=False):
         """Move the file to ``new_path``."""
         if raise_if_exists and os.path.exists(new_path):
-            raise FileExistsError(f"Destination exists: {new_path}")
+            raise FileAlreadyExists(f"Destination exists: {new_path}")
         self.fs.move(self.path, new_path)
 
     def move_dir(self, new_path):
@@ -1850,7 +1874,7 @@ class LocalTarget(FileSystemTarget):
         """Copy the file to ``new_path``."""
         import shutil
         if raise_if_exists and os.path.exists(new_path):
-            raise FileExistsError(f"Destination exists: {new_path}")
+            raise FileAlreadyExists(f"Destination exists: {new_path}")
         os.makedirs(os.path.dirname(os.path.abspath(new_path)), exist_ok=True)
         shutil.copy(self.path, new_path)
 
@@ -1976,7 +2000,7 @@ class MockTarget(FileSystemTarget):
     def move(self, new_path, raise_if_exists=False):
         """Move the data to ``new_path``."""
         if raise_if_exists and self.fs.exists(new_path):
-            raise FileExistsError(f"Destination exists: {new_path}")
+            raise FileAlreadyExists(f"Destination exists: {new_path}")
         self.fs.move(self.path, new_path)
 
 
@@ -2920,6 +2944,44 @@ def requires(*tasks_to_require, **kw_tasks_to_require):
             task_class.requires = lambda self: self.clone_parents()
         return task_class
     return decorate
+
+
+def copies(task_to_copy):
+    """Class decorator: :func:`requires` ``task_to_copy`` and give the class a run()
+    that copies that task's output into its own, line by line (written atomically)."""
+    require = requires(task_to_copy)
+
+    def decorate(task_class):
+        task_class = require(task_class)
+
+        def run(self):
+            with self.input().open("r") as source, self.output().open("w") as copy:
+                for line in source:
+                    copy.write(line)
+        task_class.run = run
+        return task_class
+    return decorate
+
+
+def delegates(task_class):
+    """Class decorator for a task whose ``subtasks()`` it uses as helpers: their run()
+    happens inside its own, before it, and what they require it requires; the
+    scheduler never sees them. Raises AttributeError if the class has no subtasks()."""
+    if not hasattr(task_class, "subtasks"):
+        raise AttributeError(f"{task_class.__name__} needs to implement the method "
+                             f"\"subtasks\" to be used with @delegates")
+    own_run = task_class.run
+
+    def deps(self):
+        helpers = flatten(self.subtasks())
+        return flatten(self.requires()) + flatten([helper.deps() for helper in helpers])
+
+    def run(self):
+        for helper in flatten(self.subtasks()):
+            helper.run()
+        return own_run(self)
+    task_class.deps, task_class.run = deps, run
+    return task_class
 
 
 def common_params(task_instance, task_cls):
@@ -6697,6 +6759,19 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _luigi_run(argv=None):
+    """Luigi's ``luigi`` command (``luigi.cmdline.luigi_run``): run the command line,
+    then exit (SystemExit) with its code; Ctrl-C propagates as KeyboardInterrupt."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        level = _log_level(argv)
+    except (ConfigError, _UsageError) as exc:
+        print(f"microflow: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    with _logging_to_stderr(level):
+        sys.exit(_guarded_main(argv, interruptible=False))
+
+
 def _log_level(argv):
     level = get_config().get("core", "log_level", "INFO")
     if "--log-level" in argv[:-1]:
@@ -6708,8 +6783,9 @@ def _log_level(argv):
     return level
 
 
-def _guarded_main(argv):
-    """Run the command line, turning every error into a message and an exit code."""
+def _guarded_main(argv, interruptible=True):
+    """Run the command line, turning every error into a message and an exit code
+    (KeyboardInterrupt too, unless not ``interruptible``)."""
     try:
         outcome = _run_command_line(argv)
         if isinstance(outcome, int):
@@ -6722,6 +6798,8 @@ def _guarded_main(argv):
         print(f"microflow: error: {exc}", file=sys.stderr)
         return _retcode("unhandled_exception")
     except KeyboardInterrupt as exc:
+        if not interruptible:
+            raise
         terminated = isinstance(exc, _Terminated)
         print(f"microflow: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 143 if terminated else 130
@@ -6757,7 +6835,10 @@ parameter = _namespace("parameter", **{name: value for name, value in globals().
                                        and isinstance(value, type)},
                        ParameterVisibility=ParameterVisibility)
 target = _namespace("target", Target=Target, FileSystem=FileSystem,
-                    FileSystemTarget=FileSystemTarget)
+                    FileSystemTarget=FileSystemTarget, FileSystemException=FileSystemException,
+                    FileAlreadyExists=FileAlreadyExists,
+                    MissingParentDirectory=MissingParentDirectory,
+                    NotADirectory=NotADirectory)
 task = _namespace("task", Task=Task, ExternalTask=ExternalTask, WrapperTask=WrapperTask,
                   Config=Config, flatten=flatten, getpaths=getpaths,
                   externalize=externalize, namespace=namespace,
@@ -6767,8 +6848,10 @@ task_register = _namespace("task_register", Register=Register, load_task=load_ta
                            TaskClassNotFoundException=TaskClassNotFoundException,
                            TaskClassAmbigiousException=TaskClassAmbigiousException)
 util = _namespace("util", requires=requires, inherits=inherits,
-                  common_params=common_params)
+                  common_params=common_params, copies=copies, delegates=delegates)
 cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
+cmdline = _namespace("cmdline", luigi_run=_luigi_run)
+retcodes = _namespace("retcodes", run_with_retcodes=_luigi_run)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import contextlib
 import datetime
 import enum
 import gc
+import io
 import json
 import operator
 import os
@@ -551,6 +552,30 @@ class TestDateIntervals(unittest.TestCase):
 ###########################################################################################
 # Targets
 ###########################################################################################
+
+class TestFileSystemErrors(TempDirMixin, unittest.TestCase):
+    def test_mkdir_raises_luigi_named_errors_that_are_also_builtin_ones(self):
+        fs = mf.LocalFileSystem()
+        folder = str(self.tmp / "a" / "b")
+        with self.assertRaises(mf.MissingParentDirectory) as caught:
+            fs.mkdir(folder, parents=False)
+        self.assertIsInstance(caught.exception, FileNotFoundError)
+        fs.mkdir(folder)
+        fs.mkdir(folder)                                   # exists: fine by default
+        with self.assertRaises(mf.FileAlreadyExists) as caught:
+            fs.mkdir(folder, raise_if_exists=True)
+        self.assertIsInstance(caught.exception, FileExistsError)
+        (self.tmp / "file").write_text("x")
+        with self.assertRaises(mf.NotADirectory):
+            fs.mkdir(str(self.tmp / "file"))
+        self.assertIs(mf.target.FileAlreadyExists, mf.FileAlreadyExists)
+        target = mf.LocalTarget(str(self.tmp / "file"))
+        with self.assertRaises(mf.FileAlreadyExists):
+            mf.LocalTarget(str(self.tmp / "other")).fs.mkdir(str(self.tmp / "file"),
+                                                            raise_if_exists=True)
+        self.assertTrue(issubclass(mf.FileSystemException, mf.MicroflowError))
+        self.assertTrue(target.exists())
+
 
 class TestLocalTarget(TempDirMixin, unittest.TestCase):
     def leftovers(self, folder):
@@ -3083,6 +3108,65 @@ class ParsedHelper(mf.Config):
     suffix = mf.Parameter(default="")
 
 
+class Copied(mf.Task):
+    day = mf.IntParameter()
+
+    def output(self):
+        return mf.MockTarget(f"copied/source{self.day}")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write(f"line 1 of {self.day}\nline 2\n")
+
+
+@mf.util.copies(Copied)
+class CopyOfCopied(mf.Task):
+    def output(self):
+        return mf.MockTarget(f"copied/copy{self.day}")
+
+
+class Helper(mf.Task):
+    base = mf.IntParameter()
+
+    def requires(self):
+        return Copied(day=self.base)
+
+    def power(self, x):
+        return self.base ** x
+
+
+@mf.util.delegates
+class UsesHelper(mf.Task):
+    def subtasks(self):
+        return Helper(base=2)
+
+    def output(self):
+        return mf.MockTarget("delegated")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write(str(self.subtasks().power(10)))
+
+
+class TestDecorators(BuildCase):
+    def test_copies_requires_the_task_and_copies_its_output(self):
+        result = self.build(CopyOfCopied(day=3))
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        data = mf.MockFileSystem().get_all_data()
+        self.assertEqual(data["copied/copy3"], b"line 1 of 3\nline 2\n")
+        self.assertEqual(CopyOfCopied(day=3).requires(), Copied(day=3))
+
+    def test_delegates_runs_subtasks_inside_and_requires_their_requirements(self):
+        result = self.build(UsesHelper())
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertEqual(mf.MockFileSystem().get_data("delegated"), b"1024")
+        self.assertEqual(UsesHelper().deps(), [Copied(day=2)])
+        self.assertNotIn("Helper", {task.get_task_family() for tasks in
+                                    result.tasks.values() for task in tasks})
+        with self.assertRaisesRegex(AttributeError, "subtasks"):
+            mf.util.delegates(Copied)
+
+
 class TestCmdlineParser(unittest.TestCase):
     def test_global_instance_gives_flags_to_every_task_made_inside(self):
         args = ["ParsedGreeting", "--name", "ann", "--times", "3", "--ParsedHelper-suffix",
@@ -3179,6 +3263,26 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
                 leftovers = [p.name for p in self.tmp.iterdir() if "tmp" in p.name
                              or p.name.startswith("hang-")]
                 self.assertEqual(leftovers, [])
+
+    def test_luigi_run_exits_with_the_code_and_lets_ctrl_c_through(self):
+        code = ("import sys, microflow\n"
+                "sys.argv = ['luigi', '--module', 'clitasks', 'Fails']\n"
+                "microflow.cmdline.luigi_run()\n")
+        environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
+        done = subprocess.run([sys.executable, "-c", code], cwd=self.tmp, env=environment,
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual(done.returncode, 30, done.stderr)
+        self.assertIn("RuntimeError: nope", done.stderr)
+
+        class Interrupts(mf.Task):
+            def complete(self):
+                return False
+
+            def run(self):
+                raise KeyboardInterrupt
+        with self.assertRaises(KeyboardInterrupt):
+            with contextlib.redirect_stderr(io.StringIO()):
+                mf.cmdline.luigi_run(["Interrupts"])
 
     def test_unknown_task_suggests(self):
         done = self.cli("--module", "clitasks", "Gret")
