@@ -96,7 +96,7 @@ __all__ = (
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
     "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
-    "retcodes", "copies", "delegates",
+    "retcodes", "rpc", "copies", "delegates",
 )
 
 
@@ -6851,6 +6851,8 @@ util = _namespace("util", requires=requires, inherits=inherits,
                   common_params=common_params, copies=copies, delegates=delegates)
 cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
 cmdline = _namespace("cmdline", luigi_run=_luigi_run)
+# Luigi's client module; its RPCError is the error of a scheduler that does not answer.
+rpc = _namespace("rpc", RemoteScheduler=RemoteScheduler, RPCError=SchedulerUnavailable)
 retcodes = _namespace("retcodes", run_with_retcodes=_luigi_run)
 
 

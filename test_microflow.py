@@ -3187,6 +3187,7 @@ class TestCmdlineParser(unittest.TestCase):
         self.assertIsNone(mf.CmdlineParser.get_instance())
         self.assertEqual(ParsedHelper().suffix, "")
         self.assertIs(mf.cmdline_parser.CmdlineParser, mf.CmdlineParser)
+        self.assertIs(mf.rpc.RPCError, mf.SchedulerUnavailable)   # Luigi's name for it
 
     def test_bad_command_lines_raise_clear_errors(self):
         with self.assertRaisesRegex(mf.MicroflowError, "no task given"):
