@@ -96,7 +96,7 @@ __all__ = (
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
     "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
-    "retcodes", "rpc", "copies", "delegates",
+    "retcodes", "rpc", "copies", "delegates", "execution_summary",
 )
 
 
@@ -4799,8 +4799,10 @@ class Worker:
     """
 
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
-                 processes=1, executor=None, check_workers=0, **options):
+                 processes=1, executor=None, check_workers=0, worker_processes=None,
+                 **options):
         self._scheduler = scheduler if scheduler is not None else Scheduler()
+        processes = worker_processes or processes   # Luigi's name for it
         self._clock = clock or time.time
         self._sleep = sleep or time.sleep
         self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
@@ -5933,7 +5935,8 @@ _REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4
 _REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
 _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
                   FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
-_SUMMARY_BANNER = "===== microflow Execution Summary ====="
+# Luigi's words, so the tools and people that look for them in logs find them.
+_SUMMARY_BANNER = "===== Luigi Execution Summary ====="
 
 
 def _partition(record, others):
@@ -6246,6 +6249,21 @@ class RunResult:
 
 
 LuigiRunResult = RunResult
+
+
+def summary(worker):
+    """The execution summary of ``worker``'s run, as build() logs it (Luigi's
+    ``luigi.execution_summary.summary``)."""
+    return RunResult(worker).summary_text
+
+
+def _summary_dict(worker):
+    """``{category: set of Tasks}`` of ``worker``'s run, with Luigi's category names
+    (Luigi's ``luigi.execution_summary._summary_dict``, which its users read)."""
+    record = worker.record
+    others = _other_workers(record)
+    return {name: {record.scheduled[task_id] for task_id in ids}
+            for name, ids in _partition(record, others).items()}
 
 # [retcode] defaults. Luigi's are all 0 (a failed run exits 0); microflow uses the values
 # Luigi's documentation recommends, so a failure is never silent.
@@ -6830,6 +6848,9 @@ event = _namespace("event", Event=Event)
 format = _namespace("format", Format=Format, Text=Text, UTF8=UTF8, Nop=Nop, Gzip=Gzip,
                     Bzip2=Bzip2, SysNewLine=SysNewLine, TextFormat=_TextFormat)
 mock = _namespace("mock", MockTarget=MockTarget, MockFileSystem=MockFileSystem)
+execution_summary = _namespace("execution_summary", summary=summary,
+                               _summary_dict=_summary_dict, LuigiStatusCode=LuigiStatusCode,
+                               LuigiRunResult=RunResult)
 parameter = _namespace("parameter", **{name: value for name, value in globals().items()
                                        if name.endswith(("Parameter", "Exception"))
                                        and isinstance(value, type)},

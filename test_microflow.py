@@ -1659,7 +1659,7 @@ class TestBuild(BuildCase):
         self.assertEqual(result.one_line_summary, "This progress looks :) because there were "
                                                   "no failed tasks or missing dependencies")
         self.assertEqual(mf.exit_code(result, [Recorder("top", ["a", "b"])]), 0)
-        self.assertIn("===== microflow Execution Summary =====", self.logged)
+        self.assertIn("===== Luigi Execution Summary =====", self.logged)   # Luigi's words
 
     def test_already_complete_tasks_are_not_expanded_or_run(self):
         Recorder.finished.add("top")
@@ -3146,6 +3146,20 @@ class UsesHelper(mf.Task):
     def run(self):
         with self.output().open("w") as f:
             f.write(str(self.subtasks().power(10)))
+
+
+class TestExecutionSummaryFunctions(BuildCase):
+    def test_summary_and_summary_dict_of_a_worker(self):
+        with mf.Worker(mf.Scheduler(), worker_processes=1) as worker:
+            worker.add(NeedsExploding())
+            worker.run()
+        text = mf.execution_summary.summary(worker)
+        self.assertIn("===== Luigi Execution Summary =====", text)
+        self.assertIn("* 1 failed:", text)
+        sets = mf.execution_summary._summary_dict(worker)
+        self.assertEqual(sets["failed"], {Exploding()})
+        self.assertEqual(sets["upstream_failure"], {NeedsExploding()})
+        self.assertEqual(sets["completed"], set())
 
 
 class TestDecorators(BuildCase):
