@@ -66,7 +66,8 @@ __all__ = (
     "MicroflowError", "ConfigError", "ParameterException", "MissingParameterException",
     "UnknownParameterException", "DuplicateParameterException", "ParameterParseError",
     "TaskClassException", "TaskClassNotFoundException", "TaskClassAmbigiousException",
-    "TaskClassAmbiguousException", "UnconsumedParameterWarning", "SchedulerError",
+    "TaskClassAmbiguousException", "UnconsumedParameterWarning",
+    "OptionalParameterTypeWarning", "SchedulerError",
     "SchedulerUnavailable", "CycleError", "FileSystemException", "FileAlreadyExists",
     "MissingParentDirectory", "NotADirectory",
     # task states
@@ -81,13 +82,14 @@ __all__ = (
     "ListParameter", "OptionalListParameter", "TupleParameter", "OptionalTupleParameter",
     "NumericalParameter", "OptionalNumericalParameter", "ChoiceParameter",
     "OptionalChoiceParameter", "ChoiceListParameter", "PathParameter",
-    "OptionalPathParameter", "FrozenOrderedDict", "DateInterval",
+    "OptionalPathParameter", "OptionalDateParameter", "FrozenOrderedDict", "DateInterval",
     # targets
     "Target", "FileSystem", "FileSystemTarget", "LocalFileSystem", "LocalTarget",
     "MockFileSystem", "MockTarget", "Format", "Text", "UTF8", "Nop", "Gzip", "Bzip2",
     # tasks
     "Event", "Register", "Task", "ExternalTask", "WrapperTask", "Config", "externalize",
-    "namespace", "auto_namespace", "task_id_str", "flatten", "getpaths", "load_task",
+    "namespace", "auto_namespace", "task_id_str", "flatten", "flatten_output", "getpaths",
+    "load_task",
     "requires", "inherits",
     # scheduling and running
     "Scheduler", "Worker", "DynamicRequirements", "build", "run", "main", "exit_code",
@@ -258,6 +260,10 @@ class UnconsumedParameterWarning(UserWarning):
     """A ``[Family]`` config section holds an option the task does not declare."""
 
 
+class OptionalParameterTypeWarning(UserWarning):
+    """An Optional*Parameter got a value that is neither None nor of its type."""
+
+
 ###########################################################################################
 # Private helpers
 ###########################################################################################
@@ -333,6 +339,12 @@ class _ConfigParser(configparser.ConfigParser):
     def __init__(self):
         super().__init__(interpolation=_EnvInterpolation())
         self.optionxform = str
+
+    @classmethod
+    def instance(cls):
+        """The configuration in use, read on first call (Luigi's
+        ``LuigiConfigParser.instance()``)."""
+        return get_config()
 
     def _resolve(self, section, option):
         """Return the option name actually present, accepting dash/underscore forms."""
@@ -695,8 +707,13 @@ class _OptionalMixin:
 
     def _warn_on_wrong_param_type(self, param_name, param_value):
         if param_value is not None and not isinstance(param_value, self.expected_type):
+            expected = self.expected_type
+            wanted = (f'type "{expected.__name__}"' if isinstance(expected, type) else
+                      "any type in [" + ", ".join(f'"{kind.__name__}"' for kind in expected)
+                      + "]")
             warnings.warn(f'{type(self).__name__} "{param_name}" with value '
-                          f'"{param_value}" is not of the expected type or None.')
+                          f'"{param_value}" is not of {wanted} or None.',
+                          OptionalParameterTypeWarning)
 
 
 class OptionalParameter(_OptionalMixin, Parameter):
@@ -842,6 +859,12 @@ class DateParameter(_DateParameterBase):
 def _add_months(date, months):
     index = date.month - 1 + months
     return datetime.date(date.year + index // 12, index % 12 + 1, 1)
+
+
+class OptionalDateParameter(_OptionalMixin, DateParameter):
+    """A DateParameter that defaults to None; '' on the command line means None."""
+
+    expected_type = datetime.date
 
 
 class MonthParameter(DateParameter):
@@ -1725,6 +1748,16 @@ class LocalFileSystem(FileSystem):
             for name in files:
                 yield os.path.join(folder, name)
 
+    def copy(self, old_path, new_path, raise_if_exists=False):
+        """Copy a file, creating the destination's folders; publishes atomically."""
+        import shutil
+        if raise_if_exists and os.path.exists(new_path):
+            raise FileAlreadyExists(f"Destination exists: {new_path}")
+        os.makedirs(os.path.dirname(os.path.abspath(new_path)), exist_ok=True)
+        staging = f"{new_path}-microflow-tmp-{_random_digits(10)}"
+        shutil.copy2(old_path, staging)
+        os.replace(staging, new_path)
+
     def move(self, path, dest):
         """Move atomically with ``os.replace``; across devices, copy then replace."""
         parent = os.path.dirname(os.path.abspath(dest))
@@ -2417,6 +2450,22 @@ def flatten(struct):
         else:
             flat.extend(flatten(item))
     return flat
+
+
+def flatten_output(task):
+    """The output targets of ``task``, looking through tasks without outputs (wrapper
+    tasks) to what they require, each task once, breadth-first."""
+    found, queue, seen = [], [task], set()
+    while queue:
+        current = queue.pop(0)
+        if current in seen:
+            continue
+        seen.add(current)
+        if flatten(current.output()):
+            found.append(current)
+        else:
+            queue.extend(flatten(current.requires()))
+    return flatten([each.output() for each in found])
 
 
 def getpaths(struct):
@@ -6854,14 +6903,17 @@ execution_summary = _namespace("execution_summary", summary=summary,
 parameter = _namespace("parameter", **{name: value for name, value in globals().items()
                                        if name.endswith(("Parameter", "Exception"))
                                        and isinstance(value, type)},
-                       ParameterVisibility=ParameterVisibility)
+                       ParameterVisibility=ParameterVisibility,
+                       OptionalParameterTypeWarning=OptionalParameterTypeWarning,
+                       UnconsumedParameterWarning=UnconsumedParameterWarning)
 target = _namespace("target", Target=Target, FileSystem=FileSystem,
                     FileSystemTarget=FileSystemTarget, FileSystemException=FileSystemException,
                     FileAlreadyExists=FileAlreadyExists,
                     MissingParentDirectory=MissingParentDirectory,
                     NotADirectory=NotADirectory)
 task = _namespace("task", Task=Task, ExternalTask=ExternalTask, WrapperTask=WrapperTask,
-                  Config=Config, flatten=flatten, getpaths=getpaths,
+                  Config=Config, flatten=flatten, flatten_output=flatten_output,
+                  getpaths=getpaths,
                   externalize=externalize, namespace=namespace,
                   auto_namespace=auto_namespace, task_id_str=task_id_str)
 task_register = _namespace("task_register", Register=Register, load_task=load_task,

@@ -1146,6 +1146,56 @@ SUCCEEDED = []
 '''
 
 
+class TestLuigiHelpers(TempDirMixin, unittest.TestCase):
+    def test_optional_parameter_type_warning_names_the_type(self):
+        class WithOptional(mf.Task):
+            count = mf.OptionalIntParameter()
+            day = mf.OptionalDateParameter()
+        with self.assertWarns(mf.OptionalParameterTypeWarning) as caught:
+            WithOptional(count="7")
+        self.assertEqual(str(caught.warning), 'OptionalIntParameter "count" with value "7" '
+                                              'is not of type "int" or None.')
+        self.assertIsNone(WithOptional().day)
+        self.assertEqual(WithOptional(day=datetime.date(2026, 1, 2)).day,
+                         datetime.date(2026, 1, 2))
+        self.assertIsNone(mf.OptionalDateParameter().parse(""))
+
+    def test_flatten_output_looks_through_wrappers(self):
+        class Leaf(mf.Task):
+            n = mf.IntParameter()
+
+            def output(self):
+                return mf.MockTarget(f"leaf{self.n}")
+
+        class Inner(mf.WrapperTask):
+            def requires(self):
+                return [Leaf(1), Leaf(2)]
+
+        class Outer(mf.WrapperTask):
+            def requires(self):
+                return [Inner(), Leaf(2), Leaf(3)]
+        self.assertEqual([t.path for t in mf.task.flatten_output(Outer())],
+                         ["leaf2", "leaf3", "leaf1"])
+        self.assertEqual([t.path for t in mf.flatten_output(Leaf(5))], ["leaf5"])
+
+    def test_local_file_system_copy(self):
+        fs = mf.LocalFileSystem()
+        (self.tmp / "a.txt").write_text("data")
+        fs.copy(str(self.tmp / "a.txt"), str(self.tmp / "sub" / "b.txt"))
+        self.assertEqual((self.tmp / "sub" / "b.txt").read_text(), "data")
+        with self.assertRaises(mf.FileAlreadyExists):
+            fs.copy(str(self.tmp / "a.txt"), str(self.tmp / "sub" / "b.txt"),
+                    raise_if_exists=True)
+
+
+class TestConfigInstance(unittest.TestCase):
+    def test_luigi_config_parser_instance_is_the_config_in_use(self):
+        with mf.config_override({"core": {"workers": "3"}}):
+            parser = mf.configuration.LuigiConfigParser.instance()
+            self.assertIs(parser, mf.get_config())
+            self.assertEqual(parser.getint("core", "workers"), 3)
+
+
 class TestLuigiStyleModule(TempDirMixin, unittest.TestCase):
     def test_luigi_core_pipeline_runs_unchanged(self):
         module = types.ModuleType("luigi_style_pipeline")
