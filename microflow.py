@@ -4885,7 +4885,7 @@ class Worker:
         self._retrying = {}           # task id -> when it may be retried
         self._failed_ids = set()      # failed and not (yet) recovered by a retry
         self.interrupted = None       # the KeyboardInterrupt that stopped the run
-        self.run_succeeded = True
+        self.run_succeeded = True     # set by run(): False if a failure was not recovered
         self.add_succeeded = True
 
     def _make_runner(self):
@@ -5150,7 +5150,8 @@ class Worker:
             self._flush_reports()
             if self.interrupted is None:
                 self._note_done_elsewhere()
-        return self.run_succeeded and not self._failed_ids
+        self.run_succeeded = not self._failed_ids
+        return self.run_succeeded
 
     def _flush_reports(self):
         """Send what a remote scheduler's client still holds back (the last reports
