@@ -308,8 +308,10 @@ def _import_object(spec):
 ###########################################################################################
 
 def _config_paths():
-    """The files read, in order; a later file wins over an earlier one."""
-    paths = ["/etc/luigi/luigi.cfg", "luigi.cfg", "microflow.cfg"]
+    """The files read, in order; a later file wins over an earlier one. A path ending
+    in ``.toml`` is read as TOML."""
+    paths = ["/etc/luigi/luigi.cfg", "/etc/luigi/luigi.toml", "luigi.cfg", "luigi.toml",
+             "microflow.cfg"]
     for variable in ("LUIGI_CONFIG_PATH", "MICROFLOW_CONFIG_PATH"):
         if os.environ.get(variable):
             paths.append(os.environ[variable])
@@ -390,6 +392,53 @@ class _ConfigParser(configparser.ConfigParser):
             self.add_section(section)
         super().set(section, option, None if value is None else str(value))
 
+    def read(self, filenames, encoding="utf-8"):
+        """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
+        Returns the paths read. Raises ConfigError for a TOML file on a Python
+        without tomllib (before 3.11)."""
+        if isinstance(filenames, (str, os.PathLike)):
+            filenames = [filenames]
+        done = []
+        for path in filenames:
+            if str(path).endswith(".toml"):
+                if os.path.isfile(path):
+                    self._read_toml(path)
+                    done.append(path)
+            else:
+                done.extend(super().read(path, encoding=encoding))
+        return done
+
+    def _read_toml(self, path):
+        """Each table a section; values as the strings a cfg file would hold (lists
+        and tables as JSON, dates in ISO form), so parameters parse them alike."""
+        try:
+            import tomllib
+        except ImportError:
+            raise ConfigError(f"{path}: TOML configuration needs Python 3.11 or newer "
+                              f"(tomllib); this is {sys.version.split()[0]}. Write it "
+                              f"as luigi.cfg instead") from None
+        with open(path, "rb") as f:
+            try:
+                tables = tomllib.load(f)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        for section, table in tables.items():
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: {section!r} is not a table ([section])")
+            for option, value in table.items():
+                self.set(section, option, _toml_text(value).replace("%", "%%"))
+
+
+def _toml_text(value):
+    """A TOML value as cfg text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
+
 
 def _parse_config_bool(value):
     lowered = str(value).strip().lower()
@@ -435,9 +484,10 @@ _CONFIG = _ConfigState()
 def get_config():
     """Return the configuration parser, reading the config files on first use.
 
-    Files are read in this order, later ones winning: ``/etc/luigi/luigi.cfg``,
-    ``./luigi.cfg``, ``./microflow.cfg``, then ``$LUIGI_CONFIG_PATH`` and
-    ``$MICROFLOW_CONFIG_PATH``. ``get(section, option, default)`` accepts a default
+    Files are read in this order, later ones winning: ``/etc/luigi/luigi.cfg`` and
+    ``.toml``, ``./luigi.cfg`` and ``.toml``, ``./microflow.cfg``, then
+    ``$LUIGI_CONFIG_PATH`` and ``$MICROFLOW_CONFIG_PATH`` (TOML when named ``.toml``,
+    Python 3.11 or newer). ``get(section, option, default)`` accepts a default
     and both the ``dash-form`` and ``underscore_form`` of an option.
     """
     return _CONFIG.parser()
@@ -6890,7 +6940,7 @@ def _namespace(name, **members):
 
 
 configuration = _namespace("configuration", get_config=get_config,
-                           LuigiConfigParser=_ConfigParser)
+                           LuigiConfigParser=_ConfigParser, LuigiTomlParser=_ConfigParser)
 date_interval = _namespace("date_interval", DateInterval=DateInterval, Date=_Date,
                            Week=_Week, Month=_Month, Year=_Year, Custom=_Custom)
 event = _namespace("event", Event=Event)

@@ -1091,6 +1091,37 @@ class TestConfiguration(TempDirMixin, unittest.TestCase):
             with self.assertRaisesRegex(mf.ConfigError, "'MF_TEST_LEVEL' is not set"):
                 mf.get_config().get("core", "log-level")
 
+    def test_toml_files_feed_the_same_config(self):
+        path = self.tmp / "luigi.toml"
+        path.write_text('[core]\nworkers = 3\n[worker]\nkeep_alive = true\n'
+                        '[TomlTask]\nnames = ["a", "b"]\nday = 2026-01-02\n'
+                        'rate = "100%"\n')
+
+        class TomlTask(mf.Task):
+            names = mf.ListParameter()
+            day = mf.DateParameter()
+            rate = mf.Parameter()
+        with unittest.mock.patch.dict(os.environ, {"MICROFLOW_CONFIG_PATH": str(path)}):
+            mf.reset_config()
+            self.addCleanup(mf.reset_config)
+            if sys.version_info < (3, 11):   # no tomllib: a clear error, not silence
+                with self.assertRaisesRegex(mf.ConfigError, "TOML configuration needs "
+                                                            "Python 3.11"):
+                    mf.get_config()
+                return
+            config = mf.get_config()
+            self.assertEqual(config.getint("core", "workers"), 3)
+            self.assertTrue(config.getboolean("worker", "keep_alive"))
+            task = TomlTask()
+            self.assertEqual((task.names, task.day, task.rate),
+                             (("a", "b"), datetime.date(2026, 1, 2), "100%"))
+            self.assertIs(mf.configuration.LuigiTomlParser.instance(), config)
+        path.write_text("[core\nworkers = ")
+        with unittest.mock.patch.dict(os.environ, {"MICROFLOW_CONFIG_PATH": str(path)}):
+            mf.reset_config()
+            with self.assertRaisesRegex(mf.ConfigError, "luigi.toml: not valid TOML"):
+                mf.get_config()
+
     def test_typed_getters_report_bad_values(self):
         mf.set_config("worker", "timeout", "soon")
         with self.assertRaisesRegex(mf.ConfigError, r"\[worker\] timeout: expected a number"):
