@@ -161,6 +161,11 @@ _WORKER_DEFAULTS = {
     "max_keep_alive_idle_duration": 0.0, "task_limit": 0, "timeout": 0.0,
     "force_multiprocessing": False, "mode": "processes", "start_method": "",
     "process_per_task": False, "ping_interval": 1.0,
+    # Luigi's 5 s jitter slows every kept-alive wait; microflow adds none unless asked.
+    "wait_jitter": 0.0,
+    # Accepted for Luigi's configs; nothing to do: microflow installs no signal handler
+    # in build(), and checks complete() once per task and run anyway.
+    "no_install_shutdown_handler": False, "cache_task_completion": False,
 }
 
 # The Task properties a task may override to set its own retry policy.
@@ -5274,7 +5279,7 @@ class Worker:
             if self._retrying and self._wait_for_retry():
                 return "waiting"
             if self._keep_alive(reply):
-                self._sleep(self.options["wait_interval"])
+                self._sleep(self._idle_wait())
                 return "waiting"
             return "stop"
         self._idle_since = None
@@ -5306,6 +5311,15 @@ class Worker:
             return False
         self._sleep(self._retry_policy[2])
         return True
+
+    def _idle_wait(self):
+        """A kept-alive idle worker's sleep: ``wait_interval`` plus up to
+        ``wait_jitter`` at random, so many workers do not poll in step."""
+        jitter = self.options["wait_jitter"]
+        if not jitter:
+            return self.options["wait_interval"]
+        import random
+        return self.options["wait_interval"] + random.uniform(0, jitter)
 
     def _task_for(self, reply):
         """A task handed out that this worker did not add: load it by name."""

@@ -1219,6 +1219,17 @@ class TestLuigiHelpers(TempDirMixin, unittest.TestCase):
                     raise_if_exists=True)
 
 
+class TestKeepAliveJitter(unittest.TestCase):
+    def test_wait_jitter_adds_up_to_its_value_to_idle_waits(self):
+        worker = mf.Worker(mf.Scheduler(), wait_interval=1.0, wait_jitter=0.5)
+        waits = [worker._idle_wait() for _ in range(50)]
+        self.assertTrue(all(1.0 <= wait <= 1.5 for wait in waits))
+        self.assertGreater(len(set(waits)), 1)
+        self.assertEqual(mf.Worker(mf.Scheduler(), wait_interval=2.0)._idle_wait(), 2.0)
+        mf.Worker(mf.Scheduler(), no_install_shutdown_handler=True,
+                  cache_task_completion=True)   # Luigi's options are accepted
+
+
 class TestConfigInstance(unittest.TestCase):
     def test_luigi_config_parser_instance_is_the_config_in_use(self):
         with mf.config_override({"core": {"workers": "3"}}):
