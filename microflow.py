@@ -1544,10 +1544,12 @@ class Format:
     """How bytes on disk become what ``Target.open()`` returns.
 
     A format wraps a binary file object for reading or writing. Formats chain with
-    ``>>``: ``Gzip >> UTF8`` reads gzip-compressed bytes and decodes them as UTF-8.
+    ``>>`` as in Luigi, the one you read and write first: ``UTF8 >> Gzip`` is UTF-8
+    text, gzip-compressed on disk.
     """
 
     binary = True   # does open() hand out bytes (True) or str (False)?
+    name = None     # set on the named formats (UTF8, Gzip, ...), for messages
 
     def wrap_reader(self, raw):
         """Wrap the binary file ``raw`` for reading."""
@@ -1557,7 +1559,16 @@ class Format:
         """Wrap the binary file ``raw`` for writing."""
         return raw
 
+    def __repr__(self):
+        return self.name or type(self).__name__
+
     def __rshift__(self, other):
+        """``self`` on top of ``other``. Raises TypeError when ``other`` hands out text,
+        which nothing can be put on top of (Luigi's rule)."""
+        if not other.binary:
+            raise TypeError(f"The format chaining is not valid: {self!r} expects bytes, "
+                            f"but {other!r} provides text (put the text format first, "
+                            f"e.g. UTF8 >> Gzip)")
         return _ChainFormat(self, other)
 
 
@@ -1597,17 +1608,18 @@ class _CompressedFormat(Format):
 
 
 class _ChainFormat(Format):
-    """``first >> second``: ``first`` sits next to the bytes, ``second`` on top."""
+    """``first >> second``: ``first`` on top (what open() hands out), ``second`` next to
+    the bytes on disk."""
 
     def __init__(self, first, second):
         self.first, self.second = first, second
-        self.binary = second.binary
+        self.binary = first.binary
 
     def wrap_reader(self, raw):
-        return self.second.wrap_reader(self.first.wrap_reader(raw))
+        return self.first.wrap_reader(self.second.wrap_reader(raw))
 
     def wrap_writer(self, raw):
-        return self.second.wrap_writer(self.first.wrap_writer(raw))
+        return self.first.wrap_writer(self.second.wrap_writer(raw))
 
 
 class _ClosingStack(io.BufferedIOBase):
@@ -1656,10 +1668,13 @@ UTF8 = _TextFormat("utf-8")
 SysNewLine = _TextFormat(newline="")
 #: Raw bytes.
 Nop = Format()
-#: gzip-compressed bytes (chain with ``>> UTF8`` for text).
+#: gzip-compressed bytes (``UTF8 >> Gzip`` for text).
 Gzip = _CompressedFormat("gzip")
-#: bzip2-compressed bytes (chain with ``>> UTF8`` for text).
+#: bzip2-compressed bytes (``UTF8 >> Bzip2`` for text).
 Bzip2 = _CompressedFormat("bz2")
+for _name in ("Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2"):   # for messages
+    globals()[_name].name = _name
+del _name
 
 
 class _AtomicWriteFile:

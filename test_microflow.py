@@ -642,11 +642,16 @@ class TestLocalTarget(TempDirMixin, unittest.TestCase):
                     self.assertEqual(f.read(3)[:len(magic)], magic)
                 with target.open("r") as f:
                     self.assertEqual(f.read(), b"payload" * 100)
-                text = mf.LocalTarget(self.tmp / f"t.{name}", format=fmt >> mf.UTF8)
+                # Luigi's order: the text format first, the compression next to disk.
+                text = mf.LocalTarget(self.tmp / f"t.{name}", format=mf.UTF8 >> fmt)
                 with text.open("w") as f:
                     f.write("ünïcode\n")
                 with text.open("r") as f:
                     self.assertEqual(f.read(), "ünïcode\n")
+                with open(text.path, "rb") as f:
+                    self.assertEqual(f.read(3)[:len(magic)], magic)
+                with self.assertRaisesRegex(TypeError, "chaining is not valid"):
+                    fmt >> mf.UTF8
         nop = mf.LocalTarget(self.tmp / "n.bin", format=mf.format.Nop)
         with nop.open("w") as f:
             f.write(b"abc")
