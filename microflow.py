@@ -68,7 +68,7 @@ __all__ = (
     "TaskClassException", "TaskClassNotFoundException", "TaskClassAmbigiousException",
     "TaskClassAmbiguousException", "UnconsumedParameterWarning",
     "OptionalParameterTypeWarning", "SchedulerError",
-    "SchedulerUnavailable", "CycleError", "FileSystemException", "FileAlreadyExists",
+    "SchedulerUnavailable", "CycleError", "UsageError", "FileSystemException", "FileAlreadyExists",
     "MissingParentDirectory", "NotADirectory",
     # task states
     "PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "UNKNOWN",
@@ -255,6 +255,11 @@ class SchedulerError(MicroflowError, ValueError):
 
 class SchedulerUnavailable(MicroflowError):
     """The central scheduler did not answer (after the client's retries)."""
+
+
+class UsageError(MicroflowError, ValueError):
+    """Bad command-line input (an unknown task or flag, a module that will not import):
+    ``python -m microflow`` prints it and exits 2; run() raises it."""
 
 
 class CycleError(MicroflowError, ValueError):
@@ -5148,7 +5153,7 @@ class Worker:
         in it as a scheduling error, naming them."""
         names = " -> ".join(repr(task) for task in cycle)
         error = CycleError(f"dependency cycle: {names}", [repr(task) for task in cycle])
-        _log.error("%s", error)
+        _log.error("%s", error.args[0])
         for task in cycle[:-1]:
             self._report(task, UNKNOWN, runnable=False, expl=str(error))
             self._scheduler.announce_scheduling_failure(
@@ -6413,9 +6418,12 @@ def exit_code(result, root_tasks=()):
     conditions = {"missing_data": tasks["still_pending_ext"], "task_failed": tasks["failed"],
                   "already_running": tasks["run_by_other_worker"],
                   "scheduling_error": tasks["scheduling_error"], "not_run": tasks["not_run"]}
-    code = max([_retcode(name) for name, hit in conditions.items() if hit] or [0])
+    hits = [name for name, hit in conditions.items() if hit]
+    code = max([_retcode(name) for name in hits] or [0])
     finished = {task.task_id for task in tasks["completed"] + tasks["already_done"]}
-    if code == 0 and any(task.task_id not in finished for task in root_tasks):
+    # A requested task left incomplete with nothing above to explain it is "not run";
+    # when something does explain it, that condition's code stands, even if it is 0.
+    if not hits and any(task.task_id not in finished for task in root_tasks):
         code = _retcode("not_run")
     return code
 
@@ -6538,15 +6546,25 @@ def _run_build(tasks, workers, scheduler, worker_options, **runner_options):
 # Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
 ###########################################################################################
 
-class _UsageError(MicroflowError):
-    """Bad command-line input: printed as one line, exit code 2."""
+def _whole_number(text):
+    """argparse type for a count of at least 1."""
+    import argparse
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got "
+                                         f"{text!r}")
+    return value
 
 
 # Options every command line takes; values are the argparse keywords.
 _CLI_OPTIONS = (
     ("--module", dict(action="append", default=[], metavar="MODULE",
                       help="import this module first (repeatable)")),
-    ("--workers", dict(type=int, default=None, metavar="N",
+    ("--workers", dict(type=_whole_number, default=None,
+                       metavar="N",
                        help="run N tasks at once in worker processes (default 1)")),
     ("--local-scheduler", dict(action="store_true",
                                help="accepted for Luigi compatibility; the in-process "
@@ -6637,8 +6655,12 @@ def _import_modules(arguments):
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise _UsageError(f"cannot import module {name!r}: {exc}") from None
+        except ModuleNotFoundError as exc:
+            raise UsageError(f"cannot import module {name!r}: {exc}") from None
+        except Exception:   # the module itself failed: show where, as Python would
+            import traceback
+            raise UsageError(f"importing module {name!r} failed:\n"
+                             f"{traceback.format_exc().rstrip()}") from None
 
 
 def _parse_command_line(argv):
@@ -6647,7 +6669,7 @@ def _parse_command_line(argv):
     try:
         return _parse_arguments(argv)
     except argparse.ArgumentError as exc:   # never argparse's own sys.exit()
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _parse_arguments(argv):
@@ -6661,11 +6683,11 @@ def _parse_arguments(argv):
     try:
         task_class = _REGISTRY.get(arguments.task)
     except TaskClassException as exc:
-        raise _UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     root_parser = _root_parser(task_class)
     root_values, unknown = root_parser.parse_known_args(rest)
     if unknown and not arguments.help:
-        raise _UsageError(_unknown_flag_message(unknown[0], task_class, parser,
+        raise UsageError(_unknown_flag_message(unknown[0], task_class, parser,
                                                 root_parser))
     global_values = {global_flags[dest]: value for dest, value in vars(arguments).items()
                      if dest in global_flags and value is not None}
@@ -6728,7 +6750,7 @@ class CmdlineParser:
     def __init__(self, cmdline_args):
         task_class, root, global_values, options = _parse_command_line(list(cmdline_args))
         if task_class is None:
-            raise _UsageError("no task given on the command line")
+            raise UsageError("no task given on the command line")
         self._set_parts(task_class, root, global_values, options)
 
     @classmethod
@@ -6820,7 +6842,7 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
         argv.insert(0, main_task_cls.get_task_family())
     outcome = _run_command_line(argv)
     if isinstance(outcome, int):
-        raise _UsageError("no task given on the command line")
+        raise UsageError("no task given on the command line")
     return outcome if detailed_summary else outcome.scheduling_succeeded
 
 
@@ -6856,9 +6878,9 @@ def _run_server(options):
             with open(options.token_file, encoding="utf-8") as f:
                 token = f.read().strip()
         except OSError as exc:
-            raise _UsageError(f"cannot read --token-file: {exc}") from None
+            raise UsageError(f"cannot read --token-file: {exc}") from None
         if not token:
-            raise _UsageError(f"--token-file {options.token_file} is empty")
+            raise UsageError(f"--token-file {options.token_file} is empty")
     try:
         serve(options.address, options.port, token, state_path=options.state_path)
     except _Terminated:
@@ -6875,7 +6897,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         level = _log_level(argv)
-    except (ConfigError, _UsageError) as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
     with _logging_to_stderr(level), _sigterm_as_interrupt():
@@ -6912,7 +6934,7 @@ def _luigi_run(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         level = _log_level(argv)
-    except (ConfigError, _UsageError) as exc:
+    except (ConfigError, UsageError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         sys.exit(2)
     with _logging_to_stderr(level):
@@ -6925,7 +6947,7 @@ def _log_level(argv):
         level = argv[argv.index("--log-level") + 1]
     level = level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise _UsageError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR "
+        raise UsageError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR "
                           f"or CRITICAL")
     return level
 
@@ -6938,7 +6960,7 @@ def _guarded_main(argv, interruptible=True):
         if isinstance(outcome, int):
             return outcome
         return exit_code(outcome, outcome.root_tasks)
-    except (ParameterException, TaskClassException, _UsageError, ConfigError) as exc:
+    except (ParameterException, TaskClassException, UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
     except SchedulerUnavailable as exc:
@@ -6951,10 +6973,12 @@ def _guarded_main(argv, interruptible=True):
         print(f"microflow: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 143 if terminated else 130
     except Exception as exc:
-        if "--debug" in argv:
-            raise
-        print(f"microflow: unhandled error: {exc!r} (run with --debug for the traceback)",
-              file=sys.stderr)
+        if "--debug" in argv:   # the traceback too; the exit code stays the same
+            import traceback
+            traceback.print_exc()
+        else:
+            print(f"microflow: unhandled error: {exc!r} (run with --debug for the "
+                  f"traceback)", file=sys.stderr)
         return _retcode("unhandled_exception")
 
 

@@ -1834,8 +1834,8 @@ class TestBuild(BuildCase):
         result = self.build(Loop(0))
         self.assertFalse(result.scheduling_succeeded)
         self.assertEqual(result.status, mf.LuigiStatusCode.SCHEDULING_FAILED)
-        self.assertIn("dependency cycle: Loop(n=0) -> Loop(n=1) -> Loop(n=2) -> Loop(n=0)",
-                      self.logged)
+        self.assertIn("ERROR:microflow:dependency cycle: Loop(n=0) -> Loop(n=1) -> "
+                      "Loop(n=2) -> Loop(n=0)\n", self.logged + "\n")   # text, not a tuple
         self.assertEqual(len(result.tasks["scheduling_error"]), 3)
 
     def test_deep_chain_does_not_recurse(self):
@@ -3419,10 +3419,31 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(len(done.stderr.strip().splitlines()), 1)
 
     def test_bad_core_option(self):
-        done = self.cli("--module", "clitasks", "Greet", "--name", "x", "--workers", "abc")
+        for value in ("abc", "0", "-2"):
+            done = self.cli("--module", "clitasks", "Greet", "--name", "x", "--workers", value)
+            self.assertEqual(done.returncode, 2)
+            self.assertEqual(done.stderr.strip(), f"microflow: error: argument --workers: "
+                                                  f"expected a whole number of 1 or more, "
+                                                  f"got '{value}'")
+
+    def test_exit_codes_follow_the_retcode_section_alone(self):
+        config = self.tmp / "zero.cfg"
+        config.write_text("[retcode]\ntask_failed = 0\n")
+        done = self.cli("--module", "clitasks", "Fails",
+                        env={"MICROFLOW_CONFIG_PATH": str(config)})
+        self.assertEqual(done.returncode, 0, done.stderr)   # not 25: the failure explains it
+        done = self.cli("--module", "clitasks", "Fails", "--debug")
+        self.assertEqual(done.returncode, 30)              # --debug changes no exit code
+
+    def test_a_module_that_fails_to_import_shows_its_traceback(self):
+        (self.tmp / "broken.py").write_text("import os\n\ndef f():\n    return 1 / 0\n\nf()\n")
+        done = self.cli("--module", "broken", "Greet")
         self.assertEqual(done.returncode, 2)
-        self.assertEqual(done.stderr.strip(), "microflow: error: argument --workers: invalid "
-                                              "int value: 'abc'")
+        self.assertIn("importing module 'broken' failed:", done.stderr)
+        self.assertIn("ZeroDivisionError: division by zero", done.stderr)
+        self.assertIn('broken.py", line 4, in f', done.stderr)
+        with self.assertRaises(mf.UsageError):
+            mf.run(["--no-such-flag"])
 
     def test_task_help(self):
         done = self.cli("--module", "clitasks", "Greet", "--help")
