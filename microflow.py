@@ -450,6 +450,23 @@ def _toml_text(value):
     return str(value)
 
 
+def _warn_unconsumed(section, known):
+    """Warn, in Luigi's words, about each option of ``[section]`` not in ``known``:
+    a typo there would otherwise silently do nothing."""
+    parser = get_config()
+    if not parser.has_section(section):
+        return
+    for key in parser.options(section):
+        name = key.replace("-", "_")
+        if name not in known:
+            close = _suggestions(name, sorted(known))
+            warnings.warn(f"The configuration contains the parameter '{name}' with value "
+                          f"'{parser.get(section, key, raw=True)}' that is not consumed by "
+                          f"the task '{section}'."
+                          + (f" Did you mean {' or '.join(close)}?" if close else ""),
+                          UnconsumedParameterWarning, stacklevel=3)
+
+
 def _parse_config_bool(value):
     lowered = str(value).strip().lower()
     if lowered in ("1", "yes", "true", "on"):
@@ -2771,17 +2788,7 @@ class Task(metaclass=Register):
     def _warn_unconsumed_config(cls, family, declared):
         """Warn about options in ``[Family]`` the task does not declare (a typo there
         silently does nothing otherwise)."""
-        parser = get_config()
-        if not parser.has_section(family):
-            return
-        ignore = getattr(cls, "ignore_unconsumed", set())
-        for key in parser.options(family):
-            name = key.replace("-", "_")
-            if name not in declared and name not in ignore:
-                warnings.warn(f"The configuration contains the parameter '{name}' with "
-                              f"value '{parser.get(family, key, raw=True)}' that is not "
-                              f"consumed by the task '{family}'.",
-                              UnconsumedParameterWarning)
+        _warn_unconsumed(family, set(declared) | set(getattr(cls, "ignore_unconsumed", ())))
 
     def __init__(self, *args, **kwargs):
         info = self._info()
@@ -3131,6 +3138,7 @@ def _typed_options(section, defaults, overrides=None):
         getter = {bool: parser.getboolean, int: parser.getint,
                   str: parser.get}.get(type(default), parser.getfloat)
         options[name] = getter(section, name, default)
+    _warn_unconsumed(section, set(defaults) | _OTHER_KNOWN_OPTIONS.get(section, set()))
     unknown = set(overrides or {}) - set(defaults)
     if unknown:
         raise ConfigError(f"unknown {section} option(s): {', '.join(sorted(unknown))}; "
@@ -6428,6 +6436,17 @@ def exit_code(result, root_tasks=()):
     return code
 
 
+# Options read elsewhere than _typed_options (the rest of a typo check's known names).
+_OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
+# Every [core] option microflow reads or accepts (the rest gets a typo warning).
+_CORE_KNOWN_OPTIONS = {
+    "workers", "log_level", "parallel_scheduling", "parallel_scheduling_processes",
+    "scheduler_url", "scheduler_host", "scheduler_port", "default_scheduler_url",
+    "default_scheduler_host", "default_scheduler_port", "rpc_retry_attempts",
+    "rpc_retry_wait", "rpc_connect_timeout", "local_scheduler", "lock_size", "no_lock",
+    "lock_pid_dir", "take_lock", "logging_conf_file", "module", "assistant", "help",
+    "help_all", "no_configure_logging"}
+
 # Luigi [core] options build() accepts; those that only matter to Luigi's own machinery
 # (pid locks, its daemon) are accepted and ignored so Luigi calls run unchanged.
 _CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "scheduler_url",
@@ -6461,6 +6480,7 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
             "check_workers"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
+    _warn_unconsumed("core", _CORE_KNOWN_OPTIONS)
     if workers is None:
         workers = get_config().getint("core", "workers", 1)
     if scheduler is None:
@@ -6604,6 +6624,7 @@ _CLI_OPTIONS = (
                           help="--server: require the token in FILE for calls that "
                                "change state")),
     ("--help", dict(action="store_true", help="show help (after a task: its parameters)")),
+    ("--version", dict(action="store_true", help="print microflow's version and exit")),
     ("--debug", dict(action="store_true", help="print full tracebacks for errors")),
 )
 
@@ -6849,6 +6870,9 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
 def _run_command_line(argv):
     """Parse, build, and return the RunResult (or an int exit code for help)."""
     task_class, root, global_values, options = _parse_command_line(argv)
+    if options.version:
+        print(f"microflow {__version__}")
+        return 0
     if options.server:
         return _run_server(options)
     if task_class is None:
@@ -6881,8 +6905,9 @@ def _run_server(options):
             raise UsageError(f"cannot read --token-file: {exc}") from None
         if not token:
             raise UsageError(f"--token-file {options.token_file} is empty")
+    state_path = options.state_path or get_config().get("scheduler", "state_path", None)
     try:
-        serve(options.address, options.port, token, state_path=options.state_path)
+        serve(options.address, options.port, token, state_path=state_path)
     except _Terminated:
         pass
     return 0

@@ -1235,6 +1235,30 @@ class TestKeepAliveJitter(unittest.TestCase):
                   cache_task_completion=True)   # Luigi's options are accepted
 
 
+class TestConfigTypos(unittest.TestCase):
+    def test_unknown_core_worker_and_scheduler_options_are_warned_about(self):
+        typos = {"core": {"wrokers": "2"}, "worker": {"keep_alvie": "true"},
+                 "scheduler": {"retry_dealy": "5"}}
+        with mf.config_override(typos), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mf.Worker(mf.Scheduler())
+            with self.assertLogs("microflow", "INFO"):
+                mf.build([Recorder("typo", [])])
+        messages = [str(w.message) for w in caught
+                    if issubclass(w.category, mf.UnconsumedParameterWarning)]
+        self.assertIn("The configuration contains the parameter 'keep_alvie' with value "
+                      "'true' that is not consumed by the task 'worker'. Did you mean "
+                      "keep_alive?", messages)
+        self.assertTrue(any("'retry_dealy'" in m and "retry_delay" in m for m in messages))
+        self.assertTrue(any("'wrokers'" in m and "workers" in m for m in messages))
+        with mf.config_override({"worker": {"keep-alive": "true"}}), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            mf.Worker(mf.Scheduler())
+        self.assertEqual([w for w in caught
+                          if issubclass(w.category, mf.UnconsumedParameterWarning)], [])
+
+
 class TestConfigInstance(unittest.TestCase):
     def test_luigi_config_parser_instance_is_the_config_in_use(self):
         with mf.config_override({"core": {"workers": "3"}}):
@@ -3395,6 +3419,11 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         with self.assertRaises(KeyboardInterrupt):
             with contextlib.redirect_stderr(io.StringIO()):
                 mf.cmdline.luigi_run(["Interrupts"])
+
+    def test_version(self):
+        done = self.cli("--version")
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, f"microflow "
+                                                                   f"{mf.__version__}"))
 
     def test_unknown_task_suggests(self):
         done = self.cli("--module", "clitasks", "Gret")
