@@ -6485,10 +6485,11 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
         workers = get_config().getint("core", "workers", 1)
     if scheduler is None:
         scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {})
-    result = _run_build(list(tasks), workers, scheduler, worker_options or {},
-                        executor=executor,
-                        check_workers=_check_workers(check_workers, core_options))
-    _log.info("%s", result.summary_text)
+    with _logging_unless_configured():
+        result = _run_build(list(tasks), workers, scheduler, worker_options or {},
+                            executor=executor,
+                            check_workers=_check_workers(check_workers, core_options))
+        _log.info("%s", result.summary_text)
     if result.worker.interrupted is not None:
         raise result.worker.interrupted   # after the summary, which says what ran
     return result if detailed_summary else result.scheduling_succeeded
@@ -6833,8 +6834,7 @@ def _command_line_values(values):
 
 @contextlib.contextmanager
 def _logging_to_stderr(level):
-    """Log microflow's messages to stderr while main() runs (the library never
-    configures logging; an application that embeds it does)."""
+    """Log microflow's messages to stderr at ``level`` while the block runs."""
     import logging
     logger = logging.getLogger(LOGGER_NAME)
     handler = logging.StreamHandler()
@@ -6849,6 +6849,18 @@ def _logging_to_stderr(level):
         logger.removeHandler(handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+def _logging_unless_configured():
+    """As Luigi does for build(): when the application configured no logging (no
+    handler on the root or the "microflow" logger) and ``[core]
+    no_configure_logging`` is not set, log the run to stderr at ``[core] log_level``
+    (INFO) while it lasts; otherwise leave logging alone."""
+    import logging
+    if logging.getLogger().handlers or logging.getLogger(LOGGER_NAME).handlers or \
+            get_config().getboolean("core", "no_configure_logging", False):
+        return contextlib.nullcontext()
+    return _logging_to_stderr(get_config().get("core", "log_level", "INFO").upper())
 
 
 def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,

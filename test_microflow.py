@@ -3420,6 +3420,32 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
             with contextlib.redirect_stderr(io.StringIO()):
                 mf.cmdline.luigi_run(["Interrupts"])
 
+    def test_build_in_a_plain_script_prints_the_run_as_luigi_does(self):
+        script = ("import microflow\n"
+                  "class Hi(microflow.Task):\n"
+                  "    def complete(self):\n"
+                  "        return False\n"
+                  "    def run(self):\n"
+                  "        pass\n"
+                  "microflow.build([Hi()])\n")
+        environment = dict(os.environ, PYTHONPATH=str(HERE))
+        environment.pop("LUIGI_CONFIG_PATH", None)
+        environment.pop("MICROFLOW_CONFIG_PATH", None)
+        done = subprocess.run([sys.executable, "-c", script], cwd=self.tmp, text=True,
+                              capture_output=True, env=environment, timeout=60)
+        self.assertIn("running   Hi()", done.stderr)
+        self.assertIn("===== Luigi Execution Summary =====", done.stderr)
+        config = self.tmp / "quiet.cfg"
+        config.write_text("[core]\nno_configure_logging = true\n")
+        done = subprocess.run([sys.executable, "-c", script], cwd=self.tmp, text=True,
+                              capture_output=True, timeout=60,
+                              env=dict(environment, MICROFLOW_CONFIG_PATH=str(config)))
+        self.assertEqual(done.stderr, "")
+        configured = "import logging; logging.basicConfig(format='APP %(message)s')\n"
+        done = subprocess.run([sys.executable, "-c", configured + script], cwd=self.tmp,
+                              text=True, capture_output=True, env=environment, timeout=60)
+        self.assertNotIn("Summary", done.stderr)   # the application's WARNING level holds
+
     def test_version(self):
         done = self.cli("--version")
         self.assertEqual((done.returncode, done.stdout.strip()), (0, f"microflow "
