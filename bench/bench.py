@@ -167,10 +167,10 @@ def child(impl, shape, n, workers=1, url=""):
     if impl == "pool_floor":
         return pool_floor(workers, n)
     where = {"scheduler_url": url} if url else {"local_scheduler": True}
+    import logging
+    logging.disable(logging.CRITICAL)   # measure the engines, not their log lines
     if impl == "luigi":
-        import logging
         import luigi as lib
-        logging.disable(logging.CRITICAL)
         build = lambda tasks: lib.build(tasks, workers=workers, **where)  # noqa
     elif impl == "floor":
         lib, build = _FLOOR, _floor_build
