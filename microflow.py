@@ -5773,75 +5773,78 @@ def serve(address="127.0.0.1", port=8082, token=None, scheduler=None, state_path
         server.stop()
 
 
-def _request_handler():
-    """The HTTP handler class (built on first use: http.server is slow to import).
-    It only parses the request, finds the credentials, and writes the JSON reply."""
-    import http.server
-    import urllib.parse
+class _HandlerMethods:
+    """The HTTP handler's methods (mixed into http.server's handler on first use: that
+    module is slow to import). It only parses the request, finds the credentials, and
+    writes the JSON reply; SchedulerServer.call does the rest."""
 
-    class _Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"   # keep-alive: one connection per worker
-        server_version = f"microflow/{__version__}"
-        disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms wait
+    protocol_version = "HTTP/1.1"   # keep-alive: one connection per worker
+    server_version = f"microflow/{__version__}"
+    disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms wait
 
-        def do_POST(self):
-            path, _, query = self.path.partition("?")
-            if not path.startswith("/api/"):
-                return self._reply(404 if path not in ("/", "") else 200,
-                                   {"microflow": __version__, "api": "/api/<method>"})
+    def do_POST(self):
+        """Serve ``/api/<method>`` (GET and POST alike, as luigid does)."""
+        import urllib.parse
+        path, _, query = self.path.partition("?")
+        if not path.startswith("/api/"):
+            return self._reply(404 if path not in ("/", "") else 200,
+                               {"microflow": __version__, "api": "/api/<method>"})
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return self._reply(400, {"error": "Content-Length is not a number"})
+        if length > _MAX_REQUEST_BYTES or length < 0:
+            self.close_connection = True
+            return self._reply(413, {"error": f"request body over {_MAX_REQUEST_BYTES} "
+                                              f"bytes"})
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        fields = urllib.parse.parse_qs(query)
+        fields.update(urllib.parse.parse_qs(body))
+        try:
+            params = json.loads(fields.get("data", ["{}"])[-1])
+        except ValueError as exc:
+            return self._reply(400, {"error": f"the data field is not JSON: {exc}"})
+        self._reply(*self.server.microflow_server.call(path[len("/api/"):], params,
+                                                       self._credentials()))
+
+    do_GET = do_POST
+
+    def do_HEAD(self):
+        """Health checks: 204, no body."""
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _credentials(self):
+        """The token offered: a bearer token, or the password of basic auth."""
+        import base64
+        kind, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        if kind.lower() == "bearer":
+            return value.strip().encode()
+        if kind.lower() == "basic":
             try:
-                length = int(self.headers.get("Content-Length") or 0)
+                return base64.b64decode(value.strip(), validate=True).partition(b":")[2]
             except ValueError:
-                self.close_connection = True
-                return self._reply(400, {"error": "Content-Length is not a number"})
-            if length > _MAX_REQUEST_BYTES or length < 0:
-                self.close_connection = True
-                return self._reply(413, {"error": f"request body over "
-                                                  f"{_MAX_REQUEST_BYTES} bytes"})
-            body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
-            fields = urllib.parse.parse_qs(query)
-            fields.update(urllib.parse.parse_qs(body))
-            try:
-                params = json.loads(fields.get("data", ["{}"])[-1])
-            except ValueError as exc:
-                return self._reply(400, {"error": f"the data field is not JSON: {exc}"})
-            self._reply(*self.server.microflow_server.call(
-                path[len("/api/"):], params, self._credentials()))
+                return None
+        return None
 
-        do_GET = do_POST
+    def _reply(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-        def do_HEAD(self):   # health checks
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def log_message(self, template, *args):   # requests at DEBUG, not on stderr
+        _log.debug("%s %s", self.address_string(), template % args)
 
-        def _credentials(self):
-            """The token offered: a bearer token, or the password of basic auth."""
-            import base64
-            header = self.headers.get("Authorization") or ""
-            kind, _, value = header.partition(" ")
-            if kind.lower() == "bearer":
-                return value.strip().encode()
-            if kind.lower() == "basic":
-                try:
-                    decoded = base64.b64decode(value.strip(), validate=True)
-                except ValueError:
-                    return None
-                return decoded.partition(b":")[2]
-            return None
 
-        def _reply(self, status, body):
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format, *args):   # requests at DEBUG, not on stderr
-            _log.debug("%s %s", self.address_string(), format % args)
-
-    return _Handler
+def _request_handler():
+    """The HTTP handler class: _HandlerMethods on http.server's request handler."""
+    import http.server
+    return type("_Handler", (_HandlerMethods, http.server.BaseHTTPRequestHandler), {})
 
 
 # Calls whose reply the worker never reads: the client may hold them back and send
