@@ -98,7 +98,8 @@ __all__ = (
     # Luigi-style module namespaces
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
     "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
-    "retcodes", "rpc", "copies", "delegates", "execution_summary",
+    "retcodes", "rpc", "copies", "delegates", "execution_summary", "interface",
+    "WorkerSchedulerFactory",
 )
 
 
@@ -6460,7 +6461,7 @@ _CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "schedul
 
 def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
           scheduler=None, worker_options=None, executor=None, check_workers=0,
-          **core_options):
+          worker_scheduler_factory=None, **core_options):
     """Run ``tasks`` and everything they need; return True if all went well (every
     failure, if any, recovered by a retry).
 
@@ -6471,7 +6472,9 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     The summary is logged at INFO on the "microflow" logger. With
     ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
     object with the Scheduler methods (default: a fresh in-memory one);
-    ``worker_options`` overrides ``[worker]`` options. Safe to call from any thread: it
+    ``worker_options`` overrides ``[worker]`` options; ``worker_scheduler_factory`` (a
+    WorkerSchedulerFactory) makes the scheduler and worker instead. Safe to call from
+    any thread: it
     installs no signal handlers and takes no pid lock. Raises TypeError for an unknown
     option, and KeyboardInterrupt, after logging the summary, when interrupted.
     """
@@ -6480,16 +6483,18 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
         name = sorted(unknown)[0]
         close = _suggestions(name, sorted(_CORE_OPTIONS | {
             "workers", "detailed_summary", "scheduler", "worker_options", "executor",
-            "check_workers"}))
+            "check_workers", "worker_scheduler_factory"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
     _warn_unconsumed("core", _CORE_KNOWN_OPTIONS)
     if workers is None:
         workers = get_config().getint("core", "workers", 1)
+    factory = worker_scheduler_factory
     if scheduler is None:
-        scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {})
+        scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
+                                   factory)
     with _logging_unless_configured():
-        result = _run_build(list(tasks), workers, scheduler, worker_options or {},
+        result = _run_build(list(tasks), workers, scheduler, worker_options or {}, factory,
                             executor=executor,
                             check_workers=_check_workers(check_workers, core_options))
         _log.info("%s", result.summary_text)
@@ -6529,16 +6534,35 @@ def _local_scheduler(worker_options):
     return Scheduler(**options)
 
 
-def _scheduler_for(local_scheduler, core_options, worker_options):
+class WorkerSchedulerFactory:
+    """How build() makes its scheduler and its worker (Luigi's
+    ``luigi.interface._WorkerSchedulerFactory``): subclass it and pass an instance as
+    ``worker_scheduler_factory`` to build() or run() to use your own."""
+
+    def create_local_scheduler(self):
+        """A fresh in-memory scheduler, as build() makes one."""
+        return _local_scheduler({})
+
+    def create_remote_scheduler(self, url):
+        """A client of the central scheduler at ``url``."""
+        return _remote_scheduler(url)
+
+    def create_worker(self, scheduler, worker_processes=1, assistant=False):
+        """The worker that walks the graph and runs the tasks."""
+        return Worker(scheduler, processes=worker_processes)
+
+
+def _scheduler_for(local_scheduler, core_options, worker_options, factory=None):
     """The scheduler a build uses when given none: a central one when asked for by
     ``scheduler_url``, ``scheduler_host``/``scheduler_port`` or
     ``local_scheduler=False`` (then ``[core]`` and Luigi's defaults fill in,
-    http://localhost:8082), else a fresh in-memory one."""
+    http://localhost:8082), else a fresh in-memory one; made by ``factory`` if given."""
     config = get_config()
     url = core_options.get("scheduler_url")
     host, port = core_options.get("scheduler_host"), core_options.get("scheduler_port")
     if local_scheduler and not (url or host or port):
-        return _local_scheduler(worker_options)
+        return factory.create_local_scheduler() if factory else \
+            _local_scheduler(worker_options)
     if not url and not (host or port):
         url = config.get("core", "scheduler_url", None) or \
             config.get("core", "default-scheduler-url", None)
@@ -6548,6 +6572,12 @@ def _scheduler_for(local_scheduler, core_options, worker_options):
         port = port or config.get("core", "scheduler_port", None) or \
             config.get("core", "default-scheduler-port", 8082)
         url = f"http://{host}:{port}"
+    return factory.create_remote_scheduler(url) if factory else _remote_scheduler(url)
+
+
+def _remote_scheduler(url):
+    """A client of ``url`` with the ``[core] rpc-*`` settings."""
+    config = get_config()
     return RemoteScheduler(
         url, token=os.environ.get("MICROFLOW_SCHEDULER_TOKEN"),
         attempts=config.getint("core", "rpc-retry-attempts", 3),
@@ -6555,10 +6585,13 @@ def _scheduler_for(local_scheduler, core_options, worker_options):
         connect_timeout=config.getfloat("core", "rpc-connect-timeout", 10.0))
 
 
-def _run_build(tasks, workers, scheduler, worker_options, **runner_options):
+def _run_build(tasks, workers, scheduler, worker_options, factory=None, **runner_options):
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    with Worker(scheduler, processes=workers, **runner_options, **worker_options) as worker:
+    worker = factory.create_worker(scheduler=scheduler, worker_processes=workers) \
+        if factory else Worker(scheduler, processes=workers, **runner_options,
+                               **worker_options)
+    with worker:
         succeeded = True
         for task in tasks:
             succeeded &= worker.add(task)
@@ -6876,13 +6909,13 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     argv = list(sys.argv[1:] if cmdline_args is None else cmdline_args)
     if main_task_cls is not None:
         argv.insert(0, main_task_cls.get_task_family())
-    outcome = _run_command_line(argv)
+    outcome = _run_command_line(argv, worker_scheduler_factory)
     if isinstance(outcome, int):
         raise UsageError("no task given on the command line")
     return outcome if detailed_summary else outcome.scheduling_succeeded
 
 
-def _run_command_line(argv):
+def _run_command_line(argv, factory=None):
     """Parse, build, and return the RunResult (or an int exit code for help)."""
     task_class, root, global_values, options = _parse_command_line(argv)
     if options.version:
@@ -6904,7 +6937,8 @@ def _run_command_line(argv):
                        parallel_scheduling_processes=options.parallel_scheduling_processes,
                        scheduler_url=options.scheduler_url,
                        scheduler_host=options.scheduler_host,
-                       scheduler_port=options.scheduler_port)
+                       scheduler_port=options.scheduler_port,
+                       worker_scheduler_factory=factory)
     result.root_tasks = [task]
     return result
 
@@ -7068,6 +7102,8 @@ util = _namespace("util", requires=requires, inherits=inherits,
                   common_params=common_params, copies=copies, delegates=delegates)
 cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
 cmdline = _namespace("cmdline", luigi_run=_luigi_run)
+interface = _namespace("interface", build=build, run=run,
+                       _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
 rpc = _namespace("rpc", RemoteScheduler=RemoteScheduler, RPCError=SchedulerUnavailable)
 retcodes = _namespace("retcodes", run_with_retcodes=_luigi_run)

@@ -3283,6 +3283,30 @@ class TestExecutionSummaryFunctions(BuildCase):
         self.assertEqual(sets["completed"], set())
 
 
+class TestWorkerSchedulerFactory(BuildCase):
+    def test_a_factory_makes_the_scheduler_and_the_worker(self):
+        made = []
+
+        class Counting(mf.WorkerSchedulerFactory):
+            def create_local_scheduler(self):
+                made.append("scheduler")
+                return super().create_local_scheduler()
+
+            def create_worker(self, scheduler, worker_processes=1, assistant=False):
+                made.append(("worker", worker_processes))
+                return super().create_worker(scheduler, worker_processes, assistant)
+        result = self.build(Recorder("made", []), workers=1,
+                            worker_scheduler_factory=Counting())
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertEqual(made, ["scheduler", ("worker", 1)])
+        made.clear()
+        with self.assertLogs("microflow", "INFO"):
+            self.assertTrue(mf.run(["Recorder", "--name", "via-run"],
+                                   worker_scheduler_factory=Counting()))
+        self.assertEqual(made, ["scheduler", ("worker", 1)])
+        self.assertIs(mf.interface._WorkerSchedulerFactory, mf.WorkerSchedulerFactory)
+
+
 class TestDecorators(BuildCase):
     def test_copies_requires_the_task_and_copies_its_output(self):
         result = self.build(CopyOfCopied(day=3))
