@@ -2904,6 +2904,16 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertEqual(snapshot["version"], 1)
         self.assertEqual(len(snapshot["tasks"]), 12)
 
+    def test_build_sends_the_token_from_the_environment(self):
+        scheduler = mf.Scheduler(prune_on_get_work=True)
+        with mf.SchedulerServer(scheduler, port=0, token="t0ken") as server:
+            with unittest.mock.patch.dict(os.environ, {"MICROFLOW_SCHEDULER_TOKEN": "t0ken"}):
+                with self.assertLogs("microflow", "INFO"):
+                    result = mf.build([PidRoot(str(self.tmp))], scheduler_url=server.url,
+                                      detailed_summary=True)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertEqual(len(scheduler.task_list("DONE", "")), 5)
+
     def test_reports_travel_in_batches_where_the_server_offers_them(self):
         requests = []
         scheduler = mf.Scheduler()
