@@ -67,9 +67,9 @@ __all__ = (
     "UnknownParameterException", "DuplicateParameterException", "ParameterParseError",
     "TaskClassException", "TaskClassNotFoundException", "TaskClassAmbigiousException",
     "TaskClassAmbiguousException", "UnconsumedParameterWarning",
-    "OptionalParameterTypeWarning", "SchedulerError",
-    "SchedulerUnavailable", "CycleError", "UsageError", "FileSystemException", "FileAlreadyExists",
-    "MissingParentDirectory", "NotADirectory",
+    "OptionalParameterTypeWarning", "SchedulerError", "SchedulerUnavailable", "CycleError",
+    "UsageError", "FileSystemException", "FileAlreadyExists", "MissingParentDirectory",
+    "NotADirectory",
     # task states
     "PENDING", "RUNNING", "DONE", "FAILED", "DISABLED", "UNKNOWN",
     # parameters
@@ -1857,11 +1857,8 @@ class LocalFileSystem(FileSystem):
         os.makedirs(parent, exist_ok=True)
         try:
             os.replace(path, dest)
-        except OSError:
-            import shutil
-            staging = f"{dest}-microflow-tmp-{_random_digits(10)}"
-            shutil.copy2(path, staging)
-            os.replace(staging, dest)
+        except OSError:   # another device: copy (atomically), then remove
+            self.copy(path, dest)
             os.remove(path)
 
     rename = move
@@ -1997,12 +1994,8 @@ class LocalTarget(FileSystemTarget):
         self.move(new_path)
 
     def copy(self, new_path, raise_if_exists=False):
-        """Copy the file to ``new_path``."""
-        import shutil
-        if raise_if_exists and os.path.exists(new_path):
-            raise FileAlreadyExists(f"Destination exists: {new_path}")
-        os.makedirs(os.path.dirname(os.path.abspath(new_path)), exist_ok=True)
-        shutil.copy(self.path, new_path)
+        """Copy the file to ``new_path`` (published atomically)."""
+        self.fs.copy(self.path, new_path, raise_if_exists)
 
     def __del__(self):
         if getattr(self, "is_tmp", False) and os.path.exists(self.path):
@@ -2030,12 +2023,17 @@ class MockFileSystem(FileSystem):
     _changes = None
 
     @classmethod
+    def _store(cls, path, data):
+        """Write (None: remove) one file; the caller holds the lock."""
+        if data is None:
+            cls._data.pop(path, None)
+        else:
+            cls._data[path] = data
+
+    @classmethod
     def _set(cls, path, data):
         with cls._lock:
-            if data is None:
-                cls._data.pop(path, None)
-            else:
-                cls._data[path] = data
+            cls._store(path, data)
             if cls._changes is not None:
                 cls._changes[path] = data
 
@@ -2052,10 +2050,7 @@ class MockFileSystem(FileSystem):
             with cls._lock:
                 for path, data in (changes.items() if isinstance(changes, dict)
                                    else changes):
-                    if data is None:
-                        cls._data.pop(path, None)
-                    else:
-                        cls._data[path] = data
+                    cls._store(path, data)
 
     def exists(self, path):
         return path in self._data
@@ -5151,6 +5146,10 @@ class Worker:
         import traceback
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
+        self._fail_scheduling(task, text)
+
+    def _fail_scheduling(self, task, text):
+        """Report ``task`` as not schedulable (UNKNOWN), saying why."""
         self.errors[task.task_id] = text
         self._report(task, UNKNOWN, runnable=False, expl=text)
         self._scheduler.announce_scheduling_failure(
@@ -5160,15 +5159,10 @@ class Worker:
     def _report_cycle(self, cycle):
         """Luigi leaves a cycle "not granted run permission"; microflow fails the tasks
         in it as a scheduling error, naming them."""
-        names = " -> ".join(repr(task) for task in cycle)
-        error = CycleError(f"dependency cycle: {names}", [repr(task) for task in cycle])
-        _log.error("%s", error.args[0])
+        message = "dependency cycle: " + " -> ".join(repr(task) for task in cycle)
+        _log.error("%s", message)
         for task in cycle[:-1]:
-            self._report(task, UNKNOWN, runnable=False, expl=str(error))
-            self._scheduler.announce_scheduling_failure(
-                task_name=str(task), family=task.get_task_family(),
-                params=task.to_str_params(), expl=str(error), owners=task._owner_list(),
-                worker=self._id)
+            self._fail_scheduling(task, message)
 
     def _report(self, task, status, runnable, deps=None, expl=None):
         """Tell the scheduler about ``task`` while scheduling: everything it shows of it."""
@@ -5485,14 +5479,19 @@ _ARGUMENT_TYPES = {
 _SIGNATURES = {}   # method -> inspect.Signature of the Scheduler method
 
 
-def _check_arguments(method, params):
-    """Raise TypeError, naming the method and field, for arguments that cannot fit."""
+def _signature(method):
+    """The signature of ``Scheduler.method`` (computed once: it is not cheap)."""
     signature = _SIGNATURES.get(method)
     if signature is None:
         import inspect
         signature = _SIGNATURES[method] = inspect.signature(getattr(Scheduler, method))
+    return signature
+
+
+def _check_arguments(method, params):
+    """Raise TypeError, naming the method and field, for arguments that cannot fit."""
     try:
-        signature.bind(None, **params)
+        _signature(method).bind(None, **params)
     except TypeError as exc:
         raise TypeError(f"bad arguments: {exc}") from None
     for name, value in params.items():
@@ -6023,8 +6022,7 @@ def _remote_method(name):
     named as Scheduler names them."""
     def call(self, *args, **kwargs):
         if args:
-            import inspect
-            bound = inspect.signature(getattr(Scheduler, name)).bind_partial(None, *args)
+            bound = _signature(name).bind_partial(None, *args)
             kwargs.update(list(bound.arguments.items())[1:])
         return self._call(name, kwargs)
     call.__name__ = call.__qualname__ = name
@@ -6442,21 +6440,17 @@ def exit_code(result, root_tasks=()):
 
 # Options read elsewhere than _typed_options (the rest of a typo check's known names).
 _OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
-# Every [core] option microflow reads or accepts (the rest gets a typo warning).
-_CORE_KNOWN_OPTIONS = {
-    "workers", "log_level", "parallel_scheduling", "parallel_scheduling_processes",
-    "scheduler_url", "scheduler_host", "scheduler_port", "default_scheduler_url",
-    "default_scheduler_host", "default_scheduler_port", "rpc_retry_attempts",
-    "rpc_retry_wait", "rpc_connect_timeout", "local_scheduler", "lock_size", "no_lock",
-    "lock_pid_dir", "take_lock", "logging_conf_file", "module", "assistant", "help",
-    "help_all", "no_configure_logging"}
-
 # Luigi [core] options build() accepts; those that only matter to Luigi's own machinery
 # (pid locks, its daemon) are accepted and ignored so Luigi calls run unchanged.
 _CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "scheduler_url",
                  "lock_size", "no_lock", "lock_pid_dir", "take_lock", "log_level",
                  "logging_conf_file", "module", "parallel_scheduling",
                  "parallel_scheduling_processes", "assistant", "help", "help_all"}
+# Every [core] option in a config file microflow reads or accepts: those, and these
+# that build() does not take as arguments (the rest gets a typo warning).
+_CORE_KNOWN_OPTIONS = _CORE_OPTIONS | {
+    "workers", "default_scheduler_url", "default_scheduler_host", "default_scheduler_port",
+    "rpc_retry_attempts", "rpc_retry_wait", "rpc_connect_timeout", "no_configure_logging"}
 
 
 def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
@@ -6474,9 +6468,9 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     object with the Scheduler methods (default: a fresh in-memory one);
     ``worker_options`` overrides ``[worker]`` options; ``worker_scheduler_factory`` (a
     WorkerSchedulerFactory) makes the scheduler and worker instead. Safe to call from
-    any thread: it
-    installs no signal handlers and takes no pid lock. Raises TypeError for an unknown
-    option, and KeyboardInterrupt, after logging the summary, when interrupted.
+    any thread: it installs no signal handlers and takes no pid lock. Raises TypeError
+    for an unknown option, and KeyboardInterrupt, after logging the summary, when
+    interrupted.
     """
     unknown = set(core_options) - _CORE_OPTIONS
     if unknown:
@@ -6955,10 +6949,7 @@ def _run_server(options):
         if not token:
             raise UsageError(f"--token-file {options.token_file} is empty")
     state_path = options.state_path or get_config().get("scheduler", "state_path", None)
-    try:
-        serve(options.address, options.port, token, state_path=state_path)
-    except _Terminated:
-        pass
+    serve(options.address, options.port, token, state_path=state_path)   # until a signal
     return 0
 
 
@@ -6968,14 +6959,21 @@ def main(argv=None):
     0 when the task ended complete; otherwise the highest applicable ``[retcode]``
     (missing data 20, not run 25, failed 30, scheduling error 35, ...); 2 for bad input.
     """
+    return _command_line(argv, interruptible=True)
+
+
+def _command_line(argv, interruptible):
+    """main() and luigi_run(): the log level, logging to stderr, the run; for main()
+    (``interruptible``) Ctrl-C and SIGTERM end in an exit code too."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         level = _log_level(argv)
     except (ConfigError, UsageError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
-    with _logging_to_stderr(level), _sigterm_as_interrupt():
-        return _guarded_main(argv)
+    with _logging_to_stderr(level), \
+            (_sigterm_as_interrupt() if interruptible else contextlib.nullcontext()):
+        return _guarded_main(argv, interruptible)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -7005,14 +7003,7 @@ def _sigterm_as_interrupt():
 def _luigi_run(argv=None):
     """Luigi's ``luigi`` command (``luigi.cmdline.luigi_run``): run the command line,
     then exit (SystemExit) with its code; Ctrl-C propagates as KeyboardInterrupt."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        level = _log_level(argv)
-    except (ConfigError, UsageError) as exc:
-        print(f"microflow: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    with _logging_to_stderr(level):
-        sys.exit(_guarded_main(argv, interruptible=False))
+    sys.exit(_command_line(argv, interruptible=False))
 
 
 def _log_level(argv):
