@@ -349,6 +349,8 @@ class _EnvInterpolation(configparser.BasicInterpolation):
 class _ConfigParser(configparser.ConfigParser):
     """Luigi's cfg dialect: case-sensitive options, env interpolation, dash aliases."""
 
+    _instance = None   # the parser in use; see _ConfigState
+
     def __init__(self):
         super().__init__(interpolation=_EnvInterpolation())
         self.optionxform = str
@@ -402,6 +404,7 @@ class _ConfigParser(configparser.ConfigParser):
         if not self.has_section(section):
             self.add_section(section)
         super().set(section, option, None if value is None else str(value))
+        _CONFIG.generation += 1   # a [Family] option may have appeared: check again
 
     def read(self, filenames, encoding="utf-8"):
         """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
@@ -478,31 +481,38 @@ def _parse_config_bool(value):
 
 
 class _ConfigState:
-    """The process's configuration: read lazily from files, overridable in memory."""
+    """The process's configuration: read lazily from files, overridable in memory.
+
+    The parser itself lives in ``_ConfigParser._instance``, where Luigi keeps it, so
+    test helpers written for Luigi that swap in a fresh parser for one test are obeyed.
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._parser = None
+        self._seen = None
         self.generation = 0   # bumped on every change, so caches know to refresh
 
     def parser(self):
-        parser = self._parser
+        parser = _ConfigParser._instance
         if parser is None:
             with self._lock:
-                if self._parser is None:
+                if _ConfigParser._instance is None:
                     parser = _ConfigParser()
                     try:
                         parser.read(_config_paths(), encoding="utf-8")
                     except configparser.Error as exc:
                         raise ConfigError("cannot read the configuration: "
                                           + " ".join(str(exc).split())) from None
-                    self._parser = parser
-                parser = self._parser
+                    _ConfigParser._instance = parser
+                parser = _ConfigParser._instance
+        if parser is not self._seen:    # read afresh or swapped in from outside
+            self._seen = parser
+            self.generation += 1
         return parser
 
     def reset(self):
         with self._lock:
-            self._parser = None
+            _ConfigParser._instance = None
             self.generation += 1
 
 
@@ -524,7 +534,6 @@ def get_config():
 def set_config(section, option, value):
     """Set one configuration value in memory (no file is touched)."""
     get_config().set(section, option, value)
-    _CONFIG.generation += 1
 
 
 def reset_config():

@@ -1266,6 +1266,23 @@ class TestConfigInstance(unittest.TestCase):
             self.assertIs(parser, mf.get_config())
             self.assertEqual(parser.getint("core", "workers"), 3)
 
+    def test_a_parser_swapped_in_as_luigi_helpers_do_is_obeyed(self):
+        class Swapped(mf.Task):
+            p = mf.Parameter()
+        Parser = mf.configuration.LuigiConfigParser
+        saved = Parser.instance()
+        fresh = Parser()
+        fresh.set("Swapped", "p", "from-swapped")
+        Parser._instance = fresh
+        try:
+            self.assertIs(mf.get_config(), fresh)
+            self.assertEqual(Swapped().p, "from-swapped")
+        finally:
+            Parser._instance = saved
+        self.assertIs(mf.get_config(), saved)
+        with self.assertRaises(mf.MissingParameterException):
+            Swapped()
+
 
 class TestLuigiStyleModule(TempDirMixin, unittest.TestCase):
     def test_luigi_core_pipeline_runs_unchanged(self):
@@ -1304,7 +1321,7 @@ class TestPackaging(unittest.TestCase):
                 path = getattr(sys.modules.get(name), "__file__", None) or ""
                 return not path or path.startswith(sysconfig.get_paths()["stdlib"])
             print(sorted(m for m in new - {'microflow'} if not in_stdlib(m)))
-            print(microflow._CONFIG._parser is None)
+            print(microflow.configuration.LuigiConfigParser._instance is None)
         """)
         out = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True,
                              text=True, check=True).stdout.split("\n")
