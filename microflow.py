@@ -362,10 +362,16 @@ class _ConfigParser(configparser.ConfigParser):
         return get_config()
 
     def _resolve(self, section, option):
-        """Return the option name actually present, accepting dash/underscore forms."""
-        for candidate in (option, option.replace("-", "_"), option.replace("_", "-")):
-            if self.has_option(section, candidate):
-                return candidate
+        """Return the option name actually present: the underscore form, else the dash
+        form, with Luigi's DeprecationWarning."""
+        underscored, dashed = option.replace("-", "_"), option.replace("_", "-")
+        if self.has_option(section, underscored):
+            return underscored
+        if self.has_option(section, dashed):
+            warnings.warn(f"Configuration [{section}] {dashed} (with dashes) should be "
+                          f"avoided. Please use underscores: {underscored}.",
+                          DeprecationWarning, stacklevel=4)
+            return dashed
         return None
 
     def get(self, section, option, default=_NO_VALUE, **kwargs):
@@ -732,8 +738,9 @@ class Parameter:
             section, name = self._config_path["section"], self._config_path["name"]
             raw = parser.get(section, name, None)
             if raw is not None:
-                warnings.warn(f"config [{section}] {name} is deprecated; use "
-                              f"[{task_name}] {param_name}", DeprecationWarning)
+                warnings.warn(f"The use of the configuration [{section}] {name} is "
+                              f"deprecated. Please use [{task_name}] {param_name}",
+                              DeprecationWarning)
                 return self._parse_for(task_name, param_name, raw, f"config [{section}]")
         return self._default
 
@@ -6449,17 +6456,47 @@ def exit_code(result, root_tasks=()):
 
 # Options read elsewhere than _typed_options (the rest of a typo check's known names).
 _OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
-# Luigi [core] options build() accepts; those that only matter to Luigi's own machinery
-# (pid locks, its daemon) are accepted and ignored so Luigi calls run unchanged.
-_CORE_OPTIONS = {"local_scheduler", "scheduler_host", "scheduler_port", "scheduler_url",
-                 "lock_size", "no_lock", "lock_pid_dir", "take_lock", "log_level",
-                 "logging_conf_file", "module", "parallel_scheduling",
-                 "parallel_scheduling_processes", "assistant", "help", "help_all"}
-# Every [core] option in a config file microflow reads or accepts: those, and these
-# that build() does not take as arguments (the rest gets a typo warning).
-_CORE_KNOWN_OPTIONS = _CORE_OPTIONS | {
-    "workers", "default_scheduler_url", "default_scheduler_host", "default_scheduler_port",
-    "rpc_retry_attempts", "rpc_retry_wait", "rpc_connect_timeout", "no_configure_logging"}
+class core(Config):
+    """The ``[core]`` options as one Config object (Luigi's ``luigi.interface.core``):
+    ``core().workers`` is the command line's ``--workers``, else ``[core] workers``,
+    else 1. build() takes each as a keyword. Those that only matter to Luigi's own
+    machinery (its daemon) are accepted and ignored, so Luigi calls run unchanged."""
+
+    use_cmdline_section = False
+    # Read from [core] by the scheduler client and the log set-up, not parameters here.
+    ignore_unconsumed = {"default_scheduler_url", "rpc_retry_attempts", "rpc_retry_wait",
+                         "rpc_connect_timeout", "no_configure_logging"}
+    local_scheduler = BoolParameter(default=False, description="use an in-process "
+                                    "scheduler (microflow's default already)")
+    scheduler_host = Parameter(default="localhost", config_path=dict(
+        section="core", name="default-scheduler-host"),
+        description="host of the central scheduler")
+    scheduler_port = IntParameter(default=8082, config_path=dict(
+        section="core", name="default-scheduler-port"),
+        description="port of the central scheduler")
+    scheduler_url = Parameter(default="", description="URL of the central scheduler")
+    lock_size = IntParameter(default=1, description="how many runs of one command at once")
+    no_lock = BoolParameter(default=False, description="take no pid lock")
+    lock_pid_dir = Parameter(default="", description="where pid lock files go "
+                                                      "(empty: the temporary directory)")
+    take_lock = BoolParameter(default=False, description="take the lock from a running "
+                                                         "process")
+    workers = IntParameter(default=1, description="tasks run at once")
+    logging_conf_file = Parameter(default="", description="a logging.config file")
+    log_level = ChoiceParameter(default="INFO", choices=[
+        "NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        description="log level when there is no logging_conf_file")
+    module = Parameter(default="", description="a module to import first")
+    parallel_scheduling = BoolParameter(default=False, description="check completeness "
+                                                                   "in threads")
+    parallel_scheduling_processes = IntParameter(default=0, description="threads for "
+                                                 "parallel_scheduling (0: 8)")
+    assistant = BoolParameter(default=False, description="run any task the scheduler has")
+    help = BoolParameter(default=False, description="show help")
+    help_all = BoolParameter(default=False, description="show every flag")
+
+
+_CORE_OPTIONS = {name for name, _ in core.get_params()}
 
 
 def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
@@ -6489,9 +6526,10 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
             "check_workers", "worker_scheduler_factory"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
-    _warn_unconsumed("core", _CORE_KNOWN_OPTIONS)
+    # Given here, else on the command line, else in [core]; and [core]'s typo check.
+    env = core(**{name: value for name, value in core_options.items() if value is not None})
     if workers is None:
-        workers = get_config().getint("core", "workers", 1)
+        workers = env.workers
     factory = worker_scheduler_factory
     if scheduler is None:
         scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
@@ -6499,26 +6537,19 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     with _logging_unless_configured():
         result = _run_build(list(tasks), workers, scheduler, worker_options or {}, factory,
                             executor=executor,
-                            check_workers=_check_workers(check_workers, core_options))
+                            check_workers=_check_workers(check_workers, env))
         _log.info("%s", result.summary_text)
     if result.worker.interrupted is not None:
         raise result.worker.interrupted   # after the summary, which says what ran
     return result if detailed_summary else result.scheduling_succeeded
 
 
-def _check_workers(count, core_options):
-    """Threads for completeness checks: ``check_workers``, or with ``[core]
-    parallel_scheduling`` (Luigi's name), ``parallel_scheduling_processes`` or 8."""
-    if count:
+def _check_workers(count, env):
+    """Threads for completeness checks: ``count``, or with ``parallel_scheduling``
+    (Luigi's name), ``parallel_scheduling_processes`` or 8."""
+    if count or not env.parallel_scheduling:
         return count
-    config = get_config()
-    parallel = core_options.get("parallel_scheduling")
-    if parallel is None:
-        parallel = config.getboolean("core", "parallel_scheduling", False)
-    if not parallel:
-        return 0
-    return (core_options.get("parallel_scheduling_processes") or
-            config.getint("core", "parallel_scheduling_processes", 0) or 8)
+    return env.parallel_scheduling_processes or 8
 
 
 # Seconds before a failed task is retried within a local build, unless [scheduler]
@@ -6693,18 +6724,37 @@ def _add_param_flag(parser, flag, dest, param):
 
 
 def _global_param_flags(parser):
-    """``--Family-param`` for every registered task, as Luigi has them."""
+    """``--Family-param`` for every registered task, as Luigi has them, and a bare
+    ``--param`` too for Config classes with ``use_cmdline_section = False``."""
     flags = {}
     for family, cls in sorted(_REGISTRY.by_family().items()):
         if cls is _REGISTRY.AMBIGUOUS:
             continue
         for name, param in cls.get_params():
-            flag = f"--{family}-{name.replace('_', '-')}"
+            dashed = name.replace("_", "-")
             dest = f"global::{family}::{name}"
-            with contextlib.suppress(Exception):   # a clash with a core flag: core wins
-                _add_param_flag(parser, flag, dest, param)
-                flags[dest] = (family, name)
+            for flag in [f"--{family}-{dashed}"] + (
+                    [f"--{dashed}"] if cls.use_cmdline_section is False else []):
+                with contextlib.suppress(Exception):   # a clash with a core flag: core wins
+                    _add_param_flag(parser, flag, dest, param)
+                    flags[dest] = (family, name)
     return flags
+
+
+def _expand_abbreviations(argv, flags):
+    """Each ``--prefix`` (or ``--prefix=value``) that starts exactly one of ``flags``
+    and is none of them, spelled out, as argparse and so Luigi allow. Expanded here,
+    once, because microflow parses in several passes, and a prefix must be judged
+    against every flag of the command line, not those of one pass."""
+    expanded = []
+    for arg in argv:
+        flag, equals, value = arg.partition("=")
+        if flag.startswith("--") and flag not in flags:
+            matches = [known for known in flags if known.startswith(flag)]
+            if len(matches) == 1:
+                arg = matches[0] + equals + value
+        expanded.append(arg)
+    return expanded
 
 
 def _import_modules(arguments):
@@ -6738,7 +6788,7 @@ def _parse_arguments(argv):
     first, _ = parser.parse_known_args(argv)
     _import_modules(first)
     global_flags = _global_param_flags(parser)
-    arguments, rest = parser.parse_known_args(argv)
+    arguments, _ = parser.parse_known_args(argv)
     if not arguments.task:
         return None, {}, {}, arguments
     try:
@@ -6746,6 +6796,10 @@ def _parse_arguments(argv):
     except TaskClassException as exc:
         raise UsageError(str(exc)) from None
     root_parser = _root_parser(task_class)
+    argv = _expand_abbreviations(argv, [option for p in (parser, root_parser)
+                                        for action in p._actions
+                                        for option in action.option_strings])
+    arguments, rest = parser.parse_known_args(argv)
     root_values, unknown = root_parser.parse_known_args(rest)
     if unknown and not arguments.help:
         raise UsageError(_unknown_flag_message(unknown[0], task_class, parser,
@@ -7102,7 +7156,7 @@ util = _namespace("util", requires=requires, inherits=inherits,
                   common_params=common_params, copies=copies, delegates=delegates)
 cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
 cmdline = _namespace("cmdline", luigi_run=_luigi_run)
-interface = _namespace("interface", build=build, run=run,
+interface = _namespace("interface", build=build, run=run, core=core,
                        _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
 rpc = _namespace("rpc", RemoteScheduler=RemoteScheduler, RPCError=SchedulerUnavailable)

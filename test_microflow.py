@@ -1266,6 +1266,25 @@ class TestConfigInstance(unittest.TestCase):
             self.assertIs(parser, mf.get_config())
             self.assertEqual(parser.getint("core", "workers"), 3)
 
+    def test_core_reads_core_options_in_luigis_spellings(self):
+        for option, warning in [("scheduler_port", None),
+                                ("scheduler-port", r"scheduler-port \(with dashes\) "
+                                                   r"should be avoided"),
+                                ("default-scheduler-port",
+                                 r"\[core\] default-scheduler-port is deprecated")]:
+            with mf.config_override({"core": {option: "6543", "workers": "3"}}):
+                with warnings.catch_warnings(record=True) as seen:
+                    warnings.simplefilter("always")
+                    env = mf.interface.core()
+                self.assertEqual((env.scheduler_port, env.workers), (6543, 3))
+                messages = [str(w.message) for w in seen
+                            if issubclass(w.category, DeprecationWarning)]
+                if warning:
+                    self.assertRegex(" ".join(messages), warning)
+                else:
+                    self.assertEqual(messages, [])
+        self.assertEqual(mf.core().scheduler_port, 8082)
+
     def test_a_parser_swapped_in_as_luigi_helpers_do_is_obeyed(self):
         class Swapped(mf.Task):
             p = mf.Parameter()
@@ -2677,9 +2696,11 @@ class TestProcessPool(TempDirMixin, BuildCase):
         self.assertEqual(parallel, sequential)
         self.assertEqual(len(sequential[0]), len(set(sequential[0])))   # once per task
         with mf.config_override({"core": {"parallel_scheduling": "true"}}):
-            self.assertEqual(mf._check_workers(0, {}), 8)
-        self.assertEqual(mf._check_workers(0, {"parallel_scheduling": True,
-                                               "parallel_scheduling_processes": 3}), 3)
+            self.assertEqual(mf._check_workers(0, mf.core()), 8)
+            self.assertEqual(mf.interface.core().parallel_scheduling, True)
+        self.assertEqual(mf._check_workers(0, mf.core(parallel_scheduling=True,
+                                                      parallel_scheduling_processes=3)), 3)
+        self.assertEqual(mf._check_workers(0, mf.core()), 0)
 
     def test_build_from_a_thread_with_worker_processes(self):
         results = []
@@ -3256,6 +3277,11 @@ class ParsedHelper(mf.Config):
     suffix = mf.Parameter(default="")
 
 
+class ParsedSectionless(mf.Config):
+    use_cmdline_section = False
+    shared_limit = mf.IntParameter(default=0)
+
+
 class Copied(mf.Task):
     day = mf.IntParameter()
 
@@ -3374,6 +3400,19 @@ class TestCmdlineParser(unittest.TestCase):
         self.assertEqual(ParsedHelper().suffix, "")
         self.assertIs(mf.cmdline_parser.CmdlineParser, mf.CmdlineParser)
         self.assertIs(mf.rpc.RPCError, mf.SchedulerUnavailable)   # Luigi's name for it
+
+    def test_sectionless_configs_flags_anywhere_and_abbreviations(self):
+        args = ["--shared-limit", "7", "--ParsedHelper-suffix", "?", "ParsedGreeting",
+                "--na", "ann", "--ParsedSectionless-shared-limit", "8"]
+        with mf.CmdlineParser.global_instance(args) as parser:
+            self.assertEqual(parser.get_task_obj(), ParsedGreeting(name="ann"))
+            self.assertEqual(ParsedHelper().suffix, "?")
+            self.assertEqual(ParsedSectionless().shared_limit, 8)   # the later flag wins
+        with mf.CmdlineParser.global_instance(["ParsedGreeting", "--name", "x",
+                                               "--shared-lim", "3"]):
+            self.assertEqual(ParsedSectionless().shared_limit, 3)
+        with self.assertRaisesRegex(mf.MicroflowError, "unknown parameter --suffix"):
+            mf.CmdlineParser(["ParsedGreeting", "--name", "x", "--suffix", "!"])
 
     def test_bad_command_lines_raise_clear_errors(self):
         with self.assertRaisesRegex(mf.MicroflowError, "no task given"):
@@ -3509,9 +3548,9 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
                          "microflow: error: No task Gret. Did you mean: Greet?")
 
     def test_unknown_parameter_suggests(self):
-        done = self.cli("--module", "clitasks", "Greet", "--nam", "x")
+        done = self.cli("--module", "clitasks", "Greet", "--nmae", "x")
         self.assertEqual(done.returncode, 2)
-        self.assertIn("unknown parameter --nam for task Greet; did you mean --name?",
+        self.assertIn("unknown parameter --nmae for task Greet; did you mean --name?",
                       done.stderr)
 
     def test_bad_value_and_missing_parameter(self):
