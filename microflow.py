@@ -6944,6 +6944,66 @@ def _logging_to_stderr(level):
         logger.propagate = saved[1]
 
 
+def _logging_from_file(path):
+    """Configure logging from a ``logging.config`` file (``[core] logging_conf_file``,
+    ``--logging-conf-file``). Raises OSError naming the file when it does not exist."""
+    import logging.config
+    if not os.path.exists(path):
+        raise OSError(f"the logging configuration file {path!r} does not exist")
+    logging.config.fileConfig(path, disable_existing_loggers=False)
+
+
+class InterfaceLogging:
+    """Logging set up once per process for a run (Luigi's
+    ``luigi.setup_logging.InterfaceLogging``): nothing when ``[core]
+    no_configure_logging`` is set; else from ``opts.logging_conf_file`` or ``[core]
+    logging_conf_file`` (OSError if missing); else a stderr handler on the "microflow"
+    logger at ``opts.log_level``. ``setup()`` returns True if it configured logging."""
+
+    _configured = False
+    config = None      # the configuration to read; None: get_config()
+    _format = "%(levelname)s: %(message)s"
+
+    @classmethod
+    def setup(cls, opts=None):
+        """Configure logging unless done already or disabled; see the class."""
+        import logging
+        if cls._configured:
+            return False
+        cls._configured = True
+        config = cls.config if cls.config is not None else get_config()
+        if config.getboolean("core", "no_configure_logging", False):
+            return False
+        path = getattr(opts, "logging_conf_file", None) or \
+            config.get("core", "logging_conf_file", None)
+        if path:
+            _logging_from_file(path)
+            return True
+        level = getattr(opts, "log_level", None) or config.get("core", "log_level", "INFO")
+        cls._default(logging, level.upper())
+        return True
+
+    @classmethod
+    def _default(cls, logging, level):
+        logger = logging.getLogger(LOGGER_NAME)
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(cls._format))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+
+
+class DaemonLogging(InterfaceLogging):
+    """The same for the central scheduler (Luigi's ``DaemonLogging``): the root logger,
+    with time and process id, at INFO unless configured otherwise."""
+
+    _configured = False
+
+    @classmethod
+    def _default(cls, logging, level):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
+                            "[%(process)s] %(levelname)s: %(message)s")
+
+
 def _logging_unless_configured():
     """As Luigi does for build(): when the application configured no logging (no
     handler on the root or the "microflow" logger) and ``[core]
@@ -7031,12 +7091,25 @@ def _command_line(argv, interruptible):
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         level = _log_level(argv)
-    except (ConfigError, UsageError) as exc:
+        logging_setup = _logging_for_command_line(argv, level)
+    except (ConfigError, UsageError, OSError, ValueError, KeyError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
-    with _logging_to_stderr(level), \
+    with logging_setup, \
             (_sigterm_as_interrupt() if interruptible else contextlib.nullcontext()):
         return _guarded_main(argv, interruptible)
+
+
+def _logging_for_command_line(argv, level):
+    """The ``--logging-conf-file`` or ``[core] logging_conf_file`` when there is one
+    (kept, as Luigi keeps it), else stderr at ``level`` for the run."""
+    path = get_config().get("core", "logging_conf_file", None)
+    if "--logging-conf-file" in argv[:-1]:
+        path = argv[argv.index("--logging-conf-file") + 1]
+    if not path:
+        return _logging_to_stderr(level)
+    _logging_from_file(path)
+    return contextlib.nullcontext()
 
 
 class _Terminated(KeyboardInterrupt):
@@ -7161,6 +7234,8 @@ interface = _namespace("interface", build=build, run=run, core=core,
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
 rpc = _namespace("rpc", RemoteScheduler=RemoteScheduler, RPCError=SchedulerUnavailable)
 retcodes = _namespace("retcodes", run_with_retcodes=_luigi_run)
+setup_logging = _namespace("setup_logging", InterfaceLogging=InterfaceLogging,
+                           DaemonLogging=DaemonLogging)
 
 
 if __name__ == "__main__":

@@ -3541,6 +3541,58 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual((done.returncode, done.stdout.strip()), (0, f"microflow "
                                                                    f"{mf.__version__}"))
 
+    def test_logging_conf_file_configures_the_run(self):
+        log = self.tmp / "run.log"
+        (self.tmp / "logging.cfg").write_text(textwrap.dedent(f"""\
+            [loggers]
+            keys=root
+            [handlers]
+            keys=file
+            [formatters]
+            keys=plain
+            [logger_root]
+            level=INFO
+            handlers=file
+            [handler_file]
+            class=FileHandler
+            level=INFO
+            formatter=plain
+            args=({str(log)!r},)
+            [formatter_plain]
+            format=LOGGED %(message)s
+            """))
+        done = self.cli("--module", "clitasks", "Greet", "--name", "x",
+                        "--logging-conf-file", "logging.cfg")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("LOGGED", log.read_text())
+        self.assertNotIn("INFO:", done.stderr)      # no stderr handler besides the file
+        done = self.cli("--module", "clitasks", "Greet", "--name", "x",
+                        "--logging-conf-file", "missing.cfg")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("'missing.cfg' does not exist", done.stderr)
+
+    def test_interface_logging_sets_up_once(self):
+        import logging
+        logger = logging.getLogger("microflow")
+        saved = logger.handlers[:], logger.level
+        Setup = mf.setup_logging.InterfaceLogging
+        opts = types.SimpleNamespace(logging_conf_file=None, log_level="WARNING")
+        try:
+            Setup._configured = False
+            self.assertTrue(Setup.setup(opts))
+            self.assertEqual(logger.level, logging.WARNING)
+            self.assertEqual(len(logger.handlers), len(saved[0]) + 1)
+            self.assertFalse(Setup.setup(opts))        # once per process
+            Setup._configured = False
+            with self.assertRaisesRegex(OSError, "nowhere.cfg"):
+                Setup.setup(types.SimpleNamespace(logging_conf_file="nowhere.cfg"))
+            Setup._configured = False
+            with mf.config_override({"core": {"no_configure_logging": "true"}}):
+                self.assertFalse(Setup.setup(opts))
+        finally:
+            Setup._configured = False
+            logger.handlers[:], logger.level = saved
+
     def test_unknown_task_suggests(self):
         done = self.cli("--module", "clitasks", "Gret")
         self.assertEqual(done.returncode, 2)
