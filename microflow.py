@@ -180,6 +180,8 @@ _SCHEDULER_DEFAULTS = {
     "prune_on_get_work": False, "pause_enabled": True, "send_messages": True,
     "stable_done_cooldown_secs": 10.0, "record_task_history": False,
 }
+# Options read elsewhere than _typed_options (the rest of a typo check's known names).
+_OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
 
 
 ###########################################################################################
@@ -3139,24 +3141,51 @@ def common_params(task_instance, task_cls):
 # Scheduler core: a pure state machine
 ###########################################################################################
 
-def _typed_options(section, defaults, overrides=None):
-    """``[section]`` options typed like their ``defaults``; ``overrides`` win.
+def _wall_clock():
+    """time.time(), looked up at each call, so a test that replaces time.time (as
+    Luigi's own tests do) moves the scheduler's clock too."""
+    return time.time()
 
-    Raises ConfigError for an override that is not one of the options.
+
+def _typed_options(section, defaults, overrides=None):
+    """``[section]`` options typed like their ``defaults``: ``overrides`` win, then
+    ``--section-option`` on the command line, then the config file.
+
+    Raises ConfigError for an override that is not one of the options, and
+    ParameterParseError for a value of the wrong type.
     """
-    parser = get_config()
-    options = {}
-    for name, default in defaults.items():
-        getter = {bool: parser.getboolean, int: parser.getint,
-                  str: parser.get}.get(type(default), parser.getfloat)
-        options[name] = getter(section, name, default)
-    _warn_unconsumed(section, set(defaults) | _OTHER_KNOWN_OPTIONS.get(section, set()))
     unknown = set(overrides or {}) - set(defaults)
     if unknown:
         raise ConfigError(f"unknown {section} option(s): {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(sorted(defaults))}")
-    options.update(overrides or {})
-    return options
+    return dict(_OPTION_CLASSES[section](**(overrides or {})).param_kwargs)
+
+
+class _ConfigBoolParameter(BoolParameter):
+    """A BoolParameter that also takes the config file's yes/no, on/off and 1/0."""
+
+    def parse(self, x):
+        return _parse_config_bool(x)
+
+
+def _options_class(section, defaults, doc):
+    """A Config class for ``[section]`` with a parameter per option of ``defaults``,
+    typed like its default (Luigi's ``luigi.worker.worker`` and
+    ``luigi.scheduler.scheduler``)."""
+    kinds = {bool: _ConfigBoolParameter, int: IntParameter, float: FloatParameter,
+             str: Parameter}
+    members = {name: kinds[type(default)](default=default)
+               for name, default in defaults.items()}
+    members.update(__module__=__name__, __doc__=doc,
+                   ignore_unconsumed=_OTHER_KNOWN_OPTIONS.get(section, set()))
+    return Register(section, (Config,), members)
+
+
+worker = _options_class("worker", _WORKER_DEFAULTS, "The [worker] options: "
+                        "``worker().keep_alive``; ``--worker-keep-alive`` on the command line.")
+scheduler = _options_class("scheduler", _SCHEDULER_DEFAULTS, "The [scheduler] options: "
+                           "``scheduler().retry_delay``; ``--scheduler-retry-delay``.")
+_OPTION_CLASSES = {"worker": worker, "scheduler": scheduler}
 
 
 def _resource_capacities():
@@ -3301,7 +3330,7 @@ class Scheduler:
     """
 
     def __init__(self, clock=None, resources=None, **options):
-        self._clock = clock or time.time
+        self._clock = clock or _wall_clock
         self.options = _typed_options("scheduler", _SCHEDULER_DEFAULTS, options)
         self._capacity = dict(_resource_capacities() if resources is None else resources)
         self._used = {}                      # resource -> units held by RUNNING tasks
@@ -6454,8 +6483,6 @@ def exit_code(result, root_tasks=()):
     return code
 
 
-# Options read elsewhere than _typed_options (the rest of a typo check's known names).
-_OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
 class core(Config):
     """The ``[core]`` options as one Config object (Luigi's ``luigi.interface.core``):
     ``core().workers`` is the command line's ``--workers``, else ``[core] workers``,

@@ -1285,6 +1285,22 @@ class TestConfigInstance(unittest.TestCase):
                     self.assertEqual(messages, [])
         self.assertEqual(mf.core().scheduler_port, 8082)
 
+    def test_worker_and_scheduler_options_as_config_classes(self):
+        with mf.config_override({"worker": {"keep_alive": "yes", "timeout": "2.5"}}):
+            self.assertEqual((mf.worker().keep_alive, mf.worker().timeout), (True, 2.5))
+            self.assertTrue(mf.Worker(mf.Scheduler()).options["keep_alive"])
+            with mf.CmdlineParser.global_instance(["ParsedGreeting", "--name", "x",
+                                                   "--worker-timeout", "9",
+                                                   "--scheduler-retry-delay", "7"]):
+                self.assertEqual(mf.Worker(mf.Scheduler()).options["timeout"], 9.0)
+                self.assertEqual(mf.Scheduler().options["retry_delay"], 7.0)
+            self.assertEqual(mf.Scheduler(retry_delay=3).options["retry_delay"], 3)
+        with mf.config_override({"worker": {"timeout": "soon"}}):
+            with self.assertRaisesRegex(mf.ParameterParseError,
+                                        "worker: parameter 'timeout' expects a number, "
+                                        "got 'soon'"):
+                mf.Worker(mf.Scheduler())
+
     def test_a_parser_swapped_in_as_luigi_helpers_do_is_obeyed(self):
         class Swapped(mf.Task):
             p = mf.Parameter()
@@ -1659,6 +1675,13 @@ class TestSchedulerLiveness(SchedulerCase):
 
 
 class TestSchedulerReads(SchedulerCase):
+    def test_clock_follows_a_patched_time_time(self):
+        scheduler = mf.Scheduler()   # made before the patch, as Luigi's tests make theirs
+        with unittest.mock.patch("time.time", return_value=100.0):
+            scheduler.add_task(worker="w", task_id="A", status=mf.PENDING)
+            scheduler.get_work(worker="w")
+        self.assertEqual(scheduler.task_list(mf.RUNNING, "")["A"]["start_time"], 100.0)
+
     def test_graph_task_list_and_dep_graph(self):
         self.add("a", family="A", params={"x": "1", "h": "s"},
                  param_visibilities={"x": 0, "h": 1})
