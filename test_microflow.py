@@ -1680,7 +1680,7 @@ class TestSchedulerReads(SchedulerCase):
         with unittest.mock.patch("time.time", return_value=100.0):
             scheduler.add_task(worker="w", task_id="A", status=mf.PENDING)
             scheduler.get_work(worker="w")
-        self.assertEqual(scheduler.task_list(mf.RUNNING, "")["A"]["start_time"], 100.0)
+            self.assertEqual(scheduler.task_list(mf.RUNNING, "")["A"]["start_time"], 100.0)
 
     def test_graph_task_list_and_dep_graph(self):
         self.add("a", family="A", params={"x": "1", "h": "s"},
