@@ -3250,6 +3250,7 @@ class _TaskState:
     remove_at = None
     owners = ()
     messages = None              # scheduler message id -> response, when used
+    batch_id = None              # the batch it runs in or runs, while it does
 
     def __init__(self, task_id, seq, now, retry_policy):
         self.id = task_id
@@ -3345,6 +3346,8 @@ class Scheduler:
         self._policies = {}                  # retry-policy overrides -> merged policy
         self._default_policy = self._retry_policy(None)
         self._dirty = None                   # ids of changed tasks, while one journals
+        self._batchers = {}                  # (worker, family) -> (batched names, max size)
+        self._batches = {}                   # batch id -> [worker, member ids, runner id]
 
     # -- reading the clock and the records --------------------------------------------
 
@@ -3593,6 +3596,8 @@ class Scheduler:
 
     def _apply_status(self, task, status, now):
         """Apply a reported status with Luigi's rules for failures and disabling."""
+        if task.batch_id is not None and task.status == RUNNING and status != RUNNING:
+            self._end_batch(task, status, now)
         if status in _PLAIN and task.status != DISABLED:   # no rule applies
             if status == DONE and task.first_failure is not None:
                 self._forget_failures(task)
@@ -3666,6 +3671,12 @@ class Scheduler:
             return None   # just done: a second worker's stale "pending" is ignored
         self._update_details(task, family, module, params, param_visibilities,
                              accepts_messages, tracking_url, batchable, expl, owners)
+        if batch_id is not None and status == RUNNING:
+            self._run_batch(task, batch_id, reporter, now)
+        if task.batch_id is not None and (expl is not None or tracking_url is not None):
+            for member in self._batch_members(task.batch_id):
+                member.expl = task.expl
+                member.tracking_url = task.tracking_url
         if status == RUNNING and task.worker_running is None:
             task.worker_running = reporter.id
             task.time_running = now
@@ -3791,8 +3802,13 @@ class Scheduler:
         if record.enabled and not self._paused:
             if record.running and current_tasks is not None:
                 task = self._reclaim(record, current_tasks)
+            if self._batches and current_tasks is not None:
+                self._reset_orphaned_batches(record, now)
             if task is None:
                 task = self._pick(record)
+            batch = self._batch_with(record, task) if self._batchers and task else None
+            if batch:
+                return self._start_batch(batch, record, now)
             if task is not None and task.status != RUNNING:
                 self._claim(task, record, now)
         reply = self._counts_reply(record, idle=task is None)
@@ -3836,6 +3852,106 @@ class Scheduler:
         else:
             task.resources_running = _NO_VALUES   # shared and never mutated: it is empty
 
+    # -- batches: several tasks of one family run as one (Luigi's batch_method) ---------
+
+    def add_task_batcher(self, worker, task_family, batched_args,
+                         max_batch_size=float("inf"), **kwargs):
+        """``worker`` runs ``task_family`` tasks in batches: tasks whose other
+        parameters are equal are handed out together (up to ``max_batch_size``), their
+        ``batched_args`` values as lists for the worker's batch_method to combine."""
+        self._worker(worker)
+        self._batchers[worker, task_family] = (list(batched_args), max_batch_size)
+
+    def _batch_with(self, worker, best):
+        """``best`` and the tasks to run with it, in rank order (it needs a batcher for
+        its family and a batchable task; the others must be runnable now by this
+        worker, with the same family, unbatched parameters and resources); None when
+        there is no second one. Costs a pass over the worker's offers, only then."""
+        names, limit = self._batchers.get((worker.id, best.family), ((), 1))
+        if not names or not best.batchable or limit <= 1 or best.status != PENDING \
+                or not all(name in best.params for name in names):
+            return None
+        fixed = [(key, value) for key, value in best.params.items() if key not in names]
+        batch, seen = [best], {best.id}
+        for _, _, task_id in sorted(worker.ready):
+            task = self._tasks.get(task_id)
+            if len(batch) >= limit:
+                break
+            if (task is not None and task_id not in seen and task.status == PENDING
+                    and not task.blockers and task.family == best.family
+                    and task.batchable and worker.id in task.workers
+                    and task.resources == best.resources
+                    and all(task.params.get(key) == value for key, value in fixed)):
+                batch.append(task)
+                seen.add(task_id)
+        return batch if len(batch) > 1 else None
+
+    def _start_batch(self, batch, worker, now):
+        """Mark ``batch`` BATCH_RUNNING on ``worker`` and reply with its combined
+        parameters and a batch id; the worker adds the combined task as RUNNING with
+        that id, and the members take its outcome."""
+        import hashlib
+        ids = [task.id for task in batch]
+        batch_id = hashlib.md5("|".join(ids).encode("utf-8")).hexdigest()
+        names = self._batchers[worker.id, batch[0].family][0]
+        for task in batch:
+            self._set_status(task, BATCH_RUNNING, now)
+            task.batch_id, task.worker_running, task.time_running = batch_id, worker.id, now
+            task.resources_running = dict(task.resources)
+        self._batches[batch_id] = [worker.id, ids, None]
+        params = dict(batch[0].params)
+        params.update({name: [task.params[name] for task in batch] for name in names})
+        reply = self._counts_reply(worker, idle=False)
+        reply.update(task_id=None, task_family=batch[0].family, task_module=batch[0].module,
+                     task_params=params, batch_id=batch_id, batch_task_ids=ids)
+        return reply
+
+    def _batch_members(self, batch_id):
+        """The tasks of batch ``batch_id`` still waiting on its runner."""
+        entry = self._batches.get(batch_id)
+        tasks = (self._tasks.get(task_id) for task_id in (entry[1] if entry else ()))
+        return [task for task in tasks if task is not None and
+                task.status == BATCH_RUNNING and task.batch_id == batch_id]
+
+    def _run_batch(self, task, batch_id, worker, now):
+        """``task`` (the combined task, or for a batch_method like max one of the
+        members) is what ``worker`` runs for ``batch_id``: RUNNING, holding the
+        members' resources."""
+        entry = self._batches.get(batch_id)
+        if entry is None or task.status == RUNNING:
+            return
+        members = self._batch_members(batch_id)
+        entry[2] = task.id
+        task.batch_id = batch_id
+        self._set_status(task, RUNNING, now)
+        task.worker_running, task.time_running = worker.id, now
+        worker.running.add(task.id)
+        task.resources_running = dict(members[0].resources if members else task.resources)
+        for resource, amount in task.resources_running.items():
+            self._used[resource] = self._used.get(resource, 0) + amount
+
+    def _end_batch(self, runner, status, now):
+        """The runner of a batch left RUNNING: its members take the same status."""
+        batch_id, runner.batch_id = runner.batch_id, None
+        if status == FAILED and not runner.batchable:   # a combined task, not a member
+            self._timer(now, "drop", runner.id)
+        for member in self._batch_members(batch_id):
+            member.batch_id = member.worker_running = member.resources_running = None
+            member.expl = runner.expl
+            self._apply_status(member, status, now)
+        self._batches.pop(batch_id, None)
+
+    def _reset_orphaned_batches(self, worker, now):
+        """Batches handed to ``worker`` that it never started (it asks for work again
+        without running them): their members are PENDING again."""
+        for batch_id, (worker_id, _, runner_id) in list(self._batches.items()):
+            runner = self._tasks.get(runner_id)
+            if worker_id == worker.id and (runner is None or runner.status != RUNNING):
+                for member in self._batch_members(batch_id):
+                    member.batch_id = member.worker_running = None
+                    self._set_status(member, PENDING, now)
+                del self._batches[batch_id]
+
     def announce_scheduling_failure(self, task_name=None, family=None, params=None,
                                     expl=None, owners=None, worker=None, **kwargs):
         """A worker could not schedule a task (complete() or requires() raised)."""
@@ -3848,7 +3964,8 @@ class Scheduler:
 
     def set_task_status_message(self, task_id, status_message):
         """Set the message a running task shows."""
-        self._task(task_id, "set_task_status_message").status_message = status_message
+        for task in self._with_batch(self._task(task_id, "set_task_status_message")):
+            task.status_message = status_message
 
     def get_task_status_message(self, task_id):
         """``{"taskId", "statusMessage"}``."""
@@ -3857,8 +3974,8 @@ class Scheduler:
 
     def set_task_progress_percentage(self, task_id, progress_percentage):
         """Set a running task's progress (0-100)."""
-        self._task(task_id, "set_task_progress_percentage").progress_percentage = \
-            progress_percentage
+        for task in self._with_batch(self._task(task_id, "set_task_progress_percentage")):
+            task.progress_percentage = progress_percentage
 
     def get_task_progress_percentage(self, task_id):
         """``{"taskId", "progressPercentage"}``."""
@@ -3876,7 +3993,15 @@ class Scheduler:
             task.resources_running[resource] = held - amount
             self._used[resource] = self._used.get(resource, 0) - amount
             self._unpark(resource)
+        for member in self._with_batch(task)[1:]:   # they show what their runner holds
+            member.resources_running = dict(task.resources_running)
         return None
+
+    def _with_batch(self, task):
+        """``task`` and, when it runs a batch, the batch's members."""
+        if task.batch_id is None:
+            return [task]
+        return [task] + self._batch_members(task.batch_id)
 
     def get_running_task_resources(self, task_id):
         """``{"taskId", "resources"}``: what a running task holds now."""
@@ -3928,6 +4053,13 @@ class Scheduler:
             if not task.stakeholders and task.remove_at is None:
                 task.remove_at = now + self.options["remove_delay"]
                 self._timer(task.remove_at, "remove", task_id)
+        for batch_id, entry in list(self._batches.items()):   # batches never started
+            if entry[0] == worker.id:
+                for member in self._batch_members(batch_id):
+                    member.batch_id = member.worker_running = member.resources_running = None
+                    member.expl = json.dumps(f"worker {worker.id} stopped responding")
+                    self._apply_status(member, FAILED, now)
+                del self._batches[batch_id]
 
     def _due_retry(self, task_id, now):
         task = self._tasks.get(task_id)
@@ -3948,6 +4080,17 @@ class Scheduler:
         if task is None or task.stakeholders or task.remove_at is None \
                 or task.remove_at > now:
             return
+        self._delete(task)
+
+    def _due_drop(self, task_id, now):
+        """A failed batch runner goes (Luigi's way): its members carry the failure,
+        and a retry forms a new batch."""
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == FAILED:
+            self._delete(task)
+
+    def _delete(self, task):
+        task_id = task.id
         self._account(task, -1)
         if task.status == RUNNING:
             self._release(task)
@@ -4280,7 +4423,7 @@ _RPC_METHODS = (
     "disable_worker", "set_worker_processes", "send_scheduler_message",
     "add_scheduler_message_response", "get_scheduler_message_response", "pause",
     "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
-    "update_resources",
+    "update_resources", "add_task_batcher",
 )
 # The remote methods that only read (a token may leave them open).
 _READ_METHODS = frozenset((
@@ -5520,6 +5663,7 @@ _ARGUMENT_TYPES = {
     "tracking_url": (str, type(None)), "batch_id": (str, type(None)),
     "info": (list, dict, type(None)), "status_message": (str, type(None)),
     "progress_percentage": (int, float, type(None)), "decrease_resources": (dict,),
+    "task_family": (str,), "batched_args": (list,), "max_batch_size": (int, float),
 }
 _SIGNATURES = {}   # method -> inspect.Signature of the Scheduler method
 

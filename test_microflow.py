@@ -1735,6 +1735,63 @@ class TestSchedulerReads(SchedulerCase):
             self.assertTrue(callable(getattr(self.scheduler, name)), name)
 
 
+class TestSchedulerBatches(SchedulerCase):
+    def add_members(self, count, worker="w1", **kwargs):
+        for i in range(1, count + 1):
+            self.add(f"A{i}", worker, family="A", params={"a": str(i), "b": "x"},
+                     batchable=True, **kwargs)
+
+    def test_a_batch_is_handed_out_and_shares_its_runners_fate(self):
+        self.scheduler.add_task_batcher(worker="w1", task_family="A", batched_args=["a"])
+        self.add_members(3)
+        self.add("B", family="B", deps=["A1"])
+        reply = self.scheduler.get_work(worker="w1")
+        self.assertIsNone(reply["task_id"])
+        self.assertEqual((reply["task_family"], reply["task_params"]),
+                         ("A", {"a": ["1", "2", "3"], "b": "x"}))
+        self.assertEqual(reply["batch_task_ids"], ["A1", "A2", "A3"])
+        self.assertEqual(set(self.scheduler.task_list(mf.BATCH_RUNNING, "")),
+                         {"A1", "A2", "A3"})
+        self.add("A_all", status=mf.RUNNING, family="A", batch_id=reply["batch_id"],
+                 params={"a": "1-3", "b": "x"})
+        self.scheduler.set_task_status_message("A_all", "halfway")
+        self.assertEqual(self.scheduler.get_task_status_message("A2")["statusMessage"],
+                         "halfway")
+        self.done("A_all")
+        self.assertEqual({self.status(t) for t in ("A1", "A2", "A3", "A_all")}, {mf.DONE})
+        self.assertEqual(self.work(), "B")
+
+    def test_a_failed_batch_fails_its_members_and_drops_the_combined_task(self):
+        self.scheduler.add_task_batcher(worker="w1", task_family="A", batched_args=["a"])
+        self.add_members(2)
+        batch_id = self.scheduler.get_work(worker="w1")["batch_id"]
+        self.add("A_both", status=mf.RUNNING, family="A", batch_id=batch_id)
+        self.add("A_both", status=mf.FAILED, expl='"boom"')
+        listing = self.scheduler.task_list(mf.FAILED, "")
+        self.assertEqual(set(listing), {"A1", "A2"})
+        self.assertEqual(self.scheduler.fetch_error("A1")["error"], '"boom"')
+
+    def test_limits_and_what_is_left_out(self):
+        self.scheduler.add_task_batcher(worker="w1", task_family="A", batched_args=["a"],
+                                        max_batch_size=2)
+        self.add_members(3)
+        self.add("A9", family="A", params={"a": "9", "b": "other"}, batchable=True)
+        self.add("A8", family="A", params={"a": "8", "b": "x"}, batchable=False)
+        self.assertEqual(self.scheduler.get_work(worker="w1")["batch_task_ids"], ["A1", "A2"])
+        self.assertEqual([self.work(), self.work(), self.work()], ["A3", "A9", "A8"])
+        self.assertIsNone(self.scheduler.get_work(worker="w2")["task_id"])   # no batcher
+
+    def test_a_batch_never_started_goes_back_to_pending(self):
+        self.scheduler.add_task_batcher(worker="w1", task_family="A", batched_args=["a"])
+        self.add_members(2)
+        first = self.scheduler.get_work(worker="w1")
+        again = self.scheduler.get_work(worker="w1", current_tasks=[])
+        self.assertEqual(again["batch_task_ids"], first["batch_task_ids"])
+        self.clock.advance(120)           # the worker is gone: the members fail
+        self.scheduler.prune()
+        self.assertEqual(set(self.scheduler.task_list(mf.FAILED, "")), {"A1", "A2"})
+
+
 class OverHTTP:
     """Runs a scheduler test class again against a real SchedulerServer on 127.0.0.1
     (port 0), through RemoteScheduler: the scheduler's tests are the contract the
@@ -1752,7 +1809,7 @@ class OverHTTP:
 
 
 for _case in (TestSchedulerSelection, TestSchedulerResources, TestSchedulerFailures,
-              TestSchedulerLiveness, TestSchedulerReads):
+              TestSchedulerLiveness, TestSchedulerReads, TestSchedulerBatches):
     globals()[_case.__name__ + "OverHTTP"] = type(_case.__name__ + "OverHTTP",
                                                   (OverHTTP, _case), {})
 del _case
