@@ -2227,7 +2227,7 @@ class _ClassInfo:
                  "id_keys", "visible", "visible_names", "visibilities", "serializers",
                  "type_checked", "names", "positional_names", "normalizers",
                  "config_generation", "own_retry_policy", "module", "plain_resources",
-                 "plain_owners")
+                 "plain_owners", "batch_names")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2266,6 +2266,7 @@ class _ClassInfo:
         self.module = cls.__module__ if cls.task_module is Task.task_module else None
         self.plain_resources = cls.process_resources is Task.process_resources
         self.plain_owners = cls.owner_email is Task.owner_email
+        self.batch_names = [name for name, p in params if p._is_batchable()]
 
     def given_values(self, args, kwargs):
         """The normalized values, in declaration order, when the call itself gives every
@@ -5144,6 +5145,8 @@ class Worker:
         self._pids = {}               # task id -> pid running it
         self._started = False         # _start_running() done
         self._late_ids = set()        # tasks found while running (dynamic, handed out)
+        self._batch_families = set()  # families whose batcher the scheduler has
+        self._batch_members = {}      # combined task id -> the tasks it runs for
         self._done_yields = {}        # task id -> times it yielded only done tasks
         self._reschedules = {}
         self._idle_since = None
@@ -5368,10 +5371,27 @@ class Worker:
             param_visibilities=info.visibilities, accepts_messages=task.accepts_messages,
             owners=_NO_OWNERS if info.plain_owners else task._owner_list(),
             retry_policy_dict=_retry_policy_of(task))
+        if info.batch_names and status == PENDING:
+            self._report_batchable(task, info, runnable)
+
+    def _report_batchable(self, task, info, runnable):
+        """A task with ``batch_method`` parameters: its family's batcher (once), and the
+        task marked batchable, so the scheduler may hand several out as one batch."""
+        if info.family not in self._batch_families:
+            self._batch_families.add(info.family)
+            self._scheduler.add_task_batcher(
+                worker=self._id, task_family=info.family, batched_args=info.batch_names,
+                max_batch_size=task.max_batch_size)
+        self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
+                                 runnable=runnable, batchable=True)
 
     def _report_result(self, task, status, new_deps, expl):
         """Tell the scheduler what running ``task`` came to: only what changed."""
-        self._note(task, status, None)
+        members = self._batch_members.pop(task.task_id, None)
+        if members is None or task in members:   # a combined task is not the user's
+            self._note(task, status, None)
+        for member in members or ():             # it ran for them
+            self._note(member, status, None)
         self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
                                  runnable=None, new_deps=new_deps,
                                  expl="null" if expl is None else json.dumps(expl))
@@ -5479,6 +5499,8 @@ class Worker:
         reply = self._scheduler.get_work(worker=self._id, host=self._host, assistant=False,
                                          current_tasks=list(self._running))
         task_id = reply.get("task_id")
+        if task_id is None and reply.get("batch_id") is not None:
+            task_id = self._start_batch(reply)
         if self._log_debug:
             _log.debug("get_work: %s (%s pending, %s running here)", task_id or "nothing",
                        reply.get("n_pending_tasks"), len(self._running))
@@ -5531,6 +5553,28 @@ class Worker:
             return self.options["wait_interval"]
         import random
         return self.options["wait_interval"] + random.uniform(0, jitter)
+
+    def _start_batch(self, reply):
+        """A batch handed out: build the task that runs it (each batched parameter
+        combined by its batch_method) and tell the scheduler it runs; the members take
+        its outcome. Returns its id, or None, the members failed, if it cannot be built."""
+        members = reply.get("batch_task_ids") or []
+        try:
+            task = self._task_for(reply)
+        except Exception as exc:
+            text = f"cannot build the batch of {', '.join(members)}: {exc!r}"
+            _log.error("%s", text)
+            for task_id in members:
+                self.errors[task_id] = text
+                self._scheduler.add_task(worker=self._id, task_id=task_id, status=FAILED,
+                                         runnable=None, expl=json.dumps(text))
+            return None
+        self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
+                                             if task_id in self._scheduled]
+        self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
+                                 family=reply["task_family"], module=reply.get("task_module"),
+                                 params=task.to_str_params(), batch_id=reply["batch_id"])
+        return task.task_id
 
     def _task_for(self, reply):
         """A task handed out that this worker did not add: load it by name."""

@@ -1882,6 +1882,78 @@ class BuildCase(unittest.TestCase):
         return result
 
 
+class DayExport(mf.Task):
+    """Exports several days in one run() when the scheduler batches them."""
+    folder = mf.Parameter()
+    day = mf.IntParameter(batch_method=max)   # the latest day covers the earlier ones
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.folder, f"upto{self.day}"))
+
+    def complete(self):
+        done = [int(name[4:]) for name in os.listdir(self.folder) if name.startswith("upto")]
+        return any(self.day <= day for day in done)
+
+    def run(self):
+        if self.day == 13:
+            raise ValueError("day 13 cannot be exported")
+        with open(os.path.join(self.folder, "runs"), "a") as log:
+            log.write(f"{self.day} {os.getpid()}\n")
+        with self.output().open("w") as f:
+            f.write("ok")
+
+
+class DayNames(mf.Task):
+    """A batch_method that makes a new task out of the members: "1,2,3"."""
+    folder = mf.Parameter()
+    days = mf.Parameter(batch_method=",".join)
+    max_batch_size = 2
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.folder, f"names{self.days}"))
+
+    def complete(self):
+        return all(os.path.exists(os.path.join(self.folder, f"names{day}"))
+                   for day in self.days.split(","))
+
+    def run(self):
+        for day in self.days.split(","):
+            with open(os.path.join(self.folder, f"names{day}"), "w") as f:
+                f.write(self.days)
+
+
+class TestBatching(TempDirMixin, BuildCase):
+    def test_batched_tasks_run_once_with_one_and_two_workers(self):
+        for workers in (1, 2):
+            folder = self.tmp / f"w{workers}"
+            folder.mkdir()
+            days = [DayExport(str(folder), day) for day in range(5)]
+            result = self.build(*days, workers=workers)
+            self.assertTrue(result.scheduling_succeeded)
+            self.assertEqual((folder / "runs").read_text().split()[0], "4")
+            self.assertEqual(len((folder / "runs").read_text().splitlines()), 1)
+            self.assertEqual(set(result.tasks["completed"]), set(days))
+            if workers == 2:   # ran in a worker process, not in this one
+                self.assertNotEqual((folder / "runs").read_text().split()[1],
+                                    str(os.getpid()))
+
+    def test_a_new_combined_task_and_max_batch_size(self):
+        names = [DayNames(str(self.tmp), str(day)) for day in range(1, 6)]
+        result = self.build(*names)
+        self.assertTrue(result.scheduling_succeeded)
+        self.assertEqual((self.tmp / "names1").read_text(), "1,2")
+        self.assertEqual((self.tmp / "names5").read_text(), "5")
+        self.assertEqual(set(result.tasks["completed"]), set(names))   # not "1,2"
+
+    def test_a_failed_batch_fails_every_member_and_says_why(self):
+        days = [DayExport(str(self.tmp), day) for day in (11, 12, 13)]
+        result = self.build(*days)
+        self.assertFalse(result.scheduling_succeeded)
+        self.assertEqual(set(result.tasks["failed"]), set(days))
+        self.assertIn("day 13 cannot be exported", self.logged)
+        self.assertEqual(mf.exit_code(result, days), 30)
+
+
 class TestBuild(BuildCase):
     def test_success_and_summary(self):
         result = self.build(Recorder("top", ["a", "b"]))
