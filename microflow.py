@@ -3778,7 +3778,7 @@ class Scheduler:
         running = []
         for task_id in self._running:
             task = self._tasks[task_id]
-            if task.worker_running != worker.id and worker.id in task.stakeholders:
+            if worker.id in task.stakeholders:
                 other = self._workers.get(task.worker_running)
                 entry = {"task_id": task_id, "worker": task.worker_running}
                 entry.update(other.info if other is not None else {})
@@ -3810,11 +3810,15 @@ class Scheduler:
             batch = self._batch_with(record, task) if self._batchers and task else None
             if batch:
                 return self._start_batch(batch, record, now)
-            if task is not None and task.status != RUNNING:
-                self._claim(task, record, now)
+        # Counted before the task is claimed, as Luigi counts: it is still pending.
         reply = self._counts_reply(record, idle=task is None)
-        reply.update(task_id=task and task.id, task_family=task and task.family,
-                     task_module=task and task.module, task_params=task and task.params)
+        if task is None:
+            reply["task_id"] = None
+            return reply
+        if task.status != RUNNING:
+            self._claim(task, record, now)
+        reply.update(task_id=task.id, task_family=task.family, task_module=task.module,
+                     task_params=task.params)
         return reply
 
     def _reclaim(self, worker, current_tasks):
@@ -4044,10 +4048,7 @@ class Scheduler:
             if task is None:
                 continue
             task.stakeholders = _without(task.stakeholders, worker.id)
-            if worker.id in task.workers:
-                self._account(task, -1)
-                task.workers = tuple(w for w in task.workers if w != worker.id)
-                self._account(task, +1)
+            self._drop_runner(task, worker.id)
             if task.status == RUNNING and task.worker_running == worker.id:
                 task.expl = json.dumps(f"worker {worker.id} stopped responding")
                 self._apply_status(task, FAILED, now)
@@ -4107,12 +4108,22 @@ class Scheduler:
 
     # -- reading the graph (visualiser and tools) ----------------------------------------
 
+    @staticmethod
+    def _public_params(task):
+        return {name: value for name, value in task.params.items()
+                if task.param_visibilities.get(name, 0) == ParameterVisibility.PUBLIC}
+
+    def _pretty_id(self, task):
+        """``Family(name=value, ...)`` of the public parameters: what users see and
+        search."""
+        shown = ", ".join(f"{name}={value}" for name, value in
+                          self._public_params(task).items())
+        return f"{task.family}({shown})"
+
     def _serialize_task(self, task, include_deps=True):
-        public = {name: value for name, value in task.params.items()
-                  if task.param_visibilities.get(name, 0) == ParameterVisibility.PUBLIC}
-        shown = ", ".join(f"{name}={value}" for name, value in public.items())
+        public = self._public_params(task)
         record = {
-            "display_name": f"{task.family}({shown})", "status": task.status,
+            "display_name": self._pretty_id(task), "status": task.status,
             "workers": list(task.workers), "worker_running": task.worker_running,
             "time_running": task.time_running, "start_time": task.start_time,
             "last_updated": task.updated, "params": public, "name": task.family,
@@ -4161,15 +4172,18 @@ class Scheduler:
                   max_shown_tasks=None, **kwargs):
         """Tasks with ``status`` (all when empty), optionally filtered by upstream status
         and a search string. Too many gives ``{"num_tasks": n}`` when ``limit``."""
+        limit_to = max_shown_tasks or self.options["max_shown_tasks"]
+        ids = [i for i, t in self._tasks.items() if t.status == status] if status \
+            else self._tasks
+        if limit and not search and len(ids) > limit_to:   # too many, before any work
+            return {"num_tasks": -1 if upstream_status else len(ids)}
         self.prune()
         ids = [i for i, t in self._tasks.items() if t.status == status] if status \
             else self._tasks
-        if search:
-            terms = search.split()
-            ids = [i for i in ids if all(term in i for term in terms)]
-        limit_to = max_shown_tasks or self.options["max_shown_tasks"]
-        if limit and len(ids) > limit_to and not upstream_status:
-            return {"num_tasks": len(ids)}
+        if search:   # every term, in any case, in the name and public parameters
+            terms = search.casefold().split()
+            ids = [i for i in ids if all(
+                term in self._pretty_id(self._tasks[i]).casefold() for term in terms)]
         memo = {}
         result = {}
         for task_id in ids:
@@ -4274,8 +4288,21 @@ class Scheduler:
         return self._serialize_task(task)
 
     def disable_worker(self, worker):
-        """Stop giving ``worker`` work; it finishes what it runs."""
-        self._worker(worker).enabled = False
+        """Stop giving ``worker`` work: it may no longer run any task (it still
+        reports on what it runs)."""
+        record = self._worker(worker)
+        record.enabled = False
+        for task_id in record.stake:
+            task = self._tasks.get(task_id)
+            if task is not None:
+                self._drop_runner(task, record.id)
+
+    def _drop_runner(self, task, worker_id):
+        """``worker_id`` may no longer run ``task``."""
+        if worker_id in task.workers:
+            self._account(task, -1)
+            task.workers = tuple(w for w in task.workers if w != worker_id)
+            self._account(task, +1)
 
     def set_worker_processes(self, worker, n):
         """Ask ``worker`` (through its next ping) to use ``n`` processes."""

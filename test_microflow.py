@@ -1419,11 +1419,12 @@ class TestSchedulerSelection(SchedulerCase):
         self.add("urgent", deps=["needed"], priority=10)
         self.assertEqual(self.drain(), ["needed", "urgent", "low"])
 
-    def test_reply_shape_is_fixed(self):
+    def test_reply_shape_is_luigis(self):
         empty = self.scheduler.get_work(worker="w1")
         self.add("t", family="Fam", module="mod", params={"x": "1"})
         full = self.scheduler.get_work(worker="w1")
-        self.assertEqual(set(empty), set(full))
+        self.assertEqual(set(full) - set(empty), {"task_family", "task_module", "task_params"})
+        self.assertEqual((full["n_pending_tasks"], full["n_unique_pending"]), (1, 1))
         self.assertIsNone(empty["task_id"])
         self.assertEqual((full["task_id"], full["task_family"], full["task_module"],
                           full["task_params"]), ("t", "Fam", "mod", {"x": "1"}))
@@ -1669,9 +1670,24 @@ class TestSchedulerLiveness(SchedulerCase):
         self.scheduler.pause()
         self.assertIsNone(self.work())
         self.scheduler.unpause()
+        self.add("r")
+        self.assertEqual(self.work(), "t")
         self.scheduler.disable_worker("w1")
-        self.assertEqual(self.scheduler.get_work(worker="w1")["worker_state"], "disabled")
-        self.assertIsNone(self.work())
+        reply = self.scheduler.get_work(worker="w1")
+        self.assertEqual((reply["worker_state"], reply["task_id"], reply["n_pending_tasks"]),
+                         ("disabled", None, 0))
+        self.assertEqual(self.scheduler.task_list("", "")["r"]["workers"], [])
+        self.done("t", status=mf.FAILED)          # it still reports what it ran
+        self.assertEqual(self.status("t"), mf.FAILED)
+        self.add("r", worker="w2")                # another worker may run its tasks
+        self.assertEqual(self.work("w2"), "r")
+
+    def test_task_list_search_matches_name_and_parameters_in_any_case(self):
+        self.add("id1", family="ClassA", params={"day": "2016-02-01", "num": "5"})
+        self.add("id2", family="ClassB", params={"day": "2016-02-01", "num": "5"})
+        found = self.scheduler.task_list(mf.PENDING, "", search="classa 2016-02 NUM")
+        self.assertEqual(set(found), {"id1"})
+        self.assertEqual(self.scheduler.task_list(mf.PENDING, "", search="id1"), {})
 
 
 class TestSchedulerReads(SchedulerCase):
