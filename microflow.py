@@ -4257,10 +4257,21 @@ class Scheduler:
         return workers
 
     def resource_list(self):
-        """``{resource: {"total": capacity, "used": units held}}``."""
-        names = set(self._capacity) | set(self._used)
-        return {name: {"total": self._capacity_of(name), "used": self._used.get(name, 0)}
-                for name in sorted(names)}
+        """Luigi's listing: ``[{"name", "num_total", "num_used", "num_consumer",
+        "running": {task_id: serialized task}}]`` for each resource with a capacity or
+        in use."""
+        self.prune()
+        consumers = {}
+        for task_id in self._running:
+            task = self._tasks[task_id]
+            for resource in task.resources_running or ():
+                consumers.setdefault(resource, {})[task_id] = \
+                    self._serialize_task(task, include_deps=False)
+        return [{"name": name, "num_total": self._capacity_of(name),
+                 "num_used": self._used.get(name, 0),
+                 "num_consumer": len(consumers.get(name, {})),
+                 "running": consumers.get(name, {})}
+                for name in sorted(set(self._capacity) | set(self._used))]
 
     # -- administration --------------------------------------------------------------------
 

@@ -1394,6 +1394,11 @@ class SchedulerCase(unittest.TestCase):
     def status(self, task_id):
         return self.scheduler.task_list()[task_id]["status"]
 
+    def resource(self, name):
+        """(capacity, units in use) of a resource, from resource_list()."""
+        listing = {r["name"]: r for r in self.scheduler.resource_list()}
+        return listing[name]["num_total"], listing[name]["num_used"]
+
     def drain(self, worker="w1"):
         order = []
         while True:
@@ -1493,7 +1498,9 @@ class TestSchedulerResources(SchedulerCase):
         self.add("e", resources={"gpu": 1})
         started = [self.work() for _ in range(4)]
         self.assertEqual(started, ["a", "b", "d", None])
-        self.assertEqual(self.scheduler.resource_list()["db"], {"total": 2, "used": 2})
+        consumers = {r["name"]: set(r["running"]) for r in self.scheduler.resource_list()}
+        self.assertEqual(consumers["db"], {"a", "b"})
+        self.assertEqual(self.resource("db"), (2, 2))
         self.done("a")
         self.assertEqual(self.work(), "c")
         self.done("d")
@@ -1526,14 +1533,15 @@ class TestSchedulerResources(SchedulerCase):
         held = self.scheduler.get_running_task_resources("holder")["resources"]
         held["db"] = 0
         self.assertEqual(self.scheduler.get_running_task_resources("plain")["resources"], {})
-        self.assertEqual(self.scheduler.resource_list()["db"], {"total": 2, "used": 2})
+        self.assertEqual(self.resource("db"), (2, 2))
         self.done("holder")
-        self.assertEqual(self.scheduler.resource_list()["db"], {"total": 2, "used": 0})
+        self.assertEqual(self.resource("db"), (2, 0))
 
     def test_resources_from_config(self):
         with mf.config_override({"resources": {"db": "3"}}):
             scheduler = mf.Scheduler(clock=self.clock)
-        self.assertEqual(scheduler.resource_list(), {"db": {"total": 3, "used": 0}})
+        self.assertEqual([(r["name"], r["num_total"], r["num_used"])
+                          for r in scheduler.resource_list()], [("db", 3, 0)])
 
 
 class TestSchedulerFailures(SchedulerCase):
@@ -1744,7 +1752,7 @@ class TestSchedulerReads(SchedulerCase):
                          [{"name": "set_worker_processes", "kwargs": {"n": 3}}])
         self.assertTrue(self.scheduler.update_resource("db", 4))
         self.assertFalse(self.scheduler.update_resource("db", -1))
-        self.assertEqual(self.scheduler.resource_list()["db"]["total"], 4)
+        self.assertEqual(self.resource("db")[0], 4)
 
     def test_rpc_whitelist_names_real_methods(self):
         for name in mf._RPC_METHODS:
