@@ -161,7 +161,7 @@ _WORKER_DEFAULTS = {
     "retry_external_tasks": False, "count_uniques": False, "count_last_scheduled": False,
     "max_keep_alive_idle_duration": 0.0, "task_limit": 0, "timeout": 0.0,
     "force_multiprocessing": False, "mode": "processes", "start_method": "",
-    "process_per_task": False, "ping_interval": 1.0,
+    "process_per_task": False, "ping_interval": 1.0, "send_failure_email": True,
     # Luigi's 5 s jitter slows every kept-alive wait; microflow adds none unless asked.
     "wait_jitter": 0.0,
     # Accepted for Luigi's configs; nothing to do: microflow installs no signal handler
@@ -178,7 +178,7 @@ _SCHEDULER_DEFAULTS = {
     "disable_window": 3600.0, "retry_count": 999999999, "disable_hard_timeout": 999999999.0,
     "disable_persist": 86400.0, "max_shown_tasks": 100000, "max_graph_nodes": 100000,
     "prune_on_get_work": False, "pause_enabled": True, "send_messages": True,
-    "stable_done_cooldown_secs": 10.0, "record_task_history": False,
+    "stable_done_cooldown_secs": 10.0, "record_task_history": False, "batch_emails": False,
 }
 # Options read elsewhere than _typed_options (the rest of a typo check's known names).
 _OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
@@ -3139,6 +3139,302 @@ def common_params(task_instance, task_cls):
 
 
 ###########################################################################################
+# Error e-mails: Luigi's [email], [smtp] and [batch_email] settings and message format
+###########################################################################################
+
+class email(Config):
+    """The ``[email]`` settings: who gets error e-mails, from whom, in what format."""
+
+    force_send = BoolParameter(default=False, description="send even from a terminal")
+    format = ChoiceParameter(default="plain", choices=("plain", "html", "none"),
+                             config_path=dict(section="core", name="email-type"),
+                             description="plain, html or none (no e-mails)")
+    method = ChoiceParameter(default="smtp", choices=("smtp", "sendgrid", "ses", "sns"),
+                             config_path=dict(section="email", name="type"),
+                             description="how to send; only smtp needs no other package")
+    prefix = Parameter(default="", config_path=dict(section="core", name="email-prefix"),
+                       description="put before every subject")
+    receiver = Parameter(default="", config_path=dict(section="core", name="error-email"),
+                         description="where error e-mails go (comma-separated)")
+    traceback_max_length = IntParameter(default=5000, description="longest traceback sent")
+    sender = Parameter(default="", config_path=dict(section="core", name="email-sender"),
+                       description="the From address (default luigi-client@HOST)")
+
+
+class smtp(Config):
+    """The ``[smtp]`` server error e-mails go through."""
+
+    host = Parameter(default="localhost", config_path=dict(section="core", name="smtp_host"))
+    port = IntParameter(default=0, config_path=dict(section="core", name="smtp_port"))
+    local_hostname = OptionalParameter(default=None, config_path=dict(
+        section="core", name="smtp_local_hostname"))
+    no_tls = BoolParameter(default=False, config_path=dict(section="core",
+                                                           name="smtp_without_tls"))
+    ssl = BoolParameter(default=False, config_path=dict(section="core", name="smtp_ssl"))
+    username = OptionalParameter(default=None, config_path=dict(section="core",
+                                                                name="smtp_login"))
+    password = OptionalParameter(default=None, config_path=dict(section="core",
+                                                                name="smtp_password"))
+    timeout = FloatParameter(default=10.0, config_path=dict(section="core",
+                                                            name="smtp_timeout"))
+
+
+def _email_disabled_reason():
+    """Why no e-mail goes out now, or None: format none, or a terminal without
+    ``force_send`` (someone is watching)."""
+    if email().format == "none":
+        return "email format is 'none'"
+    if not email().force_send and sys.stdout.isatty():
+        return "running from a tty"
+    return None
+
+
+def send_email(subject, message, sender, recipients, image_png=None):
+    """Send ``message`` to ``recipients`` (each may hold comma-separated addresses) by
+    ``[email] method``, unless e-mail is disabled or there is nobody to send to. A
+    server that cannot be reached is logged, never raised: a failed notification must
+    not fail the run."""
+    if email().prefix:
+        subject = f"{email().prefix} {subject}"
+    recipients = [address.strip() for entry in recipients or () if entry
+                  for address in entry.split(",") if address.strip()]
+    if not recipients:
+        return
+    reason = _email_disabled_reason()
+    if reason:
+        _log.info("Not sending email to %r because %s", recipients, reason)
+        return
+    method = email().method
+    if method != "smtp":
+        _log.error("Not sending email to %r: [email] method = %s needs a third-party "
+                   "package that microflow does not use; use method = smtp",
+                   recipients, method)
+        return
+    _log.info("Sending email to %r", recipients)
+    _send_email_smtp(sender, subject, message, recipients, image_png)
+
+
+def _send_email_smtp(sender, subject, message, recipients, image_png):
+    import smtplib
+    import socket
+    settings = smtp()
+    options = dict(host=settings.host, port=settings.port,
+                   local_hostname=settings.local_hostname)
+    if settings.timeout:
+        options["timeout"] = settings.timeout
+    try:
+        connection = (smtplib.SMTP_SSL if settings.ssl else smtplib.SMTP)(**options)
+        try:
+            connection.ehlo_or_helo_if_needed()
+            if connection.has_extn("starttls") and not settings.no_tls:
+                connection.starttls()
+            if settings.username and settings.password:
+                connection.login(settings.username, settings.password)
+            connection.sendmail(sender, recipients, _email_message(
+                sender, subject, message, recipients, image_png).as_string())
+        finally:
+            with contextlib.suppress(Exception):
+                connection.quit()
+    except (socket.error, smtplib.SMTPException) as exc:
+        _log.error("Not able to send email through %s:%s: %s", settings.host,
+                   settings.port, exc)
+
+
+def _email_message(sender, subject, message, recipients, image_png):
+    from email.mime.multipart import MIMEMultipart
+    from email.mime.text import MIMEText
+    root = MIMEMultipart("related")
+    root.attach(MIMEText(message, email().format, "utf-8"))
+    if image_png:
+        from email.mime.image import MIMEImage
+        with open(image_png, "rb") as f:
+            root.attach(MIMEImage(f.read(), "png"))
+    root["Subject"], root["From"], root["To"] = subject, sender, ",".join(recipients)
+    return root
+
+
+def _email_sender():
+    import socket
+    return email().sender or f"luigi-client@{socket.gethostname()}"
+
+
+def send_error_email(subject, message, additional_recipients=None):
+    """Send an error e-mail to ``[email] receiver`` and ``additional_recipients`` (an
+    address or a list: a task's ``owner_email``)."""
+    recipients = [email().receiver] if email().receiver else []
+    if isinstance(additional_recipients, str):
+        recipients.append(additional_recipients)
+    elif additional_recipients:
+        recipients.extend(additional_recipients)
+    send_email(subject, message, _email_sender(), recipients)
+
+
+def wrap_traceback(traceback):
+    """A traceback as the e-mail format shows it."""
+    if email().format == "html":
+        import html
+        return f"<pre>{html.escape(str(traceback))}</pre>"
+    return traceback
+
+
+def format_task_error(headline, task, command, formatted_exception=None):
+    """The body of an error e-mail about ``task``: the headline, its name and
+    parameters, the command line and the traceback (cut at ``traceback_max_length``)."""
+    limit = email().traceback_max_length
+    if formatted_exception and len(formatted_exception) > limit:
+        formatted_exception = (formatted_exception[:limit] + "...Traceback exceeds max "
+                               "length and has been truncated.")
+    traceback = wrap_traceback(formatted_exception) if formatted_exception else ""
+    params = task.to_str_params()
+    if email().format == "html":
+        import html
+        rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                         for k, v in params.items())
+        return (f"<html>\n<body>\n<h2>{html.escape(headline)}</h2>\n<table>\n<thead>\n"
+                f"<tr><th>name</th><td>{task.get_task_family()}</td></tr>\n</thead>\n"
+                f"<tbody>\n{rows}\n</tbody>\n</table>\n<h2>Command line</h2>\n"
+                f"<pre>\n{html.escape(command)}\n</pre>\n<h2>Traceback</h2>\n"
+                f"{traceback}\n</body>\n</html>\n")
+    width = max([0] + [len(name) for name in params])
+    lines = "\n".join(f"  {name:{width}}: {value}" for name, value in params.items())
+    return (f"{headline}\n\nName: {task.get_task_family()}\n\nParameters:\n{lines}\n\n"
+            f"Command line:\n  {command}\n\n{traceback}\n")
+
+
+class batch_email(Config):
+    """The ``[batch_email]`` settings of a scheduler with ``batch_emails``."""
+
+    email_interval = IntParameter(default=60, config_path=dict(
+        section="batch-notifier", name="email-interval-minutes"),
+        description="minutes between e-mails")
+    batch_mode = ChoiceParameter(default="unbatched_params", choices=(
+        "family", "all", "unbatched_params"), description="what one line groups")
+    error_lines = IntParameter(default=20, description="lines of each error shown (0: all)")
+    error_messages = IntParameter(default=1, description="errors shown per group")
+    group_by_error_messages = BoolParameter(default=True, description="one group per "
+                                                                      "error message")
+
+
+def _counted(template, number):
+    """``"3 failures"``, ``"1 failure"``, or "" for none."""
+    return template.format(number, "" if number == 1 else "s") if number else ""
+
+
+class BatchNotifier:
+    """Collects the scheduler's failures, disables and scheduling failures and sends
+    each owner (and ``[email] receiver``) one e-mail per ``email_interval`` minutes,
+    in Luigi's format."""
+
+    def __init__(self, **kwargs):
+        self._config = batch_email(**kwargs)
+        self._format = email().format
+        self._default_owners = {a for a in email().receiver.split(",") if a}
+        self._clear()
+
+    def _clear(self):
+        import collections
+        self._next_send = time.time() + 60 * self._config.email_interval
+        # owner -> key -> [failures, disables, scheduling failures]; and recent errors
+        self._counts = collections.defaultdict(dict)
+        self._errors = collections.defaultdict(dict)
+
+    def _key(self, task_name, family, unbatched_args):
+        mode = self._config.batch_mode
+        if mode == "all":
+            return task_name
+        if mode == "family":
+            return family
+        shown = ", ".join(f"{k}={v}" for k, v in unbatched_args.items())
+        return f"{family}({shown})"
+
+    def _add(self, task_name, family, unbatched_args, owners, column, expl=None):
+        key = self._key(task_name, family, unbatched_args)
+        for owner in self._default_owners | set(owners or ()):
+            self._counts[owner].setdefault(key, [0, 0, 0])[column] += 1
+            if expl is not None:   # the latest error_messages distinct errors
+                recent = self._errors[owner].setdefault(key, {})
+                recent.pop(expl, None)
+                recent[expl] = True
+                while len(recent) > self._config.error_messages:
+                    del recent[next(iter(recent))]
+
+    def add_failure(self, task_name, family, unbatched_args, expl, owners):
+        """A task failed with ``expl``."""
+        self._add(task_name, family, unbatched_args, owners, 0, expl)
+
+    def add_disable(self, task_name, family, unbatched_args, owners):
+        """A task was disabled for failing too often."""
+        self._add(task_name, family, unbatched_args, owners, 1)
+
+    def add_scheduling_fail(self, task_name, family, unbatched_args, expl, owners):
+        """A worker could not schedule a task: its complete() or requires() raised."""
+        self._add(task_name, family, unbatched_args, owners, 2, expl)
+
+    def update(self):
+        """Send when the interval has passed."""
+        if time.time() >= self._next_send:
+            self.send_email()
+
+    def send_email(self):
+        """Send each owner what was collected for them, and start over."""
+        try:
+            for owner, counts in self._counts.items():
+                self._send(owner, counts, self._errors[owner])
+        finally:
+            self._clear()
+
+    def _send(self, owner, counts, errors):
+        summary = self._counts_text([sum(row[i] for row in counts.values())
+                                     for i in range(3)])
+        if not summary:
+            return
+        prefix = "" if owner in self._default_owners else "Your tasks have "
+        subject = (f"Luigi: {prefix}{summary} in the last {self._config.email_interval} "
+                   f"minutes")
+        send_email(subject, self._body(counts, errors), _email_sender(), (owner,))
+
+    def _body(self, counts, errors):
+        groups = {}   # the errors' text -> the keys that had it
+        for key in counts:
+            text = self._errors_text(errors.get(key, {}))
+            group = text if self._config.group_by_error_messages else (key, text)
+            groups.setdefault(group, []).append(key)
+
+        def rank(key):
+            failures, disables, scheduling = counts[key]
+            return -(failures + scheduling), -disables, key
+        html = self._format == "html"
+        parts = []
+        for group, keys in sorted(groups.items(), key=lambda item: (
+                sum(rank(k)[0] for k in item[1]), sum(rank(k)[1] for k in item[1]),
+                min(item[1]))):
+            lines = [f"{key} ({self._counts_text(counts[key])})" for key in sorted(keys, key=rank)]
+            parts.append(("<li>" + "\n<br>".join(lines)) if html
+                         else "- " + "\n  ".join(lines))
+            parts.append(group if isinstance(group, str) else group[1])
+        body = "\n".join(filter(None, parts)).rstrip()
+        return f"<ul>\n{body}\n</ul>" if html else body
+
+    @staticmethod
+    def _counts_text(row):
+        return ", ".join(filter(None, (_counted("{} failure{}", row[0]),
+                                       _counted("{} disable{}", row[1]),
+                                       _counted("{} scheduling failure{}", row[2]))))
+
+    def _errors_text(self, errors):
+        shown = []
+        for expl in errors:
+            lines = str(expl).rstrip().split("\n")
+            if self._config.error_lines:
+                lines = lines[-self._config.error_lines:]
+            shown.append(f"<pre>{chr(10).join(lines)}</pre>" if self._format == "html"
+                         else "\n" + "\n".join("      " + line for line in lines))
+        if shown and self._format != "html":
+            shown.append("")
+        return "\n".join(shown)
+
+
+###########################################################################################
 # Scheduler core: a pure state machine
 ###########################################################################################
 
@@ -3348,6 +3644,9 @@ class Scheduler:
         self._default_policy = self._retry_policy(None)
         self._dirty = None                   # ids of changed tasks, while one journals
         self._batchers = {}                  # (worker, family) -> (batched names, max size)
+        # Failures e-mailed in batches, when asked (BatchNotifier looked up now, so a
+        # test may replace it).
+        self._email_batcher = BatchNotifier() if self.options["batch_emails"] else None
         self._batches = {}                   # batch id -> [worker, member ids, runner id]
 
     # -- reading the clock and the records --------------------------------------------
@@ -3616,6 +3915,8 @@ class Scheduler:
                 status = DISABLED
                 task.disabled_at = now
                 self._timer(now + self.options["disable_persist"], "enable", task.id)
+                if self._email_batcher is None:
+                    self._email_disable(task)
         elif status == DISABLED:
             task.disabled_at = None
         if status == FAILED:
@@ -3624,6 +3925,14 @@ class Scheduler:
         if status == DONE and task.first_failure is not None:
             self._forget_failures(task)
         self._set_status(task, status, now)
+
+    def _email_disable(self, task):
+        policy = task.retry_policy
+        notifications.send_error_email(
+            f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
+            f"{task.id} failed {policy['retry_count']} times in the last "
+            f"{policy['disable_window']} seconds, so it is being disabled for "
+            f"{self.options['disable_persist']} seconds")
 
     def _record_failure(self, task, now):
         """Count a failure; True when the retry policy says the task must be disabled."""
@@ -3695,6 +4004,8 @@ class Scheduler:
                 status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
             if owned or new_deps:
                 self._apply_status(task, status, now)
+        if status == FAILED and self._email_batcher is not None:
+            self._batch_failure_email(task, reporter, expl, owners)
         if added or reporter.id not in task.stakeholders:
             if reporter.enabled and not assistant:
                 self._add_stakeholder(task, reporter, added)
@@ -3796,6 +4107,8 @@ class Scheduler:
         now = self._clock()
         if self._timers and self._timers[0][0] <= now and self.options["prune_on_get_work"]:
             self._prune(now)
+        if self._email_batcher is not None:   # a server's e-mails go out as it works
+            self._email_batcher.update()
         record = self._worker(worker, now)
         record.last_get_work = now
         record.assistant = bool(assistant)
@@ -3963,7 +4276,32 @@ class Scheduler:
         if worker is not None:
             self._worker(worker)
         _log.debug("scheduling failure of %s: %s", task_name, expl)
+        if self._email_batcher is not None:
+            self._email_batcher.add_scheduling_fail(
+                task_name, family, self._unbatched(worker, family, params or {}), expl,
+                owners)
         return None
+
+    def _unbatched(self, worker_id, family, params):
+        """``params`` without the ones ``worker_id`` batches for ``family``."""
+        names = self._batchers.get((worker_id, family), ((), 1))[0]
+        return {k: v for k, v in params.items() if k not in names} if names else params
+
+    def _batch_failure_email(self, task, worker, expl, owners):
+        try:
+            reason = json.loads(expl) if expl is not None else None
+        except ValueError:
+            reason = expl   # not JSON, as a hand-written client may send it
+        params = self._unbatched(worker.id, task.family, task.params)
+        name = self._pretty_id(task)
+        self._email_batcher.add_failure(name, task.family, params, reason, owners)
+        if task.status == DISABLED:
+            self._email_batcher.add_disable(name, task.family, params, owners)
+
+    def dump(self):
+        """Luigi's shutdown hook: send the e-mails collected so far."""
+        if self._email_batcher is not None:
+            self._email_batcher.send_email()
 
     # -- messages, progress and resources of running tasks -----------------------------
 
@@ -4023,6 +4361,8 @@ class Scheduler:
         things that happened, never the number of tasks.
         """
         self._prune(self._clock())
+        if self._email_batcher is not None:
+            self._email_batcher.update()
 
     def _prune(self, now):
         while self._timers and self._timers[0][0] <= now:
@@ -4792,6 +5132,7 @@ def _death_message(task, exitcode):
             name = f"signal {-exitcode}"
         hint = {"SIGKILL": " (out of memory?)", "SIGSEGV": " (a crash in native code)"}
         how = f"was killed by {name}{hint.get(name, '')}"
+        how = f"died unexpectedly with exit code {exitcode}: it {how}"
     else:
         how = f"died unexpectedly with exit code {exitcode}"
     return f"Task process for {task!r} {how}"
@@ -5375,15 +5716,34 @@ class Worker:
         import traceback
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
+        if self.options["send_failure_email"]:
+            self._email_error(task, text, "Luigi: {task} failed scheduling. Host: {host}",
+                              "Will not run {task} or any dependencies due to error in "
+                              f"{'deps()' if where == 'requires()' else where} method")
         self._fail_scheduling(task, text)
 
     def _fail_scheduling(self, task, text):
         """Report ``task`` as not schedulable (UNKNOWN), saying why."""
         self.errors[task.task_id] = text
         self._report(task, UNKNOWN, runnable=False, expl=text)
-        self._scheduler.announce_scheduling_failure(
-            task_name=str(task), family=task.get_task_family(), params=task.to_str_params(),
-            expl=text, owners=task._owner_list(), worker=self._id)
+        try:
+            self._scheduler.announce_scheduling_failure(
+                task_name=str(task), family=task.get_task_family(),
+                params=task.to_str_params(), expl=text, owners=task._owner_list(),
+                worker=self._id)
+        except Exception:   # e-mailed even when failure e-mails are off: it is not the task
+            import traceback
+            self._email_error(task, traceback.format_exc(), "Luigi: Framework error while "
+                              "scheduling {task}. Host: {host}", "Luigi framework error")
+            raise
+
+    def _email_error(self, task, text, subject, headline):
+        """Luigi's error e-mail about ``task``, to ``[email] receiver`` and its owners."""
+        import subprocess
+        subject, headline = (part.format(task=task, host=self._host)
+                             for part in (subject, headline))
+        send_error_email(subject, format_task_error(
+            headline, task, subprocess.list2cmdline(sys.argv), text), task.owner_email)
 
     def _report_cycle(self, cycle):
         """Luigi leaves a cycle "not granted run permission"; microflow fails the tasks
@@ -5687,6 +6047,11 @@ class Worker:
                    self._id, task, text)
         self.errors[task.task_id] = text
         self._failed_ids.add(task.task_id)
+        if self.options["send_failure_email"] and self.interrupted is None and not (
+                task.run is None and self.options["retry_external_tasks"]):
+            self._email_error(task, text, "Luigi: {task} FAILED. Host: {host}",
+                              "A task failed when running. Most likely run() raised an "
+                              "exception.")
         if self._retry_policy is None:   # keep_alive: Luigi's way
             return
         limit = (_retry_policy_of(task) or {}).get("retry_count") or self._retry_policy[0]
@@ -6016,8 +6381,10 @@ class SchedulerServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
-        if self._state is not None:
-            with self._lock:
+        with self._lock:
+            if hasattr(self.scheduler, "dump"):   # e-mails collected and not yet sent
+                self.scheduler.dump()
+            if self._state is not None:
                 self._state.compact(self.scheduler.snapshot())
                 self._state.close()
 
@@ -7487,6 +7854,11 @@ interface = _namespace("interface", build=build, run=run, core=core,
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
 rpc = _namespace("rpc", RemoteScheduler=RemoteScheduler, RPCError=SchedulerUnavailable)
 retcodes = _namespace("retcodes", run_with_retcodes=_luigi_run)
+notifications = _namespace("notifications", email=email, smtp=smtp, send_email=send_email,
+                           send_error_email=send_error_email, wrap_traceback=wrap_traceback,
+                           format_task_error=format_task_error, DEBUG=False)
+batch_notifier = _namespace("batch_notifier", BatchNotifier=BatchNotifier,
+                            batch_email=batch_email, send_email=send_email)
 setup_logging = _namespace("setup_logging", InterfaceLogging=InterfaceLogging,
                            DaemonLogging=DaemonLogging)
 

@@ -1978,6 +1978,157 @@ class TestBatching(TempDirMixin, BuildCase):
         self.assertEqual(mf.exit_code(result, days), 30)
 
 
+class SMTPReceiver:
+    """A minimal SMTP server on 127.0.0.1 (the standard library has none since 3.12):
+    enough of RFC 5321 for smtplib to deliver; ``messages`` holds (recipients, text)."""
+
+    def __init__(self):
+        import socketserver
+        receiver = self
+        self.messages = []
+
+        class Session(socketserver.StreamRequestHandler):
+            def reply(self, line):
+                self.wfile.write(line.encode() + b"\r\n")
+
+            def handle(self):
+                self.reply("220 test ESMTP")
+                recipients = []
+                while True:
+                    line = self.rfile.readline().decode().rstrip("\r\n")
+                    verb = line[:4].upper()
+                    if not line or verb == "QUIT":
+                        self.reply("221 bye")
+                        return
+                    if verb in ("EHLO", "HELO"):
+                        self.reply("250 test")
+                    elif verb == "RCPT":
+                        recipients.append(line.split(":", 1)[1].strip("<> "))
+                        self.reply("250 ok")
+                    elif verb == "DATA":
+                        self.reply("354 go on")
+                        lines = []
+                        while True:
+                            data = self.rfile.readline().decode().rstrip("\r\n")
+                            if data == ".":
+                                break
+                            lines.append(data[1:] if data.startswith("..") else data)
+                        receiver.messages.append((recipients, "\n".join(lines)))
+                        recipients = []
+                        self.reply("250 queued")
+                    else:   # MAIL, RSET, NOOP
+                        self.reply("250 ok")
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Session)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def config(self, **email):
+        """The [email]/[smtp] settings that send to this server."""
+        return {"email": dict({"receiver": "ops@example.com", "force_send": "true"}, **email),
+                "smtp": {"host": "127.0.0.1", "port": str(self.port), "timeout": "5"}}
+
+    def parsed(self, index=0):
+        import email.parser
+        recipients, text = self.messages[index]
+        message = email.parser.Parser().parsestr(text)
+        body = message.get_payload()[0].get_payload(decode=True).decode()
+        return recipients, message["Subject"], body
+
+
+class FailsLoudly(mf.Task):
+    owner_email = "owner@example.com"
+    day = mf.IntParameter()
+
+    def complete(self):
+        return False
+
+    def run(self):
+        raise RuntimeError("the export server said no")
+
+
+class CannotCheck(mf.Task):
+    def complete(self):
+        raise OSError("storage unreachable")
+
+
+class TestErrorEmails(BuildCase):
+    def setUp(self):
+        super().setUp()
+        self.smtp = SMTPReceiver()
+        self.addCleanup(self.smtp.close)
+
+    def test_a_failed_run_is_emailed_to_the_receiver_and_the_owner(self):
+        with mf.config_override(self.smtp.config(prefix="[etl]")):
+            self.build(FailsLoudly(3))
+        self.assertEqual(len(self.smtp.messages), 1)
+        recipients, subject, body = self.smtp.parsed()
+        self.assertEqual(recipients, ["ops@example.com", "owner@example.com"])
+        self.assertTrue(subject.startswith("[etl] Luigi: FailsLoudly(day=3) FAILED. Host: "))
+        self.assertIn("A task failed when running. Most likely run() raised an exception.",
+                      body)
+        self.assertIn("Name: FailsLoudly", body)
+        self.assertIn("  day: 3", body)
+        self.assertIn("RuntimeError: the export server said no", body)
+
+    def test_scheduling_errors_too_and_nothing_when_switched_off(self):
+        with mf.config_override(self.smtp.config()):
+            self.build(CannotCheck())
+        recipients, subject, body = self.smtp.parsed()
+        self.assertIn("Luigi: CannotCheck() failed scheduling", subject)
+        self.assertIn("error in complete() method", body)
+        self.assertIn("OSError: storage unreachable", body)
+        for settings in ({"worker": {"send_failure_email": "false"}},
+                         {"email": {"format": "none"}}, {"email": {"method": "ses"}},
+                         {"email": {"receiver": ""}}):
+            config = self.smtp.config()
+            for section, values in settings.items():
+                config.setdefault(section, {}).update(values)
+            with mf.config_override(config):
+                self.build(FailsLoudly(4))
+            if "method" in settings.get("email", {}):
+                self.assertIn("method = ses needs a third-party package", self.logged)
+        self.assertEqual(len(self.smtp.messages), 2)   # only the owner's, receiver unset
+        self.assertEqual(self.smtp.messages[1][0], ["owner@example.com"])
+
+    def test_a_long_traceback_is_cut(self):
+        with mf.config_override(self.smtp.config(traceback_max_length="200")):
+            self.build(FailsLoudly(5))
+        self.assertIn("Traceback exceeds max length and has been truncated.",
+                      self.smtp.parsed()[2])
+
+    def test_the_scheduler_batches_failures_per_owner(self):
+        with mf.config_override(dict(self.smtp.config(),
+                                     batch_email={"email_interval": "0"})):
+            scheduler = mf.Scheduler(batch_emails=True, retry_count=2)
+            for _ in range(2):
+                scheduler.add_task(worker="w", task_id="T1", family="T", params={"a": "1"},
+                                   status=mf.FAILED, expl=json.dumps("disk full"),
+                                   owners=["owner@example.com"])
+            scheduler.announce_scheduling_failure(worker="w", task_name="U(b=2)",
+                                                  family="U", params={"b": "2"},
+                                                  expl="no such table", owners=[])
+            self.assertEqual(self.smtp.messages, [])   # until the interval has passed
+            scheduler.prune()
+        by_recipient = {}
+        for index, (recipients, _) in enumerate(self.smtp.messages):
+            by_recipient[recipients[0]] = self.smtp.parsed(index)
+        _, subject, body = by_recipient["ops@example.com"]
+        self.assertEqual(subject, "Luigi: 2 failures, 1 disable, 1 scheduling failure in "
+                                  "the last 0 minutes")
+        self.assertIn("- T(a=1) (2 failures, 1 disable)", body)
+        self.assertIn("      disk full", body)
+        self.assertIn("- U(b=2) (1 scheduling failure)", body)
+        _, subject, _ = by_recipient["owner@example.com"]
+        self.assertEqual(subject, "Luigi: Your tasks have 2 failures, 1 disable in the last "
+                                  "0 minutes")
+
+
 class TestBuild(BuildCase):
     def test_success_and_summary(self):
         result = self.build(Recorder("top", ["a", "b"]))
