@@ -2227,7 +2227,7 @@ class _ClassInfo:
                  "id_keys", "visible", "visible_names", "visibilities", "serializers",
                  "type_checked", "names", "positional_names", "normalizers",
                  "config_generation", "own_retry_policy", "module", "plain_resources",
-                 "plain_owners", "batch_names")
+                 "plain_owners", "batch_names", "reported_family")
 
     def __init__(self, cls, generation):
         params = [(name, value) for name in dir(cls)
@@ -2267,6 +2267,12 @@ class _ClassInfo:
         self.plain_resources = cls.process_resources is Task.process_resources
         self.plain_owners = cls.owner_email is Task.owner_email
         self.batch_names = [name for name, p in params if p._is_batchable()]
+        # What the scheduler is told: a class attribute task_family = "..." (Luigi
+        # reports task.task_family, which such an attribute overrides; the id keeps
+        # the class's own family).
+        override = next((c.__dict__["task_family"] for c in cls.__mro__
+                         if "task_family" in c.__dict__), None)
+        self.reported_family = override if isinstance(override, str) else self.family
 
     def given_values(self, args, kwargs):
         """The normalized values, in declaration order, when the call itself gives every
@@ -3548,6 +3554,7 @@ class _TaskState:
     owners = ()
     messages = None              # scheduler message id -> response, when used
     batch_id = None              # the batch it runs in or runs, while it does
+    runnable = False             # some worker could run it (so an assistant may)
 
     def __init__(self, task_id, seq, now, retry_policy):
         self.id = task_id
@@ -3648,6 +3655,8 @@ class Scheduler:
         # test may replace it).
         self._email_batcher = BatchNotifier() if self.options["batch_emails"] else None
         self._batches = {}                   # batch id -> [worker, member ids, runner id]
+        self._assistants = set()             # workers that run any runnable task
+        self._assistant_ready = []           # their heap of offers, kept while they exist
 
     # -- reading the clock and the records --------------------------------------------
 
@@ -3716,6 +3725,8 @@ class Scheduler:
         if old == RUNNING:
             self._running.discard(task.id)
             self._release(task)
+            if not task.stakeholders and task.remove_at is None:   # an assistant ran it
+                self._remove_later(task, task.updated)
         elif status == RUNNING:
             self._running.add(task.id)
         if old == DISABLED:
@@ -3765,6 +3776,8 @@ class Scheduler:
             worker = self._workers.get(worker_id)
             if worker is not None:
                 heapq.heappush(worker.ready, entry)
+        if worker_ids is None and self._assistants and task.runnable:
+            heapq.heappush(self._assistant_ready, entry)
 
     # -- dependencies, workers, priorities -----------------------------------------------
 
@@ -3804,6 +3817,10 @@ class Scheduler:
     def _add_runnable_worker(self, task, worker):
         if worker.id in task.workers:
             return
+        if not task.runnable:
+            task.runnable = True
+            if self._assistants and task.status == PENDING and not task.blockers:
+                heapq.heappush(self._assistant_ready, (-task.priority, task.seq, task.id))
         counted = task.status in _COUNTED
         if counted and task.workers:
             self._account(task, -1)
@@ -4040,6 +4057,8 @@ class Scheduler:
         """Register a worker; ``info`` is a list of [key, value] pairs or a dict."""
         record = self._worker(worker)
         record.info.update(dict(info or {}))
+        if record.info.get("assistant") and not record.assistant:
+            self._add_assistant(record)
         return None
 
     def ping(self, worker=None, **kwargs):
@@ -4111,7 +4130,8 @@ class Scheduler:
             self._email_batcher.update()
         record = self._worker(worker, now)
         record.last_get_work = now
-        record.assistant = bool(assistant)
+        if assistant and not record.assistant:
+            self._add_assistant(record)
         task = None
         if record.enabled and not self._paused:
             if record.running and current_tasks is not None:
@@ -4140,8 +4160,20 @@ class Scheduler:
         lost = worker.running - set(current_tasks)
         return self._tasks[min(lost)] if lost else None
 
+    def _add_assistant(self, worker):
+        """From now on ``worker`` may run any runnable task: offer it every one that can
+        run now (once; later ones are offered as they become ready)."""
+        worker.assistant = True
+        if not self._assistants:
+            self._assistant_ready = [(-t.priority, t.seq, t.id) for t in self._tasks.values()
+                                     if t.runnable and t.status == PENDING and not t.blockers]
+            heapq.heapify(self._assistant_ready)
+        self._assistants.add(worker.id)
+
     def _pick(self, worker):
         """Pop the best valid offer from the worker's heap; park resource-blocked ones."""
+        if worker.assistant:
+            return self._pick_as_assistant(worker)
         heap = worker.ready
         while heap:
             negative_priority, _, task_id = heapq.heappop(heap)
@@ -4150,6 +4182,24 @@ class Scheduler:
                     or worker.id not in task.workers
                     or -negative_priority != task.priority):
                 continue   # a stale offer; the current one is elsewhere in the heap
+            if task.resources:
+                missing = self._missing_resource(task)
+                if missing is not None:
+                    self._park(missing, task, worker.id)
+                    continue
+            return task
+        return None
+
+    def _pick_as_assistant(self, worker):
+        """The best runnable task, from its own offers and every runnable one."""
+        heaps = (worker.ready, self._assistant_ready)
+        while worker.ready or self._assistant_ready:
+            heap = min((h for h in heaps if h), key=operator.itemgetter(0))
+            negative_priority, _, task_id = heapq.heappop(heap)
+            task = self._tasks.get(task_id)
+            if (task is None or task.status != PENDING or task.blockers or not task.runnable
+                    or -negative_priority != task.priority):
+                continue
             if task.resources:
                 missing = self._missing_resource(task)
                 if missing is not None:
@@ -4383,7 +4433,8 @@ class Scheduler:
     def _remove_worker(self, worker, now):
         _log.info("worker %s timed out and is removed", worker.id)
         del self._workers[worker.id]
-        for task_id in worker.stake:
+        self._assistants.discard(worker.id)
+        for task_id in worker.stake | worker.running:   # an assistant's are not its stake
             task = self._tasks.get(task_id)
             if task is None:
                 continue
@@ -4392,9 +4443,8 @@ class Scheduler:
             if task.status == RUNNING and task.worker_running == worker.id:
                 task.expl = json.dumps(f"worker {worker.id} stopped responding")
                 self._apply_status(task, FAILED, now)
-            if not task.stakeholders and task.remove_at is None:
-                task.remove_at = now + self.options["remove_delay"]
-                self._timer(task.remove_at, "remove", task_id)
+            if not task.stakeholders and task.remove_at is None and task.status != RUNNING:
+                self._remove_later(task, now)
         for batch_id, entry in list(self._batches.items()):   # batches never started
             if entry[0] == worker.id:
                 for member in self._batch_members(batch_id):
@@ -4402,6 +4452,11 @@ class Scheduler:
                     member.expl = json.dumps(f"worker {worker.id} stopped responding")
                     self._apply_status(member, FAILED, now)
                 del self._batches[batch_id]
+
+    def _remove_later(self, task, now):
+        """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
+        task.remove_at = now + self.options["remove_delay"]
+        self._timer(task.remove_at, "remove", task.id)
 
     def _due_retry(self, task_id, now):
         task = self._tasks.get(task_id)
@@ -5496,9 +5551,10 @@ class Worker:
 
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
                  processes=1, executor=None, check_workers=0, worker_processes=None,
-                 **options):
+                 assistant=False, **options):
         self._scheduler = scheduler if scheduler is not None else Scheduler()
         processes = worker_processes or processes   # Luigi's name for it
+        self._assistant = bool(assistant)   # runs any runnable task the scheduler has
         self._clock = clock or time.time
         self._sleep = sleep or time.sleep
         self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
@@ -5509,6 +5565,8 @@ class Worker:
         self._info = self._make_info(self._processes)
         self._host = dict(self._info)["host"]
         self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
+        if self._assistant:
+            self._info.append(("assistant", True))
         self._runner, self._executor = runner, executor
         self._check_workers = check_workers
         self._checks = None           # task id -> Future of complete(), in parallel mode
@@ -5524,6 +5582,7 @@ class Worker:
         self._pids = {}               # task id -> pid running it
         self._started = False         # _start_running() done
         self._late_ids = set()        # tasks found while running (dynamic, handed out)
+        self._load_failures = set()   # handed-out tasks that could not be loaded
         self._batch_families = set()  # families whose batcher the scheduler has
         self._batch_members = {}      # combined task id -> the tasks it runs for
         self._done_yields = {}        # task id -> times it yielded only done tasks
@@ -5610,16 +5669,30 @@ class Worker:
     def add(self, task):
         """Report ``task`` and everything it needs that is not complete.
 
-        Complete tasks are not expanded. Returns False when a task could not be
-        scheduled (complete() or requires() raised, or a dependency cycle).
+        Complete tasks are not expanded. Each call checks afresh, as Luigi's does: a
+        task added again (after it failed, say) is checked and reported again.
+        Returns False when a task could not be scheduled (complete() or requires()
+        raised, or a dependency cycle).
         """
+        return self.add_all([task])
+
+    def add_all(self, tasks):
+        """add() for several tasks in one walk: what they share is checked once."""
+        seen = {}
+        ok = True
+        for task in tasks:
+            ok &= self._walk(task, seen)
+        return ok
+
+    def _walk(self, task, seen):
+        """Check and report ``task`` and what it needs, skipping the tasks in ``seen``
+        (a dict of those this walk has met, to which it adds)."""
         if not isinstance(task, Task):
             raise TypeError(f"Worker.add expects a Task instance, got {task!r}")
         ok = True
         path, on_path = [], {}
-        scheduled = self._scheduled
-        if task.task_id not in scheduled:
-            ok &= self._enter(task, path, on_path)
+        if task.task_id not in seen:
+            ok &= self._enter(task, path, on_path, seen)
         while path:
             current, dependencies = path[-1]
             # Go through this task's dependencies until one must be expanded: leaves,
@@ -5628,9 +5701,9 @@ class Worker:
                 if dep.task_id in on_path:
                     ok = False
                     self._report_cycle([t for t, _ in path[on_path[dep.task_id]:]] + [dep])
-                elif dep.task_id not in scheduled:
+                elif dep.task_id not in seen:
                     depth = len(path)
-                    ok &= self._enter(dep, path, on_path)
+                    ok &= self._enter(dep, path, on_path, seen)
                     if len(path) > depth:
                         break   # descend into dep; come back to the rest later
             else:
@@ -5639,9 +5712,9 @@ class Worker:
         self.add_succeeded &= ok
         return ok
 
-    def _enter(self, task, path, on_path):
+    def _enter(self, task, path, on_path, seen):
         """Check one task and report it; push it on the path if it must be expanded."""
-        self._scheduled[task.task_id] = task
+        seen[task.task_id] = self._scheduled[task.task_id] = task
         deps, ok = self._check(task)
         if deps:
             on_path[task.task_id] = len(path)
@@ -5764,7 +5837,7 @@ class Worker:
             worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
             deps=deps, expl="null" if expl is None else json.dumps(expl),
             resources=task.resources if info.plain_resources else task.process_resources(),
-            priority=task.priority, family=info.family,
+            priority=task.priority, family=info.reported_family,
             module=info.module or task.task_module, params=task._serialized,
             param_visibilities=info.visibilities, accepts_messages=task.accepts_messages,
             owners=_NO_OWNERS if info.plain_owners else task._owner_list(),
@@ -5775,10 +5848,11 @@ class Worker:
     def _report_batchable(self, task, info, runnable):
         """A task with ``batch_method`` parameters: its family's batcher (once), and the
         task marked batchable, so the scheduler may hand several out as one batch."""
-        if info.family not in self._batch_families:
-            self._batch_families.add(info.family)
+        if info.reported_family not in self._batch_families:
+            self._batch_families.add(info.reported_family)
             self._scheduler.add_task_batcher(
-                worker=self._id, task_family=info.family, batched_args=info.batch_names,
+                worker=self._id, task_family=info.reported_family,
+                batched_args=info.batch_names,
                 max_batch_size=task.max_batch_size)
         self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
                                  runnable=runnable, batchable=True)
@@ -5814,6 +5888,7 @@ class Worker:
         stopping the running tasks, when a remote scheduler stops answering.
         """
         self._start_running()
+        self._load_failures.clear()   # each run says whether it could load what it got
         self._scheduler.add_worker(self._id, self._info)
         pinging = getattr(self._scheduler, "start_pinging", None)   # a remote scheduler
         heartbeat = pinging(self._id, self.options["ping_interval"]) if pinging else None
@@ -5834,7 +5909,7 @@ class Worker:
             self._flush_reports()
             if self.interrupted is None:
                 self._note_done_elsewhere()
-        self.run_succeeded = not self._failed_ids
+        self.run_succeeded = not self._failed_ids and not self._load_failures
         return self.run_succeeded
 
     def _flush_reports(self):
@@ -5894,7 +5969,8 @@ class Worker:
         if self._running and len(self._running) >= self._runner.processes:
             self._handle(self._runner.collect(timeout=None))
             return "collected"
-        reply = self._scheduler.get_work(worker=self._id, host=self._host, assistant=False,
+        reply = self._scheduler.get_work(worker=self._id, host=self._host,
+                                         assistant=self._assistant,
                                          current_tasks=list(self._running))
         task_id = reply.get("task_id")
         if task_id is None and reply.get("batch_id") is not None:
@@ -5914,7 +5990,9 @@ class Worker:
                 return "waiting"
             return "stop"
         self._idle_since = None
-        task = self._scheduled.get(task_id) or self._task_for(reply)
+        task = self._scheduled.get(task_id) or self._load_handed_out(reply)
+        if task is None:
+            return "collected"   # it could not be loaded; reported failed
         self._running[task_id] = task
         if self._runner.synchronous:   # the inline runner has the outcome at once
             if self._log_tasks:
@@ -5952,6 +6030,27 @@ class Worker:
         import random
         return self.options["wait_interval"] + random.uniform(0, jitter)
 
+    def _load_handed_out(self, reply):
+        """A task this worker did not add (an assistant's, or a batch's): load it by
+        family, module and parameters; None, the task reported failed and the reason
+        e-mailed, when that cannot be done."""
+        try:
+            return self._task_for(reply)
+        except Exception as exc:
+            self._load_failed(exc, [reply["task_id"]])
+            return None
+
+    def _load_failed(self, exc, task_ids):
+        text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
+        _log.error("%s", text)
+        for task_id in task_ids:
+            self.errors[task_id] = text
+            self._load_failures.add(task_id)
+            self._scheduler.add_task(worker=self._id, task_id=task_id, status=FAILED,
+                                     runnable=False, expl=json.dumps(text))
+        send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
+                         f"{','.join(task_ids)}", wrap_traceback(text))
+
     def _start_batch(self, reply):
         """A batch handed out: build the task that runs it (each batched parameter
         combined by its batch_method) and tell the scheduler it runs; the members take
@@ -5960,12 +6059,7 @@ class Worker:
         try:
             task = self._task_for(reply)
         except Exception as exc:
-            text = f"cannot build the batch of {', '.join(members)}: {exc!r}"
-            _log.error("%s", text)
-            for task_id in members:
-                self.errors[task_id] = text
-                self._scheduler.add_task(worker=self._id, task_id=task_id, status=FAILED,
-                                         runnable=None, expl=json.dumps(text))
+            self._load_failed(exc, members)
             return None
         self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
                                              if task_id in self._scheduled]
@@ -5983,8 +6077,10 @@ class Worker:
         return task
 
     def _keep_alive(self, reply):
-        if not self.options["keep_alive"]:
+        if not self.options["keep_alive"] or reply.get("worker_state") == "disabled":
             return False
+        if self._assistant:   # it serves the scheduler, as long as it lives
+            return True
         if self.options["count_last_scheduled"]:
             return reply.get("n_pending_last_scheduled", 0) > 0
         if self.options["count_uniques"]:
@@ -6024,8 +6120,8 @@ class Worker:
         process does not see their outputs (data kept in one process's memory)."""
         known = len(self._scheduled)
         deps = [_task_from_ref(ref, self._scheduled) for ref in outcome.new_deps]
-        for dep in deps:
-            self.add(dep)
+        for dep in deps:   # what this worker already walked is not walked again
+            self._walk(dep, self._scheduled)
         # The walk appended what it found: those are new to the pool's processes.
         self._late_ids.update(itertools.islice(reversed(self._scheduled),
                                                len(self._scheduled) - known))
@@ -6080,7 +6176,7 @@ class Worker:
         if count < self.options["max_reschedules"]:
             self._reschedules[task.task_id] = count + 1
             del self._scheduled[task.task_id]
-            self.add(task)
+            self._walk(task, self._scheduled)
 
 
 
@@ -7156,7 +7252,7 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
                                    factory)
     with _logging_unless_configured():
         result = _run_build(list(tasks), workers, scheduler, worker_options or {}, factory,
-                            executor=executor,
+                            assistant=env.assistant, executor=executor,
                             check_workers=_check_workers(check_workers, env))
         _log.info("%s", result.summary_text)
     if result.worker.interrupted is not None:
@@ -7203,7 +7299,7 @@ class WorkerSchedulerFactory:
 
     def create_worker(self, scheduler, worker_processes=1, assistant=False):
         """The worker that walks the graph and runs the tasks."""
-        return Worker(scheduler, processes=worker_processes)
+        return Worker(scheduler, processes=worker_processes, assistant=assistant)
 
 
 def _scheduler_for(local_scheduler, core_options, worker_options, factory=None):
@@ -7239,16 +7335,17 @@ def _remote_scheduler(url):
         connect_timeout=config.getfloat("core", "rpc-connect-timeout", 10.0))
 
 
-def _run_build(tasks, workers, scheduler, worker_options, factory=None, **runner_options):
+def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant=False,
+               **runner_options):
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    worker = factory.create_worker(scheduler=scheduler, worker_processes=workers) \
-        if factory else Worker(scheduler, processes=workers, **runner_options,
-                               **worker_options)
+    worker = factory.create_worker(scheduler=scheduler, worker_processes=workers,
+                                   assistant=assistant) \
+        if factory else Worker(scheduler, processes=workers, assistant=assistant,
+                               **runner_options, **worker_options)
     with worker:
-        succeeded = True
-        for task in tasks:
-            succeeded &= worker.add(task)
+        adds = getattr(worker, "add_all", None)   # one walk; a factory's may lack it
+        succeeded = adds(tasks) if adds else all([worker.add(task) for task in tasks])
         succeeded &= worker.run()
     return RunResult(worker, succeeded)
 

@@ -1816,6 +1816,39 @@ class TestSchedulerBatches(SchedulerCase):
         self.assertEqual(set(self.scheduler.task_list(mf.FAILED, "")), {"A1", "A2"})
 
 
+class TestSchedulerAssistants(SchedulerCase):
+    def test_an_assistant_runs_any_runnable_task_but_not_external_ones(self):
+        self.add("ext", worker="x", runnable=False)
+        self.add("low", worker="x", priority=1)
+        self.add("high", worker="x", priority=5)
+        self.assertIsNone(self.scheduler.get_work(worker="a")["task_id"])   # not one yet
+        self.assertEqual(self.scheduler.get_work(worker="a", assistant=True)["task_id"],
+                         "high")
+        self.add("later", worker="x", priority=9)     # offered to assistants as it comes
+        self.assertEqual(self.scheduler.get_work(worker="a", assistant=True)["task_id"],
+                         "later")
+        self.assertEqual(self.work("x"), "low")
+        self.assertIsNone(self.scheduler.get_work(worker="a", assistant=True)["task_id"])
+
+    def test_a_dead_assistants_task_fails_and_a_running_one_stays(self):
+        self.scheduler.add_worker("a", {"assistant": True})
+        self.add("t", worker="x")
+        self.add("u", worker="x")
+        self.assertEqual(self.scheduler.get_work(worker="a")["task_id"], "t")
+        self.clock.advance(100)                # a is silent; x still pings
+        self.scheduler.ping(worker="x")
+        self.scheduler.prune()
+        self.assertEqual(self.status("t"), mf.FAILED)
+        self.assertEqual(self.scheduler.get_work(worker="b", assistant=True)["task_id"], "u")
+        self.clock.advance(100)                # now x is gone, b keeps running u
+        self.scheduler.ping(worker="b")
+        self.scheduler.prune()
+        self.clock.advance(10_000)
+        self.scheduler.ping(worker="b")
+        self.scheduler.prune()
+        self.assertEqual(self.status("u"), mf.RUNNING)
+
+
 class OverHTTP:
     """Runs a scheduler test class again against a real SchedulerServer on 127.0.0.1
     (port 0), through RemoteScheduler: the scheduler's tests are the contract the
@@ -1833,7 +1866,8 @@ class OverHTTP:
 
 
 for _case in (TestSchedulerSelection, TestSchedulerResources, TestSchedulerFailures,
-              TestSchedulerLiveness, TestSchedulerReads, TestSchedulerBatches):
+              TestSchedulerLiveness, TestSchedulerReads, TestSchedulerBatches,
+              TestSchedulerAssistants):
     globals()[_case.__name__ + "OverHTTP"] = type(_case.__name__ + "OverHTTP",
                                                   (OverHTTP, _case), {})
 del _case
@@ -2055,6 +2089,40 @@ class FailsLoudly(mf.Task):
 class CannotCheck(mf.Task):
     def complete(self):
         raise OSError("storage unreachable")
+
+
+class TestAssistantWorker(TempDirMixin, BuildCase):
+    def test_an_assistant_runs_what_another_worker_added(self):
+        scheduler = mf.Scheduler()
+        days = [DayExport(str(self.tmp), day) for day in (1, 2)]
+        adder = mf.Worker(scheduler, worker_id="adder")
+        adder.add_all(days)
+        assistant = mf.Worker(scheduler, worker_id="helper", assistant=True)
+        self.assertTrue(assistant.run())
+        self.assertTrue(all(day.complete() for day in days))
+        self.assertEqual(set(scheduler.task_list(mf.DONE, "")), {d.task_id for d in days})
+
+    def test_a_task_it_cannot_load_fails_with_the_reason(self):
+        scheduler = mf.Scheduler()
+        scheduler.add_task(worker="adder", task_id="Gone_1", family="Gone", module=None,
+                           params={})
+        assistant = mf.Worker(scheduler, worker_id="helper", assistant=True)
+        with self.assertLogs("microflow", "ERROR") as logs:
+            self.assertFalse(assistant.run())
+        self.assertIn("Cannot find task(s) sent by scheduler: Gone_1", logs.output[0])
+        self.assertEqual(list(scheduler.task_list(mf.FAILED, "")), ["Gone_1"])
+        self.assertIn("No task Gone", scheduler.fetch_error("Gone_1")["error"])
+
+    def test_adding_a_failed_task_again_checks_and_reports_it_again(self):
+        scheduler = mf.Scheduler(retry_delay=3600)
+        task = DayExport(str(self.tmp), 13)             # its run() raises
+        worker = mf.Worker(scheduler, worker_id="w")
+        worker.add(task)
+        with self.assertLogs("microflow", "ERROR"):
+            self.assertFalse(worker.run())
+        self.assertEqual(scheduler.task_list("", "")[task.task_id]["status"], mf.FAILED)
+        worker.add(task)                                # Luigi resets it to PENDING
+        self.assertEqual(scheduler.task_list("", "")[task.task_id]["status"], mf.PENDING)
 
 
 class TestErrorEmails(BuildCase):
