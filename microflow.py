@@ -5583,6 +5583,7 @@ class Worker:
         self._started = False         # _start_running() done
         self._late_ids = set()        # tasks found while running (dynamic, handed out)
         self._load_failures = set()   # handed-out tasks that could not be loaded
+        self._walk_seen = None        # tasks met by the add_all() under way
         self._batch_families = set()  # families whose batcher the scheduler has
         self._batch_members = {}      # combined task id -> the tasks it runs for
         self._done_yields = {}        # task id -> times it yielded only done tasks
@@ -5674,15 +5675,16 @@ class Worker:
         Returns False when a task could not be scheduled (complete() or requires()
         raised, or a dependency cycle).
         """
-        return self.add_all([task])
+        seen = self._walk_seen if self._walk_seen is not None else {}
+        return self._walk(task, seen)
 
     def add_all(self, tasks):
         """add() for several tasks in one walk: what they share is checked once."""
-        seen = {}
-        ok = True
-        for task in tasks:
-            ok &= self._walk(task, seen)
-        return ok
+        self._walk_seen = {}
+        try:
+            return all([self.add(task) for task in tasks])
+        finally:
+            self._walk_seen = None
 
     def _walk(self, task, seen):
         """Check and report ``task`` and what it needs, skipping the tasks in ``seen``
@@ -7740,6 +7742,9 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     ``main_task_cls`` puts that class's family in front of the arguments. Returns what
     build() returns. Raises MicroflowError for bad input.
     """
+    if cmdline_args is not None and not isinstance(cmdline_args, (list, tuple)):
+        raise TypeError(f"cmdline_args must be a list or tuple of command-line arguments, "
+                        f"got {type(cmdline_args).__name__!r}: ['MyTask', '--param', 'value']")
     argv = list(sys.argv[1:] if cmdline_args is None else cmdline_args)
     if main_task_cls is not None:
         argv.insert(0, main_task_cls.get_task_family())

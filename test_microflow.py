@@ -3814,6 +3814,8 @@ class TestCmdlineParser(unittest.TestCase):
             mf.CmdlineParser(["--workers", "2"])
         with self.assertRaisesRegex(mf.MicroflowError, "ParsedGreeting"):
             mf.CmdlineParser(["ParsedGreetin"])
+        with self.assertRaisesRegex(TypeError, "must be a list or tuple .* got 'str'"):
+            mf.run("ParsedGreeting --name x")     # a string would be split letter by letter
 
 
 class TestCommandLine(TempDirMixin, unittest.TestCase):
