@@ -7414,6 +7414,8 @@ _CLI_OPTIONS = (
                           help="--server: require the token in FILE for calls that "
                                "change state")),
     ("--help", dict(action="store_true", help="show help (after a task: its parameters)")),
+    ("--help-all", dict(action="store_true", help="show every flag, with every task's "
+                                                  "--Family-param")),
     ("--version", dict(action="store_true", help="print microflow's version and exit")),
     ("--debug", dict(action="store_true", help="print full tracebacks for errors")),
 )
@@ -7429,6 +7431,30 @@ def _base_parser():
     for flag, keywords in _CLI_OPTIONS:
         parser.add_argument(flag, **keywords)
     return parser
+
+
+# The flags short help shows; --help-all shows them all.
+_COMMON_FLAGS = ("--module", "--workers", "--log-level", "--scheduler-url", "--server",
+                 "--help-all")
+
+
+def _short_help():
+    """``--help`` without a task: what fits on one screen."""
+    lines = [_base_parser().format_usage().rstrip(), "",
+             "Runs Task and everything it needs, then prints a summary. Common flags:"]
+    lines += [f"  {flag:<18}{keywords['help']}" for flag, keywords in _CLI_OPTIONS
+              if flag in _COMMON_FLAGS]
+    lines += ["", "Task --help lists a task's parameters."]
+    return "\n".join(lines)
+
+
+def _full_help(parser):
+    """``--help-all``: every flag, then every task's ``--Family-param``."""
+    lines = [parser.format_help().rstrip(), "", "task parameters, for any task:"]
+    for family, cls in sorted(_REGISTRY.by_family().items()):
+        if cls is not _REGISTRY.AMBIGUOUS:
+            lines += [f"  --{family}-{name.replace('_', '-')}" for name, _ in cls.get_params()]
+    return "\n".join(lines)
 
 
 def _add_param_flag(parser, flag, dest, param):
@@ -7510,10 +7536,7 @@ def _parse_arguments(argv):
     arguments, _ = parser.parse_known_args(argv)
     if not arguments.task:
         return None, {}, {}, arguments
-    try:
-        task_class = _REGISTRY.get(arguments.task)
-    except TaskClassException as exc:
-        raise UsageError(str(exc)) from None
+    task_class = _REGISTRY.get(arguments.task)   # TaskClassNotFoundException, named
     root_parser = _root_parser(task_class)
     argv = _expand_abbreviations(argv, [option for p in (parser, root_parser)
                                         for action in p._actions
@@ -7559,7 +7582,9 @@ def _task_help(task_class):
         default = ("required" if param._default is _NO_VALUE
                    else f"default: {param.serialize(param._default)}"
                    if param._default is not None else "default: none")
-        lines.append(f"  --{name.replace('_', '-')} {type(param).__name__} ({default})")
+        dashed = name.replace("_", "-")
+        lines.append(f"  --{dashed} {type(param).__name__} ({default}); also "
+                     f"--{family}-{dashed}")
         if param.description:
             lines.append(f"      {param.description}")
     if not task_class.get_params():
@@ -7740,7 +7765,9 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     """Parse a command line (``sys.argv[1:]`` by default) and build the task it names.
 
     ``main_task_cls`` puts that class's family in front of the arguments. Returns what
-    build() returns. Raises MicroflowError for bad input.
+    build() returns. A bad command line is printed to stderr and ends in SystemExit
+    (code 2), as argparse and so Luigi's run() do; an unknown task raises
+    TaskClassNotFoundException; ``--help`` prints and exits 0.
     """
     if cmdline_args is not None and not isinstance(cmdline_args, (list, tuple)):
         raise TypeError(f"cmdline_args must be a list or tuple of command-line arguments, "
@@ -7748,9 +7775,13 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     argv = list(sys.argv[1:] if cmdline_args is None else cmdline_args)
     if main_task_cls is not None:
         argv.insert(0, main_task_cls.get_task_family())
-    outcome = _run_command_line(argv, worker_scheduler_factory)
-    if isinstance(outcome, int):
-        raise UsageError("no task given on the command line")
+    try:
+        outcome = _run_command_line(argv, worker_scheduler_factory)
+    except UsageError as exc:
+        print(f"microflow: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    if isinstance(outcome, int):   # help or the version was printed, or no task given
+        raise SystemExit(outcome)
     return outcome if detailed_summary else outcome.scheduling_succeeded
 
 
@@ -7762,9 +7793,16 @@ def _run_command_line(argv, factory=None):
         return 0
     if options.server:
         return _run_server(options)
+    if options.help_all:
+        print(_full_help(_base_parser()))
+        return 0
     if task_class is None:
-        print(_base_parser().format_help())
-        return 0 if options.help else 2
+        if options.help:
+            print(_short_help())
+            return 0
+        print(f"{_base_parser().format_usage().rstrip()}\nmicroflow: error: No task "
+              f"specified", file=sys.stderr)
+        return 2
     if options.help:
         print(_task_help(task_class))
         return 0

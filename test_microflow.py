@@ -4036,13 +4036,20 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertIn("importing module 'broken' failed:", done.stderr)
         self.assertIn("ZeroDivisionError: division by zero", done.stderr)
         self.assertIn('broken.py", line 4, in f', done.stderr)
-        with self.assertRaises(mf.UsageError):
-            mf.run(["--no-such-flag"])
+        with contextlib.redirect_stderr(io.StringIO()) as stderr, \
+                self.assertRaises(SystemExit) as exits:   # as argparse and Luigi's run()
+            mf.run(["ParsedGreeting", "--name", "x", "--no-such-flag"])
+        self.assertEqual(exits.exception.code, 2)
+        self.assertIn("unknown parameter --no-such-flag for task ParsedGreeting",
+                      stderr.getvalue())
+        self.assertIsInstance(exits.exception.__cause__, mf.UsageError)
+        with self.assertRaises(mf.TaskClassNotFoundException):
+            mf.run(["NoSuchTaskAnywhere"])
 
     def test_task_help(self):
         done = self.cli("--module", "clitasks", "Greet", "--help")
         self.assertEqual(done.returncode, 0)
-        self.assertIn("--name Parameter (required)", done.stdout)
+        self.assertIn("--name Parameter (required); also --Greet-name", done.stdout)
         self.assertIn("who to greet", done.stdout)
         self.assertIn("--times IntParameter (default: 1)", done.stdout)
 
@@ -4058,8 +4065,15 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
     def test_no_task_prints_usage(self):
         done = self.cli()
         self.assertEqual(done.returncode, 2)
-        self.assertIn("usage: python -m microflow", done.stdout)
-        self.assertEqual(self.cli("--help").returncode, 0)
+        self.assertIn("usage: python -m microflow", done.stderr)
+        self.assertIn("microflow: error: No task specified", done.stderr)
+        helped = self.cli("--help")
+        self.assertEqual(helped.returncode, 0)
+        self.assertIn("usage: python -m microflow", helped.stdout)
+        self.assertLessEqual(len(helped.stdout.splitlines()), 15)   # one screen
+        everything = self.cli("--module", "clitasks", "--help-all")
+        self.assertIn("--state-path", everything.stdout)
+        self.assertIn("--Greet-name", everything.stdout)
 
     def test_vendored_copy_run_with_dash_m_shares_one_task_class(self):
         vendor = self.tmp / "app" / "_vendor"
