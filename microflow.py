@@ -296,7 +296,9 @@ def _edit_distance(a, b):
 def _suggestions(name, candidates, limit=3):
     """Return up to ``limit`` candidates close to ``name``, closest first."""
     scored = sorted((_edit_distance(name.lower(), c.lower()), c) for c in candidates)
-    return [c for distance, c in scored if distance <= max(2, len(name) // 3)][:limit]
+    # Never a candidate that shares nothing with the name ("b" is no typo of "a").
+    return [c for distance, c in scored
+            if distance <= max(2, len(name) // 3) and distance < len(name)][:limit]
 
 
 def _random_digits(count):
@@ -675,7 +677,7 @@ class Parameter:
                  always_in_help=False, batch_method=None,
                  visibility=ParameterVisibility.PUBLIC):
         if is_global:
-            warnings.warn("is_global is removed; assuming positional=False",
+            warnings.warn("is_global support is removed. Assuming positional=False",
                           DeprecationWarning, stacklevel=2)
             positional = False
         if config_path is not None and not {"section", "name"} <= set(config_path):
@@ -1078,6 +1080,11 @@ class TimeDeltaParameter(Parameter):
     (``1 week 2 days``); serialized as ``"W w D d H h M m S s"``."""
 
     _expected = "a time delta (seconds, ISO 8601 like P1DT2H, or '1 week 2 days')"
+
+    def _warn_on_wrong_param_type(self, param_name, param_value):
+        if not isinstance(param_value, datetime.timedelta):
+            warnings.warn(f'Parameter "{param_name}" with value "{param_value}" is not of '
+                          f'type timedelta.')
     _UNITS = ("weeks", "days", "hours", "minutes", "seconds")
     _ISO = (r"P(?:(?P<weeks>\d+)W|(?:(?P<days>\d+)D)?(?:T(?:(?P<hours>\d+)H)?"
             r"(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?)")
@@ -2251,8 +2258,8 @@ class _ClassInfo:
         self.id_names = sorted(name for name, p in params
                                if p.significant and p.visibility == ParameterVisibility.PUBLIC)
         self.id_keys = [_json_string(name) + ":" for name in self.id_names]
-        self.type_checked = [(name, p) for name, p in params
-                             if type(p) is Parameter or isinstance(p, _OptionalMixin)]
+        self.type_checked = [(name, p) for name, p in params if type(p) is Parameter
+                             or isinstance(p, (_OptionalMixin, TimeDeltaParameter))]
         self.names = tuple(name for name, _ in params)
         self.positional_names = tuple(name for name, _ in self.positional)
         # None where normalize() is Parameter's own (the identity): no call needed.
@@ -2692,6 +2699,22 @@ class Task(metaclass=Register):
         """This task's family name."""
         return type(self).get_task_family()
 
+    @property
+    def disable_window_seconds(self):
+        """Luigi's old name for ``disable_window``."""
+        return self.disable_window
+
+    @contextlib.contextmanager
+    def no_unpicklable_properties(self):
+        """Take away, for the block, the callbacks a worker sets on a running task
+        (they hold the worker's queue), so the task can be pickled."""
+        names = ("set_tracking_url", "set_status_message", "set_progress_percentage")
+        saved = {name: self.__dict__.pop(name) for name in names if name in self.__dict__}
+        try:
+            yield
+        finally:
+            self.__dict__.update(saved)
+
     # -- parameters ------------------------------------------------------------------------
 
     @classmethod
@@ -2784,7 +2807,11 @@ class Task(metaclass=Register):
 
     @classmethod
     def _value_outside_constructor(cls, family, name, param, args, kwargs):
-        value = param._value_from_sources(family, name)
+        try:
+            value = param._value_from_sources(family, name)
+        except ParameterParseError as exc:   # Luigi's words first, then which and why
+            raise ParameterParseError(f"{cls._call_text(args, kwargs)}: Error when parsing "
+                                      f"the default value of '{name}': {exc}") from None
         if value is _NO_VALUE:
             raise MissingParameterException(
                 f"{cls._call_text(args, kwargs)}: requires the '{name}' parameter to be "

@@ -772,7 +772,30 @@ class TestTaskIds(unittest.TestCase):
         self.assertEqual(task._get_param_visibilities(), {"a": 0, "h": 1, "i": 0})
 
 
+class Windowed(mf.Task):
+    disable_window = 17
+    wait = mf.TimeDeltaParameter(default=datetime.timedelta(1))
+    count = mf.IntParameter(default=0)
+
+
 class TestTaskModel(unittest.TestCase):
+    def test_luigi_conveniences_on_tasks(self):
+        import pickle
+        task = Windowed()
+        self.assertEqual(task.disable_window_seconds, 17)
+        task.set_status_message = lambda message: message   # as a worker sets it
+        with task.no_unpicklable_properties():
+            pickle.dumps(task)
+        self.assertEqual(task.set_status_message("still here"), "still here")
+        with self.assertWarnsRegex(UserWarning, 'Parameter "wait" with value "90" is not '
+                                                'of type timedelta'):
+            Windowed(wait=90)
+        with mf.config_override({"Windowed": {"count": "many"}}):
+            with self.assertRaisesRegex(ValueError, r"Windowed\[args=\(\), kwargs={}\]: "
+                                        r"Error when parsing the default value of 'count'"
+                                        r".*expects an integer, got 'many'"):
+                Windowed()
+
     def test_instance_cache(self):
         class Cached(mf.Task):
             n = mf.IntParameter()
