@@ -301,6 +301,12 @@ def _suggestions(name, candidates, limit=3):
             if distance <= max(2, len(name) // 3) and distance < len(name)][:limit]
 
 
+def _temporary_name(path, digits=10):
+    """``<path>-luigi-tmp-<digits>``: where a file is written before it is published,
+    named as Luigi names its own (so cleanup scripts written for Luigi find them)."""
+    return f"{path}-luigi-tmp-{_random_digits(digits)}"
+
+
 def _random_digits(count):
     """``count`` random decimal digits, for temporary names (no ``random`` import)."""
     return str(int.from_bytes(os.urandom(8), "big") % 10 ** count).zfill(count)
@@ -1824,6 +1830,14 @@ class FileSystem(abc.ABC):
         """Move ``path`` to ``dest``."""
         raise NotImplementedError(f"{type(self).__name__} cannot move files")
 
+    def rename(self, path, dest):
+        """Luigi's other name for move()."""
+        self.move(path, dest)
+
+    def copy(self, path, dest):
+        """Copy file ``path`` to ``dest``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot copy files")
+
     def rename_dont_move(self, path, dest):
         """Rename ``path`` to ``dest``, refusing to overwrite an existing ``dest``."""
         if self.exists(dest):
@@ -1872,7 +1886,7 @@ class LocalFileSystem(FileSystem):
         if raise_if_exists and os.path.exists(new_path):
             raise FileAlreadyExists(f"Destination exists: {new_path}")
         os.makedirs(os.path.dirname(os.path.abspath(new_path)), exist_ok=True)
-        staging = f"{new_path}-microflow-tmp-{_random_digits(10)}"
+        staging = _temporary_name(new_path)
         shutil.copy2(old_path, staging)
         os.replace(staging, new_path)
 
@@ -1925,6 +1939,9 @@ class FileSystemTarget(Target):
 
     def _mode_kind(self, mode):
         """"r" or "w" for ``mode`` ("b" and "t" only choose the default format)."""
+        if not isinstance(mode, str):
+            raise TypeError(f"{type(self).__name__}({self.path!r}).open: mode must be a "
+                            f"string such as 'r' or 'w', got {mode!r}")
         kind = mode.replace("b", "").replace("t", "")
         if kind not in ("r", "w"):
             raise ValueError(f"{type(self).__name__}({self.path!r}).open: unsupported mode "
@@ -1938,19 +1955,19 @@ class FileSystemTarget(Target):
         The parent folder is created. After an exception nothing is moved and the
         temporary is removed.
         """
-        slash = "/" if self.path.endswith("/") else ""
-        temporary = f"{self.path.rstrip('/')}-microflow-tmp-{_random_digits(10)}"
-        parent = os.path.dirname(temporary)
+        slashless = self.path.rstrip("/").rstrip("\\")
+        temporary = _temporary_name(slashless)
+        parent = os.path.dirname(slashless)
         if parent:
             with contextlib.suppress(NotImplementedError):
                 self.fs.mkdir(parent, parents=True, raise_if_exists=False)
-        try:
-            yield temporary + slash
+        try:   # a folder's temporary keeps its trailing separator, as Luigi's does
+            yield temporary + self.path[len(slashless):]
         except BaseException:
             if self.fs.exists(temporary):
                 self.fs.remove(temporary)
             raise
-        self.fs.rename_dont_move(temporary, self.path)
+        self.fs.rename_dont_move(temporary + self.path[len(slashless):], self.path)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.path!r})"
@@ -1959,7 +1976,7 @@ class FileSystemTarget(Target):
 class LocalTarget(FileSystemTarget):
     """A file on the local disk, written atomically.
 
-    ``open("w")`` writes to ``<path>-microflow-tmp-<random>`` in the same folder and
+    ``open("w")`` writes to ``<path>-luigi-tmp-<random>`` in the same folder and
     ``os.replace``s it onto ``path`` on close; an exception inside ``with`` publishes
     nothing and leaves no temporary. Parent folders are created. ``format`` decides
     what ``open`` hands out (default: text); a ``"b"`` in the mode with no format means
@@ -1973,8 +1990,7 @@ class LocalTarget(FileSystemTarget):
             if not is_tmp:
                 raise ValueError("LocalTarget needs a path, or is_tmp=True")
             import tempfile
-            path = os.path.join(tempfile.gettempdir(),
-                                f"microflow-tmp-{_random_digits(10)}")
+            path = _temporary_name(os.path.join(tempfile.gettempdir(), "microflow"))
         super().__init__(path)
         self.format = format
         self.is_tmp = is_tmp
@@ -1988,7 +2004,7 @@ class LocalTarget(FileSystemTarget):
     def _open_atomic(self, file_format):
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
-        temporary = f"{self.path}-microflow-tmp-{_random_digits(9)}"
+        temporary = _temporary_name(self.path, 9)
         raw = io.open(temporary, "wb")
 
         def discard():
@@ -2101,6 +2117,12 @@ class MockFileSystem(FileSystem):
         data = self._data[path]
         self._set(path, None)
         self._set(dest, data)
+
+    def copy(self, path, dest, raise_if_exists=False):
+        """Copy ``path``'s bytes to ``dest``."""
+        if raise_if_exists and dest in self._data:
+            raise FileAlreadyExists(f"Destination exists: {dest}")
+        self._set(dest, self._data[path])
 
     def get_all_data(self):
         """The dict of path to bytes behind every MockTarget."""
@@ -6371,7 +6393,7 @@ class _StateFile:
         the journal."""
         snapshot = dict(snapshot, seq=self._seq)
         folder = os.path.dirname(os.path.abspath(self.path))
-        temporary = f"{self.path}-microflow-tmp-{_random_digits(10)}"
+        temporary = _temporary_name(self.path)
         with open(temporary, "w", encoding="utf-8") as f:
             json.dump(snapshot, f)
             f.flush()

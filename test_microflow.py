@@ -673,7 +673,7 @@ class TestLocalTarget(TempDirMixin, unittest.TestCase):
     def test_temporary_path(self):
         target = mf.LocalTarget(self.tmp / "sub" / "final.txt")
         with target.temporary_path() as path:
-            self.assertIn("-microflow-tmp-", path)
+            self.assertIn("-luigi-tmp-", path)
             with open(path, "w") as f:
                 f.write("ok")
             self.assertFalse(target.exists())
@@ -712,6 +712,31 @@ class TestLocalTarget(TempDirMixin, unittest.TestCase):
 class TestMockTarget(unittest.TestCase):
     def setUp(self):
         mf.MockFileSystem().clear()
+
+    def test_copy_rename_and_a_bad_mode(self):
+        fs = mf.MockFileSystem()
+        with mf.MockTarget("a").open("w") as f:
+            f.write("x")
+        fs.copy("a", "b")
+        fs.rename("b", "c")
+        self.assertEqual((fs.exists("a"), fs.exists("b"), fs.get_data("c")), (True, False, b"x"))
+        with self.assertRaises(mf.FileAlreadyExists):
+            fs.copy("a", "c", raise_if_exists=True)
+        with self.assertRaisesRegex(TypeError, "mode must be a string"):
+            mf.MockTarget("a").open(None)
+
+    def test_temporary_path_named_as_luigis(self):
+        target = mf.MockTarget("out/file")
+        with target.temporary_path() as path:
+            self.assertRegex(path, r"^out/file-luigi-tmp-\d{10}$")
+            with mf.MockTarget(path).open("w") as f:
+                f.write("x")
+        self.assertEqual(mf.MockFileSystem().get_data("out/file"), b"x")
+        with tempfile.TemporaryDirectory() as tmp:     # a folder keeps its slash
+            with mf.LocalTarget(os.path.join(tmp, "dir") + "/").temporary_path() as path:
+                self.assertRegex(path, r"/dir-luigi-tmp-\d{10}/$")
+                os.mkdir(path)
+            self.assertTrue(os.path.isdir(os.path.join(tmp, "dir")))
 
     def test_write_read_and_atomicity(self):
         target = mf.MockTarget("some/file")
