@@ -4639,21 +4639,34 @@ class Scheduler:
         return result
 
     def _walk(self, task_id, include_done, neighbours):
-        result = {}
-        queue = [task_id]
-        while queue and len(result) < self.options["max_graph_nodes"]:
-            current_id = queue.pop(0)
-            if current_id in result:
-                continue
+        """Breadth first from ``task_id`` along ``neighbours`` (Luigi's traversal):
+        each task with its neighbours as ``deps`` (DONE ones left out, and not followed,
+        unless ``include_done``), an id nobody added as an UNKNOWN placeholder, at most
+        ``max_graph_nodes`` of them; {} for a task the scheduler does not know."""
+        if task_id not in self._tasks:
+            return {}
+        result, seen, queue = {}, {task_id}, [task_id]
+        for current_id in queue:   # the list grows as the walk goes: breadth first
             task = self._tasks.get(current_id)
-            if task is None:
-                result[current_id] = {"name": current_id, "status": UNKNOWN, "deps": [],
-                                      "params": {}, "workers": []}
-                continue
-            if not include_done and task.status == DONE and current_id != task_id:
-                continue
-            result[current_id] = self._serialize_task(task)
-            queue.extend(n for n in sorted(neighbours(task)) if n not in result)
+            if task is None or not task.family:
+                family = current_id.split("_", 1)[0] if "_" in current_id else UNKNOWN
+                record = {"deps": [], "status": UNKNOWN, "workers": [],
+                          "start_time": UNKNOWN, "params": {"task_id": current_id},
+                          "name": family, "display_name": current_id, "priority": 0}
+            else:
+                deps = sorted(dep for dep in neighbours(task) if include_done or
+                              getattr(self._tasks.get(dep), "status", None) != DONE)
+                record = self._serialize_task(task, include_deps=False)
+                record["deps"] = deps
+                for dep in deps:
+                    if dep not in seen:
+                        seen.add(dep)
+                        queue.append(dep)
+            if current_id != task_id:
+                del record["display_name"]
+            result[current_id] = record
+            if len(result) >= self.options["max_graph_nodes"]:
+                break
         return result
 
     def dep_graph(self, task_id, include_done=True, **kwargs):
@@ -4689,8 +4702,11 @@ class Scheduler:
         workers = []
         for worker in sorted(self._workers.values(), key=lambda w: w.last_active,
                              reverse=True):
+            first = self._tasks.get(worker.info.get("first_task"))
             record = {"name": worker.id, "last_active": worker.last_active,
                       "started": worker.info.get("started"), "state": worker.state,
+                      "first_task_display_name": self._pretty_id(first) if first else "",
+                      "num_unread_rpc_messages": len(worker.messages),
                       "num_pending": worker.n_pending, "num_uniques": worker.n_unique,
                       "num_running": len(worker.running), "info": dict(worker.info)}
             record.update(worker.info)
@@ -5633,6 +5649,7 @@ class Worker:
         self._late_ids = set()        # tasks found while running (dynamic, handed out)
         self._load_failures = set()   # handed-out tasks that could not be loaded
         self._walk_seen = None        # tasks met by the add_all() under way
+        self._first_task = None       # the id of the first task added
         self._batch_families = set()  # families whose batcher the scheduler has
         self._batch_members = {}      # combined task id -> the tasks it runs for
         self._done_yields = {}        # task id -> times it yielded only done tasks
@@ -5724,6 +5741,8 @@ class Worker:
         Returns False when a task could not be scheduled (complete() or requires()
         raised, or a dependency cycle).
         """
+        if self._first_task is None:   # shown in the scheduler's worker list
+            self._first_task = getattr(task, "task_id", None)
         seen = self._walk_seen if self._walk_seen is not None else {}
         return self._walk(task, seen)
 
@@ -5940,7 +5959,7 @@ class Worker:
         """
         self._start_running()
         self._load_failures.clear()   # each run says whether it could load what it got
-        self._scheduler.add_worker(self._id, self._info)
+        self._scheduler.add_worker(self._id, self._info + [("first_task", self._first_task)])
         pinging = getattr(self._scheduler, "start_pinging", None)   # a remote scheduler
         heartbeat = pinging(self._id, self.options["ping_interval"]) if pinging else None
         try:

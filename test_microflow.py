@@ -1757,13 +1757,18 @@ class TestSchedulerReads(SchedulerCase):
     def test_graph_task_list_and_dep_graph(self):
         self.add("a", family="A", params={"x": "1", "h": "s"},
                  param_visibilities={"x": 0, "h": 1})
-        self.add("b", deps=["a"])
+        self.add("b", family="B", deps=["a"])
         self.assertEqual(self.scheduler.task_list()["a"]["display_name"], "A(x=1)")
         self.assertEqual(set(self.scheduler.task_list(status=mf.PENDING)), {"a", "b"})
         self.assertEqual(set(self.scheduler.task_list(       # Luigi counts "a" itself
             status=mf.PENDING, upstream_status=mf.UPSTREAM_MISSING_INPUT)), {"a", "b"})
         self.assertEqual(set(self.scheduler.dep_graph("b")), {"a", "b"})
-        self.assertEqual(set(self.scheduler.inverse_dep_graph("a")), {"a", "b"})
+        self.assertEqual(self.scheduler.inverse_dep_graph("a")["a"]["deps"], ["b"])
+        self.assertEqual(self.scheduler.dep_graph("nobody"), {})
+        self.done("a")
+        self.assertEqual(set(self.scheduler.dep_graph("b", include_done=False)), {"b"})
+        self.clock.advance(20)                    # past stable_done_cooldown_secs
+        self.add("a", status=mf.PENDING)
         self.assertEqual(self.scheduler.task_search("a"), {mf.PENDING: {
             "a": self.scheduler.graph()["a"]}})
         self.assertEqual(self.scheduler.task_list(max_shown_tasks=1), {"num_tasks": 2})
@@ -2246,6 +2251,15 @@ class TestErrorEmails(BuildCase):
 
 
 class TestBuild(BuildCase):
+    def test_the_scheduler_lists_the_worker_with_its_first_task(self):
+        scheduler = mf.Scheduler()
+        self.build(Recorder("first", []), Recorder("second", []), scheduler=scheduler)
+        [worker] = scheduler.worker_list()
+        self.assertEqual(worker["first_task"], Recorder("first", []).task_id)
+        self.assertEqual(worker["first_task_display_name"],
+                         "Recorder(name=first, deps_names=[])")
+        self.assertEqual((worker["num_running"], worker["workers"]), (0, 1))
+
     def test_success_and_summary(self):
         result = self.build(Recorder("top", ["a", "b"]))
         self.assertEqual(Recorder.runs[-1], "top")
