@@ -4175,8 +4175,6 @@ class Scheduler:
         now = self._clock()
         if self._timers and self._timers[0][0] <= now and self.options["prune_on_get_work"]:
             self._prune(now)
-        if self._email_batcher is not None:   # a server's e-mails go out as it works
-            self._email_batcher.update()
         record = self._worker(worker, now)
         record.last_get_work = now
         if assistant and not record.assistant:
@@ -5618,7 +5616,8 @@ class Worker:
                  processes=1, executor=None, check_workers=0, worker_processes=None,
                  assistant=False, **options):
         self._scheduler = scheduler if scheduler is not None else Scheduler()
-        processes = worker_processes or processes   # Luigi's name for it
+        # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
+        processes = processes if worker_processes is None else worker_processes
         self._assistant = bool(assistant)   # runs any runnable task the scheduler has
         self._clock = clock or time.time
         self._sleep = sleep or time.sleep
@@ -5678,7 +5677,7 @@ class Worker:
             pool = concurrent.futures.ThreadPoolExecutor(processes, "microflow-task")
             return _ExecutorRunner(pool, processes, self._forward_report, checks,
                                    threads=True, own=True)
-        if processes == 1 and not (options["timeout"] or self._timeouts_seen or
+        if processes <= 1 and not (options["timeout"] or self._timeouts_seen or
                                    options["force_multiprocessing"] or
                                    options["process_per_task"]):
             return _InlineRunner(self._execute_inline)
@@ -6041,7 +6040,8 @@ class Worker:
             return "collected"
         reply = self._scheduler.get_work(worker=self._id, host=self._host,
                                          assistant=self._assistant,
-                                         current_tasks=list(self._running))
+                                         current_tasks=list(self._running)) \
+            if self._processes else self._scheduler.count_pending(worker=self._id)
         task_id = reply.get("task_id")
         if task_id is None and reply.get("batch_id") is not None:
             task_id = self._start_batch(reply)
@@ -6478,6 +6478,7 @@ class SchedulerServer:
         self._token = token.encode() if token else None
         self._protect_reads = protect_reads
         self._lock = threading.Lock()
+        self._next_prune = time.monotonic() + 60   # luigid prunes once a minute
         self._workers_seen = set()
         self._httpd = http.server.ThreadingHTTPServer((address, port), _request_handler())
         self._httpd.daemon_threads = True
@@ -6506,6 +6507,10 @@ class SchedulerServer:
         with self._lock:
             replies = [list(_dispatch(self.scheduler, name, arguments))
                        for name, arguments in calls]
+            now = time.monotonic()
+            if now >= self._next_prune and hasattr(self.scheduler, "prune"):
+                self._next_prune = now + 60   # as luigid: what is due, batched e-mails
+                self.scheduler.prune()
             if self._state is not None and self.scheduler._dirty:
                 self._journal()
         for (name, arguments), (status, _) in zip(calls, replies):
@@ -7407,8 +7412,9 @@ def _remote_scheduler(url):
 
 def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant=False,
                **runner_options):
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise ValueError(f"workers must be a whole number >= 0 (0: schedule only), got "
+                         f"{workers!r}")
     worker = factory.create_worker(scheduler=scheduler, worker_processes=workers,
                                    assistant=assistant) \
         if factory else Worker(scheduler, processes=workers, assistant=assistant,

@@ -2486,7 +2486,15 @@ class TestBuild(BuildCase):
                                                "workers"):
             mf.build([Recorder("x")], worker=2)
         with self.assertRaisesRegex(ValueError, "workers must be a whole number"):
-            mf.build([Recorder("x")], workers=0)
+            mf.build([Recorder("x")], workers=-1)
+
+    def test_zero_workers_schedule_and_run_nothing(self):
+        scheduler = mf.Scheduler()
+        result = self.build(Recorder("later"), workers=0, scheduler=scheduler)
+        self.assertEqual(Recorder.runs, [])
+        self.assertEqual(scheduler.task_list(mf.PENDING, "").keys(),
+                         {Recorder("later").task_id})   # for another worker to run
+        self.assertEqual(result.status, mf.LuigiStatusCode.NOT_RUN)
 
     def test_build_from_a_thread(self):
         results = []
