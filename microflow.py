@@ -2097,7 +2097,7 @@ class MockFileSystem(FileSystem):
         return path in self._data
 
     def remove(self, path, recursive=True, skip_trash=True):
-        prefix = path.rstrip("/") + "/"
+        prefix = path.rstrip("/") + "/" if path.rstrip("/") else ""   # "": everything
         for key in [k for k in self._data if k == path or (recursive and
                                                             k.startswith(prefix))]:
             self._set(key, None)
@@ -5816,6 +5816,10 @@ class Worker:
         try:
             check = self._checks.pop(task.task_id, None) if self._checks else None
             is_complete = task.complete() if check is None else check.result()
+            if is_complete is not True and is_complete is not False \
+                    and is_complete not in (True, False):   # a forgotten return, say
+                raise TypeError(f"Return value of Task.complete() must be boolean (was "
+                                f"{is_complete!r})")
         except Exception as exc:
             task.trigger_event(Event.DEPENDENCY_MISSING, task)
             self._scheduling_failure(task, exc, "complete()")
@@ -5911,7 +5915,7 @@ class Worker:
             param_visibilities=info.visibilities, accepts_messages=task.accepts_messages,
             owners=_NO_OWNERS if info.plain_owners else task._owner_list(),
             retry_policy_dict=_retry_policy_of(task))
-        if info.batch_names and status == PENDING:
+        if info.batch_names and status == PENDING and task.batchable:
             self._report_batchable(task, info, runnable)
 
     def _report_batchable(self, task, info, runnable):
@@ -5935,7 +5939,9 @@ class Worker:
             self._note(member, status, None)
         self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
                                  runnable=None, new_deps=new_deps,
-                                 expl="null" if expl is None else json.dumps(expl))
+                                 expl="null" if expl is None else json.dumps(expl),
+                                 # a failure's owners get the scheduler's batched e-mails
+                                 owners=task._owner_list() if status == FAILED else None)
 
     def _note(self, task, status, runnable):
         """Remember what ``task`` was reported as; the summary is built from this."""
@@ -6246,7 +6252,7 @@ class Worker:
         if count < self.options["max_reschedules"]:
             self._reschedules[task.task_id] = count + 1
             del self._scheduled[task.task_id]
-            self._walk(task, self._scheduled)
+            self._walk(task, {})   # afresh: a dependency done before may be gone now
 
 
 

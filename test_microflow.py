@@ -2250,7 +2250,50 @@ class TestErrorEmails(BuildCase):
                                   "0 minutes")
 
 
+class ForgetsToReturn(mf.Task):
+    def complete(self):
+        pass   # returns None: a bug Luigi reports, and so does microflow
+
+
+class Flips(mf.Task):
+    """Complete when the walk sees it; gone again by the time its dependent runs."""
+    state = {"done": True}
+
+    def complete(self):
+        return self.state["done"]
+
+    def run(self):
+        self.state["done"] = True
+
+
+class NeedsFlips(mf.Task):
+    ran = []
+
+    def requires(self):
+        return Flips()
+
+    def complete(self):
+        return bool(self.ran)
+
+    def run(self):
+        self.ran.append(Flips().complete())
+
+
 class TestBuild(BuildCase):
+    def test_complete_must_return_a_bool(self):
+        result = self.build(ForgetsToReturn())
+        self.assertEqual(result.status, mf.LuigiStatusCode.SCHEDULING_FAILED)
+        self.assertIn("Return value of Task.complete() must be boolean (was None)",
+                      result.errors[ForgetsToReturn()])
+
+    def test_a_dependency_gone_before_its_dependent_runs_is_run_again(self):
+        worker = mf.Worker(mf.Scheduler(stable_done_cooldown_secs=0))
+        worker.add(NeedsFlips())
+        Flips.state["done"] = False     # deleted between the walk and the run
+        with self.assertLogs("microflow", "INFO"):
+            worker.run()
+        self.assertEqual(NeedsFlips.ran, [True])   # Flips ran first, on the reschedule
+
     def test_the_scheduler_lists_the_worker_with_its_first_task(self):
         scheduler = mf.Scheduler()
         self.build(Recorder("first", []), Recorder("second", []), scheduler=scheduler)
