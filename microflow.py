@@ -2930,9 +2930,14 @@ class Task(metaclass=Register):
         for name, _ in cls.get_params():
             if name in kwargs:
                 values[name] = kwargs[name]
-            elif name in self.param_kwargs:
-                values[name] = self.param_kwargs[name]
+            elif hasattr(self, name):   # a parameter, or any attribute of that name
+                values[name] = getattr(self, name)
         return cls(**values)
+
+    @property
+    def param_args(self):
+        """The parameter values in declaration order (Luigi's ``param_args``)."""
+        return tuple(self.param_kwargs.values())
 
     def __hash__(self):
         return self._hash

@@ -902,6 +902,13 @@ class TestTaskModel(unittest.TestCase):
         clone = task.clone(Copy, extra=3)
         self.assertEqual((clone.day, clone.extra), (datetime.date(2024, 5, 1), 3))
         self.assertIs(task.clone(items=[1, 2]), task)
+        self.assertEqual(task.param_args, (datetime.date(2024, 5, 1), (1, 2)))
+
+        class Plain(mf.Task):   # a property of the same name is copied too, as in Luigi
+            @property
+            def extra(self):
+                return 7
+        self.assertEqual(Plain().clone(Copy, day=datetime.date(2024, 1, 1)).extra, 7)
 
     def test_flatten_and_getpaths(self):
         self.assertEqual(mf.flatten(None), [])
