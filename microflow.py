@@ -1178,25 +1178,28 @@ class EnumListParameter(Parameter):
 
 
 def _validate_schema(schema, value):
-    """Check ``value`` with ``schema`` when it is a validator object (anything with a
-    ``validate(instance)`` method, e.g. ``jsonschema.Draft7Validator(...)``).
-
-    microflow has no JSON-schema engine of its own (it stays standard-library only), so
-    a plain dict schema is not checked, which is what Luigi does without jsonschema;
-    wrap it in a validator to have it checked.
-    """
-    if schema is None or not hasattr(schema, "validate"):
+    """Check ``value`` with ``schema``, a validator object (anything with a
+    ``validate(instance)`` method, as _schema_validator makes); None checks nothing."""
+    if schema is None:
         return value
     plain = _unfreeze(value)
     schema.validate(plain)
     return plain
 
 
-def _warn_if_unchecked(schema):
-    if schema is not None and not hasattr(schema, "validate"):
-        warnings.warn("a dict schema is not checked (microflow has no JSON-schema engine); "
-                      "pass a validator object such as jsonschema.Draft7Validator(schema)",
-                      stacklevel=3)
+def _schema_validator(schema):
+    """What checks a Dict/ListParameter's ``schema``: a validator object as given; a
+    plain JSON schema through the jsonschema package when it is installed, as Luigi
+    does (microflow itself needs none); else nothing, with a warning that says so."""
+    if schema is None or hasattr(schema, "validate"):
+        return schema
+    try:
+        import jsonschema
+    except ImportError:
+        warnings.warn("The 'jsonschema' package is not installed so the parameter can not "
+                      "be validated even though a schema is given.", stacklevel=3)
+        return None
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 class DictParameter(Parameter):
@@ -1205,8 +1208,7 @@ class DictParameter(Parameter):
     _expected = "a JSON object"
 
     def __init__(self, default=_NO_VALUE, *, schema=None, **kwargs):
-        _warn_if_unchecked(schema)
-        self.schema = schema
+        self.schema = _schema_validator(schema)
         super().__init__(default=default, **kwargs)
 
     def normalize(self, x):
@@ -1233,8 +1235,7 @@ class ListParameter(Parameter):
     _expected = "a JSON list"
 
     def __init__(self, default=_NO_VALUE, *, schema=None, **kwargs):
-        _warn_if_unchecked(schema)
-        self.schema = schema
+        self.schema = _schema_validator(schema)
         super().__init__(default=default, **kwargs)
 
     def normalize(self, x):

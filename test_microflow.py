@@ -507,9 +507,20 @@ class TestParameterStrings(unittest.TestCase):
         self.assertEqual(param.normalize([2, 4]), (2, 4))
         with self.assertRaisesRegex(ValueError, "odd number"):
             param.normalize([1])
-        with self.assertWarnsRegex(UserWarning, "dict schema is not checked"):
-            unchecked = mf.DictParameter(schema={"type": "object"})
+        with unittest.mock.patch.dict(sys.modules, {"jsonschema": None}), \
+                self.assertWarnsRegex(UserWarning, "'jsonschema' package is not installed"):
+            unchecked = mf.DictParameter(schema={"type": "object"})   # as Luigi, without
         self.assertEqual(unchecked.normalize({"a": 1})["a"], 1)
+
+    def test_plain_schemas_checked_by_jsonschema_when_installed(self):
+        try:
+            import jsonschema
+        except ImportError:
+            self.skipTest("jsonschema is not installed (optional; microflow needs none)")
+        param = mf.DictParameter(schema={"type": "object", "required": ["n"]})
+        self.assertEqual(param.normalize({"n": 1})["n"], 1)
+        with self.assertRaises(jsonschema.ValidationError):
+            param.normalize({})
 
     def test_path_parameter(self):
         self.assertEqual(mf.PathParameter().normalize("a/b"), pathlib.Path("a/b"))
