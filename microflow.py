@@ -7988,6 +7988,41 @@ def _luigi_run(argv=None):
     sys.exit(_command_line(argv, interruptible=False))
 
 
+def run_server(api_port=8082, address=None, unix_socket=None, scheduler=None):
+    """Luigi's ``luigi.server.run``: serve a central scheduler on ``address`` (microflow
+    binds 127.0.0.1 when none is given; luigid binds every interface) until interrupted,
+    with ``[scheduler]`` options and ``state_path``."""
+    if unix_socket:
+        raise UsageError("unix sockets are not offered; serve on a port (--port)")
+    serve(address or "127.0.0.1", int(api_port), scheduler=scheduler,
+          state_path=get_config().get("scheduler", "state_path", None))
+
+
+def luigid(argv=None):
+    """Luigi's ``luigid`` command (``luigi.cmdline.luigid``): the central scheduler, with
+    luigid's flags (``--port``, ``--address``, ``--state-path``, ``--pidfile``) and its
+    logging set-up (DaemonLogging). ``--background`` is refused: run it under a
+    process supervisor (systemd, supervisord, a container) instead."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="luigid", description="Central scheduler")
+    for flag in ("--pidfile", "--logdir", "--state-path", "--address", "--unix-socket"):
+        parser.add_argument(flag)
+    parser.add_argument("--background", action="store_true")
+    parser.add_argument("--port", default=8082, type=int)
+    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if options.background:
+        raise UsageError("luigid --background: microflow does not daemonize; run it under "
+                         "a process supervisor instead")
+    if options.state_path:
+        set_config("scheduler", "state_path", options.state_path)
+    DaemonLogging.setup(options)
+    if options.pidfile:
+        with open(options.pidfile, "w", encoding="utf-8") as f:
+            f.write(f"{os.getpid()}\n")
+    server.run(api_port=options.port, address=options.address,
+               unix_socket=options.unix_socket)
+
+
 def _log_level(argv):
     level = get_config().get("core", "log_level", "INFO")
     if "--log-level" in argv[:-1]:
@@ -8074,7 +8109,8 @@ task_register = _namespace("task_register", Register=Register, load_task=load_ta
 util = _namespace("util", requires=requires, inherits=inherits,
                   common_params=common_params, copies=copies, delegates=delegates)
 cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
-cmdline = _namespace("cmdline", luigi_run=_luigi_run)
+cmdline = _namespace("cmdline", luigi_run=_luigi_run, luigid=luigid)
+server = _namespace("server", run=run_server)
 interface = _namespace("interface", build=build, run=run, core=core,
                        _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.

@@ -3308,13 +3308,13 @@ def drain(stream):
             pass
 
 
-def start_server_process(*args, env=None, port="0"):
-    """``python -m microflow --server --port PORT ...`` in a subprocess; returns it and
-    the URL it reports listening on."""
+def start_server_process(*args, env=None, port="0", command=("-m", "microflow", "--server")):
+    """``python -m microflow --server --port PORT ...`` (or another ``command``) in a
+    subprocess; returns it and the URL it reports listening on."""
     import time
-    process = subprocess.Popen([sys.executable, "-m", "microflow", "--server", "--port", port,
-                                *args], cwd=HERE, env=env, text=True,
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    process = subprocess.Popen([sys.executable, *command, "--port", port, *args], cwd=HERE,
+                               env=env, text=True, stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 30
     for line in process.stderr:
         if "listening on " in line:
@@ -3335,6 +3335,23 @@ def free_port():
 
 
 class TestCentralScheduler(TempDirMixin, unittest.TestCase):
+    def test_luigid_command(self):
+        import signal
+        pidfile, state = self.tmp / "luigid.pid", self.tmp / "state.json"
+        process, url = start_server_process(
+            "--pidfile", str(pidfile), "--state-path", str(state),
+            command=("-c", "import sys, microflow; microflow.cmdline.luigid(sys.argv[1:])"))
+        client = mf.RemoteScheduler(url, attempts=1)
+        client.add_task(worker="w", task_id="T", status=mf.PENDING)
+        self.assertEqual(list(client.task_list(mf.PENDING, "")), ["T"])
+        client.close()
+        self.assertEqual(pidfile.read_text().strip(), str(process.pid))
+        process.send_signal(signal.SIGINT)
+        self.assertEqual(process.wait(30), 0)
+        self.assertIn('"T"', state.read_text())          # --state-path was used
+        with self.assertRaisesRegex(mf.UsageError, "does not daemonize"):
+            mf.cmdline.luigid(["--background"])
+
     def test_workers_on_overlapping_graphs_run_each_task_once(self):
         (self.tmp / "shared_tasks.py").write_text(SHARED_MODULE)
         config = self.tmp / "worker.cfg"
