@@ -4064,14 +4064,17 @@ class Scheduler:
             task.time_running = now
         if retry_policy_dict is not None:
             task.retry_policy = self._retry_policy(retry_policy_dict)
-        if resources is not None:
+        if resources is not None and resources != task.resources:
             task.resources = resources   # the caller's dict; never mutated here
+            self._push_ready(task)       # it may fit now where it waited before
         added = ()
         if deps or (deps is not None and task.deps):   # [] for a task with none: no change
             added = self._set_deps(task, deps, True, now)
         if new_deps:
             added = self._set_deps(task, new_deps, False, now)
-        if status != task.status or status == FAILED:
+        # (A worker's DISABLED makes a scheduler-imposed disable a lasting one.)
+        if status != task.status or status == FAILED or (
+                status == DISABLED and task.disabled_at is not None):
             owned = task.status not in (RUNNING, BATCH_RUNNING) or (
                 status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
             if owned or new_deps:
@@ -4756,11 +4759,14 @@ class Scheduler:
         return self._serialize_task(task)
 
     def mark_as_done(self, task_id):
-        """Declare a task DONE without running it."""
-        task = self._task(task_id, "mark_as_done")
-        if task.status in (PENDING, FAILED, DISABLED, UNKNOWN):
+        """Declare a task DONE without (or while) running it; ``{"task_id", "status"}``
+        (status None for a task the scheduler does not know), as Luigi replies."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return {"task_id": task_id, "status": None}
+        if task.status in (PENDING, RUNNING, FAILED, DISABLED, UNKNOWN):
             self._apply_status(task, DONE, self._clock())
-        return self._serialize_task(task)
+        return {"task_id": task_id, "status": task.status}
 
     def disable_worker(self, worker):
         """Stop giving ``worker`` work: it may no longer run any task (it still

@@ -1684,7 +1684,27 @@ class TestSchedulerFailures(SchedulerCase):
         self.assertEqual(self.status("t"), mf.DISABLED)
         self.assertEqual(self.scheduler.re_enable_task("t")["status"], mf.FAILED)
         self.assertEqual(self.scheduler.forgive_failures("t")["status"], mf.PENDING)
-        self.assertEqual(self.scheduler.mark_as_done("t")["status"], mf.DONE)
+        self.assertEqual(self.scheduler.mark_as_done("t"), {"task_id": "t", "status": mf.DONE})
+        self.assertEqual(self.scheduler.mark_as_done("nobody")["status"], None)
+        self.add("r")
+        self.assertEqual(self.work(), "r")
+        self.assertEqual(self.scheduler.mark_as_done("r")["status"], mf.DONE)   # running
+        self.add("d", retry_policy_dict={"retry_count": 2})
+        self.add("d", status=mf.FAILED)
+        self.add("d", status=mf.FAILED)        # disabled by the scheduler ...
+        self.assertTrue(self.scheduler.task_list("", "")["d"]["re_enable_able"])
+        self.add("d", status=mf.DISABLED)      # ... then by hand: it stays disabled
+        self.assertFalse(self.scheduler.task_list("", "")["d"]["re_enable_able"])
+        self.clock.advance(100_000)
+        self.scheduler.prune()
+        self.assertEqual(self.status("d"), mf.DISABLED)
+
+    def test_a_task_whose_resources_change_is_offered_again(self):
+        self.scheduler = self.make_scheduler(resources={"r": 1})
+        self.add("b", resources={"r": 2})
+        self.assertIsNone(self.work())         # cannot fit
+        self.add("b", resources={"r": 1})
+        self.assertEqual(self.work(), "b")
 
     def test_fetch_error_returns_explanation(self):
         self.add("t", family="Fam")
