@@ -3726,7 +3726,10 @@ class Scheduler:
         worker = self._workers.get(worker_id)
         if worker is None:
             return self._new_worker(worker_id, now)
-        worker.last_active = self._clock() if now is None else now
+        now = self._clock() if now is None else now
+        if now < worker.last_active:   # the wall clock stepped back: watch from now
+            self._timer(now + self.options["worker_disconnect_delay"], "worker", worker_id)
+        worker.last_active = now
         return worker
 
     def _new_worker(self, worker_id, now):

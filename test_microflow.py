@@ -1785,6 +1785,14 @@ class TestSchedulerLiveness(SchedulerCase):
 
 
 class TestSchedulerReads(SchedulerCase):
+    def test_a_wall_clock_stepping_back_does_not_keep_dead_workers(self):
+        self.add("t")
+        self.clock.now -= 3600          # NTP stepped the clock back an hour
+        self.add("t")                   # the worker is seen again, at the earlier time
+        self.clock.advance(120)         # then falls silent
+        self.scheduler.prune()
+        self.assertNotIn("w1", [w["name"] for w in self.scheduler.worker_list()])
+
     def test_clock_follows_a_patched_time_time(self):
         scheduler = mf.Scheduler()   # made before the patch, as Luigi's tests make theirs
         with unittest.mock.patch("time.time", return_value=100.0):
