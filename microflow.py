@@ -4300,13 +4300,14 @@ class Scheduler:
             return None
         fixed = [(key, value) for key, value in best.params.items() if key not in names]
         batch, seen = [best], {best.id}
-        for _, _, task_id in sorted(worker.ready):
+        offers = worker.ready + self._assistant_ready if worker.assistant else worker.ready
+        for _, _, task_id in sorted(offers):
             task = self._tasks.get(task_id)
             if len(batch) >= limit:
                 break
             if (task is not None and task_id not in seen and task.status == PENDING
-                    and not task.blockers and task.family == best.family
-                    and task.batchable and worker.id in task.workers
+                    and not task.blockers and task.family == best.family and task.batchable
+                    and (worker.id in task.workers or worker.assistant and task.runnable)
                     and task.resources == best.resources
                     and all(task.params.get(key) == value for key, value in fixed)):
                 batch.append(task)
@@ -4353,7 +4354,10 @@ class Scheduler:
         self._set_status(task, RUNNING, now)
         task.worker_running, task.time_running = worker.id, now
         worker.running.add(task.id)
-        task.resources_running = dict(members[0].resources if members else task.resources)
+        # What the batch was given when handed out (a member's resources may have
+        # been changed by a report since), as Luigi copies it.
+        first = members[0] if members else task
+        task.resources_running = dict(first.resources_running or first.resources)
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
 

@@ -1929,6 +1929,21 @@ class TestSchedulerAssistants(SchedulerCase):
         self.assertEqual(self.work("x"), "low")
         self.assertIsNone(self.scheduler.get_work(worker="a", assistant=True)["task_id"])
 
+    def test_an_assistant_batches_and_holds_what_the_batch_was_given(self):
+        self.scheduler = self.make_scheduler(resources={"db": 1})
+        self.scheduler.add_task_batcher(worker="a", task_family="A", batched_args=["n"])
+        for n in (1, 2):
+            self.add(f"A{n}", worker="x", family="A", params={"n": str(n)}, batchable=True,
+                     resources={"db": 1})
+        reply = self.scheduler.get_work(worker="a", assistant=True)
+        self.assertEqual(reply["batch_task_ids"], ["A1", "A2"])
+        self.add("A2", worker="x", family="A", params={"n": "2"}, batchable=True,
+                 resources={})                            # changed while batch-running
+        self.add("A2", worker="a", status=mf.RUNNING, batch_id=reply["batch_id"])
+        self.assertEqual(self.resource("db"), (1, 1))     # held as handed out
+        self.add("other", worker="x", resources={"db": 1})
+        self.assertIsNone(self.work("x"))
+
     def test_a_dead_assistants_task_fails_and_a_running_one_stays(self):
         self.scheduler.add_worker("a", {"assistant": True})
         self.add("t", worker="x")
