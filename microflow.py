@@ -7249,8 +7249,12 @@ _RETCODE_DEFAULTS = {"already_running": 10, "missing_data": 20, "not_run": 25,
                      "task_failed": 30, "scheduling_error": 35, "unhandled_exception": 40}
 
 
+retcode = _options_class("retcode", _RETCODE_DEFAULTS, "The exit codes of a run (Luigi's "
+                         "[retcode]): ``--retcode-task-failed 3`` on the command line too.")
+
+
 def _retcode(name):
-    return get_config().getint("retcode", name, _RETCODE_DEFAULTS[name])
+    return getattr(retcode(), name)
 
 
 def exit_code(result, root_tasks=()):
@@ -7915,7 +7919,8 @@ def _run_command_line(argv, factory=None):
                        scheduler_host=options.scheduler_host,
                        scheduler_port=options.scheduler_port,
                        worker_scheduler_factory=factory)
-    result.root_tasks = [task]
+        # While the command line's --retcode-* flags are in force.
+        result.exit_code = exit_code(result, [task])
     return result
 
 
@@ -8054,7 +8059,7 @@ def _guarded_main(argv, interruptible=True):
         outcome = _run_command_line(argv)
         if isinstance(outcome, int):
             return outcome
-        return exit_code(outcome, outcome.root_tasks)
+        return outcome.exit_code
     except (ParameterException, TaskClassException, UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2

@@ -4252,6 +4252,9 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         done = self.cli("--module", "clitasks", "Fails",
                         env={"MICROFLOW_CONFIG_PATH": str(config)})
         self.assertEqual(done.returncode, 3)
+        done = self.cli("--module", "clitasks", "Fails", "--retcode-task-failed", "7",
+                        env={"MICROFLOW_CONFIG_PATH": str(config)})
+        self.assertEqual(done.returncode, 7)                  # the flag beats the file
 
     def test_no_task_prints_usage(self):
         done = self.cli()
