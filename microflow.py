@@ -5030,7 +5030,9 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
     """
     missing = []
     try:
-        if check_unfulfilled_deps:
+        run = _run_method(task)
+        # An external task is checked by its own complete(), whatever its inputs.
+        if check_unfulfilled_deps and run is not None:
             deps = task.deps() if deps is None else deps
             if deps:
                 missing = [dep.task_id for dep in deps if not dep.complete()]
@@ -5041,7 +5043,6 @@ def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False
         if events:
             task.trigger_event(Event.START, task)
             started = time.time()
-        run = _run_method(task)
         if run is None:   # external: it is done when its data is there
             if not task.complete():
                 return _Outcome(task.task_id, FAILED, "Task is an external data dependency "

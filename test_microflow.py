@@ -2340,7 +2340,30 @@ class NeedsFlips(mf.Task):
         self.ran.append(Flips().complete())
 
 
+class NeverThere(mf.ExternalTask):
+    pass
+
+
+class ArrivesLater(mf.ExternalTask):
+    """External data that appears between the walk and the recheck; its own input
+    never does (it was made elsewhere, from something else)."""
+    calls = []
+
+    def requires(self):
+        return NeverThere()
+
+    def complete(self):
+        self.calls.append(1)
+        return len(self.calls) > 1
+
+
 class TestBuild(BuildCase):
+    def test_an_external_task_is_judged_by_its_own_data_not_its_inputs(self):
+        worker = mf.Worker(mf.Scheduler(), retry_external_tasks=True)
+        worker.add(ArrivesLater())
+        with self.assertLogs("microflow", "INFO"):
+            self.assertTrue(worker.run())
+
     def test_complete_must_return_a_bool(self):
         result = self.build(ForgetsToReturn())
         self.assertEqual(result.status, mf.LuigiStatusCode.SCHEDULING_FAILED)
