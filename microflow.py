@@ -3200,6 +3200,240 @@ def common_params(task_instance, task_cls):
 
 
 ###########################################################################################
+# Backfill ranges: RangeDaily, RangeHourly, RangeByMinutes, RangeMonthly (Luigi's tools)
+###########################################################################################
+
+class RangeBase(WrapperTask):
+    """Requires the missing instances of task family ``of`` over a window of time:
+    ``start`` (inclusive) to ``stop`` (exclusive), clipped to a window around ``now``
+    (``days_back``/``days_forward`` and the like), at most ``task_limit`` of them, the
+    earliest first (the latest with ``reverse``). Subclasses say what a step is."""
+
+    of = TaskParameter(description="the task family to fill in; it takes the time as "
+                                   "its first positional parameter (or param_name)")
+    of_params = DictParameter(default={}, description="its other parameters")
+    reverse = BoolParameter(default=False, description="latest first (start may be "
+                                                       "left out)")
+    task_limit = IntParameter(default=50, description="at most this many per run")
+    now = OptionalIntParameter(default=None, description="seconds since the epoch to "
+                                                         "take as now (tests)")
+    param_name = OptionalParameter(default=None, description="the parameter of `of` "
+                                                             "that takes the time")
+
+    def requires(self):
+        """The missing instances in the window, at most ``task_limit``."""
+        if getattr(self, "_required", None) is None:
+            missing = sorted(self._missing_datetimes(self._window()))
+            chosen = missing[-self.task_limit:][::-1] if self.reverse \
+                else missing[:self.task_limit]
+            self._required = [self._instantiate_task_cls(self.datetime_to_parameter(d))
+                              for d in chosen]
+        return self._required
+
+    def _window(self):
+        """Every point in time from start to stop, clipped around now."""
+        if self.start is None and self.stop is None:
+            raise ParameterException(f"{self!r}: at least one of start and stop is needed")
+        if self.start is None and not self.reverse:
+            raise ParameterException(f"{self!r}: without start, reverse must be set")
+        if self.start is not None and self.stop is not None and self.start > self.stop:
+            raise ParameterException(f"{self!r}: start is after stop")
+        stamp = time.time() if self.now is None else self.now
+        now = datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).replace(
+            tzinfo=None)
+        start, stop = self.moving_start(now), self.moving_stop(now)
+        if self.start is not None:
+            start = max(self.parameter_to_datetime(self.start), start)
+        if self.stop is not None:
+            stop = min(self.parameter_to_datetime(self.stop), stop)
+        return self.finite_datetimes(start, stop) if start <= stop else []
+
+    def _missing_datetimes(self, datetimes):
+        return self.missing_datetimes(datetimes) if datetimes else []
+
+    def missing_datetimes(self, finite_datetimes):
+        """Those of ``finite_datetimes`` whose task is not complete: one complete()
+        each, in threads when ``[core] parallel_scheduling`` is on."""
+        tasks = [self._instantiate_task_cls(self.datetime_to_parameter(d))
+                 for d in finite_datetimes]
+        env = core()
+        if env.parallel_scheduling and len(tasks) > 1:
+            import concurrent.futures
+            with concurrent.futures.ThreadPoolExecutor(
+                    env.parallel_scheduling_processes or 8, "microflow-range") as pool:
+                done = list(pool.map(lambda task: task.complete(), tasks))
+        else:
+            done = [task.complete() for task in tasks]
+        return [d for d, complete in zip(finite_datetimes, done) if not complete]
+
+    def _instantiate_task_cls(self, param):
+        return self.of(**dict(self.of_params, **{self._param_name: param}))
+
+    @property
+    def _param_name(self):
+        if self.param_name is not None:
+            return self.param_name
+        return next(name for name, param in self.of.get_params() if param.positional)
+
+    @staticmethod
+    def _between(aligned, step, start, stop):
+        """The points ``aligned + n * step`` in [start, stop)."""
+        points = (aligned + step * i for i in itertools.count())
+        return [t for t in itertools.takewhile(lambda t: t < stop, points) if t >= start]
+
+
+class _BulkRange:
+    """Mixin: ask the family's bulk_complete classmethod (Luigi's hook) which are done,
+    all at once; families without one are checked one by one."""
+
+    def missing_datetimes(self, finite_datetimes):
+        import functools
+        bulk = self.of.bulk_complete.__func__
+        if bulk is Task.bulk_complete.__func__:   # the family has none
+            return super().missing_datetimes(finite_datetimes)
+        try:   # called as Luigi calls it: cls is the family with of_params filled in
+            done = bulk(functools.partial(self.of, **self.of_params),
+                        [self.datetime_to_parameter(d) for d in finite_datetimes])
+        except NotImplementedError:
+            return super().missing_datetimes(finite_datetimes)
+        return sorted(set(finite_datetimes) - {self.parameter_to_datetime(p) for p in done})
+
+
+class RangeDailyBase(RangeBase):
+    """Daily instances of ``of`` (a DateParameter), one complete() each."""
+
+    start = DateParameter(default=None, description="first day (inclusive)")
+    stop = DateParameter(default=None, description="last day (exclusive)")
+    days_back = IntParameter(default=100, description="days before now to look back")
+    days_forward = IntParameter(default=0, description="days after now to look ahead")
+
+    def datetime_to_parameter(self, dt):
+        return dt.date()
+
+    def parameter_to_datetime(self, p):
+        return datetime.datetime(p.year, p.month, p.day)
+
+    def moving_start(self, now):
+        return now - datetime.timedelta(days=self.days_back)
+
+    def moving_stop(self, now):
+        return now + datetime.timedelta(days=self.days_forward)
+
+    def finite_datetimes(self, finite_start, finite_stop):
+        """Midnights from ``finite_start``'s day to before ``finite_stop``."""
+        day = datetime.datetime(finite_start.year, finite_start.month, finite_start.day)
+        return self._between(day, datetime.timedelta(days=1), finite_start, finite_stop)
+
+
+class RangeHourlyBase(RangeBase):
+    """Hourly instances of ``of`` (a DateHourParameter), one complete() each."""
+
+    start = DateHourParameter(default=None, description="first hour (inclusive)")
+    stop = DateHourParameter(default=None, description="last hour (exclusive)")
+    hours_back = IntParameter(default=100 * 24, description="hours before now")
+    hours_forward = IntParameter(default=0, description="hours after now")
+
+    def datetime_to_parameter(self, dt):
+        return dt
+
+    def parameter_to_datetime(self, p):
+        return p
+
+    def moving_start(self, now):
+        return now - datetime.timedelta(hours=self.hours_back)
+
+    def moving_stop(self, now):
+        return now + datetime.timedelta(hours=self.hours_forward)
+
+    def finite_datetimes(self, finite_start, finite_stop):
+        """Whole hours in [finite_start, finite_stop)."""
+        hour = finite_start.replace(minute=0, second=0, microsecond=0)
+        return self._between(hour, datetime.timedelta(hours=1), finite_start, finite_stop)
+
+
+class RangeByMinutesBase(RangeBase):
+    """Instances of ``of`` (a DateMinuteParameter) every ``minutes_interval`` minutes."""
+
+    start = DateMinuteParameter(default=None, description="first minute (inclusive)")
+    stop = DateMinuteParameter(default=None, description="last minute (exclusive)")
+    minutes_back = IntParameter(default=60 * 24, description="minutes before now")
+    minutes_forward = IntParameter(default=0, description="minutes after now")
+    minutes_interval = IntParameter(default=1, description="minutes between instances; "
+                                                           "it must divide 60")
+
+    def datetime_to_parameter(self, dt):
+        return dt
+
+    def parameter_to_datetime(self, p):
+        return p
+
+    def moving_start(self, now):
+        return now - datetime.timedelta(minutes=self.minutes_back)
+
+    def moving_stop(self, now):
+        return now + datetime.timedelta(minutes=self.minutes_forward)
+
+    def finite_datetimes(self, finite_start, finite_stop):
+        """Every ``minutes_interval`` minutes in [finite_start, finite_stop), on the
+        interval's marks (:00, :05, ... for 5)."""
+        interval = self.minutes_interval
+        if not 0 < interval < 60 or 60 % interval:
+            raise ParameterException(f"{self!r}: minutes_interval must divide 60, got "
+                                     f"{interval}")
+        mark = finite_start.replace(minute=finite_start.minute // interval * interval,
+                                    second=0, microsecond=0)
+        return self._between(mark, datetime.timedelta(minutes=interval), finite_start,
+                             finite_stop)
+
+
+def _add_months(dt, months):
+    """``dt`` (the first of a month) moved by ``months``."""
+    index = dt.year * 12 + dt.month - 1 + months
+    return dt.replace(year=index // 12, month=index % 12 + 1)
+
+
+class RangeMonthly(_BulkRange, RangeBase):
+    """Monthly instances of ``of`` (a MonthParameter)."""
+
+    start = MonthParameter(default=None, description="first month (inclusive)")
+    stop = MonthParameter(default=None, description="last month (exclusive)")
+    months_back = IntParameter(default=13, description="months before now")
+    months_forward = IntParameter(default=0, description="months after now")
+
+    def datetime_to_parameter(self, dt):
+        return datetime.date(dt.year, dt.month, 1)
+
+    def parameter_to_datetime(self, p):
+        return datetime.datetime(p.year, p.month, 1)
+
+    def moving_start(self, now):
+        return _add_months(datetime.datetime(now.year, now.month, 1), -self.months_back)
+
+    def moving_stop(self, now):
+        return _add_months(datetime.datetime(now.year, now.month, 1), self.months_forward)
+
+    def finite_datetimes(self, finite_start, finite_stop):
+        """Firsts of the month in [finite_start, the month of finite_stop)."""
+        first = datetime.datetime(finite_start.year, finite_start.month, 1)
+        stop = datetime.datetime(finite_stop.year, finite_stop.month, 1)
+        months = itertools.takewhile(lambda t: t < stop,
+                                     (_add_months(first, i) for i in itertools.count()))
+        return [t for t in months if t >= finite_start]
+
+
+class RangeDaily(_BulkRange, RangeDailyBase):
+    """RangeDailyBase asking ``of.bulk_complete`` when the family has one."""
+
+
+class RangeHourly(_BulkRange, RangeHourlyBase):
+    """RangeHourlyBase asking ``of.bulk_complete`` when the family has one."""
+
+
+class RangeByMinutes(_BulkRange, RangeByMinutesBase):
+    """RangeByMinutesBase asking ``of.bulk_complete`` when the family has one."""
+
+
+###########################################################################################
 # Error e-mails: Luigi's [email], [smtp] and [batch_email] settings and message format
 ###########################################################################################
 
@@ -8130,6 +8364,10 @@ util = _namespace("util", requires=requires, inherits=inherits,
 cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
 cmdline = _namespace("cmdline", luigi_run=_luigi_run, luigid=luigid)
 server = _namespace("server", run=run_server)
+tools = _namespace("tools", range=_namespace(
+    "tools.range", RangeBase=RangeBase, RangeDailyBase=RangeDailyBase, RangeDaily=RangeDaily,
+    RangeHourlyBase=RangeHourlyBase, RangeHourly=RangeHourly, RangeByMinutes=RangeByMinutes,
+    RangeByMinutesBase=RangeByMinutesBase, RangeMonthly=RangeMonthly))
 interface = _namespace("interface", build=build, run=run, core=core,
                        _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.

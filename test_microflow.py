@@ -2239,6 +2239,112 @@ class TestAssistantWorker(TempDirMixin, BuildCase):
         self.assertEqual(scheduler.task_list("", "")[task.task_id]["status"], mf.PENDING)
 
 
+class Daily(mf.Task):
+    """A day's export, done when it is in ``done`` (shared by the tests below)."""
+    done = set()
+    date = mf.DateParameter()
+    region = mf.Parameter(default="eu")
+
+    def complete(self):
+        return (self.region, self.date) in self.done
+
+    def run(self):
+        self.done.add((self.region, self.date))
+
+
+class BulkDaily(Daily):
+    checked = []
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples):
+        days = list(parameter_tuples)   # cls is the family with of_params bound, as in
+        BulkDaily.checked.append(len(days))   # Luigi: a partial, not the class itself
+        return [d for d in days if ("eu", d) in BulkDaily.done]
+
+
+class NeverDone(mf.Task):
+    def complete(self):
+        return False
+
+
+class Hourly(NeverDone):
+    hour = mf.DateHourParameter()
+
+
+class Minutely(NeverDone):
+    minute = mf.DateMinuteParameter()
+
+
+class Monthly(NeverDone):
+    month = mf.MonthParameter()
+
+
+def _epoch(*args):
+    return int(datetime.datetime(*args, tzinfo=datetime.timezone.utc).timestamp())
+
+
+class TestRanges(BuildCase):
+    NOW = _epoch(2026, 1, 10, 12, 7)
+
+    def setUp(self):
+        super().setUp()
+        Daily.done.clear()
+        BulkDaily.checked.clear()
+
+    def test_only_the_missing_days_in_the_window_run(self):
+        Daily.done.add(("eu", datetime.date(2026, 1, 3)))
+        task = mf.RangeDaily(of=Daily, start=datetime.date(2026, 1, 1),
+                             stop=datetime.date(2026, 1, 6), now=self.NOW)
+        self.assertEqual([d.date.day for d in task.requires()], [1, 2, 4, 5])
+        self.assertTrue(self.build(task).scheduling_succeeded)
+        self.assertEqual(len(Daily.done), 5)
+        clipped = mf.tools.range.RangeDaily(of=Daily, start=datetime.date(2025, 1, 1),
+                                           days_back=3, now=self.NOW)   # 7th noon on
+        self.assertEqual([d.date.day for d in clipped.requires()], [8, 9, 10])
+
+    def test_reverse_task_limit_of_params_and_param_name(self):
+        task = mf.RangeDaily(of=Daily, of_params={"region": "us"}, param_name="date",
+                             start=datetime.date(2026, 1, 1), reverse=True, task_limit=2,
+                             now=self.NOW)
+        self.assertEqual([(d.region, d.date.day) for d in task.requires()],
+                         [("us", 10), ("us", 9)])   # up to now: today included
+
+    def test_bulk_complete_is_asked_once_for_the_whole_window(self):
+        BulkDaily.done.add(("eu", datetime.date(2026, 1, 2)))
+        task = mf.RangeDaily(of=BulkDaily, start=datetime.date(2026, 1, 1),
+                             stop=datetime.date(2026, 1, 4), now=self.NOW)
+        self.assertEqual([d.date.day for d in task.requires()], [1, 3])
+        self.assertEqual(BulkDaily.checked, [3])
+        base = mf.RangeDailyBase(of=BulkDaily, start=datetime.date(2026, 1, 1),
+                                 stop=datetime.date(2026, 1, 4), now=self.NOW)
+        self.assertEqual(len(base.requires()), 2)     # complete() each, no bulk call
+        self.assertEqual(BulkDaily.checked, [3])
+
+    def test_hours_minutes_and_months(self):
+        hours = mf.RangeHourly(of=Hourly, start=datetime.datetime(2026, 1, 10, 9),
+                               now=self.NOW)
+        self.assertEqual([t.hour.hour for t in hours.requires()], [9, 10, 11, 12])
+        minutes = mf.RangeByMinutes(of=Minutely, minutes_interval=5, now=self.NOW,
+                                    start=datetime.datetime(2026, 1, 10, 11, 48))
+        self.assertEqual([t.minute.strftime("%H%M") for t in minutes.requires()],
+                         ["1150", "1155", "1200", "1205"])
+        months = mf.RangeMonthly(of=Monthly, start=datetime.date(2025, 10, 1),
+                                 months_forward=1, now=self.NOW)
+        self.assertEqual([t.month.strftime("%Y-%m") for t in months.requires()],
+                         ["2025-10", "2025-11", "2025-12", "2026-01"])
+
+    def test_bad_ranges_say_what_is_wrong(self):
+        for kwargs, message in [({}, "at least one of start and stop"),
+                                ({"stop": datetime.date(2026, 1, 2)}, "reverse must be"),
+                                ({"start": datetime.date(2026, 1, 3),
+                                  "stop": datetime.date(2026, 1, 2)}, "start is after stop")]:
+            with self.assertRaisesRegex(mf.ParameterException, message):
+                mf.RangeDaily(of=Daily, now=self.NOW, **kwargs).requires()
+        with self.assertRaisesRegex(mf.ParameterException, "must divide 60"):
+            mf.RangeByMinutes(of=Minutely, minutes_interval=7, now=self.NOW,
+                              start=datetime.datetime(2026, 1, 10, 11)).requires()
+
+
 class TestErrorEmails(BuildCase):
     def setUp(self):
         super().setUp()
@@ -4278,6 +4384,27 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         done = self.cli("--module", "clitasks", "Fails", "--retcode-task-failed", "7",
                         env={"MICROFLOW_CONFIG_PATH": str(config)})
         self.assertEqual(done.returncode, 7)                  # the flag beats the file
+
+    def test_a_backfill_from_the_command_line(self):
+        (self.tmp / "rangetasks.py").write_text(textwrap.dedent("""\
+            import microflow
+            class Export(microflow.Task):
+                date = microflow.DateParameter()
+                def output(self):
+                    return microflow.LocalTarget(f"out/{self.date}")
+                def run(self):
+                    with self.output().open("w") as f:
+                        f.write("x")
+            """))
+        (self.tmp / "out").mkdir()
+        (self.tmp / "out" / "2026-01-02").write_text("old")
+        done = self.cli("--module", "rangetasks", "RangeDaily", "--of", "Export",
+                        "--start", "2026-01-01", "--stop", "2026-01-05",
+                        "--now", str(_epoch(2026, 2, 1)))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(sorted(os.listdir(self.tmp / "out")),
+                         ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"])
+        self.assertIn("3 Export(date=2026-01-01,2026-01-03,2026-01-04)", done.stderr)
 
     def test_no_task_prints_usage(self):
         done = self.cli()
