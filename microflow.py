@@ -6298,6 +6298,11 @@ class Worker:
         if self._running and len(self._running) >= self._runner.processes:
             self._handle(self._runner.collect(timeout=None))
             return "collected"
+        if _STOP_ASKING.is_set():   # another run took the lock: finish, ask for nothing
+            if not self._running:
+                return "stop"
+            self._handle(self._runner.collect(timeout=None))
+            return "collected"
         reply = self._scheduler.get_work(worker=self._id, host=self._host,
                                          assistant=self._assistant,
                                          current_tasks=list(self._running)) \
@@ -7691,6 +7696,222 @@ def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistan
 
 
 ###########################################################################################
+# Triggering: pid locks, and builds --every interval or on a --cron schedule
+###########################################################################################
+
+# Set by SIGUSR1 (another process's --take-lock): ask for no more work, finish what runs.
+_STOP_ASKING = threading.Event()
+# The pid locks this process holds. A forked child (a task process) closes them, so the
+# lock goes with this process alone: a flock belongs to whoever shares the open file.
+_HELD_LOCKS = set()
+_AT_FORK = [False]   # whether the closing in forked children is registered (only once)
+
+
+def _close_held_locks():
+    for fd in list(_HELD_LOCKS):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+@contextlib.contextmanager
+def _pid_lock(key, pid_dir="", size=1, take=False):
+    """Hold one of ``size`` kernel locks (``fcntl.flock``) for ``key`` while the block
+    runs; yields the lock file's path, or None when live processes hold them all.
+    A process that dies, even by SIGKILL, lets go of its lock, so none is ever stale.
+    With ``take`` the holders are sent SIGUSR1 (they stop asking for work and finish
+    what they run) and one lock more is allowed, as Luigi's ``--take-lock`` does."""
+    import fcntl
+    import hashlib
+    import signal
+    if not pid_dir:
+        import tempfile
+        pid_dir = os.path.join(tempfile.gettempdir(), "luigi")
+    os.makedirs(pid_dir, mode=0o700, exist_ok=True)
+    digest = hashlib.md5(key.encode("utf-8")).hexdigest()
+    for slot in range(size + bool(take)):
+        path = os.path.join(pid_dir, f"{digest}.{slot}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:   # held by a live process
+            if take and slot < size:
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(os.pread(fd, 20, 0) or b"0"), signal.SIGUSR1)
+            os.close(fd)
+            continue
+        if not _AT_FORK[0]:
+            os.register_at_fork(after_in_child=_close_held_locks)
+            _AT_FORK[0] = True
+        _HELD_LOCKS.add(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield path
+        finally:
+            _HELD_LOCKS.discard(fd)
+            os.close(fd)   # the kernel releases the lock
+        return
+    yield None
+
+
+def _lock_holders(key, pid_dir=""):
+    """The pids written in ``key``'s lock files (for the message when they are held)."""
+    import hashlib
+    import glob
+    import tempfile
+    digest = hashlib.md5(key.encode("utf-8")).hexdigest()
+    pids = []
+    for path in glob.glob(os.path.join(pid_dir or os.path.join(tempfile.gettempdir(),
+                                                                "luigi"), digest + ".*")):
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            pids.append(int(f.read().strip()))
+    return sorted(pids)
+
+
+def _every_schedule(interval):
+    """``interval`` ("90", "90s", "5m", "2h", "1d") as a schedule: time -> next firing."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(interval))
+    seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[
+        match.group(2)] if match else 0
+    if seconds <= 0:
+        raise UsageError(f"--every {interval!r}: expected a positive interval such as 90s, "
+                         f"5m, 2h or 1d")
+    return lambda after: after + seconds
+
+
+_CRON_NAMES = {name: number for number, name in enumerate(
+    "jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
+_CRON_NAMES.update({name: number for number, name in enumerate(
+    "sun mon tue wed thu fri sat".split())})
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31),
+                ("month", 1, 12), ("day of week", 0, 7))
+_CRON_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
+                "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+                "@hourly": "0 * * * *"}
+
+
+def _cron_number(word):
+    """A cron value: a number or a month/day name."""
+    return int(_CRON_NAMES.get(word, word))
+
+
+def _cron_field(text, name, low, high):
+    """The set of values one cron field allows; UsageError naming the field."""
+    values = set()
+    for item in text.lower().split(","):
+        match = re.fullmatch(r"(\*|\w+)(?:-(\w+))?(?:/(\d+))?", item)
+        try:
+            start, end, step = match.groups()
+            first = low if start == "*" else _cron_number(start)
+            last = _cron_number(end) if end else high if start == "*" or step else first
+        except (AttributeError, ValueError):
+            raise UsageError(f"cron {name} {item!r}: expected *, a number, a name, a range "
+                             f"a-b, a step */n or a list of those") from None
+        if not low <= first <= last <= high or step == "0":
+            raise UsageError(f"cron {name} {item!r}: outside {low}-{high}")
+        values.update(range(first, last + 1, int(step or 1)))
+    return values
+
+
+def _cron_schedule(expression):
+    """A standard 5-field cron expression (minute hour day-of-month month day-of-week,
+    with ranges, steps, lists, names and @daily-style macros) as a schedule: time ->
+    the next firing, in local time. Raises UsageError for a bad expression."""
+    fields = _CRON_MACROS.get(expression.strip(), expression).split()
+    if len(fields) != 5:
+        raise UsageError(f"--cron {expression!r}: expected 5 fields (minute hour "
+                         f"day-of-month month day-of-week), got {len(fields)}")
+    minutes, hours, days, months, weekdays = (
+        _cron_field(text, *spec) for text, spec in zip(fields, _CRON_FIELDS))
+    weekdays = {day % 7 for day in weekdays}            # 7 is Sunday too
+    either = fields[2] != "*" and fields[4] != "*"      # cron: day of month OR week
+
+    def day_matches(t):
+        by_month, by_week = t.day in days, (t.isoweekday() % 7) in weekdays
+        return (by_month or by_week) if either else (by_month and by_week)
+
+    def after(timestamp):
+        t = datetime.datetime.fromtimestamp(timestamp).replace(second=0, microsecond=0)
+        t += datetime.timedelta(minutes=1)
+        limit = t.year + 5
+        while t.year <= limit:
+            if t.month not in months:
+                t = (t.replace(day=1) + datetime.timedelta(days=32)).replace(
+                    day=1, hour=0, minute=0)
+            elif not day_matches(t):
+                t = (t + datetime.timedelta(days=1)).replace(hour=0, minute=0)
+            elif t.hour not in hours:
+                t = (t + datetime.timedelta(hours=1)).replace(minute=0)
+            elif t.minute not in minutes:
+                t += datetime.timedelta(minutes=1)
+            else:
+                return t.timestamp()
+        raise UsageError(f"--cron {expression!r} never fires")
+    after(time.time())   # refuse, now, an expression that never fires
+    return after
+
+
+def _trigger(schedule, build_once, clock=None, sleep=None, max_runs=None, stop=None):
+    """Run ``build_once()`` (it returns an exit code) at each firing of ``schedule``,
+    one build at a time: firings that pass while a build runs are skipped and logged.
+    Ends after ``max_runs`` builds, or after the build under way once ``stop`` (an
+    Event) is set. Returns the worst exit code of the builds."""
+    clock = clock or time.time
+    stop = stop or threading.Event()
+    sleep = sleep or stop.wait   # wakes at once when stopped
+    worst, runs, due = 0, 0, schedule(clock())
+    while (max_runs is None or runs < max_runs) and not stop.is_set():
+        now = clock()
+        if now < due:
+            sleep(due - now)
+            continue
+        _log.info("build %d, due at %s", runs + 1, time.strftime("%H:%M:%S",
+                                                                 time.localtime(due)))
+        worst = max(worst, build_once())
+        runs += 1
+        due, skipped, finished = schedule(due), 0, clock()
+        while due <= finished:
+            due, skipped = schedule(due), skipped + 1
+        if skipped:
+            _log.warning("skipped %d firing(s) that came while the build ran", skipped)
+    return worst
+
+
+def every(interval, tasks, max_runs=None, clock=None, sleep=None, stop=None,
+          **build_options):
+    """Build ``tasks`` every ``interval`` (seconds, or "90s", "5m", "2h", "1d") until
+    ``max_runs`` builds or ``stop`` (a threading.Event) is set; returns the worst exit
+    code. A firing while the previous build still runs is skipped, here and in any
+    other process on this host building the same tasks (a lock file). ``clock`` and
+    ``sleep`` may be a fake clock's, for tests."""
+    return _trigger(_every_schedule(interval), _locked_build(tasks, build_options),
+                    clock, sleep, max_runs, stop)
+
+
+def cron(expression, tasks, max_runs=None, clock=None, sleep=None, stop=None,
+         **build_options):
+    """every() on a 5-field cron schedule ("*/15 9-17 * * mon-fri")."""
+    return _trigger(_cron_schedule(expression), _locked_build(tasks, build_options),
+                    clock, sleep, max_runs, stop)
+
+
+def _locked_build(tasks, build_options):
+    tasks = list(tasks)
+    key = "build " + " ".join(sorted(task.task_id for task in tasks))
+
+    def build_once():
+        env = core()
+        with _pid_lock(key, env.lock_pid_dir, env.lock_size) as held:
+            if held is None:
+                _log.warning("skipped: a build of the same tasks runs in process %s",
+                             ", ".join(map(str, _lock_holders(key, env.lock_pid_dir))))
+                return _retcode("already_running")
+            return exit_code(build(tasks, detailed_summary=True, **build_options), tasks)
+    return build_once
+
+
+###########################################################################################
 # Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
 ###########################################################################################
 
@@ -7722,8 +7943,14 @@ _CLI_OPTIONS = (
                          help="DEBUG, INFO (default), WARNING, ERROR or CRITICAL")),
     ("--detailed-summary", dict(action="store_true", help="accepted for Luigi "
                                                           "compatibility")),
-    ("--no-lock", dict(action="store_true", help="accepted for Luigi compatibility "
-                                                 "(microflow takes no pid lock)")),
+    ("--no-lock", dict(action="store_true", help="run even if this command already runs "
+                                                 "(the pid lock, --lock-size, --take-lock)")),
+    ("--every", dict(default=None, metavar="INTERVAL", help="build again every INTERVAL "
+                                                           "(90s, 5m, 2h, 1d)")),
+    ("--cron", dict(default=None, metavar="EXPR", help="build at each firing of a 5-field "
+                                                       "cron expression")),
+    ("--max-runs", dict(type=_whole_number, default=None, metavar="N",
+                        help="with --every/--cron: stop after N builds")),
     ("--parallel-scheduling", dict(action="store_true", default=None,
                                    help="call complete() in threads while walking the "
                                         "graph (for slow checks: network, object stores)")),
@@ -8147,15 +8374,27 @@ def _run_command_line(argv, factory=None):
     parsed = CmdlineParser._from_parts(task_class, root, global_values, options)
     with CmdlineParser._activate(parsed, allow_override=False):
         task = parsed.get_task_obj()
-        result = build([task], workers=options.workers, detailed_summary=True,
-                       parallel_scheduling=options.parallel_scheduling,
-                       parallel_scheduling_processes=options.parallel_scheduling_processes,
-                       scheduler_url=options.scheduler_url,
-                       scheduler_host=options.scheduler_host,
-                       scheduler_port=options.scheduler_port,
-                       worker_scheduler_factory=factory)
-        # While the command line's --retcode-* flags are in force.
-        result.exit_code = exit_code(result, [task])
+        env = core()
+        key = "microflow " + " ".join(argv)   # one lock per command, as Luigi's pid file
+        with (contextlib.nullcontext("unlocked") if options.no_lock or env.no_lock else
+              _pid_lock(key, env.lock_pid_dir, env.lock_size, env.take_lock)) as held:
+            if held is None:
+                pids = ", ".join(map(str, _lock_holders(key, env.lock_pid_dir)))
+                print(f"microflow: Pid(s) {pids} already running this command (--no-lock "
+                      f"to run it anyway)", file=sys.stderr)
+                return _retcode("already_running")
+            return _build_command_line(task, options, factory)
+
+
+def _build_command_line(task, options, factory):
+    """The build a command line asks for, and its exit code (worked out while the
+    command line's --retcode-* flags are in force)."""
+    result = build([task], workers=options.workers, detailed_summary=True,
+                   parallel_scheduling=options.parallel_scheduling,
+                   parallel_scheduling_processes=options.parallel_scheduling_processes,
+                   scheduler_url=options.scheduler_url, scheduler_host=options.scheduler_host,
+                   scheduler_port=options.scheduler_port, worker_scheduler_factory=factory)
+    result.exit_code = exit_code(result, [task])
     return result
 
 
@@ -8228,11 +8467,14 @@ def _sigterm_as_interrupt():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _STOP_ASKING.clear()
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: _STOP_ASKING.set())
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGUSR1, usr1)
 
 
 def _luigi_run(argv=None):

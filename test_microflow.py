@@ -3537,7 +3537,8 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.addCleanup(server.terminate)
         workers = [subprocess.Popen(
             [sys.executable, "-m", "microflow", "--module", "shared_tasks", "Whole",
-             "--start", str(start), "--workers", "2", "--scheduler-url", url],
+             "--start", str(start), "--workers", "2", "--scheduler-url", url,
+             "--no-lock"],   # the same command twice at once, on purpose
             cwd=self.tmp, env=env, text=True, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE) for start in (0, 4, 8, 0)]   # overlapping ranges
         outputs = [worker.communicate(timeout=120) for worker in workers]
@@ -3568,7 +3569,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.addCleanup(server.wait)
         self.addCleanup(server.terminate)
         command = [sys.executable, "-m", "microflow", "--module", "takeover", "Root",
-                   "--workers", "2", "--scheduler-url", url]
+                   "--workers", "2", "--scheduler-url", url, "--no-lock"]   # both at once
         first = subprocess.Popen(command, cwd=self.tmp, env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
         marker = self.tmp / "first-attempt"
