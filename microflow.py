@@ -7852,15 +7852,16 @@ def _cron_schedule(expression):
     return after
 
 
-def _trigger(schedule, build_once, clock=None, sleep=None, max_runs=None, stop=None):
-    """Run ``build_once()`` (it returns an exit code) at each firing of ``schedule``,
-    one build at a time: firings that pass while a build runs are skipped and logged.
-    Ends after ``max_runs`` builds, or after the build under way once ``stop`` (an
-    Event) is set. Returns the worst exit code of the builds."""
+def _trigger(schedule, build_once, clock=None, sleep=None, max_runs=None, stop=None,
+             at_once=False):
+    """Run ``build_once()`` (it returns an exit code) at each firing of ``schedule``
+    (the first at once with ``at_once``), one build at a time: firings that pass while
+    a build runs are skipped and logged. Ends after ``max_runs`` builds, or after the
+    build under way once ``stop`` (an Event) is set. Returns the worst exit code."""
     clock = clock or time.time
     stop = stop or threading.Event()
     sleep = sleep or stop.wait   # wakes at once when stopped
-    worst, runs, due = 0, 0, schedule(clock())
+    worst, runs, due = 0, 0, clock() if at_once else schedule(clock())
     while (max_runs is None or runs < max_runs) and not stop.is_set():
         now = clock()
         if now < due:
@@ -7886,7 +7887,7 @@ def every(interval, tasks, max_runs=None, clock=None, sleep=None, stop=None,
     other process on this host building the same tasks (a lock file). ``clock`` and
     ``sleep`` may be a fake clock's, for tests."""
     return _trigger(_every_schedule(interval), _locked_build(tasks, build_options),
-                    clock, sleep, max_runs, stop)
+                    clock, sleep, max_runs, stop, at_once=True)
 
 
 def cron(expression, tasks, max_runs=None, clock=None, sleep=None, stop=None,
@@ -8433,9 +8434,72 @@ def _command_line(argv, interruptible):
     except (ConfigError, UsageError, OSError, ValueError, KeyError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
+    try:
+        trigger, argv = _trigger_options(argv)
+    except UsageError as exc:
+        print(f"microflow: error: {exc}", file=sys.stderr)
+        return 2
+    if trigger is not None:
+        schedule, max_runs, at_once = trigger
+        with logging_setup, _stop_on_signals() as stop:
+            return _trigger(schedule, lambda: _guarded_main(argv, True), max_runs=max_runs,
+                            stop=stop, at_once=at_once)
     with logging_setup, \
             (_sigterm_as_interrupt() if interruptible else contextlib.nullcontext()):
         return _guarded_main(argv, interruptible)
+
+
+def _trigger_options(argv):
+    """Take ``--every``/``--cron``/``--max-runs`` out of ``argv``: ((schedule, max runs,
+    whether to build at once) or None, the rest). Each build then sees the plain command line, so it shares
+    the pid lock of the same command run from crontab."""
+    values, rest, flags = {}, [], ("--every", "--cron", "--max-runs")
+    args = iter(argv)
+    for arg in args:
+        flag, equals, value = arg.partition("=")
+        if flag in flags:
+            values[flag] = value if equals else next(args, None)
+            if values[flag] is None:
+                raise UsageError(f"{flag} needs a value")
+        else:
+            rest.append(arg)
+    if "--every" in values and "--cron" in values:
+        raise UsageError("give --every or --cron, not both")
+    if "--every" in values or "--cron" in values:
+        schedule = (_every_schedule(values["--every"]) if "--every" in values
+                    else _cron_schedule(values["--cron"]))
+        runs = values.get("--max-runs")
+        if runs is not None and (not runs.isdigit() or int(runs) < 1):
+            raise UsageError(f"--max-runs {runs!r}: expected a whole number of 1 or more")
+        return (schedule, None if runs is None else int(runs), "--every" in values), rest
+    if "--max-runs" in values:
+        raise UsageError("--max-runs goes with --every or --cron")
+    return None, rest
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """For a --every/--cron loop: SIGTERM or SIGINT ends it after the build under way
+    (a second one stops that build too, as Ctrl-C does)."""
+    import signal
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        _log.warning("%s: stopping after the build under way",
+                     signal.Signals(signum).name)
+        stop.set()
+    previous = {sig: signal.signal(sig, request_stop)
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _logging_for_command_line(argv, level):

@@ -2345,6 +2345,96 @@ class TestRanges(BuildCase):
                               start=datetime.datetime(2026, 1, 10, 11)).requires()
 
 
+class Stamp(mf.Task):
+    """Records the (fake) time of each run; ``busy`` seconds pass while it runs."""
+    clock = None
+    times = []
+    busy = 0
+    fail_at = ()
+    n = mf.IntParameter()
+
+    def complete(self):
+        return False
+
+    def run(self):
+        self.times.append(self.clock())
+        self.clock.advance(self.busy)
+        if len(self.times) in self.fail_at:
+            raise RuntimeError("this run fails")
+
+
+class TestTriggering(TempDirMixin, BuildCase):
+    def setUp(self):
+        super().setUp()
+        Stamp.clock, Stamp.times, Stamp.busy, Stamp.fail_at = FakeClock(0.0), [], 0, ()
+        self.options = dict(clock=Stamp.clock, sleep=Stamp.clock.sleep)
+        self.config = mf.config_override({"core": {"lock_pid_dir": str(self.tmp)}})
+        self.config.__enter__()
+        self.addCleanup(self.config.__exit__, None, None, None)
+
+    def test_every_fires_at_once_then_each_interval_and_the_worst_code_wins(self):
+        Stamp.fail_at = (2,)
+        with self.assertLogs("microflow", "INFO") as logs:
+            code = mf.every("1m", [Stamp(1)], max_runs=3, **self.options)
+        self.assertEqual(Stamp.times, [0.0, 60.0, 120.0])
+        self.assertEqual(code, 30)                         # the second build failed
+        self.assertEqual(sum("Luigi Execution Summary" in line for line in logs.output), 3)
+
+    def test_firings_during_a_long_build_are_skipped_and_logged(self):
+        Stamp.busy = 150            # a build outlasts two more firings
+        with self.assertLogs("microflow", "INFO") as logs:
+            mf.every(60, [Stamp(2)], max_runs=2, **self.options)
+        self.assertEqual(Stamp.times, [0.0, 180.0])
+        self.assertIn("skipped 2 firing(s) that came while the build ran",
+                      "\n".join(logs.output))
+
+    def test_cron_firings_and_a_clean_stop(self):
+        start = datetime.datetime(2026, 12, 7, 9, 7).timestamp()   # a Monday, local time
+        Stamp.clock.now = start
+        stop = threading.Event()
+        original = Stamp.run
+
+        def run_then_stop(task):
+            original(task)
+            if len(Stamp.times) == 2:
+                stop.set()          # as SIGTERM does: the loop ends after this build
+        with unittest.mock.patch.object(Stamp, "run", run_then_stop), \
+                self.assertLogs("microflow", "INFO"):
+            code = mf.cron("*/15 9-17 * * mon-fri", [Stamp(3)], stop=stop, **self.options)
+        self.assertEqual(code, 0)
+        self.assertEqual([datetime.datetime.fromtimestamp(t).strftime("%H:%M")
+                          for t in Stamp.times], ["09:15", "09:30"])
+
+    def test_bad_schedules_are_refused_clearly(self):
+        for call, message in [(lambda: mf.every("soon", []), "expected a positive interval"),
+                              (lambda: mf.cron("* * *", []), "expected 5 fields"),
+                              (lambda: mf.cron("0 25 * * *", []), "hour '25': outside"),
+                              (lambda: mf.cron("0 0 31 2 *", []), "never fires")]:
+            with self.assertRaisesRegex(mf.UsageError, message):
+                call()
+
+    def test_a_build_another_process_runs_is_skipped(self):
+        key = "build " + Stamp(4).task_id
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time, microflow\n"
+             "with microflow._pid_lock(sys.argv[1], sys.argv[2]) as held:\n"
+             "    print(held, flush=True); time.sleep(60)", key, str(self.tmp)],
+            stdout=subprocess.PIPE, text=True, cwd=HERE)
+        self.addCleanup(holder.stdout.close)
+        self.addCleanup(holder.kill)
+        self.assertTrue(holder.stdout.readline().strip().endswith(".lock"))
+        with self.assertLogs("microflow", "INFO") as logs:
+            self.assertEqual(mf.every(60, [Stamp(4)], max_runs=1, **self.options), 10)
+        self.assertIn(f"a build of the same tasks runs in process {holder.pid}",
+                      "\n".join(logs.output))
+        self.assertEqual(Stamp.times, [])
+        holder.kill()               # SIGKILL: the kernel drops its lock at once
+        holder.wait()
+        with self.assertLogs("microflow", "INFO"):
+            self.assertEqual(mf.every(60, [Stamp(4)], max_runs=1, **self.options), 0)
+        self.assertEqual(len(Stamp.times), 1)
+
+
 class TestErrorEmails(BuildCase):
     def setUp(self):
         super().setUp()
@@ -2947,6 +3037,16 @@ def process_alive(pid):
         except ProcessLookupError:
             return False
         return True
+
+
+def wait_for_file(path, seconds=30.0):
+    """Poll until ``path`` exists (a subprocess signals progress by creating it)."""
+    import time
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.02)
 
 
 def wait_until_gone(pid, seconds=5.0):
@@ -4144,13 +4244,22 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         super().setUp()
         (self.tmp / "clitasks.py").write_text(CLI_MODULE)
 
-    def cli(self, *args, env=None):
+    def environment(self, env):
         environment = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
         environment.pop("LUIGI_CONFIG_PATH", None)
         environment.pop("MICROFLOW_CONFIG_PATH", None)
         environment.update(env or {})
+        return environment
+
+    def write_config(self, text):
+        path = self.tmp / "test.cfg"
+        path.write_text(text)
+        return path
+
+    def cli(self, *args, env=None):
         return subprocess.run([sys.executable, "-m", "microflow", *args], cwd=self.tmp,
-                              capture_output=True, text=True, env=environment, timeout=60)
+                              capture_output=True, text=True, env=self.environment(env),
+                              timeout=60)
 
     def test_runs_a_task_with_parameters(self):
         done = self.cli("--module", "clitasks", "Greet", "--name", "ann", "--times", "2",
@@ -4406,6 +4515,63 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(sorted(os.listdir(self.tmp / "out")),
                          ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"])
         self.assertIn("3 Export(date=2026-01-01,2026-01-03,2026-01-04)", done.stderr)
+
+    def test_the_pid_lock_refuses_a_second_run_and_dies_with_its_holder(self):
+        (self.tmp / "slow.py").write_text(textwrap.dedent("""\
+            import os, time, microflow
+            class Slow(microflow.Task):
+                def complete(self):
+                    return os.path.exists("slow.done")
+                def run(self):
+                    open("slow.started", "w").close()
+                    while not os.path.exists("slow.go"):
+                        time.sleep(0.02)
+                    open("slow.done", "w").close()
+            """))
+        env = {"MICROFLOW_CONFIG_PATH": str(self.write_config(
+            f"[core]\nlock_pid_dir = {self.tmp / 'locks'}\n"))}
+        first = subprocess.Popen([sys.executable, "-m", "microflow", "--module", "slow",
+                                  "Slow", "--workers", "2"], cwd=self.tmp,
+                                 env=self.environment(env), stderr=subprocess.DEVNULL)
+        self.addCleanup(first.kill)
+        wait_for_file(self.tmp / "slow.started")
+        second = self.cli("--module", "slow", "Slow", "--workers", "2", env=env)
+        self.assertEqual(second.returncode, 10)        # [retcode] already_running
+        self.assertIn(f"Pid(s) {first.pid} already running", second.stderr)
+        first.kill()                                   # SIGKILL: no stale lock is left
+        first.wait()
+        (self.tmp / "slow.go").touch()
+        third = self.cli("--module", "slow", "Slow", "--workers", "2", env=env)
+        self.assertEqual(third.returncode, 0, third.stderr)
+
+    def test_every_on_the_command_line_stops_cleanly_on_sigterm(self):
+        import signal
+        (self.tmp / "ticks.py").write_text(textwrap.dedent("""\
+            import os, time, microflow
+            class Tick(microflow.Task):
+                def complete(self):
+                    return False
+                def run(self):
+                    with open("ticks", "a") as f:
+                        f.write("x")
+                    if os.path.getsize("ticks") == 2:
+                        open("second.started", "w").close()
+                        time.sleep(1)
+            """))
+        loop = subprocess.Popen([sys.executable, "-m", "microflow", "--module", "ticks",
+                                 "Tick", "--every", "0.2s"], cwd=self.tmp,
+                                env=self.environment({}), stderr=subprocess.PIPE, text=True)
+        self.addCleanup(loop.kill)
+        wait_for_file(self.tmp / "second.started")
+        loop.send_signal(signal.SIGTERM)               # during the second build
+        _, stderr = loop.communicate(timeout=30)
+        self.assertEqual(loop.returncode, 0, stderr)   # both builds succeeded
+        self.assertEqual((self.tmp / "ticks").read_text(), "xx")
+        self.assertIn("SIGTERM: stopping after the build under way", stderr)
+        self.assertEqual(stderr.count("Luigi Execution Summary"), 4)   # two summaries
+        done = self.cli("--module", "ticks", "Tick", "--every", "1s", "--cron", "* * * * *")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("give --every or --cron, not both", done.stderr)
 
     def test_no_task_prints_usage(self):
         done = self.cli()
