@@ -39,6 +39,7 @@ License: Apache-2.0.
 """
 
 import abc
+import collections
 import configparser
 import contextlib
 import datetime
@@ -7516,6 +7517,110 @@ def exit_code(result, root_tasks=()):
     return code
 
 
+###########################################################################################
+# Planning: what a build would do (--dry-run), and the dependency tree (--tree)
+###########################################################################################
+
+PlannedTask = collections.namedtuple("PlannedTask", "task state reasons")
+PlannedTask.__doc__ = ("One task of a dry run: ``state`` is 'would run', 'blocked', "
+                       "'missing external', 'scheduling error' or 'complete'; "
+                       "``reasons`` say why, in words.")
+
+
+def dry_run(tasks):
+    """What a build of ``tasks`` would do, running nothing: the graph is walked as
+    build() walks it (complete() once per task; a complete task is not expanded).
+    Returns PlannedTasks, dependencies before the tasks that need them."""
+    worker = Worker(Scheduler(), worker_id="dry-run")
+    with worker:
+        worker.add_all(list(tasks))
+    graph = worker._scheduler.graph()
+    states = {}
+    for task_id, info in graph.items():
+        states[task_id] = ("complete" if info["status"] == DONE else
+                           "scheduling error" if info["status"] == UNKNOWN else
+                           "would run" if info["workers"] else "missing external")
+    order, seen = [], set()
+    for root in tasks:   # dependencies first: a depth-first walk, each task once
+        stack = [(root, False)]
+        while stack:
+            task, expanded = stack.pop()
+            if expanded:
+                order.append(task)
+            elif task.task_id not in seen:
+                seen.add(task.task_id)
+                stack.append((task, True))
+                stack.extend((dep, False) for dep in
+                             reversed(worker._walked_deps.get(task.task_id, ())))
+    plan = []
+    for task in order:
+        state, reasons = states.get(task.task_id, "complete"), []
+        needs = [dep for dep in worker._walked_deps.get(task.task_id, ())
+                 if states.get(dep.task_id) != "complete"]
+        if state == "would run" and any(
+                states.get(dep.task_id) in ("missing external", "scheduling error", "blocked")
+                for dep in needs):
+            state = states[task.task_id] = "blocked"
+        if state in ("would run", "blocked", "missing external"):
+            missing = [getattr(out, "path", repr(out)) for out in flatten(task.output())
+                       if not out.exists()]
+            reasons += ([("external data missing: " if state == "missing external"
+                          else "output missing: ") + ", ".join(missing)] if missing
+                        else ["complete() is False"])
+        reasons += [f"needs {dep!r} ({states.get(dep.task_id)})" for dep in needs[:3]]
+        if len(needs) > 3:
+            reasons.append(f"and {len(needs) - 3} more")
+        if state == "scheduling error":
+            error = worker.errors.get(task.task_id, "").strip()
+            reasons.append(error.splitlines()[-1] if error else "could not be checked")
+        plan.append(PlannedTask(task, state, reasons))
+    return plan
+
+
+def _dry_run_text(plan):
+    """The dry run as the command line prints it, and its exit code: 0 when nothing
+    would run, 1 when something would, [retcode] missing_data or scheduling_error when
+    that stands in the way."""
+    lines = [f"{item.state:<17} {item.task!r}: {'; '.join(item.reasons)}"
+             for item in plan if item.state != "complete"]
+    counts = collections.Counter(item.state for item in plan)
+    lines.append("dry run: " + ", ".join(f"{counts[state]} {state}" for state in (
+        "would run", "blocked", "missing external", "scheduling error", "complete")
+        if counts[state]))
+    code = (_retcode("scheduling_error") if counts["scheduling error"] else
+            _retcode("missing_data") if counts["missing external"] else
+            1 if counts["would run"] else 0)
+    return "\n".join(lines), code
+
+
+def dependency_tree(task, _seen=None, _states=None):
+    """``{"task", "state", "deps": [...], "repeated"}`` for ``task`` and everything it
+    requires (complete ones too), state 'complete', 'pending' or 'missing external';
+    a task met before is given once more with ``repeated`` True and no deps."""
+    seen = set() if _seen is None else _seen
+    states = {} if _states is None else _states
+    if task.task_id not in states:
+        states[task.task_id] = ("complete" if task.complete() else
+                                "missing external" if _is_external(task) else "pending")
+    node = {"task": task, "state": states[task.task_id], "deps": [],
+            "repeated": task.task_id in seen}
+    if not node["repeated"]:
+        seen.add(task.task_id)
+        node["deps"] = [dependency_tree(dep, seen, states) for dep in task.deps()]
+    return node
+
+
+def _tree_text(node, prefix="", last=True, top=True):
+    """A dependency tree as indented lines, a shared subtree drawn once."""
+    branch = "" if top else ("└─ " if last else "├─ ")
+    line = f"{prefix}{branch}{node['task']!r} [{node['state']}]"
+    lines = [line + (" (shown above)" if node["repeated"] else "")]
+    inner = prefix + ("" if top else ("   " if last else "│  "))
+    for i, dep in enumerate(node["deps"]):
+        lines.append(_tree_text(dep, inner, i == len(node["deps"]) - 1, False))
+    return "\n".join(lines)
+
+
 class core(Config):
     """The ``[core]`` options as one Config object (Luigi's ``luigi.interface.core``):
     ``core().workers`` is the command line's ``--workers``, else ``[core] workers``,
@@ -7946,6 +8051,10 @@ _CLI_OPTIONS = (
                                                           "compatibility")),
     ("--no-lock", dict(action="store_true", help="run even if this command already runs "
                                                  "(the pid lock, --lock-size, --take-lock)")),
+    ("--dry-run", dict(action="store_true", help="run nothing: print what would run "
+                                                 "and why, exit 1 if anything would")),
+    ("--tree", dict(action="store_true", help="print the dependency tree with each "
+                                              "task's state")),
     ("--every", dict(default=None, metavar="INTERVAL", help="build again every INTERVAL "
                                                            "(90s, 5m, 2h, 1d)")),
     ("--cron", dict(default=None, metavar="EXPR", help="build at each firing of a 5-field "
@@ -8375,6 +8484,13 @@ def _run_command_line(argv, factory=None):
     parsed = CmdlineParser._from_parts(task_class, root, global_values, options)
     with CmdlineParser._activate(parsed, allow_override=False):
         task = parsed.get_task_obj()
+        if options.dry_run:
+            text, code = _dry_run_text(dry_run([task]))
+            print(text)
+            return code
+        if options.tree:
+            print(_tree_text(dependency_tree(task)))
+            return 0
         env = core()
         key = "microflow " + " ".join(argv)   # one lock per command, as Luigi's pid file
         with (contextlib.nullcontext("unlocked") if options.no_lock or env.no_lock else

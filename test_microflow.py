@@ -4635,6 +4635,71 @@ class TestExamples(TempDirMixin, unittest.TestCase):
         self.assertFalse((self.tmp / "out" / "failing" / "transformed.txt").exists())
 
 
+class TestPlanning(TempDirMixin, unittest.TestCase):
+    def cli(self, *args):
+        environment = dict(os.environ, PYTHONPATH=str(HERE), AGGREGATION_DATA="data")
+        environment.pop("MICROFLOW_CONFIG_PATH", None)
+        return subprocess.run([sys.executable, "-m", "microflow", "--module",
+                               "examples.cron_aggregation", "RunAll", "--end", "2026-11-20",
+                               *args], cwd=self.tmp, capture_output=True, text=True,
+                              env=environment, timeout=60)
+
+    def test_dry_run_says_what_would_run_and_why_and_runs_nothing(self):
+        (self.tmp / "examples").symlink_to(HERE / "examples")
+        done = self.cli("--dry-run")            # no dumps at all yet
+        self.assertEqual(done.returncode, 20, done.stderr)   # missing external data
+        self.assertIn("missing external  DataDump(date=2026-11-20): external data missing: "
+                      "data/dumps/2026-11-20.csv", done.stdout)
+        self.assertIn("blocked           AggregationTask(date=2026-11-20, window=3): "
+                      "output missing", done.stdout)
+        self.assertIn("needs DataDump(date=2026-11-20) (missing external)", done.stdout)
+        self.assertFalse((self.tmp / "data" / "totals").exists())
+        sys.path.insert(0, str(HERE))
+        try:
+            from examples import cron_aggregation
+        finally:
+            sys.path.remove(str(HERE))
+        with contextlib.chdir(self.tmp) if hasattr(contextlib, "chdir") else \
+                _cwd(self.tmp):
+            cron_aggregation.make_sample_dumps(datetime.date(2026, 11, 20))
+        done = self.cli("--dry-run")
+        self.assertEqual(done.returncode, 1)    # something would run
+        self.assertIn("dry run: 31 would run, 23 complete", done.stdout)
+        self.assertIn("would run         AggregationTask(date=2026-11-11, window=14): "
+                      "output missing: data/totals/2026-11-11-14d.txt", done.stdout)
+
+        tree = self.cli("--tree")
+        self.assertEqual(tree.returncode, 0)
+        lines = tree.stdout.splitlines()
+        self.assertEqual(lines[0], "RunAll(end=2026-11-20) [pending]")
+        self.assertIn("├─ AggregationTask(date=2026-11-20, window=3) [pending]", lines)
+        self.assertIn("│  ├─ DataDump(date=2026-11-20) [complete]", lines)
+        self.assertEqual(sum("DataDump(date=2026-11-15) [complete]" in line
+                             and "(shown above)" not in line for line in lines), 1)
+        self.assertTrue(any("(shown above)" in line for line in lines))
+
+    def test_as_functions_returning_data(self):
+        plan = mf.dry_run([Recorder("root", ["a"])])
+        self.assertEqual([(item.task.name, item.state) for item in plan],
+                         [("a", "would run"), ("root", "would run")])
+        self.assertEqual(plan[1].reasons, ["complete() is False",
+                                           f"needs {Recorder('a', [])!r} (would run)"])
+        tree = mf.dependency_tree(Recorder("root", ["a"]))
+        self.assertEqual((tree["state"], [d["task"].name for d in tree["deps"]]),
+                         ("pending", ["a"]))
+        self.assertEqual(Recorder.runs, [])
+
+
+@contextlib.contextmanager
+def _cwd(path):
+    saved = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(saved)
+
+
 class TestBenchmarkScript(unittest.TestCase):
     def test_prints_one_json_line_per_measurement(self):
         # Tiny graphs: this checks the script works, not how fast anything is.

@@ -1,13 +1,19 @@
-"""A cron-triggered aggregation: daily data dumps in, a rolling sum per day out.
+"""The cron replacement of Luigi's execution-model documentation, built in.
 
-Run it (creates sample dumps first, then aggregates the last 10 days):
+Daily dumps (DataDump) arrive from elsewhere; AggregationTask sums a window of days;
+RunAll wants the aggregates of the last 10 days for windows of 3, 7 and 14 days.
+Run it once (sample dumps are written first):
     python examples/cron_aggregation.py --end 2026-11-20
 
-Or as cron would, every few minutes, from several hosts if you like:
-    */5 * * * *  cd /srv/reports && python -m microflow --module examples.cron_aggregation \\
-                 LastTenDays --end $(date +\\%F)
-Until a day's dump exists, the run exits 20 ("missing data") and nothing is written; the
-next run picks up where this one stopped.
+Instead of a crontab line, let microflow fire it (never two builds at once, here or in
+another process on this host running the same command):
+    python -m microflow --module examples.cron_aggregation RunAll --every 5m
+    python -m microflow --module examples.cron_aggregation RunAll --cron "*/5 * * * *"
+See what a build would do, and why, without running anything:
+    python -m microflow --module examples.cron_aggregation RunAll --dry-run
+    python -m microflow --module examples.cron_aggregation RunAll --tree
+Until a day's dump exists the run exits 20 ("missing data"); the next firing picks up
+where this one stopped.
 """
 import datetime
 import os
@@ -28,7 +34,7 @@ class DataDump(microflow.ExternalTask):
         return microflow.LocalTarget(f"{DATA}/dumps/{self.date:%Y-%m-%d}.csv")
 
 
-class Aggregate(microflow.Task):
+class AggregationTask(microflow.Task):
     """The total of the ``window`` days ending on ``date``."""
 
     date = microflow.DateParameter()
@@ -50,17 +56,18 @@ class Aggregate(microflow.Task):
             out.write(f"{total}\n")
 
 
-class LastTenDays(microflow.WrapperTask):
-    """Aggregates for the 10 days ending on ``end``."""
+class RunAll(microflow.WrapperTask):
+    """Aggregates for the 10 days ending on ``end``, over 3, 7 and 14 days."""
 
     end = microflow.DateParameter(default=datetime.date.today())
 
     def requires(self):
-        return [Aggregate(self.end - datetime.timedelta(days=back)) for back in range(10)]
+        return [AggregationTask(self.end - datetime.timedelta(days=back), window)
+                for back in range(10) for window in (3, 7, 14)]
 
 
-def make_sample_dumps(end, days=17):
-    """Write fake dumps for the days LastTenDays(end) needs."""
+def make_sample_dumps(end, days=23):
+    """Write fake dumps for the days RunAll(end) needs."""
     for back in range(days):
         day = end - datetime.timedelta(days=back)
         target = DataDump(day).output()
@@ -74,4 +81,4 @@ if __name__ == "__main__":
     end = datetime.date.fromisoformat(arguments[arguments.index("--end") + 1]) \
         if "--end" in arguments else datetime.date.today()
     make_sample_dumps(end)
-    sys.exit(microflow.main(["LastTenDays", *arguments]))
+    sys.exit(microflow.main(["RunAll", *arguments]))
