@@ -5869,8 +5869,9 @@ class Worker:
 
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
                  processes=1, executor=None, check_workers=0, worker_processes=None,
-                 assistant=False, **options):
+                 assistant=False, progress=None, **options):
         self._scheduler = scheduler if scheduler is not None else Scheduler()
+        self.progress = progress   # called as build() says, while tasks run
         # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
         processes = processes if worker_processes is None else worker_processes
         self._assistant = bool(assistant)   # runs any runnable task the scheduler has
@@ -6223,8 +6224,11 @@ class Worker:
         pinging = getattr(self._scheduler, "start_pinging", None)   # a remote scheduler
         heartbeat = pinging(self._id, self.options["ping_interval"]) if pinging else None
         try:
-            while self.step() != "stop":
-                pass
+            if self.progress is None:
+                while self.step() != "stop":
+                    pass
+            else:
+                self._run_with_progress()
         except KeyboardInterrupt as exc:
             self._interrupt(exc)
         except SchedulerUnavailable:
@@ -6241,6 +6245,27 @@ class Worker:
                 self._note_done_elsewhere()
         self.run_succeeded = not self._failed_ids and not self._load_failures
         return self.run_succeeded
+
+    def _run_with_progress(self, every=0.2):
+        """The run loop, telling ``progress`` (done, running, pending, failed, seconds)
+        at most every ``every`` seconds and once at the end."""
+        reported = self._reported
+        done_before = sum(1 for bits in reported.values() if bits & _REPORTED_DONE)
+        started = due = time.monotonic()
+        action = None
+        while action != "stop":
+            action = self.step()
+            now = time.monotonic()
+            if now >= due or action == "stop":
+                due = now + every
+                done = sum(1 for bits in reported.values() if bits & _REPORTED_DONE)
+                failed = sum(1 for bits in reported.values()
+                             if bits & _REPORTED_FAILED and not bits & _REPORTED_DONE)
+                runnable = sum(1 for bits in reported.values() if bits & _REPORTED_RUNNABLE)
+                done -= done_before
+                self.progress(done, len(self._running),
+                              max(0, runnable - done - failed - len(self._running)), failed,
+                              now - started)
 
     def _flush_reports(self):
         """Send what a remote scheduler's client still holds back (the last reports
@@ -7666,7 +7691,7 @@ _CORE_OPTIONS = {name for name, _ in core.get_params()}
 
 def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
           scheduler=None, worker_options=None, executor=None, check_workers=0,
-          worker_scheduler_factory=None, **core_options):
+          worker_scheduler_factory=None, progress=None, **core_options):
     """Run ``tasks`` and everything they need; return True if all went well (every
     failure, if any, recovered by a retry).
 
@@ -7678,7 +7703,9 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     ``detailed_summary=True`` returns a RunResult instead. ``scheduler`` takes any
     object with the Scheduler methods (default: a fresh in-memory one);
     ``worker_options`` overrides ``[worker]`` options; ``worker_scheduler_factory`` (a
-    WorkerSchedulerFactory) makes the scheduler and worker instead. Safe to call from
+    WorkerSchedulerFactory) makes the scheduler and worker instead. ``progress``, a
+    callable, is given (done, running, pending, failed, seconds) about five times a
+    second while tasks run (the command line's live status line). Safe to call from
     any thread: it installs no signal handlers and takes no pid lock. Raises TypeError
     for an unknown option, and KeyboardInterrupt, after logging the summary, when
     interrupted.
@@ -7688,7 +7715,7 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
         name = sorted(unknown)[0]
         close = _suggestions(name, sorted(_CORE_OPTIONS | {
             "workers", "detailed_summary", "scheduler", "worker_options", "executor",
-            "check_workers", "worker_scheduler_factory"}))
+            "check_workers", "worker_scheduler_factory", "progress"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
     # Given here, else on the command line, else in [core]; and [core]'s typo check.
@@ -7701,7 +7728,7 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
                                    factory)
     with _logging_unless_configured():
         result = _run_build(list(tasks), workers, scheduler, worker_options or {}, factory,
-                            assistant=env.assistant, executor=executor,
+                            assistant=env.assistant, executor=executor, progress=progress,
                             check_workers=_check_workers(check_workers, env))
         _log.info("%s", result.summary_text)
     if result.worker.interrupted is not None:
@@ -7785,7 +7812,7 @@ def _remote_scheduler(url):
 
 
 def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant=False,
-               **runner_options):
+               progress=None, **runner_options):
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ValueError(f"workers must be a whole number >= 0 (0: schedule only), got "
                          f"{workers!r}")
@@ -7793,6 +7820,8 @@ def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistan
                                    assistant=assistant) \
         if factory else Worker(scheduler, processes=workers, assistant=assistant,
                                **runner_options, **worker_options)
+    if progress is not None:
+        worker.progress = progress
     with worker:
         adds = getattr(worker, "add_all", None)   # one walk; a factory's may lack it
         succeeded = adds(tasks) if adds else all([worker.add(task) for task in tasks])
@@ -8051,6 +8080,8 @@ _CLI_OPTIONS = (
                                                           "compatibility")),
     ("--no-lock", dict(action="store_true", help="run even if this command already runs "
                                                  "(the pid lock, --lock-size, --take-lock)")),
+    ("--no-progress", dict(action="store_true", help="no live status line, even on a "
+                                                     "terminal")),
     ("--dry-run", dict(action="store_true", help="run nothing: print what would run "
                                                  "and why, exit 1 if anything would")),
     ("--tree", dict(action="store_true", help="print the dependency tree with each "
@@ -8506,13 +8537,53 @@ def _run_command_line(argv, factory=None):
 def _build_command_line(task, options, factory):
     """The build a command line asks for, and its exit code (worked out while the
     command line's --retcode-* flags are in force)."""
-    result = build([task], workers=options.workers, detailed_summary=True,
-                   parallel_scheduling=options.parallel_scheduling,
-                   parallel_scheduling_processes=options.parallel_scheduling_processes,
-                   scheduler_url=options.scheduler_url, scheduler_host=options.scheduler_host,
-                   scheduler_port=options.scheduler_port, worker_scheduler_factory=factory)
+    terminal = not options.no_progress and sys.stderr.isatty()
+    with (_ProgressLine(sys.stderr) if terminal else contextlib.nullcontext()) as line:
+        result = build([task], workers=options.workers, detailed_summary=True,
+                       parallel_scheduling=options.parallel_scheduling,
+                       parallel_scheduling_processes=options.parallel_scheduling_processes,
+                       scheduler_url=options.scheduler_url,
+                       scheduler_host=options.scheduler_host,
+                       scheduler_port=options.scheduler_port,
+                       worker_scheduler_factory=factory, progress=line)
     result.exit_code = exit_code(result, [task])
     return result
+
+
+class _ProgressLine:
+    """One live status line on a terminal: redrawn in place as the build goes, wiped
+    before any log line is written (and so before the summary), and at the end."""
+
+    def __init__(self, stream):
+        import logging
+        self.stream, self.shown = stream, False
+        self._filter = lambda record: self.clear() or True
+        self._handlers = [h for h in logging.getLogger(LOGGER_NAME).handlers +
+                          logging.getLogger().handlers
+                          if getattr(h, "stream", None) is stream]
+
+    def __enter__(self):
+        for handler in self._handlers:
+            handler.addFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc_info):
+        self.clear()
+        for handler in self._handlers:
+            handler.removeFilter(self._filter)
+
+    def __call__(self, done, running, pending, failed, seconds):
+        rate = done / seconds if seconds > 0 else 0.0
+        self.stream.write(f"\r\x1b[K{done} done, {running} running, {pending} pending, "
+                          f"{failed} failed | {rate:.1f} tasks/s | {seconds:.0f}s")
+        self.stream.flush()
+        self.shown = True
+
+    def clear(self):
+        if self.shown:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.shown = False
 
 
 def _run_server(options):

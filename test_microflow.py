@@ -4573,6 +4573,51 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(done.returncode, 2)
         self.assertIn("give --every or --cron, not both", done.stderr)
 
+    def test_a_live_progress_line_on_a_terminal_only(self):
+        import pty
+        (self.tmp / "steps.py").write_text(textwrap.dedent("""\
+            import time, microflow
+            class Step(microflow.Task):
+                n = microflow.IntParameter()
+                done = set()
+                def complete(self):
+                    return self.n in self.done
+                def run(self):
+                    time.sleep(0.15)
+                    self.done.add(self.n)
+            class Steps(microflow.WrapperTask):
+                def requires(self):
+                    return [Step(n) for n in range(6)]
+            """))
+        args = ["--module", "steps", "Steps"]
+
+        def on_a_terminal(*extra):
+            leader, follower = pty.openpty()
+            process = subprocess.Popen([sys.executable, "-m", "microflow", *args, *extra],
+                                       cwd=self.tmp, env=self.environment({}),
+                                       stdin=subprocess.DEVNULL, stdout=follower,
+                                       stderr=follower)
+            os.close(follower)
+            chunks = []
+            while True:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:   # the terminal closed: the process is gone
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(leader)
+            self.assertEqual(process.wait(30), 0)
+            return b"".join(chunks).decode()
+
+        shown = on_a_terminal()
+        self.assertRegex(shown, r"\r\x1b\[K\d done, \d running, \d pending, 0 failed \| "
+                                r"[\d.]+ tasks/s \| \d+s")
+        self.assertIn("\r\x1b[KINFO: \r\n===== Luigi Execution Summary", shown)  # wiped
+        self.assertNotIn("\x1b[K", on_a_terminal("--no-progress"))
+        self.assertNotIn("\x1b[K", self.cli(*args).stderr)        # not a terminal
+
     def test_no_task_prints_usage(self):
         done = self.cli()
         self.assertEqual(done.returncode, 2)
