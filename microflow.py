@@ -8491,7 +8491,7 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     return outcome if detailed_summary else outcome.scheduling_succeeded
 
 
-def _run_command_line(argv, factory=None):
+def _run_command_line(argv, factory=None, firing=False):
     """Parse, build, and return the RunResult (or an int exit code for help)."""
     task_class, root, global_values, options = _parse_command_line(argv)
     if options.version:
@@ -8531,7 +8531,27 @@ def _run_command_line(argv, factory=None):
                 print(f"microflow: Pid(s) {pids} already running this command (--no-lock "
                       f"to run it anyway)", file=sys.stderr)
                 return _retcode("already_running")
+            busy = _running_elsewhere(task, options) if firing else []
+            if busy:
+                _log.warning("skipped: %s is being built elsewhere (running now: %s)", task,
+                             ", ".join(busy[:3]) + (" ..." if len(busy) > 3 else ""))
+                return _retcode("already_running")
             return _build_command_line(task, options, factory)
+
+
+def _running_elsewhere(task, options):
+    """With a central scheduler: the tasks of ``task``'s graph some worker runs now, so
+    a --every/--cron firing on one host skips while another host builds the same."""
+    if not (options.scheduler_url or options.scheduler_host or options.scheduler_port):
+        return []
+    url = options.scheduler_url or (f"http://{options.scheduler_host or 'localhost'}:"
+                                    f"{options.scheduler_port or 8082}")
+    client = _remote_scheduler(url)
+    try:
+        graph = client.dep_graph(task.task_id)
+    finally:
+        client.close()
+    return sorted(task_id for task_id, info in graph.items() if info["status"] == RUNNING)
 
 
 def _build_command_line(task, options, factory):
@@ -8629,8 +8649,8 @@ def _command_line(argv, interruptible):
     if trigger is not None:
         schedule, max_runs, at_once = trigger
         with logging_setup, _stop_on_signals() as stop:
-            return _trigger(schedule, lambda: _guarded_main(argv, True), max_runs=max_runs,
-                            stop=stop, at_once=at_once)
+            return _trigger(schedule, lambda: _guarded_main(argv, True, firing=True),
+                            max_runs=max_runs, stop=stop, at_once=at_once)
     with logging_setup, \
             (_sigterm_as_interrupt() if interruptible else contextlib.nullcontext()):
         return _guarded_main(argv, interruptible)
@@ -8780,11 +8800,12 @@ def _log_level(argv):
     return level
 
 
-def _guarded_main(argv, interruptible=True):
+def _guarded_main(argv, interruptible=True, firing=False):
     """Run the command line, turning every error into a message and an exit code
-    (KeyboardInterrupt too, unless not ``interruptible``)."""
+    (KeyboardInterrupt too, unless not ``interruptible``); ``firing``: as a build of a
+    --every/--cron loop."""
     try:
-        outcome = _run_command_line(argv)
+        outcome = _run_command_line(argv, firing=firing)
         if isinstance(outcome, int):
             return outcome
         return outcome.exit_code

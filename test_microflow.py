@@ -3624,6 +3624,27 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         with self.assertRaisesRegex(mf.UsageError, "does not daemonize"):
             mf.cmdline.luigid(["--background"])
 
+    def test_a_firing_skips_while_another_host_builds_the_same(self):
+        (self.tmp / "hostjob.py").write_text(
+            "import microflow\nclass Job(microflow.Task):\n"
+            "    def complete(self):\n        return False\n")
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
+        server, url = start_server_process(env=env)
+        self.addCleanup(server.wait)
+        self.addCleanup(server.terminate)
+        other_host = mf.RemoteScheduler(url, attempts=1)
+        job = mf.task_id_str("Job", {})
+        other_host.add_task(worker="host-b", task_id=job, family="Job")
+        self.assertEqual(other_host.get_work(worker="host-b")["task_id"], job)   # running
+        done = subprocess.run([sys.executable, "-m", "microflow", "--module", "hostjob",
+                               "Job", "--scheduler-url", url, "--every", "1s",
+                               "--max-runs", "1", "--no-lock"], cwd=self.tmp, env=env,
+                              capture_output=True, text=True, timeout=60)
+        other_host.close()
+        self.assertEqual(done.returncode, 10, done.stderr)
+        self.assertIn(f"skipped: Job() is being built elsewhere (running now: {job})",
+                      done.stderr)
+
     def test_workers_on_overlapping_graphs_run_each_task_once(self):
         (self.tmp / "shared_tasks.py").write_text(SHARED_MODULE)
         config = self.tmp / "worker.cfg"
