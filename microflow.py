@@ -8523,7 +8523,9 @@ def _run_command_line(argv, factory=None, firing=False):
             print(_tree_text(dependency_tree(task)))
             return 0
         env = core()
-        key = "microflow " + " ".join(argv)   # one lock per command, as Luigi's pid file
+        # One lock per command, as Luigi's pid file (with or without the lock flags).
+        key = "microflow " + " ".join(a for a in argv if a not in ("--take-lock",
+                                                                   "--no-lock"))
         with (contextlib.nullcontext("unlocked") if options.no_lock or env.no_lock else
               _pid_lock(key, env.lock_pid_dir, env.lock_size, env.take_lock)) as held:
             if held is None:

@@ -4565,6 +4565,48 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         third = self.cli("--module", "slow", "Slow", "--workers", "2", env=env)
         self.assertEqual(third.returncode, 0, third.stderr)
 
+    def test_take_lock_asks_the_holder_to_stop_taking_work(self):
+        (self.tmp / "chain.py").write_text(textwrap.dedent("""\
+            import os, time, microflow
+            class First(microflow.Task):
+                def complete(self):
+                    return os.path.exists("first.done")
+                def run(self):
+                    open(f"first.started.{os.getppid()}", "w").close()
+                    while not os.path.exists("first.go"):
+                        time.sleep(0.02)
+                    open("first.done", "w").close()
+            class Second(microflow.Task):
+                def requires(self):
+                    return First()
+                def complete(self):
+                    return os.path.exists("second.done")
+                def run(self):
+                    open("second.done", "w").close()
+            """))
+        env = {"MICROFLOW_CONFIG_PATH": str(self.write_config(
+            f"[core]\nlock_pid_dir = {self.tmp / 'locks'}\n"))}
+        holder = subprocess.Popen([sys.executable, "-m", "microflow", "--module", "chain",
+                                   "Second", "--workers", "2"], cwd=self.tmp,
+                                  env=self.environment(env),
+                                  stderr=subprocess.PIPE, text=True)
+        self.addCleanup(holder.kill)
+        wait_for_file(self.tmp / f"first.started.{holder.pid}")
+        taker = subprocess.Popen([sys.executable, "-m", "microflow", "--module", "chain",
+                                  "Second", "--workers", "2", "--take-lock"], cwd=self.tmp,
+                                 env=self.environment(env), stderr=subprocess.PIPE, text=True)
+        self.addCleanup(taker.kill)
+        # The same command is not refused (one lock more), and the holder got SIGUSR1
+        # before the taker started First: it finishes First, then asks for no more.
+        wait_for_file(self.tmp / f"first.started.{taker.pid}")
+        (self.tmp / "first.go").touch()
+        _, holder_log = holder.communicate(timeout=30)
+        _, taker_log = taker.communicate(timeout=30)
+        self.assertEqual(taker.returncode, 0, taker_log)
+        self.assertIn("running   Second()", taker_log)
+        self.assertNotIn("running   Second()", holder_log)
+        self.assertEqual(holder.returncode, 25, holder_log)   # Second left "not run"
+
     def test_every_on_the_command_line_stops_cleanly_on_sigterm(self):
         import signal
         (self.tmp / "ticks.py").write_text(textwrap.dedent("""\
