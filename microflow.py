@@ -3267,6 +3267,27 @@ class RangeBase(WrapperTask):
             done = [task.complete() for task in tasks]
         return [d for d, complete in zip(finite_datetimes, done) if not complete]
 
+    # The back/forward window's unit: days_back, hours_forward, ... (subclasses).
+    _unit = "days"
+
+    def moving_start(self, now):
+        """The earliest time the window reaches: ``now`` less ``<unit>_back``."""
+        back = getattr(self, self._unit + "_back")
+        return now - datetime.timedelta(**{self._unit: back})
+
+    def moving_stop(self, now):
+        """The latest: ``now`` plus ``<unit>_forward``."""
+        forward = getattr(self, self._unit + "_forward")
+        return now + datetime.timedelta(**{self._unit: forward})
+
+    def datetime_to_parameter(self, dt):
+        """The family's parameter value for a point in time (a datetime by default)."""
+        return dt
+
+    def parameter_to_datetime(self, p):
+        """The point in time of a parameter value."""
+        return p
+
     def _instantiate_task_cls(self, param):
         return self.of(**dict(self.of_params, **{self._param_name: param}))
 
@@ -3314,12 +3335,6 @@ class RangeDailyBase(RangeBase):
     def parameter_to_datetime(self, p):
         return datetime.datetime(p.year, p.month, p.day)
 
-    def moving_start(self, now):
-        return now - datetime.timedelta(days=self.days_back)
-
-    def moving_stop(self, now):
-        return now + datetime.timedelta(days=self.days_forward)
-
     def finite_datetimes(self, finite_start, finite_stop):
         """Midnights from ``finite_start``'s day to before ``finite_stop``."""
         day = datetime.datetime(finite_start.year, finite_start.month, finite_start.day)
@@ -3333,18 +3348,7 @@ class RangeHourlyBase(RangeBase):
     stop = DateHourParameter(default=None, description="last hour (exclusive)")
     hours_back = IntParameter(default=100 * 24, description="hours before now")
     hours_forward = IntParameter(default=0, description="hours after now")
-
-    def datetime_to_parameter(self, dt):
-        return dt
-
-    def parameter_to_datetime(self, p):
-        return p
-
-    def moving_start(self, now):
-        return now - datetime.timedelta(hours=self.hours_back)
-
-    def moving_stop(self, now):
-        return now + datetime.timedelta(hours=self.hours_forward)
+    _unit = "hours"
 
     def finite_datetimes(self, finite_start, finite_stop):
         """Whole hours in [finite_start, finite_stop)."""
@@ -3361,18 +3365,7 @@ class RangeByMinutesBase(RangeBase):
     minutes_forward = IntParameter(default=0, description="minutes after now")
     minutes_interval = IntParameter(default=1, description="minutes between instances; "
                                                            "it must divide 60")
-
-    def datetime_to_parameter(self, dt):
-        return dt
-
-    def parameter_to_datetime(self, p):
-        return p
-
-    def moving_start(self, now):
-        return now - datetime.timedelta(minutes=self.minutes_back)
-
-    def moving_stop(self, now):
-        return now + datetime.timedelta(minutes=self.minutes_forward)
+    _unit = "minutes"
 
     def finite_datetimes(self, finite_start, finite_stop):
         """Every ``minutes_interval`` minutes in [finite_start, finite_stop), on the
@@ -3704,7 +3697,8 @@ class BatchNotifier:
         for group, keys in sorted(groups.items(), key=lambda item: (
                 sum(rank(k)[0] for k in item[1]), sum(rank(k)[1] for k in item[1]),
                 min(item[1]))):
-            lines = [f"{key} ({self._counts_text(counts[key])})" for key in sorted(keys, key=rank)]
+            lines = [f"{key} ({self._counts_text(counts[key])})"
+                     for key in sorted(keys, key=rank)]
             parts.append(("<li>" + "\n<br>".join(lines)) if html
                          else "- " + "\n  ".join(lines))
             parts.append(group if isinstance(group, str) else group[1])
@@ -3775,7 +3769,8 @@ def _options_class(section, defaults, doc):
 
 
 worker = _options_class("worker", _WORKER_DEFAULTS, "The [worker] options: "
-                        "``worker().keep_alive``; ``--worker-keep-alive`` on the command line.")
+                        "``worker().keep_alive``; ``--worker-keep-alive`` on the command "
+                        "line.")
 scheduler = _options_class("scheduler", _SCHEDULER_DEFAULTS, "The [scheduler] options: "
                            "``scheduler().retry_delay``; ``--scheduler-retry-delay``.")
 _OPTION_CLASSES = {"worker": worker, "scheduler": scheduler}
