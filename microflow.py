@@ -7554,14 +7554,28 @@ def dry_run(tasks):
     worker = Worker(Scheduler(), worker_id="dry-run")
     with worker:
         worker.add_all(list(tasks))
-    graph = worker._scheduler.graph()
-    states = {}
-    for task_id, info in graph.items():
-        states[task_id] = ("complete" if info["status"] == DONE else
-                           "scheduling error" if info["status"] == UNKNOWN else
-                           "would run" if info["workers"] else "missing external")
+    states = {task_id: "complete" if info["status"] == DONE else
+              "scheduling error" if info["status"] == UNKNOWN else
+              "would run" if info["workers"] else "missing external"
+              for task_id, info in worker._scheduler.graph().items()}
+    plan = []
+    for task in _dependencies_first(tasks, worker._walked_deps):
+        needs = [dep for dep in worker._walked_deps.get(task.task_id, ())
+                 if states.get(dep.task_id) != "complete"]
+        state = states.get(task.task_id, "complete")
+        if state == "would run" and any(states.get(dep.task_id) in (
+                "missing external", "scheduling error", "blocked") for dep in needs):
+            state = states[task.task_id] = "blocked"
+        plan.append(PlannedTask(task, state, _plan_reasons(task, state, needs, states,
+                                                           worker.errors)))
+    return plan
+
+
+def _dependencies_first(roots, walked):
+    """The tasks the walk met from ``roots`` (``walked``: id -> deps), each once, every
+    task after its dependencies (an iterative depth-first walk)."""
     order, seen = [], set()
-    for root in tasks:   # dependencies first: a depth-first walk, each task once
+    for root in roots:
         stack = [(root, False)]
         while stack:
             task, expanded = stack.pop()
@@ -7570,31 +7584,26 @@ def dry_run(tasks):
             elif task.task_id not in seen:
                 seen.add(task.task_id)
                 stack.append((task, True))
-                stack.extend((dep, False) for dep in
-                             reversed(worker._walked_deps.get(task.task_id, ())))
-    plan = []
-    for task in order:
-        state, reasons = states.get(task.task_id, "complete"), []
-        needs = [dep for dep in worker._walked_deps.get(task.task_id, ())
-                 if states.get(dep.task_id) != "complete"]
-        if state == "would run" and any(
-                states.get(dep.task_id) in ("missing external", "scheduling error", "blocked")
-                for dep in needs):
-            state = states[task.task_id] = "blocked"
-        if state in ("would run", "blocked", "missing external"):
-            missing = [getattr(out, "path", repr(out)) for out in flatten(task.output())
-                       if not out.exists()]
-            reasons += ([("external data missing: " if state == "missing external"
-                          else "output missing: ") + ", ".join(missing)] if missing
-                        else ["complete() is False"])
-        reasons += [f"needs {dep!r} ({states.get(dep.task_id)})" for dep in needs[:3]]
-        if len(needs) > 3:
-            reasons.append(f"and {len(needs) - 3} more")
-        if state == "scheduling error":
-            error = worker.errors.get(task.task_id, "").strip()
-            reasons.append(error.splitlines()[-1] if error else "could not be checked")
-        plan.append(PlannedTask(task, state, reasons))
-    return plan
+                stack.extend((dep, False) for dep in reversed(walked.get(task.task_id, ())))
+    return order
+
+
+def _plan_reasons(task, state, needs, states, errors):
+    """Why a planned task is in ``state``, in words."""
+    reasons = []
+    if state in ("would run", "blocked", "missing external"):
+        missing = [getattr(out, "path", repr(out)) for out in flatten(task.output())
+                   if not out.exists()]
+        label = "external data missing: " if state == "missing external" else \
+            "output missing: "
+        reasons.append(label + ", ".join(missing) if missing else "complete() is False")
+    reasons += [f"needs {dep!r} ({states.get(dep.task_id)})" for dep in needs[:3]]
+    if len(needs) > 3:
+        reasons.append(f"and {len(needs) - 3} more")
+    if state == "scheduling error":
+        error = errors.get(task.task_id, "").strip()
+        reasons.append(error.splitlines()[-1] if error else "could not be checked")
+    return reasons
 
 
 def _dry_run_text(plan):
