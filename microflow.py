@@ -7827,8 +7827,9 @@ def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistan
     if progress is not None:
         worker.progress = progress
     with worker:
-        adds = getattr(worker, "add_all", None)   # one walk; a factory's may lack it
-        succeeded = adds(tasks) if adds else all([worker.add(task) for task in tasks])
+        # One walk for all the tasks; a factory's own kind of worker gets add() each.
+        succeeded = worker.add_all(tasks) if isinstance(worker, Worker) else \
+            all([worker.add(task) for task in tasks])
         succeeded &= worker.run()
     return RunResult(worker, succeeded)
 

@@ -4196,6 +4196,27 @@ class TestWorkerSchedulerFactory(BuildCase):
         self.assertEqual(made, ["scheduler", ("worker", 1)])
         self.assertIs(mf.interface._WorkerSchedulerFactory, mf.WorkerSchedulerFactory)
 
+    def test_a_worker_of_the_factorys_own_kind_is_used_through_add_and_stopped(self):
+        events = []
+
+        class OwnWorker:   # not microflow's Worker: only add(), run() and a with block
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc_info):
+                events.append("exited")
+
+            def add(self, task):
+                events.append("add")
+                raise AttributeError("no such thing")
+
+        class Factory(mf.WorkerSchedulerFactory):
+            def create_worker(self, scheduler, worker_processes=1, assistant=False):
+                return OwnWorker()
+        with self.assertRaisesRegex(AttributeError, "no such thing"):
+            mf.build([Recorder("own", [])], worker_scheduler_factory=Factory())
+        self.assertEqual(events, ["add", "exited"])
+
 
 class TestDecorators(BuildCase):
     def test_copies_requires_the_task_and_copies_its_output(self):
