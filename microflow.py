@@ -7653,8 +7653,8 @@ def _tree_text(node, prefix="", last=True, top=True):
 class core(Config):
     """The ``[core]`` options as one Config object (Luigi's ``luigi.interface.core``):
     ``core().workers`` is the command line's ``--workers``, else ``[core] workers``,
-    else 1. build() takes each as a keyword. Those that only matter to Luigi's own
-    machinery (its daemon) are accepted and ignored, so Luigi calls run unchanged."""
+    else 1. build() takes each as a keyword; the lock options govern the command
+    line's pid lock (build() takes none), and ``help``/``help_all`` the command line."""
 
     use_cmdline_section = False
     # Read from [core] by the scheduler client and the log set-up, not parameters here.
