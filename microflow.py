@@ -4596,9 +4596,15 @@ class Scheduler:
         batch_id, runner.batch_id = runner.batch_id, None
         if status == FAILED and not runner.batchable:   # a combined task, not a member
             self._timer(now, "drop", runner.id)
+        self._settle_batch(batch_id, status, now, runner.expl)
+
+    def _settle_batch(self, batch_id, status, now, expl=_NO_VALUE):
+        """The members of batch ``batch_id`` still waiting take ``status`` (and
+        ``expl``, when given); the batch is forgotten."""
         for member in self._batch_members(batch_id):
             member.batch_id = member.worker_running = member.resources_running = None
-            member.expl = runner.expl
+            if expl is not _NO_VALUE:
+                member.expl = expl
             self._apply_status(member, status, now)
         self._batches.pop(batch_id, None)
 
@@ -4608,10 +4614,7 @@ class Scheduler:
         for batch_id, (worker_id, _, runner_id) in list(self._batches.items()):
             runner = self._tasks.get(runner_id)
             if worker_id == worker.id and (runner is None or runner.status != RUNNING):
-                for member in self._batch_members(batch_id):
-                    member.batch_id = member.worker_running = None
-                    self._set_status(member, PENDING, now)
-                del self._batches[batch_id]
+                self._settle_batch(batch_id, PENDING, now)
 
     def announce_scheduling_failure(self, task_name=None, family=None, params=None,
                                     expl=None, owners=None, worker=None, **kwargs):
@@ -4740,11 +4743,8 @@ class Scheduler:
                 self._remove_later(task, now)
         for batch_id, entry in list(self._batches.items()):   # batches never started
             if entry[0] == worker.id:
-                for member in self._batch_members(batch_id):
-                    member.batch_id = member.worker_running = member.resources_running = None
-                    member.expl = json.dumps(f"worker {worker.id} stopped responding")
-                    self._apply_status(member, FAILED, now)
-                del self._batches[batch_id]
+                self._settle_batch(batch_id, FAILED, now,
+                                   json.dumps(f"worker {worker.id} stopped responding"))
 
     def _remove_later(self, task, now):
         """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
@@ -6253,11 +6253,11 @@ class Worker:
             now = time.monotonic()
             if now >= due or action == "stop":
                 due = now + every
-                done = sum(1 for bits in reported.values() if bits & _REPORTED_DONE)
-                failed = sum(1 for bits in reported.values()
-                             if bits & _REPORTED_FAILED and not bits & _REPORTED_DONE)
+                counts = collections.Counter(
+                    "done" if bits & _REPORTED_DONE else "failed" if bits & _REPORTED_FAILED
+                    else "other" for bits in reported.values())
                 runnable = sum(1 for bits in reported.values() if bits & _REPORTED_RUNNABLE)
-                done -= done_before
+                done, failed = counts["done"] - done_before, counts["failed"]
                 self.progress(done, len(self._running),
                               max(0, runnable - done - failed - len(self._running)), failed,
                               now - started)
@@ -7861,15 +7861,11 @@ def _pid_lock(key, pid_dir="", size=1, take=False):
     With ``take`` the holders are sent SIGUSR1 (they stop asking for work and finish
     what they run) and one lock more is allowed, as Luigi's ``--take-lock`` does."""
     import fcntl
-    import hashlib
     import signal
-    if not pid_dir:
-        import tempfile
-        pid_dir = os.path.join(tempfile.gettempdir(), "luigi")
-    os.makedirs(pid_dir, mode=0o700, exist_ok=True)
-    digest = hashlib.md5(key.encode("utf-8")).hexdigest()
+    prefix = _lock_prefix(key, pid_dir)
+    os.makedirs(os.path.dirname(prefix), mode=0o700, exist_ok=True)
     for slot in range(size + bool(take)):
-        path = os.path.join(pid_dir, f"{digest}.{slot}.lock")
+        path = f"{prefix}.{slot}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -7894,15 +7890,21 @@ def _pid_lock(key, pid_dir="", size=1, take=False):
     yield None
 
 
+def _lock_prefix(key, pid_dir=""):
+    """``<pid_dir>/<md5 of key>``: where ``key``'s lock files start (``pid_dir``
+    defaults to ``$TMPDIR/luigi``, Luigi's)."""
+    import hashlib
+    if not pid_dir:
+        import tempfile
+        pid_dir = os.path.join(tempfile.gettempdir(), "luigi")
+    return os.path.join(pid_dir, hashlib.md5(key.encode("utf-8")).hexdigest())
+
+
 def _lock_holders(key, pid_dir=""):
     """The pids written in ``key``'s lock files (for the message when they are held)."""
-    import hashlib
     import glob
-    import tempfile
-    digest = hashlib.md5(key.encode("utf-8")).hexdigest()
     pids = []
-    for path in glob.glob(os.path.join(pid_dir or os.path.join(tempfile.gettempdir(),
-                                                                "luigi"), digest + ".*")):
+    for path in glob.glob(_lock_prefix(key, pid_dir) + ".*.lock"):
         with contextlib.suppress(OSError, ValueError), open(path) as f:
             pids.append(int(f.read().strip()))
     return sorted(pids)
