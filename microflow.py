@@ -100,7 +100,14 @@ __all__ = (
     "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
     "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
     "retcodes", "rpc", "copies", "delegates", "execution_summary", "interface",
-    "WorkerSchedulerFactory",
+    "WorkerSchedulerFactory", "worker", "scheduler", "task_status", "tools", "freezing",
+    "local_target", "notifications", "batch_notifier", "setup_logging", "server",
+    "install_as_luigi", "add_config_path", "PidLockAlreadyTakenExit",
+    # Luigi's worker and scheduler helpers (for libraries with a worker of their own)
+    "TaskException", "AsyncCompletionException", "TracebackWrapper", "check_complete",
+    "check_complete_cached", "SingleProcessPool", "DequeQueue", "TaskStatusReporter",
+    "SchedulerMessage", "rpc_message_callback", "KeepAliveThread", "GetWorkResponse",
+    "RetryPolicy", "WORKER_STATE_ACTIVE", "WORKER_STATE_DISABLED",
 )
 
 
@@ -128,8 +135,23 @@ _TASK_ID_TRUNCATE_PARAMS = 16
 _TASK_ID_TRUNCATE_HASH = 10
 _TASK_ID_INVALID_CHAR = r"[^A-Za-z0-9_]"
 
-# Marker for "this parameter has no value yet"; falsy checks must not be used on it.
-_NO_VALUE = type("_NoValue", (), {"__repr__": lambda self: "<no value>"})()
+class _NoValueType:
+    """The type of the marker for "this parameter has no value yet" (Luigi's name); one
+    instance only, so libraries built on Luigi may test ``default is _no_value``."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self):
+        return "<no_value>"
+
+
+# Falsy checks must not be used on it: ``is _NO_VALUE`` only.
+_NO_VALUE = _no_value = _NoValueType()
 
 # Luigi's magic namespace meaning "use the class's __module__".
 _SAME_AS_PYTHON_MODULE = "_same_as_python_module"
@@ -329,7 +351,7 @@ def _import_object(spec):
 # Configuration
 ###########################################################################################
 
-def _config_paths():
+def _config_files():
     """The files read, in order; a later file wins over an earlier one. A path ending
     in ``.toml`` is read as TOML."""
     paths = ["/etc/luigi/luigi.cfg", "/etc/luigi/luigi.toml", "luigi.cfg", "luigi.toml",
@@ -337,7 +359,7 @@ def _config_paths():
     for variable in ("LUIGI_CONFIG_PATH", "MICROFLOW_CONFIG_PATH"):
         if os.environ.get(variable):
             paths.append(os.environ[variable])
-    return paths
+    return paths + _ConfigParser._config_paths
 
 
 class _EnvInterpolation(configparser.BasicInterpolation):
@@ -361,6 +383,7 @@ class _ConfigParser(configparser.ConfigParser):
     """Luigi's cfg dialect: case-sensitive options, env interpolation, dash aliases."""
 
     _instance = None   # the parser in use; see _ConfigState
+    _config_paths = []  # files added with add_config_path(), read after the usual ones
 
     def __init__(self):
         super().__init__(interpolation=_EnvInterpolation())
@@ -371,6 +394,20 @@ class _ConfigParser(configparser.ConfigParser):
         """The configuration in use, read on first call (Luigi's
         ``LuigiConfigParser.instance()``)."""
         return get_config()
+
+    @classmethod
+    def add_config_path(cls, path):
+        """Read ``path`` over the configuration in force, and on every later reload."""
+        cls._config_paths = cls._config_paths + [path]
+        cls.reload()
+
+    @classmethod
+    def reload(cls):
+        """Read every configuration file again over the values in force."""
+        parser = get_config()
+        done = parser.read(_config_files(), encoding="utf-8")
+        _CONFIG.generation += 1
+        return done
 
     def _resolve(self, section, option):
         """Return the option name actually present: the underscore form, else the dash
@@ -516,7 +553,7 @@ class _ConfigState:
                 if _ConfigParser._instance is None:
                     parser = _ConfigParser()
                     try:
-                        parser.read(_config_paths(), encoding="utf-8")
+                        parser.read(_config_files(), encoding="utf-8")
                     except configparser.Error as exc:
                         raise ConfigError("cannot read the configuration: "
                                           + " ".join(str(exc).split())) from None
@@ -679,6 +716,10 @@ class Parameter:
     _counter = 0          # declaration order, shared by every parameter ever created
     _expected = "a string"  # what parse() accepts, for error messages
 
+    # ``Parameter[int]`` at run time, as Luigi's Generic parameters (``class
+    # P(Parameter[int])`` subclasses Parameter); no typing import.
+    __class_getitem__ = classmethod(types.GenericAlias)
+
     def __init__(self, default=_NO_VALUE, is_global=False, significant=True,
                  description=None, config_path=None, positional=True,
                  always_in_help=False, batch_method=None,
@@ -780,6 +821,13 @@ class Parameter:
         if not xs:
             raise ValueError("Empty parameter list passed to parse_list")
         return self._batch_method(map(self.parse, xs))
+
+    @classmethod
+    def _parser_kwargs(cls, param_name, task_name=None):
+        """The argparse keywords of this parameter's flag (Luigi's hook: a subclass may
+        return ``action="store_true"`` or ``nargs="?"`` with a ``const``)."""
+        return {"action": "store",
+                "dest": f"{task_name}_{param_name}" if task_name else param_name}
 
     def _warn_on_wrong_param_type(self, param_name, param_value):
         if type(self) is Parameter and not isinstance(param_value, str):
@@ -906,6 +954,14 @@ class BoolParameter(Parameter):
             return self.parse(x)
         except ValueError:
             return None
+
+    def _parser_kwargs(self, *args, **kwargs):
+        keywords = super()._parser_kwargs(*args, **kwargs)
+        if self.parsing == self.IMPLICIT_PARSING:
+            keywords["action"] = "store_true"
+        else:
+            keywords.update(nargs="?", const=True)
+        return keywords
 
 
 class OptionalBoolParameter(_OptionalMixin, BoolParameter):
@@ -2282,8 +2338,11 @@ class _ClassInfo:
         self.id_names = sorted(name for name, p in params
                                if p.significant and p.visibility == ParameterVisibility.PUBLIC)
         self.id_keys = [_json_string(name) + ":" for name in self.id_names]
+        # Luigi's base check applies to plain Parameters only; any class of its own
+        # (Optional*, TimeDelta, a library's) is asked too.
         self.type_checked = [(name, p) for name, p in params if type(p) is Parameter
-                             or isinstance(p, (_OptionalMixin, TimeDeltaParameter))]
+                             or type(p)._warn_on_wrong_param_type
+                             is not Parameter._warn_on_wrong_param_type]
         self.names = tuple(name for name, _ in params)
         self.positional_names = tuple(name for name, _ in self.positional)
         # None where normalize() is Parameter's own (the identity): no call needed.
@@ -2437,7 +2496,21 @@ _REGISTRY = _Registry()
 _second = operator.itemgetter(1)
 
 
-class Register(abc.ABCMeta):
+class _RegisterType(type):
+    """Register's own type, for ``Register._reg``: Luigi's list of every task class,
+    which libraries built on Luigi read and assign to prune the registry."""
+
+    @property
+    def _reg(cls):
+        return _REGISTRY.classes
+
+    @_reg.setter
+    def _reg(cls, classes):
+        _REGISTRY.classes = list(classes)
+        _REGISTRY._by_family = None
+
+
+class Register(abc.ABCMeta, metaclass=_RegisterType):
     """The metaclass of every Task: registers the class and caches instances.
 
     ``T(1) is T(n=1)``: instances with the same parameter values are the same object
@@ -2839,8 +2912,8 @@ class Task(metaclass=Register):
         if value is _NO_VALUE:
             raise MissingParameterException(
                 f"{cls._call_text(args, kwargs)}: requires the '{name}' parameter to be "
-                f"set ({param._expected}); pass {name}=..., --{family}-"
-                f"{name.replace('_', '-')} on the command line, or [{family}] {name} "
+                f"set ({param._expected}); pass {name}=..., {_global_flag(family, name)}"
+                f" on the command line, or [{family}] {name} "
                 f"in config")
         return cls._normalize(family, name, param, value)
 
@@ -3768,12 +3841,15 @@ def _options_class(section, defaults, doc):
     return Register(section, (Config,), members)
 
 
-worker = _options_class("worker", _WORKER_DEFAULTS, "The [worker] options: "
-                        "``worker().keep_alive``; ``--worker-keep-alive`` on the command "
-                        "line.")
-scheduler = _options_class("scheduler", _SCHEDULER_DEFAULTS, "The [scheduler] options: "
-                           "``scheduler().retry_delay``; ``--scheduler-retry-delay``.")
-_OPTION_CLASSES = {"worker": worker, "scheduler": scheduler}
+# Luigi's luigi.worker.worker and luigi.scheduler.scheduler (microflow.worker.worker, ...).
+_OPTION_CLASSES = {
+    "worker": _options_class("worker", _WORKER_DEFAULTS, "The [worker] options: "
+                             "``worker().keep_alive``; ``--worker-keep-alive`` on the "
+                             "command line."),
+    "scheduler": _options_class("scheduler", _SCHEDULER_DEFAULTS, "The [scheduler] "
+                                "options: ``scheduler().retry_delay``; "
+                                "``--scheduler-retry-delay``."),
+}
 
 
 def _resource_capacities():
@@ -7455,7 +7531,7 @@ class RunResult:
     _tasks = None   # the ``tasks`` dict, once built
 
     def __init__(self, worker, scheduling_succeeded=True):
-        record = self._record = worker.record
+        record = self._record = _record_of(worker)
         others = _other_workers(record)
         sets = _partition(record, others)
         self.worker = worker
@@ -7490,6 +7566,24 @@ class RunResult:
 LuigiRunResult = RunResult
 
 
+def _record_of(worker):
+    """The run record of ``worker``: microflow's Worker keeps one; a worker built on
+    Luigi's (a library's own, driven through a worker_scheduler_factory) keeps Luigi's
+    add_task and get_work histories, which are read into one."""
+    record = getattr(worker, "record", None)
+    if isinstance(record, _RunRecord):
+        return record
+    record = _RunRecord(getattr(worker, "_id", None))
+    for task, status, runnable in getattr(worker, "_add_task_history", ()):
+        record.scheduled.setdefault(task.task_id, task)
+        bits = _REPORTED_BITS.get(status, 0) | (_REPORTED_RUNNABLE if runnable and
+                                                 status == PENDING else 0)
+        record.reported[task.task_id] = record.reported.get(task.task_id, 0) | bits
+    record.idle_replies = [reply for reply in getattr(worker, "_get_work_response_history",
+                                                      ()) if reply.get("task_id") is None]
+    return record
+
+
 def summary(worker):
     """The execution summary of ``worker``'s run, as build() logs it (Luigi's
     ``luigi.execution_summary.summary``)."""
@@ -7499,7 +7593,7 @@ def summary(worker):
 def _summary_dict(worker):
     """``{category: set of Tasks}`` of ``worker``'s run, with Luigi's category names
     (Luigi's ``luigi.execution_summary._summary_dict``, which its users read)."""
-    record = worker.record
+    record = _record_of(worker)
     others = _other_workers(record)
     return {name: {record.scheduled[task_id] for task_id in ids}
             for name, ids in _partition(record, others).items()}
@@ -7735,8 +7829,9 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
                             assistant=env.assistant, executor=executor, progress=progress,
                             check_workers=_check_workers(check_workers, env))
         _log.info("%s", result.summary_text)
-    if result.worker.interrupted is not None:
-        raise result.worker.interrupted   # after the summary, which says what ran
+    interrupted = getattr(result.worker, "interrupted", None)   # a factory's may lack it
+    if interrupted is not None:
+        raise interrupted   # after the summary, which says what ran
     return result if detailed_summary else result.scheduling_succeeded
 
 
@@ -8166,17 +8261,21 @@ def _full_help(parser):
     lines = [parser.format_help().rstrip(), "", "task parameters, for any task:"]
     for family, cls in sorted(_REGISTRY.by_family().items()):
         if cls is not _REGISTRY.AMBIGUOUS:
-            lines += [f"  --{family}-{name.replace('_', '-')}" for name, _ in cls.get_params()]
+            lines += [f"  {_global_flag(family, name)}" for name, _ in cls.get_params()]
     return "\n".join(lines)
 
 
-def _add_param_flag(parser, flag, dest, param):
-    """One ``--flag`` for a parameter; values stay strings until the task parses them."""
-    if isinstance(param, BoolParameter) and param.parsing == BoolParameter.IMPLICIT_PARSING:
+def _add_param_flag(parser, flag, dest, param, name, family):
+    """One ``--flag`` for a parameter, shaped by its ``_parser_kwargs`` (Luigi's hook);
+    values stay strings until the task parses them."""
+    keywords = param._parser_kwargs(name, family)
+    if keywords.get("action") == "store_true":
         parser.add_argument(flag, dest=dest, action="store_const", const="true",
                             default=None)
-    elif isinstance(param, BoolParameter):
-        parser.add_argument(flag, dest=dest, nargs="?", const="true", default=None)
+    elif keywords.get("nargs") == "?":
+        const = keywords.get("const")
+        parser.add_argument(flag, dest=dest, nargs="?", default=None,
+                            const=str(const).lower() if isinstance(const, bool) else const)
     else:
         parser.add_argument(flag, dest=dest, default=None)
 
@@ -8191,12 +8290,20 @@ def _global_param_flags(parser):
         for name, param in cls.get_params():
             dashed = name.replace("_", "-")
             dest = f"global::{family}::{name}"
-            for flag in [f"--{family}-{dashed}"] + (
+            # Luigi's spelling, and microflow's earlier one (the family kept as is).
+            spellings = dict.fromkeys([_global_flag(family, name), f"--{family}-{dashed}"])
+            for flag in list(spellings) + (
                     [f"--{dashed}"] if cls.use_cmdline_section is False else []):
                 with contextlib.suppress(Exception):   # a clash with a core flag: core wins
-                    _add_param_flag(parser, flag, dest, param)
+                    _add_param_flag(parser, flag, dest, param, name, family)
                     flags[dest] = (family, name)
     return flags
+
+
+def _global_flag(family, name):
+    """A parameter's flag for any task, as Luigi spells it: ``--Family-param``, every
+    ``_`` a ``-`` (``tree_info.mode`` is ``--tree-info-mode``)."""
+    return "--" + f"{family}_{name}".replace("_", "-")
 
 
 def _expand_abbreviations(argv, flags):
@@ -8269,7 +8376,7 @@ def _root_parser(task_class):
     import argparse
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     for name, param in task_class.get_params():
-        _add_param_flag(parser, f"--{name.replace('_', '-')}", name, param)
+        _add_param_flag(parser, f"--{name.replace('_', '-')}", name, param, name, None)
     return parser
 
 
@@ -8297,7 +8404,7 @@ def _task_help(task_class):
                    if param._default is not None else "default: none")
         dashed = name.replace("_", "-")
         lines.append(f"  --{dashed} {type(param).__name__} ({default}); also "
-                     f"--{family}-{dashed}")
+                     f"{_global_flag(family, name)}")
         if param.description:
             lines.append(f"      {param.description}")
     if not task_class.get_params():
@@ -8841,68 +8948,388 @@ def _guarded_main(argv, interruptible=True, firing=False):
 
 
 ###########################################################################################
-# Luigi compatibility namespaces: luigi.util.requires, luigi.format.Gzip, ...
+# Luigi's worker and scheduler helpers, for libraries that bring a worker of their own
+###########################################################################################
+# Libraries built on Luigi (gokart, ...) ship a copy of Luigi's Worker that imports these
+# from luigi.worker and luigi.scheduler and talks to the scheduler through its RPC
+# methods, which microflow's Scheduler and RemoteScheduler answer as Luigi's do.
+
+#: A worker's state in get_work's reply (Luigi's luigi.scheduler names).
+WORKER_STATE_ACTIVE = "active"
+WORKER_STATE_DISABLED = "disabled"
+
+#: A task's retry policy as Luigi's worker sends it (``retry_policy_dict``).
+RetryPolicy = collections.namedtuple("RetryPolicy", _RETRY_POLICY_NAMES)
+
+
+class TaskException(MicroflowError):
+    """A task that cannot be scheduled or run as declared (Luigi's worker raises it)."""
+
+
+class AsyncCompletionException(Exception):
+    """complete() raised while checked in a pool; ``trace`` is the formatted traceback."""
+
+    def __init__(self, trace):
+        super().__init__(trace)
+        self.trace = trace
+
+
+class TracebackWrapper:
+    """A traceback string in a result queue, told apart from a plain value."""
+
+    def __init__(self, trace):
+        self.trace = trace
+
+
+def check_complete_cached(task, completion_cache=None):
+    """``task.complete()``, remembered in ``completion_cache`` (a dict) once true."""
+    if completion_cache is not None and completion_cache.get(task.task_id):
+        return True
+    is_complete = task.complete()
+    if completion_cache is not None and is_complete:
+        completion_cache[task.task_id] = is_complete
+    return is_complete
+
+
+def check_complete(task, out_queue, completion_cache=None):
+    """Put ``(task, complete or TracebackWrapper)`` on ``out_queue``; never raises."""
+    try:
+        is_complete = check_complete_cached(task, completion_cache)
+    except Exception:
+        import traceback
+        is_complete = TracebackWrapper(traceback.format_exc())
+    out_queue.put((task, is_complete))
+
+
+class SingleProcessPool:
+    """multiprocessing.Pool's apply_async/close/join, run at once in this process."""
+
+    def apply_async(self, function, args):
+        return function(*args)
+
+    def close(self):
+        """Nothing to close."""
+
+    def join(self):
+        """Nothing to wait for."""
+
+
+class DequeQueue(collections.deque):
+    """A deque with Queue's put() and get() (LIFO, as Luigi's)."""
+
+    def put(self, obj, block=None, timeout=None):
+        self.append(obj)
+
+    def get(self, block=None, timeout=None):
+        import queue
+        try:
+            return self.pop()
+        except IndexError:
+            raise queue.Empty from None
+
+
+class TaskStatusReporter:
+    """What a running task tells the scheduler (``set_status_message`` and the rest),
+    for one task id of one worker; picklable, so it can go to a task process."""
+
+    def __init__(self, scheduler, task_id, worker_id, scheduler_messages):
+        self._scheduler, self._task_id, self._worker_id = scheduler, task_id, worker_id
+        self.scheduler_messages = scheduler_messages
+
+    def update_tracking_url(self, tracking_url):
+        self._scheduler.add_task(task_id=self._task_id, worker=self._worker_id,
+                                 status=RUNNING, tracking_url=tracking_url)
+
+    def update_status_message(self, message):
+        self._scheduler.set_task_status_message(self._task_id, message)
+
+    def update_progress_percentage(self, percentage):
+        self._scheduler.set_task_progress_percentage(self._task_id, percentage)
+
+    def decrease_running_resources(self, decrease_resources):
+        self._scheduler.decrease_running_task_resources(self._task_id, decrease_resources)
+
+    def report_task_statistics(self, statistics):
+        """Luigi's hook for metrics; microflow's scheduler records nothing of it."""
+        report = getattr(self._scheduler, "report_task_statistics", None)
+        if report is not None:
+            report(self._task_id, statistics)
+
+
+class SchedulerMessage:
+    """A message from the scheduler to a running task; ``respond()`` answers it."""
+
+    def __init__(self, scheduler, task_id, message_id, content, **payload):
+        self._scheduler, self._task_id, self._message_id = scheduler, task_id, message_id
+        self.content, self.payload = content, payload
+
+    def __str__(self):
+        return str(self.content)
+
+    def __eq__(self, other):
+        return self.content == other
+
+    def respond(self, response):
+        self._scheduler.add_scheduler_message_response(self._task_id, self._message_id,
+                                                       response)
+
+
+def rpc_message_callback(fn):
+    """Mark a worker method as a handler of the scheduler's rpc_messages."""
+    fn.is_rpc_message_callback = True
+    return fn
+
+
+class KeepAliveThread(threading.Thread):
+    """Pings the scheduler every ``ping_interval`` seconds for ``worker_id`` and hands
+    each rpc message of the reply to ``rpc_message_callback``, until stop()."""
+
+    def __init__(self, scheduler, worker_id, ping_interval, rpc_message_callback):
+        super().__init__(name=f"keep-alive {worker_id}", daemon=True)
+        self._should_stop = threading.Event()
+        self._scheduler, self._worker_id = scheduler, worker_id
+        self._ping_interval = ping_interval
+        self._rpc_message_callback = rpc_message_callback
+
+    def stop(self):
+        """End the thread after the ping under way, if any."""
+        self._should_stop.set()
+
+    def run(self):
+        while not self._should_stop.wait(self._ping_interval):
+            try:
+                reply = self._scheduler.ping(worker=self._worker_id)
+            except Exception as exc:   # a lost ping is retried at the next interval
+                _log.warning("Failed pinging scheduler: %s", exc)
+                continue
+            for message in (reply or {}).get("rpc_messages") or ():
+                self._rpc_message_callback(message)
+
+
+#: get_work's reply as Luigi's worker unpacks it.
+GetWorkResponse = collections.namedtuple("GetWorkResponse", (
+    "task_id", "running_tasks", "n_pending_tasks", "n_unique_pending",
+    "n_pending_last_scheduled", "worker_state"))
+
+
+###########################################################################################
+# Luigi's module paths: microflow.util, microflow.tools.range, ..., and install_as_luigi()
 ###########################################################################################
 
-def _namespace(name, **members):
-    space = types.SimpleNamespace(**members)
-    space.__name__ = f"{__name__}.{name}"
-    return space
+class PidLockAlreadyTakenExit(SystemExit):
+    """The command is already running under its pid lock (Luigi's interface name);
+    its code is ``[retcode] already_running``."""
 
 
-configuration = _namespace("configuration", get_config=get_config,
-                           LuigiConfigParser=_ConfigParser, LuigiTomlParser=_ConfigParser)
-date_interval = _namespace("date_interval", DateInterval=DateInterval, Date=_Date,
-                           Week=_Week, Month=_Month, Year=_Year, Custom=_Custom)
-event = _namespace("event", Event=Event)
+def _run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
+         use_dynamic_argparse=None, local_scheduler=False, detailed_summary=False):
+    """Luigi's ``luigi.interface._run``: run() returning the RunResult (with its
+    ``worker``) always; PidLockAlreadyTakenExit when the command holds its lock
+    elsewhere."""
+    return run(cmdline_args, main_task_cls, worker_scheduler_factory,
+               use_dynamic_argparse, local_scheduler, detailed_summary=True)
+
+
+def _root_task(worker):
+    """The first task ``worker`` was given: the root of its run."""
+    return next(iter(_record_of(worker).scheduled.values()))
+
+
+#: The summary categories in Luigi's order (luigi.execution_summary).
+_ORDERED_STATUSES = ("already_done", "completed", "ever_failed", "failed",
+                     "scheduling_error", "still_pending", "still_pending_ext",
+                     "run_by_other_worker", "upstream_failure", "upstream_missing_dependency",
+                     "upstream_run_by_other_worker", "upstream_scheduling_error", "not_run")
+
+
+def add_config_path(path):
+    """Read one more configuration file (cfg, or TOML when named ``.toml``) over the
+    configuration in force, and on every later reload; False, with Luigi's warning,
+    when there is no such file."""
+    if not os.path.isfile(path):
+        warnings.warn(f"Config file does not exist: {path}")
+        return False
+    _ConfigParser.add_config_path(path)
+    return True
+
+
+def _task_wraps(task_class):
+    """Give a wrapping task class the wrapped one's name, module and docstring, so its
+    family (and pickling) stays that of ``task_class`` (Luigi's helper)."""
+    import functools
+    return functools.wraps(task_class, updated=())
+
+
+def _module(name, doc, **members):
+    """``microflow.<name>``, one of Luigi's module paths, as a real module registered in
+    sys.modules, so ``import microflow.util`` and ``from microflow.tools.range import
+    RangeDaily`` work as they read (the copy run as ``__main__`` registers none)."""
+    module = types.ModuleType(f"{__name__}.{name}", doc)
+    module.__dict__.update(members)
+    if __name__ != "__main__":
+        sys.modules[module.__name__] = module
+    return module
+
+
+def _parameter_names():
+    names = {name: value for name, value in globals().items() if isinstance(value, type)
+             and name.endswith(("Parameter", "Exception", "Warning"))}
+    names.update(ParameterVisibility=ParameterVisibility, _no_value=_no_value,
+                 _NoValueType=_NoValueType, OptionalParameterMixin=_OptionalMixin)
+    return names
+
+
+def _config_path_type(name):
+    """``ConfigPath``, Luigi's TypedDict of a ``config_path``, made on first use (typing
+    costs import time nobody else pays)."""
+    if name != "ConfigPath":
+        raise AttributeError(f"module {parameter.__name__!r} has no attribute {name!r}")
+    import typing
+    parameter.ConfigPath = typing.TypedDict("ConfigPath", {"section": str, "name": str})
+    parameter.ConfigPath.__module__ = parameter.__name__
+    return parameter.ConfigPath
+
+
+configuration = _module("configuration", "Luigi's luigi.configuration.",
+                        get_config=get_config, add_config_path=add_config_path,
+                        LuigiConfigParser=_ConfigParser, LuigiTomlParser=_ConfigParser)
+configuration.core = _module("configuration.core", "Luigi's luigi.configuration.core.",
+                             get_config=get_config, add_config_path=add_config_path)
+date_interval = _module("date_interval", "Luigi's luigi.date_interval.",
+                        DateInterval=DateInterval, Date=_Date, Week=_Week, Month=_Month,
+                        Year=_Year, Custom=_Custom)
+event = _module("event", "Luigi's luigi.event.", Event=Event)
 # Named like Luigi's module; microflow itself never calls the builtin format().
-format = _namespace("format", Format=Format, Text=Text, UTF8=UTF8, Nop=Nop, Gzip=Gzip,
-                    Bzip2=Bzip2, SysNewLine=SysNewLine, TextFormat=_TextFormat)
-mock = _namespace("mock", MockTarget=MockTarget, MockFileSystem=MockFileSystem)
-execution_summary = _namespace("execution_summary", summary=summary,
-                               _summary_dict=_summary_dict, LuigiStatusCode=LuigiStatusCode,
-                               LuigiRunResult=RunResult)
-parameter = _namespace("parameter", **{name: value for name, value in globals().items()
-                                       if name.endswith(("Parameter", "Exception"))
-                                       and isinstance(value, type)},
-                       ParameterVisibility=ParameterVisibility,
-                       OptionalParameterTypeWarning=OptionalParameterTypeWarning,
-                       UnconsumedParameterWarning=UnconsumedParameterWarning)
-target = _namespace("target", Target=Target, FileSystem=FileSystem,
-                    FileSystemTarget=FileSystemTarget, FileSystemException=FileSystemException,
-                    FileAlreadyExists=FileAlreadyExists,
-                    MissingParentDirectory=MissingParentDirectory,
-                    NotADirectory=NotADirectory)
-task = _namespace("task", Task=Task, ExternalTask=ExternalTask, WrapperTask=WrapperTask,
-                  Config=Config, flatten=flatten, flatten_output=flatten_output,
-                  getpaths=getpaths,
-                  externalize=externalize, namespace=namespace,
-                  auto_namespace=auto_namespace, task_id_str=task_id_str)
-task_register = _namespace("task_register", Register=Register, load_task=load_task,
-                           TaskClassException=TaskClassException,
-                           TaskClassNotFoundException=TaskClassNotFoundException,
-                           TaskClassAmbigiousException=TaskClassAmbigiousException)
-util = _namespace("util", requires=requires, inherits=inherits,
-                  common_params=common_params, copies=copies, delegates=delegates)
-cmdline_parser = _namespace("cmdline_parser", CmdlineParser=CmdlineParser)
-cmdline = _namespace("cmdline", luigi_run=_luigi_run, luigid=luigid)
-server = _namespace("server", run=run_server)
-tools = _namespace("tools", range=_namespace(
-    "tools.range", RangeBase=RangeBase, RangeDailyBase=RangeDailyBase, RangeDaily=RangeDaily,
-    RangeHourlyBase=RangeHourlyBase, RangeHourly=RangeHourly, RangeByMinutes=RangeByMinutes,
-    RangeByMinutesBase=RangeByMinutesBase, RangeMonthly=RangeMonthly))
-interface = _namespace("interface", build=build, run=run, core=core,
-                       _WorkerSchedulerFactory=WorkerSchedulerFactory)
+format = _module("format", "Luigi's luigi.format.", Format=Format, Text=Text, UTF8=UTF8,
+                 Nop=Nop, Gzip=Gzip, Bzip2=Bzip2, SysNewLine=SysNewLine,
+                 TextFormat=_TextFormat)
+freezing = _module("freezing", "Luigi's luigi.freezing.", FrozenOrderedDict=FrozenOrderedDict,
+                   recursively_freeze=_freeze, recursively_unfreeze=_unfreeze)
+mock = _module("mock", "Luigi's luigi.mock.", MockTarget=MockTarget,
+               MockFileSystem=MockFileSystem)
+execution_summary = _module("execution_summary", "Luigi's luigi.execution_summary.",
+                            summary=summary, _summary_dict=_summary_dict,
+                            _root_task=_root_task, _ORDERED_STATUSES=_ORDERED_STATUSES,
+                            LuigiStatusCode=LuigiStatusCode, LuigiRunResult=RunResult)
+parameter = _module("parameter", "Luigi's luigi.parameter.", **_parameter_names(),
+                    __getattr__=_config_path_type)
+target = _module("target", "Luigi's luigi.target.", Target=Target, FileSystem=FileSystem,
+                 FileSystemTarget=FileSystemTarget, FileSystemException=FileSystemException,
+                 FileAlreadyExists=FileAlreadyExists,
+                 MissingParentDirectory=MissingParentDirectory, NotADirectory=NotADirectory)
+local_target = _module("local_target", "Luigi's luigi.local_target.",
+                       LocalTarget=LocalTarget, LocalFileSystem=LocalFileSystem)
+task = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTask,
+               WrapperTask=WrapperTask, Config=Config, DynamicRequirements=DynamicRequirements,
+               flatten=flatten, flatten_output=flatten_output, getpaths=getpaths,
+               externalize=externalize, namespace=namespace, auto_namespace=auto_namespace,
+               task_id_str=task_id_str, Register=Register, Event=Event,
+               _task_wraps=_task_wraps)
+task_register = _module("task_register", "Luigi's luigi.task_register.", Register=Register,
+                        load_task=load_task, TaskClassException=TaskClassException,
+                        TaskClassNotFoundException=TaskClassNotFoundException,
+                        TaskClassAmbigiousException=TaskClassAmbigiousException)
+task_status = _module("task_status", "Luigi's luigi.task_status: the task states.",
+                      PENDING=PENDING, RUNNING=RUNNING, DONE=DONE, FAILED=FAILED,
+                      DISABLED=DISABLED, UNKNOWN=UNKNOWN, BATCH_RUNNING=BATCH_RUNNING)
+util = _module("util", "Luigi's luigi.util.", requires=requires, inherits=inherits,
+               common_params=common_params, copies=copies, delegates=delegates)
+cmdline_parser = _module("cmdline_parser", "Luigi's luigi.cmdline_parser.",
+                         CmdlineParser=CmdlineParser)
+cmdline = _module("cmdline", "Luigi's luigi.cmdline.", luigi_run=_luigi_run, luigid=luigid)
+server = _module("server", "Luigi's luigi.server.", run=run_server)
+tools = _module("tools", "Luigi's luigi.tools.")
+tools.range = _module("tools.range", "Luigi's luigi.tools.range: backfill ranges.",
+                      RangeBase=RangeBase, RangeDailyBase=RangeDailyBase,
+                      RangeDaily=RangeDaily, RangeHourlyBase=RangeHourlyBase,
+                      RangeHourly=RangeHourly, RangeByMinutes=RangeByMinutes,
+                      RangeByMinutesBase=RangeByMinutesBase, RangeMonthly=RangeMonthly)
+interface = _module("interface", "Luigi's luigi.interface.", build=build, run=run, _run=_run,
+                    core=core, PidLockAlreadyTakenExit=PidLockAlreadyTakenExit,
+                    _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
-rpc = _namespace("rpc", RemoteScheduler=RemoteScheduler, RPCError=SchedulerUnavailable)
-retcodes = _namespace("retcodes", run_with_retcodes=_luigi_run)
-notifications = _namespace("notifications", email=email, smtp=smtp, send_email=send_email,
-                           send_error_email=send_error_email, wrap_traceback=wrap_traceback,
-                           format_task_error=format_task_error, DEBUG=False)
-batch_notifier = _namespace("batch_notifier", BatchNotifier=BatchNotifier,
-                            batch_email=batch_email, send_email=send_email)
-setup_logging = _namespace("setup_logging", InterfaceLogging=InterfaceLogging,
-                           DaemonLogging=DaemonLogging)
+rpc = _module("rpc", "Luigi's luigi.rpc.", RemoteScheduler=RemoteScheduler,
+              RPCError=SchedulerUnavailable)
+retcodes = _module("retcodes", "Luigi's luigi.retcodes.", retcode=retcode,
+                   run_with_retcodes=_luigi_run)
+notifications = _module("notifications", "Luigi's luigi.notifications.", email=email,
+                        smtp=smtp, send_email=send_email, send_error_email=send_error_email,
+                        wrap_traceback=wrap_traceback, format_task_error=format_task_error,
+                        DEBUG=False)
+batch_notifier = _module("batch_notifier", "Luigi's luigi.batch_notifier.",
+                         BatchNotifier=BatchNotifier, batch_email=batch_email,
+                         send_email=send_email)
+setup_logging = _module("setup_logging", "Luigi's luigi.setup_logging.",
+                        InterfaceLogging=InterfaceLogging, DaemonLogging=DaemonLogging)
+worker = _module("worker", "Luigi's luigi.worker: the worker and the helpers that copies of "
+                 "Luigi's worker import.", worker=_OPTION_CLASSES["worker"], Worker=Worker,
+                 TaskException=TaskException, AsyncCompletionException=AsyncCompletionException,
+                 TracebackWrapper=TracebackWrapper, check_complete=check_complete,
+                 check_complete_cached=check_complete_cached,
+                 SingleProcessPool=SingleProcessPool, DequeQueue=DequeQueue,
+                 TaskStatusReporter=TaskStatusReporter, SchedulerMessage=SchedulerMessage,
+                 rpc_message_callback=rpc_message_callback, KeepAliveThread=KeepAliveThread,
+                 GetWorkResponse=GetWorkResponse)
+scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
+                    scheduler=_OPTION_CLASSES["scheduler"], Scheduler=Scheduler,
+                    RetryPolicy=RetryPolicy, WORKER_STATE_ACTIVE=WORKER_STATE_ACTIVE,
+                    WORKER_STATE_DISABLED=WORKER_STATE_DISABLED,
+                    UPSTREAM_RUNNING=UPSTREAM_RUNNING,
+                    UPSTREAM_MISSING_INPUT=UPSTREAM_MISSING_INPUT,
+                    UPSTREAM_FAILED=UPSTREAM_FAILED, UPSTREAM_DISABLED=UPSTREAM_DISABLED)
+
+# Luigi's module paths microflow answers, as ``luigi.<path>``: microflow.<path> each.
+_LUIGI_MODULES = ("batch_notifier", "cmdline", "cmdline_parser", "configuration",
+                  "configuration.core", "date_interval", "event", "execution_summary",
+                  "format", "freezing", "interface", "local_target", "mock", "notifications",
+                  "parameter", "retcodes", "rpc", "scheduler", "server", "setup_logging",
+                  "target", "task", "task_register", "task_status", "tools", "tools.range",
+                  "util", "worker")
+
+
+class _LuigiFinder:
+    """The import hook of install_as_luigi(): ``luigi`` is microflow, ``luigi.<path>``
+    microflow's module of that path; any other ``luigi.*`` is an ImportError that says
+    microflow does not provide it (rather than a half-working import)."""
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname != "luigi" and not fullname.startswith("luigi."):
+            return None
+        sub = fullname[len("luigi."):]
+        if fullname != "luigi" and sub not in _LUIGI_MODULES:
+            hint = (" (Luigi's contrib modules need Luigi and their own packages)"
+                    if sub.split(".")[0] == "contrib" else "")
+            raise ModuleNotFoundError(f"No module named {fullname!r}: microflow, installed "
+                                      f"as luigi, does not provide it{hint}", name=fullname)
+        import importlib.util
+        return importlib.util.spec_from_loader(fullname, cls)
+
+    @staticmethod
+    def create_module(spec):
+        name = __name__ if spec.name == "luigi" else f"{__name__}.{spec.name[6:]}"
+        return sys.modules[name]
+
+    @staticmethod
+    def exec_module(module):
+        """Nothing to run: the module is microflow's, already loaded."""
+
+
+def install_as_luigi():
+    """Make ``import luigi`` give microflow, and Luigi's module paths (luigi.parameter,
+    luigi.worker, luigi.util, luigi.tools.range, ...) microflow's modules, so code
+    written for Luigi runs unchanged. Nothing is hooked until this is called
+    (``python -m microflow --as-luigi`` calls it). Raises MicroflowError when the real
+    Luigi is already imported. Returns the microflow module."""
+    this = sys.modules[__name__]
+    loaded = sys.modules.get("luigi")
+    if loaded is not None and loaded is not this:
+        raise MicroflowError(f"luigi is already imported (from "
+                             f"{getattr(loaded, '__file__', '?')}); call "
+                             f"microflow.install_as_luigi() before the first import luigi")
+    if _LuigiFinder not in sys.meta_path:
+        sys.meta_path.insert(0, _LuigiFinder)
+    return this
 
 
 if __name__ == "__main__":

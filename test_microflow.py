@@ -1353,7 +1353,7 @@ class TestConfigInstance(unittest.TestCase):
 
     def test_worker_and_scheduler_options_as_config_classes(self):
         with mf.config_override({"worker": {"keep_alive": "yes", "timeout": "2.5"}}):
-            self.assertEqual((mf.worker().keep_alive, mf.worker().timeout), (True, 2.5))
+            self.assertEqual((mf.worker.worker().keep_alive, mf.worker.worker().timeout), (True, 2.5))
             self.assertTrue(mf.Worker(mf.Scheduler()).options["keep_alive"])
             with mf.CmdlineParser.global_instance(["ParsedGreeting", "--name", "x",
                                                    "--worker-timeout", "9",
