@@ -698,11 +698,6 @@ class _FrozenJSONEncoder(json.JSONEncoder):
         return super().default(o)
 
 
-# Values given on the command line, keyed by (task family, parameter name). The CLI
-# fills it for the duration of one run; everything else only reads it.
-_cmdline_values = {}
-
-
 class Parameter:
     """A task parameter, declared as a class attribute: it parses, normalizes and
     serializes one value, which each task then holds as a plain attribute (as in Luigi).
@@ -778,7 +773,8 @@ class Parameter:
 
     def _value_from_sources(self, task_name, param_name):
         """The first value found on the command line, in config, or the default."""
-        raw = _cmdline_values.get((task_name, param_name))
+        parsed = CmdlineParser.get_instance()   # asked each time: Luigi's tests patch it
+        raw = parsed._raw_value(task_name, param_name) if parsed is not None else None
         if raw:   # Luigi treats an empty command-line string as "not given"
             return self._parse_for(task_name, param_name, raw, "command line")
         parser = get_config()
@@ -1694,7 +1690,7 @@ class _TextFormat(Format):
         self.newline = newline
 
     def wrap_reader(self, raw):
-        return io.TextIOWrapper(raw, encoding=self.encoding, newline=self.newline)
+        return _TextFile(raw, encoding=self.encoding, newline=self.newline)
 
     wrap_writer = wrap_reader   # a TextIOWrapper reads or writes as its file does
 
@@ -1734,7 +1730,39 @@ class _ChainFormat(Format):
         return self.first.wrap_writer(self.second.wrap_writer(raw))
 
 
-class _ClosingStack(io.BufferedIOBase):
+def _abort(stream):
+    """Throw away what ``stream`` would publish on close (an atomic file's abort()), or
+    just close it when it publishes nothing."""
+    getattr(stream, "abort", stream.close)()
+
+
+class _Aborting:
+    """For the file objects open() hands out: leaving a ``with`` block by an exception,
+    or being dropped unclosed, aborts (publishes nothing) instead of closing."""
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        # Never publish from the garbage collector: data not closed is data not meant.
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self.abort()
+
+
+class _TextFile(_Aborting, io.TextIOWrapper):
+    """Text over a target's bytes: a real ``io.TextIOWrapper``, so libraries that test
+    for ``io.TextIOBase`` write text to it; bytes written to it are a TypeError."""
+
+    def abort(self):
+        """Throw the data away: nothing is published."""
+        _abort(self.buffer)
+
+
+class _ClosingStack(_Aborting, io.BufferedIOBase):
     """A gzip/bz2 file that also closes the file it sits on (they do not by themselves)."""
 
     def __init__(self, top, below):
@@ -1771,6 +1799,14 @@ class _ClosingStack(io.BufferedIOBase):
                 self._below.close()
                 super().close()
 
+    def abort(self):
+        """Throw the data away: nothing is published."""
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                self._top.close()
+            _abort(self._below)
+            super().close()
+
 
 #: Text in the locale's encoding (the default format).
 Text = _TextFormat()
@@ -1789,68 +1825,57 @@ for _name in ("Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2"):   # for mes
 del _name
 
 
-class _AtomicWriteFile:
-    """What ``open("w")`` returns: writes go to a temporary, published on close.
+class _AtomicFile(_Aborting, io.BufferedWriter):
+    """The bytes of ``open("w")``: a real ``io.BufferedWriter`` onto a temporary (``raw``),
+    published on close. abort(), an exception leaving the ``with`` block, or the
+    garbage collector finding it open throw the data away instead, so a reader never
+    sees half a file."""
 
-    Closing publishes the data (``os.replace`` for files). Leaving a ``with`` block by an
-    exception discards it instead, so a reader never sees half a file.
-    """
-
-    def __init__(self, stream, raw, publish, discard):
-        self._stream, self._raw = stream, raw
+    def __init__(self, raw, publish, discard):
+        super().__init__(raw)
         self._publish, self._discard = publish, discard
-        self._finished = False
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
-
-    def __iter__(self):
-        return iter(self._stream)
-
-    def write(self, data):
-        """Write ``data`` to the pending file."""
-        return self._stream.write(data)
 
     def close(self):
-        """Flush and publish the data."""
-        if self._finished:
+        """Flush and publish the data (nothing is published if the flush fails)."""
+        if self.closed:
             return
-        self._finished = True
-        self._close_streams()
+        try:
+            super().close()
+        except BaseException:
+            self._discard()
+            raise
         self._publish()
 
     def abort(self):
-        """Throw the data away; nothing is published."""
-        if self._finished:
+        """Throw the data away: nothing is published."""
+        if self.closed:
             return
-        self._finished = True
         with contextlib.suppress(Exception):
-            self._close_streams()
+            self.raw.close()   # unflushed bytes are dropped with it
+        with contextlib.suppress(Exception):
+            super().close()
         self._discard()
 
-    def _close_streams(self):
-        try:
-            self._stream.close()
-        finally:
-            self._raw.close()
 
-    @property
-    def closed(self):
-        return self._finished
+class _MemoryFile(io.RawIOBase):
+    """The raw bytes under a MockTarget's atomic file; ``kept`` once closed."""
 
-    def __enter__(self):
-        return self
+    def __init__(self):
+        super().__init__()
+        self._chunks = []
+        self.kept = None
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
+    def writable(self):
+        return True
 
-    def __del__(self):
-        # Never publish from the garbage collector: data not closed is data not meant.
-        if not getattr(self, "_finished", True):
-            self.abort()
+    def write(self, data):
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def close(self):
+        if not self.closed:
+            self.kept = b"".join(self._chunks)
+        super().close()
 
 
 class Target(abc.ABC):
@@ -2063,19 +2088,18 @@ class LocalTarget(FileSystemTarget):
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         temporary = _temporary_name(self.path, 9)
-        raw = io.open(temporary, "wb")
 
         def discard():
             with contextlib.suppress(FileNotFoundError):
                 os.remove(temporary)
-        try:
-            stream = file_format.wrap_writer(raw)
-        except BaseException:
-            raw.close()
-            discard()
-            raise
         final = self.path   # not self: the open file must not keep the target alive
-        return _AtomicWriteFile(stream, raw, lambda: os.replace(temporary, final), discard)
+        atomic = _AtomicFile(io.FileIO(temporary, "wb"), lambda: os.replace(temporary, final),
+                             discard)
+        try:
+            return file_format.wrap_writer(atomic)
+        except BaseException:
+            atomic.abort()
+            raise
 
     def makedirs(self):
         """Create the folder that will hold this target."""
@@ -2100,15 +2124,6 @@ class LocalTarget(FileSystemTarget):
         if getattr(self, "is_tmp", False) and os.path.exists(self.path):
             with contextlib.suppress(OSError):
                 self.fs.remove(self.path)
-
-
-class _KeptBytesIO(io.BytesIO):
-    """A BytesIO whose content survives close(), for MockTarget writes."""
-
-    def close(self):
-        if not self.closed:
-            self.kept = self.getvalue()
-        super().close()
 
 
 class MockFileSystem(FileSystem):
@@ -2214,14 +2229,13 @@ class MockTarget(FileSystemTarget):
             if self.path not in self.fs._data:
                 raise FileNotFoundError(f"MockTarget {self.path!r} does not exist")
             return self._format_for(mode).wrap_reader(io.BytesIO(self.fs._data[self.path]))
-        raw = _KeptBytesIO()
+        raw = _MemoryFile()
 
         def publish():
             self.fs._set(self.path, raw.kept)
             if self._mirror_on_stderr:
                 sys.stderr.write(raw.kept.decode("utf-8", "replace"))
-        return _AtomicWriteFile(self._format_for(mode).wrap_writer(raw), raw, publish,
-                                lambda: None)
+        return self._format_for(mode).wrap_writer(_AtomicFile(raw, publish, lambda: None))
 
     def move(self, new_path, raise_if_exists=False):
         """Move the data to ``new_path``."""
@@ -8427,7 +8441,12 @@ class CmdlineParser:
     _instance = None
 
     def __init__(self, cmdline_args):
-        task_class, root, global_values, options = _parse_command_line(list(cmdline_args))
+        try:
+            task_class, root, global_values, options = _parse_command_line(
+                list(cmdline_args))
+        except UsageError as exc:   # as argparse, and so Luigi's parser, ends
+            print(f"microflow: error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from exc
         if task_class is None:
             raise UsageError("no task given on the command line")
         self._set_parts(task_class, root, global_values, options)
@@ -8463,10 +8482,17 @@ class CmdlineParser:
                                  "global_instance); pass allow_override=True to nest one")
         cls._instance = parsed
         try:
-            with _command_line_values(parsed._global_values):
-                yield parsed
+            yield parsed
         finally:
             cls._instance = saved
+
+    def _raw_value(self, task_name, param_name):
+        """The command line's string for ``task_name``'s parameter, or None: its
+        ``--Family-param``, or for the root task its own ``--param`` too (as Luigi's)."""
+        raw = self._global_values.get((task_name, param_name))
+        if raw is None and task_name == self._task_class.get_task_family():
+            raw = self._root.get(param_name)
+        return raw
 
     def get_task_obj(self):
         """The root task, built from its command-line flags."""
@@ -8475,18 +8501,6 @@ class CmdlineParser:
         return self._task_class(**{name: params[name]._parse_for(family, name, raw,
                                                                   "command line")
                                    for name, raw in self._root.items()})
-
-
-@contextlib.contextmanager
-def _command_line_values(values):
-    """Make ``--Family-param`` values visible to parameter resolution for one run."""
-    saved = dict(_cmdline_values)
-    _cmdline_values.update(values)
-    try:
-        yield
-    finally:
-        _cmdline_values.clear()
-        _cmdline_values.update(saved)
 
 
 @contextlib.contextmanager

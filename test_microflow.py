@@ -4253,7 +4253,8 @@ class TestCmdlineParser(unittest.TestCase):
             with mf.CmdlineParser.global_instance(["ParsedGreeting", "--name", "bo"],
                                                   allow_override=True) as inner:
                 self.assertEqual(inner.get_task_obj().name, "bo")
-                self.assertEqual(ParsedHelper().suffix, "!")   # the outer flags still hold
+                self.assertEqual(ParsedHelper().suffix, "")   # the inner line alone, as Luigi
+            self.assertEqual(ParsedHelper().suffix, "!")
         self.assertIsNone(mf.CmdlineParser.get_instance())
         self.assertEqual(ParsedHelper().suffix, "")
         self.assertIs(mf.cmdline_parser.CmdlineParser, mf.CmdlineParser)
@@ -4269,8 +4270,11 @@ class TestCmdlineParser(unittest.TestCase):
         with mf.CmdlineParser.global_instance(["ParsedGreeting", "--name", "x",
                                                "--shared-lim", "3"]):
             self.assertEqual(ParsedSectionless().shared_limit, 3)
-        with self.assertRaisesRegex(mf.MicroflowError, "unknown parameter --suffix"):
+        with self.assertRaises(SystemExit) as raised, \
+                contextlib.redirect_stderr(io.StringIO()) as err:   # argparse's end, as Luigi's
             mf.CmdlineParser(["ParsedGreeting", "--name", "x", "--suffix", "!"])
+        self.assertEqual(raised.exception.code, 2)
+        self.assertIn("unknown parameter --suffix", err.getvalue())
 
     def test_bad_command_lines_raise_clear_errors(self):
         with self.assertRaisesRegex(mf.MicroflowError, "no task given"):
