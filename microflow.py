@@ -9302,45 +9302,38 @@ _LUIGI_MODULES = ("batch_notifier", "cmdline", "cmdline_parser", "configuration"
 
 
 class _LuigiFinder:
-    """The import hook of install_as_luigi(): ``luigi`` is microflow, ``luigi.<path>``
-    microflow's module of that path; any other ``luigi.*`` is an ImportError that says
-    microflow does not provide it (rather than a half-working import)."""
+    """The import hook of install_as_luigi(), for the ``luigi.*`` names microflow does
+    not answer (those it does are in sys.modules): an ImportError that says so, rather
+    than a half-working import, or the real Luigi's module mixed with microflow."""
 
-    @classmethod
-    def find_spec(cls, fullname, path=None, target=None):
-        if fullname != "luigi" and not fullname.startswith("luigi."):
-            return None
-        sub = fullname[len("luigi."):]
-        if fullname != "luigi" and sub not in _LUIGI_MODULES:
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        if fullname.startswith("luigi.") and fullname not in sys.modules:
             hint = (" (Luigi's contrib modules need Luigi and their own packages)"
-                    if sub.split(".")[0] == "contrib" else "")
+                    if fullname.split(".")[1] == "contrib" else "")
             raise ModuleNotFoundError(f"No module named {fullname!r}: microflow, installed "
                                       f"as luigi, does not provide it{hint}", name=fullname)
-        import importlib.util
-        return importlib.util.spec_from_loader(fullname, cls)
-
-    @staticmethod
-    def create_module(spec):
-        name = __name__ if spec.name == "luigi" else f"{__name__}.{spec.name[6:]}"
-        return sys.modules[name]
-
-    @staticmethod
-    def exec_module(module):
-        """Nothing to run: the module is microflow's, already loaded."""
+        return None
 
 
 def install_as_luigi():
     """Make ``import luigi`` give microflow, and Luigi's module paths (luigi.parameter,
     luigi.worker, luigi.util, luigi.tools.range, ...) microflow's modules, so code
-    written for Luigi runs unchanged. Nothing is hooked until this is called
-    (``python -m microflow --as-luigi`` calls it). Raises MicroflowError when the real
-    Luigi is already imported. Returns the microflow module."""
+    written for Luigi runs unchanged; any other ``luigi.*`` (luigi.contrib.s3, ...) is
+    an ImportError saying microflow does not provide it. Nothing is hooked until this
+    is called (``python -m microflow --as-luigi`` calls it). Raises MicroflowError when
+    the real Luigi is already imported. Returns the microflow module."""
     this = sys.modules[__name__]
     loaded = sys.modules.get("luigi")
     if loaded is not None and loaded is not this:
         raise MicroflowError(f"luigi is already imported (from "
                              f"{getattr(loaded, '__file__', '?')}); call "
                              f"microflow.install_as_luigi() before the first import luigi")
+    for module in (this, tools, configuration):   # packages, so luigi.<path> imports
+        module.__dict__.setdefault("__path__", [])
+    sys.modules["luigi"] = this
+    for path in _LUIGI_MODULES:
+        sys.modules[f"luigi.{path}"] = sys.modules[f"{__name__}.{path}"]
     if _LuigiFinder not in sys.meta_path:
         sys.meta_path.insert(0, _LuigiFinder)
     return this
