@@ -115,15 +115,31 @@ __all__ = (
 # Constants
 ###########################################################################################
 
-#: The one logger microflow writes to.
+#: The one logger microflow writes to. Its parent is Luigi's "luigi-interface" logger, so
+#: a logging configuration written for Luigi (its level, its handlers) applies to it.
 LOGGER_NAME = "microflow"
+LUIGI_LOGGER_NAME = "luigi-interface"
+
+
+def _logger():
+    """The "microflow" logger, made a child of "luigi-interface" on first use."""
+    import logging
+    logger = logging.getLogger(LOGGER_NAME)
+    if logger.parent is logging.root:
+        logger.parent = logging.getLogger(LUIGI_LOGGER_NAME)
+    return logger
+
+
 class _Logger:
     """The "microflow" logger, fetched on first use: importing logging would be a third
     of the cost of importing microflow, and most imports never log."""
 
+    _logger = None
+
     def __getattr__(self, name):
-        import logging
-        return getattr(logging.getLogger(LOGGER_NAME), name)
+        if _Logger._logger is None:
+            _Logger._logger = _logger()
+        return getattr(_Logger._logger, name)
 
 
 _log = _Logger()
@@ -7838,7 +7854,7 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     if scheduler is None:
         scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
                                    factory)
-    with _logging_unless_configured():
+    with _logging_for_build(env.log_level.upper(), "log_level" in core_options):
         result = _run_build(list(tasks), workers, scheduler, worker_options or {}, factory,
                             assistant=env.assistant, executor=executor, progress=progress,
                             check_workers=_check_workers(check_workers, env))
@@ -8507,7 +8523,7 @@ class CmdlineParser:
 def _logging_to_stderr(level):
     """Log microflow's messages to stderr at ``level`` while the block runs."""
     import logging
-    logger = logging.getLogger(LOGGER_NAME)
+    logger = _logger()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     saved = logger.level, logger.propagate
@@ -8563,7 +8579,7 @@ class InterfaceLogging:
 
     @classmethod
     def _default(cls, logging, level):
-        logger = logging.getLogger(LOGGER_NAME)
+        logger = _logger()
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(cls._format))
         logger.addHandler(handler)
@@ -8582,16 +8598,31 @@ class DaemonLogging(InterfaceLogging):
                             "[%(process)s] %(levelname)s: %(message)s")
 
 
-def _logging_unless_configured():
-    """As Luigi does for build(): when the application configured no logging (no
-    handler on the root or the "microflow" logger) and ``[core]
-    no_configure_logging`` is not set, log the run to stderr at ``[core] log_level``
-    (INFO) while it lasts; otherwise leave logging alone."""
+def _logging_for_build(level, asked):
+    """As Luigi does for build(): unless ``[core] no_configure_logging`` is set, log the
+    run to stderr at ``level`` while it lasts when the application configured no
+    logging (no handler on the root, "luigi-interface" or "microflow" logger); when it
+    did, leave its handlers alone, but a ``log_level`` ``asked`` for still sets the
+    level of what microflow logs."""
     import logging
-    if logging.getLogger().handlers or logging.getLogger(LOGGER_NAME).handlers or \
-            get_config().getboolean("core", "no_configure_logging", False):
+    if get_config().getboolean("core", "no_configure_logging", False):
         return contextlib.nullcontext()
-    return _logging_to_stderr(get_config().get("core", "log_level", "INFO").upper())
+    if not any(logging.getLogger(name).handlers for name in ("", LUIGI_LOGGER_NAME,
+                                                              LOGGER_NAME)):
+        return _logging_to_stderr(level)
+    return _logger_level(level) if asked else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _logger_level(level):
+    """The "microflow" logger at ``level`` while the block runs."""
+    logger = _logger()
+    saved = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved)
 
 
 def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
@@ -8842,9 +8873,10 @@ def _stop_on_signals():
 def _logging_for_command_line(argv, level):
     """The ``--logging-conf-file`` or ``[core] logging_conf_file`` when there is one
     (kept, as Luigi keeps it), else stderr at ``level`` for the run."""
-    path = get_config().get("core", "logging_conf_file", None)
-    if "--logging-conf-file" in argv[:-1]:
-        path = argv[argv.index("--logging-conf-file") + 1]
+    if get_config().getboolean("core", "no_configure_logging", False):
+        return contextlib.nullcontext()   # the application's logging, untouched
+    path = _flag_value(argv, "--logging-conf-file") or \
+        get_config().get("core", "logging_conf_file", None)
     if not path:
         return _logging_to_stderr(level)
     _logging_from_file(path)
@@ -8919,10 +8951,20 @@ def luigid(argv=None):
                unix_socket=options.unix_socket)
 
 
+def _flag_value(argv, flag):
+    """The value of ``flag`` in ``argv`` (``--flag VALUE`` or ``--flag=VALUE``; the last
+    one wins, as argparse's), or None. For the few flags needed before parsing."""
+    value = None
+    for index, arg in enumerate(argv):
+        if arg == flag and index + 1 < len(argv):
+            value = argv[index + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1:]
+    return value
+
+
 def _log_level(argv):
-    level = get_config().get("core", "log_level", "INFO")
-    if "--log-level" in argv[:-1]:
-        level = argv[argv.index("--log-level") + 1]
+    level = _flag_value(argv, "--log-level") or get_config().get("core", "log_level", "INFO")
     level = level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UsageError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR "
