@@ -3307,6 +3307,13 @@ def common_params(task_instance, task_cls):
 # Backfill ranges: RangeDaily, RangeHourly, RangeByMinutes, RangeMonthly (Luigi's tools)
 ###########################################################################################
 
+class _UncheckedParameter(Parameter):
+    """A string Parameter that may be None without a warning."""
+
+    def _warn_on_wrong_param_type(self, param_name, param_value):
+        """None is a value here."""
+
+
 class RangeBase(WrapperTask):
     """Requires the missing instances of task family ``of`` over a window of time:
     ``start`` (inclusive) to ``stop`` (exclusive), clipped to a window around ``now``
@@ -3319,10 +3326,11 @@ class RangeBase(WrapperTask):
     reverse = BoolParameter(default=False, description="latest first (start may be "
                                                        "left out)")
     task_limit = IntParameter(default=50, description="at most this many per run")
-    now = OptionalIntParameter(default=None, description="seconds since the epoch to "
-                                                         "take as now (tests)")
-    param_name = OptionalParameter(default=None, description="the parameter of `of` "
-                                                             "that takes the time")
+    # Plain parameters defaulting to None, as Luigi's: the id says "None" for them.
+    now = IntParameter(default=None, description="seconds since the epoch to take as now "
+                                                 "(tests)")
+    param_name = _UncheckedParameter(default=None, description="the parameter of `of` "
+                                                               "that takes the time")
 
     def requires(self):
         """The missing instances in the window, at most ``task_limit``."""
@@ -8789,6 +8797,10 @@ def main(argv=None):
     0 when the task ended complete; otherwise the highest applicable ``[retcode]``
     (missing data 20, not run 25, failed 30, scheduling error 35, ...); 2 for bad input.
     """
+    # The `microflow` console script imports --module from the current folder, as
+    # `python -m microflow` does (its sys.path[0] is the script's folder otherwise).
+    if not {"", os.curdir, os.getcwd()} & set(sys.path):
+        sys.path.insert(0, os.getcwd())
     return _command_line(argv, interruptible=True)
 
 
