@@ -5939,6 +5939,93 @@ class _ExecutorRunner:
             self._executor.shutdown(wait=True)
 
 
+class _TaskProcessRunner:
+    """Runs each task through the worker's own ``_create_task_process(task)``, Luigi's
+    hook through which libraries hand tasks to a batch system (LSF, HTCondor, Slurm),
+    with Luigi's contract: the object is started (``start()``, or ``run()`` when its
+    ``use_multiprocessing`` is false), polled (``is_alive()``, ``exitcode``), terminated
+    past its ``timeout_time``, and its result read from the worker's
+    ``_task_result_queue`` as ``(task_id, status, explanation, missing,
+    new_requirements)``, each new requirement ``(module, family, str_params)``."""
+
+    synchronous = False
+    _POLL = 0.1   # seconds between looks at the processes while waiting for a result
+
+    def __init__(self, create, results, processes):
+        self._create, self._results = create, results
+        self.processes = max(processes, 1)
+        self._running = {}   # task id -> (task, process object)
+
+    @property
+    def running(self):
+        return len(self._running)
+
+    def start(self, task):
+        """Create the task's process object and start it; returns its pid, if any."""
+        process = self._create(task)
+        self._running[task.task_id] = (task, process)
+        if getattr(process, "use_multiprocessing", True):
+            process.start()
+        else:
+            process.run()
+        return getattr(process, "pid", None)
+
+    def collect(self, timeout=None):
+        """The outcomes of processes that ended or reported, looking at them every
+        _POLL seconds until one does or ``timeout`` passes (None: until one does)."""
+        import queue
+        deadline = None if timeout is None else time.monotonic() + timeout
+        outcomes = []
+        while True:
+            outcomes += self._purge()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    outcomes += self._read(self._results.get_nowait())
+            left = self._POLL if deadline is None else deadline - time.monotonic()
+            if outcomes or not self._running or left <= 0:
+                return outcomes
+            with contextlib.suppress(queue.Empty):
+                outcomes += self._read(self._results.get(timeout=min(left, self._POLL)))
+
+    def _read(self, result):
+        task_id, status, explanation, missing, new_requirements = result
+        if self._running.pop(task_id, None) is None:
+            return []   # already failed here (died or timed out)
+        new_deps = [(None,) + tuple(ref) for ref in new_requirements or ()]
+        return [_Outcome(task_id, status, explanation, new_deps=new_deps,
+                         missing=tuple(missing or ()))]
+
+    def _purge(self):
+        """Fail the processes that died without a result or outlived their time."""
+        ended = []
+        for task_id, (task, process) in list(self._running.items()):
+            timeout_time = getattr(process, "timeout_time", None)
+            if not process.is_alive() and process.exitcode:
+                message = _death_message(task, process.exitcode)
+                task.trigger_event(Event.PROCESS_FAILURE, task, message)
+            elif timeout_time is not None and time.time() > float(timeout_time) \
+                    and process.is_alive():
+                process.terminate()
+                message = (f"{task!r} timed out after "
+                           f"{getattr(process, 'worker_timeout', '?')} seconds and was "
+                           f"terminated")
+                task.trigger_event(Event.TIMEOUT, task, message)
+            else:
+                continue
+            _log.info("%s", message)
+            del self._running[task_id]
+            ended.append(_Outcome(task_id, FAILED, message))
+        return ended
+
+    def close(self):
+        """Terminate what still runs."""
+        for _, process in self._running.values():
+            with contextlib.suppress(Exception):
+                if process.is_alive():
+                    process.terminate()
+        self._running.clear()
+
+
 def _execute_collecting(task, options):
     """_execute_task for another process: reports are kept and returned with the
     outcome, as ``(outcome, [(method, (task_id, value)), ...])``."""
@@ -6032,6 +6119,9 @@ class Worker:
         pool or the given executor when asked; otherwise a pool of child processes."""
         options, processes = self.options, self._processes
         checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
+        if hasattr(self, "_create_task_process"):   # a subclass's, as Luigi's worker has
+            return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
+                                      processes)
         if self._executor is not None:
             return _ExecutorRunner(self._executor, processes, self._forward_report, checks)
         if options["mode"] == "threads":
@@ -6086,6 +6176,27 @@ class Worker:
     def worker_id(self):
         """The id this worker gives the scheduler."""
         return self._id
+
+    # What a subclass's _create_task_process (Luigi's hook) builds its process object
+    # from, under Luigi's names.
+    @property
+    def _task_result_queue(self):
+        """Where a process object puts ``(task_id, status, explanation, missing,
+        new_requirements)`` (a multiprocessing queue: it may be put from a child)."""
+        if self.__dict__.get("_results") is None:
+            import multiprocessing
+            self._results = multiprocessing.Queue()
+        return self._results
+
+    @property
+    def _config(self):
+        """The ``[worker]`` options as attributes (``self._config.timeout``)."""
+        return types.SimpleNamespace(**self.options)
+
+    @property
+    def worker_processes(self):
+        """How many tasks may run at once."""
+        return self._processes
 
     def __enter__(self):
         return self

@@ -19,6 +19,7 @@ import sys
 import tempfile
 import textwrap
 import threading
+import time
 import types
 import unittest
 import unittest.mock
@@ -4869,6 +4870,482 @@ class TestBenchmarkScript(unittest.TestCase):
         self.assertEqual(done.returncode, 0, done.stderr[-2000:])
         ratio = json.loads(done.stdout.splitlines()[-1])
         self.assertEqual(ratio["ratio"], "sequential / parallel checks")
+
+
+###########################################################################################
+# Code written for Luigi: the names libraries built on it import, their file writers,
+# their own workers, logging as asked, and install_as_luigi()
+###########################################################################################
+
+class TestFileObjects(TempDirMixin, unittest.TestCase):
+    """open() hands out real io objects, still atomic: libraries that decide by
+    isinstance(f, io.TextIOBase) what to write (polars, pandas) never publish an empty
+    file."""
+
+    def targets(self, name, **kwargs):
+        return [mf.LocalTarget(str(self.tmp / name), **kwargs), mf.MockTarget(name, **kwargs)]
+
+    def test_open_hands_out_the_matching_io_classes(self):
+        kinds = [({}, "w", io.TextIOBase, "text"), ({}, "wb", io.BufferedIOBase, b"bytes"),
+                 ({"format": mf.UTF8 >> mf.Gzip}, "w", io.TextIOBase, "gz text"),
+                 ({"format": mf.Gzip}, "w", io.BufferedIOBase, b"gz bytes"),
+                 ({"format": mf.Bzip2}, "w", io.BufferedIOBase, b"bz2 bytes"),
+                 ({"format": mf.Nop}, "w", io.BufferedIOBase, b"nop")]
+        for number, (options, mode, base, data) in enumerate(kinds):
+            for target in self.targets(f"kind{number}", **options):
+                with self.subTest(target=target, options=options, mode=mode):
+                    with target.open(mode) as f:
+                        self.assertIsInstance(f, base)
+                        self.assertTrue(f.writable())
+                        f.write(data)
+                    with target.open(mode.replace("w", "r")) as f:
+                        self.assertIsInstance(f, base)
+                        self.assertEqual(f.read(), data)
+
+    def test_the_wrong_kind_of_data_is_a_type_error_and_publishes_nothing(self):
+        for target in self.targets("wrong.txt"):
+            with self.subTest(target=target):
+                with self.assertRaises(TypeError):
+                    with target.open("w") as f:
+                        f.write(b"bytes into text")
+                self.assertFalse(target.exists())
+                with self.assertRaises(TypeError):
+                    with target.open("wb") as f:
+                        f.write("text into bytes")
+                self.assertFalse(target.exists())
+        self.assertEqual(os.listdir(self.tmp), [])   # no temporary left behind
+
+    def test_standard_library_writers(self):
+        import csv
+        for target in self.targets("rows.csv"):
+            with target.open("w") as f:
+                csv.writer(f).writerows([["a", "b"], [1, 2]])
+            self.assertEqual(read(target).splitlines(), ["a,b", "1,2"])
+        for target in self.targets("data.json"):
+            with target.open("w") as f:
+                json.dump({"k": [1, 2]}, f)
+            self.assertEqual(json.loads(read(target)), {"k": [1, 2]})
+        for target in self.targets("copy.bin"):
+            with target.open("wb") as f:
+                shutil.copyfileobj(io.BytesIO(b"x" * 100000), f)
+            self.assertEqual(read(target, "rb"), b"x" * 100000)
+        for target in self.targets("wrapped.txt"):
+            with target.open("wb") as raw, io.TextIOWrapper(raw, encoding="utf-8") as f:
+                f.write("wrapped ☃")
+            self.assertEqual(read(target, "rb").decode("utf-8"), "wrapped ☃")
+
+    def test_an_exception_or_the_garbage_collector_publishes_nothing(self):
+        for target in self.targets("half.txt", format=mf.UTF8 >> mf.Gzip) + \
+                self.targets("plain.txt"):
+            with self.subTest(target=target):
+                with self.assertRaisesRegex(RuntimeError, "stop"):
+                    with target.open("w") as f:
+                        f.write("half")
+                        raise RuntimeError("stop")
+                self.assertFalse(target.exists())
+                f = target.open("w")
+                f.write("never closed")
+                del f
+                gc.collect()
+                self.assertFalse(target.exists())
+                f = target.open("w")
+                f.write("aborted")
+                f.abort()
+                self.assertTrue(f.closed)
+                self.assertFalse(target.exists())
+        self.assertEqual(os.listdir(self.tmp), [])
+
+
+PANDAS_POLARS_PYTHON = os.environ.get("MICROFLOW_DATAFRAME_PYTHON")
+
+DATAFRAME_SCRIPT = r"""
+import io, os, sys
+import microflow, pandas, polars
+out = sys.argv[1]
+frame = pandas.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+with microflow.LocalTarget(os.path.join(out, "pandas.csv")).open("w") as f:
+    frame.to_csv(f, index=False)
+with microflow.MockTarget("pandas.csv").open("w") as f:
+    frame.to_csv(f, index=False)
+pl = polars.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+with microflow.LocalTarget(os.path.join(out, "polars.csv")).open("w") as f:
+    pl.write_csv(f)
+with microflow.LocalTarget(os.path.join(out, "polars.parquet"), format=microflow.Nop).open("w") as f:
+    pl.write_parquet(f)
+with microflow.MockTarget("polars.parquet", format=microflow.Nop).open("w") as f:
+    pl.write_parquet(f)
+print(microflow.MockTarget("pandas.csv").open("r").read().splitlines())
+with microflow.MockTarget("polars.parquet", format=microflow.Nop).open("r") as f:
+    print(polars.read_parquet(io.BytesIO(f.read())).to_dicts())
+"""
+
+
+@unittest.skipUnless(PANDAS_POLARS_PYTHON, "pandas/polars writers: set "
+                     "MICROFLOW_DATAFRAME_PYTHON to a Python with pandas and polars "
+                     "(.ci/run makes one)")
+class TestDataFrameWriters(TempDirMixin, unittest.TestCase):
+    def test_pandas_and_polars_write_whole_files(self):
+        done = subprocess.run([PANDAS_POLARS_PYTHON, "-c", DATAFRAME_SCRIPT, str(self.tmp)],
+                              capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=str(HERE)))
+        self.assertEqual(done.returncode, 0, done.stderr[-3000:])
+        for name in ("pandas.csv", "polars.csv"):
+            self.assertEqual((self.tmp / name).read_text().splitlines(),
+                             ["a,b", "1,x", "2,y"], name)
+        self.assertEqual((self.tmp / "polars.parquet").read_bytes()[:4], b"PAR1")
+        self.assertEqual(done.stdout.splitlines(), [
+            "['a,b', '1,x', '2,y']", "[{'a': 1, 'b': 'x'}, {'a': 2, 'b': 'y'}]"])
+
+
+class ExplicitFlag(mf.BoolParameter):
+    """A library's bool parameter that takes a value on the command line (gokart's
+    ExplicitBoolParameter does this through _parser_kwargs)."""
+
+    def _parser_kwargs(self, *args, **kwargs):
+        return mf.Parameter._parser_kwargs(*args, **kwargs)
+
+
+class CountedParameter(mf.Parameter[int]):
+    """A Parameter[int] subclass with a type check of its own."""
+
+    warned = []
+
+    def parse(self, x):
+        return int(x)
+
+    def _warn_on_wrong_param_type(self, param_name, param_value):
+        CountedParameter.warned.append((param_name, param_value))
+
+
+class LibraryTask(mf.Task):
+    flag = ExplicitFlag()
+    count = CountedParameter(default=0)
+
+
+class tree_info(mf.Config):
+    mode = mf.Parameter(default="simple")
+
+
+class TestLuigiNames(unittest.TestCase):
+    """The names libraries built on Luigi import, behaving as Luigi's."""
+
+    def test_no_value_marker_and_config_path(self):
+        self.assertIs(mf.parameter._NoValueType(), mf.parameter._no_value)
+        self.assertEqual(repr(mf.parameter._no_value), "<no_value>")
+        self.assertIs(mf.Parameter()._default, mf.parameter._no_value)
+        ConfigPath = mf.parameter.ConfigPath
+        self.assertEqual(ConfigPath(section="s", name="n"), {"section": "s", "name": "n"})
+        self.assertEqual(set(ConfigPath.__annotations__), {"section", "name"})
+        from microflow.parameter import ConfigPath as imported, ParameterVisibility
+        self.assertIs(imported, ConfigPath)
+        self.assertIs(ParameterVisibility, mf.ParameterVisibility)
+
+    def test_parameters_are_subscriptable_and_consult_their_hooks(self):
+        self.assertEqual(repr(mf.Parameter[int]), "microflow.Parameter[int]")
+        self.assertTrue(issubclass(CountedParameter, mf.Parameter))
+        CountedParameter.warned.clear()
+        self.assertEqual(LibraryTask(count=3).count, 3)
+        self.assertEqual(CountedParameter.warned, [("count", 3)])
+        with mf.CmdlineParser.global_instance(["LibraryTask", "--flag", "false",
+                                               "--count", "2"]) as parser:
+            self.assertEqual(parser.get_task_obj(), LibraryTask(flag=False, count=2))
+        with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+            mf.CmdlineParser(["LibraryTask", "--flag"])   # it wants a value, as in Luigi
+        self.assertIn("--flag: expected one argument", err.getvalue())
+
+    def test_config_class_flags_are_spelled_as_luigis(self):
+        with mf.CmdlineParser.global_instance(["LibraryTask", "--tree-info-mode", "all"]):
+            self.assertEqual(tree_info().mode, "all")
+
+    def test_cmdline_parser_get_instance_is_consulted(self):
+        parsed = mf.CmdlineParser(["LibraryTask", "--LibraryTask-count", "5"])
+        with unittest.mock.patch.object(mf.CmdlineParser, "get_instance",
+                                        return_value=parsed):
+            self.assertEqual(LibraryTask().count, 5)
+        self.assertEqual(LibraryTask().count, 0)
+
+    def test_register_reg_reads_and_prunes_the_registry(self):
+        classes = mf.task_register.Register._reg
+        self.assertIn(LibraryTask, classes)
+        saved = list(classes)
+        try:
+            mf.Register._reg = [cls for cls in classes if cls is not LibraryTask]
+            with self.assertRaises(mf.TaskClassNotFoundException):
+                mf.Register.get_task_cls("LibraryTask")
+        finally:
+            mf.Register._reg = saved
+        self.assertIs(mf.Register.get_task_cls("LibraryTask"), LibraryTask)
+
+    def test_add_config_path(self):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "extra.cfg")
+            with open(path, "w") as f:
+                f.write("[tree_info]\nmode = from-file\n")
+            saved = mf.configuration.LuigiConfigParser._config_paths
+            try:
+                self.assertTrue(mf.configuration.add_config_path(path))
+                self.assertEqual(tree_info().mode, "from-file")
+                mf.reset_config()   # read again from the files: the added one too
+                self.assertEqual(tree_info().mode, "from-file")
+            finally:
+                mf.configuration.LuigiConfigParser._config_paths = saved
+                mf.reset_config()
+            with self.assertWarnsRegex(UserWarning, "Config file does not exist"):
+                self.assertFalse(mf.configuration.add_config_path(path + ".missing"))
+        self.assertEqual(tree_info().mode, "simple")
+
+    def test_module_paths_import_as_they_read(self):
+        from microflow.tools.range import RangeDaily
+        from microflow.util import inherits, requires
+        from microflow.worker import TaskException, worker
+        import microflow.scheduler
+        self.assertIs(RangeDaily, mf.RangeDaily)
+        self.assertEqual((inherits, requires), (mf.inherits, mf.requires))
+        self.assertTrue(issubclass(TaskException, Exception))
+        self.assertEqual(worker().keep_alive, False)
+        self.assertEqual(microflow.scheduler.WORKER_STATE_DISABLED, "disabled")
+        self.assertEqual(mf.task_status.BATCH_RUNNING, "BATCH_RUNNING")
+        self.assertEqual(mf.RetryPolicy(3, 10, 60)._asdict(), {
+            "retry_count": 3, "disable_hard_timeout": 10, "disable_window": 60})
+
+    def test_worker_helpers_behave_as_luigis(self):
+        class Fine(mf.Task):
+            def complete(self):
+                return True
+
+        class Broken(mf.Task):
+            def complete(self):
+                raise OSError("disk gone")
+        cache, queue = {}, mf.DequeQueue()
+        pool = mf.SingleProcessPool()
+        pool.apply_async(mf.check_complete, [Fine(), queue, cache])
+        pool.apply_async(mf.check_complete, [Broken(), queue, cache])
+        pool.close()
+        pool.join()
+        task, outcome = queue.get()
+        self.assertIsInstance(outcome, mf.TracebackWrapper)
+        self.assertIn("OSError: disk gone", outcome.trace)
+        self.assertEqual(queue.get(), (Fine(), True))
+        self.assertEqual(cache, {Fine().task_id: True})
+        import queue as queues
+        with self.assertRaises(queues.Empty):
+            queue.get()
+        self.assertEqual(mf.AsyncCompletionException("trace").trace, "trace")
+        self.assertTrue(mf.rpc_message_callback(lambda: None).is_rpc_message_callback)
+
+    def test_status_reporter_and_messages_reach_the_scheduler(self):
+        scheduler = mf.Scheduler()
+        scheduler.add_task(worker="w", task_id="T_1", status=mf.PENDING, runnable=True)
+        self.assertEqual(scheduler.get_work(worker="w")["task_id"], "T_1")
+        reporter = mf.TaskStatusReporter(scheduler, "T_1", "w", None)
+        reporter.update_status_message("half way")
+        reporter.update_progress_percentage(50)
+        reporter.update_tracking_url("http://jobs/1")
+        self.assertEqual(scheduler.get_task_status_message("T_1")["statusMessage"], "half way")
+        self.assertEqual(scheduler.get_task_progress_percentage("T_1")["progressPercentage"],
+                         50)
+        self.assertEqual(scheduler.task_list(mf.RUNNING, "")["T_1"]["tracking_url"],
+                         "http://jobs/1")
+        message = mf.SchedulerMessage(scheduler, "T_1", "m1", "how far?", extra=1)
+        self.assertEqual((str(message), message.payload), ("how far?", {"extra": 1}))
+        self.assertEqual(message, "how far?")
+        message.respond("50%")
+        self.assertEqual(scheduler.get_scheduler_message_response("T_1", "m1"),
+                         {"response": "50%"})
+
+    def test_keep_alive_thread_pings_and_hands_over_rpc_messages(self):
+        scheduler = mf.Scheduler()
+        scheduler.add_worker("w", {})
+        scheduler.set_worker_processes("w", 3)   # queued for w's next ping
+        received = threading.Event()
+        messages = []
+
+        def callback(message):
+            messages.append(message)
+            received.set()
+        thread = mf.KeepAliveThread(scheduler, "w", 0.01, callback)
+        thread.start()
+        self.assertTrue(received.wait(10))
+        thread.stop()
+        thread.join(10)
+        self.assertFalse(thread.is_alive())
+        self.assertEqual(messages[0]["name"], "set_worker_processes")
+        self.assertEqual(messages[0]["kwargs"], {"n": 3})
+
+
+class LuigiStyleWorker:
+    """A worker of a library's own, built the way Luigi's is (gokart ships one): it
+    talks to the scheduler through its RPC methods only, and keeps Luigi's
+    _add_task_history and _get_work_response_history."""
+
+    def __init__(self, scheduler):
+        self._scheduler, self._id = scheduler, "luigi-style"
+        self._add_task_history, self._get_work_response_history = [], []
+        self._tasks = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def add(self, task):
+        todo = [task]
+        while todo:
+            task = todo.pop()
+            if task.task_id in self._tasks:
+                continue
+            self._tasks[task.task_id] = task
+            done = mf.check_complete_cached(task)
+            deps = [] if done else task.deps()
+            status = mf.DONE if done else mf.PENDING
+            self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
+                                     deps=[dep.task_id for dep in deps], runnable=not done,
+                                     family=task.get_task_family(),
+                                     params=task.to_str_params())
+            self._add_task_history.append((task, status, not done))
+            todo.extend(deps)
+        return True
+
+    def run(self):
+        succeeded = True
+        while True:
+            reply = self._scheduler.get_work(worker=self._id)
+            self._get_work_response_history.append(
+                {"task_id": reply["task_id"], "running_tasks": reply["running_tasks"]})
+            if reply["task_id"] is None:
+                return succeeded
+            task = self._tasks[reply["task_id"]]
+            try:
+                task.run()
+                status = mf.DONE
+            except Exception:
+                status, succeeded = mf.FAILED, False
+            self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status)
+            self._add_task_history.append((task, status, True))
+
+
+class SubmittingWorker(mf.Worker):
+    """Hands each task to a "batch system" through Luigi's _create_task_process hook:
+    here a subprocess that runs the task by its family and parameters."""
+
+    submitted = []
+
+    def _create_task_process(self, task):
+        SubmittingWorker.submitted.append(task.task_id)
+        return SubprocessJob(task, self._task_result_queue, self._config.timeout)
+
+
+class SubprocessJob:
+    """Luigi's TaskProcess contract, kept by a process object of one's own."""
+
+    use_multiprocessing = True
+    RUN = ("import sys, microflow, test_microflow as t; task = microflow.load_task("
+           "'test_microflow', sys.argv[1], {'name': sys.argv[2]}); "
+           "sys.exit(0 if microflow.build([task], local_scheduler=True) else 3)")
+
+    def __init__(self, task, results, timeout):
+        self.task, self._results = task, results
+        self.worker_timeout = task.worker_timeout or timeout or None
+        self.timeout_time = None
+        self.popen = None
+
+    def start(self):
+        if self.worker_timeout:
+            self.timeout_time = time.time() + self.worker_timeout
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", self.RUN, self.task.get_task_family(), self.task.name],
+            cwd=str(HERE), env=dict(os.environ, PYTHONPATH=str(HERE)),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid = self.popen.pid
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self):
+        if self.popen.wait() == 0:   # other exits: the worker sees exitcode
+            self._results.put((self.task.task_id, mf.DONE, None, [], []))
+
+    def is_alive(self):
+        return self.popen.poll() is None
+
+    @property
+    def exitcode(self):
+        return self.popen.poll()
+
+    def terminate(self):
+        self.popen.terminate()
+        self.popen.wait()
+
+
+class FileStep(mf.Task):
+    """Writes out/<name>.txt after its dependency (one level: name 'b' needs 'a')."""
+
+    name = mf.Parameter()
+    folder = os.environ.get("MICROFLOW_TEST_FILESTEP", tempfile.gettempdir())
+
+    def requires(self):
+        return [FileStep("a")] if self.name == "b" else []
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(FileStep.folder, f"filestep-{self.name}.txt"))
+
+    def run(self):
+        if self.name == "fail":
+            raise RuntimeError("failing on purpose")
+        if self.name == "hang":
+            time.sleep(60)
+        with self.output().open("w") as f:
+            f.write(self.name)
+
+
+class TestForeignWorkers(TempDirMixin, BuildCase):
+    def test_a_luigi_style_worker_is_driven_and_reported_as_luigi_does(self):
+        class Factory(mf.WorkerSchedulerFactory):
+            def create_worker(self, scheduler, worker_processes=1, assistant=False):
+                return LuigiStyleWorker(scheduler)
+        result = self.build(Recorder("top", ["left", "right"]),
+                            worker_scheduler_factory=Factory())
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+        self.assertIsInstance(result.worker, LuigiStyleWorker)
+        self.assertEqual(sorted(task.name for task in result.tasks["completed"]),
+                         ["left", "right", "top"])
+        self.assertIn("3 ran successfully", result.summary_text)
+        self.assertEqual(mf.execution_summary._root_task(result.worker), Recorder(
+            "top", ["left", "right"]))
+        result = self.build(NeedsExploding(), Recorder("top", ["left"]),
+                            worker_scheduler_factory=Factory())
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        self.assertEqual(result.tasks["failed"], [Exploding()])
+        self.assertEqual(result.tasks["upstream_failure"], [NeedsExploding()])
+        self.assertEqual(result.tasks["already_done"], [Recorder("top", ["left"])])
+        self.assertFalse(result.scheduling_succeeded)
+        self.assertEqual(set(mf.execution_summary._summary_dict(result.worker)["failed"]),
+                         {Exploding()})
+
+    def run_submitting(self, *tasks, **options):
+        SubmittingWorker.submitted.clear()
+
+        class Factory(mf.WorkerSchedulerFactory):
+            def create_worker(self, scheduler, worker_processes=1, assistant=False):
+                return SubmittingWorker(scheduler, processes=worker_processes, **options)
+        with unittest.mock.patch.dict(os.environ, MICROFLOW_TEST_FILESTEP=str(self.tmp)), \
+                unittest.mock.patch.object(FileStep, "folder", str(self.tmp)):
+            return self.build(*tasks, workers=2, worker_scheduler_factory=Factory())
+
+    def test_create_task_process_submits_each_task(self):
+        result = self.run_submitting(FileStep("b"))
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, result.summary_text)
+        self.assertEqual(SubmittingWorker.submitted, [FileStep("a").task_id,
+                                                      FileStep("b").task_id])
+        self.assertEqual((self.tmp / "filestep-b.txt").read_text(), "b")
+
+    def test_a_submitted_task_that_dies_or_outlives_its_time_fails(self):
+        result = self.run_submitting(FileStep("fail"), FileStep("hang"), timeout=1)
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        errors = {task.name: text for task, text in result.errors.items()}
+        self.assertIn("died unexpectedly with exit code 3", errors["fail"])
+        self.assertIn("timed out after 1 seconds", errors["hang"])
+        self.assertEqual(sorted(SubmittingWorker.submitted),
+                         sorted([FileStep("fail").task_id, FileStep("hang").task_id]))
 
 
 if __name__ == "__main__":
