@@ -8318,6 +8318,9 @@ def _whole_number(text):
 _CLI_OPTIONS = (
     ("--module", dict(action="append", default=[], metavar="MODULE",
                       help="import this module first (repeatable)")),
+    ("--as-luigi", dict(action="store_true",
+                        help="let the modules' `import luigi` give microflow "
+                             "(install_as_luigi())")),
     ("--workers", dict(type=_whole_number, default=None,
                        metavar="N",
                        help="run N tasks at once in worker processes (default 1)")),
@@ -8472,8 +8475,11 @@ def _expand_abbreviations(argv, flags):
 
 
 def _import_modules(arguments):
-    """Import ``--module`` values and the module of a ``module:Task`` name."""
+    """Import ``--module`` values and the module of a ``module:Task`` name (with
+    ``--as-luigi``, after installing microflow as ``luigi``)."""
     import importlib
+    if arguments.as_luigi:
+        install_as_luigi()
     names = list(arguments.module)
     if arguments.task and ":" in arguments.task:
         names.append(arguments.task.partition(":")[0])
@@ -8481,7 +8487,9 @@ def _import_modules(arguments):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            raise UsageError(f"cannot import module {name!r}: {exc}") from None
+            hint = ("; for code written for Luigi, add --as-luigi"
+                    if exc.name == "luigi" else "")
+            raise UsageError(f"cannot import module {name!r}: {exc}{hint}") from None
         except Exception:   # the module itself failed: show where, as Python would
             import traceback
             raise UsageError(f"importing module {name!r} failed:\n"

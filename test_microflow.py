@@ -2303,6 +2303,34 @@ class TestRanges(BuildCase):
                                            days_back=3, now=self.NOW)   # 7th noon on
         self.assertEqual([d.date.day for d in clipped.requires()], [8, 9, 10])
 
+    def test_ids_and_reprs_are_luigis(self):
+        # Computed with Luigi 3.8.1 (luigi.tools.range) in a scratch virtualenv.
+        cases = [
+            (mf.RangeDaily(of=Daily, start=datetime.date(2024, 1, 1)),
+             "RangeDaily_100_0_None_113d0f495c",
+             "RangeDaily(of=Daily, of_params={}, reverse=False, task_limit=50, now=None, "
+             "param_name=None, start=2024-01-01, stop=None, days_back=100, days_forward=0)"),
+            (mf.RangeDaily(of=Daily, start=datetime.date(2024, 1, 1),
+                           stop=datetime.date(2024, 2, 1), now=1700000000),
+             "RangeDaily_100_0_1700000000_642c5c04c6", None),
+            (mf.RangeDaily(of=Daily, stop=datetime.date(2024, 2, 1), reverse=True,
+                           param_name="date", of_params={"a": 1}),
+             "RangeDaily_100_0_None_dd3c119d87",
+             "RangeDaily(of=Daily, of_params={\"a\": 1}, reverse=True, task_limit=50, "
+             "now=None, param_name=date, start=None, stop=2024-02-01, days_back=100, "
+             "days_forward=0)"),
+            (mf.RangeHourly(of=Hourly, start=datetime.datetime(2024, 1, 1, 5)),
+             "RangeHourly_2400_0_None_7295e73468", None),
+            (mf.RangeByMinutes(of=Minutely, start=datetime.datetime(2024, 1, 1, 5, 30),
+                               minutes_interval=15),
+             "RangeByMinutes_1440_0_15_79e50d1288", None),
+            (mf.RangeMonthly(of=Monthly, start=datetime.date(2024, 1, 1)),
+             "RangeMonthly_13_0_None_508984f59d", None)]
+        for task, task_id, text in cases:
+            self.assertEqual(task.task_id, task_id)
+            if text:
+                self.assertEqual(repr(task), text)
+
     def test_reverse_task_limit_of_params_and_param_name(self):
         task = mf.RangeDaily(of=Daily, of_params={"region": "us"}, param_name="date",
                              start=datetime.date(2026, 1, 1), reverse=True, task_limit=2,
@@ -5346,6 +5374,177 @@ class TestForeignWorkers(TempDirMixin, BuildCase):
         self.assertIn("timed out after 1 seconds", errors["hang"])
         self.assertEqual(sorted(SubmittingWorker.submitted),
                          sorted([FileStep("fail").task_id, FileStep("hang").task_id]))
+
+
+LUIGI_PIPELINE = '''
+import luigi
+from luigi.util import requires
+from luigi.tools.range import RangeDaily
+
+
+class Hello(luigi.Task):
+    name = luigi.Parameter()
+
+    def output(self):
+        return luigi.LocalTarget(f"hello-{self.name}.txt")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write(f"hello {self.name}")
+
+
+@requires(Hello)
+class Shout(luigi.Task):
+    def output(self):
+        return luigi.LocalTarget(f"shout-{self.name}.txt")
+
+    def run(self):
+        with self.input().open() as i, self.output().open("w") as o:
+            o.write(i.read().upper())
+'''
+
+
+class TestInstallAsLuigi(TempDirMixin, unittest.TestCase):
+    """Each case in a fresh interpreter: the switch changes the process's imports."""
+
+    def python(self, code, *args, cwd=None):
+        (self.tmp / "pipeline.py").write_text(LUIGI_PIPELINE)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
+        env.pop("LUIGI_CONFIG_PATH", None)
+        return subprocess.run([sys.executable, *(["-c", code] if code else []), *args],
+                              cwd=cwd or self.tmp, capture_output=True, text=True,
+                              env=env, timeout=60)
+
+    def test_nothing_is_hooked_unless_asked(self):
+        done = self.python("import sys, microflow, microflow.util\n"
+                           "print('luigi' in sys.modules, microflow._LuigiFinder in "
+                           "sys.meta_path, hasattr(microflow, '__path__'))")
+        self.assertEqual(done.stdout.split(), ["False", "False", "False"], done.stderr)
+
+    def test_luigi_code_runs_on_microflow(self):
+        done = self.python(textwrap.dedent("""\
+            import microflow
+            microflow.install_as_luigi()
+            import luigi, luigi.worker, pipeline
+            from luigi.parameter import ConfigPath, _no_value
+            from luigi.tools.range import RangeDaily
+            assert luigi is microflow and RangeDaily is microflow.RangeDaily
+            assert luigi.worker.Worker is microflow.Worker
+            print(luigi.build([pipeline.Shout(name="ann")], local_scheduler=True))
+            try:
+                import luigi.contrib.s3
+            except ImportError as exc:
+                print(exc)
+            """))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.splitlines(), [
+            "True", "No module named 'luigi.contrib': microflow, installed as luigi, does "
+            "not provide it (Luigi's contrib modules need Luigi and their own packages)"])
+        self.assertEqual((self.tmp / "shout-ann.txt").read_text(), "HELLO ANN")
+
+    def test_the_command_line_switch(self):
+        done = self.python(None, "-m", "microflow", "--module", "pipeline", "Shout",
+                           "--name", "bo", "--no-lock")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("No module named 'luigi'; for code written for Luigi, add --as-luigi",
+                      done.stderr)
+        done = self.python(None, "-m", "microflow", "--as-luigi", "--module", "pipeline",
+                           "Shout", "--name", "bo", "--no-lock")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("2 ran successfully", done.stderr)
+        self.assertEqual((self.tmp / "shout-bo.txt").read_text(), "HELLO BO")
+
+    def test_refused_when_the_real_luigi_is_imported(self):
+        done = self.python("import sys, types, microflow\n"
+                           "sys.modules['luigi'] = types.ModuleType('luigi')\n"
+                           "microflow.install_as_luigi()")
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("call microflow.install_as_luigi() before the first import luigi",
+                      done.stderr)
+
+    def test_the_console_script_imports_modules_from_the_current_folder(self):
+        scripts = self.tmp / "bin"
+        scripts.mkdir()
+        (scripts / "microflow").write_text("import sys\nfrom microflow import main\n"
+                                           "sys.exit(main())\n")   # as pip writes it
+        (self.tmp / "clitasks.py").write_text(CLI_MODULE)
+        env = dict(os.environ, PYTHONPATH=str(HERE))   # the current folder not on it
+        done = subprocess.run([sys.executable, str(scripts / "microflow"), "--module",
+                               "clitasks", "Greet", "--name", "cs", "--no-lock"],
+                              cwd=self.tmp, capture_output=True, text=True, env=env,
+                              timeout=60)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual((self.tmp / "greet-cs.txt").read_text(), "hello cs")
+
+
+LOGGING_BUILD = """
+import logging, sys, microflow, test_microflow as t
+how = sys.argv[1]
+if how == "luigi-config":      # an application's configuration written for Luigi
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("LUIGI-INTERFACE %(levelname)s %(message)s"))
+    logging.getLogger("luigi-interface").addHandler(handler)
+    logging.getLogger("luigi-interface").setLevel(logging.INFO)
+options = {"log_level": "WARNING"} if how == "warning" else {}
+microflow.build([t.Recorder("logged", [])], **options)
+"""
+
+
+class TestLoggingAsAsked(TempDirMixin, unittest.TestCase):
+    def build(self, how):
+        return subprocess.run([sys.executable, "-c", LOGGING_BUILD, how], cwd=self.tmp,
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, PYTHONPATH=str(HERE)))
+
+    def test_build_log_level(self):
+        done = self.build("default")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("INFO: [pid", done.stderr)
+        self.assertIn("Luigi Execution Summary", done.stderr)
+        done = self.build("warning")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stderr, "")
+
+    def test_a_logging_configuration_written_for_luigi_applies(self):
+        done = self.build("luigi-config")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("LUIGI-INTERFACE INFO [pid", done.stdout)
+        self.assertNotIn("INFO:", done.stderr)   # its handler, not microflow's own
+
+    def cli(self, *args, config=None):
+        (self.tmp / "clitasks.py").write_text(CLI_MODULE)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), str(self.tmp)]))
+        env.pop("LUIGI_CONFIG_PATH", None)
+        if config:
+            (self.tmp / "luigi.cfg").write_text(config)
+        (self.tmp / "greet-x.txt").unlink(missing_ok=True)   # so the task runs each time
+        return subprocess.run([sys.executable, "-m", "microflow", "--module", "clitasks",
+                               "Greet", "--name", "x", "--no-lock", *args], cwd=self.tmp,
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    def test_command_line_log_level_in_both_spellings(self):
+        for args, shown, hidden in [
+                (["--log-level=DEBUG"], "DEBUG: get_work", None),
+                (["--log-level", "DEBUG"], "DEBUG: get_work", None),
+                (["--log-level=WARNING"], None, "INFO:"),
+                (["--log-level", "CRITICAL"], None, "INFO:"),
+                (["--log-level=INFO"], "INFO: [pid", "DEBUG:")]:
+            with self.subTest(args=args):
+                done = self.cli(*args)
+                self.assertEqual(done.returncode, 0, done.stderr)
+                if shown:
+                    self.assertIn(shown, done.stderr)
+                if hidden:
+                    self.assertNotIn(hidden, done.stderr)
+        done = self.cli("--log-level=LOUD")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("unknown log level 'LOUD'", done.stderr)
+
+    def test_no_configure_logging_leaves_logging_alone(self):
+        done = self.cli(config="[core]\nno_configure_logging = true\n")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertNotIn("INFO:", done.stderr)
+        self.assertNotIn("Execution Summary", done.stderr)
 
 
 if __name__ == "__main__":
