@@ -115,6 +115,9 @@ def main(argv=None):
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--log-dir", help="copy each mode's log and JUnit XML here")
     p.add_argument("-v", "--verbose", action="store_true", help="list each test that passes on Luigi only")
+    p.add_argument("--require", type=float, metavar="PCT",
+                   help="exit 1 when a microflow mode passes less than PCT %% of the tests that pass on Luigi "
+                        "and do not need luigi.contrib")
     args = p.parse_args(argv)
     args.suite = os.path.abspath(args.suite)
     args.project = os.path.abspath(args.project)
@@ -123,7 +126,7 @@ def main(argv=None):
         results = {mode: run_mode(mode, args, tmp) for mode in args.modes.split(",")}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return report(results, args.verbose)
+    return report(results, args.verbose, args.require)
 
 
 def needs_contrib(message):
@@ -133,7 +136,7 @@ def needs_contrib(message):
     return "luigi.contrib" in message or "has no attribute 'contrib'" in message
 
 
-def report(results, verbose):
+def report(results, verbose, require=None):
     for mode, found in results.items():
         counts = {o: sum(1 for v in found.values() if v[0] == o) for o in ("passed", "failed", "skipped")}
         print("%-6s %d passed, %d failed, %d skipped" % (
@@ -141,6 +144,7 @@ def report(results, verbose):
     reference = results.get("luigi")
     if not reference:
         return 0
+    status = 0
     passing = {k for k, v in reference.items() if v[0] == "passed"}
     for mode, found in results.items():
         if mode == "luigi":
@@ -154,7 +158,10 @@ def report(results, verbose):
         if verbose:
             for key in sorted(wanted - ok):
                 print("    %s: %s" % (key, found.get(key, ("not run", ""))[1].strip().splitlines()[:1]))
-    return 0
+        if require is not None and 100.0 * len(ok) < require * len(wanted):
+            print("%s: below the required %g %%" % (mode, require))
+            status = 1
+    return status
 
 
 if __name__ == "__main__":
