@@ -8630,12 +8630,9 @@ class CmdlineParser:
             cls._instance = saved
 
     def _raw_value(self, task_name, param_name):
-        """The command line's string for ``task_name``'s parameter, or None: its
-        ``--Family-param``, or for the root task its own ``--param`` too (as Luigi's)."""
-        raw = self._global_values.get((task_name, param_name))
-        if raw is None and task_name == self._task_class.get_task_family():
-            raw = self._root.get(param_name)
-        return raw
+        """The ``--Family-param`` string for ``task_name``'s parameter, or None (a root
+        task's own ``--param`` sets that task alone: get_task_obj() passes it)."""
+        return self._global_values.get((task_name, param_name))
 
     def get_task_obj(self):
         """The root task, built from its command-line flags."""
