@@ -304,6 +304,11 @@ class UsageError(MicroflowError, ValueError):
     ``python -m microflow`` prints it and exits 2; run() raises it."""
 
 
+class PidLockAlreadyTakenExit(SystemExit):
+    """The command already runs elsewhere under its pid lock (Luigi's name); its code
+    is ``[retcode] already_running``."""
+
+
 class CycleError(MicroflowError, ValueError):
     """The dependency graph has a cycle; ``args[1]`` lists the tasks in it."""
 
@@ -8815,7 +8820,7 @@ def _run_command_line(argv, factory=None, firing=False):
                 pids = ", ".join(map(str, _lock_holders(key, env.lock_pid_dir)))
                 print(f"microflow: Pid(s) {pids} already running this command (--no-lock "
                       f"to run it anyway)", file=sys.stderr)
-                return _retcode("already_running")
+                raise PidLockAlreadyTakenExit(_retcode("already_running"))
             busy = _running_elsewhere(task, options) if firing else []
             if busy:
                 _log.warning("skipped: %s is being built elsewhere (running now: %s)", task,
@@ -9109,6 +9114,8 @@ def _guarded_main(argv, interruptible=True, firing=False):
         if isinstance(outcome, int):
             return outcome
         return outcome.exit_code
+    except PidLockAlreadyTakenExit as exc:
+        return exc.code
     except (ParameterException, TaskClassException, UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
@@ -9299,11 +9306,6 @@ GetWorkResponse = collections.namedtuple("GetWorkResponse", (
 ###########################################################################################
 # Luigi's module paths: microflow.util, microflow.tools.range, ..., and install_as_luigi()
 ###########################################################################################
-
-class PidLockAlreadyTakenExit(SystemExit):
-    """The command is already running under its pid lock (Luigi's interface name);
-    its code is ``[retcode] already_running``."""
-
 
 def _run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
          use_dynamic_argparse=None, local_scheduler=False, detailed_summary=False):

@@ -5349,6 +5349,23 @@ class TestForeignWorkers(TempDirMixin, BuildCase):
         self.assertEqual(set(mf.execution_summary._summary_dict(result.worker)["failed"]),
                          {Exploding()})
 
+    def test_interface_run_gives_the_result_and_raises_when_the_command_runs(self):
+        with tempfile.TemporaryDirectory() as folder, \
+                mf.config_override({"core": {"lock_pid_dir": folder}}), \
+                self.assertLogs("microflow", "INFO"):
+            result = mf.interface._run(["Recorder", "--name", "via-run"])
+            self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+            self.assertIsInstance(result.worker, mf.Worker)
+            argv = ["Recorder", "--name", "locked"]
+            with mf._pid_lock("microflow " + " ".join(argv), folder) as held, \
+                    contextlib.redirect_stderr(io.StringIO()) as err:
+                self.assertIsNotNone(held)
+                with self.assertRaises(mf.interface.PidLockAlreadyTakenExit) as raised:
+                    mf.interface._run(argv)
+        self.assertEqual(raised.exception.code, 10)
+        self.assertIn("already running this command", err.getvalue())
+        self.assertNotIn("locked", Recorder.runs)
+
     def run_submitting(self, *tasks, **options):
         SubmittingWorker.submitted.clear()
 
