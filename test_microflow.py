@@ -5326,6 +5326,11 @@ class FileStep(mf.Task):
 
 
 class TestForeignWorkers(TempDirMixin, BuildCase):
+    def tearDown(self):
+        Recorder.runs.clear()   # later test classes read it
+        Recorder.finished.clear()
+        super().tearDown()
+
     def test_a_luigi_style_worker_is_driven_and_reported_as_luigi_does(self):
         class Factory(mf.WorkerSchedulerFactory):
             def create_worker(self, scheduler, worker_processes=1, assistant=False):
