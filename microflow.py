@@ -4053,7 +4053,7 @@ class Scheduler:
         self._paused = False
         self._policies = {}                  # retry-policy overrides -> merged policy
         self._default_policy = self._retry_policy(None)
-        self._dirty = None                   # ids of changed tasks, while one journals
+        self._listeners = {}                 # event -> listeners: see subscribe()
         self._batchers = {}                  # (worker, family) -> (batched names, max size)
         # Failures e-mailed in batches, when asked (BatchNotifier looked up now, so a
         # test may replace it).
@@ -4061,6 +4061,34 @@ class Scheduler:
         self._batches = {}                   # batch id -> [worker, member ids, runner id]
         self._assistants = set()             # workers that run any runnable task
         self._assistant_ready = []           # their heap of offers, kept while they exist
+        self.subscribe(self._email_disable, ["disabled"])
+
+    # -- the transition hook --------------------------------------------------------------
+
+    EVENTS = ("status", "task", "removed", "worker", "disabled")
+
+    def subscribe(self, listener, events=EVENTS):
+        """Call ``listener(event, record, old, new)`` after each change of the kinds in
+        ``events``, in the call that made it (under the server's lock), so what
+        observes the scheduler (the journal, e-mails, history, metrics, a status page)
+        plugs in here instead of into the transitions. Events: ``"status"`` (a task's
+        status went from ``old`` to ``new``), ``"task"`` (a task was added or
+        reported; ``old`` and ``new`` are its status), ``"removed"`` (a task was
+        forgotten), ``"disabled"`` (the scheduler disabled a task for its failures,
+        besides its "status" event), ``"worker"`` (a worker arrived: ``new`` is
+        "active"; or was removed: ``new`` is None). ``record`` is the task's or
+        worker's record (``record.id``): read it, never change it. A listener that
+        raises breaks the call: keep them small. Returns ``listener``."""
+        for event in events:
+            if event not in self.EVENTS:
+                raise ValueError(f"subscribe: unknown event {event!r}; known: "
+                                 f"{', '.join(self.EVENTS)}")
+            self._listeners[event] = self._listeners.get(event, ()) + (listener,)
+        return listener
+
+    def _announce(self, event, record, old=None, new=None):
+        for listener in self._listeners.get(event, ()):
+            listener(event, record, old, new)
 
     # -- reading the clock and the records --------------------------------------------
 
@@ -4088,6 +4116,8 @@ class Scheduler:
         now = self._clock() if now is None else now
         worker = self._workers[worker_id] = _WorkerState(worker_id, now)
         self._timer(now + self.options["worker_disconnect_delay"], "worker", worker_id)
+        if "worker" in self._listeners:
+            self._announce("worker", worker, None, "active")
         return worker
 
     def _timer(self, due, kind, key):
@@ -4123,8 +4153,6 @@ class Scheduler:
         old = task.status
         if old == status:
             return
-        if self._dirty is not None:
-            self._dirty.add(task.id)
         if task.workers and old in _COUNTED:
             self._account(task, -1)
         task.status = status
@@ -4146,6 +4174,8 @@ class Scheduler:
             self._account(task, +1)
             if status == PENDING:
                 self._push_ready(task)
+        if "status" in self._listeners:
+            self._announce("status", task, old, status)
 
     def _update_dependents(self, task, change):
         for dependent_id in task.dependents:
@@ -4334,13 +4364,13 @@ class Scheduler:
                 self._forget_failures(task)
             elif task.disabled_at is not None and status != DISABLED:
                 return   # a worker cannot lift a scheduler-imposed disable
+        disabled_here = False   # by the retry policy, now
         if status == FAILED and task.status != DISABLED:
             if self._record_failure(task, now):
                 status = DISABLED
                 task.disabled_at = now
                 self._timer(now + self.options["disable_persist"], "enable", task.id)
-                if self._email_batcher is None:
-                    self._email_disable(task)
+                disabled_here = True
         elif status == DISABLED:
             task.disabled_at = None
         if status == FAILED:
@@ -4348,9 +4378,16 @@ class Scheduler:
             self._timer(task.retry_at, "retry", task.id)
         if status == DONE and task.first_failure is not None:
             self._forget_failures(task)
+        old = task.status
         self._set_status(task, status, now)
+        if disabled_here and "disabled" in self._listeners:
+            self._announce("disabled", task, old, DISABLED)
 
-    def _email_disable(self, task):
+    def _email_disable(self, event, task, old, new):
+        """Listener: e-mail a task the scheduler disabled for its failures (unless
+        failures go out in batches)."""
+        if self._email_batcher is not None:
+            return
         policy = task.retry_policy
         notifications.send_error_email(
             f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
@@ -4440,8 +4477,8 @@ class Scheduler:
             self._raise_priority(task, priority)
         if runnable and status != FAILED and reporter.enabled:
             self._add_runnable_worker(task, reporter)
-        if self._dirty is not None:
-            self._dirty.add(task_id)
+        if "task" in self._listeners:
+            self._announce("task", task, task.status, task.status)
         return None
 
     def _update_details(self, task, family, module, params, param_visibilities,
@@ -4848,6 +4885,8 @@ class Scheduler:
     def _remove_worker(self, worker, now):
         _log.info("worker %s timed out and is removed", worker.id)
         del self._workers[worker.id]
+        if "worker" in self._listeners:
+            self._announce("worker", worker, "active" if worker.enabled else "disabled")
         self._assistants.discard(worker.id)
         for task_id in worker.stake | worker.running:   # an assistant's are not its stake
             task = self._tasks.get(task_id)
@@ -4910,8 +4949,8 @@ class Scheduler:
             if dep is not None:
                 dep.dependents = _without(dep.dependents, task_id)
         del self._tasks[task_id]
-        if self._dirty is not None:
-            self._dirty.add(task_id)
+        if "removed" in self._listeners:
+            self._announce("removed", task, task.status, None)
 
     # -- reading the graph (visualiser and tools) ----------------------------------------
 
@@ -5243,7 +5282,7 @@ class Scheduler:
             task.retry_policy = self._retry_policy(record["retry_policy"])
         for record in records:
             self._restore_links(self._tasks[record["id"]], record, now)
-        return None
+        return len(records)
 
     def _restore_links(self, task, record, now):
         """Dependencies, workers, status and timers of a restored task."""
@@ -6984,13 +7023,13 @@ class SchedulerServer:
         self.scheduler = scheduler if scheduler is not None else \
             Scheduler(prune_on_get_work=True)
         self._state = None
+        self._changed = set()   # ids of the tasks the call under way changed
         if state_path:
             self._state = _StateFile(state_path)
-            self.scheduler.restore(self._state.load())
+            restored = self.scheduler.restore(self._state.load())
             self._state.compact(self.scheduler.snapshot())   # start from one clean file
-            self.scheduler._dirty = set()
-            _log.info("state kept in %s: %d tasks restored", state_path,
-                      len(self.scheduler._tasks))
+            self.scheduler.subscribe(self._note_change)
+            _log.info("state kept in %s: %d tasks restored", state_path, restored)
         self._token = token.encode() if token else None
         self._protect_reads = protect_reads
         self._lock = threading.Lock()
@@ -7027,7 +7066,7 @@ class SchedulerServer:
             if now >= self._next_prune and hasattr(self.scheduler, "prune"):
                 self._next_prune = now + 60   # as luigid: what is due, batched e-mails
                 self.scheduler.prune()
-            if self._state is not None and self.scheduler._dirty:
+            if self._changed:
                 self._journal()
         for (name, arguments), (status, _) in zip(calls, replies):
             if name == "add_worker" and status == 200:
@@ -7040,11 +7079,16 @@ class SchedulerServer:
             _log.info("worker %s arrived", worker)
 
 
+    def _note_change(self, event, record, old, new):
+        """Listener: remember which tasks the call under way changes, to journal."""
+        if event != "worker":
+            self._changed.add(record.id)
+
     def _journal(self):
         """Journal the records of the tasks the last call changed, before replying."""
         scheduler = self.scheduler
-        records = [scheduler.task_record(task_id) for task_id in scheduler._dirty]
-        scheduler._dirty.clear()
+        records = [scheduler.task_record(task_id) for task_id in self._changed]
+        self._changed.clear()
         self._state.append(records)
         if self._state.due():
             self._state.compact(scheduler.snapshot())

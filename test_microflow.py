@@ -1476,6 +1476,54 @@ class SchedulerCase(unittest.TestCase):
             self.done(task_id, worker)
 
 
+class TestTransitionHook(SchedulerCase):
+    def test_listeners_hear_each_change_once_in_order(self):
+        scheduler = self.make_scheduler(remove_delay=10, worker_disconnect_delay=5,
+                                        retry_count=1)
+        heard = []
+        scheduler.subscribe(lambda event, record, old, new: heard.append(
+            (event, record.id, old, new)))
+        scheduler.add_task(worker="w1", task_id="A", status=mf.PENDING, runnable=True)
+        self.assertEqual(scheduler.get_work(worker="w1")["task_id"], "A")
+        scheduler.add_task(worker="w1", task_id="A", status=mf.DONE)
+        scheduler.add_task(worker="w1", task_id="B", status=mf.PENDING, runnable=True)
+        self.assertEqual(scheduler.get_work(worker="w1")["task_id"], "B")
+        scheduler.add_task(worker="w1", task_id="B", status=mf.FAILED)
+        self.clock.advance(6)
+        scheduler.prune()     # the worker is gone; its tasks go remove_delay later
+        self.clock.advance(11)
+        scheduler.prune()
+        self.assertEqual(heard[:11], [
+            ("worker", "w1", None, "active"),
+            ("task", "A", "PENDING", "PENDING"),
+            ("status", "A", "PENDING", "RUNNING"),
+            ("status", "A", "RUNNING", "DONE"),
+            ("task", "A", "DONE", "DONE"),
+            ("task", "B", "PENDING", "PENDING"),
+            ("status", "B", "PENDING", "RUNNING"),
+            ("status", "B", "RUNNING", "DISABLED"),   # retry_count 1: disabled at once
+            ("disabled", "B", "RUNNING", "DISABLED"),
+            ("task", "B", "DISABLED", "DISABLED"),
+            ("worker", "w1", "active", None)])
+        self.assertEqual(sorted(heard[11:]), [("removed", "A", "DONE", None),
+                                              ("removed", "B", "DISABLED", None)])
+
+    def test_listeners_choose_their_events(self):
+        scheduler = self.make_scheduler(retry_count=2)
+        heard = []
+        scheduler.subscribe(lambda *args: heard.append(args[:1] + (args[1].id,) + args[2:]),
+                            ["disabled"])
+        for _ in range(2):
+            scheduler.add_task(worker="w1", task_id="A", status=mf.PENDING, runnable=True)
+            self.assertEqual(scheduler.get_work(worker="w1")["task_id"], "A")
+            scheduler.add_task(worker="w1", task_id="A", status=mf.FAILED)
+            self.clock.advance(scheduler.options["retry_delay"] + 1)
+            scheduler.prune()
+        self.assertEqual(heard, [("disabled", "A", "RUNNING", "DISABLED")])
+        with self.assertRaisesRegex(ValueError, "unknown event 'changed'"):
+            scheduler.subscribe(print, ["changed"])
+
+
 class TestSchedulerSelection(SchedulerCase):
     def test_dependencies_first_then_priority_then_insertion_order(self):
         graph = {"root": ["a", "b", "c"], "a": ["a1"], "b": [], "c": [], "a1": []}
