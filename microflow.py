@@ -19,13 +19,32 @@ Write pipelines as classes; microflow works out what is missing and runs it::
 ``import microflow as luigi`` runs ordinary Luigi-core pipelines unchanged: the class and
 parameter names, task ids and summary categories are Luigi's.
 
-Sections, in order:
-    constants, exceptions, private helpers, configuration, parameters, date intervals,
-    targets and formats, tasks (registry, task ids, dependency flattening), the
-    scheduler core (a pure state machine), the worker and its runners (inline, process
-    pool, threads or any executor), the remote scheduler (a pure dispatch, the HTTP
-    server with its journal, the client), the run summary with build() and exit codes,
-    the command line, and the Luigi compatibility namespaces (microflow.util, ...).
+Sections, in order, each under a banner of its own (a test keeps this list true):
+    Constants
+    Exceptions
+    Private helpers
+    Configuration
+    Parameters
+    Date intervals (the values of DateIntervalParameter)
+    Targets and formats
+    Tasks: registry, task ids, dependency flattening
+    Backfill ranges: RangeDaily, RangeHourly, RangeByMinutes, RangeMonthly (Luigi's tools)
+    Error e-mails: Luigi's [email], [smtp] and [batch_email] settings and message format
+    Scheduler core: a pure state machine
+    Scheduler: resources, and what running tasks report
+    Scheduler: batches
+    Scheduler: read-only views (the visualiser's API)
+    Scheduler: administration
+    Scheduler: durable state (snapshot, restore, the state file)
+    Scheduler: the core and its features, one class
+    Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
+    Remote scheduler: a pure dispatch, the HTTP server, the client
+    Run summary, build() and exit codes
+    Planning: what a build would do (--dry-run), and the dependency tree (--tree)
+    Triggering: pid locks, and builds --every interval or on a --cron schedule
+    Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
+    Luigi's worker and scheduler helpers, for libraries that bring a worker of their own
+    Luigi's module paths: microflow.util, microflow.tools.range, ..., and install_as_luigi()
 
 Data flow::
 
@@ -108,6 +127,20 @@ __all__ = (
     "check_complete_cached", "SingleProcessPool", "DequeQueue", "TaskStatusReporter",
     "SchedulerMessage", "rpc_message_callback", "KeepAliveThread", "GetWorkResponse",
     "RetryPolicy", "WORKER_STATE_ACTIVE", "WORKER_STATE_DISABLED",
+    # more task states, and the upstream states of the visualiser
+    "BATCH_RUNNING", "SUSPENDED", "UPSTREAM_RUNNING", "UPSTREAM_MISSING_INPUT",
+    "UPSTREAM_FAILED", "UPSTREAM_DISABLED",
+    # logging
+    "LOGGER_NAME", "LUIGI_LOGGER_NAME", "InterfaceLogging", "DaemonLogging",
+    # formats, ranges, helpers
+    "SysNewLine", "RangeBase", "RangeDailyBase", "RangeDaily", "RangeHourlyBase",
+    "RangeHourly", "RangeByMinutesBase", "RangeByMinutes", "RangeMonthly", "common_params",
+    # e-mails
+    "email", "smtp", "batch_email", "BatchNotifier", "send_email", "send_error_email",
+    "wrap_traceback", "format_task_error",
+    # runs: options, summary, planning, triggering, the central scheduler's commands
+    "core", "retcode", "summary", "dry_run", "dependency_tree", "PlannedTask", "every",
+    "cron", "run_server", "luigid",
 )
 
 
@@ -850,7 +883,6 @@ class Parameter:
         if type(self) is Parameter and not isinstance(param_value, str):
             warnings.warn(f'Parameter "{param_name}" with value "{param_value}" '
                           f'is not of type string.')
-
 
 
 class _OptionalMixin:
@@ -3840,6 +3872,34 @@ class BatchNotifier:
         return "\n".join(shown)
 
 
+class _SchedulerEmails:
+    """Scheduler: the e-mails it sends (Luigi's): a task disabled for its failures, and
+    failures in batches with ``[scheduler] batch_emails``."""
+
+    def _email_disable(self, event, task, old, new):
+        """Listener: e-mail a task the scheduler disabled for its failures (unless
+        failures go out in batches)."""
+        if self._email_batcher is not None:
+            return
+        policy = task.retry_policy
+        notifications.send_error_email(
+            f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
+            f"{task.id} failed {policy['retry_count']} times in the last "
+            f"{policy['disable_window']} seconds, so it is being disabled for "
+            f"{self.options['disable_persist']} seconds")
+
+    def _batch_failure_email(self, task, worker, expl, owners):
+        try:
+            reason = json.loads(expl) if expl is not None else None
+        except ValueError:
+            reason = expl   # not JSON, as a hand-written client may send it
+        params = self._unbatched(worker.id, task.family, task.params)
+        name = self._pretty_id(task)
+        self._email_batcher.add_failure(name, task.family, params, reason, owners)
+        if task.status == DISABLED:
+            self._email_batcher.add_disable(name, task.family, params, owners)
+
+
 ###########################################################################################
 # Scheduler core: a pure state machine
 ###########################################################################################
@@ -4023,20 +4083,11 @@ class _WorkerState:
         return "active" if self.enabled else "disabled"
 
 
-class Scheduler:
-    """The in-memory scheduler: which task runs next, on which worker.
-
-    A pure state machine with Luigi's RPC method names, arguments and reply shapes, so
-    the HTTP server is a thin adapter over it. Nothing here sleeps, opens sockets or
-    reads the wall clock except through ``clock``.
-
-    Costs are amortized O(log n) per call: each task keeps a count of its unfinished
-    dependencies, and each worker a heap of the tasks it may run now, so ``get_work``
-    never sorts or scans every task (Luigi's does, which makes it quadratic).
-
-    ``options`` override the ``[scheduler]`` config section; ``resources`` the
-    ``[resources]`` section. Raises SchedulerError when asked about an unknown task.
-    """
+class _SchedulerCore:
+    """The scheduler's core: task and worker records, the one place a status
+    changes (announced to listeners: see subscribe()), dependencies, priorities,
+    Luigi's status rules, the calls workers make, and liveness. The features in the
+    sections below are mixed in with it into Scheduler."""
 
     def __init__(self, clock=None, resources=None, **options):
         self._clock = clock or _wall_clock
@@ -4062,6 +4113,7 @@ class Scheduler:
         self._assistants = set()             # workers that run any runnable task
         self._assistant_ready = []           # their heap of offers, kept while they exist
         self.subscribe(self._email_disable, ["disabled"])
+
 
     # -- the transition hook --------------------------------------------------------------
 
@@ -4302,50 +4354,6 @@ class Scheduler:
                     self._push_ready(dep)
                     stack.append(dep)
 
-    # -- resources ------------------------------------------------------------------------
-
-    def _capacity_of(self, resource):
-        return self._capacity.get(resource, 1)   # Luigi: an undeclared resource is 1
-
-    def _missing_resource(self, task):
-        """The first resource ``task`` cannot get now, or None if all fit."""
-        for resource, amount in (task.resources or {}).items():
-            if self._used.get(resource, 0) + amount > self._capacity_of(resource):
-                return resource
-        return None
-
-    def _park(self, resource, task, worker_id):
-        heapq.heappush(self._parked.setdefault(resource, []),
-                       (-task.priority, task.seq, task.id, worker_id))
-
-    def _unpark(self, resource):
-        """Offer tasks that waited for ``resource`` again, as many as could now fit."""
-        waiting = self._parked.get(resource)
-        free = self._capacity_of(resource) - self._used.get(resource, 0)
-        while waiting and free > 0:
-            _, _, task_id, worker_id = heapq.heappop(waiting)
-            task = self._tasks.get(task_id)
-            if task is not None:
-                free -= task.resources.get(resource, 1)
-                self._push_ready(task, (worker_id,))
-
-    def _hold(self, task):
-        task.resources_running = dict(task.resources)
-        for resource, amount in task.resources_running.items():
-            self._used[resource] = self._used.get(resource, 0) + amount
-
-    def _release(self, task):
-        held = task.resources_running
-        task.resources_running = None
-        worker = self._workers.get(task.worker_running)
-        if worker is not None:
-            worker.running.discard(task.id)
-        task.worker_running = None
-        if held:
-            for resource, amount in held.items():
-                self._used[resource] -= amount
-                self._unpark(resource)
-
     # -- status rules (Luigi's) -------------------------------------------------------------
 
     def _apply_status(self, task, status, now):
@@ -4383,18 +4391,6 @@ class Scheduler:
         if disabled_here and "disabled" in self._listeners:
             self._announce("disabled", task, old, DISABLED)
 
-    def _email_disable(self, event, task, old, new):
-        """Listener: e-mail a task the scheduler disabled for its failures (unless
-        failures go out in batches)."""
-        if self._email_batcher is not None:
-            return
-        policy = task.retry_policy
-        notifications.send_error_email(
-            f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
-            f"{task.id} failed {policy['retry_count']} times in the last "
-            f"{policy['disable_window']} seconds, so it is being disabled for "
-            f"{self.options['disable_persist']} seconds")
-
     def _record_failure(self, task, now):
         """Count a failure; True when the retry policy says the task must be disabled."""
         policy = task.retry_policy
@@ -4428,18 +4424,9 @@ class Scheduler:
         """
         now = self._clock()
         reporter = self._worker(worker, now)
-        task = self._tasks.get(task_id)
+        task = self._task_to_add(task_id, status, reporter, now)
         if task is None:
-            if task_id is None:
-                raise SchedulerError("add_task: task_id is required")
-            if not reporter.enabled:
-                return None
-            task = self._get_or_create(task_id, PENDING, now)
-        elif not reporter.enabled and task.status != RUNNING:
             return None
-        elif task.status == DONE and status == PENDING and (
-                now - task.updated < self.options["stable_done_cooldown_secs"]):
-            return None   # just done: a second worker's stale "pending" is ignored
         self._update_details(task, family, module, params, param_visibilities,
                              accepts_messages, tracking_url, batchable, expl, owners)
         if batch_id is not None and status == RUNNING:
@@ -4461,13 +4448,7 @@ class Scheduler:
             added = self._set_deps(task, deps, True, now)
         if new_deps:
             added = self._set_deps(task, new_deps, False, now)
-        # (A worker's DISABLED makes a scheduler-imposed disable a lasting one.)
-        if status != task.status or status == FAILED or (
-                status == DISABLED and task.disabled_at is not None):
-            owned = task.status not in (RUNNING, BATCH_RUNNING) or (
-                status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
-            if owned or new_deps:
-                self._apply_status(task, status, now)
+        self._reported_status(task, status, reporter, new_deps, now)
         if status == FAILED and self._email_batcher is not None:
             self._batch_failure_email(task, reporter, expl, owners)
         if added or reporter.id not in task.stakeholders:
@@ -4480,6 +4461,32 @@ class Scheduler:
         if "task" in self._listeners:
             self._announce("task", task, task.status, task.status)
         return None
+
+    def _task_to_add(self, task_id, status, reporter, now):
+        """The task add_task updates, made if new; None when the report is ignored: a
+        disabled worker's, or a stale "pending" for a task just done."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            if task_id is None:
+                raise SchedulerError("add_task: task_id is required")
+            return self._get_or_create(task_id, PENDING, now) if reporter.enabled else None
+        if not reporter.enabled and task.status != RUNNING:
+            return None
+        if task.status == DONE and status == PENDING and (
+                now - task.updated < self.options["stable_done_cooldown_secs"]):
+            return None   # just done: a second worker's stale "pending" is ignored
+        return task
+
+    def _reported_status(self, task, status, reporter, new_deps, now):
+        """Apply the status a worker reported, if it may change the task: a RUNNING
+        task's only by its own worker (DONE/FAILED/RUNNING), or with new deps. (A
+        worker's DISABLED makes a scheduler-imposed disable a lasting one.)"""
+        if status != task.status or status == FAILED or (
+                status == DISABLED and task.disabled_at is not None):
+            owned = task.status not in (RUNNING, BATCH_RUNNING) or (
+                status in (DONE, FAILED, RUNNING) and task.worker_running == reporter.id)
+            if owned or new_deps:
+                self._apply_status(task, status, now)
 
     def _update_details(self, task, family, module, params, param_visibilities,
                         accepts_messages, tracking_url, batchable, expl, owners):
@@ -4665,7 +4672,212 @@ class Scheduler:
         else:
             task.resources_running = _NO_VALUES   # shared and never mutated: it is empty
 
-    # -- batches: several tasks of one family run as one (Luigi's batch_method) ---------
+    # -- liveness, retries and removal ---------------------------------------------------
+
+    def prune(self, **kwargs):
+        """Apply what is due: dead workers, retries, re-enables and removals.
+
+        Each due item is one timer popped from a heap, so the cost follows the number of
+        things that happened, never the number of tasks.
+        """
+        self._prune(self._clock())
+        if self._email_batcher is not None:
+            self._email_batcher.update()
+
+    def _prune(self, now):
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key = heapq.heappop(self._timers)
+            getattr(self, "_due_" + kind)(key, now)
+        return None
+
+    def _due_worker(self, worker_id, now):
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return
+        deadline = worker.last_active + self.options["worker_disconnect_delay"]
+        if deadline > now:
+            self._timer(deadline, "worker", worker_id)
+        else:
+            self._remove_worker(worker, now)
+
+    def _remove_worker(self, worker, now):
+        _log.info("worker %s timed out and is removed", worker.id)
+        del self._workers[worker.id]
+        if "worker" in self._listeners:
+            self._announce("worker", worker, "active" if worker.enabled else "disabled")
+        self._assistants.discard(worker.id)
+        for task_id in worker.stake | worker.running:   # an assistant's are not its stake
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue
+            task.stakeholders = _without(task.stakeholders, worker.id)
+            self._drop_runner(task, worker.id)
+            if task.status == RUNNING and task.worker_running == worker.id:
+                task.expl = json.dumps(f"worker {worker.id} stopped responding")
+                self._apply_status(task, FAILED, now)
+            if not task.stakeholders and task.remove_at is None and task.status != RUNNING:
+                self._remove_later(task, now)
+        for batch_id, entry in list(self._batches.items()):   # batches never started
+            if entry[0] == worker.id:
+                self._settle_batch(batch_id, FAILED, now,
+                                   json.dumps(f"worker {worker.id} stopped responding"))
+
+    def _remove_later(self, task, now):
+        """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
+        task.remove_at = now + self.options["remove_delay"]
+        self._timer(task.remove_at, "remove", task.id)
+
+    def _due_retry(self, task_id, now):
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == FAILED and task.retry_at is not None \
+                and task.retry_at <= now:
+            task.retry_at = None
+            self._set_status(task, PENDING, now)
+
+    def _due_enable(self, task_id, now):
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == DISABLED and task.disabled_at is not None \
+                and task.disabled_at + self.options["disable_persist"] <= now:
+            self._forget_failures(task)
+            self._apply_status(task, FAILED, now)
+
+    def _due_remove(self, task_id, now):
+        task = self._tasks.get(task_id)
+        if task is None or task.stakeholders or task.remove_at is None \
+                or task.remove_at > now:
+            return
+        self._delete(task)
+
+    def _due_drop(self, task_id, now):
+        """A failed batch runner goes (Luigi's way): its members carry the failure,
+        and a retry forms a new batch."""
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == FAILED:
+            self._delete(task)
+
+    def _delete(self, task):
+        task_id = task.id
+        self._account(task, -1)
+        if task.status == RUNNING:
+            self._release(task)
+        self._running.discard(task_id)
+        self._disabled.discard(task_id)
+        for dep_id in task.deps:
+            dep = self._tasks.get(dep_id)
+            if dep is not None:
+                dep.dependents = _without(dep.dependents, task_id)
+        del self._tasks[task_id]
+        if "removed" in self._listeners:
+            self._announce("removed", task, task.status, None)
+
+
+###########################################################################################
+# Scheduler: resources, and what running tasks report
+###########################################################################################
+
+class _SchedulerResources:
+    """Scheduler: resources, and the messages, progress and resources of running
+    tasks."""
+
+    def _capacity_of(self, resource):
+        return self._capacity.get(resource, 1)   # Luigi: an undeclared resource is 1
+
+    def _missing_resource(self, task):
+        """The first resource ``task`` cannot get now, or None if all fit."""
+        for resource, amount in (task.resources or {}).items():
+            if self._used.get(resource, 0) + amount > self._capacity_of(resource):
+                return resource
+        return None
+
+    def _park(self, resource, task, worker_id):
+        heapq.heappush(self._parked.setdefault(resource, []),
+                       (-task.priority, task.seq, task.id, worker_id))
+
+    def _unpark(self, resource):
+        """Offer tasks that waited for ``resource`` again, as many as could now fit."""
+        waiting = self._parked.get(resource)
+        free = self._capacity_of(resource) - self._used.get(resource, 0)
+        while waiting and free > 0:
+            _, _, task_id, worker_id = heapq.heappop(waiting)
+            task = self._tasks.get(task_id)
+            if task is not None:
+                free -= task.resources.get(resource, 1)
+                self._push_ready(task, (worker_id,))
+
+    def _hold(self, task):
+        task.resources_running = dict(task.resources)
+        for resource, amount in task.resources_running.items():
+            self._used[resource] = self._used.get(resource, 0) + amount
+
+    def _release(self, task):
+        held = task.resources_running
+        task.resources_running = None
+        worker = self._workers.get(task.worker_running)
+        if worker is not None:
+            worker.running.discard(task.id)
+        task.worker_running = None
+        if held:
+            for resource, amount in held.items():
+                self._used[resource] -= amount
+                self._unpark(resource)
+
+    # -- messages, progress and resources of running tasks -----------------------------
+
+    def set_task_status_message(self, task_id, status_message):
+        """Set the message a running task shows."""
+        for task in self._with_batch(self._task(task_id, "set_task_status_message")):
+            task.status_message = status_message
+
+    def get_task_status_message(self, task_id):
+        """``{"taskId", "statusMessage"}``."""
+        task = self._task(task_id, "get_task_status_message")
+        return {"taskId": task_id, "statusMessage": task.status_message}
+
+    def set_task_progress_percentage(self, task_id, progress_percentage):
+        """Set a running task's progress (0-100)."""
+        for task in self._with_batch(self._task(task_id, "set_task_progress_percentage")):
+            task.progress_percentage = progress_percentage
+
+    def get_task_progress_percentage(self, task_id):
+        """``{"taskId", "progressPercentage"}``."""
+        task = self._task(task_id, "get_task_progress_percentage")
+        return {"taskId": task_id, "progressPercentage": task.progress_percentage}
+
+    def decrease_running_task_resources(self, task_id, decrease_resources):
+        """Give back part of the resources a running task holds."""
+        task = self._task(task_id, "decrease_running_task_resources")
+        if task.status != RUNNING or not task.resources_running:
+            return None
+        for resource, amount in (decrease_resources or {}).items():
+            held = task.resources_running.get(resource, 0)
+            amount = max(0, min(amount, held))
+            task.resources_running[resource] = held - amount
+            self._used[resource] = self._used.get(resource, 0) - amount
+            self._unpark(resource)
+        for member in self._with_batch(task)[1:]:   # they show what their runner holds
+            member.resources_running = dict(task.resources_running)
+        return None
+
+    def _with_batch(self, task):
+        """``task`` and, when it runs a batch, the batch's members."""
+        if task.batch_id is None:
+            return [task]
+        return [task] + self._batch_members(task.batch_id)
+
+    def get_running_task_resources(self, task_id):
+        """``{"taskId", "resources"}``: what a running task holds now."""
+        task = self._task(task_id, "get_running_task_resources")
+        held = task.resources_running
+        return {"taskId": task_id, "resources": None if held is None else dict(held)}
+
+
+###########################################################################################
+# Scheduler: batches
+###########################################################################################
+
+class _SchedulerBatches:
+    """Scheduler: batches, several tasks of one family run as one (Luigi's
+    batch_method)."""
 
     def add_task_batcher(self, worker, task_family, batched_args,
                          max_batch_size=float("inf"), **kwargs):
@@ -4789,170 +5001,19 @@ class Scheduler:
         names = self._batchers.get((worker_id, family), ((), 1))[0]
         return {k: v for k, v in params.items() if k not in names} if names else params
 
-    def _batch_failure_email(self, task, worker, expl, owners):
-        try:
-            reason = json.loads(expl) if expl is not None else None
-        except ValueError:
-            reason = expl   # not JSON, as a hand-written client may send it
-        params = self._unbatched(worker.id, task.family, task.params)
-        name = self._pretty_id(task)
-        self._email_batcher.add_failure(name, task.family, params, reason, owners)
-        if task.status == DISABLED:
-            self._email_batcher.add_disable(name, task.family, params, owners)
-
     def dump(self):
         """Luigi's shutdown hook: send the e-mails collected so far."""
         if self._email_batcher is not None:
             self._email_batcher.send_email()
 
-    # -- messages, progress and resources of running tasks -----------------------------
 
-    def set_task_status_message(self, task_id, status_message):
-        """Set the message a running task shows."""
-        for task in self._with_batch(self._task(task_id, "set_task_status_message")):
-            task.status_message = status_message
+###########################################################################################
+# Scheduler: read-only views (the visualiser's API)
+###########################################################################################
 
-    def get_task_status_message(self, task_id):
-        """``{"taskId", "statusMessage"}``."""
-        task = self._task(task_id, "get_task_status_message")
-        return {"taskId": task_id, "statusMessage": task.status_message}
-
-    def set_task_progress_percentage(self, task_id, progress_percentage):
-        """Set a running task's progress (0-100)."""
-        for task in self._with_batch(self._task(task_id, "set_task_progress_percentage")):
-            task.progress_percentage = progress_percentage
-
-    def get_task_progress_percentage(self, task_id):
-        """``{"taskId", "progressPercentage"}``."""
-        task = self._task(task_id, "get_task_progress_percentage")
-        return {"taskId": task_id, "progressPercentage": task.progress_percentage}
-
-    def decrease_running_task_resources(self, task_id, decrease_resources):
-        """Give back part of the resources a running task holds."""
-        task = self._task(task_id, "decrease_running_task_resources")
-        if task.status != RUNNING or not task.resources_running:
-            return None
-        for resource, amount in (decrease_resources or {}).items():
-            held = task.resources_running.get(resource, 0)
-            amount = max(0, min(amount, held))
-            task.resources_running[resource] = held - amount
-            self._used[resource] = self._used.get(resource, 0) - amount
-            self._unpark(resource)
-        for member in self._with_batch(task)[1:]:   # they show what their runner holds
-            member.resources_running = dict(task.resources_running)
-        return None
-
-    def _with_batch(self, task):
-        """``task`` and, when it runs a batch, the batch's members."""
-        if task.batch_id is None:
-            return [task]
-        return [task] + self._batch_members(task.batch_id)
-
-    def get_running_task_resources(self, task_id):
-        """``{"taskId", "resources"}``: what a running task holds now."""
-        task = self._task(task_id, "get_running_task_resources")
-        held = task.resources_running
-        return {"taskId": task_id, "resources": None if held is None else dict(held)}
-
-    # -- liveness, retries and removal ---------------------------------------------------
-
-    def prune(self, **kwargs):
-        """Apply what is due: dead workers, retries, re-enables and removals.
-
-        Each due item is one timer popped from a heap, so the cost follows the number of
-        things that happened, never the number of tasks.
-        """
-        self._prune(self._clock())
-        if self._email_batcher is not None:
-            self._email_batcher.update()
-
-    def _prune(self, now):
-        while self._timers and self._timers[0][0] <= now:
-            _, _, kind, key = heapq.heappop(self._timers)
-            getattr(self, "_due_" + kind)(key, now)
-        return None
-
-    def _due_worker(self, worker_id, now):
-        worker = self._workers.get(worker_id)
-        if worker is None:
-            return
-        deadline = worker.last_active + self.options["worker_disconnect_delay"]
-        if deadline > now:
-            self._timer(deadline, "worker", worker_id)
-        else:
-            self._remove_worker(worker, now)
-
-    def _remove_worker(self, worker, now):
-        _log.info("worker %s timed out and is removed", worker.id)
-        del self._workers[worker.id]
-        if "worker" in self._listeners:
-            self._announce("worker", worker, "active" if worker.enabled else "disabled")
-        self._assistants.discard(worker.id)
-        for task_id in worker.stake | worker.running:   # an assistant's are not its stake
-            task = self._tasks.get(task_id)
-            if task is None:
-                continue
-            task.stakeholders = _without(task.stakeholders, worker.id)
-            self._drop_runner(task, worker.id)
-            if task.status == RUNNING and task.worker_running == worker.id:
-                task.expl = json.dumps(f"worker {worker.id} stopped responding")
-                self._apply_status(task, FAILED, now)
-            if not task.stakeholders and task.remove_at is None and task.status != RUNNING:
-                self._remove_later(task, now)
-        for batch_id, entry in list(self._batches.items()):   # batches never started
-            if entry[0] == worker.id:
-                self._settle_batch(batch_id, FAILED, now,
-                                   json.dumps(f"worker {worker.id} stopped responding"))
-
-    def _remove_later(self, task, now):
-        """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
-        task.remove_at = now + self.options["remove_delay"]
-        self._timer(task.remove_at, "remove", task.id)
-
-    def _due_retry(self, task_id, now):
-        task = self._tasks.get(task_id)
-        if task is not None and task.status == FAILED and task.retry_at is not None \
-                and task.retry_at <= now:
-            task.retry_at = None
-            self._set_status(task, PENDING, now)
-
-    def _due_enable(self, task_id, now):
-        task = self._tasks.get(task_id)
-        if task is not None and task.status == DISABLED and task.disabled_at is not None \
-                and task.disabled_at + self.options["disable_persist"] <= now:
-            self._forget_failures(task)
-            self._apply_status(task, FAILED, now)
-
-    def _due_remove(self, task_id, now):
-        task = self._tasks.get(task_id)
-        if task is None or task.stakeholders or task.remove_at is None \
-                or task.remove_at > now:
-            return
-        self._delete(task)
-
-    def _due_drop(self, task_id, now):
-        """A failed batch runner goes (Luigi's way): its members carry the failure,
-        and a retry forms a new batch."""
-        task = self._tasks.get(task_id)
-        if task is not None and task.status == FAILED:
-            self._delete(task)
-
-    def _delete(self, task):
-        task_id = task.id
-        self._account(task, -1)
-        if task.status == RUNNING:
-            self._release(task)
-        self._running.discard(task_id)
-        self._disabled.discard(task_id)
-        for dep_id in task.deps:
-            dep = self._tasks.get(dep_id)
-            if dep is not None:
-                dep.dependents = _without(dep.dependents, task_id)
-        del self._tasks[task_id]
-        if "removed" in self._listeners:
-            self._announce("removed", task, task.status, None)
-
-    # -- reading the graph (visualiser and tools) ----------------------------------------
+class _SchedulerViews:
+    """Scheduler: read-only views of the graph, the workers and the resources (the
+    visualiser's API, and tools)."""
 
     @staticmethod
     def _public_params(task):
@@ -5135,7 +5196,14 @@ class Scheduler:
                  "running": consumers.get(name, {})}
                 for name in sorted(set(self._capacity) | set(self._used))]
 
-    # -- administration --------------------------------------------------------------------
+
+###########################################################################################
+# Scheduler: administration
+###########################################################################################
+
+class _SchedulerAdmin:
+    """Scheduler: what an administrator does (re-enable, forgive, mark as done,
+    disable a worker, pause, resources, messages to tasks)."""
 
     def re_enable_task(self, task_id):
         """Lift a disable; the task becomes FAILED and is retried after retry_delay."""
@@ -5244,7 +5312,25 @@ class Scheduler:
             self.update_resource(resource, amount)
         return None
 
-    # -- durable state: what a restart must not lose ---------------------------------------
+
+###########################################################################################
+# Scheduler: durable state (snapshot, restore, the state file)
+###########################################################################################
+
+# What snapshot() keeps of a task: id and status first, then the rest restore() sets.
+_RECORD_FIELDS = (
+    "id", "status", "deps", "stakeholders", "workers", "priority", "family", "module",
+    "params", "param_visibilities", "resources", "worker_running", "time_running",
+    "start_time", "updated", "expl", "tracking_url", "retry_policy", "accepts_messages",
+    "batchable", "failures", "first_failure", "disabled_at", "retry_at", "remove_at",
+    "owners", "status_message", "progress_percentage",
+)
+_STATE_VERSION = 1
+
+
+class _SchedulerState:
+    """Scheduler: durable state, what a restart must not lose (the server journals
+    it in a _StateFile)."""
 
     def snapshot(self):
         """Every task's durable record, JSON-ready: ``{"version": 1, "tasks": [...]}``.
@@ -5306,15 +5392,134 @@ class Scheduler:
             self._timer(task.remove_at, "remove", task.id)
 
 
-# What snapshot() keeps of a task: id and status first, then the rest restore() sets.
-_RECORD_FIELDS = (
-    "id", "status", "deps", "stakeholders", "workers", "priority", "family", "module",
-    "params", "param_visibilities", "resources", "worker_running", "time_running",
-    "start_time", "updated", "expl", "tracking_url", "retry_policy", "accepts_messages",
-    "batchable", "failures", "first_failure", "disabled_at", "retry_at", "remove_at",
-    "owners", "status_message", "progress_percentage",
-)
-_STATE_VERSION = 1
+class _StateFile:
+    """The server's durable state: a snapshot (JSON, versioned, replaced atomically)
+    and a journal beside it (``PATH.journal``), one JSON line per call that changed
+    tasks, holding their new records, flushed and fsynced before the call returns.
+
+    Loading applies the journal's records over the snapshot's; a damaged line (a torn
+    write at a crash) is reported and skipped. Every ``compact_every`` lines the
+    journal is folded into a new snapshot. Sequence numbers make a crash between
+    writing the snapshot and emptying the journal harmless.
+    """
+
+    def __init__(self, path, compact_every=10000):
+        self.path, self.journal_path = path, path + ".journal"
+        self.compact_every = compact_every
+        self._seq = self._lines = 0
+        self._journal = None
+
+    def load(self):
+        """The task records to restore, oldest first."""
+        records, first_seq = [], 0
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                snapshot = json.load(f)
+            if snapshot.get("version") != _STATE_VERSION:
+                raise ValueError(f"version {snapshot.get('version')!r}, expected "
+                                 f"{_STATE_VERSION}")
+            records, first_seq = snapshot["tasks"], snapshot["seq"]
+        except FileNotFoundError:
+            pass
+        except (ValueError, KeyError, TypeError) as exc:
+            _log.error("state snapshot %s is unreadable (%s); starting from the journal",
+                       self.path, exc)
+        self._seq = first_seq
+        for number, line in enumerate(self._journal_lines(), 1):
+            try:
+                entry = json.loads(line)
+                seq, tasks = entry["seq"], entry["tasks"]
+            except (ValueError, KeyError, TypeError):
+                _log.warning("state journal %s line %d is damaged (a write cut short by a "
+                             "crash?); skipped", self.journal_path, number)
+                continue
+            if seq > first_seq:
+                records.extend(tasks)
+                self._seq = max(self._seq, seq)
+        return records
+
+    def _journal_lines(self):
+        try:
+            with open(self.journal_path, encoding="utf-8", errors="replace") as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def append(self, records):
+        """Journal ``records`` durably (written, flushed and fsynced)."""
+        if self._journal is None:
+            self._journal = open(self.journal_path, "a", encoding="utf-8")
+        self._seq += 1
+        self._journal.write(json.dumps({"seq": self._seq, "tasks": records}) + "\n")
+        self._journal.flush()
+        os.fsync(self._journal.fileno())
+        self._lines += 1
+
+    def due(self):
+        """True when the journal should be folded into a snapshot."""
+        return self._lines >= self.compact_every
+
+    def compact(self, snapshot):
+        """Write ``snapshot`` atomically (temporary file, fsync, rename), then empty
+        the journal."""
+        snapshot = dict(snapshot, seq=self._seq)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        temporary = _temporary_name(self.path)
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(snapshot, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, self.path)
+        _fsync_folder(folder)
+        if self._journal is not None:
+            self._journal.close()
+        self._journal = open(self.journal_path, "w", encoding="utf-8")
+        os.fsync(self._journal.fileno())
+        self._lines = 0
+
+    def close(self):
+        """Close the journal file."""
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
+
+
+def _fsync_folder(folder):
+    """Make a rename in ``folder`` durable (where the platform allows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+###########################################################################################
+# Scheduler: the core and its features, one class
+###########################################################################################
+
+class Scheduler(_SchedulerCore, _SchedulerResources, _SchedulerBatches, _SchedulerViews,
+                _SchedulerAdmin, _SchedulerEmails, _SchedulerState):
+    """The in-memory scheduler: which task runs next, on which worker.
+
+    A pure state machine with Luigi's RPC method names, arguments and reply shapes, so
+    the HTTP server is a thin adapter over it. Nothing here sleeps, opens sockets or
+    reads the wall clock except through ``clock``.
+
+    Costs are amortized O(log n) per call: each task keeps a count of its unfinished
+    dependencies, and each worker a heap of the tasks it may run now, so ``get_work``
+    never sorts or scans every task (Luigi's does, which makes it quadratic).
+
+    ``options`` override the ``[scheduler]`` config section; ``resources`` the
+    ``[resources]`` section. Raises SchedulerError when asked about an unknown task.
+    ``subscribe(listener)`` hears every change (the journal, e-mails and any observer
+    plug in there). The core and each feature are a section of their own above.
+    """
+
 
 # The remote surface, named once: the HTTP server serves exactly these methods.
 _RPC_METHODS = (
@@ -6094,163 +6299,11 @@ class _RunRecord:
         self.errors = {}          # task id -> why it failed (traceback or message)
 
 
-class Worker:
-    """Walks the graph from the requested tasks, then runs what the scheduler hands out.
-
-    ``add(task)`` reports every task to the scheduler (calling ``complete()`` once per
-    task and build, in ``check_workers`` threads when given); ``run()`` loops over
-    ``step()``: ask for work, start it on the runner, report outcomes, until nothing is
-    left. ``scheduler`` may be the in-memory Scheduler or a remote one with the same
-    methods. The runner is chosen when the run starts, once the graph is known (see
-    _make_runner), unless one is given; ``executor`` runs tasks on any
-    ``concurrent.futures.Executor``. ``clock`` and ``sleep`` are injectable for tests.
-    Raises ConfigError for an unknown ``[worker]`` option or mode.
-    """
-
-    def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
-                 processes=1, executor=None, check_workers=0, worker_processes=None,
-                 assistant=False, progress=None, **options):
-        self._scheduler = scheduler if scheduler is not None else Scheduler()
-        self.progress = progress   # called as build() says, while tasks run
-        # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
-        processes = processes if worker_processes is None else worker_processes
-        self._assistant = bool(assistant)   # runs any runnable task the scheduler has
-        self._clock = clock or time.time
-        self._sleep = sleep or time.sleep
-        self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
-        if self.options["mode"] not in ("processes", "threads"):
-            raise ConfigError(f"[worker] mode must be processes or threads, got "
-                              f"{self.options['mode']!r}")
-        self._processes = getattr(runner, "processes", processes)
-        self._info = self._make_info(self._processes)
-        self._host = dict(self._info)["host"]
-        self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
-        if self._assistant:
-            self._info.append(("assistant", True))
-        self._runner, self._executor = runner, executor
-        self._check_workers = check_workers
-        self._checks = None           # task id -> Future of complete(), in parallel mode
-        self._timeouts_seen = False   # a task with worker_timeout was reported runnable
-        # What the summary reads, kept in a record of the run; the worker writes to
-        # it through these names (the same dicts and list, not copies).
-        self.record = _RunRecord(self._id)
-        self._scheduled = self.record.scheduled
-        self._reported = self.record.reported
-        self._walked_deps = {}        # task id -> its deps as found by the walk, until run
-        self._idle_replies = self.record.idle_replies
-        self._running = {}            # task id -> Task started on the runner
-        self._pids = {}               # task id -> pid running it
-        self._started = False         # _start_running() done
-        self._late_ids = set()        # tasks found while running (dynamic, handed out)
-        self._load_failures = set()   # handed-out tasks that could not be loaded
-        self._walk_seen = None        # tasks met by the add_all() under way
-        self._first_task = None       # the id of the first task added
-        self._batch_families = set()  # families whose batcher the scheduler has
-        self._batch_members = {}      # combined task id -> the tasks it runs for
-        self._done_yields = {}        # task id -> times it yielded only done tasks
-        self._reschedules = {}
-        self._idle_since = None
-        self.errors = self.record.errors
-        self._attempts = {}           # task id -> failed runs, for in-run retries
-        self._retrying = {}           # task id -> when it may be retried
-        self._failed_ids = set()      # failed and not (yet) recovered by a retry
-        self.interrupted = None       # the KeyboardInterrupt that stopped the run
-        self.run_succeeded = True     # set by run(): False if a failure was not recovered
-        self.add_succeeded = True
-
-    def _make_runner(self):
-        """Inline for one process without a timeout (no fork, no pickling); a thread
-        pool or the given executor when asked; otherwise a pool of child processes."""
-        options, processes = self.options, self._processes
-        checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
-        if hasattr(self, "_create_task_process"):   # a subclass's, as Luigi's worker has
-            return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
-                                      processes)
-        if self._executor is not None:
-            return _ExecutorRunner(self._executor, processes, self._forward_report, checks)
-        if options["mode"] == "threads":
-            import concurrent.futures
-            if options["timeout"] or self._timeouts_seen:
-                _log.warning("[worker] mode = threads cannot enforce timeouts: a thread "
-                             "cannot be stopped")
-            pool = concurrent.futures.ThreadPoolExecutor(processes, "microflow-task")
-            return _ExecutorRunner(pool, processes, self._forward_report, checks,
-                                   threads=True, own=True)
-        if processes <= 1 and not (options["timeout"] or self._timeouts_seen or
-                                   options["force_multiprocessing"] or
-                                   options["process_per_task"]):
-            return _InlineRunner(self._execute_inline)
-        return _ProcessRunner(processes, self._forward_report, self._scheduled, checks,
-                              timeout=options["timeout"],
-                              start_method=options["start_method"] or None,
-                              per_task=options["process_per_task"], late=self._late_ids)
-
-    def _execute_inline(self, task):
-        """Run ``task`` in this process, with the deps the walk found (so requires()
-        is not called again) and its reports going straight to the scheduler."""
-        deps = self._walked_deps.pop(task.task_id, None)
-        return _execute_task(task, self.options["check_unfulfilled_deps"],
-                             self.options["check_complete_on_run"], self._report_inline,
-                             deps)
-
-    def _report_inline(self, method, task_id, value):
-        self._forward_report(method, (task_id, value))
-
-    def _forward_report(self, method, args):
-        """Pass a report from a child process on to the scheduler."""
-        if method == "tracking_url":
-            task_id, url = args
-            self._scheduler.add_task(task_id=task_id, worker=self._id, status=RUNNING,
-                                     tracking_url=url)
-        else:
-            getattr(self._scheduler, method)(*args)
-
-    @staticmethod
-    def _make_info(processes):
-        import getpass
-        import socket
-        try:
-            user = getpass.getuser()
-        except Exception:   # no user database entry (containers): not worth failing
-            user = "unknown"
-        return [("salt", f"{_random_digits(9)}"), ("workers", processes),
-                ("host", socket.gethostname()), ("username", user), ("pid", os.getpid())]
-
-    @property
-    def worker_id(self):
-        """The id this worker gives the scheduler."""
-        return self._id
-
-    # What a subclass's _create_task_process (Luigi's hook) builds its process object
-    # from, under Luigi's names.
-    @property
-    def _task_result_queue(self):
-        """Where a process object puts ``(task_id, status, explanation, missing,
-        new_requirements)`` (a multiprocessing queue: it may be put from a child)."""
-        if self.__dict__.get("_results") is None:
-            import multiprocessing
-            self._results = multiprocessing.Queue()
-        return self._results
-
-    @property
-    def _config(self):
-        """The ``[worker]`` options as attributes (``self._config.timeout``)."""
-        return types.SimpleNamespace(**self.options)
-
-    @property
-    def worker_processes(self):
-        """How many tasks may run at once."""
-        return self._processes
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        self._stop_checks()
-        if self._runner is not None:
-            self._runner.close()
-
-    # -- scheduling: walk the graph, report every task -----------------------------------
+class _WorkerWalk:
+    """Worker: the graph walk. ``add(task)`` reports every task of the graph to the
+    scheduler (``complete()`` called once per task and build, in ``check_workers``
+    threads when given), with its dependencies, resources and retry policy; a task
+    that cannot be checked or walked is a scheduling failure, said why."""
 
     def add(self, task):
         """Report ``task`` and everything it needs that is not complete.
@@ -6470,6 +6523,163 @@ class Worker:
             bits |= _REPORTED_RUNNABLE
         reported = self._reported
         reported[task.task_id] = reported.get(task.task_id, 0) | bits
+
+
+class Worker(_WorkerWalk):
+    """Walks the graph from the requested tasks, then runs what the scheduler hands out.
+
+    ``add(task)`` reports every task to the scheduler (calling ``complete()`` once per
+    task and build, in ``check_workers`` threads when given); ``run()`` loops over
+    ``step()``: ask for work, start it on the runner, report outcomes, until nothing is
+    left. ``scheduler`` may be the in-memory Scheduler or a remote one with the same
+    methods. The runner is chosen when the run starts, once the graph is known (see
+    _make_runner), unless one is given; ``executor`` runs tasks on any
+    ``concurrent.futures.Executor``. ``clock`` and ``sleep`` are injectable for tests.
+    Raises ConfigError for an unknown ``[worker]`` option or mode.
+    """
+
+    def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
+                 processes=1, executor=None, check_workers=0, worker_processes=None,
+                 assistant=False, progress=None, **options):
+        self._scheduler = scheduler if scheduler is not None else Scheduler()
+        self.progress = progress   # called as build() says, while tasks run
+        # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
+        processes = processes if worker_processes is None else worker_processes
+        self._assistant = bool(assistant)   # runs any runnable task the scheduler has
+        self._clock = clock or time.time
+        self._sleep = sleep or time.sleep
+        self.options = _typed_options("worker", _WORKER_DEFAULTS, options)
+        if self.options["mode"] not in ("processes", "threads"):
+            raise ConfigError(f"[worker] mode must be processes or threads, got "
+                              f"{self.options['mode']!r}")
+        self._processes = getattr(runner, "processes", processes)
+        self._info = self._make_info(self._processes)
+        self._host = dict(self._info)["host"]
+        self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
+        if self._assistant:
+            self._info.append(("assistant", True))
+        self._runner, self._executor = runner, executor
+        self._check_workers = check_workers
+        self._checks = None           # task id -> Future of complete(), in parallel mode
+        self._timeouts_seen = False   # a task with worker_timeout was reported runnable
+        # What the summary reads, kept in a record of the run; the worker writes to
+        # it through these names (the same dicts and list, not copies).
+        self.record = _RunRecord(self._id)
+        self._scheduled = self.record.scheduled
+        self._reported = self.record.reported
+        self._walked_deps = {}        # task id -> its deps as found by the walk, until run
+        self._idle_replies = self.record.idle_replies
+        self._running = {}            # task id -> Task started on the runner
+        self._pids = {}               # task id -> pid running it
+        self._started = False         # _start_running() done
+        self._late_ids = set()        # tasks found while running (dynamic, handed out)
+        self._load_failures = set()   # handed-out tasks that could not be loaded
+        self._walk_seen = None        # tasks met by the add_all() under way
+        self._first_task = None       # the id of the first task added
+        self._batch_families = set()  # families whose batcher the scheduler has
+        self._batch_members = {}      # combined task id -> the tasks it runs for
+        self._done_yields = {}        # task id -> times it yielded only done tasks
+        self._reschedules = {}
+        self._idle_since = None
+        self.errors = self.record.errors
+        self._attempts = {}           # task id -> failed runs, for in-run retries
+        self._retrying = {}           # task id -> when it may be retried
+        self._failed_ids = set()      # failed and not (yet) recovered by a retry
+        self.interrupted = None       # the KeyboardInterrupt that stopped the run
+        self.run_succeeded = True     # set by run(): False if a failure was not recovered
+        self.add_succeeded = True
+
+    def _make_runner(self):
+        """Inline for one process without a timeout (no fork, no pickling); a thread
+        pool or the given executor when asked; otherwise a pool of child processes."""
+        options, processes = self.options, self._processes
+        checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
+        if hasattr(self, "_create_task_process"):   # a subclass's, as Luigi's worker has
+            return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
+                                      processes)
+        if self._executor is not None:
+            return _ExecutorRunner(self._executor, processes, self._forward_report, checks)
+        if options["mode"] == "threads":
+            import concurrent.futures
+            if options["timeout"] or self._timeouts_seen:
+                _log.warning("[worker] mode = threads cannot enforce timeouts: a thread "
+                             "cannot be stopped")
+            pool = concurrent.futures.ThreadPoolExecutor(processes, "microflow-task")
+            return _ExecutorRunner(pool, processes, self._forward_report, checks,
+                                   threads=True, own=True)
+        if processes <= 1 and not (options["timeout"] or self._timeouts_seen or
+                                   options["force_multiprocessing"] or
+                                   options["process_per_task"]):
+            return _InlineRunner(self._execute_inline)
+        return _ProcessRunner(processes, self._forward_report, self._scheduled, checks,
+                              timeout=options["timeout"],
+                              start_method=options["start_method"] or None,
+                              per_task=options["process_per_task"], late=self._late_ids)
+
+    def _execute_inline(self, task):
+        """Run ``task`` in this process, with the deps the walk found (so requires()
+        is not called again) and its reports going straight to the scheduler."""
+        deps = self._walked_deps.pop(task.task_id, None)
+        return _execute_task(task, self.options["check_unfulfilled_deps"],
+                             self.options["check_complete_on_run"], self._report_inline,
+                             deps)
+
+    def _report_inline(self, method, task_id, value):
+        self._forward_report(method, (task_id, value))
+
+    def _forward_report(self, method, args):
+        """Pass a report from a child process on to the scheduler."""
+        if method == "tracking_url":
+            task_id, url = args
+            self._scheduler.add_task(task_id=task_id, worker=self._id, status=RUNNING,
+                                     tracking_url=url)
+        else:
+            getattr(self._scheduler, method)(*args)
+
+    @staticmethod
+    def _make_info(processes):
+        import getpass
+        import socket
+        try:
+            user = getpass.getuser()
+        except Exception:   # no user database entry (containers): not worth failing
+            user = "unknown"
+        return [("salt", f"{_random_digits(9)}"), ("workers", processes),
+                ("host", socket.gethostname()), ("username", user), ("pid", os.getpid())]
+
+    @property
+    def worker_id(self):
+        """The id this worker gives the scheduler."""
+        return self._id
+
+    # What a subclass's _create_task_process (Luigi's hook) builds its process object
+    # from, under Luigi's names.
+    @property
+    def _task_result_queue(self):
+        """Where a process object puts ``(task_id, status, explanation, missing,
+        new_requirements)`` (a multiprocessing queue: it may be put from a child)."""
+        if self.__dict__.get("_results") is None:
+            import multiprocessing
+            self._results = multiprocessing.Queue()
+        return self._results
+
+    @property
+    def _config(self):
+        """The ``[worker]`` options as attributes (``self._config.timeout``)."""
+        return types.SimpleNamespace(**self.options)
+
+    @property
+    def worker_processes(self):
+        """How many tasks may run at once."""
+        return self._processes
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop_checks()
+        if self._runner is not None:
+            self._runner.close()
 
     # -- running: the loop ----------------------------------------------------------------
 
@@ -6804,8 +7014,6 @@ class Worker:
             self._walk(task, {})   # afresh: a dependency done before may be gone now
 
 
-
-
 def _retry_policy_of(task):
     """The task's retry policy overrides; None when its class overrides none of them
     (the scheduler then uses its own, as it would for a dict of Nones)."""
@@ -6893,112 +7101,6 @@ def _dispatch(scheduler, method, params):
     except Exception as exc:   # a bug of ours: say so, keep serving
         _log.exception("%s failed", method)
         return 500, {"error": f"{method}: internal error ({type(exc).__name__})"}
-
-
-class _StateFile:
-    """The server's durable state: a snapshot (JSON, versioned, replaced atomically)
-    and a journal beside it (``PATH.journal``), one JSON line per call that changed
-    tasks, holding their new records, flushed and fsynced before the call returns.
-
-    Loading applies the journal's records over the snapshot's; a damaged line (a torn
-    write at a crash) is reported and skipped. Every ``compact_every`` lines the
-    journal is folded into a new snapshot. Sequence numbers make a crash between
-    writing the snapshot and emptying the journal harmless.
-    """
-
-    def __init__(self, path, compact_every=10000):
-        self.path, self.journal_path = path, path + ".journal"
-        self.compact_every = compact_every
-        self._seq = self._lines = 0
-        self._journal = None
-
-    def load(self):
-        """The task records to restore, oldest first."""
-        records, first_seq = [], 0
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                snapshot = json.load(f)
-            if snapshot.get("version") != _STATE_VERSION:
-                raise ValueError(f"version {snapshot.get('version')!r}, expected "
-                                 f"{_STATE_VERSION}")
-            records, first_seq = snapshot["tasks"], snapshot["seq"]
-        except FileNotFoundError:
-            pass
-        except (ValueError, KeyError, TypeError) as exc:
-            _log.error("state snapshot %s is unreadable (%s); starting from the journal",
-                       self.path, exc)
-        self._seq = first_seq
-        for number, line in enumerate(self._journal_lines(), 1):
-            try:
-                entry = json.loads(line)
-                seq, tasks = entry["seq"], entry["tasks"]
-            except (ValueError, KeyError, TypeError):
-                _log.warning("state journal %s line %d is damaged (a write cut short by a "
-                             "crash?); skipped", self.journal_path, number)
-                continue
-            if seq > first_seq:
-                records.extend(tasks)
-                self._seq = max(self._seq, seq)
-        return records
-
-    def _journal_lines(self):
-        try:
-            with open(self.journal_path, encoding="utf-8", errors="replace") as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def append(self, records):
-        """Journal ``records`` durably (written, flushed and fsynced)."""
-        if self._journal is None:
-            self._journal = open(self.journal_path, "a", encoding="utf-8")
-        self._seq += 1
-        self._journal.write(json.dumps({"seq": self._seq, "tasks": records}) + "\n")
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
-        self._lines += 1
-
-    def due(self):
-        """True when the journal should be folded into a snapshot."""
-        return self._lines >= self.compact_every
-
-    def compact(self, snapshot):
-        """Write ``snapshot`` atomically (temporary file, fsync, rename), then empty
-        the journal."""
-        snapshot = dict(snapshot, seq=self._seq)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        temporary = _temporary_name(self.path)
-        with open(temporary, "w", encoding="utf-8") as f:
-            json.dump(snapshot, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, self.path)
-        _fsync_folder(folder)
-        if self._journal is not None:
-            self._journal.close()
-        self._journal = open(self.journal_path, "w", encoding="utf-8")
-        os.fsync(self._journal.fileno())
-        self._lines = 0
-
-    def close(self):
-        """Close the journal file."""
-        if self._journal is not None:
-            self._journal.close()
-            self._journal = None
-
-
-def _fsync_folder(folder):
-    """Make a rename in ``folder`` durable (where the platform allows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # Largest request body the server reads; a walked graph in one batch fits many times.
@@ -7829,119 +7931,6 @@ def exit_code(result, root_tasks=()):
     return code
 
 
-###########################################################################################
-# Planning: what a build would do (--dry-run), and the dependency tree (--tree)
-###########################################################################################
-
-PlannedTask = collections.namedtuple("PlannedTask", "task state reasons")
-PlannedTask.__doc__ = ("One task of a dry run: ``state`` is 'would run', 'blocked', "
-                       "'missing external', 'scheduling error' or 'complete'; "
-                       "``reasons`` say why, in words.")
-
-
-def dry_run(tasks):
-    """What a build of ``tasks`` would do, running nothing: the graph is walked as
-    build() walks it (complete() once per task; a complete task is not expanded).
-    Returns PlannedTasks, dependencies before the tasks that need them."""
-    worker = Worker(Scheduler(), worker_id="dry-run")
-    with worker:
-        worker.add_all(list(tasks))
-    states = {task_id: "complete" if info["status"] == DONE else
-              "scheduling error" if info["status"] == UNKNOWN else
-              "would run" if info["workers"] else "missing external"
-              for task_id, info in worker._scheduler.graph().items()}
-    plan = []
-    for task in _dependencies_first(tasks, worker._walked_deps):
-        needs = [dep for dep in worker._walked_deps.get(task.task_id, ())
-                 if states.get(dep.task_id) != "complete"]
-        state = states.get(task.task_id, "complete")
-        if state == "would run" and any(states.get(dep.task_id) in (
-                "missing external", "scheduling error", "blocked") for dep in needs):
-            state = states[task.task_id] = "blocked"
-        plan.append(PlannedTask(task, state, _plan_reasons(task, state, needs, states,
-                                                           worker.errors)))
-    return plan
-
-
-def _dependencies_first(roots, walked):
-    """The tasks the walk met from ``roots`` (``walked``: id -> deps), each once, every
-    task after its dependencies (an iterative depth-first walk)."""
-    order, seen = [], set()
-    for root in roots:
-        stack = [(root, False)]
-        while stack:
-            task, expanded = stack.pop()
-            if expanded:
-                order.append(task)
-            elif task.task_id not in seen:
-                seen.add(task.task_id)
-                stack.append((task, True))
-                stack.extend((dep, False) for dep in reversed(walked.get(task.task_id, ())))
-    return order
-
-
-def _plan_reasons(task, state, needs, states, errors):
-    """Why a planned task is in ``state``, in words."""
-    reasons = []
-    if state in ("would run", "blocked", "missing external"):
-        missing = [getattr(out, "path", repr(out)) for out in flatten(task.output())
-                   if not out.exists()]
-        label = "external data missing: " if state == "missing external" else \
-            "output missing: "
-        reasons.append(label + ", ".join(missing) if missing else "complete() is False")
-    reasons += [f"needs {dep!r} ({states.get(dep.task_id)})" for dep in needs[:3]]
-    if len(needs) > 3:
-        reasons.append(f"and {len(needs) - 3} more")
-    if state == "scheduling error":
-        error = errors.get(task.task_id, "").strip()
-        reasons.append(error.splitlines()[-1] if error else "could not be checked")
-    return reasons
-
-
-def _dry_run_text(plan):
-    """The dry run as the command line prints it, and its exit code: 0 when nothing
-    would run, 1 when something would, [retcode] missing_data or scheduling_error when
-    that stands in the way."""
-    lines = [f"{item.state:<17} {item.task!r}: {'; '.join(item.reasons)}"
-             for item in plan if item.state != "complete"]
-    counts = collections.Counter(item.state for item in plan)
-    lines.append("dry run: " + ", ".join(f"{counts[state]} {state}" for state in (
-        "would run", "blocked", "missing external", "scheduling error", "complete")
-        if counts[state]))
-    code = (_retcode("scheduling_error") if counts["scheduling error"] else
-            _retcode("missing_data") if counts["missing external"] else
-            1 if counts["would run"] else 0)
-    return "\n".join(lines), code
-
-
-def dependency_tree(task, _seen=None, _states=None):
-    """``{"task", "state", "deps": [...], "repeated"}`` for ``task`` and everything it
-    requires (complete ones too), state 'complete', 'pending' or 'missing external';
-    a task met before is given once more with ``repeated`` True and no deps."""
-    seen = set() if _seen is None else _seen
-    states = {} if _states is None else _states
-    if task.task_id not in states:
-        states[task.task_id] = ("complete" if task.complete() else
-                                "missing external" if _is_external(task) else "pending")
-    node = {"task": task, "state": states[task.task_id], "deps": [],
-            "repeated": task.task_id in seen}
-    if not node["repeated"]:
-        seen.add(task.task_id)
-        node["deps"] = [dependency_tree(dep, seen, states) for dep in task.deps()]
-    return node
-
-
-def _tree_text(node, prefix="", last=True, top=True):
-    """A dependency tree as indented lines, a shared subtree drawn once."""
-    branch = "" if top else ("└─ " if last else "├─ ")
-    line = f"{prefix}{branch}{node['task']!r} [{node['state']}]"
-    lines = [line + (" (shown above)" if node["repeated"] else "")]
-    inner = prefix + ("" if top else ("   " if last else "│  "))
-    for i, dep in enumerate(node["deps"]):
-        lines.append(_tree_text(dep, inner, i == len(node["deps"]) - 1, False))
-    return "\n".join(lines)
-
-
 class core(Config):
     """The ``[core]`` options as one Config object (Luigi's ``luigi.interface.core``):
     ``core().workers`` is the command line's ``--workers``, else ``[core] workers``,
@@ -8125,6 +8114,119 @@ def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistan
             all([worker.add(task) for task in tasks])
         succeeded &= worker.run()
     return RunResult(worker, succeeded)
+
+
+###########################################################################################
+# Planning: what a build would do (--dry-run), and the dependency tree (--tree)
+###########################################################################################
+
+PlannedTask = collections.namedtuple("PlannedTask", "task state reasons")
+PlannedTask.__doc__ = ("One task of a dry run: ``state`` is 'would run', 'blocked', "
+                       "'missing external', 'scheduling error' or 'complete'; "
+                       "``reasons`` say why, in words.")
+
+
+def dry_run(tasks):
+    """What a build of ``tasks`` would do, running nothing: the graph is walked as
+    build() walks it (complete() once per task; a complete task is not expanded).
+    Returns PlannedTasks, dependencies before the tasks that need them."""
+    worker = Worker(Scheduler(), worker_id="dry-run")
+    with worker:
+        worker.add_all(list(tasks))
+    states = {task_id: "complete" if info["status"] == DONE else
+              "scheduling error" if info["status"] == UNKNOWN else
+              "would run" if info["workers"] else "missing external"
+              for task_id, info in worker._scheduler.graph().items()}
+    plan = []
+    for task in _dependencies_first(tasks, worker._walked_deps):
+        needs = [dep for dep in worker._walked_deps.get(task.task_id, ())
+                 if states.get(dep.task_id) != "complete"]
+        state = states.get(task.task_id, "complete")
+        if state == "would run" and any(states.get(dep.task_id) in (
+                "missing external", "scheduling error", "blocked") for dep in needs):
+            state = states[task.task_id] = "blocked"
+        plan.append(PlannedTask(task, state, _plan_reasons(task, state, needs, states,
+                                                           worker.errors)))
+    return plan
+
+
+def _dependencies_first(roots, walked):
+    """The tasks the walk met from ``roots`` (``walked``: id -> deps), each once, every
+    task after its dependencies (an iterative depth-first walk)."""
+    order, seen = [], set()
+    for root in roots:
+        stack = [(root, False)]
+        while stack:
+            task, expanded = stack.pop()
+            if expanded:
+                order.append(task)
+            elif task.task_id not in seen:
+                seen.add(task.task_id)
+                stack.append((task, True))
+                stack.extend((dep, False) for dep in reversed(walked.get(task.task_id, ())))
+    return order
+
+
+def _plan_reasons(task, state, needs, states, errors):
+    """Why a planned task is in ``state``, in words."""
+    reasons = []
+    if state in ("would run", "blocked", "missing external"):
+        missing = [getattr(out, "path", repr(out)) for out in flatten(task.output())
+                   if not out.exists()]
+        label = "external data missing: " if state == "missing external" else \
+            "output missing: "
+        reasons.append(label + ", ".join(missing) if missing else "complete() is False")
+    reasons += [f"needs {dep!r} ({states.get(dep.task_id)})" for dep in needs[:3]]
+    if len(needs) > 3:
+        reasons.append(f"and {len(needs) - 3} more")
+    if state == "scheduling error":
+        error = errors.get(task.task_id, "").strip()
+        reasons.append(error.splitlines()[-1] if error else "could not be checked")
+    return reasons
+
+
+def _dry_run_text(plan):
+    """The dry run as the command line prints it, and its exit code: 0 when nothing
+    would run, 1 when something would, [retcode] missing_data or scheduling_error when
+    that stands in the way."""
+    lines = [f"{item.state:<17} {item.task!r}: {'; '.join(item.reasons)}"
+             for item in plan if item.state != "complete"]
+    counts = collections.Counter(item.state for item in plan)
+    lines.append("dry run: " + ", ".join(f"{counts[state]} {state}" for state in (
+        "would run", "blocked", "missing external", "scheduling error", "complete")
+        if counts[state]))
+    code = (_retcode("scheduling_error") if counts["scheduling error"] else
+            _retcode("missing_data") if counts["missing external"] else
+            1 if counts["would run"] else 0)
+    return "\n".join(lines), code
+
+
+def dependency_tree(task, _seen=None, _states=None):
+    """``{"task", "state", "deps": [...], "repeated"}`` for ``task`` and everything it
+    requires (complete ones too), state 'complete', 'pending' or 'missing external';
+    a task met before is given once more with ``repeated`` True and no deps."""
+    seen = set() if _seen is None else _seen
+    states = {} if _states is None else _states
+    if task.task_id not in states:
+        states[task.task_id] = ("complete" if task.complete() else
+                                "missing external" if _is_external(task) else "pending")
+    node = {"task": task, "state": states[task.task_id], "deps": [],
+            "repeated": task.task_id in seen}
+    if not node["repeated"]:
+        seen.add(task.task_id)
+        node["deps"] = [dependency_tree(dep, seen, states) for dep in task.deps()]
+    return node
+
+
+def _tree_text(node, prefix="", last=True, top=True):
+    """A dependency tree as indented lines, a shared subtree drawn once."""
+    branch = "" if top else ("└─ " if last else "├─ ")
+    line = f"{prefix}{branch}{node['task']!r} [{node['state']}]"
+    lines = [line + (" (shown above)" if node["repeated"] else "")]
+    inner = prefix + ("" if top else ("   " if last else "│  "))
+    for i, dep in enumerate(node["deps"]):
+        lines.append(_tree_text(dep, inner, i == len(node["deps"]) - 1, False))
+    return "\n".join(lines)
 
 
 ###########################################################################################

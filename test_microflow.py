@@ -1435,6 +1435,44 @@ class TestPackaging(unittest.TestCase):
             self.assertTrue(hasattr(mf, name), name)
 
 
+class TestTheFileSaysWhatItHolds(unittest.TestCase):
+    """microflow.py is read top to bottom by people who vendor it: these keep it so."""
+
+    @classmethod
+    def setUpClass(cls):
+        import ast
+        cls.source = (HERE / "microflow.py").read_text(encoding="utf-8")
+        cls.tree = ast.parse(cls.source)
+
+    def test_the_contents_list_matches_the_banners(self):
+        lines, rule = self.source.splitlines(), "#" * 91
+        banners = [lines[i][2:] for i in range(1, len(lines) - 1)
+                   if lines[i - 1] == rule and lines[i + 1] == rule]
+        listed = mf.__doc__.split("(a test keeps this list true):\n")[1].split("\n\n")[0]
+        self.assertEqual([line.strip() for line in listed.splitlines()], banners)
+
+    def test_every_public_top_level_name_is_in_all(self):
+        import ast
+        defined = set()
+        for node in self.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                defined.add(node.name)
+            elif isinstance(node, ast.Assign):
+                defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        public = {name for name in defined if not name.startswith("_")}
+        self.assertEqual(sorted(public - set(mf.__all__)), [])
+        self.assertEqual(len(mf.__all__), len(set(mf.__all__)))
+
+    def test_no_class_over_700_lines_and_no_function_over_60(self):
+        import ast
+        too_long = [(node.name, node.end_lineno - node.lineno + 1)
+                    for node in ast.walk(self.tree)
+                    if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno >= 700
+                    or isinstance(node, ast.FunctionDef)
+                    and node.end_lineno - node.lineno >= 60]
+        self.assertEqual(too_long, [])
+
+
 
 
 ###########################################################################################
