@@ -1066,9 +1066,11 @@ class DateParameter(_DateParameterBase):
         return x - datetime.timedelta(days=(x - self.start).days % self.interval)
 
 
-def _add_months(date, months):
-    index = date.month - 1 + months
-    return datetime.date(date.year + index // 12, index % 12 + 1, 1)
+def _add_months(first, months):
+    """``first`` (a date or datetime on the first of a month) moved by ``months``, of
+    the same type."""
+    index = first.year * 12 + first.month - 1 + months
+    return first.replace(year=index // 12, month=index % 12 + 1, day=1)
 
 
 class OptionalDateParameter(_OptionalMixin, DateParameter):
@@ -3526,12 +3528,6 @@ class RangeByMinutesBase(RangeBase):
                                     second=0, microsecond=0)
         return self._between(mark, datetime.timedelta(minutes=interval), finite_start,
                              finite_stop)
-
-
-def _add_months(dt, months):
-    """``dt`` (the first of a month) moved by ``months``."""
-    index = dt.year * 12 + dt.month - 1 + months
-    return dt.replace(year=index // 12, month=index % 12 + 1)
 
 
 class RangeMonthly(_BulkRange, RangeBase):
