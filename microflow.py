@@ -2552,11 +2552,15 @@ class _Registry:
         return found
 
     def _missing_message(self, name):
-        close = _suggestions(name, [f for f, c in self.by_family().items()
-                                    if c is not self.AMBIGUOUS])
+        families = {f: c for f, c in self.by_family().items() if c is not self.AMBIGUOUS}
+        close = _suggestions(name, list(families))
         if close:
             return f"No task {name}. Did you mean: {', '.join(close)}?"
-        return f"No task {name}. Candidates are: {','.join(sorted(self.by_family()))}"
+        yours = sorted(f for f, c in families.items() if c.__module__ != __name__)
+        if not yours:   # only microflow's own classes: the module was not imported
+            return (f"No task {name}: no task module is loaded; name the module that "
+                    f"defines it: --module pkg.mod {name}, or pkg.mod:{name}")
+        return f"No task {name}. Candidates are: {','.join(yours)}"
 
 
 _REGISTRY = _Registry()
@@ -5400,6 +5404,11 @@ class _StateFile:
     """
 
     def __init__(self, path, compact_every=10000):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            import errno
+            raise OSError(errno.ENOENT, f"state path {path}: the folder {folder} does not "
+                                        f"exist (create it, or give another path)")
         self.path, self.journal_path = path, path + ".journal"
         self.compact_every = compact_every
         self._seq = self._lines = 0
@@ -7133,7 +7142,15 @@ class SchedulerServer:
         self._lock = threading.Lock()
         self._next_prune = time.monotonic() + 60   # luigid prunes once a minute
         self._workers_seen = set()
-        self._httpd = http.server.ThreadingHTTPServer((address, port), _request_handler())
+        try:
+            self._httpd = http.server.ThreadingHTTPServer((address, port),
+                                                          _request_handler())
+        except OSError as exc:
+            import errno
+            hint = (" (is a scheduler already running there? choose another --port)"
+                    if exc.errno == errno.EADDRINUSE else "")
+            raise OSError(exc.errno, f"cannot serve on {address}:{port}: "
+                                     f"{exc.strerror}{hint}") from None
         self._httpd.daemon_threads = True
         self._httpd.microflow_server = self
         self.address, self.port = self._httpd.server_address[:2]
@@ -7456,17 +7473,33 @@ class RemoteScheduler:
             except (OSError, http.client.HTTPException) as exc:
                 self._local.connection = None   # a new connection next time
                 problem = exc
+                self._say_retry(label or method, attempt, problem)
                 continue
             if response.status == 200:
                 return json.loads(data)["response"]
             message = _error_text(data)
+            if response.status == 401:
+                why = ("the token given is not its token" if "Authorization" in
+                       self._headers else "it needs a token")
+                raise SchedulerError(f"the scheduler at {self.url} refused {method} (HTTP "
+                                     f"401): {why} (MICROFLOW_SCHEDULER_TOKEN, or "
+                                     f"http://any:TOKEN@host:port as the URL)")
             if response.status < 500:
                 raise SchedulerError(f"{self.url}/api/{method}: HTTP {response.status}: "
                                      f"{message}")
             problem = f"HTTP {response.status}: {message}"
+            self._say_retry(label or method, attempt, problem)
         raise SchedulerUnavailable(f"the scheduler at {self.url} did not answer "
                                    f"{label or method} after {self._attempts} attempt(s): "
                                    f"{problem}")
+
+    def _say_retry(self, method, attempt, problem):
+        """Warn that a call failed and will be tried again (so a scheduler briefly
+        away is seen at once, not only when the worker gives up)."""
+        if attempt + 1 < self._attempts:
+            _log.warning("the scheduler at %s did not answer %s (attempt %d of %d: %s); "
+                         "trying again in %g s", self.url, method, attempt + 1,
+                         self._attempts, problem, self._retry_wait * 2 ** attempt)
 
     def close(self):
         """Close this thread's connection."""
@@ -8541,8 +8574,8 @@ def _base_parser():
 
 
 # The flags short help shows; --help-all shows them all.
-_COMMON_FLAGS = ("--module", "--workers", "--log-level", "--scheduler-url", "--server",
-                 "--help-all")
+_COMMON_FLAGS = ("--module", "--workers", "--log-level", "--dry-run", "--tree", "--every",
+                 "--cron", "--scheduler-url", "--server", "--help-all")
 
 
 def _short_help():
@@ -8560,8 +8593,19 @@ def _full_help(parser):
     lines = [parser.format_help().rstrip(), "", "task parameters, for any task:"]
     for family, cls in sorted(_REGISTRY.by_family().items()):
         if cls is not _REGISTRY.AMBIGUOUS:
-            lines += [f"  {_global_flag(family, name)}" for name, _ in cls.get_params()]
+            lines += [f"  {_global_flag(family, name) + ' ' + _param_kind(param):<46}"
+                      f"{param.description or ''}".rstrip()
+                      for name, param in cls.get_params()]
     return "\n".join(lines)
+
+
+def _param_kind(param):
+    """``(IntParameter, default 1)``: a parameter's class and default, for help."""
+    kind = next(c.__name__ for c in type(param).__mro__ if not c.__name__.startswith("_"))
+    if param._default is _NO_VALUE:
+        return f"({kind}, required)"
+    default = "none" if param._default is None else param.serialize(param._default)
+    return f"({kind}, default {default})"
 
 
 def _add_param_flag(parser, flag, dest, param, name, family):
@@ -9050,7 +9094,10 @@ def _run_server(options):
         if not token:
             raise UsageError(f"--token-file {options.token_file} is empty")
     state_path = options.state_path or get_config().get("scheduler", "state_path", None)
-    serve(options.address, options.port, token, state_path=state_path)   # until a signal
+    try:
+        serve(options.address, options.port, token, state_path=state_path)   # until a signal
+    except OSError as exc:   # the port taken, the state's folder missing: said, exit 2
+        raise UsageError(exc.strerror or str(exc)) from None
     return 0
 
 
@@ -9261,7 +9308,7 @@ def _guarded_main(argv, interruptible=True, firing=False):
     except (ParameterException, TaskClassException, UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
-    except SchedulerUnavailable as exc:
+    except (SchedulerUnavailable, SchedulerError) as exc:   # away, or refused us
         print(f"microflow: error: {exc}", file=sys.stderr)
         return _retcode("unhandled_exception")
     except KeyboardInterrupt as exc:

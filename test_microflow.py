@@ -3948,7 +3948,8 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             wrong = mf.RemoteScheduler(server.url, token="guess", attempts=1)
             self.addCleanup(wrong.close)
             wrong.add_task(task_id="t", worker="w")   # held back: refused when sent
-            with self.assertRaisesRegex(mf.SchedulerError, "401"):
+            with self.assertRaisesRegex(mf.SchedulerError,
+                                        "401.*the token given is not its token"):
                 wrong.flush()
             bearer = mf.RemoteScheduler(server.url, token="s3cret", attempts=1)
             self.addCleanup(bearer.close)
@@ -3963,6 +3964,39 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             self.addCleanup(anonymous.close)
             with self.assertRaisesRegex(mf.SchedulerError, "401"):
                 anonymous.task_list()
+
+    def test_a_scheduler_briefly_away_is_said_at_each_retry(self):
+        port = free_port()
+        client = mf.RemoteScheduler(f"http://127.0.0.1:{port}", attempts=3, retry_wait=0.5,
+                                    sleep=lambda seconds: None)
+        self.addCleanup(client.close)
+        with self.assertLogs("microflow", "WARNING") as logs, \
+                self.assertRaisesRegex(mf.SchedulerUnavailable, "after 3 attempt"):
+            client.task_list()
+        self.assertEqual([line.split("(attempt ")[1].split(":")[0] for line in logs.output],
+                         ["1 of 3", "2 of 3"])
+        self.assertIn("trying again in 0.5 s", logs.output[0])
+        self.assertIn("trying again in 1 s", logs.output[1])
+
+    def test_server_start_up_errors_name_the_port_and_the_path(self):
+        import socket
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        port = str(taken.getsockname()[1])
+        done = subprocess.run([sys.executable, "-m", "microflow", "--server", "--port", port],
+                              capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn(f"cannot serve on 127.0.0.1:{port}: Address already in use (is a "
+                      f"scheduler already running there?", done.stderr)
+        missing = self.tmp / "no-such-folder" / "state.json"
+        done = subprocess.run([sys.executable, "-m", "microflow", "--server", "--port", "0",
+                               "--state-path", str(missing)],
+                              capture_output=True, text=True, env=env, timeout=60)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn(f"the folder {missing.parent} does not exist", done.stderr)
 
     def test_malformed_and_random_requests_get_json_errors_and_no_crash(self):
         import http.client
@@ -4830,9 +4864,22 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(helped.returncode, 0)
         self.assertIn("usage: python -m microflow", helped.stdout)
         self.assertLessEqual(len(helped.stdout.splitlines()), 15)   # one screen
+        for flag in ("--dry-run", "--tree", "--every", "--cron", "--module"):
+            self.assertIn(f"\n  {flag} ", helped.stdout)
         everything = self.cli("--module", "clitasks", "--help-all")
         self.assertIn("--state-path", everything.stdout)
-        self.assertIn("--Greet-name", everything.stdout)
+        self.assertRegex(everything.stdout, r"--Greet-name \(Parameter, required\) +who to "
+                                            r"greet\n")
+        self.assertIn("--Greet-times (IntParameter, default 1)\n", everything.stdout)
+
+    def test_an_unknown_task_without_its_module_says_module_may_be_missing(self):
+        done = self.cli("Greet", "--name", "x")
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("No task Greet: no task module is loaded; name the module that "
+                      "defines it: --module pkg.mod Greet", done.stderr)
+        self.assertNotIn("Candidates", done.stderr)   # not microflow's own classes
+        done = self.cli("--module", "clitasks", "Gret")
+        self.assertIn("Did you mean: Greet?", done.stderr)
 
     def test_vendored_copy_run_with_dash_m_shares_one_task_class(self):
         vendor = self.tmp / "app" / "_vendor"
