@@ -7373,6 +7373,7 @@ class RemoteScheduler:
         self._attempts, self._retry_wait = max(1, attempts), retry_wait
         self._sleep = sleep or time.sleep
         self._local = threading.local()
+        self._connections = []   # every thread's, for close()
         self._batching = None if batch else False   # None: not known yet
         self._buffer, self._buffer_lock = [], threading.Lock()
 
@@ -7387,6 +7388,8 @@ class RemoteScheduler:
             import socket
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._local.connection = connection
+            with self._buffer_lock:
+                self._connections.append(connection)
         return connection
 
     def _call(self, method, params):
@@ -7471,7 +7474,7 @@ class RemoteScheduler:
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as exc:
-                self._local.connection = None   # a new connection next time
+                self._drop_connection()   # a new connection next time
                 problem = exc
                 self._say_retry(label or method, attempt, problem)
                 continue
@@ -7493,6 +7496,13 @@ class RemoteScheduler:
                                    f"{label or method} after {self._attempts} attempt(s): "
                                    f"{problem}")
 
+    def _drop_connection(self):
+        connection, self._local.connection = getattr(self._local, "connection", None), None
+        if connection is not None:
+            connection.close()
+            with self._buffer_lock, contextlib.suppress(ValueError):
+                self._connections.remove(connection)
+
     def _say_retry(self, method, attempt, problem):
         """Warn that a call failed and will be tried again (so a scheduler briefly
         away is seen at once, not only when the worker gives up)."""
@@ -7502,11 +7512,12 @@ class RemoteScheduler:
                          self._attempts, problem, self._retry_wait * 2 ** attempt)
 
     def close(self):
-        """Close this thread's connection."""
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
+        """Close the connections this client opened, from every thread."""
+        with self._buffer_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
             connection.close()
-            self._local.connection = None
+        self._local.connection = None
 
 
 def _error_text(data):
@@ -8037,14 +8048,20 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     if workers is None:
         workers = env.workers
     factory = worker_scheduler_factory
-    if scheduler is None:
+    made = scheduler is None   # then closed here (a client's connections)
+    if made:
         scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
                                    factory)
-    with _logging_for_build(env.log_level.upper(), "log_level" in core_options):
-        result = _run_build(list(tasks), workers, scheduler, worker_options or {}, factory,
-                            assistant=env.assistant, executor=executor, progress=progress,
-                            check_workers=_check_workers(check_workers, env))
-        _log.info("%s", result.summary_text)
+    try:
+        with _logging_for_build(env.log_level.upper(), "log_level" in core_options):
+            result = _run_build(list(tasks), workers, scheduler, worker_options or {},
+                                factory, assistant=env.assistant, executor=executor,
+                                progress=progress,
+                                check_workers=_check_workers(check_workers, env))
+            _log.info("%s", result.summary_text)
+    finally:
+        if made and hasattr(scheduler, "close"):
+            scheduler.close()
     interrupted = getattr(result.worker, "interrupted", None)   # a factory's may lack it
     if interrupted is not None:
         raise interrupted   # after the summary, which says what ran

@@ -1152,7 +1152,8 @@ class TestConfiguration(TempDirMixin, unittest.TestCase):
         with unittest.mock.patch.dict(os.environ, env):
             mf.reset_config()
             config = mf.get_config()
-            self.assertEqual(config.get("core", "log_level"), "INFO")
+            with self.assertWarnsRegex(DeprecationWarning, "Please use underscores"):
+                self.assertEqual(config.get("core", "log_level"), "INFO")
             self.assertEqual(config.getint("resources", "db"), 3)
             self.assertEqual(config.get("Fam", "some_value"), "y!")
             self.assertEqual(config.get("core", "missing", "fallback"), "fallback")
@@ -1160,7 +1161,8 @@ class TestConfiguration(TempDirMixin, unittest.TestCase):
         with unittest.mock.patch.dict(os.environ, {"MICROFLOW_CONFIG_PATH": str(path)}):
             os.environ.pop("MF_TEST_LEVEL", None)
             mf.reset_config()
-            with self.assertRaisesRegex(mf.ConfigError, "'MF_TEST_LEVEL' is not set"):
+            with self.assertRaisesRegex(mf.ConfigError, "'MF_TEST_LEVEL' is not set"), \
+                    self.assertWarnsRegex(DeprecationWarning, "log-level \\(with dashes\\)"):
                 mf.get_config().get("core", "log-level")
 
     def test_toml_files_feed_the_same_config(self):
@@ -3370,8 +3372,10 @@ class TestProcessPool(TempDirMixin, BuildCase):
 
             def run(self):
                 import time
-                sleeper = subprocess.Popen(["sleep", "60"])
-                pid_file.write_text(str(sleeper.pid))
+                # A bare pid, no Popen object: this process is killed, and a Popen
+                # still running would warn about it on the way out.
+                sleeper = os.spawnvp(os.P_NOWAIT, "sleep", ["sleep", "60"])
+                pid_file.write_text(str(sleeper))
                 time.sleep(60)
         StartsSleep.event_handler(mf.Event.TIMEOUT)(
             lambda task, message: timeouts.append(message))
@@ -4026,6 +4030,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         scheduler = mf.Scheduler()
         with mf.SchedulerServer(scheduler, port=0) as server:
             connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            self.addCleanup(connection.close)
             statuses = {}
             for _ in range(1000):
                 method = rng.choice(methods)
@@ -4072,10 +4077,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
 
 INTEROP_MODULE = """
 import os
-try:
-    import luigi                     # in Luigi's interpreter
-except ImportError:
-    import microflow as luigi        # in ours: the same pipeline, unchanged
+import luigi   # Luigi in Luigi's interpreter; microflow in ours (--as-luigi), installed or not
 
 LOG = os.environ["MICROFLOW_TEST_LOG"]
 
@@ -4128,7 +4130,8 @@ class TestLuigiInterop(TempDirMixin, unittest.TestCase):
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def microflow_worker(self, url, *args):
-        return subprocess.Popen([sys.executable, "-m", "microflow", "--module", "itasks", "Top",
+        return subprocess.Popen([sys.executable, "-m", "microflow", "--as-luigi", "--module",
+                                 "itasks", "Top",
                                  "--scheduler-url", url, *args], cwd=self.tmp, env=self.env,
                                 text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -4310,7 +4313,8 @@ class UsesHelper(mf.Task):
 
 class TestExecutionSummaryFunctions(BuildCase):
     def test_summary_and_summary_dict_of_a_worker(self):
-        with mf.Worker(mf.Scheduler(), worker_processes=1) as worker:
+        with mf.Worker(mf.Scheduler(), worker_processes=1) as worker, \
+                self.assertLogs("microflow", "ERROR"):
             worker.add(NeedsExploding())
             worker.run()
         text = mf.execution_summary.summary(worker)
