@@ -8053,7 +8053,7 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
         scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
                                    factory)
     try:
-        with _logging_for_build(env.log_level.upper(), "log_level" in core_options):
+        with _logging(env.log_level.upper(), asked="log_level" in core_options):
             result = _run_build(list(tasks), workers, scheduler, worker_options or {},
                                 factory, assistant=env.assistant, executor=executor,
                                 progress=progress,
@@ -8143,11 +8143,19 @@ def _remote_scheduler(url):
         connect_timeout=config.getfloat("core", "rpc-connect-timeout", 10.0))
 
 
+def _worker_count(value):
+    """How many tasks run at once, checked in this one place for build() and
+    ``--workers``: a whole number, 0 or more (0: schedule only, run nothing)."""
+    count = int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ValueError(f"workers must be a whole number >= 0 (0: schedule only), got "
+                         f"{value!r}")
+    return count
+
+
 def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant=False,
                progress=None, **runner_options):
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
-        raise ValueError(f"workers must be a whole number >= 0 (0: schedule only), got "
-                         f"{workers!r}")
+    workers = _worker_count(workers)
     worker = factory.create_worker(scheduler=scheduler, worker_processes=workers,
                                    assistant=assistant) \
         if factory else Worker(scheduler, processes=workers, assistant=assistant,
@@ -8498,6 +8506,15 @@ def _locked_build(tasks, build_options):
 # Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
 ###########################################################################################
 
+def _argparse_type(check, text):
+    """``check(text)`` for argparse, its ValueError said as argparse says bad values."""
+    import argparse
+    try:
+        return check(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _whole_number(text):
     """argparse type for a count of at least 1."""
     import argparse
@@ -8518,7 +8535,7 @@ _CLI_OPTIONS = (
     ("--as-luigi", dict(action="store_true",
                         help="let the modules' `import luigi` give microflow "
                              "(install_as_luigi())")),
-    ("--workers", dict(type=_whole_number, default=None,
+    ("--workers", dict(type=lambda text: _argparse_type(_worker_count, text), default=None,
                        metavar="N",
                        help="run N tasks at once in worker processes (default 1)")),
     ("--local-scheduler", dict(action="store_true",
@@ -8851,23 +8868,52 @@ class CmdlineParser:
                                    for name, raw in self._root.items()})
 
 
-@contextlib.contextmanager
-def _logging_to_stderr(level):
-    """Log microflow's messages to stderr at ``level`` while the block runs."""
+def _set_up_logging(level, conf_file=None, asked=False, config=None):
+    """The one place logging is set up (build(), the command line with its server and
+    trigger loop, Luigi's InterfaceLogging), as Luigi does: nothing with ``[core]
+    no_configure_logging``; else the ``logging.config`` file named (``conf_file`` or
+    ``[core] logging_conf_file``), kept; else, when the application configured no
+    handler (on the root, "luigi-interface" or "microflow" logger), microflow's records
+    to stderr at ``level``; else, when a level was ``asked`` for, that level on the
+    "microflow" logger. Returns the function that undoes it (a build's set-up lasts
+    the build). Raises OSError naming a logging file that does not exist."""
     import logging
+    config = config if config is not None else get_config()
+    if config.getboolean("core", "no_configure_logging", False):
+        return lambda: None
+    path = conf_file or config.get("core", "logging_conf_file", None)
+    if path:
+        _logging_from_file(path)
+        return lambda: None
     logger = _logger()
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     saved = logger.level, logger.propagate
-    logger.addHandler(handler)
+    handler = None
+    if not any(logging.getLogger(name).handlers for name in ("", LUIGI_LOGGER_NAME,
+                                                              LOGGER_NAME)):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    elif not asked:
+        return lambda: None
     logger.setLevel(level)
-    logger.propagate = False
+
+    def undo():
+        if handler is not None:
+            logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+    return undo
+
+
+@contextlib.contextmanager
+def _logging(level, conf_file=None, asked=False):
+    """_set_up_logging() for the duration of a block."""
+    undo = _set_up_logging(level, conf_file, asked)
     try:
         yield
     finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
+        undo()
 
 
 def _logging_from_file(path):
@@ -8893,29 +8939,19 @@ class InterfaceLogging:
     @classmethod
     def setup(cls, opts=None):
         """Configure logging unless done already or disabled; see the class."""
-        import logging
         if cls._configured:
             return False
         cls._configured = True
         config = cls.config if cls.config is not None else get_config()
         if config.getboolean("core", "no_configure_logging", False):
             return False
-        path = getattr(opts, "logging_conf_file", None) or \
-            config.get("core", "logging_conf_file", None)
-        if path:
-            _logging_from_file(path)
-            return True
         level = getattr(opts, "log_level", None) or config.get("core", "log_level", "INFO")
-        cls._default(logging, level.upper())
+        cls._default(level.upper(), getattr(opts, "logging_conf_file", None), config)
         return True
 
     @classmethod
-    def _default(cls, logging, level):
-        logger = _logger()
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(cls._format))
-        logger.addHandler(handler)
-        logger.setLevel(level)
+    def _default(cls, level, conf_file, config):
+        _set_up_logging(level, conf_file, asked=True, config=config)   # for good
 
 
 class DaemonLogging(InterfaceLogging):
@@ -8925,36 +8961,14 @@ class DaemonLogging(InterfaceLogging):
     _configured = False
 
     @classmethod
-    def _default(cls, logging, level):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
-                            "[%(process)s] %(levelname)s: %(message)s")
-
-
-def _logging_for_build(level, asked):
-    """As Luigi does for build(): unless ``[core] no_configure_logging`` is set, log the
-    run to stderr at ``level`` while it lasts when the application configured no
-    logging (no handler on the root, "luigi-interface" or "microflow" logger); when it
-    did, leave its handlers alone, but a ``log_level`` ``asked`` for still sets the
-    level of what microflow logs."""
-    import logging
-    if get_config().getboolean("core", "no_configure_logging", False):
-        return contextlib.nullcontext()
-    if not any(logging.getLogger(name).handlers for name in ("", LUIGI_LOGGER_NAME,
-                                                              LOGGER_NAME)):
-        return _logging_to_stderr(level)
-    return _logger_level(level) if asked else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _logger_level(level):
-    """The "microflow" logger at ``level`` while the block runs."""
-    logger = _logger()
-    saved = logger.level
-    logger.setLevel(level)
-    try:
-        yield
-    finally:
-        logger.setLevel(saved)
+    def _default(cls, level, conf_file, config):
+        import logging
+        path = conf_file or config.get("core", "logging_conf_file", None)
+        if path:
+            _logging_from_file(path)
+        else:
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
+                                "[%(process)s] %(levelname)s: %(message)s")
 
 
 def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
@@ -9136,24 +9150,22 @@ def _command_line(argv, interruptible):
     (``interruptible``) Ctrl-C and SIGTERM end in an exit code too."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        level = _log_level(argv)
-        logging_setup = _logging_for_command_line(argv, level)
+        trigger, argv = _trigger_options(argv)
+        undo_logging = _set_up_logging(_log_level(argv),
+                                       _flag_value(argv, "--logging-conf-file"), asked=True)
     except (ConfigError, UsageError, OSError, ValueError, KeyError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
     try:
-        trigger, argv = _trigger_options(argv)
-    except UsageError as exc:
-        print(f"microflow: error: {exc}", file=sys.stderr)
-        return 2
-    if trigger is not None:
-        schedule, max_runs, at_once = trigger
-        with logging_setup, _stop_on_signals() as stop:
-            return _trigger(schedule, lambda: _guarded_main(argv, True, firing=True),
-                            max_runs=max_runs, stop=stop, at_once=at_once)
-    with logging_setup, \
-            (_sigterm_as_interrupt() if interruptible else contextlib.nullcontext()):
-        return _guarded_main(argv, interruptible)
+        if trigger is not None:
+            schedule, max_runs, at_once = trigger
+            with _stop_on_signals() as stop:
+                return _trigger(schedule, lambda: _guarded_main(argv, True, firing=True),
+                                max_runs=max_runs, stop=stop, at_once=at_once)
+        with _sigterm_as_interrupt() if interruptible else contextlib.nullcontext():
+            return _guarded_main(argv, interruptible)
+    finally:
+        undo_logging()
 
 
 def _trigger_options(argv):
@@ -9207,19 +9219,6 @@ def _stop_on_signals():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _logging_for_command_line(argv, level):
-    """The ``--logging-conf-file`` or ``[core] logging_conf_file`` when there is one
-    (kept, as Luigi keeps it), else stderr at ``level`` for the run."""
-    if get_config().getboolean("core", "no_configure_logging", False):
-        return contextlib.nullcontext()   # the application's logging, untouched
-    path = _flag_value(argv, "--logging-conf-file") or \
-        get_config().get("core", "logging_conf_file", None)
-    if not path:
-        return _logging_to_stderr(level)
-    _logging_from_file(path)
-    return contextlib.nullcontext()
 
 
 class _Terminated(KeyboardInterrupt):

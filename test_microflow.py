@@ -4642,12 +4642,17 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(len(done.stderr.strip().splitlines()), 1)
 
     def test_bad_core_option(self):
-        for value in ("abc", "0", "-2"):
+        for value in ("abc", "1.5", "-2"):
             done = self.cli("--module", "clitasks", "Greet", "--name", "x", "--workers", value)
             self.assertEqual(done.returncode, 2)
             self.assertEqual(done.stderr.strip(), f"microflow: error: argument --workers: "
-                                                  f"expected a whole number of 1 or more, "
-                                                  f"got '{value}'")
+                                                  f"workers must be a whole number >= 0 "
+                                                  f"(0: schedule only), got '{value}'")
+        with self.assertRaisesRegex(ValueError, "workers must be a whole number >= 0"):
+            mf.build([], workers=-1)   # the same check for build()
+        done = self.cli("--module", "clitasks", "Greet", "--name", "zero", "--workers", "0")
+        self.assertEqual(done.returncode, 25, done.stderr)   # as build(workers=0): not run
+        self.assertFalse((self.tmp / "greet-zero.txt").exists())
 
     def test_exit_codes_follow_the_retcode_section_alone(self):
         config = self.tmp / "zero.cfg"
