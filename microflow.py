@@ -7340,7 +7340,26 @@ _BUFFERED_METHODS = frozenset((
 _MAX_BATCH = 1000
 
 
-class RemoteScheduler:
+def _remote_method(name):
+    """A RemoteScheduler method: ``name`` called on the server, positional arguments
+    named as Scheduler names them."""
+    def call(self, *args, **kwargs):
+        if args:
+            bound = _signature(name).bind_partial(None, *args)
+            kwargs.update(list(bound.arguments.items())[1:])
+        return self._call(name, kwargs)
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = getattr(Scheduler, name).__doc__
+    return call
+
+
+# The client's remote methods, one per name of _RPC_METHODS (the one list, which the
+# server serves): a base class, so a subclass's override may call super().get_work().
+_RemoteMethods = type("_RemoteMethods", (), {name: _remote_method(name)
+                                             for name in _RPC_METHODS})
+
+
+class RemoteScheduler(_RemoteMethods):
     """The client of a central scheduler (microflow's server or luigid): the same
     methods as Scheduler, over a kept-alive connection (one per thread).
 
@@ -7526,24 +7545,6 @@ def _error_text(data):
         return json.loads(data)["error"]
     except (ValueError, KeyError, TypeError):
         return data[:200].decode("utf-8", "replace")
-
-
-def _remote_method(name):
-    """A RemoteScheduler method: ``name`` called on the server, positional arguments
-    named as Scheduler names them."""
-    def call(self, *args, **kwargs):
-        if args:
-            bound = _signature(name).bind_partial(None, *args)
-            kwargs.update(list(bound.arguments.items())[1:])
-        return self._call(name, kwargs)
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = getattr(Scheduler, name).__doc__
-    return call
-
-
-for _name in _RPC_METHODS:   # the one list of remote methods, mirrored on the client
-    setattr(RemoteScheduler, _name, _remote_method(_name))
-del _name
 
 
 ###########################################################################################
