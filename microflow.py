@@ -9151,9 +9151,10 @@ def _command_line(argv, interruptible):
     (``interruptible``) Ctrl-C and SIGTERM end in an exit code too."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        trigger, argv = _trigger_options(argv)
-        undo_logging = _set_up_logging(_log_level(argv),
-                                       _flag_value(argv, "--logging-conf-file"), asked=True)
+        early, argv = _prescan(argv)
+        trigger = _trigger_options(early)
+        undo_logging = _set_up_logging(_log_level(early), early.get("--logging-conf-file"),
+                                       asked=True)
     except (ConfigError, UsageError, OSError, ValueError, KeyError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
@@ -9169,32 +9170,49 @@ def _command_line(argv, interruptible):
         undo_logging()
 
 
-def _trigger_options(argv):
-    """Take ``--every``/``--cron``/``--max-runs`` out of ``argv``: ((schedule, max runs,
-    whether to build at once) or None, the rest). Each build then sees the plain command line, so it shares
-    the pid lock of the same command run from crontab."""
-    values, rest, flags = {}, [], ("--every", "--cron", "--max-runs")
+# Flags the command line needs before argparse and the task modules: how to log, and
+# whether to build on a schedule (those three leave argv: each build of a --every/--cron
+# loop sees the plain command line, so it shares the pid lock of the same command run
+# from crontab).
+_EARLY_FLAGS = ("--log-level", "--logging-conf-file", "--every", "--cron", "--max-runs")
+_TRIGGER_FLAGS = ("--every", "--cron", "--max-runs")
+
+
+def _prescan(argv):
+    """The one pass over the command line before argparse: ``({flag: value} of
+    _EARLY_FLAGS, given as ``--flag VALUE`` or ``--flag=VALUE``, the last winning;
+    argv without the trigger flags)``. Raises UsageError for a flag without a value."""
+    values, rest = {}, []
     args = iter(argv)
     for arg in args:
         flag, equals, value = arg.partition("=")
-        if flag in flags:
-            values[flag] = value if equals else next(args, None)
-            if values[flag] is None:
-                raise UsageError(f"{flag} needs a value")
-        else:
+        if flag not in _EARLY_FLAGS:
             rest.append(arg)
-    if "--every" in values and "--cron" in values:
+            continue
+        value = value if equals else next(args, None)
+        if value is None:
+            raise UsageError(f"{flag} needs a value")
+        values[flag] = value
+        if flag not in _TRIGGER_FLAGS:
+            rest.extend([arg] if equals else [arg, value])
+    return values, rest
+
+
+def _trigger_options(early):
+    """From the prescanned flags: (schedule, max runs, whether to build at once), or
+    None without --every/--cron. Raises UsageError for a bad combination."""
+    if "--every" in early and "--cron" in early:
         raise UsageError("give --every or --cron, not both")
-    if "--every" in values or "--cron" in values:
-        schedule = (_every_schedule(values["--every"]) if "--every" in values
-                    else _cron_schedule(values["--cron"]))
-        runs = values.get("--max-runs")
+    if "--every" in early or "--cron" in early:
+        schedule = (_every_schedule(early["--every"]) if "--every" in early
+                    else _cron_schedule(early["--cron"]))
+        runs = early.get("--max-runs")
         if runs is not None and (not runs.isdigit() or int(runs) < 1):
             raise UsageError(f"--max-runs {runs!r}: expected a whole number of 1 or more")
-        return (schedule, None if runs is None else int(runs), "--every" in values), rest
-    if "--max-runs" in values:
+        return schedule, None if runs is None else int(runs), "--every" in early
+    if "--max-runs" in early:
         raise UsageError("--max-runs goes with --every or --cron")
-    return None, rest
+    return None
 
 
 @contextlib.contextmanager
@@ -9290,20 +9308,9 @@ def luigid(argv=None):
                unix_socket=options.unix_socket)
 
 
-def _flag_value(argv, flag):
-    """The value of ``flag`` in ``argv`` (``--flag VALUE`` or ``--flag=VALUE``; the last
-    one wins, as argparse's), or None. For the few flags needed before parsing."""
-    value = None
-    for index, arg in enumerate(argv):
-        if arg == flag and index + 1 < len(argv):
-            value = argv[index + 1]
-        elif arg.startswith(flag + "="):
-            value = arg[len(flag) + 1:]
-    return value
-
-
-def _log_level(argv):
-    level = _flag_value(argv, "--log-level") or get_config().get("core", "log_level", "INFO")
+def _log_level(early):
+    """The level asked for: ``--log-level`` (prescanned), else ``[core] log_level``."""
+    level = early.get("--log-level") or get_config().get("core", "log_level", "INFO")
     level = level.upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise UsageError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR "
