@@ -5458,6 +5458,10 @@ class FileStep(mf.Task):
     def output(self):
         return mf.LocalTarget(os.path.join(FileStep.folder, f"filestep-{self.name}.txt"))
 
+    @property
+    def worker_timeout(self):   # only the hanging one has a time limit
+        return 1 if self.name == "hang" else None
+
     def run(self):
         if self.name == "fail":
             raise RuntimeError("failing on purpose")
@@ -5531,7 +5535,7 @@ class TestForeignWorkers(TempDirMixin, BuildCase):
         self.assertEqual((self.tmp / "filestep-b.txt").read_text(), "b")
 
     def test_a_submitted_task_that_dies_or_outlives_its_time_fails(self):
-        result = self.run_submitting(FileStep("fail"), FileStep("hang"), timeout=1)
+        result = self.run_submitting(FileStep("fail"), FileStep("hang"))
         self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
         errors = {task.name: text for task, text in result.errors.items()}
         self.assertIn("died unexpectedly with exit code 3", errors["fail"])
