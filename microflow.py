@@ -8891,9 +8891,7 @@ def _set_up_logging(level, conf_file=None, asked=False, config=None):
     handler = None
     if not any(logging.getLogger(name).handlers for name in ("", LUIGI_LOGGER_NAME,
                                                               LOGGER_NAME)):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-        logger.addHandler(handler)
+        handler = _stderr_handler(logger)
         logger.propagate = False
     elif not asked:
         return lambda: None
@@ -8905,6 +8903,15 @@ def _set_up_logging(level, conf_file=None, asked=False, config=None):
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
     return undo
+
+
+def _stderr_handler(logger):
+    """A handler printing ``LEVEL: message`` to stderr, added to ``logger``."""
+    import logging
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger.addHandler(handler)
+    return handler
 
 
 @contextlib.contextmanager
@@ -8952,7 +8959,12 @@ class InterfaceLogging:
 
     @classmethod
     def _default(cls, level, conf_file, config):
-        _set_up_logging(level, conf_file, asked=True, config=config)   # for good
+        path = conf_file or config.get("core", "logging_conf_file", None)
+        if path:
+            _logging_from_file(path)
+        else:   # a handler whatever else is configured, as Luigi's; for good
+            _stderr_handler(_logger()).setLevel(level)
+            _logger().setLevel(level)
 
 
 class DaemonLogging(InterfaceLogging):
