@@ -6294,7 +6294,7 @@ class _RunRecord:
     """What one worker's run came to, as the summary reads it: the worker writes it,
     RunResult only reads it (so the summary does not reach into the worker)."""
 
-    __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors")
+    __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors", "walked")
 
     def __init__(self, worker_id):
         self.worker_id = worker_id
@@ -6302,6 +6302,7 @@ class _RunRecord:
         self.reported = {}        # task id -> _REPORTED_* bits: what it was reported as
         self.idle_replies = []    # get_work replies without a task: who ran what else
         self.errors = {}          # task id -> why it failed (traceback or message)
+        self.walked = {}          # task id -> its deps as the walk found them, until run
 
 
 class _WorkerWalk:
@@ -6572,7 +6573,7 @@ class Worker(_WorkerWalk):
         self.record = _RunRecord(self._id)
         self._scheduled = self.record.scheduled
         self._reported = self.record.reported
-        self._walked_deps = {}        # task id -> its deps as found by the walk, until run
+        self._walked_deps = self.record.walked   # task id -> its deps, until run
         self._idle_replies = self.record.idle_replies
         self._running = {}            # task id -> Task started on the runner
         self._pids = {}               # task id -> pid running it
@@ -8185,23 +8186,24 @@ def dry_run(tasks):
     """What a build of ``tasks`` would do, running nothing: the graph is walked as
     build() walks it (complete() once per task; a complete task is not expanded).
     Returns PlannedTasks, dependencies before the tasks that need them."""
-    worker = Worker(Scheduler(), worker_id="dry-run")
-    with worker:
+    scheduler = Scheduler()
+    with Worker(scheduler, worker_id="dry-run") as worker:
         worker.add_all(list(tasks))
+    record = worker.record   # what the walk found; nothing ran
     states = {task_id: "complete" if info["status"] == DONE else
               "scheduling error" if info["status"] == UNKNOWN else
               "would run" if info["workers"] else "missing external"
-              for task_id, info in worker._scheduler.graph().items()}
+              for task_id, info in scheduler.graph().items()}
     plan = []
-    for task in _dependencies_first(tasks, worker._walked_deps):
-        needs = [dep for dep in worker._walked_deps.get(task.task_id, ())
+    for task in _dependencies_first(tasks, record.walked):
+        needs = [dep for dep in record.walked.get(task.task_id, ())
                  if states.get(dep.task_id) != "complete"]
         state = states.get(task.task_id, "complete")
         if state == "would run" and any(states.get(dep.task_id) in (
                 "missing external", "scheduling error", "blocked") for dep in needs):
             state = states[task.task_id] = "blocked"
         plan.append(PlannedTask(task, state, _plan_reasons(task, state, needs, states,
-                                                           worker.errors)))
+                                                           record.errors)))
     return plan
 
 
