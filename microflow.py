@@ -5874,6 +5874,12 @@ def _death_message(task, exitcode):
     return f"Task process for {task!r} {how}"
 
 
+def _timeout_message(task, seconds):
+    """Why a task past its time limit was stopped, in words."""
+    limit = f"{seconds:g}" if isinstance(seconds, (int, float)) else "its"
+    return f"{task!r} timed out after {limit} seconds and was terminated."
+
+
 class _Readiness:
     """Waits until any of a set of pipes and process sentinels is ready: one poll()
     object kept across calls where the platform has it (a selector per wait costs
@@ -6076,7 +6082,7 @@ class _ProcessRunner:
         outcomes = []
         for slot in [s for s in self._slots if s.deadline and s.deadline <= now]:
             task = slot.task
-            message = f"{task!r} timed out after {slot.timeout:g} seconds and was terminated."
+            message = _timeout_message(task, slot.timeout)
             self._stop(slot)
             self._drop(slot)
             task.trigger_event(Event.TIMEOUT, task, message)
@@ -6260,9 +6266,7 @@ class _TaskProcessRunner:
             elif timeout_time is not None and time.time() > float(timeout_time) \
                     and process.is_alive():
                 process.terminate()
-                message = (f"{task!r} timed out after "
-                           f"{getattr(process, 'worker_timeout', '?')} seconds and was "
-                           f"terminated")
+                message = _timeout_message(task, getattr(process, "worker_timeout", None))
                 task.trigger_event(Event.TIMEOUT, task, message)
             else:
                 continue
@@ -8944,7 +8948,6 @@ class InterfaceLogging:
 
     _configured = False
     config = None      # the configuration to read; None: get_config()
-    _format = "%(levelname)s: %(message)s"
 
     @classmethod
     def setup(cls, opts=None):
@@ -8955,18 +8958,20 @@ class InterfaceLogging:
         config = cls.config if cls.config is not None else get_config()
         if config.getboolean("core", "no_configure_logging", False):
             return False
+        path = getattr(opts, "logging_conf_file", None) or \
+            config.get("core", "logging_conf_file", None)
+        if path:
+            _logging_from_file(path)
+            return True
         level = getattr(opts, "log_level", None) or config.get("core", "log_level", "INFO")
-        cls._default(level.upper(), getattr(opts, "logging_conf_file", None), config)
+        cls._default(level.upper())
         return True
 
     @classmethod
-    def _default(cls, level, conf_file, config):
-        path = conf_file or config.get("core", "logging_conf_file", None)
-        if path:
-            _logging_from_file(path)
-        else:   # a handler whatever else is configured, as Luigi's; for good
-            _stderr_handler(_logger()).setLevel(level)
-            _logger().setLevel(level)
+    def _default(cls, level):
+        """A handler whatever else is configured, as Luigi's; for good."""
+        _stderr_handler(_logger()).setLevel(level)
+        _logger().setLevel(level)
 
 
 class DaemonLogging(InterfaceLogging):
@@ -8976,14 +8981,10 @@ class DaemonLogging(InterfaceLogging):
     _configured = False
 
     @classmethod
-    def _default(cls, level, conf_file, config):
+    def _default(cls, level):
         import logging
-        path = conf_file or config.get("core", "logging_conf_file", None)
-        if path:
-            _logging_from_file(path)
-        else:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
-                                "[%(process)s] %(levelname)s: %(message)s")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
+                            "[%(process)s] %(levelname)s: %(message)s")
 
 
 def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
