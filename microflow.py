@@ -2183,8 +2183,9 @@ class LocalTarget(FileSystemTarget):
 
 class MockFileSystem(FileSystem):
     """An in-memory file system shared by every MockTarget of a build: what a task
-    writes in a worker process is sent back with its result, so the parent and the
-    other worker processes see it too (as Luigi shares it between processes)."""
+    writes in a worker process reaches the parent and the other worker processes too
+    (as Luigi shares it between processes), through the task processes' hook for
+    shared stores (_SHARED_STORES)."""
 
     _data = {}
     _lock = threading.Lock()
@@ -2206,6 +2207,12 @@ class MockFileSystem(FileSystem):
             if cls._changes is not None:
                 cls._changes[path] = data
 
+    # What a shared store offers task processes (see _SHARED_STORES).
+    @classmethod
+    def _start_recording(cls):
+        """In a task process: keep what this process changes, to be taken."""
+        cls._changes = {}
+
     @classmethod
     def _take_changes(cls):
         """What this process changed since the last call (None: nothing)."""
@@ -2214,12 +2221,17 @@ class MockFileSystem(FileSystem):
 
     @classmethod
     def _apply(cls, changes):
-        """Apply another process's changes (a dict or pairs) without recording them."""
+        """Apply another process's changes (a dict) without recording them."""
         if changes:
             with cls._lock:
-                for path, data in (changes.items() if isinstance(changes, dict)
-                                   else changes):
+                for path, data in changes.items():
                     cls._store(path, data)
+
+    @classmethod
+    def _snapshot(cls):
+        """Everything, as changes: what a spawned process starts from."""
+        with cls._lock:
+            return dict(cls._data)
 
     def exists(self, path):
         return path in self._data
@@ -5805,7 +5817,8 @@ def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if parent_pid is not None:
         _die_with_parent(parent_pid)
-    MockFileSystem._changes = {}
+    for store in _SHARED_STORES:
+        store._start_recording()
 
     def send(message):   # plain pickles: nothing sent needs multiprocessing's reducers
         conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
@@ -5816,8 +5829,10 @@ def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None):
         message = pickle.loads(conn.recv_bytes())
         if message is None:
             return
-        ref, mock_changes = message
-        MockFileSystem._apply(mock_changes)
+        if message[0] == "shared":   # what other processes wrote, before the task
+            _apply_shared(message[1])
+            continue
+        ref = message[1]
         try:
             task = _task_from_ref(ref, known)
         except Exception as exc:
@@ -5826,14 +5841,35 @@ def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None):
                                f"{exc!r}")
         else:
             outcome = _portable(_execute_task(task, *options, report))
+        shared = _take_shared()
+        if shared:
+            send(("shared", shared))
         try:
-            send(("outcome", outcome, MockFileSystem._take_changes()))
+            send(("outcome", outcome))
         except Exception as exc:   # the outcome itself cannot travel: say so instead
             send(("outcome", _Outcome(outcome.task_id, FAILED, f"the result of "
-                  f"{outcome.task_id} could not be sent back from its process: {exc!r}"),
-                  None))
+                  f"{outcome.task_id} could not be sent back from its process: {exc!r}")))
         if one_task:
             return
+
+
+# The hook for in-memory stores that task processes share (MockFileSystem's files): a
+# store offers _start_recording(), _take_changes() (None: nothing), _apply(changes) and
+# _snapshot(). What a child changes goes to the parent in a message of its own after
+# the task; the parent applies it and passes it on to each other child before its next
+# task. The transport itself carries tasks, reports and outcomes only.
+_SHARED_STORES = [MockFileSystem]
+
+
+def _take_shared():
+    """This process's changes to each shared store, or None when there are none."""
+    changes = [store._take_changes() for store in _SHARED_STORES]
+    return changes if any(changes) else None
+
+
+def _apply_shared(changes):
+    for store, part in zip(_SHARED_STORES, changes):
+        store._apply(part)
 
 
 def _default_start_method():
@@ -5922,10 +5958,10 @@ class _Readiness:
 class _Slot:
     """One pool process, its end of the pipe, and the task it is running (if any)."""
 
-    __slots__ = ("process", "conn", "task", "deadline", "timeout", "mock_seen")
+    __slots__ = ("process", "conn", "task", "deadline", "timeout", "shared_seen")
 
-    def __init__(self, process, conn, mock_seen):
-        self.process, self.conn, self.mock_seen = process, conn, mock_seen
+    def __init__(self, process, conn, shared_seen):
+        self.process, self.conn, self.shared_seen = process, conn, shared_seen
         self.task = self.deadline = self.timeout = None
 
 
@@ -5965,9 +6001,10 @@ class _ProcessRunner:
         self._slots = []     # live ones
         self._idle = []      # live ones without a task
         self.running = 0
-        # MockFileSystem writes made in children, in order: each slot is sent what it
-        # has not seen before its next task. A spawned child starts with nothing.
-        self._mock_log = [] if self._method == "fork" else list(MockFileSystem._data.items())
+        # Changes to the shared stores made in children, in order: each slot is sent
+        # what it has not seen before its next task. A spawned child starts with none.
+        self._shared_log = [] if self._method == "fork" else \
+            [[store._snapshot() for store in _SHARED_STORES]]
 
     def check(self, tasks):
         """Refuse, before anything runs, tasks the chosen start method cannot carry."""
@@ -5987,7 +6024,7 @@ class _ProcessRunner:
         if hasattr(os, "setpgid"):   # also here: the group must exist before any kill
             with contextlib.suppress(OSError):
                 os.setpgid(process.pid, process.pid)
-        seen = len(self._mock_log) if self._method == "fork" else 0
+        seen = len(self._shared_log) if self._method == "fork" else 0
         slot = _Slot(process, parent_end, seen)
         self._ready.add(parent_end, slot)
         self._ready.add(process.sentinel, slot)
@@ -6001,18 +6038,27 @@ class _ProcessRunner:
         slot.timeout = task.worker_timeout or self._timeout or None
         slot.deadline = self._clock() + slot.timeout if slot.timeout else None
         self.running += 1
-        log = self._mock_log
-        changes = log[slot.mock_seen:] if len(log) > slot.mock_seen else None
-        slot.mock_seen = len(log)
         ref = task.task_id
         if not self._known or ref in self._late:
             ref = _task_ref(task)
         try:
-            slot.conn.send_bytes(self._dumps((ref, changes), -1))
+            self._send_shared(slot)
+            slot.conn.send_bytes(self._dumps(("run", ref), -1))
         except OSError:   # the process died while idle: the task goes to a new one
             self._drop(slot)
             return self.start(task)
         return slot.process.pid
+
+    def _send_shared(self, slot):
+        """What other processes wrote to the shared stores since ``slot`` last heard."""
+        log = self._shared_log
+        if len(log) > slot.shared_seen:
+            merged = [{} for _ in _SHARED_STORES]   # in order: the latest write wins
+            for changes in log[slot.shared_seen:]:
+                for part, more in zip(merged, changes):
+                    part.update(more or {})
+            slot.conn.send_bytes(self._dumps(("shared", merged), -1))
+            slot.shared_seen = len(log)
 
     def collect(self, timeout=None):
         """Wait up to ``timeout`` seconds (None: until something happens) for outcomes."""
@@ -6046,10 +6092,11 @@ class _ProcessRunner:
         if message[0] == "report":
             self._forward(message[1], (message[2], message[3]))
             return []
-        _, outcome, changes = message
-        if changes:
-            MockFileSystem._apply(changes)
-            self._mock_log.extend(changes.items())
+        if message[0] == "shared":
+            _apply_shared(message[1])
+            self._shared_log.append(message[1])
+            return []
+        outcome = message[1]
         if slot.task is None or outcome.task_id != slot.task.task_id:
             return []
         self._free(slot)
@@ -6308,6 +6355,163 @@ class _RunRecord:
         self.errors = {}          # task id -> why it failed (traceback or message)
         self.walked = {}          # task id -> its deps as the walk found them, until run
 
+    def tally(self):
+        """``(done, failed, runnable)``: how many tasks were reported as each so far."""
+        done = failed = runnable = 0
+        for bits in self.reported.values():
+            if bits & _REPORTED_DONE:
+                done += 1
+            elif bits & _REPORTED_FAILED:
+                failed += 1
+            if bits & _REPORTED_RUNNABLE:
+                runnable += 1
+        return done, failed, runnable
+
+    def settle_done_elsewhere(self):
+        """With a shared scheduler, another worker may have run tasks this one wanted
+        between two of its calls. Those found complete now count as complete ones,
+        not as "not granted run permission" (Luigi's summary, and a false failure)."""
+        waiting = _REPORTED_PENDING | _REPORTED_RUNNABLE   # pending, never run here
+        for task_id, bits in self.reported.items():
+            if bits == waiting:
+                try:
+                    if self.scheduled[task_id].complete():
+                        self.reported[task_id] = _REPORTED_DONE
+                except Exception:   # it stays pending: the summary says so
+                    continue
+
+
+def _worker_info(processes, assistant):
+    """What a worker tells its scheduler about itself (Luigi's keys): its id is made of
+    these, and the page shows them."""
+    import getpass
+    import socket
+    try:
+        user = getpass.getuser()
+    except Exception:   # no user database entry (containers): not worth failing
+        user = "unknown"
+    info = [("salt", f"{_random_digits(9)}"), ("workers", processes),
+            ("host", socket.gethostname()), ("username", user), ("pid", os.getpid())]
+    return info + [("assistant", True)] if assistant else info
+
+
+class _Session:
+    """One worker's conversation with its scheduler: everything the worker says to it
+    and asks of it goes through here, with the same methods whatever the scheduler is
+    (the in-memory Scheduler, microflow's RemoteScheduler, or a library's own object
+    with Luigi's methods). What differs between them is settled here, once: a remote
+    scheduler is shared (another worker may run what this one wants), keeps its own
+    retry delay, and microflow's client is pinged from a thread and holds reports back
+    until flushed."""
+
+    def __init__(self, scheduler, worker_id, info):
+        self.scheduler = scheduler
+        self.worker_id = worker_id
+        self._info = info
+        self._host = dict(info)["host"]
+        self._assistant = dict(info).get("assistant", False)
+        self.remote = not isinstance(scheduler, Scheduler)
+        self._pinged = callable(getattr(scheduler, "start_pinging", None))
+        self._heartbeat = None
+        # The call made for every task, bound once: a wrapper would cost more than
+        # the scheduler's own work on a no-op task.
+        self.add_task = scheduler.add_task
+
+    def open(self, first_task, ping_interval):
+        """Say this worker is here (and the first task it added); from now on a remote
+        client pings, so the scheduler does not think it dead while tasks run."""
+        self.scheduler.add_worker(self.worker_id, self._info + [("first_task", first_task)])
+        if self._pinged:
+            self._heartbeat = self.scheduler.start_pinging(self.worker_id, ping_interval)
+
+    def stop_pinging(self):
+        if self._heartbeat is not None:
+            self._heartbeat.set()
+
+    def flush(self):
+        """Send what microflow's client still holds back (the last reports of a run)."""
+        if self._pinged:
+            try:
+                self.scheduler.flush()
+            except MicroflowError as exc:
+                _log.error("the last reports did not reach the scheduler: %s", exc)
+
+    def get_work(self, running, processes):
+        """The scheduler's next task for this worker; with no processes (schedule only,
+        others run), only how much is pending."""
+        if not processes:
+            return self.scheduler.count_pending(worker=self.worker_id)
+        return self.scheduler.get_work(worker=self.worker_id, host=self._host,
+                                       assistant=self._assistant,
+                                       current_tasks=list(running))
+
+    def add_task_batcher(self, family, batched_args, max_batch_size):
+        self.scheduler.add_task_batcher(worker=self.worker_id, task_family=family,
+                                        batched_args=batched_args,
+                                        max_batch_size=max_batch_size)
+
+    def announce_scheduling_failure(self, task, text):
+        self.scheduler.announce_scheduling_failure(
+            task_name=str(task), family=task.get_task_family(),
+            params=task.to_str_params(), expl=text, owners=task._owner_list(),
+            worker=self.worker_id)
+
+    def relay(self, method, args):
+        """Pass on what a running task reports (status message, progress, tracking URL,
+        resources), from this process or a child."""
+        if method == "tracking_url":
+            task_id, url = args
+            self.scheduler.add_task(task_id=task_id, worker=self.worker_id, status=RUNNING,
+                                    tracking_url=url)
+        else:
+            getattr(self.scheduler, method)(*args)
+
+    def retry_timing(self, wait_interval):
+        """``(seconds before a failed task may run again, seconds between polls for
+        it)``: an in-memory scheduler's delay is known; a remote one keeps its own, so
+        it is asked every ``wait_interval``."""
+        if self.remote:
+            return 0.0, wait_interval
+        delay = self.scheduler.options["retry_delay"]
+        return delay, min(delay, wait_interval)
+
+
+class _Retries:
+    """Retries of failed tasks within one run: how often each failed, and when each
+    may run again. ``limit`` is ``[scheduler] retry_count`` when set (a task's own
+    policy wins); ``delay`` and ``poll`` come from the session."""
+
+    def __init__(self, limit, delay, poll, clock, sleep):
+        self._limit, self._delay, self._poll = limit, delay, poll
+        self._clock, self._sleep = clock, sleep
+        self._attempts = {}   # task id -> failed runs
+        self.due = {}         # task id -> when it may be retried
+
+    def failed(self, task):
+        """Count a failure of ``task``; plan its retry while it has retries left."""
+        limit = (_retry_policy_of(task) or {}).get("retry_count") or self._limit
+        attempts = self._attempts[task.task_id] = self._attempts.get(task.task_id, 0) + 1
+        if limit and attempts < limit:
+            _log.info("%s failed %d of %d allowed times; retrying in %g s", task,
+                      attempts, limit, self._delay)
+            self.due[task.task_id] = self._clock() + self._delay
+        else:
+            self.due.pop(task.task_id, None)
+
+    def wait(self, known, wait_interval):
+        """Sleep until a failed task may be retried; False when none can be any more
+        (a scheduler that never hands it back is given up on after a minute)."""
+        now = self._clock()
+        for task_id, due in list(self.due.items()):
+            if now > due + 60.0 + wait_interval:
+                _log.warning("%s was not handed back for a retry; giving up on it",
+                             known[task_id])
+                del self.due[task_id]
+        if not self.due:
+            return False
+        self._sleep(self._poll)
+        return True
+
 
 class _WorkerWalk:
     """Worker: the graph walk. ``add(task)`` reports every task of the graph to the
@@ -6456,10 +6660,7 @@ class _WorkerWalk:
         self.errors[task.task_id] = text
         self._report(task, UNKNOWN, runnable=False, expl=text)
         try:
-            self._scheduler.announce_scheduling_failure(
-                task_name=str(task), family=task.get_task_family(),
-                params=task.to_str_params(), expl=text, owners=task._owner_list(),
-                worker=self._id)
+            self._session.announce_scheduling_failure(task, text)
         except Exception:   # e-mailed even when failure e-mails are off: it is not the task
             import traceback
             self._email_error(task, traceback.format_exc(), "Luigi: Framework error while "
@@ -6469,7 +6670,7 @@ class _WorkerWalk:
     def _email_error(self, task, text, subject, headline):
         """Luigi's error e-mail about ``task``, to ``[email] receiver`` and its owners."""
         import subprocess
-        subject, headline = (part.format(task=task, host=self._host)
+        subject, headline = (part.format(task=task, host=dict(self._info)["host"])
                              for part in (subject, headline))
         send_error_email(subject, format_task_error(
             headline, task, subprocess.list2cmdline(sys.argv), text), task.owner_email)
@@ -6489,7 +6690,7 @@ class _WorkerWalk:
         # At most 15 keywords: with more, CPython packs the call into a dict and the
         # call alone costs more than the scheduler's work (new_deps and batchable are
         # left at their defaults; scheduling never sets them).
-        self._scheduler.add_task(
+        self._session.add_task(
             worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
             deps=deps, expl="null" if expl is None else json.dumps(expl),
             resources=task.resources if info.plain_resources else task.process_resources(),
@@ -6506,11 +6707,9 @@ class _WorkerWalk:
         task marked batchable, so the scheduler may hand several out as one batch."""
         if info.reported_family not in self._batch_families:
             self._batch_families.add(info.reported_family)
-            self._scheduler.add_task_batcher(
-                worker=self._id, task_family=info.reported_family,
-                batched_args=info.batch_names,
-                max_batch_size=task.max_batch_size)
-        self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
+            self._session.add_task_batcher(info.reported_family, info.batch_names,
+                                           task.max_batch_size)
+        self._session.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
                                  runnable=runnable, batchable=True)
 
     def _report_result(self, task, status, new_deps, expl):
@@ -6520,7 +6719,7 @@ class _WorkerWalk:
             self._note(task, status, None)
         for member in members or ():             # it ran for them
             self._note(member, status, None)
-        self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
+        self._session.add_task(worker=self._id, task_id=task.task_id, status=status,
                                  runnable=None, new_deps=new_deps,
                                  expl="null" if expl is None else json.dumps(expl),
                                  # a failure's owners get the scheduler's batched e-mails
@@ -6533,6 +6732,54 @@ class _WorkerWalk:
             bits |= _REPORTED_RUNNABLE
         reported = self._reported
         reported[task.task_id] = reported.get(task.task_id, 0) | bits
+
+    # -- tasks handed out that this worker did not walk: loaded by name --------------
+
+    def _load_handed_out(self, reply):
+        """A task this worker did not add (an assistant's, or a batch's): load it by
+        family, module and parameters; None, the task reported failed and the reason
+        e-mailed, when that cannot be done."""
+        try:
+            return self._task_for(reply)
+        except Exception as exc:
+            self._load_failed(exc, [reply["task_id"]])
+            return None
+
+    def _load_failed(self, exc, task_ids):
+        text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
+        _log.error("%s", text)
+        for task_id in task_ids:
+            self.errors[task_id] = text
+            self._load_failures.add(task_id)
+            self._session.add_task(worker=self._id, task_id=task_id, status=FAILED,
+                                     runnable=False, expl=json.dumps(text))
+        send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
+                         f"{','.join(task_ids)}", wrap_traceback(text))
+
+    def _start_batch(self, reply):
+        """A batch handed out: build the task that runs it (each batched parameter
+        combined by its batch_method) and tell the scheduler it runs; the members take
+        its outcome. Returns its id, or None, the members failed, if it cannot be built."""
+        members = reply.get("batch_task_ids") or []
+        try:
+            task = self._task_for(reply)
+        except Exception as exc:
+            self._load_failed(exc, members)
+            return None
+        self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
+                                             if task_id in self._scheduled]
+        self._session.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
+                                 family=reply["task_family"], module=reply.get("task_module"),
+                                 params=task.to_str_params(), batch_id=reply["batch_id"])
+        return task.task_id
+
+    def _task_for(self, reply):
+        """A task handed out that this worker did not add: load it by name."""
+        task = load_task(reply.get("task_module"), reply["task_family"],
+                         reply.get("task_params") or {})
+        self._scheduled[task.task_id] = task
+        self._late_ids.add(task.task_id)
+        return task
 
 
 class Worker(_WorkerWalk):
@@ -6551,7 +6798,6 @@ class Worker(_WorkerWalk):
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
                  processes=1, executor=None, check_workers=0, worker_processes=None,
                  assistant=False, progress=None, **options):
-        self._scheduler = scheduler if scheduler is not None else Scheduler()
         self.progress = progress   # called as build() says, while tasks run
         # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
         processes = processes if worker_processes is None else worker_processes
@@ -6563,11 +6809,11 @@ class Worker(_WorkerWalk):
             raise ConfigError(f"[worker] mode must be processes or threads, got "
                               f"{self.options['mode']!r}")
         self._processes = getattr(runner, "processes", processes)
-        self._info = self._make_info(self._processes)
-        self._host = dict(self._info)["host"]
-        self._id = worker_id or "Worker(" + ", ".join(f"{k}={v}" for k, v in self._info) + ")"
-        if self._assistant:
-            self._info.append(("assistant", True))
+        self._info = _worker_info(self._processes, self._assistant)
+        self._id = worker_id or "Worker(" + ", ".join(
+            f"{k}={v}" for k, v in self._info if k != "assistant") + ")"
+        self._session = _Session(scheduler if scheduler is not None else Scheduler(),
+                                 self._id, self._info)
         self._runner, self._executor = runner, executor
         self._check_workers = check_workers
         self._checks = None           # task id -> Future of complete(), in parallel mode
@@ -6578,7 +6824,7 @@ class Worker(_WorkerWalk):
         self._scheduled = self.record.scheduled
         self._reported = self.record.reported
         self._walked_deps = self.record.walked   # task id -> its deps, until run
-        self._idle_replies = self.record.idle_replies
+        self.errors = self.record.errors
         self._running = {}            # task id -> Task started on the runner
         self._pids = {}               # task id -> pid running it
         self._started = False         # _start_running() done
@@ -6591,13 +6837,16 @@ class Worker(_WorkerWalk):
         self._done_yields = {}        # task id -> times it yielded only done tasks
         self._reschedules = {}
         self._idle_since = None
-        self.errors = self.record.errors
-        self._attempts = {}           # task id -> failed runs, for in-run retries
-        self._retrying = {}           # task id -> when it may be retried
+        self._retries = None          # _Retries once running; None with keep_alive
         self._failed_ids = set()      # failed and not (yet) recovered by a retry
         self.interrupted = None       # the KeyboardInterrupt that stopped the run
         self.run_succeeded = True     # set by run(): False if a failure was not recovered
         self.add_succeeded = True
+
+    @property
+    def _scheduler(self):
+        """The scheduler this worker talks to (Luigi's name; the session holds it)."""
+        return self._session.scheduler
 
     def _make_runner(self):
         """Inline for one process without a timeout (no fork, no pickling); a thread
@@ -6608,20 +6857,20 @@ class Worker(_WorkerWalk):
             return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
                                       processes)
         if self._executor is not None:
-            return _ExecutorRunner(self._executor, processes, self._forward_report, checks)
+            return _ExecutorRunner(self._executor, processes, self._session.relay, checks)
         if options["mode"] == "threads":
             import concurrent.futures
             if options["timeout"] or self._timeouts_seen:
                 _log.warning("[worker] mode = threads cannot enforce timeouts: a thread "
                              "cannot be stopped")
             pool = concurrent.futures.ThreadPoolExecutor(processes, "microflow-task")
-            return _ExecutorRunner(pool, processes, self._forward_report, checks,
+            return _ExecutorRunner(pool, processes, self._session.relay, checks,
                                    threads=True, own=True)
         if processes <= 1 and not (options["timeout"] or self._timeouts_seen or
                                    options["force_multiprocessing"] or
                                    options["process_per_task"]):
             return _InlineRunner(self._execute_inline)
-        return _ProcessRunner(processes, self._forward_report, self._scheduled, checks,
+        return _ProcessRunner(processes, self._session.relay, self._scheduled, checks,
                               timeout=options["timeout"],
                               start_method=options["start_method"] or None,
                               per_task=options["process_per_task"], late=self._late_ids)
@@ -6635,27 +6884,7 @@ class Worker(_WorkerWalk):
                              deps)
 
     def _report_inline(self, method, task_id, value):
-        self._forward_report(method, (task_id, value))
-
-    def _forward_report(self, method, args):
-        """Pass a report from a child process on to the scheduler."""
-        if method == "tracking_url":
-            task_id, url = args
-            self._scheduler.add_task(task_id=task_id, worker=self._id, status=RUNNING,
-                                     tracking_url=url)
-        else:
-            getattr(self._scheduler, method)(*args)
-
-    @staticmethod
-    def _make_info(processes):
-        import getpass
-        import socket
-        try:
-            user = getpass.getuser()
-        except Exception:   # no user database entry (containers): not worth failing
-            user = "unknown"
-        return [("salt", f"{_random_digits(9)}"), ("workers", processes),
-                ("host", socket.gethostname()), ("username", user), ("pid", os.getpid())]
+        self._session.relay(method, (task_id, value))
 
     @property
     def worker_id(self):
@@ -6704,9 +6933,8 @@ class Worker(_WorkerWalk):
         """
         self._start_running()
         self._load_failures.clear()   # each run says whether it could load what it got
-        self._scheduler.add_worker(self._id, self._info + [("first_task", self._first_task)])
-        pinging = getattr(self._scheduler, "start_pinging", None)   # a remote scheduler
-        heartbeat = pinging(self._id, self.options["ping_interval"]) if pinging else None
+        session = self._session
+        session.open(self._first_task, self.options["ping_interval"])
         try:
             if self.progress is None:
                 while self.step() != "stop":
@@ -6721,20 +6949,18 @@ class Worker(_WorkerWalk):
             self._runner.close()
             raise
         finally:
-            if heartbeat is not None:
-                heartbeat.set()
-        if heartbeat is not None:
-            self._flush_reports()
+            session.stop_pinging()
+        if session.remote:
+            session.flush()
             if self.interrupted is None:
-                self._note_done_elsewhere()
+                self.record.settle_done_elsewhere()
         self.run_succeeded = not self._failed_ids and not self._load_failures
         return self.run_succeeded
 
     def _run_with_progress(self, every=0.2):
         """The run loop, telling ``progress`` (done, running, pending, failed, seconds)
         at most every ``every`` seconds and once at the end."""
-        reported = self._reported
-        done_before = sum(1 for bits in reported.values() if bits & _REPORTED_DONE)
+        done_before = self.record.tally()[0]
         started = due = time.monotonic()
         action = None
         while action != "stop":
@@ -6742,35 +6968,10 @@ class Worker(_WorkerWalk):
             now = time.monotonic()
             if now >= due or action == "stop":
                 due = now + every
-                counts = collections.Counter(
-                    "done" if bits & _REPORTED_DONE else "failed" if bits & _REPORTED_FAILED
-                    else "other" for bits in reported.values())
-                runnable = sum(1 for bits in reported.values() if bits & _REPORTED_RUNNABLE)
-                done, failed = counts["done"] - done_before, counts["failed"]
-                self.progress(done, len(self._running),
-                              max(0, runnable - done - failed - len(self._running)), failed,
-                              now - started)
-
-    def _flush_reports(self):
-        """Send what a remote scheduler's client still holds back (the last reports
-        of an interrupted run)."""
-        try:
-            self._scheduler.flush()
-        except MicroflowError as exc:
-            _log.error("the last reports did not reach the scheduler: %s", exc)
-
-    def _note_done_elsewhere(self):
-        """With a shared scheduler, another worker may have run tasks this one wanted
-        between two of its calls. Those found complete now count as complete ones,
-        not as "not granted run permission" (Luigi's summary, and a false failure)."""
-        waiting = _REPORTED_PENDING | _REPORTED_RUNNABLE   # pending, never run here
-        for task_id, bits in self._reported.items():
-            if bits == waiting:
-                try:
-                    if self._scheduled[task_id].complete():
-                        self._reported[task_id] = _REPORTED_DONE
-                except Exception:   # it stays pending: the summary says so
-                    continue
+                done, failed, runnable = self.record.tally()
+                done, running = done - done_before, len(self._running)
+                self.progress(done, running, max(0, runnable - done - failed - running),
+                              failed, now - started)
 
     def _start_running(self):
         """Between the walk and the first task: the runner, now that the graph is known."""
@@ -6784,21 +6985,12 @@ class Worker(_WorkerWalk):
         self._log_debug = _log.isEnabledFor(10)   # DEBUG: each scheduling decision too
         if self._log_debug:
             _log.debug("%s runs tasks on %s", self._id, type(self._runner).__name__)
-        self._retry_policy = self._in_run_retries()
-
-    def _in_run_retries(self):
-        """``(retry_count set in the config or None, retry delay, seconds between
-        polls)`` for retrying failed tasks within this run; None with keep_alive: then,
-        as in Luigi, the kept-alive worker picks retries up when the scheduler offers
-        them."""
-        if self.options["keep_alive"]:
-            return None
-        configured = get_config().get("scheduler", "retry_count", None)
-        # A remote scheduler's delay is its own: poll it every wait_interval.
-        delay = getattr(self._scheduler, "options", {}).get("retry_delay", 0.0)
-        wait = self.options["wait_interval"] if getattr(self._scheduler, "remote", False) \
-            else min(delay, self.options["wait_interval"])
-        return (None if configured is None else int(configured)), delay, wait
+        if not self.options["keep_alive"]:   # kept alive, it takes the retries the
+            configured = get_config().get("scheduler", "retry_count", None)   # scheduler
+            self._retries = _Retries(                                        # offers
+                None if configured is None else int(configured),
+                *self._session.retry_timing(self.options["wait_interval"]),
+                self._clock, self._sleep)
 
     def step(self):
         """Do one thing and say what: "ran" a task inline, "started" one on a process,
@@ -6813,10 +7005,7 @@ class Worker(_WorkerWalk):
                 return "stop"
             self._handle(self._runner.collect(timeout=None))
             return "collected"
-        reply = self._scheduler.get_work(worker=self._id, host=self._host,
-                                         assistant=self._assistant,
-                                         current_tasks=list(self._running)) \
-            if self._processes else self._scheduler.count_pending(worker=self._id)
+        reply = self._session.get_work(self._running, self._processes)
         task_id = reply.get("task_id")
         if task_id is None and reply.get("batch_id") is not None:
             task_id = self._start_batch(reply)
@@ -6824,11 +7013,12 @@ class Worker(_WorkerWalk):
             _log.debug("get_work: %s (%s pending, %s running here)", task_id or "nothing",
                        reply.get("n_pending_tasks"), len(self._running))
         if task_id is None:
-            self._idle_replies.append(reply)
+            self.record.idle_replies.append(reply)
             if self._running:
                 self._handle(self._runner.collect(timeout=self.options["wait_interval"]))
                 return "collected"
-            if self._retrying and self._wait_for_retry():
+            if self._retries and self._retries.due and \
+                    self._retries.wait(self._scheduled, self.options["wait_interval"]):
                 return "waiting"
             if self._keep_alive(reply):
                 self._sleep(self._idle_wait())
@@ -6852,20 +7042,6 @@ class Worker(_WorkerWalk):
             _log.info("[pid %s] Worker %s running   %s", pid, self._id, task)
         return "started"
 
-    def _wait_for_retry(self):
-        """Sleep until a failed task may be retried; False when none can be any more
-        (a scheduler that never hands it back is given up on after a minute)."""
-        now = self._clock()
-        for task_id, due in list(self._retrying.items()):
-            if now > due + 60.0 + self.options["wait_interval"]:
-                _log.warning("%s was not handed back for a retry; giving up on it",
-                             self._scheduled[task_id])
-                del self._retrying[task_id]
-        if not self._retrying:
-            return False
-        self._sleep(self._retry_policy[2])
-        return True
-
     def _idle_wait(self):
         """A kept-alive idle worker's sleep: ``wait_interval`` plus up to
         ``wait_jitter`` at random, so many workers do not poll in step."""
@@ -6874,52 +7050,6 @@ class Worker(_WorkerWalk):
             return self.options["wait_interval"]
         import random
         return self.options["wait_interval"] + random.uniform(0, jitter)
-
-    def _load_handed_out(self, reply):
-        """A task this worker did not add (an assistant's, or a batch's): load it by
-        family, module and parameters; None, the task reported failed and the reason
-        e-mailed, when that cannot be done."""
-        try:
-            return self._task_for(reply)
-        except Exception as exc:
-            self._load_failed(exc, [reply["task_id"]])
-            return None
-
-    def _load_failed(self, exc, task_ids):
-        text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
-        _log.error("%s", text)
-        for task_id in task_ids:
-            self.errors[task_id] = text
-            self._load_failures.add(task_id)
-            self._scheduler.add_task(worker=self._id, task_id=task_id, status=FAILED,
-                                     runnable=False, expl=json.dumps(text))
-        send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
-                         f"{','.join(task_ids)}", wrap_traceback(text))
-
-    def _start_batch(self, reply):
-        """A batch handed out: build the task that runs it (each batched parameter
-        combined by its batch_method) and tell the scheduler it runs; the members take
-        its outcome. Returns its id, or None, the members failed, if it cannot be built."""
-        members = reply.get("batch_task_ids") or []
-        try:
-            task = self._task_for(reply)
-        except Exception as exc:
-            self._load_failed(exc, members)
-            return None
-        self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
-                                             if task_id in self._scheduled]
-        self._scheduler.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
-                                 family=reply["task_family"], module=reply.get("task_module"),
-                                 params=task.to_str_params(), batch_id=reply["batch_id"])
-        return task.task_id
-
-    def _task_for(self, reply):
-        """A task handed out that this worker did not add: load it by name."""
-        task = load_task(reply.get("task_module"), reply["task_family"],
-                         reply.get("task_params") or {})
-        self._scheduled[task.task_id] = task
-        self._late_ids.add(task.task_id)
-        return task
 
     def _keep_alive(self, reply):
         if not self.options["keep_alive"] or reply.get("worker_state") == "disabled":
@@ -6954,7 +7084,8 @@ class Worker(_WorkerWalk):
                               "done     " if outcome.status == DONE else "suspended", task)
                 if outcome.status == DONE and self._failed_ids:
                     self._failed_ids.discard(task.task_id)
-                    self._retrying.pop(task.task_id, None)
+                    if self._retries:
+                        self._retries.due.pop(task.task_id, None)
             self._report_result(task, outcome.status, new_deps or None, outcome.explanation)
             if outcome.missing:
                 self._reschedule(task)
@@ -6993,16 +7124,8 @@ class Worker(_WorkerWalk):
             self._email_error(task, text, "Luigi: {task} FAILED. Host: {host}",
                               "A task failed when running. Most likely run() raised an "
                               "exception.")
-        if self._retry_policy is None:   # keep_alive: Luigi's way
-            return
-        limit = (_retry_policy_of(task) or {}).get("retry_count") or self._retry_policy[0]
-        attempts = self._attempts[task.task_id] = self._attempts.get(task.task_id, 0) + 1
-        if limit and attempts < limit:
-            _log.info("%s failed %d of %d allowed times; retrying in %g s", task,
-                      attempts, limit, self._retry_policy[1])
-            self._retrying[task.task_id] = self._clock() + self._retry_policy[1]
-        else:
-            self._retrying.pop(task.task_id, None)
+        if self._retries is not None:
+            self._retries.failed(task)
 
     def _interrupt(self, exc):
         """Ctrl-C or SIGTERM: stop asking for work, stop the running tasks and every
@@ -7014,7 +7137,8 @@ class Worker(_WorkerWalk):
             self._failed(task, _Outcome(task.task_id, FAILED, "interrupted while running"))
             self._report_result(task, FAILED, None, "interrupted while running")
         self._running.clear()
-        self._retrying.clear()
+        if self._retries:
+            self._retries.due.clear()
 
     def _reschedule(self, task):
         count = self._reschedules.get(task.task_id, 0)

@@ -2080,6 +2080,37 @@ del _case
 # Worker, build() and the summary
 ###########################################################################################
 
+class MockLink(mf.Task):
+    """Module level, so a spawned process can rebuild it: each link of a chain adds
+    itself to what the one before wrote, in a MockTarget."""
+    chain = mf.Parameter()
+    n = mf.IntParameter()
+
+    def requires(self):
+        return MockLink(self.chain, self.n - 1) if self.n else []
+
+    def output(self):
+        return mf.MockTarget(f"links/{self.chain}{self.n}")
+
+    def run(self):
+        before = self.input().open().read() if self.n else \
+            mf.MockTarget("links/seed").open().read()
+        with self.output().open("w") as f:
+            f.write(f"{before} {self.chain}{self.n}")
+
+
+class MockJoin(mf.Task):
+    def requires(self):
+        return [MockLink("a", 2), MockLink("b", 2)]
+
+    def output(self):
+        return mf.MockTarget("links/joined")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write(" | ".join(target.open().read() for target in self.input()))
+
+
 class Recorder(mf.Task):
     """Completes by being run; records each run in a class-level list."""
 
@@ -3504,6 +3535,21 @@ class TestProcessPool(TempDirMixin, BuildCase):
         self.assertNotEqual(writer.split()[-1], reader)
         self.assertNotIn(str(os.getpid()), (writer.split()[-1], reader))
         self.assertEqual(data["shared/dynamic"], data["shared/read"])
+
+    def test_mock_targets_reach_every_pool_process_forked_or_spawned(self):
+        # Two chains run side by side in a pool of two reused processes; the join
+        # reads both, whichever process wrote them. A spawned pool also starts from
+        # what the parent wrote before the build (the seed).
+        for method in ("fork", "spawn"):
+            with self.subTest(start_method=method):
+                mf.MockFileSystem().clear()
+                with mf.MockTarget("links/seed").open("w") as f:
+                    f.write("seed")
+                result = self.build(MockJoin(), workers=2,
+                                    worker_options={"start_method": method})
+                self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, self.logged)
+                self.assertEqual(mf.MockTarget("links/joined").open().read(),
+                                 "seed a0 a1 a2 | seed b0 b1 b2")
 
     def test_a_task_that_cannot_see_what_it_yielded_fails_instead_of_spinning(self):
         made = set()   # one process's memory: a forked child's copy is its own
