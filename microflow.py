@@ -6402,7 +6402,9 @@ class _Session:
     with Luigi's methods). What differs between them is settled here, once: a remote
     scheduler is shared (another worker may run what this one wants), keeps its own
     retry delay, and microflow's client is pinged from a thread and holds reports back
-    until flushed."""
+    until flushed. ``add_task``, the call made for every task, the worker makes on
+    ``session.scheduler`` itself: a wrapper would cost more than the scheduler's own
+    work on a no-op task."""
 
     def __init__(self, scheduler, worker_id, info):
         self.scheduler = scheduler
@@ -6413,9 +6415,6 @@ class _Session:
         self.remote = not isinstance(scheduler, Scheduler)
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
         self._heartbeat = None
-        # The call made for every task, bound once: a wrapper would cost more than
-        # the scheduler's own work on a no-op task.
-        self.add_task = scheduler.add_task
 
     def open(self, first_task, ping_interval):
         """Say this worker is here (and the first task it added); from now on a remote
@@ -6690,7 +6689,7 @@ class _WorkerWalk:
         # At most 15 keywords: with more, CPython packs the call into a dict and the
         # call alone costs more than the scheduler's work (new_deps and batchable are
         # left at their defaults; scheduling never sets them).
-        self._session.add_task(
+        self._session.scheduler.add_task(
             worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
             deps=deps, expl="null" if expl is None else json.dumps(expl),
             resources=task.resources if info.plain_resources else task.process_resources(),
@@ -6709,7 +6708,7 @@ class _WorkerWalk:
             self._batch_families.add(info.reported_family)
             self._session.add_task_batcher(info.reported_family, info.batch_names,
                                            task.max_batch_size)
-        self._session.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
+        self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
                                  runnable=runnable, batchable=True)
 
     def _report_result(self, task, status, new_deps, expl):
@@ -6719,7 +6718,7 @@ class _WorkerWalk:
             self._note(task, status, None)
         for member in members or ():             # it ran for them
             self._note(member, status, None)
-        self._session.add_task(worker=self._id, task_id=task.task_id, status=status,
+        self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
                                  runnable=None, new_deps=new_deps,
                                  expl="null" if expl is None else json.dumps(expl),
                                  # a failure's owners get the scheduler's batched e-mails
@@ -6751,7 +6750,7 @@ class _WorkerWalk:
         for task_id in task_ids:
             self.errors[task_id] = text
             self._load_failures.add(task_id)
-            self._session.add_task(worker=self._id, task_id=task_id, status=FAILED,
+            self._session.scheduler.add_task(worker=self._id, task_id=task_id, status=FAILED,
                                      runnable=False, expl=json.dumps(text))
         send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
                          f"{','.join(task_ids)}", wrap_traceback(text))
@@ -6768,7 +6767,7 @@ class _WorkerWalk:
             return None
         self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
                                              if task_id in self._scheduled]
-        self._session.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
+        self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
                                  family=reply["task_family"], module=reply.get("task_module"),
                                  params=task.to_str_params(), batch_id=reply["batch_id"])
         return task.task_id
