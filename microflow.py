@@ -34,11 +34,14 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Scheduler: resources, and what running tasks report
     Scheduler: batches
     Scheduler: read-only views (the visualiser's API)
+    Scheduler: what changed since a version (the status page's live view)
     Scheduler: administration
+    Scheduler: task history in SQLite (Luigi's tables, without SQLAlchemy)
     Scheduler: durable state (snapshot, restore, the state file)
     Scheduler: the core and its features, one class
     Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
     Remote scheduler: a pure dispatch, the HTTP server, the client
+    Seeing a run: Prometheus metrics and the status page, served by SchedulerServer
     Run summary, build() and exit codes
     Planning: what a build would do (--dry-run), and the dependency tree (--tree)
     Triggering: pid locks, and builds --every interval or on a --cron schedule
@@ -214,6 +217,7 @@ DISABLED = "DISABLED"
 UNKNOWN = "UNKNOWN"          # a dependency nobody has added yet, or a scheduling error
 BATCH_RUNNING = "BATCH_RUNNING"
 SUSPENDED = "SUSPENDED"      # sent by old clients; means PENDING
+_STATUSES = (PENDING, RUNNING, DONE, FAILED, DISABLED, UNKNOWN)   # what a task can be in
 
 # What a task's dependencies look like from above, most severe last (task_list filter).
 UPSTREAM_RUNNING = "UPSTREAM_RUNNING"
@@ -4068,9 +4072,9 @@ class _TaskState:
 class _WorkerState:
     """The scheduler's record of one worker process."""
 
-    __slots__ = ("id", "alone", "info", "last_active", "last_get_work", "ready", "running",
-                 "stake", "n_pending", "n_unique", "n_last", "enabled", "assistant",
-                 "messages")
+    __slots__ = ("id", "alone", "info", "started", "last_active", "last_get_work", "ready",
+                 "running", "stake", "n_pending", "n_unique", "n_last", "enabled",
+                 "assistant", "messages")
 
     def __init__(self, worker_id, now):
         self.id = worker_id
@@ -4078,6 +4082,7 @@ class _WorkerState:
         # rather than one per task (tuples are immutable, so sharing is safe).
         self.alone = (worker_id,)
         self.info = {}
+        self.started = now       # when the scheduler first heard of it (Luigi's)
         self.last_active = now
         self.last_get_work = None
         self.ready = []          # heap of (-priority, seq, task_id) it may run now
@@ -4839,6 +4844,8 @@ class _SchedulerResources:
         """Set the message a running task shows."""
         for task in self._with_batch(self._task(task_id, "set_task_status_message")):
             task.status_message = status_message
+            if "task" in self._listeners:
+                self._announce("task", task, task.status, task.status)
 
     def get_task_status_message(self, task_id):
         """``{"taskId", "statusMessage"}``."""
@@ -4849,6 +4856,8 @@ class _SchedulerResources:
         """Set a running task's progress (0-100)."""
         for task in self._with_batch(self._task(task_id, "set_task_progress_percentage")):
             task.progress_percentage = progress_percentage
+            if "task" in self._listeners:
+                self._announce("task", task, task.status, task.status)
 
     def get_task_progress_percentage(self, task_id):
         """``{"taskId", "progressPercentage"}``."""
@@ -5164,8 +5173,11 @@ class _SchedulerViews:
         return found
 
     def fetch_error(self, task_id, **kwargs):
-        """The explanation a failed task reported, with its identity."""
-        task = self._task(task_id, "fetch_error")
+        """The explanation a failed task reported, with its identity (an empty error
+        for a task the scheduler does not know, as Luigi replies)."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return {"taskId": task_id, "error": ""}
         return {"taskId": task_id, "error": task.expl,
                 "displayName": self._serialize_task(task)["display_name"],
                 "taskParams": task.params, "taskModule": task.module,
@@ -5179,7 +5191,7 @@ class _SchedulerViews:
                              reverse=True):
             first = self._tasks.get(worker.info.get("first_task"))
             record = {"name": worker.id, "last_active": worker.last_active,
-                      "started": worker.info.get("started"), "state": worker.state,
+                      "started": worker.started, "state": worker.state,
                       "first_task_display_name": self._pretty_id(first) if first else "",
                       "num_unread_rpc_messages": len(worker.messages),
                       "num_pending": worker.n_pending, "num_uniques": worker.n_unique,
@@ -5210,6 +5222,73 @@ class _SchedulerViews:
 
 
 ###########################################################################################
+# Scheduler: what changed since a version (the status page's live view)
+###########################################################################################
+
+class _ChangeFeed:
+    """A listener numbering the scheduler's changes: each change gets the next version,
+    and each task remembers the version of its last change, in order of change, so
+    "what changed since version v" costs what changed, not the size of the graph."""
+
+    def __init__(self, scheduler):
+        self.version = 1
+        self.workers_version = 1
+        self._changed = {}   # task id -> version of its last change, oldest first
+        self._removed = {}   # task id -> version it was forgotten at
+        scheduler.subscribe(self._heard)
+
+    def _heard(self, event, record, old, new):
+        self.version += 1
+        if event == "worker":
+            self.workers_version = self.version
+            return
+        changed = self._removed if event == "removed" else self._changed
+        (self._changed if event == "removed" else self._removed).pop(record.id, None)
+        changed.pop(record.id, None)   # re-inserted last: the dict stays in order
+        changed[record.id] = self.version
+
+    def since(self, version):
+        """``(ids of tasks changed after version, ids removed after it)``."""
+        def newer(versions):
+            found = []
+            for task_id, changed_at in reversed(versions.items()):
+                if changed_at <= version:
+                    break
+                found.append(task_id)
+            return found
+        return newer(self._changed), newer(self._removed)
+
+
+class _SchedulerFeed:
+    """Scheduler: ``changes(since)``, the status page's cheap poll."""
+
+    # Beyond this many changed tasks the page reloads the list instead.
+    _MAX_CHANGES = 2000
+
+    def changes(self, since=0):
+        """What changed since version ``since`` (from an earlier reply): ``{"version",
+        "tasks": {task_id: task}, "removed": [ids], "workers": bool (the workers
+        changed), "reload": bool}``. ``reload`` is true on the first call (the feed
+        starts then) and when too much changed: read the whole list again."""
+        feed = self.__dict__.get("_feed")
+        if feed is None:
+            feed = self._feed = _ChangeFeed(self)
+        reply = {"version": feed.version, "time": self._clock(), "tasks": {},
+                 "removed": [], "workers": feed.workers_version > since,
+                 "reload": since <= 0}
+        if since <= 0 or since >= feed.version:
+            return reply
+        changed, removed = feed.since(since)
+        if len(changed) > self._MAX_CHANGES:
+            reply["reload"] = True
+            return reply
+        reply["tasks"] = {task_id: self._serialize_task(self._tasks[task_id], False)
+                          for task_id in changed}
+        reply["removed"] = removed
+        return reply
+
+
+###########################################################################################
 # Scheduler: administration
 ###########################################################################################
 
@@ -5226,12 +5305,16 @@ class _SchedulerAdmin:
         return self._serialize_task(task)
 
     def forgive_failures(self, task_id):
-        """Turn a FAILED task PENDING now, without waiting for retry_delay."""
-        task = self._task(task_id, "forgive_failures")
+        """Turn a FAILED task PENDING now, without waiting for retry_delay;
+        ``{"task_id", "status"}`` (None for a task the scheduler does not know), as
+        Luigi replies."""
+        task = self._tasks.get(task_id)
+        if task is None:
+            return {"task_id": task_id, "status": None}
         if task.status == FAILED:
             self._forget_failures(task)
             self._set_status(task, PENDING)
-        return self._serialize_task(task)
+        return {"task_id": task_id, "status": task.status}
 
     def mark_as_done(self, task_id):
         """Declare a task DONE without (or while) running it; ``{"task_id", "status"}``
@@ -5305,10 +5388,6 @@ class _SchedulerAdmin:
         """``{"enabled": bool}``."""
         return {"enabled": self.options["pause_enabled"]}
 
-    def has_task_history(self):
-        """Task history is not recorded (Luigi needs SQLAlchemy for it)."""
-        return False
-
     def update_resource(self, resource, amount):
         """Set a resource's capacity; returns False if ``amount`` is not a whole number
         of units >= 0."""
@@ -5323,6 +5402,168 @@ class _SchedulerAdmin:
         for resource, amount in resources.items():
             self.update_resource(resource, amount)
         return None
+
+
+###########################################################################################
+# Scheduler: task history in SQLite (Luigi's tables, without SQLAlchemy)
+###########################################################################################
+
+# Luigi's layout (db_task_history.py), so queries written for its history work here.
+_HISTORY_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (id INTEGER PRIMARY KEY, task_id VARCHAR(200),
+    name VARCHAR(128), host VARCHAR(128));
+CREATE INDEX IF NOT EXISTS ix_tasks_task_id ON tasks (task_id);
+CREATE INDEX IF NOT EXISTS ix_tasks_name ON tasks (name);
+CREATE TABLE IF NOT EXISTS task_parameters (task_id INTEGER NOT NULL REFERENCES tasks (id),
+    name VARCHAR(128) NOT NULL, value TEXT, PRIMARY KEY (task_id, name));
+CREATE TABLE IF NOT EXISTS task_events (id INTEGER PRIMARY KEY,
+    task_id INTEGER REFERENCES tasks (id), event_name VARCHAR(20), ts TIMESTAMP NOT NULL);
+CREATE INDEX IF NOT EXISTS ix_task_events_task_id ON task_events (task_id);
+CREATE INDEX IF NOT EXISTS ix_task_events_ts ON task_events (ts);
+"""
+# The statuses Luigi records: scheduled, started (with the host), finished.
+_HISTORY_EVENTS = frozenset((PENDING, RUNNING, DONE, FAILED))
+
+
+def _history_path(url):
+    """The file of ``[task_history] db_connection`` (``sqlite:///path``)."""
+    if not url.startswith("sqlite:///"):
+        raise ConfigError(f"[task_history] db_connection: microflow records history in "
+                          f"SQLite only (sqlite:///path), got {url!r}")
+    return url[len("sqlite:///"):] or ":memory:"
+
+
+class _TaskHistory:
+    """Records every task's events in SQLite. A listener on the scheduler's transitions
+    queues each event (no disk in the call that made it); a thread of its own writes
+    what is queued in one transaction every ``interval`` seconds, or sooner when much
+    is waiting. WAL mode, so readers (the page) never wait for the writer. A run of a
+    task is one row of ``tasks`` from when the scheduler first hears of it until it
+    forgets it, as in Luigi."""
+
+    def __init__(self, scheduler, path, interval=0.5):
+        import sqlite3
+        self.path = path
+        self._scheduler = scheduler
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_HISTORY_SCHEMA)
+        last = self._db.execute("SELECT max(id) FROM tasks").fetchone()[0] or 0
+        self._keys = itertools.count(last + 1)   # the one writer numbers the rows
+        self._runs = {}                          # task id -> its row in tasks
+        self._queue = collections.deque()        # rows to write, in order
+        self._write_lock = threading.Lock()
+        self._wake, self._stop = threading.Event(), False
+        self._thread = threading.Thread(target=self._write_loop, args=(interval,),
+                                        name="microflow-history", daemon=True)
+        self._thread.start()
+        scheduler.subscribe(self._heard, ("status", "removed"))
+
+    def _heard(self, event, task, old, new):
+        if event == "removed":
+            self._runs.pop(task.id, None)
+            return
+        if new not in _HISTORY_EVENTS:
+            return
+        host = None
+        if new == RUNNING and task.worker_running:
+            worker = self._scheduler._workers.get(task.worker_running)
+            host = worker.info.get("host") if worker is not None else None
+        key = self._runs.get(task.id)
+        if key is None:
+            key = self._runs[task.id] = next(self._keys)
+            self._queue.append(("task", (key, task.id, task.family, host),
+                                [(key, name, str(value)) for name, value in
+                                 task.params.items()]))
+        elif host:
+            self._queue.append(("host", (host, key), None))
+        stamp = datetime.datetime.fromtimestamp(self._scheduler._clock())
+        self._queue.append(("event", (key, new, stamp.strftime("%Y-%m-%d %H:%M:%S.%f")),
+                            None))
+        if len(self._queue) > 5000:
+            self._wake.set()
+
+    _SQL = {"task": "INSERT INTO tasks (id, task_id, name, host) VALUES (?, ?, ?, ?)",
+            "host": "UPDATE tasks SET host = ? WHERE id = ?",
+            "event": "INSERT INTO task_events (task_id, event_name, ts) VALUES (?, ?, ?)"}
+
+    def flush(self):
+        """Write what is queued, now, in one transaction."""
+        with self._write_lock:
+            queue, db = self._queue, self._db
+            if not queue:
+                return
+            db.execute("BEGIN")
+            try:
+                while queue:
+                    kind, row, params = queue.popleft()
+                    db.execute(self._SQL[kind], row)
+                    if params:
+                        db.executemany("INSERT OR REPLACE INTO task_parameters "
+                                       "(task_id, name, value) VALUES (?, ?, ?)", params)
+            finally:
+                db.execute("COMMIT")
+
+    def _write_loop(self, interval):
+        while not self._stop:
+            self._wake.wait(interval)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:   # a full disk, say: the scheduler goes on without it
+                _log.exception("task history: writing to %s failed", self.path)
+
+    def close(self):
+        """Write what is left and close the file."""
+        self._stop = True
+        self._wake.set()
+        self._thread.join()
+        self.flush()
+        self._db.close()
+
+    def runs(self, family=None, task_id=None, limit=50):
+        """The latest ``limit`` runs of a family or of one task, newest first, each
+        ``{"id", "task_id", "name", "host", "params", "events": [[status, ts], ...]}``
+        (events oldest first)."""
+        import sqlite3
+        where, value = ("task_id", task_id) if task_id is not None else ("name", family)
+        with contextlib.closing(sqlite3.connect(self.path)) as db:   # WAL: no waiting
+            rows = db.execute(f"SELECT id, task_id, name, host FROM tasks WHERE {where} = ?"
+                              f" ORDER BY id DESC LIMIT ?", (value, int(limit))).fetchall()
+            runs = []
+            for key, run_task_id, name, host in rows:
+                params = dict(db.execute("SELECT name, value FROM task_parameters WHERE "
+                                         "task_id = ?", (key,)))
+                events = [list(event) for event in db.execute(
+                    "SELECT event_name, ts FROM task_events WHERE task_id = ? ORDER BY id",
+                    (key,))]
+                runs.append({"id": key, "task_id": run_task_id, "name": name,
+                             "host": host, "params": params, "events": events})
+        return runs
+
+
+class _SchedulerHistory:
+    """Scheduler: task history, when ``record_task_history`` is on (``[task_history]
+    db_connection``, default Luigi's ``sqlite:///luigi-task-hist.db``)."""
+
+    def _start_history(self):
+        self._history = None
+        if self.options["record_task_history"]:
+            url = get_config().get("task_history", "db_connection",
+                                   "sqlite:///luigi-task-hist.db")
+            self._history = _TaskHistory(self, _history_path(url))
+
+    def has_task_history(self):
+        """Whether task history is recorded."""
+        return self._history is not None
+
+    def task_history(self, family=None, task_id=None, limit=50):
+        """The latest runs of a task family or of one task, from the history (what is
+        recorded within the last half second may not be there yet); [] without one."""
+        if self._history is None or (family is None and task_id is None):
+            return []
+        return self._history.runs(family, task_id, limit)
 
 
 ###########################################################################################
@@ -5520,7 +5761,8 @@ def _fsync_folder(folder):
 ###########################################################################################
 
 class Scheduler(_SchedulerCore, _SchedulerResources, _SchedulerBatches, _SchedulerViews,
-                _SchedulerAdmin, _SchedulerEmails, _SchedulerState):
+                _SchedulerFeed, _SchedulerAdmin, _SchedulerHistory, _SchedulerEmails,
+                _SchedulerState):
     """The in-memory scheduler: which task runs next, on which worker.
 
     A pure state machine with Luigi's RPC method names, arguments and reply shapes, so
@@ -5533,9 +5775,20 @@ class Scheduler(_SchedulerCore, _SchedulerResources, _SchedulerBatches, _Schedul
 
     ``options`` override the ``[scheduler]`` config section; ``resources`` the
     ``[resources]`` section. Raises SchedulerError when asked about an unknown task.
-    ``subscribe(listener)`` hears every change (the journal, e-mails and any observer
-    plug in there). The core and each feature are a section of their own above.
+    ``subscribe(listener)`` hears every change (the journal, e-mails, the change feed,
+    task history and metrics plug in there). The core and each feature are a section
+    of their own above.
     """
+
+    def __init__(self, clock=None, resources=None, **options):
+        super().__init__(clock, resources, **options)
+        self._start_history()
+
+    def close(self):
+        """Finish writing the task history, if any (the server calls this on stop)."""
+        if self._history is not None:
+            self._history.close()
+            self._history = None
 
 
 # The remote surface, named once: the HTTP server serves exactly these methods.
@@ -5549,7 +5802,7 @@ _RPC_METHODS = (
     "disable_worker", "set_worker_processes", "send_scheduler_message",
     "add_scheduler_message_response", "get_scheduler_message_response", "pause",
     "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
-    "update_resources", "add_task_batcher",
+    "update_resources", "add_task_batcher", "changes", "task_history",
 )
 # The remote methods that only read (a token may leave them open).
 _READ_METHODS = frozenset((
@@ -5557,6 +5810,7 @@ _READ_METHODS = frozenset((
     "get_running_task_resources", "graph", "task_list", "dep_graph", "inverse_dep_graph",
     "task_search", "fetch_error", "worker_list", "resource_list",
     "get_scheduler_message_response", "is_paused", "is_pause_enabled", "has_task_history",
+    "changes", "task_history",
 ))
 
 
@@ -7173,6 +7427,8 @@ _ARGUMENT_TYPES = {
     "info": (list, dict, type(None)), "status_message": (str, type(None)),
     "progress_percentage": (int, float, type(None)), "decrease_resources": (dict,),
     "task_family": (str,), "batched_args": (list,), "max_batch_size": (int, float),
+    "search": (str, type(None)), "task_str": (str,), "upstream_status": (str,),
+    "since": (int,), "limit": (bool, int), "include_done": (bool,),
 }
 _SIGNATURES = {}   # method -> inspect.Signature of the Scheduler method
 
@@ -7267,6 +7523,7 @@ class SchedulerServer:
             _log.info("state kept in %s: %d tasks restored", state_path, restored)
         self._token = token.encode() if token else None
         self._protect_reads = protect_reads
+        self.metrics = _Metrics(self.scheduler)
         self._lock = threading.Lock()
         self._next_prune = time.monotonic() + 60   # luigid prunes once a minute
         self._workers_seen = set()
@@ -7297,14 +7554,10 @@ class SchedulerServer:
         calls = _batch_calls(params) if method == "batch" else [[method, params]]
         if calls is None:
             return 400, {"error": "batch: expected {\"calls\": [[method, {...}], ...]}"}
-        if self._token is not None and any(
-                name not in _READ_METHODS or self._protect_reads for name, _ in calls):
-            import hmac
-            if credentials is None or not hmac.compare_digest(credentials, self._token):
-                return 401, {"error": f"{method}: this scheduler needs a token"}
+        if not self.allowed(credentials, all(name in _READ_METHODS for name, _ in calls)):
+            return 401, {"error": f"{method}: this scheduler needs a token"}
         with self._lock:
-            replies = [list(_dispatch(self.scheduler, name, arguments))
-                       for name, arguments in calls]
+            replies = [self._timed(name, arguments) for name, arguments in calls]
             now = time.monotonic()
             if now >= self._next_prune and hasattr(self.scheduler, "prune"):
                 self._next_prune = now + 60   # as luigid: what is due, batched e-mails
@@ -7315,6 +7568,25 @@ class SchedulerServer:
             if name == "add_worker" and status == 200:
                 self._note_worker(arguments["worker"])
         return (200, {"response": replies}) if method == "batch" else replies[0]
+
+    def _timed(self, method, arguments):
+        """One call, dispatched, its time under the lock counted for /metrics."""
+        started = time.perf_counter()
+        reply = list(_dispatch(self.scheduler, method, arguments))
+        self.metrics.called(method, time.perf_counter() - started)
+        return reply
+
+    def allowed(self, credentials, reading=True):
+        """Whether ``credentials`` may read (``reading``) or change the scheduler."""
+        if self._token is None or (reading and not self._protect_reads):
+            return True
+        import hmac
+        return credentials is not None and hmac.compare_digest(credentials, self._token)
+
+    def metrics_text(self):
+        """``/metrics``: Prometheus' text format."""
+        with self._lock:
+            return self.metrics.text()
 
     def _note_worker(self, worker):
         if worker not in self._workers_seen:
@@ -7358,6 +7630,8 @@ class SchedulerServer:
         with self._lock:
             if hasattr(self.scheduler, "dump"):   # e-mails collected and not yet sent
                 self.scheduler.dump()
+            if hasattr(self.scheduler, "close"):   # the task history, if any
+                self.scheduler.close()
             if self._state is not None:
                 self._state.compact(self.scheduler.snapshot())
                 self._state.close()
@@ -7395,12 +7669,32 @@ class _HandlerMethods:
     disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms wait
 
     def do_POST(self):
-        """Serve ``/api/<method>`` (GET and POST alike, as luigid does)."""
-        import urllib.parse
+        """Serve ``/api/<method>`` (GET and POST alike, as luigid does), the status
+        page at ``/`` (Luigi's address of it redirects there) and ``/metrics``."""
         path, _, query = self.path.partition("?")
-        if not path.startswith("/api/"):
-            return self._reply(404 if path not in ("/", "") else 200,
-                               {"microflow": __version__, "api": "/api/<method>"})
+        server = self.server.microflow_server
+        if path.startswith("/api/"):
+            return self._api(server, path[len("/api/"):], query)
+        if path in ("/static/visualiser/index.html", "/static/visualiser/"):
+            self.send_response(302)   # the browser keeps the #fragment (Luigi's view)
+            self.send_header("Location", "/")
+            self.send_header("Content-Length", "0")
+            return self.end_headers()
+        if path == "/metrics":
+            if not server.allowed(self._credentials()):
+                return self._reply(401, {"error": "/metrics: this scheduler needs a token"})
+            return self._send(200, server.metrics_text().encode(),
+                              "text/plain; version=0.0.4; charset=utf-8")
+        if path in ("/", "/index.html"):
+            page, headers = _status_page()
+            return self._send(200, page, "text/html; charset=utf-8", headers)
+        self._reply(404, {"error": f"no page at {path}", "page": "/",
+                          "api": "/api/<method>", "metrics": "/metrics"})
+
+    do_GET = do_POST
+
+    def _api(self, server, method, query):
+        import urllib.parse
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
@@ -7417,10 +7711,9 @@ class _HandlerMethods:
             params = json.loads(fields.get("data", ["{}"])[-1])
         except ValueError as exc:
             return self._reply(400, {"error": f"the data field is not JSON: {exc}"})
-        self._reply(*self.server.microflow_server.call(path[len("/api/"):], params,
-                                                       self._credentials()))
-
-    do_GET = do_POST
+        except RecursionError:   # nested past the parser's depth: refused, not crashed
+            return self._reply(400, {"error": "the data field is nested too deeply"})
+        self._reply(*server.call(method, params, self._credentials()))
 
     def do_HEAD(self):
         """Health checks: 204, no body."""
@@ -7442,9 +7735,21 @@ class _HandlerMethods:
         return None
 
     def _reply(self, status, body):
-        data = json.dumps(body).encode()
+        headers = {"WWW-Authenticate": 'Bearer realm="microflow"'} if status == 401 else {}
+        self._send(status, json.dumps(body).encode(), "application/json; charset=UTF-8",
+                   headers)
+
+    def _send(self, status, data, content_type, headers=None):
+        """Send ``data``, gzipped when the client accepts it and it is worth it."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", content_type)
+        if len(data) > 1400 and "gzip" in (self.headers.get("Accept-Encoding") or ""):
+            import gzip
+            data = gzip.compress(data, 5)   # outside the scheduler's lock
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Vary", "Accept-Encoding")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -7673,6 +7978,328 @@ def _error_text(data):
         return json.loads(data)["error"]
     except (ValueError, KeyError, TypeError):
         return data[:200].decode("utf-8", "replace")
+
+
+###########################################################################################
+# Seeing a run: Prometheus metrics and the status page, served by SchedulerServer
+###########################################################################################
+
+class _Metrics:
+    """What ``GET /metrics`` shows, in Prometheus' text format written by hand: task
+    counts by status and workers alive (read at scrape time); tasks started, done,
+    failed and disabled per family, under the names of Luigi's Prometheus collector
+    (``luigi_task_*``), and their durations (a listener on the scheduler's
+    transitions); the calls the server served and the time each held the scheduler."""
+
+    _DURATION_BUCKETS = (0.1, 1.0, 10.0, 60.0, 600.0, 3600.0)
+    _CALL_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0)
+    _COUNTERS = {RUNNING: "luigi_task_started_total", DONE: "luigi_task_done_total",
+                 FAILED: "luigi_task_failed_total", DISABLED: "luigi_task_disabled_total"}
+
+    def __init__(self, scheduler):
+        self._scheduler = scheduler
+        self._counts = collections.Counter()   # (metric, family) -> count
+        self._last_time = {}                   # family -> seconds its last run took
+        self._durations = {}                   # family -> histogram of run times
+        self._calls = {}                       # method -> histogram of lock times
+        if hasattr(scheduler, "subscribe"):    # a scheduler of one's own may not
+            scheduler.subscribe(self._heard, ("status",))
+
+    def _heard(self, event, task, old, new):
+        metric = self._COUNTERS.get(new)
+        if metric is None:
+            return
+        self._counts[metric, task.family] += 1
+        if new != RUNNING and old == RUNNING and task.time_running is not None:
+            took = max(0.0, self._scheduler._clock() - task.time_running)
+            self._last_time[task.family] = took
+            _observe(self._durations, task.family, took, self._DURATION_BUCKETS)
+
+    def called(self, method, seconds):
+        """Count one call the server served, and how long it held the scheduler."""
+        _observe(self._calls, method, seconds, self._CALL_BUCKETS)
+
+    def text(self):
+        """Every metric, in Prometheus' text exposition format (version 0.0.4)."""
+        out = []
+        tasks = getattr(self._scheduler, "_tasks", {})
+        by_status = collections.Counter(task.status for task in tasks.values())
+        _metric(out, "microflow_tasks", "gauge", "tasks the scheduler knows, by status",
+                {(("status", status),): by_status.get(status, 0) for status in _STATUSES})
+        _metric(out, "microflow_workers_alive", "gauge", "workers the scheduler knows",
+                {(): len(getattr(self._scheduler, "_workers", ()))})
+        for metric in self._COUNTERS.values():
+            _metric(out, metric, "counter", metric[len("luigi_"):-len("_total")]
+                    .replace("_", " ") + " tasks",
+                    {(("family", family),): count for (name, family), count
+                     in sorted(self._counts.items()) if name == metric})
+        _metric(out, "luigi_task_execution_time_seconds", "gauge", "seconds the last "
+                "run of each family took", {(("family", family),): seconds for family,
+                                            seconds in sorted(self._last_time.items())})
+        _histogram(out, "microflow_task_duration_seconds", "seconds tasks ran, by family",
+                   "family", self._durations, self._DURATION_BUCKETS)
+        _histogram(out, "microflow_scheduler_call_seconds", "calls served and the "
+                   "seconds each held the scheduler, by method", "method", self._calls,
+                   self._CALL_BUCKETS)
+        return "\n".join(out) + "\n"
+
+
+def _observe(histograms, key, value, buckets):
+    """Add ``value`` to the histogram of ``key``: ``[count per bucket ..., +Inf, sum]``."""
+    import bisect
+    counts = histograms.get(key)
+    if counts is None:
+        counts = histograms[key] = [0] * (len(buckets) + 1) + [0.0]
+    counts[bisect.bisect_left(buckets, value)] += 1
+    counts[-1] += value
+
+
+def _labels(pairs):
+    if not pairs:
+        return ""
+    escaped = (str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+               for _, value in pairs)
+    return "{" + ",".join(f'{name}="{value}"' for (name, _), value
+                          in zip(pairs, escaped)) + "}"
+
+
+def _metric(out, name, kind, help_text, samples):
+    out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    out += [f"{name}{_labels(pairs)} {value:g}" if isinstance(value, float)
+            else f"{name}{_labels(pairs)} {value}" for pairs, value in samples.items()]
+
+
+def _histogram(out, name, help_text, label, histograms, buckets):
+    out += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+    for key, counts in sorted(histograms.items()):
+        total = 0
+        for bound, count in zip(buckets + (float("inf"),), counts):
+            total += count
+            le = "+Inf" if bound == float("inf") else f"{bound:g}"
+            out.append(f"{name}_bucket{_labels(((label, key), ('le', le)))} {total}")
+        out.append(f"{name}_sum{_labels(((label, key),))} {counts[-1]:g}")
+        out.append(f"{name}_count{_labels(((label, key),))} {total}")
+
+
+def _status_page():
+    """The page's bytes and headers (made once). Its Content-Security-Policy lets only
+    its own script run (by hash: no inline handler, nothing injected) and lets it talk
+    only to this server."""
+    global _PAGE
+    if _PAGE is None:
+        import base64
+        import hashlib
+        script = _PAGE_HTML.split("<script>", 1)[1].split("</script>", 1)[0]
+        digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+        _PAGE = _PAGE_HTML.encode(), {
+            "Content-Security-Policy": f"default-src 'none'; script-src 'sha256-{digest}'; "
+                                       f"style-src 'unsafe-inline'; connect-src 'self'; "
+                                       f"img-src 'self'; base-uri 'none'; form-action "
+                                       f"'none'; frame-ancestors 'none'",
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+    return _PAGE
+
+
+_PAGE = None
+# The status page: one HTML file, no library, nothing fetched from any other host. Every
+# name, parameter, message and traceback goes into the page as text (textContent),
+# never as HTML. The view lives in the URL's #fragment (Luigi's tab/taskId keys too).
+_PAGE_HTML = r"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>microflow</title>
+<style>
+body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
+header{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:6px 10px;background:#263238;color:#fff}
+header h1{font-size:15px;margin:0 10px 0 0}
+button{font:inherit;cursor:pointer;border:1px solid #90a4ae;background:#fff;border-radius:3px;padding:2px 7px}
+button[aria-pressed=true],nav button[aria-selected=true]{background:#ffe082;font-weight:bold}
+button:focus-visible,a:focus-visible,input:focus-visible{outline:2px solid #ff6f00}
+input{font:inherit;padding:2px 4px}
+nav{display:flex;gap:4px;padding:6px 10px;align-items:center;border-bottom:1px solid #cfd8dc;flex-wrap:wrap}
+main{display:flex;height:calc(100vh - 80px)}
+#side{width:220px;overflow:auto;border-right:1px solid #cfd8dc;padding:4px}
+#side button{display:block;width:100%;text-align:left;margin:1px 0;border:0;background:none}
+#view{flex:1;overflow:hidden;display:flex;flex-direction:column}
+#list{flex:1;overflow:auto;position:relative}
+.row{position:absolute;left:0;right:0;height:24px;display:flex;align-items:center;border-bottom:1px solid #eceff1;white-space:nowrap}
+.row>*{overflow:hidden;text-overflow:ellipsis;padding:0 4px}
+.head{position:sticky;top:0;z-index:1;background:#eceff1;font-weight:bold}
+.c0{width:105px;flex:none}.c1{flex:3}.c2{flex:2}.c3{width:90px;flex:none}.c4{width:80px;flex:none}.c5{width:150px;flex:none}
+.row .c1 button{border:0;background:none;padding:0;text-align:left;max-width:100%;overflow:hidden;text-overflow:ellipsis}
+.st{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;font-weight:bold}
+.PENDING{background:#fff59d;fill:#fff59d}.RUNNING{background:#90caf9;fill:#90caf9}.DONE{background:#a5d6a7;fill:#a5d6a7}
+.FAILED{background:#ef9a9a;fill:#ef9a9a}.DISABLED{background:#bdbdbd;fill:#bdbdbd}.UNKNOWN{background:#e0e0e0;fill:#e0e0e0}
+#detail{border-top:2px solid #90a4ae;max-height:45%;overflow:auto;padding:6px 10px;background:#fff}
+pre{white-space:pre-wrap;background:#263238;color:#eceff1;padding:6px;max-height:300px;overflow:auto}
+#graph{flex:1;overflow:auto}
+svg text{font:11px system-ui,sans-serif}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px 6px;text-align:left;vertical-align:top}
+#msg{margin-left:auto}
+</style></head>
+<body>
+<header><h1>microflow</h1><span id="counts" role="group" aria-label="Filter by status"></span>
+<span id="msg" role="status" aria-live="polite"></span>
+<label>Token <input id="token" type="password" size="10" autocomplete="off"></label>
+<button id="pause" hidden>Pause</button></header>
+<nav role="tablist" aria-label="Views">
+<button role="tab" data-tab="tasks">Tasks</button><button role="tab" data-tab="graph">Graph</button>
+<button role="tab" data-tab="workers">Workers</button>
+<label>Search <input id="search" type="search" size="30" placeholder="name or parameter"></label>
+<label><input id="hidedone" type="checkbox"> hide done in graph</label>
+<span id="shown"></span></nav>
+<main><div id="side" aria-label="Task families"></div>
+<div id="view"><div id="list" role="table" aria-label="Tasks"></div><div id="graph" hidden></div>
+<div id="workers" hidden></div><div id="detail" hidden></div></div></main>
+<script>
+"use strict";
+const $=id=>document.getElementById(id);
+const S=["FAILED","DISABLED","RUNNING","PENDING","UNKNOWN","DONE"];
+const COLS=[["status","Status"],["name","Task"],["message","Message"],["progress","Progress"],["took","Took"],["updated","Updated"]];
+let tasks=new Map(),version=0,serverNow=0,skew=0,view={tab:"tasks",status:"",family:"",search:"",taskId:"",sort:"updated",desc:true,hideDone:false};
+let rows=[],busy=false,openId="",graphIds=new Set(),historyOn=false;
+function el(tag,attrs,...kids){const e=document.createElement(tag);for(const k in attrs||{}){if(k==="text")e.textContent=attrs[k];else if(k.startsWith("on"))e.addEventListener(k.slice(2),attrs[k]);else e.setAttribute(k,attrs[k])}for(const c of kids)if(c!=null)e.append(c);return e}
+function svg(tag,attrs,text){const e=document.createElementNS("http://www.w3.org/2000/svg",tag);for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e}
+function badge(s){return el("span",{class:"st "+s,text:s})}
+async function api(method,data,write){
+  const h={},t=sessionStorage.getItem("mftoken");if(t)h.Authorization="Bearer "+t;
+  const r=await fetch("/api/"+method+"?data="+encodeURIComponent(JSON.stringify(data||{})),{headers:h,method:write?"POST":"GET"});
+  const b=await r.json();
+  if(r.status===401)throw new Error(method+": this scheduler needs a token: enter it above");
+  if(!r.ok)throw new Error(b.error||method+" failed");return b.response}
+function say(text){$("msg").textContent=text}
+function readHash(){const p=new URLSearchParams(location.hash.slice(1));
+  view.tab=["tasks","graph","workers"].includes(p.get("tab"))?p.get("tab"):"tasks";
+  view.taskId=p.get("taskId")||"";view.status=p.get("status")||"";view.family=p.get("family")||"";
+  view.search=p.get("search")||p.get("search__search")||"";view.hideDone=p.get("hideDone")==="1";
+  if(p.get("sort"))view.sort=p.get("sort");view.desc=p.get("asc")!=="1";
+  $("search").value=view.search;$("hidedone").checked=view.hideDone}
+function writeHash(){const p=new URLSearchParams();p.set("tab",view.tab);
+  for(const k of ["status","family","search","taskId"])if(view[k])p.set(k,view[k]);
+  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="updated")p.set("sort",view.sort);if(!view.desc)p.set("asc","1");
+  history.replaceState(null,"","#"+p.toString())}
+function took(t){const end=t.status==="RUNNING"?Date.now()/1000-skew:(t.status==="DONE"||t.status==="FAILED")?t.last_updated:null;
+  if(!t.time_running||end==null)return "";const s=Math.max(0,end-t.time_running);
+  return (t.status==="RUNNING"?"running ":"")+(s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h")}
+function when(ts){return ts?new Date(ts*1000).toLocaleString():""}
+function key(t,k){return k==="status"?S.indexOf(t.status):k==="name"?t.display_name:k==="message"?(t.status_message||""):
+  k==="progress"?(t.progress_percentage??-1):k==="took"?(t.time_running?(t.last_updated-t.time_running):-1):t.last_updated}
+function filter(){const terms=view.search.toLowerCase().split(/\s+/).filter(Boolean);rows=[];
+  for(const [id,t] of tasks){if(view.status&&t.status!==view.status)continue;if(view.family&&t.name!==view.family)continue;
+    if(terms.length){const hay=(t.display_name+" "+id).toLowerCase();if(!terms.every(x=>hay.includes(x)))continue}rows.push(id)}
+  const k=view.sort,d=view.desc?-1:1;
+  rows.sort((a,b)=>{const x=key(tasks.get(a),k),y=key(tasks.get(b),k);return x<y?-d:x>y?d:a<b?-1:1});
+  $("shown").textContent=rows.length+" of "+tasks.size+" tasks shown"}
+function drawCounts(){const n={};const fam=new Map();
+  for(const t of tasks.values()){n[t.status]=(n[t.status]||0)+1;const f=fam.get(t.name)||{all:0,bad:0};f.all++;if(t.status==="FAILED"||t.status==="DISABLED")f.bad++;fam.set(t.name,f)}
+  const c=$("counts");c.replaceChildren(el("button",{"aria-pressed":String(!view.status),onclick:()=>setView({status:""}),text:"All "+tasks.size}));
+  for(const s of S)c.append(" ",el("button",{class:"st "+s,"aria-pressed":String(view.status===s),"data-status":s,onclick:()=>setView({status:view.status===s?"":s}),text:s+" "+(n[s]||0)}));
+  const side=$("side");side.replaceChildren(el("button",{"aria-pressed":String(!view.family),onclick:()=>setView({family:""}),text:"All families"}));
+  for(const [f,v] of [...fam].sort()){side.append(el("button",{"aria-pressed":String(view.family===f),"data-family":f,onclick:()=>setView({family:view.family===f?"":f}),
+    text:f+" ("+v.all+(v.bad?", "+v.bad+" failed":"")+")"}))}}
+const H=24;
+function drawList(){const list=$("list");let head=list.querySelector(".head"),pad=list.querySelector(".pad"),win=list.querySelector(".win");
+  if(!head){head=el("div",{class:"row head",role:"row"});COLS.forEach(([k,label],i)=>head.append(el("span",{class:"c"+i,role:"columnheader"},el("button",{"data-sort":k,onclick:()=>setView({sort:k,desc:view.sort===k?!view.desc:true}),text:label}))));
+    pad=el("div",{class:"pad"});win=el("div",{class:"win"});list.append(head,pad,win);list.addEventListener("scroll",()=>drawRows())}
+  for(const b of head.querySelectorAll("button")){const on=b.dataset.sort===view.sort;b.setAttribute("aria-sort",on?(view.desc?"descending":"ascending"):"none");
+    b.textContent=COLS.find(c=>c[0]===b.dataset.sort)[1]+(on?(view.desc?" \u2193":" \u2191"):"")}
+  pad.style.height=(rows.length*H+H)+"px";drawRows()}
+function drawRows(){const list=$("list"),win=list.querySelector(".win");if(!win)return;
+  const first=Math.max(0,Math.floor(list.scrollTop/H)-5),last=Math.min(rows.length,first+Math.ceil(list.clientHeight/H)+10);
+  const out=[];for(let i=first;i<last;i++){const id=rows[i],t=tasks.get(id),r=el("div",{class:"row",role:"row","data-id":id});r.style.top=(H+i*H)+"px";
+    const url=t.tracking_url&&/^https?:\/\//.test(t.tracking_url)?el("a",{href:t.tracking_url,rel:"noopener noreferrer",text:" tracking"}):null;
+    r.append(el("span",{class:"c0",role:"cell"},badge(t.status)),el("span",{class:"c1",role:"cell"},el("button",{onclick:()=>setView({taskId:id}),title:t.display_name,text:t.display_name})),
+      el("span",{class:"c2",role:"cell",text:t.status_message||""},url),el("span",{class:"c3",role:"cell",text:t.progress_percentage!=null?t.progress_percentage+" %":""}),
+      el("span",{class:"c4",role:"cell",text:took(t)}),el("span",{class:"c5",role:"cell",text:when(t.last_updated)}));out.push(r)}
+  win.replaceChildren(...out)}
+async function drawDetail(){const d=$("detail"),id=view.taskId;if(!id||view.tab==="workers"){d.hidden=true;return}
+  const t=tasks.get(id);d.hidden=false;openId=id;
+  const acts=el("span",{});
+  const act=(label,method)=>acts.append(el("button",{onclick:()=>action(method,{task_id:id}),text:label})," ");
+  if(t&&(t.status==="FAILED"))act("Forgive failures","forgive_failures");
+  if(t&&t.re_enable_able)act("Re-enable","re_enable_task");
+  if(t&&["RUNNING","FAILED","DISABLED","PENDING"].includes(t.status))act("Mark as done","mark_as_done");
+  const kids=[el("h2",{style:"font-size:14px;margin:0"},t?badge(t.status):null," ",t?t.display_name:id),
+    el("div",{},el("button",{onclick:()=>setView({tab:"graph"}),text:"Graph"})," ",acts,el("button",{onclick:()=>setView({taskId:""}),text:"Close"})),
+    el("div",{text:"id: "+id+(t&&t.worker_running?" \u00b7 running on "+t.worker_running:"")+(t&&t.status_message?" \u00b7 "+t.status_message:"")})];
+  d.replaceChildren(...kids);
+  if(t&&(t.status==="FAILED"||t.status==="DISABLED")){try{const e=await api("fetch_error",{task_id:id});
+    let text=e.error||"(no error reported)";try{const j=JSON.parse(text);if(typeof j==="string")text=j}catch(x){}
+    if(openId===id)d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",text:text}))}catch(x){say(x.message)}}
+  if(historyOn&&t){try{const runs=await api("task_history",{family:t.name,limit:30});if(openId===id)d.append(drawHistory(t.name,runs))}catch(x){say(x.message)}}}
+function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",{style:"font-size:13px",text:"Past runs of "+family}));
+  const rs=runs.map(r=>{const ev=Object.fromEntries(r.events.map(e=>[e[0],Date.parse(e[1].replace(" ","T"))]));const end=ev.DONE||ev.FAILED;
+    return {r,out:ev.FAILED&&!ev.DONE?"FAILED":ev.DONE?"DONE":r.events.length?r.events[r.events.length-1][0]:"",s:ev.RUNNING&&end?(end-ev.RUNNING)/1000:null}}).reverse();
+  const max=Math.max(1e-3,...rs.map(x=>x.s||0)),g=svg("svg",{width:Math.max(60,rs.length*12),height:60,role:"img","aria-label":"durations of past runs"});
+  rs.forEach((x,i)=>{const h=x.s==null?2:Math.max(2,56*x.s/max);const b=svg("rect",{x:i*12,y:58-h,width:10,height:h,class:x.out});b.append(svg("title",{},x.out+" "+(x.s==null?"":x.s.toFixed(2)+" s")));g.append(b)});
+  const tb=el("table",{},el("tr",{},el("th",{text:"Run"}),el("th",{text:"Outcome"}),el("th",{text:"Took"}),el("th",{text:"Events"})));
+  for(const x of rs.slice().reverse().slice(0,10))tb.append(el("tr",{},el("td",{text:x.r.task_id}),el("td",{},badge(x.out||"UNKNOWN")),el("td",{text:x.s==null?"":x.s.toFixed(2)+" s"}),
+    el("td",{text:x.r.events.map(e=>e[0]+" "+e[1]).join(", ")})));
+  box.append(g,tb);return box}
+async function action(method,data){try{const r=await api(method,data,true);say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
+async function drawGraph(){const box=$("graph"),id=view.taskId;
+  if(!id){box.replaceChildren(el("p",{text:"Choose a task in the list to see its graph."}));return}
+  const inc={task_id:id,include_done:!view.hideDone};let up,down;
+  try{[up,down]=await Promise.all([api("dep_graph",inc),api("inverse_dep_graph",inc)])}catch(x){say(x.message);return}
+  const nodes=new Map(),edges=[],depth=new Map([[id,0]]);
+  for(const [k,v] of Object.entries(up)){nodes.set(k,v)}for(const [k,v] of Object.entries(down)){if(!nodes.has(k))nodes.set(k,v)}
+  const bfs=(g,sign)=>{const q=[id];for(const k of q){for(const d of (g[k]&&g[k].deps)||[]){edges.push(sign<0?[k,d]:[d,k]);if(!depth.has(d)){depth.set(d,depth.get(k)+sign);q.push(d)}}}};
+  bfs(up,-1);bfs(down,1);
+  if(!nodes.size){box.replaceChildren(el("p",{text:"The scheduler does not know "+id}));return}
+  const group=nodes.size>300,MAX=40,cols=new Map();
+  for(const [k,v] of nodes){const x=depth.get(k)??0,g=group&&k!==id?(v.name||"?"):k;const c=cols.get(x)||new Map();cols.set(x,c);
+    const n=c.get(g)||{key:g,ids:[],status:"DONE",label:""};n.ids.push(k);if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
+  const xs=[...cols.keys()].sort((a,b)=>a-b),pos=new Map(),W=230,RH=26;let hmax=0;const out=[];
+  xs.forEach((x,ci)=>{const list=[...cols.get(x).values()].sort((a,b)=>a.key<b.key?-1:1);const shown=list.slice(0,MAX);
+    shown.forEach((n,ri)=>{const v=nodes.get(n.ids[0]);n.label=n.ids.length>1?(v.name||"?")+" \u00d7"+n.ids.length:(v.display_name||(v.name+"("+Object.entries(v.params||{}).map(e=>e.join("=")).join(", ")+")"));
+      for(const k of n.ids)pos.set(k,{x:10+ci*W,y:10+ri*RH});out.push([n,10+ci*W,10+ri*RH])});
+    if(list.length>MAX)out.push([{more:list.length-MAX},10+ci*W,10+MAX*RH]);hmax=Math.max(hmax,Math.min(list.length,MAX+1))});
+  const g=svg("svg",{width:xs.length*W+20,height:hmax*RH+20,role:"img","aria-label":"dependency graph of "+id});
+  const seen=new Set();for(const [a,b] of edges){const p=pos.get(a),q=pos.get(b);if(!p||!q)continue;const k=p.x+","+p.y+">"+q.x+","+q.y;if(seen.has(k))continue;seen.add(k);
+    g.append(svg("line",{x1:q.x+200,y1:q.y+10,x2:p.x,y2:p.y+10,stroke:"#90a4ae"}))}
+  for(const [n,x,y] of out){if(n.more){g.append(svg("text",{x:x,y:y+14,class:"more"},n.more+" more"));continue}
+    const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button","aria-label":n.status+" "+n.label});
+    node.append(svg("rect",{x:x,y:y,width:200,height:20,rx:3,class:n.status,stroke:n.ids[0]===id?"#000":"#78909c"}),svg("text",{x:x+4,y:y+14},n.status.slice(0,4)+" "+(n.label.length>28?n.label.slice(0,27)+"\u2026":n.label)),svg("title",{},n.status+" "+n.label));
+    if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});node.addEventListener("click",open);node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
+    g.append(node)}
+  graphIds=new Set(nodes.keys());box.replaceChildren(g);performance.mark("graph-drawn")}
+async function drawWorkers(){const box=$("workers");try{const [ws,rs]=await Promise.all([api("worker_list"),api("resource_list")]);
+  const tb=el("table",{},el("tr",{},...["Worker","State","First seen","Last active","Running","Pending"].map(h=>el("th",{text:h}))));
+  for(const w of ws)tb.append(el("tr",{},el("td",{text:w.name}),el("td",{text:w.state}),el("td",{text:when(w.started)}),el("td",{text:when(w.last_active)}),
+    el("td",{},...Object.values(w.running||{}).map(t=>el("div",{text:t.display_name}))),el("td",{text:String(w.num_pending)})));
+  const rt=el("table",{},el("tr",{},...["Resource","Used","Total","Consumers"].map(h=>el("th",{text:h}))));
+  for(const r of rs)rt.append(el("tr",{},el("td",{text:r.name}),el("td",{text:String(r.num_used)}),el("td",{text:String(r.num_total)}),el("td",{text:String(r.num_consumer)})));
+  box.replaceChildren(el("h2",{style:"font-size:14px",text:"Workers"}),tb,el("h2",{style:"font-size:14px",text:"Resources"}),rt)}catch(x){say(x.message)}}
+function setView(change){Object.assign(view,change);writeHash();render(change)}
+function render(change){change=change||{all:1};
+  for(const b of document.querySelectorAll("nav [role=tab]"))b.setAttribute("aria-selected",String(b.dataset.tab===view.tab));
+  $("list").hidden=view.tab!=="tasks";$("graph").hidden=view.tab!=="graph";$("workers").hidden=view.tab!=="workers";$("side").hidden=view.tab!=="tasks";
+  drawCounts();if(view.tab==="tasks"){filter();drawList()}
+  if(view.tab==="graph"&&("tab" in change||"taskId" in change||"hideDone" in change||change.all))drawGraph();
+  if(view.tab==="workers")drawWorkers();
+  if("taskId" in change||"tab" in change||change.all)drawDetail()}
+async function load(){const first=await api("changes",{since:0});version=first.version;
+  const all=await api("task_list",{status:"",upstream_status:"",limit:false});tasks=new Map(Object.entries(all));
+  render();performance.mark("list-ready")}
+async function poll(force){if(busy||(!force&&document.visibilityState!=="visible"))return;busy=true;
+  try{const c=await api("changes",{since:version});if(c.reload){await load();return}
+    version=c.version;if(c.time)skew=Date.now()/1000-c.time;
+    const ids=Object.keys(c.tasks);for(const id of ids)tasks.set(id,c.tasks[id]);for(const id of c.removed)tasks.delete(id);
+    if(ids.length||c.removed.length){drawCounts();if(view.tab==="tasks"){filter();drawList()}
+      if(ids.includes(view.taskId))drawDetail();if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
+    if(c.workers&&view.tab==="workers")drawWorkers();say("")}
+  catch(x){say(x.message)}finally{busy=false}}
+async function pauseState(){try{const e=await api("is_pause_enabled");if(!e.enabled)return;const p=await api("is_paused");const b=$("pause");b.hidden=false;
+  b.textContent=p.paused?"Unpause":"Pause";b.setAttribute("aria-pressed",String(p.paused));b.onclick=async()=>{try{await api(p.paused?"unpause":"pause",{},true);pauseState()}catch(x){say(x.message)}}}catch(x){say(x.message)}}
+for(const b of document.querySelectorAll("nav [role=tab]"))b.addEventListener("click",()=>setView({tab:b.dataset.tab}));
+let typing;$("search").addEventListener("input",e=>{clearTimeout(typing);typing=setTimeout(()=>setView({search:e.target.value}),150)});
+$("hidedone").addEventListener("change",e=>setView({hideDone:e.target.checked}));
+$("token").value=sessionStorage.getItem("mftoken")||"";$("token").addEventListener("change",e=>{sessionStorage.setItem("mftoken",e.target.value);pauseState()});
+window.addEventListener("hashchange",()=>{readHash();render()});
+document.addEventListener("visibilitychange",()=>poll());
+readHash();
+(async()=>{try{historyOn=await api("has_task_history");await load();pauseState()}catch(x){say(x.message)}setInterval(poll,1000)})();
+</script></body></html>"""
 
 
 ###########################################################################################
@@ -8136,6 +8763,8 @@ class core(Config):
     parallel_scheduling_processes = IntParameter(default=0, description="threads for "
                                                  "parallel_scheduling (0: 8)")
     assistant = BoolParameter(default=False, description="run any task the scheduler has")
+    status_port = OptionalIntParameter(default=None, description="serve the status page of "
+                                       "a local build on 127.0.0.1:PORT while it runs")
     help = BoolParameter(default=False, description="show help")
     help_all = BoolParameter(default=False, description="show every flag")
 

@@ -1638,8 +1638,13 @@ class TestSchedulerSelection(SchedulerCase):
                          (["w1"], ["w1", "w2"]))
 
     def test_misuse_names_the_call(self):
-        with self.assertRaisesRegex(mf.SchedulerError, "fetch_error: task 'nope' was not added"):
-            self.scheduler.fetch_error("nope")
+        with self.assertRaisesRegex(mf.SchedulerError,
+                                    "get_task_status_message: task 'nope' was not added"):
+            self.scheduler.get_task_status_message("nope")
+        # Luigi's page asks for the error of a task that may be gone: an empty one.
+        self.assertEqual(self.scheduler.fetch_error("nope"), {"taskId": "nope", "error": ""})
+        self.assertEqual(self.scheduler.forgive_failures("nope"),
+                         {"task_id": "nope", "status": None})
         with self.assertRaisesRegex(mf.SchedulerError, "task_id is required"):
             self.scheduler.add_task(worker="w1")
 
