@@ -4678,9 +4678,9 @@ class _SchedulerCore:
         return None
 
     def _claim(self, task, worker, now):
+        task.worker_running = worker.id   # before the change is announced: listeners
+        task.time_running = now           # (history: the host) read them
         self._set_status(task, RUNNING, now)
-        task.worker_running = worker.id
-        task.time_running = now
         if task.status_message is not None or task.progress_percentage is not None:
             task.status_message = task.progress_percentage = None
         worker.running.add(task.id)
@@ -6666,7 +6666,7 @@ class _Session:
         self._info = info
         self._host = dict(info)["host"]
         self._assistant = dict(info).get("assistant", False)
-        self.remote = not isinstance(scheduler, Scheduler)
+        self.remote = not isinstance(scheduler, (Scheduler, _Locked))
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
         self._heartbeat = None
 
@@ -7511,6 +7511,7 @@ class SchedulerServer:
     def __init__(self, scheduler=None, address="127.0.0.1", port=8082, token=None,
                  protect_reads=False, state_path=None):
         import http.server
+        self._owns_scheduler = scheduler is None   # then closed on stop()
         self.scheduler = scheduler if scheduler is not None else \
             Scheduler(prune_on_get_work=True)
         self._state = None
@@ -7630,7 +7631,7 @@ class SchedulerServer:
         with self._lock:
             if hasattr(self.scheduler, "dump"):   # e-mails collected and not yet sent
                 self.scheduler.dump()
-            if hasattr(self.scheduler, "close"):   # the task history, if any
+            if self._owns_scheduler:   # its task history, if any
                 self.scheduler.close()
             if self._state is not None:
                 self._state.compact(self.scheduler.snapshot())
@@ -7657,6 +7658,8 @@ def serve(address="127.0.0.1", port=8082, token=None, scheduler=None, state_path
         _log.info("scheduler stopping")
     finally:
         server.stop()
+        if hasattr(scheduler, "close"):   # its task history, if any
+            scheduler.close()
 
 
 class _HandlerMethods:
@@ -8810,20 +8813,57 @@ def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
     if made:
         scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
                                    factory)
+    page = None
     try:
         with _logging(env.log_level.upper(), asked="log_level" in core_options):
+            if env.status_port is not None:
+                scheduler, page = _serve_status_page(scheduler, env.status_port)
             result = _run_build(list(tasks), workers, scheduler, worker_options or {},
                                 factory, assistant=env.assistant, executor=executor,
                                 progress=progress,
                                 check_workers=_check_workers(check_workers, env))
             _log.info("%s", result.summary_text)
     finally:
+        if page is not None:
+            page.stop()
         if made and hasattr(scheduler, "close"):
             scheduler.close()
     interrupted = getattr(result.worker, "interrupted", None)   # a factory's may lack it
     if interrupted is not None:
         raise interrupted   # after the summary, which says what ran
     return result if detailed_summary else result.scheduling_succeeded
+
+
+class _Locked:
+    """An in-process scheduler that a status page's server shares with this process's
+    worker: each call takes the server's lock, so the page never reads the scheduler
+    half-way through a change."""
+
+    def __init__(self, scheduler, lock):
+        self._scheduler, self._lock = scheduler, lock
+
+    def __getattr__(self, name):
+        value = getattr(self._scheduler, name)
+        if not callable(value):
+            return value
+
+        def locked(*args, **kwargs):
+            with self._lock:
+                return value(*args, **kwargs)
+        return locked
+
+
+def _serve_status_page(scheduler, port):
+    """``(the scheduler the build uses, the server of its page)``: the status page of
+    a local build, on 127.0.0.1:``port`` for as long as the build runs. A central
+    scheduler has a page of its own: then nothing is started."""
+    if not isinstance(scheduler, Scheduler):
+        _log.warning("--status-port: this build uses a central scheduler; its page is "
+                     "on that scheduler's address")
+        return scheduler, None
+    server = SchedulerServer(scheduler, "127.0.0.1", port).start()
+    _log.info("status page of this build: %s/", server.url)
+    return _Locked(scheduler, server._lock), server
 
 
 def _check_workers(count, env):
@@ -9325,6 +9365,9 @@ _CLI_OPTIONS = (
     ("--parallel-scheduling-processes", dict(type=int, default=0, metavar="N",
                                              help="threads for --parallel-scheduling "
                                                   "(default 8)")),
+    ("--status-port", dict(type=_whole_number, default=None, metavar="PORT",
+                           help="serve the status page of this build on "
+                                "http://127.0.0.1:PORT/ while it runs (0: any free port)")),
     ("--scheduler-url", dict(default=None, metavar="URL",
                              help="use the central scheduler at URL (a token may go in "
                                   "it: http://any:TOKEN@host:8082)")),
@@ -9368,7 +9411,7 @@ def _base_parser():
 
 # The flags short help shows; --help-all shows them all.
 _COMMON_FLAGS = ("--module", "--workers", "--log-level", "--dry-run", "--tree", "--every",
-                 "--cron", "--scheduler-url", "--server", "--help-all")
+                 "--cron", "--status-port", "--scheduler-url", "--server", "--help-all")
 
 
 def _short_help():
@@ -9840,6 +9883,7 @@ def _build_command_line(task, options, factory):
                        scheduler_url=options.scheduler_url,
                        scheduler_host=options.scheduler_host,
                        scheduler_port=options.scheduler_port,
+                       status_port=options.status_port,
                        worker_scheduler_factory=factory, progress=line)
     result.exit_code = exit_code(result, [task])
     return result

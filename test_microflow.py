@@ -5767,5 +5767,235 @@ class TestLoggingAsAsked(TempDirMixin, unittest.TestCase):
         self.assertNotIn("Execution Summary", done.stderr)
 
 
+
+###########################################################################################
+# Seeing a run: the change feed, task history, metrics, the page's server
+###########################################################################################
+
+def http_get(url, headers=None, body=None):
+    """``(status, headers, body bytes)`` of a GET (a POST with ``body``), whatever the
+    status."""
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(url, body, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.headers, reply.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.headers, error.read()
+
+
+class Slow(mf.Task):
+    """A task that fails when told to, for history and metrics."""
+    n = mf.IntParameter()
+    fail = mf.BoolParameter(default=False)
+
+    def output(self):
+        return mf.MockTarget(f"slow/{self.n}")
+
+    def run(self):
+        if self.fail:
+            raise RuntimeError(f"task {self.n} was told to fail")
+        with self.output().open("w") as f:
+            f.write("ok")
+
+
+class SlowAll(mf.WrapperTask):
+    fail = mf.BoolParameter(default=False)
+
+    def requires(self):
+        return [Slow(n, fail=self.fail and n == 2) for n in range(4)]
+
+
+class TestChangeFeed(SchedulerCase):
+    def test_changes_since_a_version_are_only_what_changed(self):
+        first = self.scheduler.changes(0)
+        self.assertTrue(first["reload"])        # the feed starts: read the whole list
+        for name in ("a", "b", "c"):
+            self.add(name)
+        version = self.scheduler.changes(first["version"])["version"]
+        quiet = self.scheduler.changes(version)
+        self.assertEqual((quiet["tasks"], quiet["removed"], quiet["reload"]), ({}, [], False))
+        self.assertLessEqual(len(json.dumps({"response": quiet})), 1024)
+        self.scheduler.set_task_status_message("b", "half way")
+        self.assertEqual(self.work(), "a")
+        reply = self.scheduler.changes(version)
+        self.assertEqual(sorted(reply["tasks"]), ["a", "b"])
+        self.assertEqual(reply["tasks"]["a"]["status"], mf.RUNNING)
+        self.assertEqual(reply["tasks"]["b"]["status_message"], "half way")
+        self.assertEqual(self.scheduler.changes(reply["version"])["tasks"], {})
+
+    def test_a_forgotten_task_is_said_removed_and_too_much_asks_for_a_reload(self):
+        start = self.scheduler.changes(0)["version"]
+        self.add("gone")
+        self.scheduler._delete(self.scheduler._tasks["gone"])
+        reply = self.scheduler.changes(start)
+        self.assertEqual((reply["tasks"], reply["removed"]), ({}, ["gone"]))
+        for n in range(mf.Scheduler._MAX_CHANGES + 1):
+            self.add(f"t{n}")
+        self.assertTrue(self.scheduler.changes(reply["version"])["reload"])
+
+
+class TestTaskHistory(TempDirMixin, BuildCase):
+    def config(self):
+        return mf.config_override({
+            "scheduler": {"record_task_history": "true"},
+            "task_history": {"db_connection": f"sqlite:///{self.tmp / 'history.db'}"}})
+
+    def test_builds_are_recorded_in_luigis_tables(self):
+        import socket
+        import sqlite3
+        with self.config():
+            self.build(SlowAll())
+            mf.MockFileSystem().clear()
+            result = self.build(SlowAll(fail=True))
+        self.assertEqual(result.tasks["failed"], [Slow(2, fail=True)])
+        with contextlib.closing(sqlite3.connect(self.tmp / "history.db")) as db:
+            runs = db.execute("SELECT t.name, t.host, group_concat(e.event_name, ' ') "
+                              "FROM tasks t JOIN task_events e ON e.task_id = t.id "
+                              "WHERE t.task_id = ? GROUP BY t.id ORDER BY t.id",
+                              (Slow(2, fail=True).task_id,)).fetchall()
+            self.assertEqual(runs, [("Slow", socket.gethostname(), "PENDING RUNNING FAILED")])
+            params = dict(db.execute(
+                "SELECT p.name, p.value FROM task_parameters p JOIN tasks t "
+                "ON p.task_id = t.id WHERE t.task_id = ?", (Slow(1).task_id,)))
+            self.assertEqual(params, {"n": "1", "fail": "False"})
+            done = db.execute("SELECT count(*) FROM tasks t JOIN task_events e ON "
+                              "e.task_id = t.id WHERE e.event_name = 'DONE' AND "
+                              "t.name = 'Slow'").fetchone()[0]
+            self.assertEqual(done, 4 + 3)   # all four, then the three that did not fail
+            stamp = db.execute("SELECT ts FROM task_events LIMIT 1").fetchone()[0]
+            datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S.%f")   # SQLAlchemy's form
+            self.assertEqual(db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_the_server_serves_a_familys_runs(self):
+        with self.config(), mf.SchedulerServer(port=0) as server:
+            self.assertTrue(server.scheduler.has_task_history())
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            self.build(SlowAll(fail=True), scheduler=client)
+            server.scheduler._history.flush()
+            runs = client.task_history(family="Slow")
+            self.assertEqual(len(runs), 4)
+            failed = [run for run in runs if run["params"]["n"] == "2"][0]
+            self.assertEqual([event for event, _ in failed["events"]],
+                             [mf.PENDING, mf.RUNNING, mf.FAILED])
+            self.assertEqual(client.task_history(task_id=failed["task_id"])[0]["id"],
+                             failed["id"])
+
+    def test_a_database_other_than_sqlite_is_refused_naming_the_setting(self):
+        with mf.config_override({"scheduler": {"record_task_history": "true"},
+                                 "task_history": {"db_connection": "postgresql://db/x"}}):
+            with self.assertRaisesRegex(mf.ConfigError, r"\[task_history\] db_connection: "
+                                        r"microflow records history in SQLite only"):
+                mf.Scheduler()
+
+
+def parse_metrics(text):
+    """Prometheus' text format: ``{(name, frozenset(labels)): value}`` and the TYPE of
+    each family; raises on a line that is neither a comment nor a sample."""
+    import re
+    samples, types_ = {}, {}
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            types_[name] = kind
+            continue
+        if line.startswith("#") or not line:
+            continue
+        match = re.fullmatch(r'([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)', line)
+        if match is None:
+            raise AssertionError(f"not a sample: {line!r}")
+        labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
+        samples[match.group(1), labels] = float(match.group(3))
+    return samples, types_
+
+
+class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
+    def test_metrics_count_what_ran_in_prometheus_text(self):
+        with mf.SchedulerServer(port=0) as server:
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            self.build(SlowAll(fail=True), scheduler=client)
+            status, headers, body = http_get(server.url + "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["Content-Type"].startswith("text/plain; version=0.0.4"))
+        samples, kinds = parse_metrics(body.decode())
+        slow = frozenset({("family", "Slow")})
+        self.assertEqual(samples["luigi_task_started_total", slow], 4)
+        self.assertEqual(samples["luigi_task_done_total", slow], 3)
+        self.assertEqual(samples["luigi_task_failed_total", slow], 1)
+        self.assertEqual(samples["microflow_tasks", frozenset({("status", "FAILED")})], 1)
+        self.assertEqual(samples["microflow_task_duration_seconds_count", slow], 4)
+        self.assertEqual(kinds["microflow_task_duration_seconds"], "histogram")
+        self.assertEqual(kinds["luigi_task_started_total"], "counter")
+        get_work = frozenset({("method", "get_work")})
+        calls = samples["microflow_scheduler_call_seconds_count", get_work]
+        self.assertGreaterEqual(calls, 5)
+        buckets = sorted((float(dict(labels)["le"].replace("+Inf", "inf")), value)
+                         for (name, labels), value in samples.items()
+                         if name == "microflow_scheduler_call_seconds_bucket"
+                         and ("method", "get_work") in labels)
+        self.assertEqual([value for _, value in buckets],
+                         sorted(value for _, value in buckets))   # cumulative
+        self.assertEqual(buckets[-1], (float("inf"), calls))
+
+    def test_api_answers_as_luigi_and_refuses_bad_bodies_with_4xx(self):
+        import gzip
+        import urllib.parse
+        with mf.SchedulerServer(port=0, token="sekrit") as server:
+            client = mf.RemoteScheduler(server.url, token="sekrit", attempts=1)
+            self.addCleanup(client.close)
+            self.build(SlowAll(), scheduler=client)
+            workers = client.worker_list()
+            self.assertGreater(workers[0]["started"], 1e9)   # when first seen, not 0
+
+            def api(method, data, **headers):   # posted: a GET that long is a 414
+                return http_get(f"{server.url}/api/{method}", headers,
+                                urllib.parse.urlencode({"data": data}).encode())
+            status, headers, body = api("graph", "{}", **{"Accept-Encoding": "gzip"})
+            self.assertEqual((status, headers["Content-Encoding"]), (200, "gzip"))
+            self.assertEqual(len(json.loads(gzip.decompress(body))["response"]), 5)
+            status, headers, _ = api("mark_as_done", '{"task_id": "x"}')
+            self.assertEqual(status, 401)
+            self.assertEqual(headers["WWW-Authenticate"], 'Bearer realm="microflow"')
+            for data, why in [('{"status": "", "search": 5}', "'search' must be str"),
+                              ("[" * 100000 + "]" * 100000, "nested too deeply"),
+                              ('{"task_id": ', "not JSON")]:
+                status, _, body = api("task_list", data)
+                self.assertEqual(status, 400, data[:30])
+                self.assertIn(why, json.loads(body)["error"])
+            self.assertEqual(api("fetch_error", '{"task_id": "gone"}')[2],
+                             b'{"response": {"taskId": "gone", "error": ""}}')
+            status, headers, body = http_get(server.url + "/static/visualiser/index.html")
+            self.assertEqual(status, 200)            # followed the redirect to the page
+            self.assertIn(b"<title>microflow</title>", body)
+            self.assertLessEqual(len(body), 60 * 1024)
+            self.assertIn("script-src 'sha256-", headers["Content-Security-Policy"])
+
+    def test_a_local_build_serves_its_status_page_while_it_runs(self):
+        port = free_port()
+        seen = {}
+
+        class Look(mf.Task):
+            def complete(self):
+                return "reply" in seen
+
+            def run(self):
+                status, _, body = http_get(f"http://127.0.0.1:{port}/api/task_list?data="
+                                           '{"status":"RUNNING","upstream_status":""}')
+                seen["reply"] = json.loads(body)["response"]
+                seen["page"] = http_get(f"http://127.0.0.1:{port}/")[0]
+        result = self.build(Look(), status_port=port)
+        self.assertTrue(result.scheduling_succeeded, self.logged)
+        self.assertEqual(list(seen["reply"]), [Look().task_id])   # itself, running
+        self.assertEqual(seen["page"], 200)
+        self.assertIn(f"status page of this build: http://127.0.0.1:{port}/", self.logged)
+        import urllib.error
+        with self.assertRaises(urllib.error.URLError):   # gone with the build
+            http_get(f"http://127.0.0.1:{port}/")
+
+
 if __name__ == "__main__":
     unittest.main()
