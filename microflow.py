@@ -9411,7 +9411,7 @@ def _base_parser():
 
 # The flags short help shows; --help-all shows them all.
 _COMMON_FLAGS = ("--module", "--workers", "--log-level", "--dry-run", "--tree", "--every",
-                 "--cron", "--status-port", "--scheduler-url", "--server", "--help-all")
+                 "--cron", "--scheduler-url", "--server", "--help-all")
 
 
 def _short_help():
