@@ -7688,6 +7688,8 @@ class _HandlerMethods:
                 return self._reply(401, {"error": "/metrics: this scheduler needs a token"})
             return self._send(200, server.metrics_text().encode(),
                               "text/plain; version=0.0.4; charset=utf-8")
+        if path == "/favicon.ico":   # browsers ask; the page has none
+            return self.do_HEAD()
         if path in ("/", "/index.html"):
             page, headers = _status_page()
             return self._send(200, page, "text/html; charset=utf-8", headers)

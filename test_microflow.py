@@ -9,6 +9,7 @@ import datetime
 import enum
 import gc
 import io
+import itertools
 import json
 import operator
 import os
@@ -5995,6 +5996,284 @@ class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
         import urllib.error
         with self.assertRaises(urllib.error.URLError):   # gone with the build
             http_get(f"http://127.0.0.1:{port}/")
+
+
+
+###########################################################################################
+# The status page in a real browser (headless Chromium, driven through DevTools)
+###########################################################################################
+
+def find_chromium():
+    """Debian's chromium (or $MICROFLOW_CHROMIUM); None when there is none."""
+    return os.environ.get("MICROFLOW_CHROMIUM") or shutil.which("chromium") or \
+        shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+class DevTools:
+    """A headless Chromium, driven through the DevTools protocol over a WebSocket (a
+    small client on the standard library's socket). Started in a process group of its
+    own: /usr/bin/chromium is a wrapper script, so it is stopped by its group."""
+
+    def __init__(self, binary, profile):
+        import re
+        import socket
+        import urllib.parse
+        self.process = subprocess.Popen(
+            [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--no-default-browser-check", "--remote-debugging-port=0",
+             f"--user-data-dir={profile}", "--window-size=1280,800", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        for line in self.process.stderr:
+            found = re.search(rb"DevTools listening on (ws://\S+)", line)
+            if found:
+                break
+        else:
+            raise AssertionError("chromium did not start its DevTools endpoint")
+        threading.Thread(target=drain, args=(self.process.stderr,), daemon=True).start()
+        port = urllib.parse.urlparse(found.group(1).decode()).port
+        _, _, body = http_get(f"http://127.0.0.1:{port}/json/list")
+        page = [target for target in json.loads(body) if target["type"] == "page"][0]
+        url = urllib.parse.urlparse(page["webSocketDebuggerUrl"])
+        self.sock = socket.create_connection((url.hostname, url.port), timeout=30)
+        self.sock.sendall((f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           "Sec-WebSocket-Key: bWljcm9mbG93LXRlc3RzLQ==\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.reader = self.sock.makefile("rb")
+        while self.reader.readline() not in (b"\r\n", b""):
+            pass
+        self.ids = itertools.count(1)
+        self.events = []
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.call(f"{domain}.enable")
+
+    def _send(self, text):
+        data, header = text.encode(), bytearray([0x81])
+        if len(data) < 126:
+            header.append(0x80 | len(data))
+        elif len(data) < 65536:
+            header += bytes([0x80 | 126]) + len(data).to_bytes(2, "big")
+        else:
+            header += bytes([0x80 | 127]) + len(data).to_bytes(8, "big")
+        mask = os.urandom(4)
+        self.sock.sendall(bytes(header) + mask +
+                          bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _receive(self):
+        message = b""
+        while True:
+            first, second = self.reader.read(2)
+            length = second & 0x7F
+            if length >= 126:
+                length = int.from_bytes(self.reader.read(2 if length == 126 else 8), "big")
+            payload = self.reader.read(length)
+            if first & 0x0F in (0x1, 0x0):
+                message += payload
+                if first & 0x80:
+                    return json.loads(message)
+
+    def call(self, method, **params):
+        """One DevTools command; its result. Events met meanwhile are kept."""
+        call_id = next(self.ids)
+        self._send(json.dumps({"id": call_id, "method": method, "params": params}))
+        while True:
+            message = self._receive()
+            if message.get("id") == call_id:
+                if "error" in message:
+                    raise AssertionError(f"{method}: {message['error']}")
+                return message["result"]
+            self.events.append(message)
+
+    def evaluate(self, expression):
+        """The value of a JavaScript expression in the page (promises awaited)."""
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise AssertionError(f"{expression[:80]}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, condition, seconds=10.0):
+        """Wait, in the page, until ``condition`` (JavaScript) is truthy; its value."""
+        return self.evaluate(
+            f"new Promise((ok, no) => {{ const end = Date.now() + {seconds * 1000};"
+            f" const test = () => {{ let v; try {{ v = ({condition}); }} catch (e) {{}}"
+            f" if (v) ok(v); else if (Date.now() > end) no(new Error('timed out: ' +"
+            f" {json.dumps(condition)})); else setTimeout(test, 25); }}; test(); }})")
+
+    def open(self, url):
+        self.call("Page.navigate", url=url)
+
+    def errors(self):
+        """What the page logged as an error, or threw, since the browser started."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(params["exceptionDetails"].get("text"))
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(params["entry"]["text"])
+            elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
+                found.append(str(params["args"]))
+        return found
+
+    def requested(self):
+        return [event["params"]["request"]["url"] for event in self.events
+                if event.get("method") == "Network.requestWillBeSent"]
+
+    def close(self):
+        import signal
+        with contextlib.suppress(OSError):
+            self.reader.close()
+            self.sock.close()
+        for signum in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signum)
+            try:
+                self.process.wait(10)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+HOSTILE = "<img src=x onerror=window.__xss=1>"
+
+
+class Hostile(mf.Task):
+    """A task whose parameter and traceback hold HTML that must stay text."""
+    label = mf.Parameter()
+
+    def requires(self):
+        return [Slow(n) for n in range(3)]
+
+    def run(self):
+        raise RuntimeError("<script>window.__xss=2</script> broke")
+
+
+class Many(mf.WrapperTask):
+    count = mf.IntParameter()
+
+    def requires(self):
+        return [Hostile(HOSTILE)] + [Slow(n) for n in range(self.count)]
+
+
+@unittest.skipUnless(find_chromium(), "no Chromium: the status page's browser tests need "
+                                      "Debian's chromium package (.ci/run installs it)")
+class TestStatusPageInABrowser(TempDirMixin, BuildCase):
+    @classmethod
+    def setUpClass(cls):   # one browser for the class: it takes a second to start
+        cls.profile = tempfile.mkdtemp(prefix="microflow-chromium-")
+        cls.browser = DevTools(find_chromium(), cls.profile)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.browser.close()
+        shutil.rmtree(cls.profile, True)
+
+    def setUp(self):
+        super().setUp()
+        self.server = mf.SchedulerServer(port=0, token="sekrit").start()
+        self.addCleanup(self.server.stop)
+        self.client = mf.RemoteScheduler(self.server.url, token="sekrit", attempts=1)
+        self.addCleanup(self.client.close)
+        self.build(Many(60), scheduler=self.client)
+        self.browser.open("about:blank")
+        self.browser.events.clear()
+        self.addCleanup(self.check_the_page_kept_to_itself)
+
+    def check_the_page_kept_to_itself(self):
+        """Every test: no request to another host, no console error, no script ran
+        from the data."""
+        others = [url for url in self.browser.requested()
+                  if not url.startswith(self.server.url + "/")]
+        self.assertEqual(others, [])
+        self.assertEqual(self.browser.errors(), [])
+
+    def open(self, fragment=""):
+        self.browser.open(f"{self.server.url}/{fragment}")
+        self.browser.wait_for("performance.getEntriesByName('list-ready').length")
+
+    def test_counts_and_list_match_the_scheduler(self):
+        self.open()
+        counts = self.browser.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('#counts [data-status]')]"
+            ".map(b => [b.dataset.status, +b.textContent.split(' ')[1]]))")
+        graph = self.server.scheduler.graph()
+        expected = {status: sum(1 for task in graph.values() if task["status"] == status)
+                    for status in counts}
+        self.assertEqual(counts, expected)
+        self.assertEqual(counts["FAILED"], 1)
+        self.assertEqual(counts["PENDING"], 1)   # Many, waiting on the failure
+        self.assertEqual(self.browser.evaluate("$('shown').textContent"),
+                         f"{len(graph)} of {len(graph)} tasks shown")
+        drawn = self.browser.evaluate("document.querySelectorAll('#list .win .row').length")
+        self.assertLess(drawn, len(graph))       # virtualised: what fits, not all
+        self.browser.evaluate("document.querySelector('[data-status=FAILED]').click()")
+        self.browser.wait_for("$('shown').textContent.startsWith('1 of')")
+        self.assertIn("status=FAILED", self.browser.evaluate("location.hash"))
+
+    def test_hostile_names_and_tracebacks_render_as_text(self):
+        failed = Hostile(HOSTILE).task_id
+        self.open(f"#status=FAILED&taskId={failed}")
+        error = self.browser.wait_for("document.querySelector('#detail pre.error')"
+                                      " && document.querySelector('#detail pre.error')"
+                                      ".textContent")
+        self.assertIn("<script>window.__xss=2</script> broke", error)
+        self.assertIn(f"label={HOSTILE}", self.browser.evaluate(
+            "document.querySelector('#list .win .row button').textContent"))
+        self.assertEqual(self.browser.evaluate(
+            "document.querySelectorAll('#list img, #detail img, #detail script').length"), 0)
+        self.assertIsNone(self.browser.evaluate("window.__xss"))
+        shot = os.environ.get("MICROFLOW_SCREENSHOT")
+        if shot:   # for the README
+            import base64
+            data = self.browser.call("Page.captureScreenshot", format="png")["data"]
+            pathlib.Path(shot).write_bytes(base64.b64decode(data))
+
+    def test_an_action_with_the_token_changes_the_state_on_the_page(self):
+        failed = Hostile(HOSTILE).task_id
+        self.open(f"#taskId={failed}")
+        click = ("[...document.querySelectorAll('#detail button')]"
+                 ".find(b => b.textContent === 'Mark as done').click()")
+        self.browser.wait_for("[...document.querySelectorAll('#detail button')]"
+                              ".some(b => b.textContent === 'Mark as done')")
+        self.browser.evaluate(click)              # no token yet: refused, and said so
+        self.browser.wait_for("$('msg').textContent.includes('needs a token')")
+        self.assertEqual(self.server.scheduler.graph()[failed]["status"], mf.FAILED)
+        self.browser.events.clear()               # that 401 was the point
+        self.browser.evaluate("$('token').value = 'sekrit';"
+                              "$('token').dispatchEvent(new Event('change'))")
+        self.browser.evaluate(click)
+        self.browser.wait_for("document.querySelector('#detail .st').textContent === 'DONE'")
+        self.assertEqual(self.server.scheduler.graph()[failed]["status"], mf.DONE)
+        self.browser.wait_for("document.querySelector('[data-status=FAILED]')"
+                              ".textContent === 'FAILED 0'")
+
+    def test_a_status_change_shows_within_five_seconds(self):
+        self.open()
+        started = time.monotonic()
+        self.client.add_task(worker="elsewhere", task_id="Late_1", family="Late",
+                             status=mf.PENDING)
+        self.client.get_work(worker="elsewhere")   # Late_1 runs
+        self.client.set_task_status_message("Late_1", "copying 3 of 7")
+        self.client.flush()                        # held back until now: sent
+        self.browser.wait_for("[...document.querySelectorAll('#list .row')].some(r => "
+                              "r.textContent.includes('copying 3 of 7'))", 5)
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertIn("RUNNING 1", self.browser.evaluate("$('counts').textContent"))
+
+    def test_the_graph_of_a_task(self):
+        self.open(f"#tab=graph&taskId={Many(60).task_id}")
+        self.browser.wait_for("performance.getEntriesByName('graph-drawn').length")
+        labels = self.browser.evaluate(
+            "[...document.querySelectorAll('#graph g.node')].map(n => n.getAttribute("
+            "'aria-label'))")
+        self.assertIn("PENDING Many(count=60)", labels)
+        self.assertIn(f"FAILED Hostile(label={HOSTILE})", labels)
+        self.assertEqual(len(labels), 1 + 40)     # the task, and a column of 40 ...
+        self.assertEqual(self.browser.evaluate(   # ... of its 61 dependencies
+            "document.querySelector('#graph text.more').textContent"), "21 more")
+        self.browser.evaluate("$('hidedone').click()")   # hide done: only the failure
+        self.browser.wait_for("document.querySelectorAll('#graph g.node').length === 2")
 
 
 if __name__ == "__main__":
