@@ -4034,6 +4034,7 @@ class _TaskState:
     owners = ()
     messages = None              # scheduler message id -> response, when used
     batch_id = None              # the batch it runs in or runs, while it does
+    pretty = None                # (params, family, display name), once shown
     runnable = False             # some worker could run it (so an assistant may)
 
     def __init__(self, task_id, seq, now, retry_policy):
@@ -5043,10 +5044,26 @@ class _SchedulerViews:
 
     def _pretty_id(self, task):
         """``Family(name=value, ...)`` of the public parameters: what users see and
-        search."""
+        search. Kept with the record until its parameters are replaced (the page reads
+        every task's)."""
+        made = task.pretty
+        if made is not None and made[0] is task.params and made[1] is task.family:
+            return made[2]
         shown = ", ".join(f"{name}={value}" for name, value in
                           self._public_params(task).items())
-        return f"{task.family}({shown})"
+        task.pretty = (task.params, task.family, f"{task.family}({shown})")
+        return task.pretty[2]
+
+    # A task as the status page lists it: these fields, in this order.
+    _BRIEF_FIELDS = ("status", "display_name", "name", "status_message",
+                     "progress_percentage", "time_running", "last_updated", "tracking_url",
+                     "worker_running", "re_enable_able")
+
+    def _brief(self, task):
+        return [task.status, self._pretty_id(task), task.family, task.status_message,
+                task.progress_percentage, task.time_running, task.updated,
+                task.tracking_url, task.worker_running,
+                task.status == DISABLED and task.disabled_at is not None]
 
     def _serialize_task(self, task, include_deps=True):
         public = self._public_params(task)
@@ -5122,35 +5139,47 @@ class _SchedulerViews:
             return {"num_tasks": len(result)}
         return result
 
-    def _walk(self, task_id, include_done, neighbours):
+    def _reach(self, task_id, include_done, neighbours, order=sorted):
         """Breadth first from ``task_id`` along ``neighbours`` (Luigi's traversal):
-        each task with its neighbours as ``deps`` (DONE ones left out, and not followed,
-        unless ``include_done``), an id nobody added as an UNKNOWN placeholder, at most
-        ``max_graph_nodes`` of them; {} for a task the scheduler does not know."""
+        ``[(task id, its record or None, its neighbours)]``, DONE ones left out, and
+        not followed, unless ``include_done``; an id nobody added has no record; at most
+        ``max_graph_nodes`` of them; [] for a task the scheduler does not know.
+        ``order`` puts each task's neighbours in order (Luigi's: sorted)."""
         if task_id not in self._tasks:
-            return {}
-        result, seen, queue = {}, {task_id}, [task_id]
+            return []
+        found, seen, queue = [], {task_id}, [task_id]
         for current_id in queue:   # the list grows as the walk goes: breadth first
-            task = self._tasks.get(current_id)
+            task, deps = self._tasks.get(current_id), []
             if task is None or not task.family:
+                task = None
+            else:
+                deps = order(dep for dep in neighbours(task) if include_done or
+                             getattr(self._tasks.get(dep), "status", None) != DONE)
+                for dep in deps:
+                    if dep not in seen:
+                        seen.add(dep)
+                        queue.append(dep)
+            found.append((current_id, task, deps))
+            if len(found) >= self.options["max_graph_nodes"]:
+                break
+        return found
+
+    def _walk(self, task_id, include_done, neighbours):
+        """_reach() in Luigi's reply: each task serialized, its neighbours as ``deps``,
+        an UNKNOWN placeholder for an id nobody added."""
+        result = {}
+        for current_id, task, deps in self._reach(task_id, include_done, neighbours):
+            if task is None:
                 family = current_id.split("_", 1)[0] if "_" in current_id else UNKNOWN
                 record = {"deps": [], "status": UNKNOWN, "workers": [],
                           "start_time": UNKNOWN, "params": {"task_id": current_id},
                           "name": family, "display_name": current_id, "priority": 0}
             else:
-                deps = sorted(dep for dep in neighbours(task) if include_done or
-                              getattr(self._tasks.get(dep), "status", None) != DONE)
                 record = self._serialize_task(task, include_deps=False)
                 record["deps"] = deps
-                for dep in deps:
-                    if dep not in seen:
-                        seen.add(dep)
-                        queue.append(dep)
             if current_id != task_id:
                 del record["display_name"]
             result[current_id] = record
-            if len(result) >= self.options["max_graph_nodes"]:
-                break
         return result
 
     def dep_graph(self, task_id, include_done=True, **kwargs):
@@ -5162,6 +5191,22 @@ class _SchedulerViews:
         """The task and everything that depends on it, breadth first."""
         self.prune()
         return self._walk(task_id, include_done, lambda task: task.dependents)
+
+    def task_graph(self, task_id, include_done=True):
+        """The status page's graph of a task, both ways at once: ``{"up": what it
+        needs, "down": what needs it}``, each ``{task_id: [status, family, display
+        name, neighbours]}`` (a few fields: a graph of 10,000 tasks is read whole)."""
+        self.prune()
+
+        def brief(found):
+            return {task_id: [UNKNOWN, task_id.split("_", 1)[0], task_id, []]
+                    if task is None else
+                    [task.status, task.family, self._pretty_id(task), deps]
+                    for task_id, task, deps in found}
+        return {"up": brief(self._reach(task_id, include_done, lambda task: task.deps,
+                                        list)),   # the page lays them out itself
+                "down": brief(self._reach(task_id, include_done,
+                                          lambda task: task.dependents, list))}
 
     def task_search(self, task_str, **kwargs):
         """Tasks whose id contains ``task_str``, as ``{status: {task_id: task}}``."""
@@ -5260,30 +5305,29 @@ class _ChangeFeed:
 
 
 class _SchedulerFeed:
-    """Scheduler: ``changes(since)``, the status page's cheap poll."""
-
-    # Beyond this many changed tasks the page reloads the list instead.
-    _MAX_CHANGES = 2000
+    """Scheduler: ``changes(since)``, the status page's one read of the task list."""
 
     def changes(self, since=0):
-        """What changed since version ``since`` (from an earlier reply): ``{"version",
-        "tasks": {task_id: task}, "removed": [ids], "workers": bool (the workers
-        changed), "reload": bool}``. ``reload`` is true on the first call (the feed
-        starts then) and when too much changed: read the whole list again."""
+        """The tasks changed since version ``since`` (from an earlier reply), each as a
+        list of ``fields``: ``{"version", "time", "fields", "tasks": {task_id: [...]},
+        "removed": [ids], "workers": bool (the workers changed), "reload": bool}``.
+        With ``reload`` (the first call, or when most tasks changed) ``tasks`` holds
+        every task: replace the list with it."""
         feed = self.__dict__.get("_feed")
         if feed is None:
             feed = self._feed = _ChangeFeed(self)
-        reply = {"version": feed.version, "time": self._clock(), "tasks": {},
-                 "removed": [], "workers": feed.workers_version > since,
-                 "reload": since <= 0}
-        if since <= 0 or since >= feed.version:
+        reply = {"version": feed.version, "time": self._clock(),
+                 "fields": self._BRIEF_FIELDS, "tasks": {}, "removed": [],
+                 "workers": feed.workers_version > since, "reload": since <= 0}
+        if since >= feed.version:
             return reply
-        changed, removed = feed.since(since)
-        if len(changed) > self._MAX_CHANGES:
+        changed, removed = ([], []) if since <= 0 else feed.since(since)
+        if since <= 0 or len(changed) > len(self._tasks) // 2:
+            self.prune()
             reply["reload"] = True
-            return reply
-        reply["tasks"] = {task_id: self._serialize_task(self._tasks[task_id], False)
-                          for task_id in changed}
+            changed, removed = self._tasks, []
+        brief, tasks = self._brief, self._tasks
+        reply["tasks"] = {task_id: brief(tasks[task_id]) for task_id in changed}
         reply["removed"] = removed
         return reply
 
@@ -5802,7 +5846,7 @@ _RPC_METHODS = (
     "disable_worker", "set_worker_processes", "send_scheduler_message",
     "add_scheduler_message_response", "get_scheduler_message_response", "pause",
     "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
-    "update_resources", "add_task_batcher", "changes", "task_history",
+    "update_resources", "add_task_batcher", "changes", "task_graph", "task_history",
 )
 # The remote methods that only read (a token may leave them open).
 _READ_METHODS = frozenset((
@@ -5810,7 +5854,7 @@ _READ_METHODS = frozenset((
     "get_running_task_resources", "graph", "task_list", "dep_graph", "inverse_dep_graph",
     "task_search", "fetch_error", "worker_list", "resource_list",
     "get_scheduler_message_response", "is_paused", "is_pause_enabled", "has_task_history",
-    "changes", "task_history",
+    "changes", "task_graph", "task_history",
 ))
 
 
@@ -8244,8 +8288,8 @@ function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",{
 async function action(method,data){try{const r=await api(method,data,true);say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
 async function drawGraph(){const box=$("graph"),id=view.taskId;
   if(!id){box.replaceChildren(el("p",{text:"Choose a task in the list to see its graph."}));return}
-  const inc={task_id:id,include_done:!view.hideDone};let up,down;
-  try{[up,down]=await Promise.all([api("dep_graph",inc),api("inverse_dep_graph",inc)])}catch(x){say(x.message);return}
+  let up,down;const conv=o=>Object.fromEntries(Object.entries(o).map(([k,v])=>[k,{status:v[0],name:v[1],display_name:v[2],deps:v[3]}]));
+  try{const r=await api("task_graph",{task_id:id,include_done:!view.hideDone});up=conv(r.up);down=conv(r.down)}catch(x){say(x.message);return}
   const nodes=new Map(),edges=[],depth=new Map([[id,0]]);
   for(const [k,v] of Object.entries(up)){nodes.set(k,v)}for(const [k,v] of Object.entries(down)){if(!nodes.has(k))nodes.set(k,v)}
   const bfs=(g,sign)=>{const q=[id];for(const k of q){for(const d of (g[k]&&g[k].deps)||[]){edges.push(sign<0?[k,d]:[d,k]);if(!depth.has(d)){depth.set(d,depth.get(k)+sign);q.push(d)}}}};
@@ -8256,7 +8300,7 @@ async function drawGraph(){const box=$("graph"),id=view.taskId;
     const n=c.get(g)||{key:g,ids:[],status:"DONE",label:""};n.ids.push(k);if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
   const xs=[...cols.keys()].sort((a,b)=>a-b),pos=new Map(),W=230,RH=26;let hmax=0;const out=[];
   xs.forEach((x,ci)=>{const list=[...cols.get(x).values()].sort((a,b)=>a.key<b.key?-1:1);const shown=list.slice(0,MAX);
-    shown.forEach((n,ri)=>{const v=nodes.get(n.ids[0]);n.label=n.ids.length>1?(v.name||"?")+" \u00d7"+n.ids.length:(v.display_name||(v.name+"("+Object.entries(v.params||{}).map(e=>e.join("=")).join(", ")+")"));
+    shown.forEach((n,ri)=>{const v=nodes.get(n.ids[0]);n.label=n.ids.length>1?(v.name||"?")+" \u00d7"+n.ids.length:v.display_name;
       for(const k of n.ids)pos.set(k,{x:10+ci*W,y:10+ri*RH});out.push([n,10+ci*W,10+ri*RH])});
     if(list.length>MAX)out.push([{more:list.length-MAX},10+ci*W,10+MAX*RH]);hmax=Math.max(hmax,Math.min(list.length,MAX+1))});
   const g=svg("svg",{width:xs.length*W+20,height:hmax*RH+20,role:"img","aria-label":"dependency graph of "+id});
@@ -8283,13 +8327,11 @@ function render(change){change=change||{all:1};
   if(view.tab==="graph"&&("tab" in change||"taskId" in change||"hideDone" in change||change.all))drawGraph();
   if(view.tab==="workers")drawWorkers();
   if("taskId" in change||"tab" in change||change.all)drawDetail()}
-async function load(){const first=await api("changes",{since:0});version=first.version;
-  const all=await api("task_list",{status:"",upstream_status:"",limit:false});tasks=new Map(Object.entries(all));
-  render();performance.mark("list-ready")}
+function merge(c){version=c.version;if(c.time)skew=Date.now()/1000-c.time;if(c.reload)tasks=new Map();
+  for(const id in c.tasks){const t={},row=c.tasks[id];c.fields.forEach((f,i)=>t[f]=row[i]);tasks.set(id,t)}for(const id of c.removed)tasks.delete(id)}
+async function load(){merge(await api("changes",{since:0}));render();performance.mark("list-ready")}
 async function poll(force){if(busy||(!force&&document.visibilityState!=="visible"))return;busy=true;
-  try{const c=await api("changes",{since:version});if(c.reload){await load();return}
-    version=c.version;if(c.time)skew=Date.now()/1000-c.time;
-    const ids=Object.keys(c.tasks);for(const id of ids)tasks.set(id,c.tasks[id]);for(const id of c.removed)tasks.delete(id);
+  try{const c=await api("changes",{since:version});merge(c);const ids=Object.keys(c.tasks);
     if(ids.length||c.removed.length){drawCounts();if(view.tab==="tasks"){filter();drawList()}
       if(ids.includes(view.taskId))drawDetail();if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
     if(c.workers&&view.tab==="workers")drawWorkers();say("")}

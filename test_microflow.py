@@ -5810,11 +5810,15 @@ class SlowAll(mf.WrapperTask):
 
 
 class TestChangeFeed(SchedulerCase):
+    def fields(self, reply, task_id):
+        return dict(zip(reply["fields"], reply["tasks"][task_id]))
+
     def test_changes_since_a_version_are_only_what_changed(self):
+        for name in "abcdef":
+            self.add(name, family="F")
         first = self.scheduler.changes(0)
-        self.assertTrue(first["reload"])        # the feed starts: read the whole list
-        for name in ("a", "b", "c"):
-            self.add(name)
+        self.assertTrue(first["reload"])        # the feed starts: here is every task
+        self.assertEqual(sorted(first["tasks"]), list("abcdef"))
         version = self.scheduler.changes(first["version"])["version"]
         quiet = self.scheduler.changes(version)
         self.assertEqual((quiet["tasks"], quiet["removed"], quiet["reload"]), ({}, [], False))
@@ -5823,19 +5827,24 @@ class TestChangeFeed(SchedulerCase):
         self.assertEqual(self.work(), "a")
         reply = self.scheduler.changes(version)
         self.assertEqual(sorted(reply["tasks"]), ["a", "b"])
-        self.assertEqual(reply["tasks"]["a"]["status"], mf.RUNNING)
-        self.assertEqual(reply["tasks"]["b"]["status_message"], "half way")
+        self.assertEqual(self.fields(reply, "a")["status"], mf.RUNNING)
+        self.assertEqual(self.fields(reply, "b")["status_message"], "half way")
+        self.assertEqual(self.fields(reply, "b")["display_name"], "F()")
         self.assertEqual(self.scheduler.changes(reply["version"])["tasks"], {})
 
-    def test_a_forgotten_task_is_said_removed_and_too_much_asks_for_a_reload(self):
+    def test_a_forgotten_task_is_said_removed_and_most_changed_is_a_reload(self):
+        for n in range(10):
+            self.add(f"t{n}")
         start = self.scheduler.changes(0)["version"]
         self.add("gone")
         self.scheduler._delete(self.scheduler._tasks["gone"])
         reply = self.scheduler.changes(start)
         self.assertEqual((reply["tasks"], reply["removed"]), ({}, ["gone"]))
-        for n in range(mf.Scheduler._MAX_CHANGES + 1):
-            self.add(f"t{n}")
-        self.assertTrue(self.scheduler.changes(reply["version"])["reload"])
+        for n in range(6):   # more than half: the whole list again, in one reply
+            self.scheduler.set_task_status_message(f"t{n}", "busy")
+        reply = self.scheduler.changes(reply["version"])
+        self.assertTrue(reply["reload"])
+        self.assertEqual(len(reply["tasks"]), 10)
 
 
 class TestTaskHistory(TempDirMixin, BuildCase):

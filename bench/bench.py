@@ -12,6 +12,12 @@
     python bench/bench.py --shapes wide --sizes 1000 10000 --scheduler server \
         --vs-luigi /path/to/venv/bin/python --luigi-max 1000
                           # through a central scheduler: microflow's server, and luigid
+    python bench/bench.py --shapes wide --sizes 10000 --scheduler server --history
+                          # the same with task history recorded (SQLite), and without
+    python bench/bench.py --page 2000 10000
+                          # the status page in headless Chromium: time to the task list
+                          # and to the drawn graph, the scheduler lock time of each page
+                          # call, and what the page's live polling costs a running build
 
 Prints one JSON line per measurement: tasks/s, µs per task, peak memory per task (peak
 RSS of a fresh process, less its RSS before the graph was built), and the time of a
@@ -208,9 +214,9 @@ def measure(python, impl, shape, n, workers=1, scheduler="local"):
     return measure_with(python, impl, shape, n, workers, "")
 
 
-def central_scheduler(python, impl):
+def central_scheduler(python, impl, config=None):
     """A context manager: start microflow's server (or, for Luigi, luigid) on a free
-    port of 127.0.0.1, yield its URL, stop it."""
+    port of 127.0.0.1, yield its URL, stop it. ``config``: a config file for it."""
     import contextlib
     import socket
     import urllib.request
@@ -225,7 +231,8 @@ def central_scheduler(python, impl):
                        "--address", "127.0.0.1"]
         else:
             command = [python, "-m", "microflow", "--server", "--port", str(port)]
-        server = subprocess.Popen(command, cwd=os.path.join(HERE, ".."),
+        env = dict(os.environ, MICROFLOW_CONFIG_PATH=config) if config else None
+        server = subprocess.Popen(command, cwd=os.path.join(HERE, ".."), env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -289,11 +296,20 @@ def main():
     parser.add_argument("--scheduler", choices=["local", "server"], default="local",
                         help="server: through a central scheduler started for each run "
                              "(microflow's server; luigid for --vs-luigi)")
+    parser.add_argument("--history", action="store_true",
+                        help="with --scheduler server: each run with task history on and "
+                             "off, and the ratio")
+    parser.add_argument("--page", nargs="+", type=int, metavar="N",
+                        help="only time the status page at N tasks (needs chromium)")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         impl, shape, n, workers, url = arguments.child
         return child(impl, shape, int(n), int(workers), url)
+    if arguments.page:
+        return page_bench(arguments.page, arguments.repeat)
+    if arguments.history:
+        return history_cost(arguments.shapes, arguments.sizes, max(3, arguments.repeat))
     if arguments.checks:
         return parallel_checks(arguments.checks, arguments.check_workers)
     for shape in arguments.shapes:
@@ -369,6 +385,113 @@ def parallel_checks(n, threads, latency=0.01):
               flush=True)
     print(json.dumps({"ratio": "sequential / parallel checks", "n": n,
                       "speedup": round(times[0] / times[threads], 2)}), flush=True)
+
+
+
+def history_cost(shapes, sizes, repeat):
+    """Builds through a central scheduler with task history on and off, alternately;
+    the ratio of the medians."""
+    import statistics
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        config = os.path.join(folder, "history.cfg")
+        with open(config, "w") as f:
+            f.write(f"[scheduler]\nrecord_task_history = true\n[task_history]\n"
+                    f"db_connection = sqlite:///{folder}/history.db\n")
+        for shape in shapes:
+            for n in sizes:
+                times = {"off": [], "on": []}
+                for _ in range(repeat):
+                    for kind in times:
+                        with central_scheduler(sys.executable, "microflow",
+                                               config if kind == "on" else None) as url:
+                            run = measure_with(sys.executable, "microflow", shape, n, 1, url)
+                        times[kind].append(run["seconds"])
+                off, on = (statistics.median(times[k]) for k in ("off", "on"))
+                print(json.dumps({"history": shape, "n": n, "seconds_off": off,
+                                  "seconds_on": on, "cost": round(on / off, 3)}), flush=True)
+
+
+def _page_graph(scheduler, n):
+    """``n`` tasks in 20 layers, each needing two of the layer below, under one root;
+    the lower half DONE, one in a hundred FAILED, the rest PENDING."""
+    layers = 20
+    width = max(1, (n - 1) // layers)
+    ids = [[f"Layer{layer}_{i}" for i in range(width)] for layer in range(layers)]
+    for layer, row in enumerate(ids):
+        for i, task_id in enumerate(row):
+            deps = [ids[layer - 1][i], ids[layer - 1][(i + 1) % width]] if layer else []
+            status = "DONE" if layer < layers // 2 else "FAILED" if i % 100 == 7 \
+                else "PENDING"
+            scheduler.add_task(worker="bench", task_id=task_id, status=status, deps=deps,
+                               family=f"Layer{layer}", params={"i": str(i)})
+    scheduler.add_task(worker="bench", task_id="Root", family="Root", deps=ids[-1])
+    return "Root"
+
+
+def page_bench(sizes, repeat):
+    """The status page in headless Chromium (the test suite's DevTools client)."""
+    import statistics
+    import tempfile
+    sys.path.insert(0, os.path.join(HERE, ".."))
+    import microflow as mf
+    import test_microflow as tests
+    binary = tests.find_chromium()
+    if not binary:
+        raise SystemExit("--page needs chromium (Debian's package)")
+    with tempfile.TemporaryDirectory() as profile:
+        browser = tests.DevTools(binary, profile)
+        try:
+            for n in sizes:
+                _page_at(mf, browser, n, max(3, repeat), statistics.median)
+            _polling_cost(browser, max(sizes), max(3, repeat), statistics.median)
+        finally:
+            browser.close()
+
+
+def _page_at(mf, browser, n, repeat, median):
+    lock = {}   # method -> longest time a page call held the scheduler
+
+    def called(method, seconds):
+        lock[method] = max(lock.get(method, 0.0), seconds)
+    with mf.SchedulerServer(port=0) as server:
+        server.metrics.called = called
+        root = _page_graph(server.scheduler, n)
+        lock.clear()   # the page's calls only
+
+        def load(fragment, mark):
+            browser.open("about:blank")
+            browser.open(f"{server.url}/{fragment}")
+            return browser.wait_for(f"performance.getEntriesByName('{mark}').length && "
+                                    f"performance.getEntriesByName('{mark}')[0].startTime",
+                                    120)
+        list_ms = median([load("", "list-ready") for _ in range(repeat)])
+        graph_ms = median([load(f"#tab=graph&taskId={root}", "graph-drawn")
+                           for _ in range(repeat)])
+        nodes = browser.evaluate("document.querySelectorAll('#graph g.node').length")
+    print(json.dumps({"page": "task list ready", "n": n, "ms": round(list_ms)}), flush=True)
+    print(json.dumps({"page": "graph drawn", "n": n, "ms": round(graph_ms),
+                      "nodes_drawn": nodes}), flush=True)
+    print(json.dumps({"page": "longest scheduler lock per call", "n": n,
+                      "ms": {method: round(seconds * 1000, 1)
+                             for method, seconds in sorted(lock.items())}}), flush=True)
+
+
+def _polling_cost(browser, n, repeat, median):
+    """A build of ``n`` no-op tasks through a central scheduler, with the page open on
+    it (polling while the tab is visible) and without; the ratio of the medians."""
+    times = {"closed": [], "open": []}
+    for _ in range(repeat):
+        for kind in times:
+            with central_scheduler(sys.executable, "microflow") as url:
+                browser.open(url + "/" if kind == "open" else "about:blank")
+                times[kind].append(measure_with(sys.executable, "microflow", "wide", n, 1,
+                                                url)["seconds"])
+    closed, opened = median(times["closed"]), median(times["open"])
+    print(json.dumps({"page": "live polling during a build", "n": n,
+                      "seconds_without": closed, "seconds_with": opened,
+                      "cost": round(opened / closed, 3)}), flush=True)
+
 
 
 if __name__ == "__main__":
