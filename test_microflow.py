@@ -6193,14 +6193,6 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
         self.browser.events.clear()
         self.addCleanup(self.check_the_page_kept_to_itself)
 
-    def check_the_page_kept_to_itself(self):
-        """Every test: no request to another host, no console error, no script ran
-        from the data."""
-        others = [url for url in self.browser.requested()
-                  if not url.startswith(self.server.url + "/")]
-        self.assertEqual(others, [])
-        self.assertEqual(self.browser.errors(), [])
-
     def open(self, fragment=""):
         self.browser.open(f"{self.server.url}/{fragment}")
         self.browser.wait_for("performance.getEntriesByName('list-ready').length")
@@ -6273,6 +6265,48 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
                               "r.textContent.includes('copying 3 of 7'))", 5)
         self.assertLess(time.monotonic() - started, 5)
         self.assertIn("RUNNING 1", self.browser.evaluate("$('counts').textContent"))
+
+    def test_workers_with_when_they_were_first_seen(self):
+        self.open("#tab=workers")
+        rows = self.browser.wait_for(
+            "document.querySelectorAll('#workers tr').length > 1 && [...document."
+            "querySelectorAll('#workers tr')].slice(1).map(r => [...r.cells].map("
+            "c => c.textContent))")
+        worker = self.server.scheduler.worker_list()[0]
+        self.assertEqual(rows[0][0], worker["name"])
+        self.assertNotIn("1970", rows[0][2])     # first seen: a real date
+        self.assertTrue(rows[0][2])
+
+    def test_a_familys_past_runs_from_the_task_history(self):
+        history = self.tmp / "history.db"
+        with mf.config_override({"scheduler": {"record_task_history": "true"},
+                                 "task_history": {"db_connection": f"sqlite:///{history}"}}):
+            with mf.SchedulerServer(port=0) as server:
+                self.server_url = server.url   # the page comes from this one
+                client = mf.RemoteScheduler(server.url, attempts=1)
+                self.addCleanup(client.close)
+                for fail in (False, True):
+                    mf.MockFileSystem().clear()
+                    self.build(SlowAll(fail=fail), scheduler=client)
+                server.scheduler._history.flush()
+                self.browser.open(f"{server.url}/#taskId={Slow(2, fail=True).task_id}")
+                rows = self.browser.wait_for(
+                    "document.querySelector('#detail .history') && [...document."
+                    "querySelectorAll('#detail .history tr')].slice(1).map(r => "
+                    "r.cells[1].textContent)")
+                # As in Luigi, a task's row lasts as long as the scheduler keeps the
+                # task: the three that ran twice have one row each, two runs in it.
+                self.assertEqual(sorted(rows), ["DONE"] * 4 + ["FAILED"])
+                self.assertEqual(self.browser.evaluate(
+                    "document.querySelectorAll('#detail .history rect').length"), 5)
+
+    def check_the_page_kept_to_itself(self):
+        """Every test: no request to another host, no console error, no script ran
+        from the data."""
+        base = getattr(self, "server_url", self.server.url)
+        others = [url for url in self.browser.requested() if not url.startswith(base + "/")]
+        self.assertEqual(others, [])
+        self.assertEqual(self.browser.errors(), [])
 
     def test_the_graph_of_a_task(self):
         self.open(f"#tab=graph&taskId={Many(60).task_id}")
