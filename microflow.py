@@ -5588,14 +5588,16 @@ class _TaskHistory:
 
 
 class _SchedulerHistory:
-    """Scheduler: task history, when ``record_task_history`` is on (``[task_history]
-    db_connection``, default Luigi's ``sqlite:///luigi-task-hist.db``)."""
+    """Scheduler: task history, when ``record_task_history`` is on, in the SQLite file
+    of ``[task_history] db_connection`` (Luigi's settings)."""
 
     def _start_history(self):
         self._history = None
         if self.options["record_task_history"]:
-            url = get_config().get("task_history", "db_connection",
-                                   "sqlite:///luigi-task-hist.db")
+            url = get_config().get("task_history", "db_connection", None)
+            if not url:   # as Luigi: no file made where nobody asked for one
+                raise ConfigError("[scheduler] record_task_history is on, and "
+                                  "[task_history] db_connection (sqlite:///path) is not set")
             self._history = _TaskHistory(self, _history_path(url))
 
     def has_task_history(self):

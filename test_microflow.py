@@ -5900,6 +5900,10 @@ class TestTaskHistory(TempDirMixin, BuildCase):
             with self.assertRaisesRegex(mf.ConfigError, r"\[task_history\] db_connection: "
                                         r"microflow records history in SQLite only"):
                 mf.Scheduler()
+        with mf.config_override({"scheduler": {"record_task_history": "true"}}):
+            with self.assertRaisesRegex(mf.ConfigError, r"\[task_history\] db_connection "
+                                        r"\(sqlite:///path\) is not set"):
+                mf.Scheduler()
 
 
 def parse_metrics(text):
