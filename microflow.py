@@ -5505,6 +5505,7 @@ class _TaskHistory:
         scheduler.subscribe(self._heard, ("status", "removed"))
 
     def _heard(self, event, task, old, new):
+        """Queue one event, as it is: the writer thread makes the rows."""
         if event == "removed":
             self._runs.pop(task.id, None)
             return
@@ -5515,37 +5516,40 @@ class _TaskHistory:
             worker = self._scheduler._workers.get(task.worker_running)
             host = worker.info.get("host") if worker is not None else None
         key = self._runs.get(task.id)
-        if key is None:
+        first = key is None   # a new row of tasks, with its parameters (a dict the
+        if first:             # scheduler replaces, never changes: safe to keep)
             key = self._runs[task.id] = next(self._keys)
-            self._queue.append(("task", (key, task.id, task.family, host),
-                                [(key, name, str(value)) for name, value in
-                                 task.params.items()]))
-        elif host:
-            self._queue.append(("host", (host, key), None))
-        stamp = datetime.datetime.fromtimestamp(self._scheduler._clock())
-        self._queue.append(("event", (key, new, stamp.strftime("%Y-%m-%d %H:%M:%S.%f")),
-                            None))
-        if len(self._queue) > 5000:
+        self._queue.append((key, new, self._scheduler._clock(), host,
+                            (task.id, task.family, task.params) if first else None))
+        if len(self._queue) > 20000:
             self._wake.set()
-
-    _SQL = {"task": "INSERT INTO tasks (id, task_id, name, host) VALUES (?, ?, ?, ?)",
-            "host": "UPDATE tasks SET host = ? WHERE id = ?",
-            "event": "INSERT INTO task_events (task_id, event_name, ts) VALUES (?, ?, ?)"}
 
     def flush(self):
         """Write what is queued, now, in one transaction."""
         with self._write_lock:
-            queue, db = self._queue, self._db
-            if not queue:
+            queue, batch = self._queue, []
+            while queue:
+                batch.append(queue.popleft())
+            if not batch:
                 return
+            tasks = [(key, made[0], made[1], host)
+                     for key, _, _, host, made in batch if made]
+            params = [(key, name, str(value)) for key, _, _, _, made in batch if made
+                      for name, value in made[2].items()]
+            hosts = [(host, key) for key, _, _, host, made in batch if host and not made]
+            stamp = datetime.datetime.fromtimestamp   # SQLAlchemy's form of a TIMESTAMP
+            events = [(key, status, stamp(at).isoformat(" ", "microseconds"))
+                      for key, status, at, _, _ in batch]
+            db = self._db
             db.execute("BEGIN")
             try:
-                while queue:
-                    kind, row, params = queue.popleft()
-                    db.execute(self._SQL[kind], row)
-                    if params:
-                        db.executemany("INSERT OR REPLACE INTO task_parameters "
-                                       "(task_id, name, value) VALUES (?, ?, ?)", params)
+                db.executemany("INSERT INTO tasks (id, task_id, name, host) "
+                               "VALUES (?, ?, ?, ?)", tasks)
+                db.executemany("INSERT OR REPLACE INTO task_parameters (task_id, name, "
+                               "value) VALUES (?, ?, ?)", params)
+                db.executemany("UPDATE tasks SET host = ? WHERE id = ?", hosts)
+                db.executemany("INSERT INTO task_events (task_id, event_name, ts) "
+                               "VALUES (?, ?, ?)", events)
             finally:
                 db.execute("COMMIT")
 
@@ -8046,6 +8050,8 @@ class _Metrics:
     _CALL_BUCKETS = (0.0001, 0.001, 0.01, 0.1, 1.0)
     _COUNTERS = {RUNNING: "luigi_task_started_total", DONE: "luigi_task_done_total",
                  FAILED: "luigi_task_failed_total", DISABLED: "luigi_task_disabled_total"}
+    _HELP = {RUNNING: "tasks started", DONE: "tasks done", FAILED: "tasks failed",
+             DISABLED: "tasks disabled"}
 
     def __init__(self, scheduler):
         self._scheduler = scheduler
@@ -8079,9 +8085,8 @@ class _Metrics:
                 {(("status", status),): by_status.get(status, 0) for status in _STATUSES})
         _metric(out, "microflow_workers_alive", "gauge", "workers the scheduler knows",
                 {(): len(getattr(self._scheduler, "_workers", ()))})
-        for metric in self._COUNTERS.values():
-            _metric(out, metric, "counter", metric[len("luigi_"):-len("_total")]
-                    .replace("_", " ") + " tasks",
+        for status, metric in self._COUNTERS.items():
+            _metric(out, metric, "counter", self._HELP[status] + ", by family",
                     {(("family", family),): count for (name, family), count
                      in sorted(self._counts.items()) if name == metric})
         _metric(out, "luigi_task_execution_time_seconds", "gauge", "seconds the last "
@@ -8106,12 +8111,14 @@ def _observe(histograms, key, value, buckets):
 
 
 def _labels(pairs):
+    """``{name="value",...}``, each value escaped as the format asks."""
     if not pairs:
         return ""
-    escaped = (str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-               for _, value in pairs)
-    return "{" + ",".join(f'{name}="{value}"' for (name, _), value
-                          in zip(pairs, escaped)) + "}"
+    return "{" + ",".join(f'{name}="{_label_value(value)}"' for name, value in pairs) + "}"
+
+
+def _label_value(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def _metric(out, name, kind, help_text, samples):
