@@ -4841,12 +4841,16 @@ class _SchedulerResources:
 
     # -- messages, progress and resources of running tasks -----------------------------
 
-    def set_task_status_message(self, task_id, status_message):
-        """Set the message a running task shows."""
-        for task in self._with_batch(self._task(task_id, "set_task_status_message")):
-            task.status_message = status_message
+    def _show(self, task_id, method, field, value):
+        """Set what a running task shows (on its batch's members too), announced."""
+        for task in self._with_batch(self._task(task_id, method)):
+            setattr(task, field, value)
             if "task" in self._listeners:
                 self._announce("task", task, task.status, task.status)
+
+    def set_task_status_message(self, task_id, status_message):
+        """Set the message a running task shows."""
+        self._show(task_id, "set_task_status_message", "status_message", status_message)
 
     def get_task_status_message(self, task_id):
         """``{"taskId", "statusMessage"}``."""
@@ -4855,10 +4859,8 @@ class _SchedulerResources:
 
     def set_task_progress_percentage(self, task_id, progress_percentage):
         """Set a running task's progress (0-100)."""
-        for task in self._with_batch(self._task(task_id, "set_task_progress_percentage")):
-            task.progress_percentage = progress_percentage
-            if "task" in self._listeners:
-                self._announce("task", task, task.status, task.status)
+        self._show(task_id, "set_task_progress_percentage", "progress_percentage",
+                   progress_percentage)
 
     def get_task_progress_percentage(self, task_id):
         """``{"taskId", "progressPercentage"}``."""
