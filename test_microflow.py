@@ -3675,7 +3675,7 @@ class TestProcessPool(TempDirMixin, BuildCase):
         results = []
         thread = threading.Thread(target=lambda: results.append(
             mf.build([PidRoot(str(self.tmp))], workers=2, detailed_summary=True)))
-        with self.assertLogs("microflow", "INFO"):
+        with self.assertLogs("microflow", "INFO"), forking_beside_threads():
             thread.start()
             thread.join(60)
         self.assertEqual(results[0].status, mf.LuigiStatusCode.SUCCESS)
@@ -3983,7 +3983,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
     def test_build_through_a_server_in_this_process(self):
         scheduler = mf.Scheduler(prune_on_get_work=True)
         with mf.SchedulerServer(scheduler, port=0) as server:
-            with self.assertLogs("microflow", "INFO") as logs:
+            with self.assertLogs("microflow", "INFO") as logs, forking_beside_threads():
                 result = mf.build([PidRoot(str(self.tmp))], workers=2,
                                   scheduler_url=server.url, detailed_summary=True)
         self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, logs.output)
@@ -6016,6 +6016,17 @@ class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
 # The status page in a real browser (headless Chromium, driven through DevTools)
 ###########################################################################################
 
+@contextlib.contextmanager
+def forking_beside_threads():
+    """Python 3.12+ warns that a process with threads forks; these tests fork from one
+    on purpose (a build in a thread, or beside a server's thread), and the children only
+    run tasks: the warning is expected there."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"This process \(pid=\d+\) is multi-threaded",
+                                DeprecationWarning)
+        yield
+
+
 def find_chromium():
     """Debian's chromium (or $MICROFLOW_CHROMIUM); None when there is none."""
     return os.environ.get("MICROFLOW_CHROMIUM") or shutil.which("chromium") or \
@@ -6157,6 +6168,9 @@ class Hostile(mf.Task):
 
     def requires(self):
         return [Slow(n) for n in range(3)]
+
+    def output(self):
+        return mf.MockTarget("hostile")
 
     def run(self):
         raise RuntimeError("<script>window.__xss=2</script> broke")
