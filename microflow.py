@@ -8908,6 +8908,18 @@ class _Locked:
         return locked
 
 
+def _port_number(value, name="port"):
+    """``value`` as a TCP port (0: any free one); UsageError naming ``name`` if it is
+    not one."""
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        port = -1
+    if not 0 <= port <= 65535 or isinstance(value, (bool, float)):
+        raise UsageError(f"{name} must be a port number from 0 to 65535, got {value!r}")
+    return port
+
+
 def _serve_status_page(scheduler, port):
     """``(the scheduler the build uses, the server of its page)``: the status page of
     a local build, on 127.0.0.1:``port`` for as long as the build runs. A central
@@ -8916,7 +8928,8 @@ def _serve_status_page(scheduler, port):
         _log.warning("--status-port: this build uses a central scheduler; its page is "
                      "on that scheduler's address")
         return scheduler, None
-    server = SchedulerServer(scheduler, "127.0.0.1", port).start()
+    server = SchedulerServer(scheduler, "127.0.0.1",
+                             _port_number(port, "status_port")).start()
     _log.info("status page of this build: %s/", server.url)
     return _Locked(scheduler, server._lock), server
 
@@ -9420,7 +9433,8 @@ _CLI_OPTIONS = (
     ("--parallel-scheduling-processes", dict(type=int, default=0, metavar="N",
                                              help="threads for --parallel-scheduling "
                                                   "(default 8)")),
-    ("--status-port", dict(type=_whole_number, default=None, metavar="PORT",
+    ("--status-port", dict(type=lambda text: _argparse_type(_port_number, text),
+                           default=None, metavar="PORT",
                            help="serve the status page of this build on "
                                 "http://127.0.0.1:PORT/ while it runs (0: any free port)")),
     ("--scheduler-url", dict(default=None, metavar="URL",
@@ -9435,7 +9449,8 @@ _CLI_OPTIONS = (
                            "--port, --token-file)")),
     ("--address", dict(default="127.0.0.1", metavar="ADDRESS",
                        help="--server: the address to bind (default 127.0.0.1)")),
-    ("--port", dict(type=int, default=8082, metavar="PORT",
+    ("--port", dict(type=lambda text: _argparse_type(_port_number, text), default=8082,
+                    metavar="PORT",
                     help="--server: the port (default 8082; 0 picks a free one)")),
     ("--state-path", dict(default=None, metavar="FILE",
                           help="--server: keep the scheduler's state in FILE (and "

@@ -6009,6 +6009,16 @@ class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
         import urllib.error
         with self.assertRaises(urllib.error.URLError):   # gone with the build
             http_get(f"http://127.0.0.1:{port}/")
+        with self.assertRaisesRegex(mf.UsageError, "status_port must be a port number "
+                                    "from 0 to 65535, got 99999"):
+            mf.build([Look()], status_port=99999)
+        done = subprocess.run([sys.executable, "-m", "microflow", "--module",
+                               "examples.hello_world", "HelloWorld", "--status-port",
+                               "99999", "--no-lock"], cwd=HERE, capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("--status-port: port must be a port number from 0 to 65535, got "
+                      "'99999'", done.stderr)
 
 
 
