@@ -60,6 +60,8 @@ To vendor: copy this one file into your project and keep this header.
 License: Apache-2.0.
 """
 
+from __future__ import annotations
+
 import abc
 import collections
 import configparser
@@ -79,6 +81,29 @@ import time
 import types
 import warnings
 from collections.abc import Mapping
+
+# What type checkers (mypy, pyright) read, and run time never imports: typing costs
+# more to import than a fifth of this module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import pathlib
+    from typing import Any, Generic as _Generic, Optional, overload
+
+    from typing_extensions import TypeVar
+
+    _T = TypeVar("_T", default=str)                  # what a parameter's value is
+    _E = TypeVar("_E", bound=enum.Enum)
+    _P = TypeVar("_P", bound="Parameter[Any]")
+    _S = TypeVar("_S")
+else:
+    class _Generic:
+        """At run time, ``Parameter[int]`` is a types.GenericAlias (as Luigi's
+        generic parameters are subscriptable); checkers read typing.Generic."""
+
+        __slots__ = ()
+        __class_getitem__ = classmethod(types.GenericAlias)
+
+    _T = _E = None
 
 __version__ = "0.1.0"
 
@@ -756,7 +781,7 @@ class _FrozenJSONEncoder(json.JSONEncoder):
         return super().default(o)
 
 
-class Parameter:
+class Parameter(_Generic[_T]):
     """A task parameter, declared as a class attribute: it parses, normalizes and
     serializes one value, which each task then holds as a plain attribute (as in Luigi).
 
@@ -769,9 +794,12 @@ class Parameter:
     _counter = 0          # declaration order, shared by every parameter ever created
     _expected = "a string"  # what parse() accepts, for error messages
 
-    # ``Parameter[int]`` at run time, as Luigi's Generic parameters (``class
-    # P(Parameter[int])`` subclasses Parameter); no typing import.
-    __class_getitem__ = classmethod(types.GenericAlias)
+    if TYPE_CHECKING:   # on a task, the value; on its class, the parameter
+        @overload
+        def __get__(self: _P, instance: None, owner: Any) -> _P: ...
+        @overload
+        def __get__(self, instance: object, owner: Any) -> _T: ...
+        def __get__(self, instance: object, owner: Any) -> Any: ...
 
     def __init__(self, default=_NO_VALUE, is_global=False, significant=True,
                  description=None, config_path=None, positional=True,
@@ -889,10 +917,17 @@ class Parameter:
                           f'is not of type string.')
 
 
-class _OptionalMixin:
+class _OptionalMixin(_Generic[_T]):
     """Makes a parameter optional: default None, and '' and None map to each other."""
 
-    expected_type = type(None)
+    expected_type: Any = type(None)
+
+    if TYPE_CHECKING:   # the value may be None
+        @overload
+        def __get__(self: _S, instance: None, owner: Any) -> _S: ...
+        @overload
+        def __get__(self, instance: object, owner: Any) -> Optional[_T]: ...
+        def __get__(self, instance: object, owner: Any) -> Any: ...
 
     def __init__(self, default=None, **kwargs):
         super().__init__(default=default, **kwargs)
@@ -922,26 +957,26 @@ class _OptionalMixin:
                           OptionalParameterTypeWarning)
 
 
-class OptionalParameter(_OptionalMixin, Parameter):
+class OptionalParameter(_OptionalMixin[str], Parameter[str]):   # type: ignore[misc]
     """A string parameter that defaults to None; '' on the command line means None."""
 
     expected_type = str
 
 
-class StrParameter(Parameter):
+class StrParameter(Parameter[str]):
     """A parameter whose value is ``str(x)``."""
 
     def parse(self, x):
         return str(x)
 
 
-class OptionalStrParameter(_OptionalMixin, StrParameter):
+class OptionalStrParameter(_OptionalMixin[str], StrParameter):   # type: ignore[misc]
     """A StrParameter that defaults to None."""
 
     expected_type = str
 
 
-class IntParameter(Parameter):
+class IntParameter(Parameter[int]):
     """An integer parameter; consecutive values print as ranges in the summary."""
 
     _expected = "an integer"
@@ -953,13 +988,13 @@ class IntParameter(Parameter):
         return value + 1
 
 
-class OptionalIntParameter(_OptionalMixin, IntParameter):
+class OptionalIntParameter(_OptionalMixin[int], IntParameter):   # type: ignore[misc]
     """An IntParameter that defaults to None."""
 
     expected_type = int
 
 
-class FloatParameter(Parameter):
+class FloatParameter(Parameter[float]):
     """A float parameter."""
 
     _expected = "a number"
@@ -968,13 +1003,13 @@ class FloatParameter(Parameter):
         return float(x)
 
 
-class OptionalFloatParameter(_OptionalMixin, FloatParameter):
+class OptionalFloatParameter(_OptionalMixin[float], FloatParameter):   # type: ignore[misc]
     """A FloatParameter that defaults to None."""
 
     expected_type = float
 
 
-class BoolParameter(Parameter):
+class BoolParameter(Parameter[bool]):
     """A boolean parameter, False unless given.
 
     With IMPLICIT parsing (the default) ``--flag`` on the command line means True; with
@@ -1017,7 +1052,7 @@ class BoolParameter(Parameter):
         return keywords
 
 
-class OptionalBoolParameter(_OptionalMixin, BoolParameter):
+class OptionalBoolParameter(_OptionalMixin[bool], BoolParameter):   # type: ignore[misc]
     """A BoolParameter that defaults to None."""
 
     expected_type = bool
@@ -1034,7 +1069,7 @@ def _format_hint(date_format):
     return date_format
 
 
-class _DateParameterBase(Parameter):
+class _DateParameterBase(Parameter[datetime.date]):
     """A date parameter written with ``date_format``, clamped to every ``interval``-th
     value counted from ``start``."""
 
@@ -1077,7 +1112,7 @@ def _add_months(first, months):
     return first.replace(year=index // 12, month=index % 12 + 1, day=1)
 
 
-class OptionalDateParameter(_OptionalMixin, DateParameter):
+class OptionalDateParameter(_OptionalMixin[datetime.date], DateParameter):   # type: ignore[misc]
     """A DateParameter that defaults to None; '' on the command line means None."""
 
     expected_type = datetime.date
@@ -1116,7 +1151,7 @@ class YearParameter(DateParameter):
         return datetime.date(x.year - (x.year - self.start.year) % self.interval, 1, 1)
 
 
-class _DatetimeParameterBase(Parameter):
+class _DatetimeParameterBase(Parameter[datetime.datetime]):
     """A ``datetime`` written with ``date_format``, without microseconds, clamped to
     every ``interval`` units of ``_timedelta`` from ``start`` (default: the epoch)."""
 
@@ -1179,7 +1214,7 @@ class DateSecondParameter(_DatetimeParameterBase):
     _timedelta = datetime.timedelta(seconds=1)
 
 
-class DateIntervalParameter(Parameter):
+class DateIntervalParameter(Parameter["DateInterval"]):
     """A DateInterval: ``2015``, ``2015-05``, ``2015-W35``, ``2015-11-04`` or
     ``2015-11-04-2015-12-04``."""
 
@@ -1193,7 +1228,7 @@ class DateIntervalParameter(Parameter):
         raise ValueError("Invalid date interval - could not be parsed")
 
 
-class TimeDeltaParameter(Parameter):
+class TimeDeltaParameter(Parameter[datetime.timedelta]):
     """A ``datetime.timedelta``: seconds (``90``), ISO 8601 (``P1DT2H``, ``P3W``) or text
     (``1 week 2 days``); serialized as ``"W w D d H h M m S s"``."""
 
@@ -1229,7 +1264,7 @@ class TimeDeltaParameter(Parameter):
         return f"{weeks} w {days} d {hours} h {minutes} m {seconds} s"
 
 
-class TaskParameter(Parameter):
+class TaskParameter(Parameter["type[Task]"]):
     """A task class, written as its family name."""
 
     _expected = "a task family name"
@@ -1241,14 +1276,17 @@ class TaskParameter(Parameter):
         return x.get_task_family()
 
 
-class EnumParameter(Parameter):
+class EnumParameter(Parameter[_E]):
     """A member of ``enum``, written by its name."""
 
-    def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs):
-        if enum is None:
-            raise ParameterException("An enum class must be specified.")
-        self._enum = enum
-        super().__init__(default=default, **kwargs)
+    if TYPE_CHECKING:   # the value is a member of the enum given
+        def __init__(self, default: Any = ..., *, enum: type[_E], **kwargs: Any) -> None: ...
+    else:
+        def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs):
+            if enum is None:
+                raise ParameterException("An enum class must be specified.")
+            self._enum = enum
+            super().__init__(default=default, **kwargs)
 
     @property
     def _expected(self):
@@ -1264,7 +1302,7 @@ class EnumParameter(Parameter):
         return x.name
 
 
-class EnumListParameter(Parameter):
+class EnumListParameter(Parameter["tuple[Any, ...]"]):
     """A tuple of ``enum`` members, written as comma-separated names."""
 
     def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs):
@@ -1314,7 +1352,7 @@ def _schema_validator(schema):
     return jsonschema.validators.validator_for(schema)(schema)
 
 
-class DictParameter(Parameter):
+class DictParameter(Parameter["Mapping[Any, Any]"]):
     """A JSON object, held as a hashable FrozenOrderedDict."""
 
     _expected = "a JSON object"
@@ -1335,13 +1373,13 @@ class DictParameter(Parameter):
         return json.dumps(x, cls=_FrozenJSONEncoder)
 
 
-class OptionalDictParameter(_OptionalMixin, DictParameter):
+class OptionalDictParameter(_OptionalMixin["Mapping[Any, Any]"], DictParameter):   # type: ignore[misc]
     """A DictParameter that defaults to None."""
 
     expected_type = FrozenOrderedDict
 
 
-class ListParameter(Parameter):
+class ListParameter(Parameter["tuple[Any, ...]"]):
     """A JSON list, held as a (recursively frozen) tuple."""
 
     _expected = "a JSON list"
@@ -1361,7 +1399,7 @@ class ListParameter(Parameter):
         return json.dumps(x, cls=_FrozenJSONEncoder)
 
 
-class OptionalListParameter(_OptionalMixin, ListParameter):
+class OptionalListParameter(_OptionalMixin["tuple[Any, ...]"], ListParameter):   # type: ignore[misc]
     """A ListParameter that defaults to None."""
 
     expected_type = tuple
@@ -1384,13 +1422,13 @@ class TupleParameter(ListParameter):
             return tuple(result)
 
 
-class OptionalTupleParameter(_OptionalMixin, TupleParameter):
+class OptionalTupleParameter(_OptionalMixin["tuple[Any, ...]"], TupleParameter):   # type: ignore[misc]
     """A TupleParameter that defaults to None."""
 
     expected_type = tuple
 
 
-class NumericalParameter(Parameter):
+class NumericalParameter(Parameter["Any"]):
     """A number of ``var_type`` checked against ``[min_value, max_value)``.
 
     ``left_op`` and ``right_op`` (``operator.le``/``lt``) choose closed or open ends.
@@ -1422,7 +1460,7 @@ class NumericalParameter(Parameter):
         raise ValueError(f"{x} is not in the set of {self._permitted_range}")
 
 
-class OptionalNumericalParameter(_OptionalMixin, NumericalParameter):
+class OptionalNumericalParameter(_OptionalMixin["Any"], NumericalParameter):   # type: ignore[misc]
     """A NumericalParameter that defaults to None."""
 
     def __init__(self, default=_NO_VALUE, **kwargs):
@@ -1430,7 +1468,7 @@ class OptionalNumericalParameter(_OptionalMixin, NumericalParameter):
         self.expected_type = self._var_type
 
 
-class ChoiceParameter(Parameter):
+class ChoiceParameter(Parameter["Any"]):
     """One value out of ``choices`` (converted with ``var_type``)."""
 
     def __init__(self, default=_NO_VALUE, *, choices=None, var_type=str, **kwargs):
@@ -1474,7 +1512,7 @@ class ChoiceListParameter(ChoiceParameter):
         return ",".join(x)
 
 
-class OptionalChoiceParameter(_OptionalMixin, ChoiceParameter):
+class OptionalChoiceParameter(_OptionalMixin["Any"], ChoiceParameter):   # type: ignore[misc]
     """A ChoiceParameter that defaults to None."""
 
     def __init__(self, default=_NO_VALUE, var_type=str, choices=None, **kwargs):
@@ -1483,7 +1521,7 @@ class OptionalChoiceParameter(_OptionalMixin, ChoiceParameter):
         self.expected_type = self._var_type
 
 
-class PathParameter(Parameter):
+class PathParameter(Parameter["pathlib.Path"]):
     """A ``pathlib.Path``; ``absolute=True`` resolves it, ``exists=True`` requires it."""
 
     _expected = "a path"
@@ -1507,6 +1545,13 @@ class OptionalPathParameter(OptionalParameter, PathParameter):
     """A PathParameter that defaults to None."""
 
     expected_type = (str, os.PathLike)
+
+    if TYPE_CHECKING:   # a path or None (OptionalParameter's would say a str)
+        @overload    # type: ignore[override]
+        def __get__(self: _P, instance: None, owner: Any) -> _P: ...
+        @overload
+        def __get__(self, instance: object, owner: Any) -> Optional[pathlib.Path]: ...
+        def __get__(self, instance: object, owner: Any) -> Any: ...
 
 
 ###########################################################################################
@@ -3178,18 +3223,19 @@ class Task(metaclass=Register):
 
     # -- the user's part ---------------------------------------------------------------
 
-    def requires(self):
+    # Overridden with any annotation a pipeline likes (-> LocalTarget, -> list[Daily]).
+    def requires(self) -> Any:
         """The tasks this one needs: a Task, or a list/dict/tuple of them."""
         return []
 
-    def output(self):
+    def output(self) -> Any:
         """The Target(s) this task produces."""
         return []
 
-    def run(self):
+    def run(self) -> Any:
         """Do the work. May ``yield`` tasks to add dependencies while running."""
 
-    def complete(self):
+    def complete(self) -> bool:
         """True when every output exists. A task with no outputs is never complete."""
         outputs = flatten(self.output())
         if not outputs:
@@ -3198,7 +3244,7 @@ class Task(metaclass=Register):
             return False
         return all(output.exists() for output in outputs)
 
-    def input(self):
+    def input(self) -> Any:
         """The outputs of ``requires()``, in the same structure."""
         return getpaths(self.requires())
 
