@@ -2102,7 +2102,7 @@ class FileSystemTarget(Target):
         """The FileSystem this target lives on."""
 
     @abc.abstractmethod
-    def open(self, mode="r"):
+    def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
         """Open the target for reading (``"r"``) or atomic writing (``"w"``)."""
 
     def exists(self):
@@ -2182,7 +2182,7 @@ class LocalTarget(FileSystemTarget):
         self.format = format
         self.is_tmp = is_tmp
 
-    def open(self, mode="r"):
+    def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
         """Open for reading (``"r"``, ``"rb"``) or atomic writing (``"w"``, ``"wb"``)."""
         if self._mode_kind(mode) == "r":
             return self._format_for(mode).wrap_reader(io.open(self.path, "rb"))
@@ -2339,7 +2339,7 @@ class MockTarget(FileSystemTarget):
 
     _default_text_format = UTF8
 
-    def open(self, mode="r"):
+    def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
         """Open for reading (``"r"``, ``"rb"``) or writing (``"w"``, ``"wb"``)."""
         if self._mode_kind(mode) == "r":
             if self.path not in self.fs._data:

@@ -1,0 +1,74 @@
+"""What type checkers say of code written against microflow: mypy and pyright on
+examples/ and on .ci/typing_cases.py, copied beside microflow.py into a scratch folder
+as a project that vendors it would have them. Every assert_type in the cases must hold,
+every line marked "# expect-error" must be reported by both checkers, and nothing else
+may be (so the check fails if parameter types silently become Any). Errors inside
+microflow.py itself are not judged here: mypy reads it with --follow-imports=silent,
+pyright reports on the files it is given.
+
+    python .ci/check_types.py --python VENV/bin/python   # VENV has mypy and pyright
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CASES = os.path.join(ROOT, ".ci", "typing_cases.py")
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def expected_lines():
+    with open(CASES, encoding="utf-8") as f:
+        return {number for number, line in enumerate(f, 1) if "# expect-error" in line}
+
+
+def reported(checker, python, project):
+    """``{(file name, line)}`` of the errors ``checker`` reports on the cases and the
+    examples in ``project``, and its whole output."""
+    files = ["typing_cases.py", "examples"]
+    if checker == "mypy":
+        command = [python, "-m", "mypy", "--no-incremental", "--follow-imports=silent",
+                   *files]
+        pattern = r"^(?P<file>[^:\n]+):(?P<line>\d+): error:"
+    else:
+        command = [python, "-m", "pyright", "--pythonpath", python,
+                   "--pythonversion", "3.9", *files]
+        pattern = r"^\s*(?P<file>/[^:\n]+):(?P<line>\d+):\d+ - error:"
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    errors = {(os.path.relpath(os.path.join(project, m["file"]), project), int(m["line"]))
+              for m in re.finditer(pattern, output, re.M)}
+    return errors, output
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=sys.executable,
+                        help="an interpreter with mypy and pyright installed")
+    python = parser.parse_args().python
+    wanted = {("typing_cases.py", line) for line in expected_lines()}
+    failed = False
+    with tempfile.TemporaryDirectory() as project:
+        shutil.copy(os.path.join(ROOT, "microflow.py"), project)
+        shutil.copy(CASES, project)
+        shutil.copytree(EXAMPLES, os.path.join(project, "examples"))
+        for checker in ("mypy", "pyright"):
+            errors, output = reported(checker, python, project)
+            missing, extra = sorted(wanted - errors), sorted(errors - wanted)
+            print(f"== {checker}: {len(errors & wanted)} of {len(wanted)} expected "
+                  f"errors reported, {len(extra)} unexpected")
+            for file, line in missing + extra:
+                print(f"   {'not reported' if (file, line) in wanted else 'unexpected'}: "
+                      f"{file}:{line}")
+            if extra or missing:
+                failed = True
+                print(output)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""What a type checker sees of a Luigi-style pipeline on microflow (run by
+.ci/check_types.py with mypy and pyright; never executed): each assert_type must hold,
+and each line marked "expect-error" must be reported, and no other."""
+import datetime
+import enum
+from typing import Optional
+
+from typing_extensions import assert_type
+
+import microflow as luigi
+
+
+class Colour(enum.Enum):
+    RED = 1
+
+
+class Daily(luigi.Task):
+    date = luigi.DateParameter()
+    n = luigi.IntParameter(default=1)
+    ratio = luigi.FloatParameter(default=0.5)
+    flag = luigi.BoolParameter()
+    name = luigi.Parameter(default="x")
+    maybe = luigi.OptionalIntParameter(default=None)
+    colour = luigi.EnumParameter(enum=Colour)
+    items = luigi.ListParameter(default=())
+    when = luigi.DateHourParameter()
+    span = luigi.TimeDeltaParameter()
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(f"out/{self.date:%Y-%m-%d}.txt")
+
+    def run(self) -> None:
+        assert_type(self.date, datetime.date)
+        assert_type(self.n, int)
+        assert_type(self.ratio, float)
+        assert_type(self.flag, bool)
+        assert_type(self.name, str)
+        assert_type(self.maybe, Optional[int])
+        assert_type(self.colour, Colour)
+        assert_type(self.when, datetime.datetime)
+        assert_type(self.span, datetime.timedelta)
+        self.date.toordinal()
+        self.date - datetime.timedelta(days=1)
+        if self.n > 1:
+            range(self.n)
+        self.n + "x"  # expect-error
+        self.date.no_such_attribute  # expect-error
+
+
+class Weekly(luigi.Task):
+    date = luigi.DateParameter()
+
+    def requires(self) -> list[Daily]:
+        return [Daily(date=self.date - datetime.timedelta(days=i)) for i in range(7)]
+
+
+assert_type(Daily.date, luigi.DateParameter)
+assert_type(Daily.n, luigi.IntParameter)
+Weekly(date=datetime.date(2024, 1, 1))
+Weekly(datetime.date(2024, 1, 1))
+luigi.build([Weekly(date=datetime.date(2024, 1, 1))], workers=2)
+
+
+class Custom(luigi.Parameter[int]):
+    def parse(self, x: str) -> int:
+        return int(x)
