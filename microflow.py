@@ -801,10 +801,11 @@ class Parameter(_Generic[_T]):
         def __get__(self, instance: object, owner: Any) -> _T: ...
         def __get__(self, instance: object, owner: Any) -> Any: ...
 
-    def __init__(self, default=_NO_VALUE, is_global=False, significant=True,
-                 description=None, config_path=None, positional=True,
-                 always_in_help=False, batch_method=None,
-                 visibility=ParameterVisibility.PUBLIC):
+    def __init__(self, default: Any = _NO_VALUE, is_global: Any = False,
+                 significant: Any = True, description: Any = None, config_path: Any = None,
+                 positional: Any = True, always_in_help: Any = False,
+                 batch_method: Any = None,
+                 visibility: Any = ParameterVisibility.PUBLIC) -> None:
         if is_global:
             warnings.warn("is_global support is removed. Assuming positional=False",
                           DeprecationWarning, stacklevel=2)
@@ -929,7 +930,7 @@ class _OptionalMixin(_Generic[_T]):
         def __get__(self, instance: object, owner: Any) -> Optional[_T]: ...
         def __get__(self, instance: object, owner: Any) -> Any: ...
 
-    def __init__(self, default=None, **kwargs):
+    def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
 
     def serialize(self, x):
@@ -1021,7 +1022,8 @@ class BoolParameter(Parameter[bool]):
     parsing = IMPLICIT_PARSING
     _expected = "true or false"
 
-    def __init__(self, default=_NO_VALUE, parsing=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, parsing: Any = None,
+                 **kwargs: Any) -> None:
         self.parsing = type(self).parsing if parsing is None else parsing
         if self.parsing not in (self.IMPLICIT_PARSING, self.EXPLICIT_PARSING):
             raise ParameterException(f"unknown parsing value '{self.parsing}'")
@@ -1075,7 +1077,8 @@ class _DateParameterBase(Parameter[datetime.date]):
 
     date_format = "%Y-%m-%d"
 
-    def __init__(self, default=_NO_VALUE, interval=1, start=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, interval: Any = 1, start: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
         self.interval = interval
         self.start = start if start is not None else _UNIX_EPOCH.date()
@@ -1158,7 +1161,8 @@ class _DatetimeParameterBase(Parameter[datetime.datetime]):
     date_format = "%Y-%m-%dT%H"
     _timedelta = datetime.timedelta(hours=1)
 
-    def __init__(self, default=_NO_VALUE, interval=1, start=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, interval: Any = 1, start: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
         self.interval = interval
         self.start = start if start is not None else _UNIX_EPOCH
@@ -1305,7 +1309,8 @@ class EnumParameter(Parameter[_E]):
 class EnumListParameter(Parameter["tuple[Any, ...]"]):
     """A tuple of ``enum`` members, written as comma-separated names."""
 
-    def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, *, enum: Any = None,
+                 **kwargs: Any) -> None:
         if enum is None:
             raise ParameterException("An enum class must be specified.")
         self._enum = enum
@@ -1357,7 +1362,8 @@ class DictParameter(Parameter["Mapping[Any, Any]"]):
 
     _expected = "a JSON object"
 
-    def __init__(self, default=_NO_VALUE, *, schema=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, *, schema: Any = None,
+                 **kwargs: Any) -> None:
         self.schema = _schema_validator(schema)
         super().__init__(default=default, **kwargs)
 
@@ -1384,7 +1390,8 @@ class ListParameter(Parameter["tuple[Any, ...]"]):
 
     _expected = "a JSON list"
 
-    def __init__(self, default=_NO_VALUE, *, schema=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, *, schema: Any = None,
+                 **kwargs: Any) -> None:
         self.schema = _schema_validator(schema)
         super().__init__(default=default, **kwargs)
 
@@ -1434,8 +1441,9 @@ class NumericalParameter(Parameter["Any"]):
     ``left_op`` and ``right_op`` (``operator.le``/``lt``) choose closed or open ends.
     """
 
-    def __init__(self, default=_NO_VALUE, *, var_type=None, min_value=None,
-                 max_value=None, left_op=operator.le, right_op=operator.lt, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, *, var_type: Any = None,
+                 min_value: Any = None, max_value: Any = None, left_op: Any = operator.le,
+                 right_op: Any = operator.lt, **kwargs: Any) -> None:
         for name, value in (("var_type", var_type), ("min_value", min_value),
                             ("max_value", max_value)):
             if value is None:
@@ -1463,7 +1471,7 @@ class NumericalParameter(Parameter["Any"]):
 class OptionalNumericalParameter(_OptionalMixin["Any"], NumericalParameter):   # type: ignore[misc]
     """A NumericalParameter that defaults to None."""
 
-    def __init__(self, default=_NO_VALUE, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, **kwargs: Any) -> None:
         NumericalParameter.__init__(self, default=default, **kwargs)
         self.expected_type = self._var_type
 
@@ -1471,7 +1479,8 @@ class OptionalNumericalParameter(_OptionalMixin["Any"], NumericalParameter):   #
 class ChoiceParameter(Parameter["Any"]):
     """One value out of ``choices`` (converted with ``var_type``)."""
 
-    def __init__(self, default=_NO_VALUE, *, choices=None, var_type=str, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, *, choices: Any = None,
+                 var_type: Any = str, **kwargs: Any) -> None:
         if choices is None:
             raise ParameterException("A choices iterable must be specified")
         self._choices = set(choices)
@@ -1499,7 +1508,8 @@ class ChoiceParameter(Parameter["Any"]):
 class ChoiceListParameter(ChoiceParameter):
     """A tuple of values out of ``choices``, written comma-separated."""
 
-    def __init__(self, default=_NO_VALUE, var_type=str, choices=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, var_type: Any = str, choices: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(default=default, var_type=var_type, choices=choices, **kwargs)
 
     def parse(self, x):
@@ -1515,7 +1525,8 @@ class ChoiceListParameter(ChoiceParameter):
 class OptionalChoiceParameter(_OptionalMixin["Any"], ChoiceParameter):   # type: ignore[misc]
     """A ChoiceParameter that defaults to None."""
 
-    def __init__(self, default=_NO_VALUE, var_type=str, choices=None, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, var_type: Any = str, choices: Any = None,
+                 **kwargs: Any) -> None:
         ChoiceParameter.__init__(self, default=default, var_type=var_type,
                                  choices=choices, **kwargs)
         self.expected_type = self._var_type
@@ -1526,7 +1537,8 @@ class PathParameter(Parameter["pathlib.Path"]):
 
     _expected = "a path"
 
-    def __init__(self, default=_NO_VALUE, *, absolute=False, exists=False, **kwargs):
+    def __init__(self, default: Any = _NO_VALUE, *, absolute: Any = False,
+                 exists: Any = False, **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
         self.absolute = absolute
         self.exists = exists
@@ -2172,7 +2184,7 @@ class LocalTarget(FileSystemTarget):
 
     fs = LocalFileSystem()
 
-    def __init__(self, path=None, format=None, is_tmp=False):
+    def __init__(self, path: Any = None, format: Any = None, is_tmp: Any = False) -> None:
         if path is None:
             if not is_tmp:
                 raise ValueError("LocalTarget needs a path, or is_tmp=True")
@@ -2332,7 +2344,8 @@ class MockTarget(FileSystemTarget):
 
     fs = MockFileSystem()
 
-    def __init__(self, fn, is_tmp=None, mirror_on_stderr=False, format=None):
+    def __init__(self, fn: Any, is_tmp: Any = None, mirror_on_stderr: Any = False,
+                 format: Any = None) -> None:
         super().__init__(fn)
         self.format = format
         self._mirror_on_stderr = mirror_on_stderr
@@ -2676,7 +2689,7 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
             _REGISTRY._by_family = None
         super().__setattr__(name, value)
 
-    def __call__(cls, *args, **kwargs):
+    def __call__(cls: type[_S], *args: Any, **kwargs: Any) -> _S:   # an instance of cls
         info = _REGISTRY.class_infos.get(cls)
         if info is None or info.generation != _REGISTRY.generation:
             info = cls._info()
@@ -3069,7 +3082,7 @@ class Task(metaclass=Register):
         silently does nothing otherwise)."""
         _warn_unconsumed(family, set(declared) | set(getattr(cls, "ignore_unconsumed", ())))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         info = self._info()
         values = self.get_param_values(info.params, args, kwargs)
         self._set_values(info, list(map(_second, values)))
@@ -8876,9 +8889,11 @@ class core(Config):
 _CORE_OPTIONS = {name for name, _ in core.get_params()}
 
 
-def build(tasks, workers=None, local_scheduler=True, detailed_summary=False,
-          scheduler=None, worker_options=None, executor=None, check_workers=0,
-          worker_scheduler_factory=None, progress=None, **core_options):
+def build(tasks: Any, workers: Any = None, local_scheduler: bool = True,
+          detailed_summary: bool = False, scheduler: Any = None,
+          worker_options: Any = None, executor: Any = None, check_workers: int = 0,
+          worker_scheduler_factory: Any = None, progress: Any = None,
+          **core_options: Any) -> Any:
     """Run ``tasks`` and everything they need; return True if all went well (every
     failure, if any, recovered by a retry).
 

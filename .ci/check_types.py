@@ -2,7 +2,8 @@
 examples/ and on .ci/typing_cases.py, copied beside microflow.py into a scratch folder
 as a project that vendors it would have them. Every assert_type in the cases must hold,
 every line marked "# expect-error" must be reported by both checkers, and nothing else
-may be (so the check fails if parameter types silently become Any). Errors inside
+may be (so the check fails if parameter types silently become Any); under mypy --strict
+too, for the cases (the examples are written without annotations). Errors inside
 microflow.py itself are not judged here: mypy reads it with --follow-imports=silent,
 pyright reports on the files it is given.
 
@@ -30,9 +31,11 @@ def reported(checker, python, project):
     """``{(file name, line)}`` of the errors ``checker`` reports on the cases and the
     examples in ``project``, and its whole output."""
     files = ["typing_cases.py", "examples"]
-    if checker == "mypy":
+    if checker.startswith("mypy"):
+        strict = ["--strict"] if checker == "mypy --strict" else []
         command = [python, "-m", "mypy", "--no-incremental", "--follow-imports=silent",
-                   *files]
+                   *strict, *(files[:1] if strict else files)]   # the examples are
+                                                                  # not annotated
         pattern = r"^(?P<file>[^:\n]+):(?P<line>\d+): error:"
     else:
         command = [python, "-m", "pyright", "--pythonpath", python,
@@ -56,7 +59,7 @@ def main():
         shutil.copy(os.path.join(ROOT, "microflow.py"), project)
         shutil.copy(CASES, project)
         shutil.copytree(EXAMPLES, os.path.join(project, "examples"))
-        for checker in ("mypy", "pyright"):
+        for checker in ("mypy", "mypy --strict", "pyright"):
             errors, output = reported(checker, python, project)
             missing, extra = sorted(wanted - errors), sorted(errors - wanted)
             print(f"== {checker}: {len(errors & wanted)} of {len(wanted)} expected "
