@@ -8229,31 +8229,41 @@ _PAGE_HTML = r"""<!doctype html>
 <title>microflow</title>
 <style>
 body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
-header{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:6px 10px;background:#263238;color:#fff}
+header{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:6px 10px;background:#263238;
+color:#fff}
 header h1{font-size:15px;margin:0 10px 0 0}
-button{font:inherit;cursor:pointer;border:1px solid #90a4ae;background:#fff;border-radius:3px;padding:2px 7px}
+button{font:inherit;cursor:pointer;border:1px solid #90a4ae;background:#fff;border-radius:3px;
+padding:2px 7px}
 button[aria-pressed=true],nav button[aria-selected=true]{background:#ffe082;font-weight:bold}
 button:focus-visible,a:focus-visible,input:focus-visible{outline:2px solid #ff6f00}
 input{font:inherit;padding:2px 4px}
-nav{display:flex;gap:4px;padding:6px 10px;align-items:center;border-bottom:1px solid #cfd8dc;flex-wrap:wrap}
+nav{display:flex;gap:4px;padding:6px 10px;align-items:center;border-bottom:1px solid #cfd8dc;
+flex-wrap:wrap}
 main{display:flex;height:calc(100vh - 80px)}
 #side{width:220px;overflow:auto;border-right:1px solid #cfd8dc;padding:4px}
 #side button{display:block;width:100%;text-align:left;margin:1px 0;border:0;background:none}
 #view{flex:1;overflow:hidden;display:flex;flex-direction:column}
 #list{flex:1;overflow:auto;position:relative}
-.row{position:absolute;left:0;right:0;height:24px;display:flex;align-items:center;border-bottom:1px solid #eceff1;white-space:nowrap}
+.row{position:absolute;left:0;right:0;height:24px;display:flex;align-items:center;
+border-bottom:1px solid #eceff1;white-space:nowrap}
 .row>*{overflow:hidden;text-overflow:ellipsis;padding:0 4px}
 .head{position:sticky;top:0;z-index:1;background:#eceff1;font-weight:bold}
-.c0{width:105px;flex:none}.c1{flex:3}.c2{flex:2}.c3{width:90px;flex:none}.c4{width:80px;flex:none}.c5{width:150px;flex:none}
-.row .c1 button{border:0;background:none;padding:0;text-align:left;max-width:100%;overflow:hidden;text-overflow:ellipsis}
+.c0{width:105px;flex:none}.c1{flex:3}.c2{flex:2}.c3{width:90px;flex:none}.c4{width:80px;flex:none}
+.c5{width:150px;flex:none}
+.row .c1 button{border:0;background:none;padding:0;text-align:left;max-width:100%;overflow:hidden;
+text-overflow:ellipsis}
 .st{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;font-weight:bold}
-.PENDING{background:#fff59d;fill:#fff59d}.RUNNING{background:#90caf9;fill:#90caf9}.DONE{background:#a5d6a7;fill:#a5d6a7}
-.FAILED{background:#ef9a9a;fill:#ef9a9a}.DISABLED{background:#bdbdbd;fill:#bdbdbd}.UNKNOWN{background:#e0e0e0;fill:#e0e0e0}
+.PENDING{background:#fff59d;fill:#fff59d}.RUNNING{background:#90caf9;fill:#90caf9}
+.DONE{background:#a5d6a7;fill:#a5d6a7}
+.FAILED{background:#ef9a9a;fill:#ef9a9a}.DISABLED{background:#bdbdbd;fill:#bdbdbd}
+.UNKNOWN{background:#e0e0e0;fill:#e0e0e0}
 #detail{border-top:2px solid #90a4ae;max-height:45%;overflow:auto;padding:6px 10px;background:#fff}
-pre{white-space:pre-wrap;background:#263238;color:#eceff1;padding:6px;max-height:300px;overflow:auto}
+pre{white-space:pre-wrap;background:#263238;color:#eceff1;padding:6px;max-height:300px;
+overflow:auto}
 #graph{flex:1;overflow:auto}
 svg text{font:11px system-ui,sans-serif}
-table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px 6px;text-align:left;vertical-align:top}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px 6px;
+text-align:left;vertical-align:top}
 #msg{margin-left:auto}
 </style></head>
 <body>
@@ -8262,7 +8272,8 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px
 <label>Token <input id="token" type="password" size="10" autocomplete="off"></label>
 <button id="pause" hidden>Pause</button></header>
 <nav role="tablist" aria-label="Views">
-<button role="tab" data-tab="tasks">Tasks</button><button role="tab" data-tab="graph">Graph</button>
+<button role="tab" data-tab="tasks">Tasks</button>
+<button role="tab" data-tab="graph">Graph</button>
 <button role="tab" data-tab="workers">Workers</button>
 <label>Search <input id="search" type="search" size="30" placeholder="name or parameter"></label>
 <label><input id="hidedone" type="checkbox"> hide done in graph</label>
@@ -8274,15 +8285,22 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px
 "use strict";
 const $=id=>document.getElementById(id);
 const S=["FAILED","DISABLED","RUNNING","PENDING","UNKNOWN","DONE"];
-const COLS=[["status","Status"],["name","Task"],["message","Message"],["progress","Progress"],["took","Took"],["updated","Updated"]];
-let tasks=new Map(),version=0,serverNow=0,skew=0,view={tab:"tasks",status:"",family:"",search:"",taskId:"",sort:"updated",desc:true,hideDone:false};
+const COLS=[["status","Status"],["name","Task"],["message","Message"],["progress","Progress"],
+    ["took","Took"],["updated","Updated"]];
+let tasks=new Map(),version=0,serverNow=0,skew=0,view={tab:"tasks",status:"",family:"",search:"",
+    taskId:"",sort:"updated",desc:true,hideDone:false};
 let rows=[],busy=false,openId="",graphIds=new Set(),historyOn=false;
-function el(tag,attrs,...kids){const e=document.createElement(tag);for(const k in attrs||{}){if(k==="text")e.textContent=attrs[k];else if(k.startsWith("on"))e.addEventListener(k.slice(2),attrs[k]);else e.setAttribute(k,attrs[k])}for(const c of kids)if(c!=null)e.append(c);return e}
-function svg(tag,attrs,text){const e=document.createElementNS("http://www.w3.org/2000/svg",tag);for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e}
+function el(tag,attrs,...kids){const e=document.createElement(tag);
+  for(const k in attrs||{}){if(k==="text")e.textContent=attrs[k];
+  else if(k.startsWith("on"))e.addEventListener(k.slice(2),attrs[k]);
+  else e.setAttribute(k,attrs[k])}for(const c of kids)if(c!=null)e.append(c);return e}
+function svg(tag,attrs,text){const e=document.createElementNS("http://www.w3.org/2000/svg",tag);
+  for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e}
 function badge(s){return el("span",{class:"st "+s,text:s})}
 async function api(method,data,write){
   const h={},t=sessionStorage.getItem("mftoken");if(t)h.Authorization="Bearer "+t;
-  const r=await fetch("/api/"+method+"?data="+encodeURIComponent(JSON.stringify(data||{})),{headers:h,method:write?"POST":"GET"});
+  const r=await fetch("/api/"+method+"?data="+encodeURIComponent(JSON.stringify(data||{})),
+      {headers:h,method:write?"POST":"GET"});
   const b=await r.json();
   if(r.status===401)throw new Error(method+": this scheduler needs a token: enter it above");
   if(!r.ok)throw new Error(b.error||method+" failed");return b.response}
@@ -8295,127 +8313,226 @@ function readHash(){const p=new URLSearchParams(location.hash.slice(1));
   $("search").value=view.search;$("hidedone").checked=view.hideDone}
 function writeHash(){const p=new URLSearchParams();p.set("tab",view.tab);
   for(const k of ["status","family","search","taskId"])if(view[k])p.set(k,view[k]);
-  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="updated")p.set("sort",view.sort);if(!view.desc)p.set("asc","1");
+  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="updated")p.set("sort",view.sort);
+    if(!view.desc)p.set("asc","1");
   history.replaceState(null,"","#"+p.toString())}
-function took(t){const end=t.status==="RUNNING"?Date.now()/1000-skew:(t.status==="DONE"||t.status==="FAILED")?t.last_updated:null;
+function took(t){
+  const end=t.status==="RUNNING"?Date.now()/1000-skew:
+    (t.status==="DONE"||t.status==="FAILED")?t.last_updated:null;
   if(!t.time_running||end==null)return "";const s=Math.max(0,end-t.time_running);
-  return (t.status==="RUNNING"?"running ":"")+(s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h")}
+  const text=s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h";
+  return (t.status==="RUNNING"?"running ":"")+text}
 function when(ts){return ts?new Date(ts*1000).toLocaleString():""}
-function key(t,k){return k==="status"?S.indexOf(t.status):k==="name"?t.display_name:k==="message"?(t.status_message||""):
-  k==="progress"?(t.progress_percentage??-1):k==="took"?(t.time_running?(t.last_updated-t.time_running):-1):t.last_updated}
+function key(t,k){
+  if(k==="status")return S.indexOf(t.status);if(k==="name")return t.display_name;
+  if(k==="message")return t.status_message||"";if(k==="progress")return t.progress_percentage??-1;
+  if(k==="took")return t.time_running?t.last_updated-t.time_running:-1;return t.last_updated}
 function filter(){const terms=view.search.toLowerCase().split(/\s+/).filter(Boolean);rows=[];
-  for(const [id,t] of tasks){if(view.status&&t.status!==view.status)continue;if(view.family&&t.name!==view.family)continue;
-    if(terms.length){const hay=(t.display_name+" "+id).toLowerCase();if(!terms.every(x=>hay.includes(x)))continue}rows.push(id)}
+  for(const [id,t] of tasks){if(view.status&&t.status!==view.status)continue;
+    if(view.family&&t.name!==view.family)continue;
+    if(terms.length){const hay=(t.display_name+" "+id).toLowerCase();
+      if(!terms.every(x=>hay.includes(x)))continue}rows.push(id)}
   const k=view.sort,d=view.desc?-1:1;
-  rows.sort((a,b)=>{const x=key(tasks.get(a),k),y=key(tasks.get(b),k);return x<y?-d:x>y?d:a<b?-1:1});
+  rows.sort((a,b)=>{const x=key(tasks.get(a),k),y=key(tasks.get(b),
+      k);return x<y?-d:x>y?d:a<b?-1:1});
   $("shown").textContent=rows.length+" of "+tasks.size+" tasks shown"}
 function drawCounts(){const n={};const fam=new Map();
-  for(const t of tasks.values()){n[t.status]=(n[t.status]||0)+1;const f=fam.get(t.name)||{all:0,bad:0};f.all++;if(t.status==="FAILED"||t.status==="DISABLED")f.bad++;fam.set(t.name,f)}
-  const c=$("counts");c.replaceChildren(el("button",{"aria-pressed":String(!view.status),onclick:()=>setView({status:""}),text:"All "+tasks.size}));
-  for(const s of S)c.append(" ",el("button",{class:"st "+s,"aria-pressed":String(view.status===s),"data-status":s,onclick:()=>setView({status:view.status===s?"":s}),text:s+" "+(n[s]||0)}));
-  const side=$("side");side.replaceChildren(el("button",{"aria-pressed":String(!view.family),onclick:()=>setView({family:""}),text:"All families"}));
-  for(const [f,v] of [...fam].sort()){side.append(el("button",{"aria-pressed":String(view.family===f),"data-family":f,onclick:()=>setView({family:view.family===f?"":f}),
+  for(const t of tasks.values()){n[t.status]=(n[t.status]||0)+1;
+    const f=fam.get(t.name)||{all:0,bad:0};f.all++;
+    if(t.status==="FAILED"||t.status==="DISABLED")f.bad++;fam.set(t.name,f)}
+  const c=$("counts");
+    c.replaceChildren(el("button",{"aria-pressed":String(!view.status),
+        onclick:()=>setView({status:""}),text:"All "+tasks.size}));
+  for(const s of S)c.append(" ",el("button",{class:"st "+s,"aria-pressed":String(view.status===s),
+      "data-status":s,onclick:()=>setView({status:view.status===s?"":s}),text:s+" "+(n[s]||0)}));
+  const side=$("side");
+    side.replaceChildren(el("button",{"aria-pressed":String(!view.family),
+        onclick:()=>setView({family:""}),text:"All families"}));
+  for(const [f,v] of [...fam].sort()){side.append(el("button",
+      {"aria-pressed":String(view.family===f),"data-family":f,
+      onclick:()=>setView({family:view.family===f?"":f}),
     text:f+" ("+v.all+(v.bad?", "+v.bad+" failed":"")+")"}))}}
 const H=24;
-function drawList(){const list=$("list");let head=list.querySelector(".head"),pad=list.querySelector(".pad"),win=list.querySelector(".win");
-  if(!head){head=el("div",{class:"row head",role:"row"});COLS.forEach(([k,label],i)=>head.append(el("span",{class:"c"+i,role:"columnheader"},el("button",{"data-sort":k,onclick:()=>setView({sort:k,desc:view.sort===k?!view.desc:true}),text:label}))));
-    pad=el("div",{class:"pad"});win=el("div",{class:"win"});list.append(head,pad,win);list.addEventListener("scroll",()=>drawRows())}
-  for(const b of head.querySelectorAll("button")){const on=b.dataset.sort===view.sort;b.setAttribute("aria-sort",on?(view.desc?"descending":"ascending"):"none");
+function drawList(){const list=$("list");
+  let head=list.querySelector(".head"),pad=list.querySelector(".pad"),
+      win=list.querySelector(".win");
+  if(!head){head=el("div",{class:"row head",role:"row"});
+    COLS.forEach(([k,label],i)=>head.append(el("span",{class:"c"+i,role:"columnheader"},
+        el("button",{"data-sort":k,onclick:()=>setView({sort:k,
+        desc:view.sort===k?!view.desc:true}),text:label}))));
+    pad=el("div",{class:"pad"});win=el("div",{class:"win"});list.append(head,pad,win);
+      list.addEventListener("scroll",()=>drawRows())}
+  for(const b of head.querySelectorAll("button")){const on=b.dataset.sort===view.sort;
+    b.setAttribute("aria-sort",on?(view.desc?"descending":"ascending"):"none");
     b.textContent=COLS.find(c=>c[0]===b.dataset.sort)[1]+(on?(view.desc?" \u2193":" \u2191"):"")}
   pad.style.height=(rows.length*H+H)+"px";drawRows()}
 function drawRows(){const list=$("list"),win=list.querySelector(".win");if(!win)return;
-  const first=Math.max(0,Math.floor(list.scrollTop/H)-5),last=Math.min(rows.length,first+Math.ceil(list.clientHeight/H)+10);
-  const out=[];for(let i=first;i<last;i++){const id=rows[i],t=tasks.get(id),r=el("div",{class:"row",role:"row","data-id":id});r.style.top=(H+i*H)+"px";
-    const url=t.tracking_url&&/^https?:\/\//.test(t.tracking_url)?el("a",{href:t.tracking_url,rel:"noopener noreferrer",text:" tracking"}):null;
-    r.append(el("span",{class:"c0",role:"cell"},badge(t.status)),el("span",{class:"c1",role:"cell"},el("button",{onclick:()=>setView({taskId:id}),title:t.display_name,text:t.display_name})),
-      el("span",{class:"c2",role:"cell",text:t.status_message||""},url),el("span",{class:"c3",role:"cell",text:t.progress_percentage!=null?t.progress_percentage+" %":""}),
-      el("span",{class:"c4",role:"cell",text:took(t)}),el("span",{class:"c5",role:"cell",text:when(t.last_updated)}));out.push(r)}
+  const first=Math.max(0,Math.floor(list.scrollTop/H)-5),last=Math.min(rows.length,
+      first+Math.ceil(list.clientHeight/H)+10);
+  const out=[];
+    for(let i=first;i<last;i++){const id=rows[i],t=tasks.get(id),r=el("div",{class:"row",
+        role:"row","data-id":id});
+    r.style.top=(H+i*H)+"px";
+    const url=t.tracking_url&&/^https?:\/\//.test(t.tracking_url)?el("a",{href:t.tracking_url,
+        rel:"noopener noreferrer",text:" tracking"}):null;
+    r.append(el("span",{class:"c0",role:"cell"},badge(t.status)),el("span",{class:"c1",
+        role:"cell"},el("button",{onclick:()=>setView({taskId:id}),title:t.display_name,
+        text:t.display_name})),
+      el("span",{class:"c2",role:"cell",text:t.status_message||""},url),el("span",{class:"c3",
+          role:"cell",text:t.progress_percentage!=null?t.progress_percentage+" %":""}),
+      el("span",{class:"c4",role:"cell",text:took(t)}),el("span",{class:"c5",role:"cell",
+          text:when(t.last_updated)}));out.push(r)}
   win.replaceChildren(...out)}
-async function drawDetail(){const d=$("detail"),id=view.taskId;if(!id||view.tab==="workers"){d.hidden=true;return}
+async function drawDetail(){const d=$("detail"),id=view.taskId;
+  if(!id||view.tab==="workers"){d.hidden=true;return}
   const t=tasks.get(id);d.hidden=false;openId=id;
   const acts=el("span",{});
-  const act=(label,method)=>acts.append(el("button",{onclick:()=>action(method,{task_id:id}),text:label})," ");
+  const act=(label,method)=>acts.append(el("button",{onclick:()=>action(method,{task_id:id}),
+      text:label})," ");
   if(t&&(t.status==="FAILED"))act("Forgive failures","forgive_failures");
   if(t&&t.re_enable_able)act("Re-enable","re_enable_task");
-  if(t&&["RUNNING","FAILED","DISABLED","PENDING"].includes(t.status))act("Mark as done","mark_as_done");
-  const kids=[el("h2",{style:"font-size:14px;margin:0"},t?badge(t.status):null," ",t?t.display_name:id),
-    el("div",{},el("button",{onclick:()=>setView({tab:"graph"}),text:"Graph"})," ",acts,el("button",{onclick:()=>setView({taskId:""}),text:"Close"})),
-    el("div",{text:"id: "+id+(t&&t.worker_running?" \u00b7 running on "+t.worker_running:"")+(t&&t.status_message?" \u00b7 "+t.status_message:"")})];
+  if(t&&["RUNNING","FAILED","DISABLED","PENDING"].includes(t.status))act("Mark as done",
+      "mark_as_done");
+  const kids=[el("h2",{style:"font-size:14px;margin:0"},t?badge(t.status):null," ",
+      t?t.display_name:id),
+    el("div",{},el("button",{onclick:()=>setView({tab:"graph"}),text:"Graph"})," ",acts,
+        el("button",{onclick:()=>setView({taskId:""}),text:"Close"})),
+    el("div",{text:["id: "+id,t&&t.worker_running&&"running on "+t.worker_running,
+      t&&t.status_message].filter(Boolean).join(" \u00b7 ")})];
   d.replaceChildren(...kids);
-  if(t&&(t.status==="FAILED"||t.status==="DISABLED")){try{const e=await api("fetch_error",{task_id:id});
-    let text=e.error||"(no error reported)";try{const j=JSON.parse(text);if(typeof j==="string")text=j}catch(x){}
-    if(openId===id)d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",text:text}))}catch(x){say(x.message)}}
-  if(historyOn&&t){try{const runs=await api("task_history",{family:t.name,limit:30});if(openId===id)d.append(drawHistory(t.name,runs))}catch(x){say(x.message)}}}
-function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",{style:"font-size:13px",text:"Past runs of "+family}));
-  const rs=runs.map(r=>{const ev=Object.fromEntries(r.events.map(e=>[e[0],Date.parse(e[1].replace(" ","T"))]));const end=ev.DONE||ev.FAILED;
-    return {r,out:ev.FAILED&&!ev.DONE?"FAILED":ev.DONE?"DONE":r.events.length?r.events[r.events.length-1][0]:"",s:ev.RUNNING&&end?(end-ev.RUNNING)/1000:null}}).reverse();
-  const max=Math.max(1e-3,...rs.map(x=>x.s||0)),g=svg("svg",{width:Math.max(60,rs.length*12),height:60,role:"img","aria-label":"durations of past runs"});
-  rs.forEach((x,i)=>{const h=x.s==null?2:Math.max(2,56*x.s/max);const b=svg("rect",{x:i*12,y:58-h,width:10,height:h,class:x.out});b.append(svg("title",{},x.out+" "+(x.s==null?"":x.s.toFixed(2)+" s")));g.append(b)});
-  const tb=el("table",{},el("tr",{},el("th",{text:"Run"}),el("th",{text:"Outcome"}),el("th",{text:"Took"}),el("th",{text:"Events"})));
-  for(const x of rs.slice().reverse().slice(0,10))tb.append(el("tr",{},el("td",{text:x.r.task_id}),el("td",{},badge(x.out||"UNKNOWN")),el("td",{text:x.s==null?"":x.s.toFixed(2)+" s"}),
+  if(t&&(t.status==="FAILED"||t.status==="DISABLED")){try{const e=await api("fetch_error",
+      {task_id:id});
+    let text=e.error||"(no error reported)";try{const j=JSON.parse(text);
+      if(typeof j==="string")text=j}catch(x){}
+    if(openId===id)d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",
+        text:text}))}catch(x){say(x.message)}}
+  if(historyOn&&t){try{const runs=await api("task_history",{family:t.name,limit:30});
+    if(openId===id)d.append(drawHistory(t.name,runs))}catch(x){say(x.message)}}}
+function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",
+    {style:"font-size:13px",text:"Past runs of "+family}));
+  const rs=runs.map(r=>{const ev=Object.fromEntries(r.events.map(e=>[e[0],
+      Date.parse(e[1].replace(" ","T"))]));const end=ev.DONE||ev.FAILED;
+    const last=r.events.length?r.events[r.events.length-1][0]:"";
+    return {r,out:ev.FAILED&&!ev.DONE?"FAILED":ev.DONE?"DONE":last,
+      s:ev.RUNNING&&end?(end-ev.RUNNING)/1000:null}}).reverse();
+  const max=Math.max(1e-3,...rs.map(x=>x.s||0)),g=svg("svg",{width:Math.max(60,rs.length*12),
+      height:60,role:"img","aria-label":"durations of past runs"});
+  rs.forEach((x,i)=>{const h=x.s==null?2:Math.max(2,56*x.s/max);const b=svg("rect",{x:i*12,y:58-h,
+      width:10,height:h,class:x.out});b.append(svg("title",{},
+      x.out+" "+(x.s==null?"":x.s.toFixed(2)+" s")));g.append(b)});
+  const tb=el("table",{},el("tr",{},el("th",{text:"Run"}),el("th",{text:"Outcome"}),el("th",
+      {text:"Took"}),el("th",{text:"Events"})));
+  for(const x of rs.slice().reverse().slice(0,10))tb.append(el("tr",{},el("td",{text:x.r.task_id}),
+      el("td",{},badge(x.out||"UNKNOWN")),el("td",{text:x.s==null?"":x.s.toFixed(2)+" s"}),
     el("td",{text:x.r.events.map(e=>e[0]+" "+e[1]).join(", ")})));
   box.append(g,tb);return box}
-async function action(method,data){try{const r=await api(method,data,true);say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
+async function action(method,data){try{const r=await api(method,data,true);
+  say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
 async function drawGraph(){const box=$("graph"),id=view.taskId;
   if(!id){box.replaceChildren(el("p",{text:"Choose a task in the list to see its graph."}));return}
-  let up,down;const conv=o=>Object.fromEntries(Object.entries(o).map(([k,v])=>[k,{status:v[0],name:v[1],display_name:v[2],deps:v[3]}]));
-  try{const r=await api("task_graph",{task_id:id,include_done:!view.hideDone});up=conv(r.up);down=conv(r.down)}catch(x){say(x.message);return}
+  let up,down;
+    const conv=o=>Object.fromEntries(Object.entries(o).map(([k,v])=>[k,{status:v[0],name:v[1],
+        display_name:v[2],deps:v[3]}]));
+  try{const r=await api("task_graph",{task_id:id,include_done:!view.hideDone});up=conv(r.up);
+    down=conv(r.down)}catch(x){say(x.message);return}
   const nodes=new Map(),edges=[],depth=new Map([[id,0]]);
-  for(const [k,v] of Object.entries(up)){nodes.set(k,v)}for(const [k,v] of Object.entries(down)){if(!nodes.has(k))nodes.set(k,v)}
-  const bfs=(g,sign)=>{const q=[id];for(const k of q){for(const d of (g[k]&&g[k].deps)||[]){edges.push(sign<0?[k,d]:[d,k]);if(!depth.has(d)){depth.set(d,depth.get(k)+sign);q.push(d)}}}};
+  for(const [k,v] of Object.entries(up)){nodes.set(k,v)}for(const [k,
+      v] of Object.entries(down)){if(!nodes.has(k))nodes.set(k,v)}
+  const bfs=(g,sign)=>{const q=[id];
+    for(const k of q){for(const d of (g[k]&&g[k].deps)||[]){edges.push(sign<0?[k,d]:[d,k]);
+    if(!depth.has(d)){depth.set(d,depth.get(k)+sign);q.push(d)}}}};
   bfs(up,-1);bfs(down,1);
   if(!nodes.size){box.replaceChildren(el("p",{text:"The scheduler does not know "+id}));return}
   const group=nodes.size>300,MAX=40,cols=new Map();
-  for(const [k,v] of nodes){const x=depth.get(k)??0,g=group&&k!==id?(v.name||"?"):k;const c=cols.get(x)||new Map();cols.set(x,c);
-    const n=c.get(g)||{key:g,ids:[],status:"DONE",label:""};n.ids.push(k);if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
+  for(const [k,v] of nodes){const x=depth.get(k)??0,g=group&&k!==id?(v.name||"?"):k;
+    const c=cols.get(x)||new Map();cols.set(x,c);
+    const n=c.get(g)||{key:g,ids:[],status:"DONE",label:""};n.ids.push(k);
+      if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
   const xs=[...cols.keys()].sort((a,b)=>a-b),pos=new Map(),W=230,RH=26;let hmax=0;const out=[];
-  xs.forEach((x,ci)=>{const list=[...cols.get(x).values()].sort((a,b)=>a.key<b.key?-1:1);const shown=list.slice(0,MAX);
-    shown.forEach((n,ri)=>{const v=nodes.get(n.ids[0]);n.label=n.ids.length>1?(v.name||"?")+" \u00d7"+n.ids.length:v.display_name;
+  xs.forEach((x,ci)=>{const list=[...cols.get(x).values()].sort((a,
+      b)=>a.key<b.key?-1:1);const shown=list.slice(0,MAX);
+    shown.forEach((n,ri)=>{const v=nodes.get(n.ids[0]);
+      n.label=n.ids.length>1?(v.name||"?")+" \u00d7"+n.ids.length:v.display_name;
       for(const k of n.ids)pos.set(k,{x:10+ci*W,y:10+ri*RH});out.push([n,10+ci*W,10+ri*RH])});
-    if(list.length>MAX)out.push([{more:list.length-MAX},10+ci*W,10+MAX*RH]);hmax=Math.max(hmax,Math.min(list.length,MAX+1))});
-  const g=svg("svg",{width:xs.length*W+20,height:hmax*RH+20,role:"img","aria-label":"dependency graph of "+id});
-  const seen=new Set();for(const [a,b] of edges){const p=pos.get(a),q=pos.get(b);if(!p||!q)continue;const k=p.x+","+p.y+">"+q.x+","+q.y;if(seen.has(k))continue;seen.add(k);
+    if(list.length>MAX)out.push([{more:list.length-MAX},10+ci*W,10+MAX*RH]);
+      hmax=Math.max(hmax,Math.min(list.length,MAX+1))});
+  const g=svg("svg",{width:xs.length*W+20,height:hmax*RH+20,role:"img",
+      "aria-label":"dependency graph of "+id});
+  const seen=new Set();for(const [a,b] of edges){const p=pos.get(a),q=pos.get(b);
+    if(!p||!q)continue;const k=p.x+","+p.y+">"+q.x+","+q.y;if(seen.has(k))continue;seen.add(k);
     g.append(svg("line",{x1:q.x+200,y1:q.y+10,x2:p.x,y2:p.y+10,stroke:"#90a4ae"}))}
-  for(const [n,x,y] of out){if(n.more){g.append(svg("text",{x:x,y:y+14,class:"more"},n.more+" more"));continue}
-    const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button","aria-label":n.status+" "+n.label});
-    node.append(svg("rect",{x:x,y:y,width:200,height:20,rx:3,class:n.status,stroke:n.ids[0]===id?"#000":"#78909c"}),svg("text",{x:x+4,y:y+14},n.status.slice(0,4)+" "+(n.label.length>28?n.label.slice(0,27)+"\u2026":n.label)),svg("title",{},n.status+" "+n.label));
-    if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});node.addEventListener("click",open);node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
+  for(const [n,x,y] of out){if(n.more){g.append(svg("text",{x:x,y:y+14,class:"more"},
+      n.more+" more"));
+    continue}
+    const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button",
+        "aria-label":n.status+" "+n.label});
+    node.append(svg("rect",{x:x,y:y,width:200,height:20,rx:3,class:n.status,
+        stroke:n.ids[0]===id?"#000":"#78909c"}),svg("text",{x:x+4,y:y+14},n.status.slice(0,
+        4)+" "+(n.label.length>28?n.label.slice(0,27)+"\u2026":n.label)),svg("title",{},
+        n.status+" "+n.label));
+    if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});
+      node.addEventListener("click",open);
+      node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
     g.append(node)}
   graphIds=new Set(nodes.keys());box.replaceChildren(g);performance.mark("graph-drawn")}
-async function drawWorkers(){const box=$("workers");try{const [ws,rs]=await Promise.all([api("worker_list"),api("resource_list")]);
-  const tb=el("table",{},el("tr",{},...["Worker","State","First seen","Last active","Running","Pending"].map(h=>el("th",{text:h}))));
-  for(const w of ws)tb.append(el("tr",{},el("td",{text:w.name}),el("td",{text:w.state}),el("td",{text:when(w.started)}),el("td",{text:when(w.last_active)}),
-    el("td",{},...Object.values(w.running||{}).map(t=>el("div",{text:t.display_name}))),el("td",{text:String(w.num_pending)})));
-  const rt=el("table",{},el("tr",{},...["Resource","Used","Total","Consumers"].map(h=>el("th",{text:h}))));
-  for(const r of rs)rt.append(el("tr",{},el("td",{text:r.name}),el("td",{text:String(r.num_used)}),el("td",{text:String(r.num_total)}),el("td",{text:String(r.num_consumer)})));
-  box.replaceChildren(el("h2",{style:"font-size:14px",text:"Workers"}),tb,el("h2",{style:"font-size:14px",text:"Resources"}),rt)}catch(x){say(x.message)}}
+async function drawWorkers(){const box=$("workers");
+  try{const [ws,rs]=await Promise.all([api("worker_list"),api("resource_list")]);
+  const tb=el("table",{},el("tr",{},...["Worker","State","First seen","Last active","Running",
+      "Pending"].map(h=>el("th",{text:h}))));
+  for(const w of ws)tb.append(el("tr",{},el("td",{text:w.name}),el("td",{text:w.state}),el("td",
+      {text:when(w.started)}),el("td",{text:when(w.last_active)}),
+    el("td",{},...Object.values(w.running||{}).map(t=>el("div",{text:t.display_name}))),el("td",
+        {text:String(w.num_pending)})));
+  const rt=el("table",{},el("tr",{},...["Resource","Used","Total","Consumers"].map(h=>el("th",
+      {text:h}))));
+  for(const r of rs)rt.append(el("tr",{},el("td",{text:r.name}),el("td",{text:String(r.num_used)}),
+      el("td",{text:String(r.num_total)}),el("td",{text:String(r.num_consumer)})));
+  box.replaceChildren(el("h2",{style:"font-size:14px",text:"Workers"}),tb,el("h2",
+      {style:"font-size:14px",text:"Resources"}),rt)}catch(x){say(x.message)}}
 function setView(change){Object.assign(view,change);writeHash();render(change)}
 function render(change){change=change||{all:1};
-  for(const b of document.querySelectorAll("nav [role=tab]"))b.setAttribute("aria-selected",String(b.dataset.tab===view.tab));
-  $("list").hidden=view.tab!=="tasks";$("graph").hidden=view.tab!=="graph";$("workers").hidden=view.tab!=="workers";$("side").hidden=view.tab!=="tasks";
+  for(const b of document.querySelectorAll("nav [role=tab]"))b.setAttribute("aria-selected",
+      String(b.dataset.tab===view.tab));
+  $("list").hidden=view.tab!=="tasks";$("graph").hidden=view.tab!=="graph";
+    $("workers").hidden=view.tab!=="workers";$("side").hidden=view.tab!=="tasks";
   drawCounts();if(view.tab==="tasks"){filter();drawList()}
-  if(view.tab==="graph"&&("tab" in change||"taskId" in change||"hideDone" in change||change.all))drawGraph();
+  const graphChanged="tab" in change||"taskId" in change||"hideDone" in change||change.all;
+  if(view.tab==="graph"&&graphChanged)drawGraph();
   if(view.tab==="workers")drawWorkers();
   if("taskId" in change||"tab" in change||change.all)drawDetail()}
-function merge(c){version=c.version;if(c.time)skew=Date.now()/1000-c.time;if(c.reload)tasks=new Map();
-  for(const id in c.tasks){const t={},row=c.tasks[id];c.fields.forEach((f,i)=>t[f]=row[i]);tasks.set(id,t)}for(const id of c.removed)tasks.delete(id)}
-async function load(){merge(await api("changes",{since:0}));render();performance.mark("list-ready")}
-async function poll(force){if(busy||(!force&&document.visibilityState!=="visible"))return;busy=true;
+function merge(c){version=c.version;if(c.time)skew=Date.now()/1000-c.time;
+  if(c.reload)tasks=new Map();
+  for(const id in c.tasks){const t={},row=c.tasks[id];c.fields.forEach((f,i)=>t[f]=row[i]);
+    tasks.set(id,t)}for(const id of c.removed)tasks.delete(id)}
+async function load(){merge(await api("changes",{since:0}));render();
+  performance.mark("list-ready")}
+async function poll(force){if(busy||(!force&&document.visibilityState!=="visible"))return;
+  busy=true;
   try{const c=await api("changes",{since:version});merge(c);const ids=Object.keys(c.tasks);
     if(ids.length||c.removed.length){drawCounts();if(view.tab==="tasks"){filter();drawList()}
-      if(ids.includes(view.taskId))drawDetail();if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
+      if(ids.includes(view.taskId))drawDetail();
+        if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
     if(c.workers&&view.tab==="workers")drawWorkers();say("")}
   catch(x){say(x.message)}finally{busy=false}}
-async function pauseState(){try{const e=await api("is_pause_enabled");if(!e.enabled)return;const p=await api("is_paused");const b=$("pause");b.hidden=false;
-  b.textContent=p.paused?"Unpause":"Pause";b.setAttribute("aria-pressed",String(p.paused));b.onclick=async()=>{try{await api(p.paused?"unpause":"pause",{},true);pauseState()}catch(x){say(x.message)}}}catch(x){say(x.message)}}
-for(const b of document.querySelectorAll("nav [role=tab]"))b.addEventListener("click",()=>setView({tab:b.dataset.tab}));
-let typing;$("search").addEventListener("input",e=>{clearTimeout(typing);typing=setTimeout(()=>setView({search:e.target.value}),150)});
+async function pauseState(){try{const e=await api("is_pause_enabled");if(!e.enabled)return;
+  const p=await api("is_paused");const b=$("pause");b.hidden=false;
+  b.textContent=p.paused?"Unpause":"Pause";b.setAttribute("aria-pressed",String(p.paused));
+    b.onclick=async()=>{try{await api(p.paused?"unpause":"pause",{},true);
+    pauseState()}catch(x){say(x.message)}}}catch(x){say(x.message)}}
+for(const b of document.querySelectorAll("nav [role=tab]"))b.addEventListener("click",
+    ()=>setView({tab:b.dataset.tab}));
+let typing;
+  $("search").addEventListener("input",
+      e=>{clearTimeout(typing);typing=setTimeout(()=>setView({search:e.target.value}),150)});
 $("hidedone").addEventListener("change",e=>setView({hideDone:e.target.checked}));
-$("token").value=sessionStorage.getItem("mftoken")||"";$("token").addEventListener("change",e=>{sessionStorage.setItem("mftoken",e.target.value);pauseState()});
+$("token").value=sessionStorage.getItem("mftoken")||"";
+  $("token").addEventListener("change",e=>{sessionStorage.setItem("mftoken",
+      e.target.value);pauseState()});
 window.addEventListener("hashchange",()=>{readHash();render()});
 document.addEventListener("visibilitychange",()=>poll());
 readHash();
-(async()=>{try{historyOn=await api("has_task_history");await load();pauseState()}catch(x){say(x.message)}setInterval(poll,1000)})();
+(async()=>{try{historyOn=await api("has_task_history");await load();pauseState()}
+  catch(x){say(x.message)}setInterval(poll,1000)})();
 </script></body></html>"""
 
 
