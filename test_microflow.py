@@ -30,6 +30,16 @@ import microflow as mf
 
 HERE = pathlib.Path(__file__).resolve().parent
 
+# The suite starts about a hundred Pythons that import microflow.py. Where the
+# environment forbids bytecode files (PYTHONDONTWRITEBYTECODE), each would compile the
+# whole file again: they share a bytecode cache in a scratch folder instead (never in
+# the repository), removed when the suite ends.
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) and \
+        not os.environ.get("PYTHONPYCACHEPREFIX"):
+    import atexit
+    os.environ["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="microflow-pycache-")
+    atexit.register(shutil.rmtree, os.environ["PYTHONPYCACHEPREFIX"], True)
+
 # Computed once with Luigi 3.8.1 in a scratch virtualenv (see the task classes in
 # ReferenceTasks below); microflow must reproduce them exactly.
 LUIGI_TASK_IDS = [
