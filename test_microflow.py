@@ -1448,6 +1448,21 @@ class TestPackaging(unittest.TestCase):
             self.assertTrue(hasattr(mf, name), name)
 
 
+class TestStandardLibraryOnly(unittest.TestCase):
+    def test_microflow_imports_with_nothing_but_the_standard_library(self):
+        # What type checkers read (typing_extensions, typing) must never run.
+        code = (f"import sys\nsys.path.insert(0, {str(HERE)!r})\n"
+                "for name in ('typing_extensions', 'typing'):\n"
+                "    sys.modules[name] = None   # importing it now raises\n"
+                "import microflow\n"
+                "assert microflow.IntParameter.__mro__[1] is microflow.Parameter\n"
+                "print(microflow.Parameter[int])\n")
+        done = subprocess.run([sys.executable, "-I", "-c", code], cwd=HERE,
+                              capture_output=True, text=True, timeout=60)
+        self.assertEqual((done.returncode, done.stdout.strip()),
+                         (0, "microflow.Parameter[int]"), done.stderr)
+
+
 class TestTheFileSaysWhatItHolds(unittest.TestCase):
     """microflow.py is read top to bottom by people who vendor it: these keep it so."""
 
