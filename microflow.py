@@ -87,11 +87,7 @@ from collections.abc import Mapping
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import pathlib
-    from typing import Any, Generic as _Generic, Optional, overload
-
-    # For its TypeVar default (Parameter() holds a str); checkers carry its stubs, and
-    # run time never imports it (a test imports microflow with it made unimportable).
-    from typing_extensions import TypeVar
+    from typing import Any, Generic as _Generic, Optional, TypeVar, overload
 
     _T = TypeVar("_T", default=str)                  # what a parameter's value is
     _E = TypeVar("_E", bound=enum.Enum)

@@ -1450,7 +1450,7 @@ class TestPackaging(unittest.TestCase):
 
 class TestStandardLibraryOnly(unittest.TestCase):
     def test_microflow_imports_with_nothing_but_the_standard_library(self):
-        # What type checkers read (typing_extensions, typing) must never run.
+        # What type checkers read (typing) must never run; nor anything outside the stdlib.
         code = (f"import sys\nsys.path.insert(0, {str(HERE)!r})\n"
                 "for name in ('typing_extensions', 'typing'):\n"
                 "    sys.modules[name] = None   # importing it now raises\n"
