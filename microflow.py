@@ -38,6 +38,7 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Scheduler: administration
     Scheduler: task history in SQLite (Luigi's tables, without SQLAlchemy)
     Scheduler: durable state (snapshot, restore, the state file)
+    Scheduler: e-mails
     Scheduler: the core and its features, one class
     Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
     Remote scheduler: a pure dispatch, the HTTP server, the client
@@ -221,7 +222,7 @@ class _NoValueType:
             cls._instance = super().__new__(cls)
         return cls._instance
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<no_value>"
 
 
@@ -397,7 +398,7 @@ def _edit_distance(a, b):
     return previous[-1]
 
 
-def _suggestions(name, candidates, limit=3):
+def _suggestions(name, candidates, limit: int = 3):
     """Return up to ``limit`` candidates close to ``name``, closest first."""
     scored = sorted((_edit_distance(name.lower(), c.lower()), c) for c in candidates)
     # Never a candidate that shares nothing with the name ("b" is no typo of "a").
@@ -405,7 +406,7 @@ def _suggestions(name, candidates, limit=3):
             if distance <= max(2, len(name) // 3) and distance < len(name)][:limit]
 
 
-def _temporary_name(path, digits=10):
+def _temporary_name(path, digits: int = 10) -> str:
     """``<path>-luigi-tmp-<digits>``: where a file is written before it is published,
     named as Luigi names its own (so cleanup scripts written for Luigi find them)."""
     return f"{path}-luigi-tmp-{_random_digits(digits)}"
@@ -466,7 +467,7 @@ class _ConfigParser(configparser.ConfigParser):
     _instance = None   # the parser in use; see _ConfigState
     _config_paths = []  # files added with add_config_path(), read after the usual ones
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__(interpolation=_EnvInterpolation())
         self.optionxform = str
 
@@ -477,7 +478,7 @@ class _ConfigParser(configparser.ConfigParser):
         return get_config()
 
     @classmethod
-    def add_config_path(cls, path):
+    def add_config_path(cls, path) -> None:
         """Read ``path`` over the configuration in force, and on every later reload."""
         cls._config_paths = cls._config_paths + [path]
         cls.reload()
@@ -534,14 +535,14 @@ class _ConfigParser(configparser.ConfigParser):
         """Return ``[section] option`` as a bool (true/false, yes/no, on/off, 1/0)."""
         return self._typed(section, option, default, _parse_config_bool, "true or false")
 
-    def set(self, section, option, value=None):
+    def set(self, section, option, value=None) -> None:
         """Set ``[section] option`` to ``str(value)``, creating the section if needed."""
         if not self.has_section(section):
             self.add_section(section)
         super().set(section, option, None if value is None else str(value))
         _CONFIG.generation += 1   # a [Family] option may have appeared: check again
 
-    def read(self, filenames, encoding="utf-8"):
+    def read(self, filenames, encoding: str = "utf-8"):
         """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
         Returns the paths read. Raises ConfigError for a TOML file on a Python
         without tomllib (before 3.11)."""
@@ -589,7 +590,7 @@ def _toml_text(value):
     return str(value)
 
 
-def _warn_unconsumed(section, known):
+def _warn_unconsumed(section, known) -> None:
     """Warn, in Luigi's words, about each option of ``[section]`` not in ``known``:
     a typo there would otherwise silently do nothing."""
     parser = get_config()
@@ -606,7 +607,7 @@ def _warn_unconsumed(section, known):
                           UnconsumedParameterWarning, stacklevel=3)
 
 
-def _parse_config_bool(value):
+def _parse_config_bool(value) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "yes", "true", "on"):
         return True
@@ -622,7 +623,7 @@ class _ConfigState:
     test helpers written for Luigi that swap in a fresh parser for one test are obeyed.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen = None
         self.generation = 0   # bumped on every change, so caches know to refresh
@@ -645,7 +646,7 @@ class _ConfigState:
             self.generation += 1
         return parser
 
-    def reset(self):
+    def reset(self) -> None:
         with self._lock:
             _ConfigParser._instance = None
             self.generation += 1
@@ -666,12 +667,12 @@ def get_config():
     return _CONFIG.parser()
 
 
-def set_config(section, option, value):
+def set_config(section, option, value) -> None:
     """Set one configuration value in memory (no file is touched)."""
     get_config().set(section, option, value)
 
 
-def reset_config():
+def reset_config() -> None:
     """Forget in-memory changes; the files are read again on next use."""
     _CONFIG.reset()
 
@@ -726,7 +727,7 @@ class FrozenOrderedDict(Mapping):
 
     __slots__ = ("_data", "_hash")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, **kwargs) -> None:
         self._data = dict(*args, **kwargs)
         self._hash = None
 
@@ -736,10 +737,10 @@ class FrozenOrderedDict(Mapping):
     def __iter__(self):
         return iter(self._data)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return repr(self._data)
 
     def __hash__(self):
@@ -824,7 +825,7 @@ class Parameter(_Generic[_T]):
         self._counter = Parameter._counter
         Parameter._counter += 1
 
-    def __set_name__(self, owner, name):
+    def __set_name__(self, owner, name) -> None:
         self._attribute_name = name
 
     # -- conversions a subclass overrides ----------------------------------------------
@@ -877,7 +878,7 @@ class Parameter(_Generic[_T]):
                 return self._parse_for(task_name, param_name, raw, f"config [{section}]")
         return self._default
 
-    def has_task_value(self, task_name, param_name):
+    def has_task_value(self, task_name, param_name) -> bool:
         """True if a value for this parameter exists outside the constructor."""
         return self._value_from_sources(task_name, param_name) is not _NO_VALUE
 
@@ -892,7 +893,7 @@ class Parameter(_Generic[_T]):
                 f"{task_name}: requires the '{param_name}' parameter to be set")
         return self.normalize(value)
 
-    def _is_batchable(self):
+    def _is_batchable(self) -> bool:
         return self._batch_method is not None
 
     def _parse_list(self, xs):
@@ -910,7 +911,7 @@ class Parameter(_Generic[_T]):
         return {"action": "store",
                 "dest": f"{task_name}_{param_name}" if task_name else param_name}
 
-    def _warn_on_wrong_param_type(self, param_name, param_value):
+    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
         if type(self) is Parameter and not isinstance(param_value, str):
             warnings.warn(f'Parameter "{param_name}" with value "{param_value}" '
                           f'is not of type string.')
@@ -945,7 +946,7 @@ class _OptionalMixin(_Generic[_T]):
     def next_in_enumeration(self, value):
         return None
 
-    def _warn_on_wrong_param_type(self, param_name, param_value):
+    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
         if param_value is not None and not isinstance(param_value, self.expected_type):
             expected = self.expected_type
             wanted = (f'type "{expected.__name__}"' if isinstance(expected, type) else
@@ -1029,7 +1030,7 @@ class BoolParameter(Parameter[bool]):
         if self._default is _NO_VALUE:
             self._default = False
 
-    def parse(self, x):
+    def parse(self, x) -> bool:
         lowered = str(x).lower()
         if lowered == "true":
             return True
@@ -1236,7 +1237,7 @@ class TimeDeltaParameter(Parameter[datetime.timedelta]):
 
     _expected = "a time delta (seconds, ISO 8601 like P1DT2H, or '1 week 2 days')"
 
-    def _warn_on_wrong_param_type(self, param_name, param_value):
+    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
         if not isinstance(param_value, datetime.timedelta):
             warnings.warn(f'Parameter "{param_name}" with value "{param_value}" is not of '
                           f'type timedelta.')
@@ -1259,7 +1260,7 @@ class TimeDeltaParameter(Parameter[datetime.timedelta]):
                                              for unit in self._UNITS})
         raise ParameterParseError(f"Invalid time delta - could not parse {x}")
 
-    def serialize(self, x):
+    def serialize(self, x) -> str:
         weeks, days = divmod(x.days, 7)
         hours, rest = divmod(x.seconds, 3600)
         minutes, seconds = divmod(rest, 60)
@@ -1284,7 +1285,7 @@ class EnumParameter(Parameter[_E]):
     if TYPE_CHECKING:   # the value is a member of the enum given
         def __init__(self, default: Any = ..., *, enum: type[_E], **kwargs: Any) -> None: ...
     else:
-        def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs):
+        def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs) -> None:
             if enum is None:
                 raise ParameterException("An enum class must be specified.")
             self._enum = enum
@@ -1571,7 +1572,7 @@ class OptionalPathParameter(OptionalParameter, PathParameter):
 class DateInterval:
     """The half-open range of dates ``[date_a, date_b)``; iterating yields each date."""
 
-    def __init__(self, date_a, date_b):
+    def __init__(self, date_a, date_b) -> None:
         self.date_a = date_a
         self.date_b = date_b
 
@@ -1608,12 +1609,12 @@ class DateInterval:
         """The interval of the same kind just after this one."""
         return self.from_date(self.date_b)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.to_string()
 
     __repr__ = __str__
 
-    def __contains__(self, date):
+    def __contains__(self, date) -> bool:
         return self.date_a <= date < self.date_b
 
     def __iter__(self):
@@ -1633,7 +1634,7 @@ class DateInterval:
         mine, theirs = self._key(other)
         return mine == theirs
 
-    def __ne__(self, other):
+    def __ne__(self, other) -> bool:
         return not self == other
 
     def __lt__(self, other):
@@ -1656,7 +1657,7 @@ class DateInterval:
 class _Date(DateInterval):
     """One day, written ``YYYY-MM-DD``."""
 
-    def __init__(self, y, m, d):
+    def __init__(self, y, m, d) -> None:
         day = datetime.date(y, m, d)
         super().__init__(day, day + datetime.timedelta(1))
 
@@ -1677,14 +1678,14 @@ class _Date(DateInterval):
 class _Week(DateInterval):
     """An ISO week, Monday to Sunday, written ``YYYY-Www``."""
 
-    def __init__(self, y, w):
+    def __init__(self, y, w) -> None:
         try:
             monday = datetime.date.fromisocalendar(y, w, 1)
         except ValueError:
             raise ValueError("Invalid week") from None
         super().__init__(monday, monday + datetime.timedelta(7))
 
-    def to_string(self):
+    def to_string(self) -> str:
         return "%d-W%02d" % self.date_a.isocalendar()[:2]
 
     @classmethod
@@ -1701,7 +1702,7 @@ class _Week(DateInterval):
 class _Month(DateInterval):
     """A calendar month, written ``YYYY-MM``."""
 
-    def __init__(self, y, m):
+    def __init__(self, y, m) -> None:
         first = datetime.date(y, m, 1)
         super().__init__(first, _add_months(first, 1))
 
@@ -1722,7 +1723,7 @@ class _Month(DateInterval):
 class _Year(DateInterval):
     """A calendar year, written ``YYYY``."""
 
-    def __init__(self, y):
+    def __init__(self, y) -> None:
         super().__init__(datetime.date(y, 1, 1), datetime.date(y + 1, 1, 1))
 
     def to_string(self):
@@ -1781,7 +1782,7 @@ class Format:
         """Wrap the binary file ``raw`` for writing."""
         return raw
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return self.name or type(self).__name__
 
     def __rshift__(self, other):
@@ -1799,7 +1800,7 @@ class _TextFormat(Format):
 
     binary = False
 
-    def __init__(self, encoding=None, newline=None):
+    def __init__(self, encoding=None, newline=None) -> None:
         self.encoding = encoding
         self.newline = newline
 
@@ -1812,7 +1813,7 @@ class _TextFormat(Format):
 class _CompressedFormat(Format):
     """Compressed bytes through the stdlib ``gzip`` or ``bz2`` module (no subprocess)."""
 
-    def __init__(self, module_name):
+    def __init__(self, module_name) -> None:
         self.module_name = module_name
 
     def _wrap(self, raw, mode):
@@ -1833,7 +1834,7 @@ class _ChainFormat(Format):
     """``first >> second``: ``first`` on top (what open() hands out), ``second`` next to
     the bytes on disk."""
 
-    def __init__(self, first, second):
+    def __init__(self, first, second) -> None:
         self.first, self.second = first, second
         self.binary = first.binary
 
@@ -1844,7 +1845,7 @@ class _ChainFormat(Format):
         return self.first.wrap_writer(self.second.wrap_writer(raw))
 
 
-def _abort(stream):
+def _abort(stream) -> None:
     """Throw away what ``stream`` would publish on close (an atomic file's abort()), or
     just close it when it publishes nothing."""
     getattr(stream, "abort", stream.close)()
@@ -1854,13 +1855,14 @@ class _Aborting:
     """For the file objects open() hands out: leaving a ``with`` block by an exception,
     or being dropped unclosed, aborts (publishes nothing) instead of closing."""
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: types.TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:
             self.abort()
 
-    def __del__(self):
+    def __del__(self) -> None:
         # Never publish from the garbage collector: data not closed is data not meant.
         if not self.closed:
             with contextlib.suppress(Exception):
@@ -1871,7 +1873,7 @@ class _TextFile(_Aborting, io.TextIOWrapper):
     """Text over a target's bytes: a real ``io.TextIOWrapper``, so libraries that test
     for ``io.TextIOBase`` write text to it; bytes written to it are a TypeError."""
 
-    def abort(self):
+    def abort(self) -> None:
         """Throw the data away: nothing is published."""
         _abort(self.buffer)
 
@@ -1879,7 +1881,7 @@ class _TextFile(_Aborting, io.TextIOWrapper):
 class _ClosingStack(_Aborting, io.BufferedIOBase):
     """A gzip/bz2 file that also closes the file it sits on (they do not by themselves)."""
 
-    def __init__(self, top, below):
+    def __init__(self, top, below) -> None:
         super().__init__()
         self._top, self._below = top, below
 
@@ -1901,11 +1903,11 @@ class _ClosingStack(_Aborting, io.BufferedIOBase):
     def write(self, data):
         return self._top.write(data)
 
-    def flush(self):
+    def flush(self) -> None:
         if not self._top.closed:
             self._top.flush()
 
-    def close(self):
+    def close(self) -> None:
         if not self.closed:
             try:
                 self._top.close()
@@ -1913,7 +1915,7 @@ class _ClosingStack(_Aborting, io.BufferedIOBase):
                 self._below.close()
                 super().close()
 
-    def abort(self):
+    def abort(self) -> None:
         """Throw the data away: nothing is published."""
         if not self.closed:
             with contextlib.suppress(Exception):
@@ -1945,7 +1947,7 @@ class _AtomicFile(_Aborting, io.BufferedWriter):
     garbage collector finding it open throw the data away instead, so a reader never
     sees half a file."""
 
-    def __init__(self, raw, publish, discard):
+    def __init__(self, raw, publish, discard) -> None:
         super().__init__(raw)
         self._publish, self._discard = publish, discard
 
@@ -1960,7 +1962,7 @@ class _AtomicFile(_Aborting, io.BufferedWriter):
             raise
         self._publish()
 
-    def abort(self):
+    def abort(self) -> None:
         """Throw the data away: nothing is published."""
         if self.closed:
             return
@@ -1974,19 +1976,19 @@ class _AtomicFile(_Aborting, io.BufferedWriter):
 class _MemoryFile(io.RawIOBase):
     """The raw bytes under a MockTarget's atomic file; ``kept`` once closed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._chunks = []
         self.kept = None
 
-    def writable(self):
+    def writable(self) -> bool:
         return True
 
     def write(self, data):
         self._chunks.append(bytes(data))
         return len(data)
 
-    def close(self):
+    def close(self) -> None:
         if not self.closed:
             self.kept = b"".join(self._chunks)
         super().close()
@@ -2008,10 +2010,10 @@ class FileSystem(abc.ABC):
         """True if ``path`` exists."""
 
     @abc.abstractmethod
-    def remove(self, path, recursive=True, skip_trash=True):
+    def remove(self, path, recursive: bool = True, skip_trash: bool = True):
         """Remove ``path`` (a folder with everything in it when ``recursive``)."""
 
-    def mkdir(self, path, parents=True, raise_if_exists=False):
+    def mkdir(self, path, parents: bool = True, raise_if_exists: bool = False):
         """Create folder ``path``."""
         raise NotImplementedError(f"{type(self).__name__} cannot make folders")
 
@@ -2027,7 +2029,7 @@ class FileSystem(abc.ABC):
         """Move ``path`` to ``dest``."""
         raise NotImplementedError(f"{type(self).__name__} cannot move files")
 
-    def rename(self, path, dest):
+    def rename(self, path, dest) -> None:
         """Luigi's other name for move()."""
         self.move(path, dest)
 
@@ -2048,14 +2050,14 @@ class LocalFileSystem(FileSystem):
     def exists(self, path):
         return os.path.exists(path)
 
-    def remove(self, path, recursive=True, skip_trash=True):
+    def remove(self, path, recursive: bool = True, skip_trash: bool = True) -> None:
         if recursive and os.path.isdir(path):
             import shutil
             shutil.rmtree(path)
         else:
             os.remove(path)
 
-    def mkdir(self, path, parents=True, raise_if_exists=False):
+    def mkdir(self, path, parents: bool = True, raise_if_exists: bool = False):
         if os.path.exists(path):
             if raise_if_exists:
                 raise FileAlreadyExists(f"Path exists: {path}")
@@ -2077,7 +2079,7 @@ class LocalFileSystem(FileSystem):
             for name in files:
                 yield os.path.join(folder, name)
 
-    def copy(self, old_path, new_path, raise_if_exists=False):
+    def copy(self, old_path, new_path, raise_if_exists: bool = False):
         """Copy a file, creating the destination's folders; publishes atomically."""
         import shutil
         if raise_if_exists and os.path.exists(new_path):
@@ -2087,7 +2089,7 @@ class LocalFileSystem(FileSystem):
         shutil.copy2(old_path, staging)
         os.replace(staging, new_path)
 
-    def move(self, path, dest):
+    def move(self, path, dest) -> None:
         """Move atomically with ``os.replace``; across devices, copy then replace."""
         parent = os.path.dirname(os.path.abspath(dest))
         os.makedirs(parent, exist_ok=True)
@@ -2103,7 +2105,7 @@ class LocalFileSystem(FileSystem):
 class FileSystemTarget(Target):
     """A target at ``path`` on some FileSystem (``fs``)."""
 
-    def __init__(self, path):
+    def __init__(self, path) -> None:
         self.path = str(path)
 
     @property
@@ -2122,7 +2124,7 @@ class FileSystemTarget(Target):
                           f"the warning.")
         return self.fs.exists(self.path)
 
-    def remove(self):
+    def remove(self) -> None:
         """Remove the target."""
         self.fs.remove(self.path)
 
@@ -2166,7 +2168,7 @@ class FileSystemTarget(Target):
             raise
         self.fs.rename_dont_move(temporary + self.path[len(slashless):], self.path)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path!r})"
 
 
@@ -2203,7 +2205,7 @@ class LocalTarget(FileSystemTarget):
         os.makedirs(parent, exist_ok=True)
         temporary = _temporary_name(self.path, 9)
 
-        def discard():
+        def discard() -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(temporary)
         final = self.path   # not self: the open file must not keep the target alive
@@ -2215,26 +2217,26 @@ class LocalTarget(FileSystemTarget):
             atomic.abort()
             raise
 
-    def makedirs(self):
+    def makedirs(self) -> None:
         """Create the folder that will hold this target."""
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
 
-    def move(self, new_path, raise_if_exists=False):
+    def move(self, new_path, raise_if_exists: bool = False):
         """Move the file to ``new_path``."""
         if raise_if_exists and os.path.exists(new_path):
             raise FileAlreadyExists(f"Destination exists: {new_path}")
         self.fs.move(self.path, new_path)
 
-    def move_dir(self, new_path):
+    def move_dir(self, new_path) -> None:
         """Move the folder to ``new_path``."""
         self.move(new_path)
 
-    def copy(self, new_path, raise_if_exists=False):
+    def copy(self, new_path, raise_if_exists: bool = False) -> None:
         """Copy the file to ``new_path`` (published atomically)."""
         self.fs.copy(self.path, new_path, raise_if_exists)
 
-    def __del__(self):
+    def __del__(self) -> None:
         if getattr(self, "is_tmp", False) and os.path.exists(self.path):
             with contextlib.suppress(OSError):
                 self.fs.remove(self.path)
@@ -2252,7 +2254,7 @@ class MockFileSystem(FileSystem):
     _changes = None
 
     @classmethod
-    def _store(cls, path, data):
+    def _store(cls, path, data) -> None:
         """Write (None: remove) one file; the caller holds the lock."""
         if data is None:
             cls._data.pop(path, None)
@@ -2260,7 +2262,7 @@ class MockFileSystem(FileSystem):
             cls._data[path] = data
 
     @classmethod
-    def _set(cls, path, data):
+    def _set(cls, path, data) -> None:
         with cls._lock:
             cls._store(path, data)
             if cls._changes is not None:
@@ -2268,7 +2270,7 @@ class MockFileSystem(FileSystem):
 
     # What a shared store offers task processes (see _SHARED_STORES).
     @classmethod
-    def _start_recording(cls):
+    def _start_recording(cls) -> None:
         """In a task process: keep what this process changes, to be taken."""
         cls._changes = {}
 
@@ -2279,7 +2281,7 @@ class MockFileSystem(FileSystem):
         return changes or None
 
     @classmethod
-    def _apply(cls, changes):
+    def _apply(cls, changes) -> None:
         """Apply another process's changes (a dict) without recording them."""
         if changes:
             with cls._lock:
@@ -2292,16 +2294,16 @@ class MockFileSystem(FileSystem):
         with cls._lock:
             return dict(cls._data)
 
-    def exists(self, path):
+    def exists(self, path) -> bool:
         return path in self._data
 
-    def remove(self, path, recursive=True, skip_trash=True):
+    def remove(self, path, recursive: bool = True, skip_trash: bool = True) -> None:
         prefix = path.rstrip("/") + "/" if path.rstrip("/") else ""   # "": everything
         for key in [k for k in self._data if k == path or (recursive and
                                                             k.startswith(prefix))]:
             self._set(key, None)
 
-    def mkdir(self, path, parents=True, raise_if_exists=False):
+    def mkdir(self, path, parents: bool = True, raise_if_exists: bool = False) -> None:
         """Folders are implicit in a mock file system."""
 
     def isdir(self, path):
@@ -2312,12 +2314,12 @@ class MockFileSystem(FileSystem):
         prefix = path.rstrip("/") + "/"
         return [k for k in self._data if k.startswith(prefix)]
 
-    def move(self, path, dest):
+    def move(self, path, dest) -> None:
         data = self._data[path]
         self._set(path, None)
         self._set(dest, data)
 
-    def copy(self, path, dest, raise_if_exists=False):
+    def copy(self, path, dest, raise_if_exists: bool = False):
         """Copy ``path``'s bytes to ``dest``."""
         if raise_if_exists and dest in self._data:
             raise FileAlreadyExists(f"Destination exists: {dest}")
@@ -2331,7 +2333,7 @@ class MockFileSystem(FileSystem):
         """The bytes stored at ``path``."""
         return self._data[path]
 
-    def clear(self):
+    def clear(self) -> None:
         """Forget every file."""
         for key in list(self._data):
             self._set(key, None)
@@ -2358,13 +2360,13 @@ class MockTarget(FileSystemTarget):
             return self._format_for(mode).wrap_reader(io.BytesIO(self.fs._data[self.path]))
         raw = _MemoryFile()
 
-        def publish():
+        def publish() -> None:
             self.fs._set(self.path, raw.kept)
             if self._mirror_on_stderr:
                 sys.stderr.write(raw.kept.decode("utf-8", "replace"))
         return self._format_for(mode).wrap_writer(_AtomicFile(raw, publish, lambda: None))
 
-    def move(self, new_path, raise_if_exists=False):
+    def move(self, new_path, raise_if_exists: bool = False):
         """Move the data to ``new_path``."""
         if raise_if_exists and self.fs.exists(new_path):
             raise FileAlreadyExists(f"Destination exists: {new_path}")
@@ -2406,7 +2408,7 @@ def task_id_str(task_family, params):
                     [params[name] for name in names])
 
 
-def _task_id(task_family, keys, values):
+def _task_id(task_family, keys, values) -> str:
     """task_id_str() with the names already sorted and JSON-encoded (``'"name":'``)."""
     # The same bytes as json.dumps(params, separators=(",", ":"), sort_keys=True), built
     # directly with C-level helpers: this runs once per task, and json.dumps alone
@@ -2457,7 +2459,7 @@ class _ClassInfo:
                  "config_generation", "own_retry_policy", "module", "plain_resources",
                  "plain_owners", "batch_names", "reported_family")
 
-    def __init__(self, cls, generation):
+    def __init__(self, cls, generation) -> None:
         params = [(name, value) for name in dir(cls)
                   for value in (getattr(cls, name, None),) if isinstance(value, Parameter)]
         params.sort(key=lambda pair: pair[1]._counter)
@@ -2542,7 +2544,7 @@ class _Registry:
 
     AMBIGUOUS = object()
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.classes = []
         self.namespaces = {}          # module prefix -> namespace
         self.instance_cache = {}      # class -> {parameter values: task}; None: disabled
@@ -2550,7 +2552,7 @@ class _Registry:
         self.class_infos = {}         # class -> its _ClassInfo (see Task._info)
         self._by_family = None        # family -> class, rebuilt when classes change
 
-    def add(self, cls):
+    def add(self, cls) -> None:
         self.classes.append(cls)
         self._by_family = None
 
@@ -2623,7 +2625,7 @@ class _Registry:
             found = candidate
         return found
 
-    def _missing_message(self, name):
+    def _missing_message(self, name) -> str:
         families = {f: c for f, c in self.by_family().items() if c is not self.AMBIGUOUS}
         close = _suggestions(name, list(families))
         if close:
@@ -2650,7 +2652,7 @@ class _RegisterType(type):
         return _REGISTRY.classes
 
     @_reg.setter
-    def _reg(cls, classes):
+    def _reg(cls, classes) -> None:
         _REGISTRY.classes = list(classes)
         _REGISTRY._by_family = None
 
@@ -2675,7 +2677,7 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
         _REGISTRY.add(cls)
         return cls
 
-    def __setattr__(cls, name, value):
+    def __setattr__(cls, name, value) -> None:
         # get_params() is cached per class; a Parameter added later (as @inherits does)
         # must invalidate every cached list.
         if isinstance(value, Parameter) or isinstance(getattr(cls, name, None), Parameter):
@@ -2730,12 +2732,12 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
     # -- Luigi's class-level registry API --------------------------------------------
 
     @classmethod
-    def clear_instance_cache(mcs):
+    def clear_instance_cache(mcs) -> None:
         """Forget every cached task instance."""
         _REGISTRY.instance_cache = {}
 
     @classmethod
-    def disable_instance_cache(mcs):
+    def disable_instance_cache(mcs) -> None:
         """Stop caching task instances (every call builds a new one)."""
         _REGISTRY.instance_cache = None
 
@@ -2759,7 +2761,7 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
         return dict(_REGISTRY.by_family())
 
     @classmethod
-    def _set_reg(mcs, reg):
+    def _set_reg(mcs, reg) -> None:
         _REGISTRY.classes = [c for c in reg.values() if c is not _REGISTRY.AMBIGUOUS]
         _REGISTRY._by_family = None
 
@@ -2773,7 +2775,7 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
                 yield family, not cls.use_cmdline_section, name, param
 
 
-def namespace(namespace=None, scope=""):
+def namespace(namespace=None, scope: str = "") -> None:
     """Put task classes defined from now on (in modules under ``scope``) in ``namespace``.
 
     A class's own ``task_namespace`` attribute wins over this.
@@ -2781,7 +2783,7 @@ def namespace(namespace=None, scope=""):
     _REGISTRY.namespaces[scope] = namespace or ""
 
 
-def auto_namespace(scope=""):
+def auto_namespace(scope: str = "") -> None:
     """Like :func:`namespace`, with each class's ``__module__`` as its namespace."""
     namespace(namespace=_SAME_AS_PYTHON_MODULE, scope=scope)
 
@@ -2905,7 +2907,7 @@ class Task(metaclass=Register):
         return owners.split(",") if isinstance(owners, str) else list(owners)
 
     @property
-    def use_cmdline_section(self):
+    def use_cmdline_section(self) -> bool:
         """False for Config classes whose flags take no ``--Family-`` prefix."""
         return True
 
@@ -2974,7 +2976,7 @@ class Task(metaclass=Register):
         return list(cls._info().params)
 
     @classmethod
-    def get_param_names(cls, include_significant=False):
+    def get_param_names(cls, include_significant: bool = False):
         """Names of the significant parameters (all of them with include_significant)."""
         return [name for name, p in cls.get_params() if include_significant or p.significant]
 
@@ -3063,11 +3065,11 @@ class Task(metaclass=Register):
         return cls._normalize(family, name, param, value)
 
     @classmethod
-    def _call_text(cls, args, kwargs):
+    def _call_text(cls, args, kwargs) -> str:
         return f"{cls.get_task_family()}[args={args}, kwargs={kwargs}]"
 
     @classmethod
-    def _unknown_text(cls, name, args, kwargs):
+    def _unknown_text(cls, name, args, kwargs) -> str:
         known = [n for n, _ in cls.get_params()]
         close = _suggestions(name, known)
         hint = f"; did you mean {' or '.join(close)}?" if close else (
@@ -3075,7 +3077,7 @@ class Task(metaclass=Register):
         return f"{cls._call_text(args, kwargs)}: unknown parameter {name}{hint}"
 
     @classmethod
-    def _warn_unconsumed_config(cls, family, declared):
+    def _warn_unconsumed_config(cls, family, declared) -> None:
         """Warn about options in ``[Family]`` the task does not declare (a typo there
         silently does nothing otherwise)."""
         _warn_unconsumed(family, set(declared) | set(getattr(cls, "ignore_unconsumed", ())))
@@ -3085,7 +3087,7 @@ class Task(metaclass=Register):
         values = self.get_param_values(info.params, args, kwargs)
         self._set_values(info, list(map(_second, values)))
 
-    def _set_values(self, info, values):
+    def _set_values(self, info, values) -> None:
         """Store the resolved ``values`` (in declaration order) and derive the id."""
         # Attribute stores, not writes through self.__dict__: CPython then keeps the
         # attributes inline in the object, without a dict per task to allocate and for
@@ -3127,7 +3129,7 @@ class Task(metaclass=Register):
                     kwargs[name] = param._parse_for(family, name, raw, "string parameters")
         return cls(**kwargs)
 
-    def to_str_params(self, only_significant=False, only_public=False):
+    def to_str_params(self, only_significant: bool = False, only_public: bool = False):
         """``{name: serialized value}``; PRIVATE parameters are always left out."""
         if not (only_significant or only_public):
             return dict(self._serialized)
@@ -3165,7 +3167,7 @@ class Task(metaclass=Register):
     def __eq__(self, other):
         return type(self) is type(other) and self.task_id == other.task_id
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         text = self._repr_text
         if text is None:   # computed once: logs and the summary ask for it often
             info, serialized = self._info(), self._serialized
@@ -3187,7 +3189,7 @@ class Task(metaclass=Register):
         return register
 
     @classmethod
-    def remove_event_handler(cls, event, callback):
+    def remove_event_handler(cls, event, callback) -> None:
         """Unregister a callback added with :meth:`event_handler`."""
         cls._event_callbacks[cls][event].remove(callback)
 
@@ -3209,23 +3211,23 @@ class Task(metaclass=Register):
 
     # -- reporting from inside run() -------------------------------------------------------
 
-    def set_status_message(self, message):
+    def set_status_message(self, message) -> None:
         """Show ``message`` as this task's status in the scheduler (during run())."""
         self._report_to_scheduler("set_task_status_message", message)
 
-    def set_progress_percentage(self, percentage):
+    def set_progress_percentage(self, percentage) -> None:
         """Show this task's progress, 0-100, in the scheduler (during run())."""
         self._report_to_scheduler("set_task_progress_percentage", percentage)
 
-    def set_tracking_url(self, url):
+    def set_tracking_url(self, url) -> None:
         """Link this task to ``url`` (e.g. a job page) in the scheduler (during run())."""
         self._report_to_scheduler("tracking_url", url)
 
-    def decrease_running_resources(self, decrease_resources):
+    def decrease_running_resources(self, decrease_resources) -> None:
         """Give back part of the resources held, e.g. ``{"db": 1}`` (during run())."""
         self._report_to_scheduler("decrease_running_task_resources", decrease_resources)
 
-    def _report_to_scheduler(self, method, value):
+    def _report_to_scheduler(self, method, value) -> None:
         report = _ACTIVE_REPORTERS.get(self.task_id)
         if report is None:
             _log.warning("%r: %s outside run() is ignored", self, method)
@@ -3381,7 +3383,7 @@ def copies(task_to_copy):
     def decorate(task_class):
         task_class = require(task_class)
 
-        def run(self):
+        def run(self) -> None:
             with self.input().open("r") as source, self.output().open("w") as copy:
                 for line in source:
                     copy.write(line)
@@ -3426,7 +3428,7 @@ def common_params(task_instance, task_cls):
 class _UncheckedParameter(Parameter):
     """A string Parameter that may be None without a warning."""
 
-    def _warn_on_wrong_param_type(self, param_name, param_value):
+    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
         """None is a value here."""
 
 
@@ -3699,7 +3701,7 @@ def _email_disabled_reason():
     return None
 
 
-def send_email(subject, message, sender, recipients, image_png=None):
+def send_email(subject, message, sender, recipients, image_png=None) -> None:
     """Send ``message`` to ``recipients`` (each may hold comma-separated addresses) by
     ``[email] method``, unless e-mail is disabled or there is nobody to send to. A
     server that cannot be reached is logged, never raised: a failed notification must
@@ -3724,7 +3726,7 @@ def send_email(subject, message, sender, recipients, image_png=None):
     _send_email_smtp(sender, subject, message, recipients, image_png)
 
 
-def _send_email_smtp(sender, subject, message, recipients, image_png):
+def _send_email_smtp(sender, subject, message, recipients, image_png) -> None:
     import smtplib
     import socket
     settings = smtp()
@@ -3768,7 +3770,7 @@ def _email_sender():
     return email().sender or f"luigi-client@{socket.gethostname()}"
 
 
-def send_error_email(subject, message, additional_recipients=None):
+def send_error_email(subject, message, additional_recipients=None) -> None:
     """Send an error e-mail to ``[email] receiver`` and ``additional_recipients`` (an
     address or a list: a task's ``owner_email``)."""
     recipients = [email().receiver] if email().receiver else []
@@ -3787,7 +3789,7 @@ def wrap_traceback(traceback):
     return traceback
 
 
-def format_task_error(headline, task, command, formatted_exception=None):
+def format_task_error(headline, task, command, formatted_exception=None) -> str:
     """The body of an error e-mail about ``task``: the headline, its name and
     parameters, the command line and the traceback (cut at ``traceback_max_length``)."""
     limit = email().traceback_max_length
@@ -3835,13 +3837,13 @@ class BatchNotifier:
     each owner (and ``[email] receiver``) one e-mail per ``email_interval`` minutes,
     in Luigi's format."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs) -> None:
         self._config = batch_email(**kwargs)
         self._format = email().format
         self._default_owners = {a for a in email().receiver.split(",") if a}
         self._clear()
 
-    def _clear(self):
+    def _clear(self) -> None:
         import collections
         self._next_send = time.time() + 60 * self._config.email_interval
         # owner -> key -> [failures, disables, scheduling failures]; and recent errors
@@ -3857,7 +3859,7 @@ class BatchNotifier:
         shown = ", ".join(f"{k}={v}" for k, v in unbatched_args.items())
         return f"{family}({shown})"
 
-    def _add(self, task_name, family, unbatched_args, owners, column, expl=None):
+    def _add(self, task_name, family, unbatched_args, owners, column, expl=None) -> None:
         key = self._key(task_name, family, unbatched_args)
         for owner in self._default_owners | set(owners or ()):
             self._counts[owner].setdefault(key, [0, 0, 0])[column] += 1
@@ -3868,24 +3870,24 @@ class BatchNotifier:
                 while len(recent) > self._config.error_messages:
                     del recent[next(iter(recent))]
 
-    def add_failure(self, task_name, family, unbatched_args, expl, owners):
+    def add_failure(self, task_name, family, unbatched_args, expl, owners) -> None:
         """A task failed with ``expl``."""
         self._add(task_name, family, unbatched_args, owners, 0, expl)
 
-    def add_disable(self, task_name, family, unbatched_args, owners):
+    def add_disable(self, task_name, family, unbatched_args, owners) -> None:
         """A task was disabled for failing too often."""
         self._add(task_name, family, unbatched_args, owners, 1)
 
-    def add_scheduling_fail(self, task_name, family, unbatched_args, expl, owners):
+    def add_scheduling_fail(self, task_name, family, unbatched_args, expl, owners) -> None:
         """A worker could not schedule a task: its complete() or requires() raised."""
         self._add(task_name, family, unbatched_args, owners, 2, expl)
 
-    def update(self):
+    def update(self) -> None:
         """Send when the interval has passed."""
         if time.time() >= self._next_send:
             self.send_email()
 
-    def send_email(self):
+    def send_email(self) -> None:
         """Send each owner what was collected for them, and start over."""
         try:
             for owner, counts in self._counts.items():
@@ -3893,7 +3895,7 @@ class BatchNotifier:
         finally:
             self._clear()
 
-    def _send(self, owner, counts, errors):
+    def _send(self, owner, counts, errors) -> None:
         summary = self._counts_text([sum(row[i] for row in counts.values())
                                      for i in range(3)])
         if not summary:
@@ -3943,34 +3945,6 @@ class BatchNotifier:
         if shown and self._format != "html":
             shown.append("")
         return "\n".join(shown)
-
-
-class _SchedulerEmails:
-    """Scheduler: the e-mails it sends (Luigi's): a task disabled for its failures, and
-    failures in batches with ``[scheduler] batch_emails``."""
-
-    def _email_disable(self, event, task, old, new):
-        """Listener: e-mail a task the scheduler disabled for its failures (unless
-        failures go out in batches)."""
-        if self._email_batcher is not None:
-            return
-        policy = task.retry_policy
-        notifications.send_error_email(
-            f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
-            f"{task.id} failed {policy['retry_count']} times in the last "
-            f"{policy['disable_window']} seconds, so it is being disabled for "
-            f"{self.options['disable_persist']} seconds")
-
-    def _batch_failure_email(self, task, worker, expl, owners):
-        try:
-            reason = json.loads(expl) if expl is not None else None
-        except ValueError:
-            reason = expl   # not JSON, as a hand-written client may send it
-        params = self._unbatched(worker.id, task.family, task.params)
-        name = self._pretty_id(task)
-        self._email_batcher.add_failure(name, task.family, params, reason, owners)
-        if task.status == DISABLED:
-            self._email_batcher.add_disable(name, task.family, params, owners)
 
 
 ###########################################################################################
@@ -4094,7 +4068,7 @@ class _TaskState:
     pretty = None                # (params, family, display name), once shown
     runnable = False             # some worker could run it (so an assistant may)
 
-    def __init__(self, task_id, seq, now, retry_policy):
+    def __init__(self, task_id, seq, now, retry_policy) -> None:
         self.id = task_id
         self.status = UNKNOWN
         # Shared empty tuples, grown by _with(): a graph of 100,000 tasks would otherwise
@@ -4134,7 +4108,7 @@ class _WorkerState:
                  "running", "stake", "n_pending", "n_unique", "n_last", "enabled",
                  "assistant", "messages")
 
-    def __init__(self, worker_id, now):
+    def __init__(self, worker_id, now) -> None:
         self.id = worker_id
         # (id,): the workers and stakeholders of nearly every task; one shared tuple
         # rather than one per task (tuples are immutable, so sharing is safe).
@@ -4164,7 +4138,7 @@ class _SchedulerCore:
     Luigi's status rules, the calls workers make, and liveness. The features in the
     sections below are mixed in with it into Scheduler."""
 
-    def __init__(self, clock=None, resources=None, **options):
+    def __init__(self, clock=None, resources=None, **options) -> None:
         self._clock = clock or _wall_clock
         self.options = _typed_options("scheduler", _SCHEDULER_DEFAULTS, options)
         self._capacity = dict(_resource_capacities() if resources is None else resources)
@@ -4213,7 +4187,7 @@ class _SchedulerCore:
             self._listeners[event] = self._listeners.get(event, ()) + (listener,)
         return listener
 
-    def _announce(self, event, record, old=None, new=None):
+    def _announce(self, event, record, old=None, new=None) -> None:
         for listener in self._listeners.get(event, ()):
             listener(event, record, old, new)
 
@@ -4247,7 +4221,7 @@ class _SchedulerCore:
             self._announce("worker", worker, None, "active")
         return worker
 
-    def _timer(self, due, kind, key):
+    def _timer(self, due, kind, key) -> None:
         heapq.heappush(self._timers, (due, next(self._seq), kind, key))
 
     def _retry_policy(self, overrides):
@@ -4275,7 +4249,7 @@ class _SchedulerCore:
 
     # -- the one place a status changes ---------------------------------------------------
 
-    def _set_status(self, task, status, now=None):
+    def _set_status(self, task, status, now=None) -> None:
         """Move ``task`` to ``status``, keeping every index and counter in step."""
         old = task.status
         if old == status:
@@ -4304,7 +4278,7 @@ class _SchedulerCore:
         if "status" in self._listeners:
             self._announce("status", task, old, status)
 
-    def _update_dependents(self, task, change):
+    def _update_dependents(self, task, change) -> None:
         for dependent_id in task.dependents:
             dependent = self._tasks.get(dependent_id)
             if dependent is not None:
@@ -4312,7 +4286,7 @@ class _SchedulerCore:
                 if dependent.blockers == 0:
                     self._push_ready(dependent)
 
-    def _account(self, task, sign):
+    def _account(self, task, sign) -> None:
         """Add (+1) or remove (-1) ``task`` from its workers' pending counters."""
         if task.status not in _COUNTED or not task.workers:
             return
@@ -4331,7 +4305,7 @@ class _SchedulerCore:
         if last is not None:
             last.n_last += sign
 
-    def _push_ready(self, task, worker_ids=None):
+    def _push_ready(self, task, worker_ids=None) -> None:
         """Offer a task that can run now to its workers (stale offers are skipped later)."""
         if task.status != PENDING or task.blockers:
             return
@@ -4378,7 +4352,7 @@ class _SchedulerCore:
             self._push_ready(task)
         return added
 
-    def _add_runnable_worker(self, task, worker):
+    def _add_runnable_worker(self, task, worker) -> None:
         if worker.id in task.workers:
             return
         if not task.runnable:
@@ -4393,7 +4367,7 @@ class _SchedulerCore:
             self._account(task, +1)
         self._push_ready(task, worker.alone)
 
-    def _add_stakeholder(self, task, worker, added_deps):
+    def _add_stakeholder(self, task, worker, added_deps) -> None:
         """``worker`` wants ``task`` and, so, its dependencies (all of them when it is
         new to the task, else just the ``added_deps``)."""
         if task.remove_at is not None:
@@ -4413,7 +4387,7 @@ class _SchedulerCore:
                 if dep.remove_at is not None:
                     dep.remove_at = None
 
-    def _raise_priority(self, task, priority):
+    def _raise_priority(self, task, priority) -> None:
         """Raise ``task`` to ``priority`` and its dependencies, transitively, to the
         task's priority: what a high-priority task needs must not wait behind others."""
         priority = max(priority, task.priority)
@@ -4431,7 +4405,7 @@ class _SchedulerCore:
 
     # -- status rules (Luigi's) -------------------------------------------------------------
 
-    def _apply_status(self, task, status, now):
+    def _apply_status(self, task, status, now) -> None:
         """Apply a reported status with Luigi's rules for failures and disabling."""
         if task.batch_id is not None and task.status == RUNNING and status != RUNNING:
             self._end_batch(task, status, now)
@@ -4477,7 +4451,7 @@ class _SchedulerCore:
                 or now >= task.first_failure + policy["disable_hard_timeout"])
 
     @staticmethod
-    def _forget_failures(task):
+    def _forget_failures(task) -> None:
         if task.first_failure is None and task.disabled_at is None:
             return   # nothing to forget (and no per-task field to write)
         task.failures = ()
@@ -4486,10 +4460,10 @@ class _SchedulerCore:
 
     # -- the RPC surface: what workers call ---------------------------------------------
 
-    def add_task(self, task_id=None, status=PENDING, runnable=True, deps=None,
-                 new_deps=None, expl=None, resources=None, priority=0, family="",
-                 module=None, params=None, param_visibilities=None, accepts_messages=False,
-                 assistant=False, tracking_url=None, worker=None, batchable=None,
+    def add_task(self, task_id=None, status=PENDING, runnable: bool = True, deps=None,
+                 new_deps=None, expl=None, resources=None, priority: int = 0, family: str = "",
+                 module=None, params=None, param_visibilities=None, accepts_messages: bool = False,
+                 assistant: bool = False, tracking_url=None, worker=None, batchable=None,
                  batch_id=None, retry_policy_dict=None, owners=None, **kwargs):
         """Add or update a task: its status, dependencies, workers and priority.
 
@@ -4552,7 +4526,7 @@ class _SchedulerCore:
             return None   # just done: a second worker's stale "pending" is ignored
         return task
 
-    def _reported_status(self, task, status, reporter, new_deps, now):
+    def _reported_status(self, task, status, reporter, new_deps, now) -> None:
         """Apply the status a worker reported, if it may change the task: a RUNNING
         task's only by its own worker (DONE/FAILED/RUNNING), or with new deps. (A
         worker's DISABLED makes a scheduler-imposed disable a lasting one.)"""
@@ -4564,7 +4538,7 @@ class _SchedulerCore:
                 self._apply_status(task, status, now)
 
     def _update_details(self, task, family, module, params, param_visibilities,
-                        accepts_messages, tracking_url, batchable, expl, owners):
+                        accepts_messages, tracking_url, batchable, expl, owners) -> None:
         if family or module or params or param_visibilities:   # else: a result report
             task.family = task.family or family
             task.module = task.module or module
@@ -4644,7 +4618,7 @@ class _SchedulerCore:
                 running.append(entry)
         return running
 
-    def get_work(self, worker=None, host=None, assistant=False, current_tasks=None,
+    def get_work(self, worker=None, host=None, assistant: bool = False, current_tasks=None,
                  **kwargs):
         """Hand ``worker`` the best task it may run now, and mark it RUNNING.
 
@@ -4687,7 +4661,7 @@ class _SchedulerCore:
         lost = worker.running - set(current_tasks)
         return self._tasks[min(lost)] if lost else None
 
-    def _add_assistant(self, worker):
+    def _add_assistant(self, worker) -> None:
         """From now on ``worker`` may run any runnable task: offer it every one that can
         run now (once; later ones are offered as they become ready)."""
         worker.assistant = True
@@ -4735,7 +4709,7 @@ class _SchedulerCore:
             return task
         return None
 
-    def _claim(self, task, worker, now):
+    def _claim(self, task, worker, now) -> None:
         task.worker_running = worker.id   # before the change is announced: listeners
         task.time_running = now           # (history: the host) read them
         self._set_status(task, RUNNING, now)
@@ -4749,7 +4723,7 @@ class _SchedulerCore:
 
     # -- liveness, retries and removal ---------------------------------------------------
 
-    def prune(self, **kwargs):
+    def prune(self, **kwargs) -> None:
         """Apply what is due: dead workers, retries, re-enables and removals.
 
         Each due item is one timer popped from a heap, so the cost follows the number of
@@ -4765,7 +4739,7 @@ class _SchedulerCore:
             getattr(self, "_due_" + kind)(key, now)
         return None
 
-    def _due_worker(self, worker_id, now):
+    def _due_worker(self, worker_id, now) -> None:
         worker = self._workers.get(worker_id)
         if worker is None:
             return
@@ -4775,7 +4749,7 @@ class _SchedulerCore:
         else:
             self._remove_worker(worker, now)
 
-    def _remove_worker(self, worker, now):
+    def _remove_worker(self, worker, now) -> None:
         _log.info("worker %s timed out and is removed", worker.id)
         del self._workers[worker.id]
         if "worker" in self._listeners:
@@ -4797,40 +4771,40 @@ class _SchedulerCore:
                 self._settle_batch(batch_id, FAILED, now,
                                    json.dumps(f"worker {worker.id} stopped responding"))
 
-    def _remove_later(self, task, now):
+    def _remove_later(self, task, now) -> None:
         """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
         task.remove_at = now + self.options["remove_delay"]
         self._timer(task.remove_at, "remove", task.id)
 
-    def _due_retry(self, task_id, now):
+    def _due_retry(self, task_id, now) -> None:
         task = self._tasks.get(task_id)
         if task is not None and task.status == FAILED and task.retry_at is not None \
                 and task.retry_at <= now:
             task.retry_at = None
             self._set_status(task, PENDING, now)
 
-    def _due_enable(self, task_id, now):
+    def _due_enable(self, task_id, now) -> None:
         task = self._tasks.get(task_id)
         if task is not None and task.status == DISABLED and task.disabled_at is not None \
                 and task.disabled_at + self.options["disable_persist"] <= now:
             self._forget_failures(task)
             self._apply_status(task, FAILED, now)
 
-    def _due_remove(self, task_id, now):
+    def _due_remove(self, task_id, now) -> None:
         task = self._tasks.get(task_id)
         if task is None or task.stakeholders or task.remove_at is None \
                 or task.remove_at > now:
             return
         self._delete(task)
 
-    def _due_drop(self, task_id, now):
+    def _due_drop(self, task_id, now) -> None:
         """A failed batch runner goes (Luigi's way): its members carry the failure,
         and a retry forms a new batch."""
         task = self._tasks.get(task_id)
         if task is not None and task.status == FAILED:
             self._delete(task)
 
-    def _delete(self, task):
+    def _delete(self, task) -> None:
         task_id = task.id
         self._account(task, -1)
         if task.status == RUNNING:
@@ -4850,7 +4824,7 @@ class _SchedulerCore:
 # Scheduler: resources, and what running tasks report
 ###########################################################################################
 
-class _SchedulerResources:
+class _SchedulerResources(_SchedulerCore):
     """Scheduler: resources, and the messages, progress and resources of running
     tasks."""
 
@@ -4864,11 +4838,11 @@ class _SchedulerResources:
                 return resource
         return None
 
-    def _park(self, resource, task, worker_id):
+    def _park(self, resource, task, worker_id) -> None:
         heapq.heappush(self._parked.setdefault(resource, []),
                        (-task.priority, task.seq, task.id, worker_id))
 
-    def _unpark(self, resource):
+    def _unpark(self, resource) -> None:
         """Offer tasks that waited for ``resource`` again, as many as could now fit."""
         waiting = self._parked.get(resource)
         free = self._capacity_of(resource) - self._used.get(resource, 0)
@@ -4879,12 +4853,12 @@ class _SchedulerResources:
                 free -= task.resources.get(resource, 1)
                 self._push_ready(task, (worker_id,))
 
-    def _hold(self, task):
+    def _hold(self, task) -> None:
         task.resources_running = dict(task.resources)
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
 
-    def _release(self, task):
+    def _release(self, task) -> None:
         held = task.resources_running
         task.resources_running = None
         worker = self._workers.get(task.worker_running)
@@ -4898,14 +4872,14 @@ class _SchedulerResources:
 
     # -- messages, progress and resources of running tasks -----------------------------
 
-    def _show(self, task_id, method, field, value):
+    def _show(self, task_id, method, field, value) -> None:
         """Set what a running task shows (on its batch's members too), announced."""
         for task in self._with_batch(self._task(task_id, method)):
             setattr(task, field, value)
             if "task" in self._listeners:
                 self._announce("task", task, task.status, task.status)
 
-    def set_task_status_message(self, task_id, status_message):
+    def set_task_status_message(self, task_id, status_message) -> None:
         """Set the message a running task shows."""
         self._show(task_id, "set_task_status_message", "status_message", status_message)
 
@@ -4914,7 +4888,7 @@ class _SchedulerResources:
         task = self._task(task_id, "get_task_status_message")
         return {"taskId": task_id, "statusMessage": task.status_message}
 
-    def set_task_progress_percentage(self, task_id, progress_percentage):
+    def set_task_progress_percentage(self, task_id, progress_percentage) -> None:
         """Set a running task's progress (0-100)."""
         self._show(task_id, "set_task_progress_percentage", "progress_percentage",
                    progress_percentage)
@@ -4956,12 +4930,12 @@ class _SchedulerResources:
 # Scheduler: batches
 ###########################################################################################
 
-class _SchedulerBatches:
+class _SchedulerBatches(_SchedulerCore):
     """Scheduler: batches, several tasks of one family run as one (Luigi's
     batch_method)."""
 
     def add_task_batcher(self, worker, task_family, batched_args,
-                         max_batch_size=float("inf"), **kwargs):
+                         max_batch_size=float("inf"), **kwargs) -> None:
         """``worker`` runs ``task_family`` tasks in batches: tasks whose other
         parameters are equal are handed out together (up to ``max_batch_size``), their
         ``batched_args`` values as lists for the worker's batch_method to combine."""
@@ -5020,7 +4994,7 @@ class _SchedulerBatches:
         return [task for task in tasks if task is not None and
                 task.status == BATCH_RUNNING and task.batch_id == batch_id]
 
-    def _run_batch(self, task, batch_id, worker, now):
+    def _run_batch(self, task, batch_id, worker, now) -> None:
         """``task`` (the combined task, or for a batch_method like max one of the
         members) is what ``worker`` runs for ``batch_id``: RUNNING, holding the
         members' resources."""
@@ -5040,14 +5014,14 @@ class _SchedulerBatches:
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
 
-    def _end_batch(self, runner, status, now):
+    def _end_batch(self, runner, status, now) -> None:
         """The runner of a batch left RUNNING: its members take the same status."""
         batch_id, runner.batch_id = runner.batch_id, None
         if status == FAILED and not runner.batchable:   # a combined task, not a member
             self._timer(now, "drop", runner.id)
         self._settle_batch(batch_id, status, now, runner.expl)
 
-    def _settle_batch(self, batch_id, status, now, expl=_NO_VALUE):
+    def _settle_batch(self, batch_id, status, now, expl=_NO_VALUE) -> None:
         """The members of batch ``batch_id`` still waiting take ``status`` (and
         ``expl``, when given); the batch is forgotten."""
         for member in self._batch_members(batch_id):
@@ -5057,7 +5031,7 @@ class _SchedulerBatches:
             self._apply_status(member, status, now)
         self._batches.pop(batch_id, None)
 
-    def _reset_orphaned_batches(self, worker, now):
+    def _reset_orphaned_batches(self, worker, now) -> None:
         """Batches handed to ``worker`` that it never started (it asks for work again
         without running them): their members are PENDING again."""
         for batch_id, (worker_id, _, runner_id) in list(self._batches.items()):
@@ -5082,7 +5056,7 @@ class _SchedulerBatches:
         names = self._batchers.get((worker_id, family), ((), 1))[0]
         return {k: v for k, v in params.items() if k not in names} if names else params
 
-    def dump(self):
+    def dump(self) -> None:
         """Luigi's shutdown hook: send the e-mails collected so far."""
         if self._email_batcher is not None:
             self._email_batcher.send_email()
@@ -5092,7 +5066,7 @@ class _SchedulerBatches:
 # Scheduler: read-only views (the visualiser's API)
 ###########################################################################################
 
-class _SchedulerViews:
+class _SchedulerViews(_SchedulerCore):
     """Scheduler: read-only views of the graph, the workers and the resources (the
     visualiser's API, and tools)."""
 
@@ -5124,7 +5098,7 @@ class _SchedulerViews:
                 task.tracking_url, task.worker_running,
                 task.status == DISABLED and task.disabled_at is not None]
 
-    def _serialize_task(self, task, include_deps=True):
+    def _serialize_task(self, task, include_deps: bool = True):
         public = self._public_params(task)
         record = {
             "display_name": self._pretty_id(task), "status": task.status,
@@ -5172,7 +5146,7 @@ class _SchedulerViews:
                 stack.extend((d, False) for d in task.deps if d not in memo)
         return memo[task_id]
 
-    def task_list(self, status="", upstream_status="", limit=True, search=None,
+    def task_list(self, status: str = "", upstream_status: str = "", limit: bool = True, search=None,
                   max_shown_tasks=None, **kwargs):
         """Tasks with ``status`` (all when empty), optionally filtered by upstream status
         and a search string. Too many gives ``{"num_tasks": n}`` when ``limit``."""
@@ -5241,17 +5215,17 @@ class _SchedulerViews:
             result[current_id] = record
         return result
 
-    def dep_graph(self, task_id, include_done=True, **kwargs):
+    def dep_graph(self, task_id, include_done: bool = True, **kwargs):
         """The task and everything it depends on, breadth first."""
         self.prune()
         return self._walk(task_id, include_done, lambda task: task.deps)
 
-    def inverse_dep_graph(self, task_id, include_done=True, **kwargs):
+    def inverse_dep_graph(self, task_id, include_done: bool = True, **kwargs):
         """The task and everything that depends on it, breadth first."""
         self.prune()
         return self._walk(task_id, include_done, lambda task: task.dependents)
 
-    def task_graph(self, task_id, include_done=True):
+    def task_graph(self, task_id, include_done: bool = True):
         """The status page's graph of a task, both ways at once: ``{"up": what it
         needs, "down": what needs it}``, each ``{task_id: [status, family, display
         name, neighbours]}`` (a few fields: a graph of 10,000 tasks is read whole)."""
@@ -5287,7 +5261,7 @@ class _SchedulerViews:
                 "taskParams": task.params, "taskModule": task.module,
                 "taskFamily": task.family}
 
-    def worker_list(self, include_running=True, **kwargs):
+    def worker_list(self, include_running: bool = True, **kwargs):
         """Every live worker with its counts (and running tasks)."""
         self.prune()
         workers = []
@@ -5334,14 +5308,14 @@ class _ChangeFeed:
     and each task remembers the version of its last change, in order of change, so
     "what changed since version v" costs what changed, not the size of the graph."""
 
-    def __init__(self, scheduler):
+    def __init__(self, scheduler) -> None:
         self.version = 1
         self.workers_version = 1
         self._changed = {}   # task id -> version of its last change, oldest first
         self._removed = {}   # task id -> version it was forgotten at
         scheduler.subscribe(self._heard)
 
-    def _heard(self, event, record, old, new):
+    def _heard(self, event, record, old, new) -> None:
         self.version += 1
         if event == "worker":
             self.workers_version = self.version
@@ -5363,10 +5337,10 @@ class _ChangeFeed:
         return newer(self._changed), newer(self._removed)
 
 
-class _SchedulerFeed:
+class _SchedulerFeed(_SchedulerCore):
     """Scheduler: ``changes(since)``, the status page's one read of the task list."""
 
-    def changes(self, since=0):
+    def changes(self, since: int = 0):
         """The tasks changed since version ``since`` (from an earlier reply), each as a
         list of ``fields``: ``{"version", "time", "fields", "tasks": {task_id: [...]},
         "removed": [ids], "workers": bool (the workers changed), "reload": bool}``.
@@ -5395,7 +5369,7 @@ class _SchedulerFeed:
 # Scheduler: administration
 ###########################################################################################
 
-class _SchedulerAdmin:
+class _SchedulerAdmin(_SchedulerCore):
     """Scheduler: what an administrator does (re-enable, forgive, mark as done,
     disable a worker, pause, resources, messages to tasks)."""
 
@@ -5429,7 +5403,7 @@ class _SchedulerAdmin:
             self._apply_status(task, DONE, self._clock())
         return {"task_id": task_id, "status": task.status}
 
-    def disable_worker(self, worker):
+    def disable_worker(self, worker) -> None:
         """Stop giving ``worker`` work: it may no longer run any task (it still
         reports on what it runs)."""
         record = self._worker(worker)
@@ -5439,14 +5413,14 @@ class _SchedulerAdmin:
             if task is not None:
                 self._drop_runner(task, record.id)
 
-    def _drop_runner(self, task, worker_id):
+    def _drop_runner(self, task, worker_id) -> None:
         """``worker_id`` may no longer run ``task``."""
         if worker_id in task.workers:
             self._account(task, -1)
             task.workers = tuple(w for w in task.workers if w != worker_id)
             self._account(task, +1)
 
-    def set_worker_processes(self, worker, n):
+    def set_worker_processes(self, worker, n) -> None:
         """Ask ``worker`` (through its next ping) to use ``n`` processes."""
         self._worker(worker).messages.append(
             {"name": "set_worker_processes", "kwargs": {"n": n}})
@@ -5463,7 +5437,7 @@ class _SchedulerAdmin:
              "kwargs": {"task_id": task, "message_id": message_id, "content": content}})
         return {"message_id": message_id}
 
-    def add_scheduler_message_response(self, task_id, message_id, response):
+    def add_scheduler_message_response(self, task_id, message_id, response) -> None:
         """Store a task's answer to a scheduler message."""
         record = self._task(task_id, "add_scheduler_message_response")
         record.messages = record.messages or {}
@@ -5474,12 +5448,12 @@ class _SchedulerAdmin:
         task = self._task(task_id, "get_scheduler_message_response")
         return {"response": (task.messages or {}).get(message_id)}
 
-    def pause(self):
+    def pause(self) -> None:
         """Hand out no work until unpause()."""
         if self.options["pause_enabled"]:
             self._paused = True
 
-    def unpause(self):
+    def unpause(self) -> None:
         """Hand out work again."""
         self._paused = False
 
@@ -5491,7 +5465,7 @@ class _SchedulerAdmin:
         """``{"enabled": bool}``."""
         return {"enabled": self.options["pause_enabled"]}
 
-    def update_resource(self, resource, amount):
+    def update_resource(self, resource, amount) -> bool:
         """Set a resource's capacity; returns False if ``amount`` is not a whole number
         of units >= 0."""
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
@@ -5544,7 +5518,7 @@ class _TaskHistory:
     task is one row of ``tasks`` from when the scheduler first hears of it until it
     forgets it, as in Luigi."""
 
-    def __init__(self, scheduler, path, interval=0.5):
+    def __init__(self, scheduler, path, interval: float = 0.5) -> None:
         import sqlite3
         self.path = path
         self._scheduler = scheduler
@@ -5563,7 +5537,7 @@ class _TaskHistory:
         self._thread.start()
         scheduler.subscribe(self._heard, ("status", "removed"))
 
-    def _heard(self, event, task, old, new):
+    def _heard(self, event, task, old, new) -> None:
         """Queue one event, as it is: the writer thread makes the rows."""
         if event == "removed":
             self._runs.pop(task.id, None)
@@ -5583,7 +5557,7 @@ class _TaskHistory:
         if len(self._queue) > 20000:
             self._wake.set()
 
-    def flush(self):
+    def flush(self) -> None:
         """Write what is queued, now, in one transaction."""
         with self._write_lock:
             queue, batch = self._queue, []
@@ -5612,7 +5586,7 @@ class _TaskHistory:
             finally:
                 db.execute("COMMIT")
 
-    def _write_loop(self, interval):
+    def _write_loop(self, interval) -> None:
         while not self._stop:
             self._wake.wait(interval)
             self._wake.clear()
@@ -5621,7 +5595,7 @@ class _TaskHistory:
             except Exception:   # a full disk, say: the scheduler goes on without it
                 _log.exception("task history: writing to %s failed", self.path)
 
-    def close(self):
+    def close(self) -> None:
         """Write what is left and close the file."""
         self._stop = True
         self._wake.set()
@@ -5629,7 +5603,7 @@ class _TaskHistory:
         self.flush()
         self._db.close()
 
-    def runs(self, family=None, task_id=None, limit=50):
+    def runs(self, family=None, task_id=None, limit: int = 50):
         """The latest ``limit`` runs of a family or of one task, newest first, each
         ``{"id", "task_id", "name", "host", "params", "events": [[status, ts], ...]}``
         (events oldest first)."""
@@ -5650,7 +5624,7 @@ class _TaskHistory:
         return runs
 
 
-class _SchedulerHistory:
+class _SchedulerHistory(_SchedulerCore):
     """Scheduler: task history, when ``record_task_history`` is on, in the SQLite file
     of ``[task_history] db_connection`` (Luigi's settings)."""
 
@@ -5663,11 +5637,11 @@ class _SchedulerHistory:
                                   "[task_history] db_connection (sqlite:///path) is not set")
             self._history = _TaskHistory(self, _history_path(url))
 
-    def has_task_history(self):
+    def has_task_history(self) -> bool:
         """Whether task history is recorded."""
         return self._history is not None
 
-    def task_history(self, family=None, task_id=None, limit=50):
+    def task_history(self, family=None, task_id=None, limit: int = 50):
         """The latest runs of a task family or of one task, from the history (what is
         recorded within the last half second may not be there yet); [] without one."""
         if self._history is None or (family is None and task_id is None):
@@ -5690,7 +5664,7 @@ _RECORD_FIELDS = (
 _STATE_VERSION = 1
 
 
-class _SchedulerState:
+class _SchedulerState(_SchedulerCore):
     """Scheduler: durable state, what a restart must not lose (the server journals
     it in a _StateFile)."""
 
@@ -5732,7 +5706,7 @@ class _SchedulerState:
             self._restore_links(self._tasks[record["id"]], record, now)
         return len(records)
 
-    def _restore_links(self, task, record, now):
+    def _restore_links(self, task, record, now) -> None:
         """Dependencies, workers, status and timers of a restored task."""
         updated = task.updated
         self._set_deps(task, record["deps"], True, now)
@@ -5765,7 +5739,7 @@ class _StateFile:
     writing the snapshot and emptying the journal harmless.
     """
 
-    def __init__(self, path, compact_every=10000):
+    def __init__(self, path, compact_every: int = 10000) -> None:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             import errno
@@ -5812,7 +5786,7 @@ class _StateFile:
         except FileNotFoundError:
             return []
 
-    def append(self, records):
+    def append(self, records) -> None:
         """Journal ``records`` durably (written, flushed and fsynced)."""
         if self._journal is None:
             self._journal = open(self.journal_path, "a", encoding="utf-8")
@@ -5826,7 +5800,7 @@ class _StateFile:
         """True when the journal should be folded into a snapshot."""
         return self._lines >= self.compact_every
 
-    def compact(self, snapshot):
+    def compact(self, snapshot) -> None:
         """Write ``snapshot`` atomically (temporary file, fsync, rename), then empty
         the journal."""
         snapshot = dict(snapshot, seq=self._seq)
@@ -5844,14 +5818,14 @@ class _StateFile:
         os.fsync(self._journal.fileno())
         self._lines = 0
 
-    def close(self):
+    def close(self) -> None:
         """Close the journal file."""
         if self._journal is not None:
             self._journal.close()
             self._journal = None
 
 
-def _fsync_folder(folder):
+def _fsync_folder(folder) -> None:
     """Make a rename in ``folder`` durable (where the platform allows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -5866,12 +5840,44 @@ def _fsync_folder(folder):
 
 
 ###########################################################################################
+# Scheduler: e-mails
+###########################################################################################
+
+class _SchedulerEmails(_SchedulerCore):
+    """Scheduler: the e-mails it sends (Luigi's): a task disabled for its failures, and
+    failures in batches with ``[scheduler] batch_emails``."""
+
+    def _email_disable(self, event, task, old, new) -> None:
+        """Listener: e-mail a task the scheduler disabled for its failures (unless
+        failures go out in batches)."""
+        if self._email_batcher is not None:
+            return
+        policy = task.retry_policy
+        notifications.send_error_email(
+            f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
+            f"{task.id} failed {policy['retry_count']} times in the last "
+            f"{policy['disable_window']} seconds, so it is being disabled for "
+            f"{self.options['disable_persist']} seconds")
+
+    def _batch_failure_email(self, task, worker, expl, owners) -> None:
+        try:
+            reason = json.loads(expl) if expl is not None else None
+        except ValueError:
+            reason = expl   # not JSON, as a hand-written client may send it
+        params = self._unbatched(worker.id, task.family, task.params)
+        name = self._pretty_id(task)
+        self._email_batcher.add_failure(name, task.family, params, reason, owners)
+        if task.status == DISABLED:
+            self._email_batcher.add_disable(name, task.family, params, owners)
+
+
+###########################################################################################
 # Scheduler: the core and its features, one class
 ###########################################################################################
 
-class Scheduler(_SchedulerCore, _SchedulerResources, _SchedulerBatches, _SchedulerViews,
-                _SchedulerFeed, _SchedulerAdmin, _SchedulerHistory, _SchedulerEmails,
-                _SchedulerState):
+class Scheduler(_SchedulerResources, _SchedulerBatches, _SchedulerViews, _SchedulerFeed,
+                _SchedulerAdmin, _SchedulerHistory, _SchedulerEmails, _SchedulerState,
+                _SchedulerCore):
     """The in-memory scheduler: which task runs next, on which worker.
 
     A pure state machine with Luigi's RPC method names, arguments and reply shapes, so
@@ -5889,11 +5895,11 @@ class Scheduler(_SchedulerCore, _SchedulerResources, _SchedulerBatches, _Schedul
     of their own above.
     """
 
-    def __init__(self, clock=None, resources=None, **options):
+    def __init__(self, clock=None, resources=None, **options) -> None:
         super().__init__(clock, resources, **options)
         self._start_history()
 
-    def close(self):
+    def close(self) -> None:
         """Finish writing the task history, if any (the server calls this on stop)."""
         if self._history is not None:
             self._history.close()
@@ -5931,7 +5937,7 @@ class DynamicRequirements:
     """What ``run()`` may yield: ``requirements`` (tasks in any structure), optionally
     with ``custom_complete(complete_fn)`` deciding whether they are all complete."""
 
-    def __init__(self, requirements, custom_complete=None):
+    def __init__(self, requirements, custom_complete=None) -> None:
         self.requirements = requirements
         self.custom_complete = custom_complete
         self.flat_requirements = flatten(requirements)
@@ -5960,7 +5966,7 @@ class _Outcome:
                  "missing")
 
     def __init__(self, task_id, status, explanation=None, traceback_text=None,
-                 new_deps=(), missing=()):
+                 new_deps=(), missing=()) -> None:
         self.task_id = task_id
         self.status = status
         self.explanation = explanation
@@ -5971,7 +5977,7 @@ class _Outcome:
     def __reduce__(self):   # pickled as a constructor call: the cheapest to rebuild
         return _Outcome, tuple(getattr(self, name) for name in self.__slots__)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"_Outcome({self.task_id!r}, {self.status!r})"
 
 
@@ -5982,7 +5988,7 @@ def _run_method(task):
     return None if run is NotImplemented else run
 
 
-def _is_external(task):
+def _is_external(task) -> bool:
     """True for a task with nothing to run."""
     return _run_method(task) is None
 
@@ -5992,7 +5998,7 @@ def _is_external(task):
 _ACTIVE_REPORTERS = {}
 
 
-def _execute_task(task, check_unfulfilled_deps=True, check_complete_on_run=False,
+def _execute_task(task, check_unfulfilled_deps: bool = True, check_complete_on_run: bool = False,
                   report=None, deps=None):
     """Run one task: check its dependencies, run() it, check its output.
 
@@ -6088,7 +6094,7 @@ class _InlineRunner:
     processes = 1
     synchronous = True
 
-    def __init__(self, execute):
+    def __init__(self, execute) -> None:
         self._execute = execute
         self._done = []
 
@@ -6096,7 +6102,7 @@ class _InlineRunner:
     def running(self):
         return len(self._done)
 
-    def start(self, task):
+    def start(self, task) -> None:
         """Run ``task`` now; its outcome waits for collect()."""
         self._done.append(self._execute(task))
 
@@ -6105,7 +6111,7 @@ class _InlineRunner:
         done, self._done = self._done, []
         return done
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to release."""
 
 
@@ -6148,7 +6154,7 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _die_with_parent(parent_pid):
+def _die_with_parent(parent_pid) -> None:
     """Linux: SIGTERM this process when its parent dies, even by SIGKILL, so a task
     never goes on running for a worker the scheduler has declared dead."""
     if not sys.platform.startswith("linux"):
@@ -6163,7 +6169,7 @@ def _die_with_parent(parent_pid):
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None):
+def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None) -> None:
     """A pool process: run each task the parent sends until it sends None.
 
     The process leads a process group of its own, so a timeout or an interrupt stops
@@ -6183,10 +6189,10 @@ def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None):
     for store in _SHARED_STORES:
         store._start_recording()
 
-    def send(message):   # plain pickles: nothing sent needs multiprocessing's reducers
+    def send(message) -> None:   # plain pickles: nothing sent needs multiprocessing's reducers
         conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
-    def report(method, task_id, value):   # the parent forwards it to the scheduler
+    def report(method, task_id, value) -> None:   # the parent forwards it to the scheduler
         send(("report", method, task_id, value))
     while True:
         message = pickle.loads(conn.recv_bytes())
@@ -6230,7 +6236,7 @@ def _take_shared():
     return changes if any(changes) else None
 
 
-def _apply_shared(changes):
+def _apply_shared(changes) -> None:
     for store, part in zip(_SHARED_STORES, changes):
         store._apply(part)
 
@@ -6257,7 +6263,7 @@ def _check_rebuildable(tasks, method):
                 f"it at module level, or use start_method = fork") from None
 
 
-def _death_message(task, exitcode):
+def _death_message(task, exitcode) -> str:
     """Why a pool process died, in words: the exit code, or the signal that killed it."""
     if exitcode is not None and exitcode < 0:
         import signal
@@ -6273,7 +6279,7 @@ def _death_message(task, exitcode):
     return f"Task process for {task!r} {how}"
 
 
-def _timeout_message(task, seconds):
+def _timeout_message(task, seconds) -> str:
     """Why a task past its time limit was stopped, in words."""
     limit = f"{seconds:g}" if isinstance(seconds, (int, float)) else "its"
     return f"{task!r} timed out after {limit} seconds and was terminated."
@@ -6284,12 +6290,12 @@ class _Readiness:
     object kept across calls where the platform has it (a selector per wait costs
     more than a no-op task), multiprocessing.connection.wait elsewhere."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import select
         self._poll = select.poll() if hasattr(select, "poll") else None
         self._owners = {}   # fd -> (the object, its owner)
 
-    def add(self, fileobj, owner):
+    def add(self, fileobj, owner) -> None:
         """Watch ``fileobj`` (a Connection or a sentinel fd) for ``owner``."""
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         self._owners[fd] = (fileobj, owner)
@@ -6297,7 +6303,7 @@ class _Readiness:
             import select
             self._poll.register(fd, select.POLLIN)   # not POLLOUT: a socket is writable
 
-    def remove(self, fileobj):
+    def remove(self, fileobj) -> None:
         """Stop watching ``fileobj``."""
         for fd, (watched, _) in list(self._owners.items()):
             if watched is fileobj:
@@ -6323,7 +6329,7 @@ class _Slot:
 
     __slots__ = ("process", "conn", "task", "deadline", "timeout", "shared_seen")
 
-    def __init__(self, process, conn, shared_seen):
+    def __init__(self, process, conn, shared_seen) -> None:
         self.process, self.conn, self.shared_seen = process, conn, shared_seen
         self.task = self.deadline = self.timeout = None
 
@@ -6345,8 +6351,8 @@ class _ProcessRunner:
 
     synchronous = False
 
-    def __init__(self, processes, forward, known, options, timeout=0.0, start_method=None,
-                 per_task=False, late=()):
+    def __init__(self, processes, forward, known, options, timeout: float = 0.0, start_method=None,
+                 per_task: bool = False, late=()) -> None:
         import multiprocessing
         import pickle
         self._method = start_method or _default_start_method()
@@ -6369,7 +6375,7 @@ class _ProcessRunner:
         self._shared_log = [] if self._method == "fork" else \
             [[store._snapshot() for store in _SHARED_STORES]]
 
-    def check(self, tasks):
+    def check(self, tasks) -> None:
         """Refuse, before anything runs, tasks the chosen start method cannot carry."""
         if self._method != "fork":
             _check_rebuildable(tasks, self._method)
@@ -6412,7 +6418,7 @@ class _ProcessRunner:
             return self.start(task)
         return slot.process.pid
 
-    def _send_shared(self, slot):
+    def _send_shared(self, slot) -> None:
         """What other processes wrote to the shared stores since ``slot`` last heard."""
         log = self._shared_log
         if len(log) > slot.shared_seen:
@@ -6465,7 +6471,7 @@ class _ProcessRunner:
         self._free(slot)
         return [outcome]
 
-    def _free(self, slot):
+    def _free(self, slot) -> None:
         slot.task = slot.deadline = None
         self.running -= 1
         if not self._per_task:
@@ -6499,7 +6505,7 @@ class _ProcessRunner:
             outcomes.append(_Outcome(task.task_id, FAILED, message))
         return outcomes
 
-    def _drop(self, slot):
+    def _drop(self, slot) -> None:
         """Forget ``slot`` (its process has ended or been stopped)."""
         if slot.task is not None:
             slot.task = slot.deadline = None
@@ -6513,7 +6519,7 @@ class _ProcessRunner:
         slot.process.join(_TERMINATE_GRACE)
 
     @staticmethod
-    def _stop(slot):
+    def _stop(slot) -> None:
         """SIGTERM to the slot's process group, SIGKILL to whatever is left after the
         grace period: the task's own children die with it."""
         import signal
@@ -6530,7 +6536,7 @@ class _ProcessRunner:
                 process.join(_TERMINATE_GRACE)
         process.join()
 
-    def close(self):
+    def close(self) -> None:
         """Stop every process: idle ones politely, busy ones (and their groups) by
         signal; nothing started by a task outlives the build."""
         for slot in list(self._slots):
@@ -6553,7 +6559,7 @@ class _ExecutorRunner:
 
     synchronous = False
 
-    def __init__(self, executor, processes, forward, options, threads=False, own=False):
+    def __init__(self, executor, processes, forward, options, threads: bool = False, own: bool = False) -> None:
         import collections
         self._executor, self._own = executor, own
         self.processes = processes
@@ -6564,10 +6570,10 @@ class _ExecutorRunner:
         self._futures = {}                    # future -> task
         self.running = 0
 
-    def check(self, tasks):
+    def check(self, tasks) -> None:
         """Anything can run in a thread; elsewhere it is the executor's to judge."""
 
-    def start(self, task):
+    def start(self, task) -> None:
         """Submit ``task``; returns None (the pid is the executor's business)."""
         if self._threads:
             future = self._executor.submit(_execute_task, task, *self._options,
@@ -6577,7 +6583,7 @@ class _ExecutorRunner:
         self._futures[future] = task
         self.running += 1
 
-    def _report_from_thread(self, method, task_id, value):
+    def _report_from_thread(self, method, task_id, value) -> None:
         self._reports.append((method, (task_id, value)))
 
     def collect(self, timeout=None):
@@ -6603,7 +6609,7 @@ class _ExecutorRunner:
             outcomes.append(outcome)
         return outcomes
 
-    def close(self):
+    def close(self) -> None:
         """Wait for what runs (threads cannot be stopped); shut down our own pool."""
         if self._own:
             self._executor.shutdown(wait=True)
@@ -6621,7 +6627,7 @@ class _TaskProcessRunner:
     synchronous = False
     _POLL = 0.1   # seconds between looks at the processes while waiting for a result
 
-    def __init__(self, create, results, processes):
+    def __init__(self, create, results, processes) -> None:
         self._create, self._results = create, results
         self.processes = max(processes, 1)
         self._running = {}   # task id -> (task, process object)
@@ -6685,7 +6691,7 @@ class _TaskProcessRunner:
             ended.append(_Outcome(task_id, FAILED, message))
         return ended
 
-    def close(self):
+    def close(self) -> None:
         """Terminate what still runs."""
         for _, process in self._running.values():
             with contextlib.suppress(Exception):
@@ -6710,7 +6716,7 @@ class _RunRecord:
 
     __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors", "walked")
 
-    def __init__(self, worker_id):
+    def __init__(self, worker_id) -> None:
         self.worker_id = worker_id
         self.scheduled = {}       # task id -> Task, every task the worker saw
         self.reported = {}        # task id -> _REPORTED_* bits: what it was reported as
@@ -6730,7 +6736,7 @@ class _RunRecord:
                 runnable += 1
         return done, failed, runnable
 
-    def settle_done_elsewhere(self):
+    def settle_done_elsewhere(self) -> None:
         """With a shared scheduler, another worker may have run tasks this one wanted
         between two of its calls. Those found complete now count as complete ones,
         not as "not granted run permission" (Luigi's summary, and a false failure)."""
@@ -6769,7 +6775,7 @@ class _Session:
     ``session.scheduler`` itself: a wrapper would cost more than the scheduler's own
     work on a no-op task."""
 
-    def __init__(self, scheduler, worker_id, info):
+    def __init__(self, scheduler, worker_id, info) -> None:
         self.scheduler = scheduler
         self.worker_id = worker_id
         self._info = info
@@ -6779,18 +6785,18 @@ class _Session:
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
         self._heartbeat = None
 
-    def open(self, first_task, ping_interval):
+    def open(self, first_task, ping_interval) -> None:
         """Say this worker is here (and the first task it added); from now on a remote
         client pings, so the scheduler does not think it dead while tasks run."""
         self.scheduler.add_worker(self.worker_id, self._info + [("first_task", first_task)])
         if self._pinged:
             self._heartbeat = self.scheduler.start_pinging(self.worker_id, ping_interval)
 
-    def stop_pinging(self):
+    def stop_pinging(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.set()
 
-    def flush(self):
+    def flush(self) -> None:
         """Send what microflow's client still holds back (the last reports of a run)."""
         if self._pinged:
             try:
@@ -6807,18 +6813,18 @@ class _Session:
                                        assistant=self._assistant,
                                        current_tasks=list(running))
 
-    def add_task_batcher(self, family, batched_args, max_batch_size):
+    def add_task_batcher(self, family, batched_args, max_batch_size) -> None:
         self.scheduler.add_task_batcher(worker=self.worker_id, task_family=family,
                                         batched_args=batched_args,
                                         max_batch_size=max_batch_size)
 
-    def announce_scheduling_failure(self, task, text):
+    def announce_scheduling_failure(self, task, text) -> None:
         self.scheduler.announce_scheduling_failure(
             task_name=str(task), family=task.get_task_family(),
             params=task.to_str_params(), expl=text, owners=task._owner_list(),
             worker=self.worker_id)
 
-    def relay(self, method, args):
+    def relay(self, method, args) -> None:
         """Pass on what a running task reports (status message, progress, tracking URL,
         resources), from this process or a child."""
         if method == "tracking_url":
@@ -6843,13 +6849,13 @@ class _Retries:
     may run again. ``limit`` is ``[scheduler] retry_count`` when set (a task's own
     policy wins); ``delay`` and ``poll`` come from the session."""
 
-    def __init__(self, limit, delay, poll, clock, sleep):
+    def __init__(self, limit, delay, poll, clock, sleep) -> None:
         self._limit, self._delay, self._poll = limit, delay, poll
         self._clock, self._sleep = clock, sleep
         self._attempts = {}   # task id -> failed runs
         self.due = {}         # task id -> when it may be retried
 
-    def failed(self, task):
+    def failed(self, task) -> None:
         """Count a failure of ``task``; plan its retry while it has retries left."""
         limit = (_retry_policy_of(task) or {}).get("retry_count") or self._limit
         attempts = self._attempts[task.task_id] = self._attempts.get(task.task_id, 0) + 1
@@ -6860,7 +6866,7 @@ class _Retries:
         else:
             self.due.pop(task.task_id, None)
 
-    def wait(self, known, wait_interval):
+    def wait(self, known, wait_interval) -> bool:
         """Sleep until a failed task may be retried; False when none can be any more
         (a scheduler that never hands it back is given up on after a minute)."""
         now = self._clock()
@@ -6941,7 +6947,7 @@ class _WorkerWalk:
                 self._check_ahead(deps)
         return ok
 
-    def _check_ahead(self, deps):
+    def _check_ahead(self, deps) -> None:
         """Parallel completeness checks: start complete() of each dependency not yet
         seen in a thread, so the walk, still in order, finds the answers waiting.
         Each task is checked once, as in the sequential walk."""
@@ -6955,7 +6961,7 @@ class _WorkerWalk:
             if dep.task_id not in scheduled and dep.task_id not in checks:
                 checks[dep.task_id] = self._check_pool.submit(dep.complete)
 
-    def _stop_checks(self):
+    def _stop_checks(self) -> None:
         if self._checks is not None:
             self._check_pool.shutdown(wait=True, cancel_futures=True)
             self._checks = None
@@ -7007,7 +7013,7 @@ class _WorkerWalk:
                      deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
 
-    def _scheduling_failure(self, task, exc, where):
+    def _scheduling_failure(self, task, exc, where) -> None:
         import traceback
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
@@ -7029,7 +7035,7 @@ class _WorkerWalk:
                               "scheduling {task}. Host: {host}", "Luigi framework error")
             raise
 
-    def _email_error(self, task, text, subject, headline):
+    def _email_error(self, task, text, subject, headline) -> None:
         """Luigi's error e-mail about ``task``, to ``[email] receiver`` and its owners."""
         import subprocess
         subject, headline = (part.format(task=task, host=dict(self._info)["host"])
@@ -7037,7 +7043,7 @@ class _WorkerWalk:
         send_error_email(subject, format_task_error(
             headline, task, subprocess.list2cmdline(sys.argv), text), task.owner_email)
 
-    def _report_cycle(self, cycle):
+    def _report_cycle(self, cycle) -> None:
         """Luigi leaves a cycle "not granted run permission"; microflow fails the tasks
         in it as a scheduling error, naming them."""
         message = "dependency cycle: " + " -> ".join(repr(task) for task in cycle)
@@ -7045,7 +7051,7 @@ class _WorkerWalk:
         for task in cycle[:-1]:
             self._fail_scheduling(task, message)
 
-    def _report(self, task, status, runnable, deps=None, expl=None):
+    def _report(self, task, status, runnable, deps=None, expl=None) -> None:
         """Tell the scheduler about ``task`` while scheduling: everything it shows of it."""
         self._note(task, status, runnable)
         info = task._info()
@@ -7064,7 +7070,7 @@ class _WorkerWalk:
         if info.batch_names and status == PENDING and task.batchable:
             self._report_batchable(task, info, runnable)
 
-    def _report_batchable(self, task, info, runnable):
+    def _report_batchable(self, task, info, runnable) -> None:
         """A task with ``batch_method`` parameters: its family's batcher (once), and the
         task marked batchable, so the scheduler may hand several out as one batch."""
         if info.reported_family not in self._batch_families:
@@ -7074,7 +7080,7 @@ class _WorkerWalk:
         self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
                                  runnable=runnable, batchable=True)
 
-    def _report_result(self, task, status, new_deps, expl):
+    def _report_result(self, task, status, new_deps, expl) -> None:
         """Tell the scheduler what running ``task`` came to: only what changed."""
         members = self._batch_members.pop(task.task_id, None)
         if members is None or task in members:   # a combined task is not the user's
@@ -7087,7 +7093,7 @@ class _WorkerWalk:
                                  # a failure's owners get the scheduler's batched e-mails
                                  owners=task._owner_list() if status == FAILED else None)
 
-    def _note(self, task, status, runnable):
+    def _note(self, task, status, runnable) -> None:
         """Remember what ``task`` was reported as; the summary is built from this."""
         bits = _REPORTED_BITS.get(status, 0)
         if status == PENDING and runnable:
@@ -7107,7 +7113,7 @@ class _WorkerWalk:
             self._load_failed(exc, [reply["task_id"]])
             return None
 
-    def _load_failed(self, exc, task_ids):
+    def _load_failed(self, exc, task_ids) -> None:
         text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
         _log.error("%s", text)
         for task_id in task_ids:
@@ -7158,8 +7164,8 @@ class Worker(_WorkerWalk):
     """
 
     def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
-                 processes=1, executor=None, check_workers=0, worker_processes=None,
-                 assistant=False, progress=None, **options):
+                 processes: int = 1, executor=None, check_workers: int = 0, worker_processes=None,
+                 assistant: bool = False, progress=None, **options) -> None:
         self.progress = progress   # called as build() says, while tasks run
         # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
         processes = processes if worker_processes is None else worker_processes
@@ -7245,7 +7251,7 @@ class Worker(_WorkerWalk):
                              self.options["check_complete_on_run"], self._report_inline,
                              deps)
 
-    def _report_inline(self, method, task_id, value):
+    def _report_inline(self, method, task_id, value) -> None:
         self._session.relay(method, (task_id, value))
 
     @property
@@ -7277,7 +7283,7 @@ class Worker(_WorkerWalk):
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info) -> None:
         self._stop_checks()
         if self._runner is not None:
             self._runner.close()
@@ -7319,7 +7325,7 @@ class Worker(_WorkerWalk):
         self.run_succeeded = not self._failed_ids and not self._load_failures
         return self.run_succeeded
 
-    def _run_with_progress(self, every=0.2):
+    def _run_with_progress(self, every: float = 0.2) -> None:
         """The run loop, telling ``progress`` (done, running, pending, failed, seconds)
         at most every ``every`` seconds and once at the end."""
         done_before = self.record.tally()[0]
@@ -7335,7 +7341,7 @@ class Worker(_WorkerWalk):
                 self.progress(done, running, max(0, runnable - done - failed - running),
                               failed, now - started)
 
-    def _start_running(self):
+    def _start_running(self) -> None:
         """Between the walk and the first task: the runner, now that the graph is known."""
         self._started = True
         self._stop_checks()
@@ -7354,7 +7360,7 @@ class Worker(_WorkerWalk):
                 *self._session.retry_timing(self.options["wait_interval"]),
                 self._clock, self._sleep)
 
-    def step(self):
+    def step(self) -> str:
         """Do one thing and say what: "ran" a task inline, "started" one on a process,
         "collected" outcomes, "waiting" (slept: keep-alive or a retry) or "stop"."""
         if not self._started:
@@ -7432,7 +7438,7 @@ class Worker(_WorkerWalk):
             self._idle_since = now
         return not limit or now - self._idle_since < limit
 
-    def _handle(self, outcomes):
+    def _handle(self, outcomes) -> None:
         """Report each outcome; add dynamic dependencies; reschedule on missing deps."""
         for outcome in outcomes:
             task = self._running.pop(outcome.task_id)
@@ -7474,7 +7480,7 @@ class Worker(_WorkerWalk):
                 return []
         return [dep.task_id for dep in deps]
 
-    def _failed(self, task, outcome):
+    def _failed(self, task, outcome) -> None:
         """Say why ``task`` failed, where the user looks, and plan its retry (if any)."""
         text = (outcome.traceback_text or outcome.explanation or "").rstrip()
         _log.error("[pid %s] Worker %s failed    %s\n%s", self._pids.pop(task.task_id, "-"),
@@ -7489,7 +7495,7 @@ class Worker(_WorkerWalk):
         if self._retries is not None:
             self._retries.failed(task)
 
-    def _interrupt(self, exc):
+    def _interrupt(self, exc) -> None:
         """Ctrl-C or SIGTERM: stop asking for work, stop the running tasks and every
         process they started, and report them failed as interrupted."""
         self.interrupted = exc
@@ -7502,7 +7508,7 @@ class Worker(_WorkerWalk):
         if self._retries:
             self._retries.due.clear()
 
-    def _reschedule(self, task):
+    def _reschedule(self, task) -> None:
         count = self._reschedules.get(task.task_id, 0)
         if count < self.options["max_reschedules"]:
             self._reschedules[task.task_id] = count + 1
@@ -7617,8 +7623,8 @@ class SchedulerServer:
     call serve_forever(). Raises OSError when the address cannot be bound.
     """
 
-    def __init__(self, scheduler=None, address="127.0.0.1", port=8082, token=None,
-                 protect_reads=False, state_path=None):
+    def __init__(self, scheduler=None, address: str = "127.0.0.1", port: int = 8082, token=None,
+                 protect_reads: bool = False, state_path=None) -> None:
         import http.server
         self._owns_scheduler = scheduler is None   # then closed on stop()
         self.scheduler = scheduler if scheduler is not None else \
@@ -7652,7 +7658,7 @@ class SchedulerServer:
         self._thread = None
 
     @property
-    def url(self):
+    def url(self) -> str:
         """The base URL workers use, e.g. ``http://127.0.0.1:8082``."""
         return f"http://{self.address}:{self.port}"
 
@@ -7686,7 +7692,7 @@ class SchedulerServer:
         self.metrics.called(method, time.perf_counter() - started)
         return reply
 
-    def allowed(self, credentials, reading=True):
+    def allowed(self, credentials, reading: bool = True):
         """Whether ``credentials`` may read (``reading``) or change the scheduler."""
         if self._token is None or (reading and not self._protect_reads):
             return True
@@ -7698,18 +7704,18 @@ class SchedulerServer:
         with self._lock:
             return self.metrics.text()
 
-    def _note_worker(self, worker):
+    def _note_worker(self, worker) -> None:
         if worker not in self._workers_seen:
             self._workers_seen.add(worker)
             _log.info("worker %s arrived", worker)
 
 
-    def _note_change(self, event, record, old, new):
+    def _note_change(self, event, record, old, new) -> None:
         """Listener: remember which tasks the call under way changes, to journal."""
         if event != "worker":
             self._changed.add(record.id)
 
-    def _journal(self):
+    def _journal(self) -> None:
         """Journal the records of the tasks the last call changed, before replying."""
         scheduler = self.scheduler
         records = [scheduler.task_record(task_id) for task_id in self._changed]
@@ -7718,7 +7724,7 @@ class SchedulerServer:
         if self._state.due():
             self._state.compact(scheduler.snapshot())
 
-    def serve_forever(self):
+    def serve_forever(self) -> None:
         """Serve until stop() (from another thread) or KeyboardInterrupt."""
         _log.info("microflow scheduler listening on %s", self.url)
         self._httpd.serve_forever(poll_interval=0.5)
@@ -7730,7 +7736,7 @@ class SchedulerServer:
         self._thread.start()
         return self
 
-    def stop(self):
+    def stop(self) -> None:
         """Stop serving and release the port."""
         if self._thread is not None:
             self._httpd.shutdown()
@@ -7749,12 +7755,12 @@ class SchedulerServer:
     def __enter__(self):
         return self.start()
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info) -> None:
         self.stop()
 
 
-def serve(address="127.0.0.1", port=8082, token=None, scheduler=None, state_path=None,
-          **scheduler_options):
+def serve(address: str = "127.0.0.1", port: int = 8082, token=None, scheduler=None, state_path=None,
+          **scheduler_options) -> None:
     """Run a central scheduler in this thread until interrupted (``python -m microflow
     --server`` calls this). For tests, use ``SchedulerServer(...)`` as a context
     manager instead."""
@@ -7829,7 +7835,7 @@ class _HandlerMethods:
             return self._reply(400, {"error": "the data field is nested too deeply"})
         self._reply(*server.call(method, params, self._credentials()))
 
-    def do_HEAD(self):
+    def do_HEAD(self) -> None:
         """Health checks: 204, no body."""
         self.send_response(204)
         self.send_header("Content-Length", "0")
@@ -7848,12 +7854,12 @@ class _HandlerMethods:
                 return None
         return None
 
-    def _reply(self, status, body):
+    def _reply(self, status, body) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="microflow"'} if status == 401 else {}
         self._send(status, json.dumps(body).encode(), "application/json; charset=UTF-8",
                    headers)
 
-    def _send(self, status, data, content_type, headers=None):
+    def _send(self, status, data, content_type, headers=None) -> None:
         """Send ``data``, gzipped when the client accepts it and it is worth it."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -7868,7 +7874,7 @@ class _HandlerMethods:
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, template, *args):   # requests at DEBUG, not on stderr
+    def log_message(self, template, *args) -> None:   # requests at DEBUG, not on stderr
         _log.debug("%s %s", self.address_string(), template % args)
 
 
@@ -7921,8 +7927,8 @@ class RemoteScheduler(_RemoteMethods):
 
     remote = True   # over a network: the worker polls it rather than reading its options
 
-    def __init__(self, url="http://localhost:8082", token=None, connect_timeout=10.0,
-                 timeout=60.0, attempts=3, retry_wait=1.0, sleep=None, batch=True):
+    def __init__(self, url: str = "http://localhost:8082", token=None, connect_timeout: float = 10.0,
+                 timeout: float = 60.0, attempts: int = 3, retry_wait: float = 1.0, sleep=None, batch: bool = True) -> None:
         import urllib.parse
         parts = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
@@ -7981,7 +7987,7 @@ class RemoteScheduler(_RemoteMethods):
         on a long task is not taken for dead; returns the Event that stops it."""
         stop = threading.Event()
 
-        def beat():
+        def beat() -> None:
             while not stop.wait(interval):
                 try:
                     reply = self.ping(worker=worker) or {}
@@ -7994,7 +8000,7 @@ class RemoteScheduler(_RemoteMethods):
         threading.Thread(target=beat, name="microflow-heartbeat", daemon=True).start()
         return stop
 
-    def flush(self):
+    def flush(self) -> None:
         """Send the buffered reports now."""
         self._call("is_paused", {}) if self._buffer else None
 
@@ -8062,14 +8068,14 @@ class RemoteScheduler(_RemoteMethods):
                                    f"{label or method} after {self._attempts} attempt(s): "
                                    f"{problem}")
 
-    def _drop_connection(self):
+    def _drop_connection(self) -> None:
         connection, self._local.connection = getattr(self._local, "connection", None), None
         if connection is not None:
             connection.close()
             with self._buffer_lock, contextlib.suppress(ValueError):
                 self._connections.remove(connection)
 
-    def _say_retry(self, method, attempt, problem):
+    def _say_retry(self, method, attempt, problem) -> None:
         """Warn that a call failed and will be tried again (so a scheduler briefly
         away is seen at once, not only when the worker gives up)."""
         if attempt + 1 < self._attempts:
@@ -8077,7 +8083,7 @@ class RemoteScheduler(_RemoteMethods):
                          "trying again in %g s", self.url, method, attempt + 1,
                          self._attempts, problem, self._retry_wait * 2 ** attempt)
 
-    def close(self):
+    def close(self) -> None:
         """Close the connections this client opened, from every thread."""
         with self._buffer_lock:
             connections, self._connections = self._connections, []
@@ -8112,7 +8118,7 @@ class _Metrics:
     _HELP = {RUNNING: "tasks started", DONE: "tasks done", FAILED: "tasks failed",
              DISABLED: "tasks disabled"}
 
-    def __init__(self, scheduler):
+    def __init__(self, scheduler) -> None:
         self._scheduler = scheduler
         self._counts = collections.Counter()   # (metric, family) -> count
         self._last_time = {}                   # family -> seconds its last run took
@@ -8121,7 +8127,7 @@ class _Metrics:
         if hasattr(scheduler, "subscribe"):    # a scheduler of one's own may not
             scheduler.subscribe(self._heard, ("status",))
 
-    def _heard(self, event, task, old, new):
+    def _heard(self, event, task, old, new) -> None:
         metric = self._COUNTERS.get(new)
         if metric is None:
             return
@@ -8131,7 +8137,7 @@ class _Metrics:
             self._last_time[task.family] = took
             _observe(self._durations, task.family, took, self._DURATION_BUCKETS)
 
-    def called(self, method, seconds):
+    def called(self, method, seconds) -> None:
         """Count one call the server served, and how long it held the scheduler."""
         _observe(self._calls, method, seconds, self._CALL_BUCKETS)
 
@@ -8159,7 +8165,7 @@ class _Metrics:
         return "\n".join(out) + "\n"
 
 
-def _observe(histograms, key, value, buckets):
+def _observe(histograms, key, value, buckets) -> None:
     """Add ``value`` to the histogram of ``key``: ``[count per bucket ..., +Inf, sum]``."""
     import bisect
     counts = histograms.get(key)
@@ -8180,13 +8186,13 @@ def _label_value(value):
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _metric(out, name, kind, help_text, samples):
+def _metric(out, name, kind, help_text, samples) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     out += [f"{name}{_labels(pairs)} {value:g}" if isinstance(value, float)
             else f"{name}{_labels(pairs)} {value}" for pairs, value in samples.items()]
 
 
-def _histogram(out, name, help_text, label, histograms, buckets):
+def _histogram(out, name, help_text, label, histograms, buckets) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for key, counts in sorted(histograms.items()):
         total = 0
@@ -8624,7 +8630,7 @@ def _other_workers(record):
     return others
 
 
-def _classify_pending(sets, scheduled):
+def _classify_pending(sets, scheduled) -> None:
     """Say why each runnable pending task did not run: post-order over dependencies."""
     pending = sets["still_pending_not_ext"]
     upstream_rules = (
@@ -8675,7 +8681,7 @@ def _status_of(sets):
     return LuigiStatusCode.SUCCESS
 
 
-def _one_line_summary(status):
+def _one_line_summary(status) -> str:
     return "This progress looks {} because {}".format(*status.value)
 
 
@@ -8784,7 +8790,7 @@ def _family_text(family, tasks):
     return f"{first_text} ..."
 
 
-def _single_param_text(family, tasks, name, param):
+def _single_param_text(family, tasks, name, param) -> str:
     values = _distinct(getattr(task, name) for task in tasks)
     first, last = _range_ends(values, param)
     if first is not None and len(values) > 3:
@@ -8858,7 +8864,7 @@ class RunResult:
 
     _tasks = None   # the ``tasks`` dict, once built
 
-    def __init__(self, worker, scheduling_succeeded=True):
+    def __init__(self, worker, scheduling_succeeded: bool = True) -> None:
         record = self._record = _record_of(worker)
         others = _other_workers(record)
         sets = _partition(record, others)
@@ -8886,7 +8892,7 @@ class RunResult:
         scheduled = self._record.scheduled
         return {scheduled[task_id]: text for task_id, text in self._record.errors.items()}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"RunResult(status={self.status!r}, "
                 f"scheduling_succeeded={self.scheduling_succeeded!r})")
 
@@ -9070,7 +9076,7 @@ class _Locked:
     worker: each call takes the server's lock, so the page never reads the scheduler
     half-way through a change."""
 
-    def __init__(self, scheduler, lock):
+    def __init__(self, scheduler, lock) -> None:
         self._scheduler, self._lock = scheduler, lock
 
     def __getattr__(self, name):
@@ -9084,7 +9090,7 @@ class _Locked:
         return locked
 
 
-def _port_number(value, name="port"):
+def _port_number(value, name: str = "port"):
     """``value`` as a TCP port (0: any free one); UsageError naming ``name`` if it is
     not one."""
     try:
@@ -9147,7 +9153,7 @@ class WorkerSchedulerFactory:
         """A client of the central scheduler at ``url``."""
         return _remote_scheduler(url)
 
-    def create_worker(self, scheduler, worker_processes=1, assistant=False):
+    def create_worker(self, scheduler, worker_processes: int = 1, assistant: bool = False):
         """The worker that walks the graph and runs the tasks."""
         return Worker(scheduler, processes=worker_processes, assistant=assistant)
 
@@ -9195,7 +9201,7 @@ def _worker_count(value):
     return count
 
 
-def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant=False,
+def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant: bool = False,
                progress=None, **runner_options):
     workers = _worker_count(workers)
     worker = factory.create_worker(scheduler=scheduler, worker_processes=workers,
@@ -9315,7 +9321,7 @@ def dependency_tree(task, _seen=None, _states=None):
     return node
 
 
-def _tree_text(node, prefix="", last=True, top=True):
+def _tree_text(node, prefix: str = "", last: bool = True, top: bool = True):
     """A dependency tree as indented lines, a shared subtree drawn once."""
     branch = "" if top else ("└─ " if last else "├─ ")
     line = f"{prefix}{branch}{node['task']!r} [{node['state']}]"
@@ -9338,7 +9344,7 @@ _HELD_LOCKS = set()
 _AT_FORK = [False]   # whether the closing in forked children is registered (only once)
 
 
-def _close_held_locks():
+def _close_held_locks() -> None:
     for fd in list(_HELD_LOCKS):
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -9346,7 +9352,7 @@ def _close_held_locks():
 
 
 @contextlib.contextmanager
-def _pid_lock(key, pid_dir="", size=1, take=False):
+def _pid_lock(key, pid_dir: str = "", size: int = 1, take: bool = False):
     """Hold one of ``size`` kernel locks (``fcntl.flock``) for ``key`` while the block
     runs; yields the lock file's path, or None when live processes hold them all.
     A process that dies, even by SIGKILL, lets go of its lock, so none is ever stale.
@@ -9382,7 +9388,7 @@ def _pid_lock(key, pid_dir="", size=1, take=False):
     yield None
 
 
-def _lock_prefix(key, pid_dir=""):
+def _lock_prefix(key, pid_dir: str = ""):
     """``<pid_dir>/<md5 of key>``: where ``key``'s lock files start (``pid_dir``
     defaults to ``$TMPDIR/luigi``, Luigi's)."""
     import hashlib
@@ -9392,7 +9398,7 @@ def _lock_prefix(key, pid_dir=""):
     return os.path.join(pid_dir, hashlib.md5(key.encode("utf-8")).hexdigest())
 
 
-def _lock_holders(key, pid_dir=""):
+def _lock_holders(key, pid_dir: str = ""):
     """The pids written in ``key``'s lock files (for the message when they are held)."""
     import glob
     pids = []
@@ -9486,7 +9492,7 @@ def _cron_schedule(expression):
 
 
 def _trigger(schedule, build_once, clock=None, sleep=None, max_runs=None, stop=None,
-             at_once=False):
+             at_once: bool = False):
     """Run ``build_once()`` (it returns an exit code) at each firing of ``schedule``
     (the first at once with ``at_once``), one build at a time: firings that pass while
     a build runs are skipped and logged. Ends after ``max_runs`` builds, or after the
@@ -9681,7 +9687,7 @@ def _full_help(parser):
     return "\n".join(lines)
 
 
-def _param_kind(param):
+def _param_kind(param) -> str:
     """``(IntParameter, default 1)``: a parameter's class and default, for help."""
     kind = next(c.__name__ for c in type(param).__mro__ if not c.__name__.startswith("_"))
     if param._default is _NO_VALUE:
@@ -9690,7 +9696,7 @@ def _param_kind(param):
     return f"({kind}, default {default})"
 
 
-def _add_param_flag(parser, flag, dest, param, name, family):
+def _add_param_flag(parser, flag, dest, param, name, family) -> None:
     """One ``--flag`` for a parameter, shaped by its ``_parser_kwargs`` (Luigi's hook);
     values stay strings until the task parses them."""
     keywords = param._parser_kwargs(name, family)
@@ -9810,7 +9816,7 @@ def _root_parser(task_class):
     return parser
 
 
-def _unknown_flag_message(flag, task_class, *parsers):
+def _unknown_flag_message(flag, task_class, *parsers) -> str:
     known = [option for parser in parsers for action in parser._actions
              for option in action.option_strings]
     close = _suggestions(flag.split("=")[0], known)
@@ -9856,7 +9862,7 @@ class CmdlineParser:
 
     _instance = None
 
-    def __init__(self, cmdline_args):
+    def __init__(self, cmdline_args) -> None:
         try:
             task_class, root, global_values, options = _parse_command_line(
                 list(cmdline_args))
@@ -9873,7 +9879,7 @@ class CmdlineParser:
         parsed._set_parts(task_class, root, global_values, options)
         return parsed
 
-    def _set_parts(self, task_class, root, global_values, options):
+    def _set_parts(self, task_class, root, global_values, options) -> None:
         self._task_class, self._root, self._global_values = task_class, root, global_values
         self.known_args = options
 
@@ -9883,7 +9889,7 @@ class CmdlineParser:
         return cls._instance
 
     @classmethod
-    def global_instance(cls, cmdline_args, allow_override=False):
+    def global_instance(cls, cmdline_args, allow_override: bool = False):
         """A context manager: parse ``cmdline_args`` and make them the command line
         of the block. Raises MicroflowError if another is active and not
         ``allow_override``."""
@@ -9916,7 +9922,7 @@ class CmdlineParser:
                                    for name, raw in self._root.items()})
 
 
-def _set_up_logging(level, conf_file=None, asked=False, config=None):
+def _set_up_logging(level, conf_file=None, asked: bool = False, config=None):
     """The one place logging is set up (build(), the command line with its server and
     trigger loop, Luigi's InterfaceLogging), as Luigi does: nothing with ``[core]
     no_configure_logging``; else the ``logging.config`` file named (``conf_file`` or
@@ -9944,7 +9950,7 @@ def _set_up_logging(level, conf_file=None, asked=False, config=None):
         return lambda: None
     logger.setLevel(level)
 
-    def undo():
+    def undo() -> None:
         if handler is not None:
             logger.removeHandler(handler)
         logger.setLevel(saved[0])
@@ -9962,7 +9968,7 @@ def _stderr_handler(logger):
 
 
 @contextlib.contextmanager
-def _logging(level, conf_file=None, asked=False):
+def _logging(level, conf_file=None, asked: bool = False):
     """_set_up_logging() for the duration of a block."""
     undo = _set_up_logging(level, conf_file, asked)
     try:
@@ -9991,7 +9997,7 @@ class InterfaceLogging:
     config = None      # the configuration to read; None: get_config()
 
     @classmethod
-    def setup(cls, opts=None):
+    def setup(cls, opts=None) -> bool:
         """Configure logging unless done already or disabled; see the class."""
         if cls._configured:
             return False
@@ -10009,7 +10015,7 @@ class InterfaceLogging:
         return True
 
     @classmethod
-    def _default(cls, level):
+    def _default(cls, level) -> None:
         """A handler whatever else is configured, as Luigi's; for good."""
         _stderr_handler(_logger()).setLevel(level)
         _logger().setLevel(level)
@@ -10022,14 +10028,14 @@ class DaemonLogging(InterfaceLogging):
     _configured = False
 
     @classmethod
-    def _default(cls, level):
+    def _default(cls, level) -> None:
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
                             "[%(process)s] %(levelname)s: %(message)s")
 
 
 def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
-        use_dynamic_argparse=None, local_scheduler=False, detailed_summary=False):
+        use_dynamic_argparse=None, local_scheduler: bool = False, detailed_summary: bool = False):
     """Parse a command line (``sys.argv[1:]`` by default) and build the task it names.
 
     ``main_task_cls`` puts that class's family in front of the arguments. Returns what
@@ -10053,7 +10059,7 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     return outcome if detailed_summary else outcome.scheduling_succeeded
 
 
-def _run_command_line(argv, factory=None, firing=False):
+def _run_command_line(argv, factory=None, firing: bool = False):
     """Parse, build, and return the RunResult (or an int exit code for help)."""
     task_class, root, global_values, options = _parse_command_line(argv)
     if options.version:
@@ -10139,7 +10145,7 @@ class _ProgressLine:
     """One live status line on a terminal: redrawn in place as the build goes, wiped
     before any log line is written (and so before the summary), and at the end."""
 
-    def __init__(self, stream):
+    def __init__(self, stream) -> None:
         import logging
         self.stream, self.shown = stream, False
         self._filter = lambda record: self.clear() or True
@@ -10152,26 +10158,26 @@ class _ProgressLine:
             handler.addFilter(self._filter)
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info) -> None:
         self.clear()
         for handler in self._handlers:
             handler.removeFilter(self._filter)
 
-    def __call__(self, done, running, pending, failed, seconds):
+    def __call__(self, done, running, pending, failed, seconds) -> None:
         rate = done / seconds if seconds > 0 else 0.0
         self.stream.write(f"\r\x1b[K{done} done, {running} running, {pending} pending, "
                           f"{failed} failed | {rate:.1f} tasks/s | {seconds:.0f}s")
         self.stream.flush()
         self.shown = True
 
-    def clear(self):
+    def clear(self) -> None:
         if self.shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.shown = False
 
 
-def _run_server(options):
+def _run_server(options) -> int:
     """``--server``: serve a central scheduler until SIGINT/SIGTERM; exit code 0."""
     token = None
     if options.token_file:
@@ -10324,13 +10330,13 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGUSR1, usr1)
 
 
-def _luigi_run(argv=None):
+def _luigi_run(argv=None) -> None:
     """Luigi's ``luigi`` command (``luigi.cmdline.luigi_run``): run the command line,
     then exit (SystemExit) with its code; Ctrl-C propagates as KeyboardInterrupt."""
     sys.exit(_command_line(argv, interruptible=False))
 
 
-def run_server(api_port=8082, address=None, unix_socket=None, scheduler=None):
+def run_server(api_port: int = 8082, address=None, unix_socket=None, scheduler=None):
     """Luigi's ``luigi.server.run``: serve a central scheduler on ``address`` (microflow
     binds 127.0.0.1 when none is given; luigid binds every interface) until interrupted,
     with ``[scheduler]`` options and ``state_path``."""
@@ -10375,7 +10381,7 @@ def _log_level(early):
     return level
 
 
-def _guarded_main(argv, interruptible=True, firing=False):
+def _guarded_main(argv, interruptible: bool = True, firing: bool = False):
     """Run the command line, turning every error into a message and an exit code
     (KeyboardInterrupt too, unless not ``interruptible``); ``firing``: as a build of a
     --every/--cron loop."""
@@ -10430,7 +10436,7 @@ class TaskException(MicroflowError):
 class AsyncCompletionException(Exception):
     """complete() raised while checked in a pool; ``trace`` is the formatted traceback."""
 
-    def __init__(self, trace):
+    def __init__(self, trace) -> None:
         super().__init__(trace)
         self.trace = trace
 
@@ -10438,7 +10444,7 @@ class AsyncCompletionException(Exception):
 class TracebackWrapper:
     """A traceback string in a result queue, told apart from a plain value."""
 
-    def __init__(self, trace):
+    def __init__(self, trace) -> None:
         self.trace = trace
 
 
@@ -10452,7 +10458,7 @@ def check_complete_cached(task, completion_cache=None):
     return is_complete
 
 
-def check_complete(task, out_queue, completion_cache=None):
+def check_complete(task, out_queue, completion_cache=None) -> None:
     """Put ``(task, complete or TracebackWrapper)`` on ``out_queue``; never raises."""
     try:
         is_complete = check_complete_cached(task, completion_cache)
@@ -10468,17 +10474,17 @@ class SingleProcessPool:
     def apply_async(self, function, args):
         return function(*args)
 
-    def close(self):
+    def close(self) -> None:
         """Nothing to close."""
 
-    def join(self):
+    def join(self) -> None:
         """Nothing to wait for."""
 
 
 class DequeQueue(collections.deque):
     """A deque with Queue's put() and get() (LIFO, as Luigi's)."""
 
-    def put(self, obj, block=None, timeout=None):
+    def put(self, obj, block=None, timeout=None) -> None:
         self.append(obj)
 
     def get(self, block=None, timeout=None):
@@ -10493,24 +10499,24 @@ class TaskStatusReporter:
     """What a running task tells the scheduler (``set_status_message`` and the rest),
     for one task id of one worker; picklable, so it can go to a task process."""
 
-    def __init__(self, scheduler, task_id, worker_id, scheduler_messages):
+    def __init__(self, scheduler, task_id, worker_id, scheduler_messages) -> None:
         self._scheduler, self._task_id, self._worker_id = scheduler, task_id, worker_id
         self.scheduler_messages = scheduler_messages
 
-    def update_tracking_url(self, tracking_url):
+    def update_tracking_url(self, tracking_url) -> None:
         self._scheduler.add_task(task_id=self._task_id, worker=self._worker_id,
                                  status=RUNNING, tracking_url=tracking_url)
 
-    def update_status_message(self, message):
+    def update_status_message(self, message) -> None:
         self._scheduler.set_task_status_message(self._task_id, message)
 
-    def update_progress_percentage(self, percentage):
+    def update_progress_percentage(self, percentage) -> None:
         self._scheduler.set_task_progress_percentage(self._task_id, percentage)
 
-    def decrease_running_resources(self, decrease_resources):
+    def decrease_running_resources(self, decrease_resources) -> None:
         self._scheduler.decrease_running_task_resources(self._task_id, decrease_resources)
 
-    def report_task_statistics(self, statistics):
+    def report_task_statistics(self, statistics) -> None:
         """Luigi's hook for metrics; microflow's scheduler records nothing of it."""
         report = getattr(self._scheduler, "report_task_statistics", None)
         if report is not None:
@@ -10520,17 +10526,17 @@ class TaskStatusReporter:
 class SchedulerMessage:
     """A message from the scheduler to a running task; ``respond()`` answers it."""
 
-    def __init__(self, scheduler, task_id, message_id, content, **payload):
+    def __init__(self, scheduler, task_id, message_id, content, **payload) -> None:
         self._scheduler, self._task_id, self._message_id = scheduler, task_id, message_id
         self.content, self.payload = content, payload
 
-    def __str__(self):
+    def __str__(self) -> str:
         return str(self.content)
 
     def __eq__(self, other):
         return self.content == other
 
-    def respond(self, response):
+    def respond(self, response) -> None:
         self._scheduler.add_scheduler_message_response(self._task_id, self._message_id,
                                                        response)
 
@@ -10545,18 +10551,18 @@ class KeepAliveThread(threading.Thread):
     """Pings the scheduler every ``ping_interval`` seconds for ``worker_id`` and hands
     each rpc message of the reply to ``rpc_message_callback``, until stop()."""
 
-    def __init__(self, scheduler, worker_id, ping_interval, rpc_message_callback):
+    def __init__(self, scheduler, worker_id, ping_interval, rpc_message_callback) -> None:
         super().__init__(name=f"keep-alive {worker_id}", daemon=True)
         self._should_stop = threading.Event()
         self._scheduler, self._worker_id = scheduler, worker_id
         self._ping_interval = ping_interval
         self._rpc_message_callback = rpc_message_callback
 
-    def stop(self):
+    def stop(self) -> None:
         """End the thread after the ping under way, if any."""
         self._should_stop.set()
 
-    def run(self):
+    def run(self) -> None:
         while not self._should_stop.wait(self._ping_interval):
             try:
                 reply = self._scheduler.ping(worker=self._worker_id)
@@ -10578,7 +10584,7 @@ GetWorkResponse = collections.namedtuple("GetWorkResponse", (
 ###########################################################################################
 
 def _run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
-         use_dynamic_argparse=None, local_scheduler=False, detailed_summary=False):
+         use_dynamic_argparse=None, local_scheduler: bool = False, detailed_summary: bool = False):
     """Luigi's ``luigi.interface._run``: run() returning the RunResult (with its
     ``worker``) always; PidLockAlreadyTakenExit when the command holds its lock
     elsewhere."""
@@ -10598,7 +10604,7 @@ _ORDERED_STATUSES = ("already_done", "completed", "ever_failed", "failed",
                      "upstream_run_by_other_worker", "upstream_scheduling_error", "not_run")
 
 
-def add_config_path(path):
+def add_config_path(path) -> bool:
     """Read one more configuration file (cfg, or TOML when named ``.toml``) over the
     configuration in force, and on every later reload; False, with Luigi's warning,
     when there is no such file."""
