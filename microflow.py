@@ -87,13 +87,19 @@ from collections.abc import Mapping
 # more to import than a fifth of this module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import logging
     import pathlib
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from typing import Any, Generic as _Generic, Optional, TypeVar, overload
 
     _T = TypeVar("_T", default=str)                  # what a parameter's value is
     _E = TypeVar("_E", bound=enum.Enum)
     _P = TypeVar("_P", bound="Parameter[Any]")
     _S = TypeVar("_S")
+    _D = TypeVar("_D", bound=datetime.date)
+    _F = TypeVar("_F", bound=Callable[..., Any])
+    # A listener of the scheduler's transition hook: (event, record, old, new).
+    _Listener = Callable[[str, Any, Any, Any], None]
 else:
     class _Generic:
         """At run time, ``Parameter[int]`` is a types.GenericAlias (as Luigi's
@@ -181,7 +187,7 @@ LOGGER_NAME = "microflow"
 LUIGI_LOGGER_NAME = "luigi-interface"
 
 
-def _logger():
+def _logger() -> logging.Logger:
     """The "microflow" logger, made a child of "luigi-interface" on first use."""
     import logging
     logger = logging.getLogger(LOGGER_NAME)
@@ -196,7 +202,7 @@ class _Logger:
 
     _logger = None
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if _Logger._logger is None:
             _Logger._logger = _logger()
         return getattr(_Logger._logger, name)
@@ -217,7 +223,7 @@ class _NoValueType:
 
     _instance = None
 
-    def __new__(cls):
+    def __new__(cls) -> _NoValueType:
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -386,7 +392,7 @@ class OptionalParameterTypeWarning(UserWarning):
 # Private helpers
 ###########################################################################################
 
-def _edit_distance(a, b):
+def _edit_distance(a: str, b: str) -> int:
     """Levenshtein distance, for "did you mean" suggestions."""
     previous = list(range(len(b) + 1))
     for i, char_a in enumerate(a, 1):
@@ -398,7 +404,7 @@ def _edit_distance(a, b):
     return previous[-1]
 
 
-def _suggestions(name, candidates, limit: int = 3):
+def _suggestions(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
     """Return up to ``limit`` candidates close to ``name``, closest first."""
     scored = sorted((_edit_distance(name.lower(), c.lower()), c) for c in candidates)
     # Never a candidate that shares nothing with the name ("b" is no typo of "a").
@@ -412,12 +418,12 @@ def _temporary_name(path, digits: int = 10) -> str:
     return f"{path}-luigi-tmp-{_random_digits(digits)}"
 
 
-def _random_digits(count):
+def _random_digits(count: int) -> str:
     """``count`` random decimal digits, for temporary names (no ``random`` import)."""
     return str(int.from_bytes(os.urandom(8), "big") % 10 ** count).zfill(count)
 
 
-def _import_object(spec):
+def _import_object(spec: str) -> Any:
     """Import ``"package.module:attr"`` (or ``"package.module.attr"``) without eval."""
     import importlib
     module_name, _, attr = spec.partition(":")
@@ -433,7 +439,7 @@ def _import_object(spec):
 # Configuration
 ###########################################################################################
 
-def _config_files():
+def _config_files() -> list[str]:
     """The files read, in order; a later file wins over an earlier one. A path ending
     in ``.toml`` is read as TOML."""
     paths = ["/etc/luigi/luigi.cfg", "/etc/luigi/luigi.toml", "luigi.cfg", "luigi.toml",
@@ -449,12 +455,12 @@ class _EnvInterpolation(configparser.BasicInterpolation):
 
     _ENV = r"\$\{([^}]*)\}"
 
-    def before_get(self, parser, section, option, value, defaults):
+    def before_get(self, parser: Any, section: str, option: str, value: str, defaults: Any) -> str:
         value = super().before_get(parser, section, option, value, defaults)
         return re.sub(self._ENV, lambda m: self._lookup(m.group(1), section, option), value)
 
     @staticmethod
-    def _lookup(name, section, option):
+    def _lookup(name: str, section: str, option: str) -> str:
         if name not in os.environ:
             raise ConfigError(f"[{section}] {option}: environment variable '{name}' "
                               f"is not set")
@@ -472,26 +478,26 @@ class _ConfigParser(configparser.ConfigParser):
         self.optionxform = str
 
     @classmethod
-    def instance(cls):
+    def instance(cls) -> _ConfigParser:
         """The configuration in use, read on first call (Luigi's
         ``LuigiConfigParser.instance()``)."""
         return get_config()
 
     @classmethod
-    def add_config_path(cls, path) -> None:
+    def add_config_path(cls, path: str) -> None:
         """Read ``path`` over the configuration in force, and on every later reload."""
         cls._config_paths = cls._config_paths + [path]
         cls.reload()
 
     @classmethod
-    def reload(cls):
+    def reload(cls) -> list[str]:
         """Read every configuration file again over the values in force."""
         parser = get_config()
         done = parser.read(_config_files(), encoding="utf-8")
         _CONFIG.generation += 1
         return done
 
-    def _resolve(self, section, option):
+    def _resolve(self, section: str, option: str) -> str | None:
         """Return the option name actually present: the underscore form, else the dash
         form, with Luigi's DeprecationWarning."""
         underscored, dashed = option.replace("-", "_"), option.replace("_", "-")
@@ -504,7 +510,7 @@ class _ConfigParser(configparser.ConfigParser):
             return dashed
         return None
 
-    def get(self, section, option, default=_NO_VALUE, **kwargs):
+    def get(self, section: str, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option``; ``default`` (if given) when it is absent."""
         present = self._resolve(section, option) if self.has_section(section) else None
         if present is None:
@@ -513,7 +519,8 @@ class _ConfigParser(configparser.ConfigParser):
             return default
         return super().get(section, present, **kwargs)
 
-    def _typed(self, section, option, default, convert, expected):
+    def _typed(self, section: str, option: str, default: Any, convert: Callable[[Any], Any],
+               expected: str) -> Any:
         value = self.get(section, option, _NO_VALUE if default is _NO_VALUE else None)
         if value is None:
             return default
@@ -523,26 +530,27 @@ class _ConfigParser(configparser.ConfigParser):
             raise ConfigError(f"[{section}] {option}: expected {expected}, "
                               f"got {value!r}") from None
 
-    def getint(self, section, option, default=_NO_VALUE, **kwargs):
+    def getint(self, section: str, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as an int."""
         return self._typed(section, option, default, int, "an integer")
 
-    def getfloat(self, section, option, default=_NO_VALUE, **kwargs):
+    def getfloat(self, section: str, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as a float."""
         return self._typed(section, option, default, float, "a number")
 
-    def getboolean(self, section, option, default=_NO_VALUE, **kwargs):
+    def getboolean(self, section: str, option: str, default: Any = _NO_VALUE,
+                   **kwargs: Any) -> Any:
         """Return ``[section] option`` as a bool (true/false, yes/no, on/off, 1/0)."""
         return self._typed(section, option, default, _parse_config_bool, "true or false")
 
-    def set(self, section, option, value=None) -> None:
+    def set(self, section: str, option: str, value: Any = None) -> None:
         """Set ``[section] option`` to ``str(value)``, creating the section if needed."""
         if not self.has_section(section):
             self.add_section(section)
         super().set(section, option, None if value is None else str(value))
         _CONFIG.generation += 1   # a [Family] option may have appeared: check again
 
-    def read(self, filenames, encoding: str = "utf-8"):
+    def read(self, filenames: Any, encoding: str | None = "utf-8") -> list[str]:
         """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
         Returns the paths read. Raises ConfigError for a TOML file on a Python
         without tomllib (before 3.11)."""
@@ -558,7 +566,7 @@ class _ConfigParser(configparser.ConfigParser):
                 done.extend(super().read(path, encoding=encoding))
         return done
 
-    def _read_toml(self, path):
+    def _read_toml(self, path: str) -> None:
         """Each table a section; values as the strings a cfg file would hold (lists
         and tables as JSON, dates in ISO form), so parameters parse them alike."""
         try:
@@ -579,7 +587,7 @@ class _ConfigParser(configparser.ConfigParser):
                 self.set(section, option, _toml_text(value).replace("%", "%%"))
 
 
-def _toml_text(value):
+def _toml_text(value: Any) -> str:
     """A TOML value as cfg text."""
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -590,7 +598,7 @@ def _toml_text(value):
     return str(value)
 
 
-def _warn_unconsumed(section, known) -> None:
+def _warn_unconsumed(section: str, known: Iterable[str]) -> None:
     """Warn, in Luigi's words, about each option of ``[section]`` not in ``known``:
     a typo there would otherwise silently do nothing."""
     parser = get_config()
@@ -607,7 +615,7 @@ def _warn_unconsumed(section, known) -> None:
                           UnconsumedParameterWarning, stacklevel=3)
 
 
-def _parse_config_bool(value) -> bool:
+def _parse_config_bool(value: Any) -> bool:
     lowered = str(value).strip().lower()
     if lowered in ("1", "yes", "true", "on"):
         return True
@@ -628,7 +636,7 @@ class _ConfigState:
         self._seen = None
         self.generation = 0   # bumped on every change, so caches know to refresh
 
-    def parser(self):
+    def parser(self) -> _ConfigParser:
         parser = _ConfigParser._instance
         if parser is None:
             with self._lock:
@@ -655,7 +663,7 @@ class _ConfigState:
 _CONFIG = _ConfigState()
 
 
-def get_config():
+def get_config() -> _ConfigParser:
     """Return the configuration parser, reading the config files on first use.
 
     Files are read in this order, later ones winning: ``/etc/luigi/luigi.cfg`` and
@@ -667,7 +675,7 @@ def get_config():
     return _CONFIG.parser()
 
 
-def set_config(section, option, value) -> None:
+def set_config(section: str, option: str, value: Any) -> None:
     """Set one configuration value in memory (no file is touched)."""
     get_config().set(section, option, value)
 
@@ -678,7 +686,7 @@ def reset_config() -> None:
 
 
 @contextlib.contextmanager
-def config_override(values):
+def config_override(values: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
     """Apply ``{section: {option: value}}`` for the duration of a ``with`` block.
 
     Meant for tests: the previous configuration is restored on exit.
@@ -713,11 +721,11 @@ class ParameterVisibility(enum.IntEnum):
     PRIVATE = 2
 
     @classmethod
-    def has_value(cls, value):
+    def has_value(cls, value: Any) -> bool:
         """True if ``value`` is one of the visibility levels."""
         return any(value == member.value for member in cls)
 
-    def serialize(self):
+    def serialize(self) -> int:
         """The integer sent over the wire."""
         return self.value
 
@@ -727,14 +735,14 @@ class FrozenOrderedDict(Mapping):
 
     __slots__ = ("_data", "_hash")
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._data = dict(*args, **kwargs)
         self._hash = None
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: Any) -> Any:
         return self._data[key]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return iter(self._data)
 
     def __len__(self) -> int:
@@ -743,19 +751,19 @@ class FrozenOrderedDict(Mapping):
     def __repr__(self) -> str:
         return repr(self._data)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         if self._hash is None:
             self._hash = 0
             for item in self._data.items():
                 self._hash ^= hash(item)
         return self._hash
 
-    def get_wrapped(self):
+    def get_wrapped(self) -> dict[Any, Any]:
         """The underlying plain dict (do not mutate it)."""
         return self._data
 
 
-def _freeze(value):
+def _freeze(value: Any) -> Any:
     """Turn mappings into FrozenOrderedDicts and lists into tuples, recursively."""
     if isinstance(value, Mapping):
         return FrozenOrderedDict((k, _freeze(v)) for k, v in value.items())
@@ -764,7 +772,7 @@ def _freeze(value):
     return value
 
 
-def _unfreeze(value):
+def _unfreeze(value: Any) -> Any:
     """The inverse of :func:`_freeze`: plain dicts and lists."""
     if isinstance(value, Mapping):
         return {k: _unfreeze(v) for k, v in value.items()}
@@ -774,7 +782,7 @@ def _unfreeze(value):
 
 
 class _FrozenJSONEncoder(json.JSONEncoder):
-    def default(self, o):
+    def default(self, o: Any) -> Any:
         if isinstance(o, FrozenOrderedDict):
             return o.get_wrapped()
         return super().default(o)
@@ -825,30 +833,30 @@ class Parameter(_Generic[_T]):
         self._counter = Parameter._counter
         Parameter._counter += 1
 
-    def __set_name__(self, owner, name) -> None:
+    def __set_name__(self, owner: type, name: str) -> None:
         self._attribute_name = name
 
     # -- conversions a subclass overrides ----------------------------------------------
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         """Turn a string (from the command line, config or scheduler) into a value."""
         return x
 
-    def serialize(self, x):
+    def serialize(self, x: Any) -> str:
         """Turn a value into the string that parse() reads back."""
         return str(x)
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         """Canonicalize a value from any source (e.g. make it hashable, clamp it)."""
         return x
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: Any) -> Any:
         """The next value in order, or None; the summary uses it to print ranges."""
         return None
 
     # -- value resolution ---------------------------------------------------------------
 
-    def _parse_for(self, task_name, param_name, raw, source):
+    def _parse_for(self, task_name: str, param_name: str, raw: Any, source: str) -> Any:
         """parse() with an error that names the task, parameter, value and source."""
         try:
             return self.parse(raw)
@@ -857,7 +865,7 @@ class Parameter(_Generic[_T]):
                 f"{task_name}: parameter '{param_name}' expects {self._expected}, "
                 f"got {raw!r} ({source}): {exc}") from None
 
-    def _value_from_sources(self, task_name, param_name):
+    def _value_from_sources(self, task_name: str, param_name: str) -> Any:
         """The first value found on the command line, in config, or the default."""
         parsed = CmdlineParser.get_instance()   # asked each time: Luigi's tests patch it
         raw = parsed._raw_value(task_name, param_name) if parsed is not None else None
@@ -878,11 +886,11 @@ class Parameter(_Generic[_T]):
                 return self._parse_for(task_name, param_name, raw, f"config [{section}]")
         return self._default
 
-    def has_task_value(self, task_name, param_name) -> bool:
+    def has_task_value(self, task_name: str, param_name: str) -> bool:
         """True if a value for this parameter exists outside the constructor."""
         return self._value_from_sources(task_name, param_name) is not _NO_VALUE
 
-    def task_value(self, task_name, param_name):
+    def task_value(self, task_name: str, param_name: str) -> Any:
         """The normalized value from the command line, config or default.
 
         Raises MissingParameterException if there is none.
@@ -896,7 +904,7 @@ class Parameter(_Generic[_T]):
     def _is_batchable(self) -> bool:
         return self._batch_method is not None
 
-    def _parse_list(self, xs):
+    def _parse_list(self, xs: Iterable[Any]) -> Any:
         """Combine several scheduler strings into one value with ``batch_method``."""
         if not self._is_batchable():
             raise NotImplementedError("No batch method found")
@@ -905,13 +913,13 @@ class Parameter(_Generic[_T]):
         return self._batch_method(map(self.parse, xs))
 
     @classmethod
-    def _parser_kwargs(cls, param_name, task_name=None):
+    def _parser_kwargs(cls, param_name: str, task_name: str | None = None) -> dict[str, Any]:
         """The argparse keywords of this parameter's flag (Luigi's hook: a subclass may
         return ``action="store_true"`` or ``nargs="?"`` with a ``const``)."""
         return {"action": "store",
                 "dest": f"{task_name}_{param_name}" if task_name else param_name}
 
-    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
+    def _warn_on_wrong_param_type(self, param_name: str, param_value: Any) -> None:
         if type(self) is Parameter and not isinstance(param_value, str):
             warnings.warn(f'Parameter "{param_name}" with value "{param_value}" '
                           f'is not of type string.')
@@ -932,21 +940,21 @@ class _OptionalMixin(_Generic[_T]):
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
 
-    def serialize(self, x):
+    def serialize(self, x: Any) -> str:
         return "" if x is None else super().serialize(x)
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         if not isinstance(x, str):
             return x
         return super().parse(x) if x else None
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         return None if x is None else super().normalize(x)
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: Any) -> Any:
         return None
 
-    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
+    def _warn_on_wrong_param_type(self, param_name: str, param_value: Any) -> None:
         if param_value is not None and not isinstance(param_value, self.expected_type):
             expected = self.expected_type
             wanted = (f'type "{expected.__name__}"' if isinstance(expected, type) else
@@ -966,7 +974,7 @@ class OptionalParameter(_OptionalMixin[str], Parameter[str]):   # type: ignore[m
 class StrParameter(Parameter[str]):
     """A parameter whose value is ``str(x)``."""
 
-    def parse(self, x):
+    def parse(self, x: Any) -> str:
         return str(x)
 
 
@@ -981,10 +989,10 @@ class IntParameter(Parameter[int]):
 
     _expected = "an integer"
 
-    def parse(self, x):
+    def parse(self, x: Any) -> int:
         return int(x)
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: int) -> int:
         return value + 1
 
 
@@ -999,7 +1007,7 @@ class FloatParameter(Parameter[float]):
 
     _expected = "a number"
 
-    def parse(self, x):
+    def parse(self, x: Any) -> float:
         return float(x)
 
 
@@ -1030,7 +1038,7 @@ class BoolParameter(Parameter[bool]):
         if self._default is _NO_VALUE:
             self._default = False
 
-    def parse(self, x) -> bool:
+    def parse(self, x: Any) -> bool:
         lowered = str(x).lower()
         if lowered == "true":
             return True
@@ -1038,13 +1046,13 @@ class BoolParameter(Parameter[bool]):
             return False
         raise ValueError(f"cannot interpret '{x}' as boolean")
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         try:
             return self.parse(x)
         except ValueError:
             return None
 
-    def _parser_kwargs(self, *args, **kwargs):
+    def _parser_kwargs(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         keywords = super()._parser_kwargs(*args, **kwargs)
         if self.parsing == self.IMPLICIT_PARSING:
             keywords["action"] = "store_true"
@@ -1062,7 +1070,7 @@ class OptionalBoolParameter(_OptionalMixin[bool], BoolParameter):   # type: igno
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1)
 
 
-def _format_hint(date_format):
+def _format_hint(date_format: str) -> str:
     """``%Y-%m-%dT%H`` as a person reads it: ``YYYY-MM-DDTHH``."""
     for code, shown in (("%Y", "YYYY"), ("%m", "MM"), ("%d", "DD"), ("%H", "HH"),
                         ("%M", "MM"), ("%S", "SS")):
@@ -1083,23 +1091,23 @@ class _DateParameterBase(Parameter[datetime.date]):
         self.start = start if start is not None else _UNIX_EPOCH.date()
 
     @property
-    def _expected(self):
+    def _expected(self) -> str:
         return "a date " + _format_hint(self.date_format)
 
-    def parse(self, s):
+    def parse(self, s: str) -> datetime.date:
         return datetime.datetime.strptime(s, self.date_format).date()
 
-    def serialize(self, dt):
+    def serialize(self, dt: Any) -> str:
         return str(dt) if dt is None else dt.strftime(self.date_format)
 
 
 class DateParameter(_DateParameterBase):
     """A ``datetime.date`` written ``YYYY-MM-DD``."""
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: datetime.date) -> datetime.date:
         return value + datetime.timedelta(days=self.interval)
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         if x is None:
             return None
         if isinstance(x, datetime.datetime):
@@ -1107,7 +1115,7 @@ class DateParameter(_DateParameterBase):
         return x - datetime.timedelta(days=(x - self.start).days % self.interval)
 
 
-def _add_months(first, months):
+def _add_months(first: _D, months: int) -> _D:
     """``first`` (a date or datetime on the first of a month) moved by ``months``, of
     the same type."""
     index = first.year * 12 + first.month - 1 + months
@@ -1125,10 +1133,10 @@ class MonthParameter(DateParameter):
 
     date_format = "%Y-%m"
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: datetime.date) -> datetime.date:
         return _add_months(value, self.interval)
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         if x is None:
             return None
         if isinstance(x, DateInterval):
@@ -1142,10 +1150,10 @@ class YearParameter(DateParameter):
 
     date_format = "%Y"
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: datetime.date) -> datetime.date:
         return value.replace(year=value.year + self.interval)
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         if x is None:
             return None
         if isinstance(x, DateInterval):
@@ -1167,16 +1175,16 @@ class _DatetimeParameterBase(Parameter[datetime.datetime]):
         self.start = start if start is not None else _UNIX_EPOCH
 
     @property
-    def _expected(self):
+    def _expected(self) -> str:
         return "a time " + _format_hint(self.date_format)
 
-    def parse(self, s):
+    def parse(self, s: str) -> datetime.datetime:
         return datetime.datetime.strptime(s, self.date_format)
 
-    def serialize(self, dt):
+    def serialize(self, dt: Any) -> str:
         return str(dt) if dt is None else dt.strftime(self.date_format)
 
-    def normalize(self, dt):
+    def normalize(self, dt: Any) -> Any:
         if dt is None:
             return None
         if not isinstance(dt, datetime.datetime):
@@ -1186,7 +1194,7 @@ class _DatetimeParameterBase(Parameter[datetime.datetime]):
         granularity = (self._timedelta * self.interval).total_seconds()
         return dt - datetime.timedelta(seconds=elapsed % granularity)
 
-    def next_in_enumeration(self, value):
+    def next_in_enumeration(self, value: datetime.datetime) -> datetime.datetime:
         return value + self._timedelta * self.interval
 
 
@@ -1200,7 +1208,7 @@ class DateMinuteParameter(_DatetimeParameterBase):
     date_format = "%Y-%m-%dT%H%M"
     _timedelta = datetime.timedelta(minutes=1)
 
-    def parse(self, x):
+    def parse(self, x: str) -> datetime.datetime:
         try:
             value = datetime.datetime.strptime(x, "%Y-%m-%dT%HH%M")
         except ValueError:
@@ -1223,7 +1231,7 @@ class DateIntervalParameter(Parameter["DateInterval"]):
 
     _expected = "a date interval (YYYY, YYYY-MM, YYYY-Www, YYYY-MM-DD or two dates)"
 
-    def parse(self, x):
+    def parse(self, x: str) -> DateInterval:
         for interval_class in (_Year, _Month, _Week, _Date, _Custom):
             interval = interval_class.parse(x)
             if interval:
@@ -1237,7 +1245,7 @@ class TimeDeltaParameter(Parameter[datetime.timedelta]):
 
     _expected = "a time delta (seconds, ISO 8601 like P1DT2H, or '1 week 2 days')"
 
-    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
+    def _warn_on_wrong_param_type(self, param_name: str, param_value: Any) -> None:
         if not isinstance(param_value, datetime.timedelta):
             warnings.warn(f'Parameter "{param_name}" with value "{param_value}" is not of '
                           f'type timedelta.')
@@ -1248,7 +1256,7 @@ class TimeDeltaParameter(Parameter[datetime.timedelta]):
     _TEXT = "".join(rf"(?:(?P<{unit}>\d+) ?{unit[0]}(?:{unit[1:-1]})?s? ?)?"
                     for unit in _UNITS)
 
-    def parse(self, x):
+    def parse(self, x: Any) -> datetime.timedelta:
         try:
             return datetime.timedelta(seconds=float(x))
         except ValueError:
@@ -1260,7 +1268,7 @@ class TimeDeltaParameter(Parameter[datetime.timedelta]):
                                              for unit in self._UNITS})
         raise ParameterParseError(f"Invalid time delta - could not parse {x}")
 
-    def serialize(self, x) -> str:
+    def serialize(self, x: datetime.timedelta) -> str:
         weeks, days = divmod(x.days, 7)
         hours, rest = divmod(x.seconds, 3600)
         minutes, seconds = divmod(rest, 60)
@@ -1272,10 +1280,10 @@ class TaskParameter(Parameter["type[Task]"]):
 
     _expected = "a task family name"
 
-    def parse(self, x):
+    def parse(self, x: str) -> type[Task]:
         return Register.get_task_cls(x)
 
-    def serialize(self, x):
+    def serialize(self, x: type[Task]) -> str:
         return x.get_task_family()
 
 
@@ -1292,16 +1300,16 @@ class EnumParameter(Parameter[_E]):
             super().__init__(default=default, **kwargs)
 
     @property
-    def _expected(self):
+    def _expected(self) -> str:
         return "one of " + ", ".join(self._enum.__members__)
 
-    def parse(self, x):
+    def parse(self, x: str) -> Any:
         try:
             return self._enum[x]
         except KeyError:
             raise ValueError("Invalid enum value - could not be parsed") from None
 
-    def serialize(self, x):
+    def serialize(self, x: Any) -> str:
         return x.name
 
 
@@ -1316,10 +1324,10 @@ class EnumListParameter(Parameter["tuple[Any, ...]"]):
         super().__init__(default=default, **kwargs)
 
     @property
-    def _expected(self):
+    def _expected(self) -> str:
         return "comma-separated names from " + ", ".join(self._enum.__members__)
 
-    def parse(self, x):
+    def parse(self, x: str) -> tuple[Any, ...]:
         values = x.split(",") if x else []
         for index, name in enumerate(values):
             if name not in self._enum.__members__:
@@ -1327,11 +1335,11 @@ class EnumListParameter(Parameter["tuple[Any, ...]"]):
                                  f'could not be parsed')
         return tuple(self._enum[name] for name in values)
 
-    def serialize(self, x):
+    def serialize(self, x: Iterable[Any]) -> str:
         return ",".join(member.name for member in x)
 
 
-def _validate_schema(schema, value):
+def _validate_schema(schema: Any, value: Any) -> Any:
     """Check ``value`` with ``schema``, a validator object (anything with a
     ``validate(instance)`` method, as _schema_validator makes); None checks nothing."""
     if schema is None:
@@ -1341,7 +1349,7 @@ def _validate_schema(schema, value):
     return plain
 
 
-def _schema_validator(schema):
+def _schema_validator(schema: Any) -> Any:
     """What checks a Dict/ListParameter's ``schema``: a validator object as given; a
     plain JSON schema through the jsonschema package when it is installed, as Luigi
     does (microflow itself needs none); else nothing, with a warning that says so."""
@@ -1366,15 +1374,15 @@ class DictParameter(Parameter["Mapping[Any, Any]"]):
         self.schema = _schema_validator(schema)
         super().__init__(default=default, **kwargs)
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         return _freeze(_validate_schema(self.schema, x))
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         if not isinstance(x, str):
             return x
         return json.loads(x, object_pairs_hook=FrozenOrderedDict)
 
-    def serialize(self, x):
+    def serialize(self, x: Any) -> str:
         return json.dumps(x, cls=_FrozenJSONEncoder)
 
 
@@ -1394,14 +1402,14 @@ class ListParameter(Parameter["tuple[Any, ...]"]):
         self.schema = _schema_validator(schema)
         super().__init__(default=default, **kwargs)
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         return _freeze(_validate_schema(self.schema, x))
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         value = json.loads(x, object_pairs_hook=FrozenOrderedDict)
         return None if value is None else list(value)
 
-    def serialize(self, x):
+    def serialize(self, x: Any) -> str:
         return json.dumps(x, cls=_FrozenJSONEncoder)
 
 
@@ -1416,7 +1424,7 @@ class TupleParameter(ListParameter):
 
     _expected = "a JSON list of lists or a Python tuple literal"
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         import ast
         try:
             return tuple(v if isinstance(v, str) else tuple(v)
@@ -1457,10 +1465,10 @@ class NumericalParameter(Parameter["Any"]):
         self.description = prefix + "permitted values: " + self._permitted_range
 
     @property
-    def _expected(self):
+    def _expected(self) -> str:
         return self._permitted_range
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         value = self._var_type(x)
         if self._left_op(self._min_value, value) and self._right_op(value, self._max_value):
             return value
@@ -1492,13 +1500,13 @@ class ChoiceParameter(Parameter["Any"]):
         self.description = prefix + "Choices: {" + ", ".join(map(str, self._choices)) + "}"
 
     @property
-    def _expected(self):
+    def _expected(self) -> str:
         return "one of " + ", ".join(sorted(map(str, self._choices)))
 
-    def parse(self, x):
+    def parse(self, x: Any) -> Any:
         return self.normalize(self._var_type(x))
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         if x in self._choices:
             return x
         raise ValueError(f"{x} is not a valid choice from {self._choices}")
@@ -1511,13 +1519,13 @@ class ChoiceListParameter(ChoiceParameter):
                  **kwargs: Any) -> None:
         super().__init__(default=default, var_type=var_type, choices=choices, **kwargs)
 
-    def parse(self, x):
+    def parse(self, x: str) -> Any:
         return self.normalize(map(self._var_type, x.split(",") if x else []))
 
-    def normalize(self, x):
+    def normalize(self, x: Iterable[Any]) -> tuple[Any, ...]:
         return tuple(ChoiceParameter.normalize(self, v) for v in x)
 
-    def serialize(self, x):
+    def serialize(self, x: Iterable[str]) -> str:
         return ",".join(x)
 
 
@@ -1542,7 +1550,7 @@ class PathParameter(Parameter["pathlib.Path"]):
         self.absolute = absolute
         self.exists = exists
 
-    def normalize(self, x):
+    def normalize(self, x: Any) -> Any:
         import pathlib
         path = pathlib.Path(x)
         if self.absolute:
@@ -1572,40 +1580,40 @@ class OptionalPathParameter(OptionalParameter, PathParameter):
 class DateInterval:
     """The half-open range of dates ``[date_a, date_b)``; iterating yields each date."""
 
-    def __init__(self, date_a, date_b) -> None:
+    def __init__(self, date_a: datetime.date, date_b: datetime.date) -> None:
         self.date_a = date_a
         self.date_b = date_b
 
-    def dates(self):
+    def dates(self) -> list[datetime.date]:
         """Every date in the interval, as a list."""
         count = (self.date_b - self.date_a).days
         return [self.date_a + datetime.timedelta(days) for days in range(count)]
 
-    def hours(self):
+    def hours(self) -> Iterator[datetime.datetime]:
         """Every hour in the interval, as datetimes."""
         for date in self.dates():
             for hour in range(24):
                 yield datetime.datetime.combine(date, datetime.time(hour))
 
-    def to_string(self):
+    def to_string(self) -> str:
         """The interval in the form parse() reads."""
         raise NotImplementedError
 
     @classmethod
-    def from_date(cls, d):
+    def from_date(cls, d: datetime.date) -> DateInterval:
         """The interval of this kind containing date ``d``."""
         raise NotImplementedError
 
     @classmethod
-    def parse(cls, s):
+    def parse(cls, s: str) -> DateInterval | None:
         """The interval written as ``s``, or None if ``s`` is not of this kind."""
         raise NotImplementedError
 
-    def prev(self):
+    def prev(self) -> DateInterval:
         """The interval of the same kind just before this one."""
         return self.from_date(self.date_a - datetime.timedelta(1))
 
-    def next(self):
+    def next(self) -> DateInterval:
         """The interval of the same kind just after this one."""
         return self.from_date(self.date_b)
 
@@ -1614,42 +1622,43 @@ class DateInterval:
 
     __repr__ = __str__
 
-    def __contains__(self, date) -> bool:
+    def __contains__(self, date: datetime.date) -> bool:
         return self.date_a <= date < self.date_b
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[datetime.date]:
         return iter(self.dates())
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(repr(self))
 
-    def _key(self, other):
+    def _key(self,
+             other: Any) -> tuple[tuple[datetime.date, datetime.date], tuple[datetime.date, datetime.date]]:
         if not isinstance(self, type(other)):
             raise TypeError("Date interval type mismatch")
         return (self.date_a, self.date_b), (other.date_a, other.date_b)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if not isinstance(other, DateInterval):
             return False
         mine, theirs = self._key(other)
         return mine == theirs
 
-    def __ne__(self, other) -> bool:
+    def __ne__(self, other: object) -> bool:
         return not self == other
 
-    def __lt__(self, other):
+    def __lt__(self, other: DateInterval) -> bool:
         mine, theirs = self._key(other)
         return mine < theirs
 
-    def __le__(self, other):
+    def __le__(self, other: DateInterval) -> bool:
         mine, theirs = self._key(other)
         return mine <= theirs
 
-    def __gt__(self, other):
+    def __gt__(self, other: DateInterval) -> bool:
         mine, theirs = self._key(other)
         return mine > theirs
 
-    def __ge__(self, other):
+    def __ge__(self, other: DateInterval) -> bool:
         mine, theirs = self._key(other)
         return mine >= theirs
 
@@ -1657,19 +1666,19 @@ class DateInterval:
 class _Date(DateInterval):
     """One day, written ``YYYY-MM-DD``."""
 
-    def __init__(self, y, m, d) -> None:
+    def __init__(self, y: int, m: int, d: int) -> None:
         day = datetime.date(y, m, d)
         super().__init__(day, day + datetime.timedelta(1))
 
-    def to_string(self):
+    def to_string(self) -> str:
         return self.date_a.strftime("%Y-%m-%d")
 
     @classmethod
-    def from_date(cls, d):
+    def from_date(cls, d: datetime.date) -> _Date:
         return cls(d.year, d.month, d.day)
 
     @classmethod
-    def parse(cls, s):
+    def parse(cls, s: str) -> _Date | None:
         if re.match(r"\d{4}-\d\d-\d\d$", s):
             return cls(*map(int, s.split("-")))
         return None
@@ -1678,7 +1687,7 @@ class _Date(DateInterval):
 class _Week(DateInterval):
     """An ISO week, Monday to Sunday, written ``YYYY-Www``."""
 
-    def __init__(self, y, w) -> None:
+    def __init__(self, y: int, w: int) -> None:
         try:
             monday = datetime.date.fromisocalendar(y, w, 1)
         except ValueError:
@@ -1689,11 +1698,11 @@ class _Week(DateInterval):
         return "%d-W%02d" % self.date_a.isocalendar()[:2]
 
     @classmethod
-    def from_date(cls, d):
+    def from_date(cls, d: datetime.date) -> _Week:
         return cls(*d.isocalendar()[:2])
 
     @classmethod
-    def parse(cls, s):
+    def parse(cls, s: str) -> _Week | None:
         if re.match(r"\d{4}-W\d\d$", s):
             return cls(*map(int, s.split("-W")))
         return None
@@ -1702,19 +1711,19 @@ class _Week(DateInterval):
 class _Month(DateInterval):
     """A calendar month, written ``YYYY-MM``."""
 
-    def __init__(self, y, m) -> None:
+    def __init__(self, y: int, m: int) -> None:
         first = datetime.date(y, m, 1)
         super().__init__(first, _add_months(first, 1))
 
-    def to_string(self):
+    def to_string(self) -> str:
         return self.date_a.strftime("%Y-%m")
 
     @classmethod
-    def from_date(cls, d):
+    def from_date(cls, d: datetime.date) -> _Month:
         return cls(d.year, d.month)
 
     @classmethod
-    def parse(cls, s):
+    def parse(cls, s: str) -> _Month | None:
         if re.match(r"\d{4}-\d\d$", s):
             return cls(*map(int, s.split("-")))
         return None
@@ -1723,29 +1732,29 @@ class _Month(DateInterval):
 class _Year(DateInterval):
     """A calendar year, written ``YYYY``."""
 
-    def __init__(self, y) -> None:
+    def __init__(self, y: int) -> None:
         super().__init__(datetime.date(y, 1, 1), datetime.date(y + 1, 1, 1))
 
-    def to_string(self):
+    def to_string(self) -> str:
         return self.date_a.strftime("%Y")
 
     @classmethod
-    def from_date(cls, d):
+    def from_date(cls, d: datetime.date) -> _Year:
         return cls(d.year)
 
     @classmethod
-    def parse(cls, s):
+    def parse(cls, s: str) -> _Year | None:
         return cls(int(s)) if re.match(r"\d{4}$", s) else None
 
 
 class _Custom(DateInterval):
     """Any range of days, written ``YYYY-MM-DD-YYYY-MM-DD`` (end exclusive)."""
 
-    def to_string(self):
+    def to_string(self) -> str:
         return "-".join(d.strftime("%Y-%m-%d") for d in (self.date_a, self.date_b))
 
     @classmethod
-    def parse(cls, s):
+    def parse(cls, s: str) -> _Custom | None:
         if re.match(r"\d{4}-\d\d-\d\d-\d{4}-\d\d-\d\d$", s):
             numbers = list(map(int, s.split("-")))
             return cls(datetime.date(*numbers[:3]), datetime.date(*numbers[3:]))
@@ -1774,18 +1783,18 @@ class Format:
     binary = True   # does open() hand out bytes (True) or str (False)?
     name = None     # set on the named formats (UTF8, Gzip, ...), for messages
 
-    def wrap_reader(self, raw):
+    def wrap_reader(self, raw: Any) -> Any:
         """Wrap the binary file ``raw`` for reading."""
         return raw
 
-    def wrap_writer(self, raw):
+    def wrap_writer(self, raw: Any) -> Any:
         """Wrap the binary file ``raw`` for writing."""
         return raw
 
     def __repr__(self) -> str:
         return self.name or type(self).__name__
 
-    def __rshift__(self, other):
+    def __rshift__(self, other: Format) -> Format:
         """``self`` on top of ``other``. Raises TypeError when ``other`` hands out text,
         which nothing can be put on top of (Luigi's rule)."""
         if not other.binary:
@@ -1800,11 +1809,11 @@ class _TextFormat(Format):
 
     binary = False
 
-    def __init__(self, encoding=None, newline=None) -> None:
+    def __init__(self, encoding: str | None = None, newline: str | None = None) -> None:
         self.encoding = encoding
         self.newline = newline
 
-    def wrap_reader(self, raw):
+    def wrap_reader(self, raw: Any) -> Any:
         return _TextFile(raw, encoding=self.encoding, newline=self.newline)
 
     wrap_writer = wrap_reader   # a TextIOWrapper reads or writes as its file does
@@ -1813,20 +1822,20 @@ class _TextFormat(Format):
 class _CompressedFormat(Format):
     """Compressed bytes through the stdlib ``gzip`` or ``bz2`` module (no subprocess)."""
 
-    def __init__(self, module_name) -> None:
+    def __init__(self, module_name: str) -> None:
         self.module_name = module_name
 
-    def _wrap(self, raw, mode):
+    def _wrap(self, raw: Any, mode: str) -> _ClosingStack:
         import importlib
         module = importlib.import_module(self.module_name)
         if self.module_name == "gzip":
             return _ClosingStack(module.GzipFile(fileobj=raw, mode=mode), raw)
         return _ClosingStack(module.BZ2File(raw, mode=mode), raw)
 
-    def wrap_reader(self, raw):
+    def wrap_reader(self, raw: Any) -> Any:
         return self._wrap(raw, "rb")
 
-    def wrap_writer(self, raw):
+    def wrap_writer(self, raw: Any) -> Any:
         return self._wrap(raw, "wb")
 
 
@@ -1834,18 +1843,18 @@ class _ChainFormat(Format):
     """``first >> second``: ``first`` on top (what open() hands out), ``second`` next to
     the bytes on disk."""
 
-    def __init__(self, first, second) -> None:
+    def __init__(self, first: Format, second: Format) -> None:
         self.first, self.second = first, second
         self.binary = first.binary
 
-    def wrap_reader(self, raw):
+    def wrap_reader(self, raw: Any) -> Any:
         return self.first.wrap_reader(self.second.wrap_reader(raw))
 
-    def wrap_writer(self, raw):
+    def wrap_writer(self, raw: Any) -> Any:
         return self.first.wrap_writer(self.second.wrap_writer(raw))
 
 
-def _abort(stream) -> None:
+def _abort(stream: Any) -> None:
     """Throw away what ``stream`` would publish on close (an atomic file's abort()), or
     just close it when it publishes nothing."""
     getattr(stream, "abort", stream.close)()
@@ -1881,26 +1890,26 @@ class _TextFile(_Aborting, io.TextIOWrapper):
 class _ClosingStack(_Aborting, io.BufferedIOBase):
     """A gzip/bz2 file that also closes the file it sits on (they do not by themselves)."""
 
-    def __init__(self, top, below) -> None:
+    def __init__(self, top: Any, below: Any) -> None:
         super().__init__()
         self._top, self._below = top, below
 
-    def readable(self):
+    def readable(self) -> bool:
         return self._top.readable()
 
-    def writable(self):
+    def writable(self) -> bool:
         return self._top.writable()
 
-    def read(self, size=-1):
+    def read(self, size: int | None = -1) -> bytes:
         return self._top.read(size)
 
-    def read1(self, size=-1):
+    def read1(self, size: int = -1) -> bytes:
         return self._top.read1(size)
 
-    def readinto(self, buffer):
+    def readinto(self, buffer: Any) -> int:
         return self._top.readinto(buffer)
 
-    def write(self, data):
+    def write(self, data: Any) -> int:
         return self._top.write(data)
 
     def flush(self) -> None:
@@ -1947,11 +1956,11 @@ class _AtomicFile(_Aborting, io.BufferedWriter):
     garbage collector finding it open throw the data away instead, so a reader never
     sees half a file."""
 
-    def __init__(self, raw, publish, discard) -> None:
+    def __init__(self, raw: Any, publish: Callable[[], None], discard: Callable[[], None]) -> None:
         super().__init__(raw)
         self._publish, self._discard = publish, discard
 
-    def close(self):
+    def close(self) -> None:
         """Flush and publish the data (nothing is published if the flush fails)."""
         if self.closed:
             return
@@ -1984,7 +1993,7 @@ class _MemoryFile(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data):
+    def write(self, data: Any) -> int:
         self._chunks.append(bytes(data))
         return len(data)
 
@@ -1998,7 +2007,7 @@ class Target(abc.ABC):
     """Something a task produces; ``exists()`` says whether it has been produced."""
 
     @abc.abstractmethod
-    def exists(self):
+    def exists(self) -> bool:
         """True if the target exists."""
 
 
@@ -2006,38 +2015,38 @@ class FileSystem(abc.ABC):
     """Operations on a file system that targets live on."""
 
     @abc.abstractmethod
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         """True if ``path`` exists."""
 
     @abc.abstractmethod
-    def remove(self, path, recursive: bool = True, skip_trash: bool = True):
+    def remove(self, path: str, recursive: bool = True, skip_trash: bool = True) -> None:
         """Remove ``path`` (a folder with everything in it when ``recursive``)."""
 
-    def mkdir(self, path, parents: bool = True, raise_if_exists: bool = False):
+    def mkdir(self, path: str, parents: bool = True, raise_if_exists: bool = False) -> None:
         """Create folder ``path``."""
         raise NotImplementedError(f"{type(self).__name__} cannot make folders")
 
-    def isdir(self, path):
+    def isdir(self, path: str) -> bool:
         """True if ``path`` is a folder."""
         raise NotImplementedError(f"{type(self).__name__} cannot tell folders")
 
-    def listdir(self, path):
+    def listdir(self, path: str) -> Iterable[str]:
         """The paths below ``path``."""
         raise NotImplementedError(f"{type(self).__name__} cannot list folders")
 
-    def move(self, path, dest):
+    def move(self, path: str, dest: str) -> None:
         """Move ``path`` to ``dest``."""
         raise NotImplementedError(f"{type(self).__name__} cannot move files")
 
-    def rename(self, path, dest) -> None:
+    def rename(self, path: str, dest: str) -> None:
         """Luigi's other name for move()."""
         self.move(path, dest)
 
-    def copy(self, path, dest):
+    def copy(self, path: str, dest: str) -> None:
         """Copy file ``path`` to ``dest``."""
         raise NotImplementedError(f"{type(self).__name__} cannot copy files")
 
-    def rename_dont_move(self, path, dest):
+    def rename_dont_move(self, path: str, dest: str) -> None:
         """Rename ``path`` to ``dest``, refusing to overwrite an existing ``dest``."""
         if self.exists(dest):
             raise FileAlreadyExists(f"Destination exists: {dest}")
@@ -2047,17 +2056,17 @@ class FileSystem(abc.ABC):
 class LocalFileSystem(FileSystem):
     """The local disk."""
 
-    def exists(self, path):
+    def exists(self, path: str) -> bool:
         return os.path.exists(path)
 
-    def remove(self, path, recursive: bool = True, skip_trash: bool = True) -> None:
+    def remove(self, path: str, recursive: bool = True, skip_trash: bool = True) -> None:
         if recursive and os.path.isdir(path):
             import shutil
             shutil.rmtree(path)
         else:
             os.remove(path)
 
-    def mkdir(self, path, parents: bool = True, raise_if_exists: bool = False):
+    def mkdir(self, path: str, parents: bool = True, raise_if_exists: bool = False) -> None:
         if os.path.exists(path):
             if raise_if_exists:
                 raise FileAlreadyExists(f"Path exists: {path}")
@@ -2071,15 +2080,15 @@ class LocalFileSystem(FileSystem):
         else:
             os.mkdir(path)
 
-    def isdir(self, path):
+    def isdir(self, path: str) -> bool:
         return os.path.isdir(path)
 
-    def listdir(self, path):
+    def listdir(self, path: str) -> Iterator[str]:
         for folder, _, files in os.walk(path):
             for name in files:
                 yield os.path.join(folder, name)
 
-    def copy(self, old_path, new_path, raise_if_exists: bool = False):
+    def copy(self, old_path: str, new_path: str, raise_if_exists: bool = False) -> None:
         """Copy a file, creating the destination's folders; publishes atomically."""
         import shutil
         if raise_if_exists and os.path.exists(new_path):
@@ -2089,7 +2098,7 @@ class LocalFileSystem(FileSystem):
         shutil.copy2(old_path, staging)
         os.replace(staging, new_path)
 
-    def move(self, path, dest) -> None:
+    def move(self, path: str, dest: str) -> None:
         """Move atomically with ``os.replace``; across devices, copy then replace."""
         parent = os.path.dirname(os.path.abspath(dest))
         os.makedirs(parent, exist_ok=True)
@@ -2105,19 +2114,19 @@ class LocalFileSystem(FileSystem):
 class FileSystemTarget(Target):
     """A target at ``path`` on some FileSystem (``fs``)."""
 
-    def __init__(self, path) -> None:
+    def __init__(self, path: Any) -> None:
         self.path = str(path)
 
     @property
     @abc.abstractmethod
-    def fs(self):
+    def fs(self) -> FileSystem:
         """The FileSystem this target lives on."""
 
     @abc.abstractmethod
     def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
         """Open the target for reading (``"r"``) or atomic writing (``"w"``)."""
 
-    def exists(self):
+    def exists(self) -> bool:
         if any(char in self.path for char in "*?["):
             warnings.warn(f"Using wildcards in path {self.path} might lead to processing "
                           f"of an incomplete dataset; override exists() to suppress "
@@ -2131,12 +2140,12 @@ class FileSystemTarget(Target):
     #: What open() hands out when no format is given and the mode has no "b".
     _default_text_format = Text
 
-    def _format_for(self, mode):
+    def _format_for(self, mode: str) -> Format:
         if self.format is not None:
             return self.format
         return Nop if "b" in mode else self._default_text_format
 
-    def _mode_kind(self, mode):
+    def _mode_kind(self, mode: str) -> str:
         """"r" or "w" for ``mode`` ("b" and "t" only choose the default format)."""
         if not isinstance(mode, str):
             raise TypeError(f"{type(self).__name__}({self.path!r}).open: mode must be a "
@@ -2148,7 +2157,7 @@ class FileSystemTarget(Target):
         return kind
 
     @contextlib.contextmanager
-    def temporary_path(self):
+    def temporary_path(self) -> Iterator[str]:
         """Yield a temporary path to write to; it becomes ``path`` if the block succeeds.
 
         The parent folder is created. After an exception nothing is moved and the
@@ -2200,7 +2209,7 @@ class LocalTarget(FileSystemTarget):
             return self._format_for(mode).wrap_reader(io.open(self.path, "rb"))
         return self._open_atomic(self._format_for(mode))
 
-    def _open_atomic(self, file_format):
+    def _open_atomic(self, file_format: Format) -> Any:
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
         temporary = _temporary_name(self.path, 9)
@@ -2222,17 +2231,17 @@ class LocalTarget(FileSystemTarget):
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
 
-    def move(self, new_path, raise_if_exists: bool = False):
+    def move(self, new_path: str, raise_if_exists: bool = False) -> None:
         """Move the file to ``new_path``."""
         if raise_if_exists and os.path.exists(new_path):
             raise FileAlreadyExists(f"Destination exists: {new_path}")
         self.fs.move(self.path, new_path)
 
-    def move_dir(self, new_path) -> None:
+    def move_dir(self, new_path: str) -> None:
         """Move the folder to ``new_path``."""
         self.move(new_path)
 
-    def copy(self, new_path, raise_if_exists: bool = False) -> None:
+    def copy(self, new_path: str, raise_if_exists: bool = False) -> None:
         """Copy the file to ``new_path`` (published atomically)."""
         self.fs.copy(self.path, new_path, raise_if_exists)
 
@@ -2254,7 +2263,7 @@ class MockFileSystem(FileSystem):
     _changes = None
 
     @classmethod
-    def _store(cls, path, data) -> None:
+    def _store(cls, path: str, data: bytes | None) -> None:
         """Write (None: remove) one file; the caller holds the lock."""
         if data is None:
             cls._data.pop(path, None)
@@ -2262,7 +2271,7 @@ class MockFileSystem(FileSystem):
             cls._data[path] = data
 
     @classmethod
-    def _set(cls, path, data) -> None:
+    def _set(cls, path: str, data: bytes | None) -> None:
         with cls._lock:
             cls._store(path, data)
             if cls._changes is not None:
@@ -2275,13 +2284,13 @@ class MockFileSystem(FileSystem):
         cls._changes = {}
 
     @classmethod
-    def _take_changes(cls):
+    def _take_changes(cls) -> dict[str, bytes | None] | None:
         """What this process changed since the last call (None: nothing)."""
         changes, cls._changes = cls._changes, {}
         return changes or None
 
     @classmethod
-    def _apply(cls, changes) -> None:
+    def _apply(cls, changes: dict[str, bytes | None]) -> None:
         """Apply another process's changes (a dict) without recording them."""
         if changes:
             with cls._lock:
@@ -2289,47 +2298,47 @@ class MockFileSystem(FileSystem):
                     cls._store(path, data)
 
     @classmethod
-    def _snapshot(cls):
+    def _snapshot(cls) -> dict[str, bytes | None]:
         """Everything, as changes: what a spawned process starts from."""
         with cls._lock:
             return dict(cls._data)
 
-    def exists(self, path) -> bool:
+    def exists(self, path: str) -> bool:
         return path in self._data
 
-    def remove(self, path, recursive: bool = True, skip_trash: bool = True) -> None:
+    def remove(self, path: str, recursive: bool = True, skip_trash: bool = True) -> None:
         prefix = path.rstrip("/") + "/" if path.rstrip("/") else ""   # "": everything
         for key in [k for k in self._data if k == path or (recursive and
                                                             k.startswith(prefix))]:
             self._set(key, None)
 
-    def mkdir(self, path, parents: bool = True, raise_if_exists: bool = False) -> None:
+    def mkdir(self, path: str, parents: bool = True, raise_if_exists: bool = False) -> None:
         """Folders are implicit in a mock file system."""
 
-    def isdir(self, path):
+    def isdir(self, path: str) -> bool:
         prefix = path.rstrip("/") + "/"
         return any(k.startswith(prefix) for k in self._data)
 
-    def listdir(self, path):
+    def listdir(self, path: str) -> list[str]:
         prefix = path.rstrip("/") + "/"
         return [k for k in self._data if k.startswith(prefix)]
 
-    def move(self, path, dest) -> None:
+    def move(self, path: str, dest: str) -> None:
         data = self._data[path]
         self._set(path, None)
         self._set(dest, data)
 
-    def copy(self, path, dest, raise_if_exists: bool = False):
+    def copy(self, path: str, dest: str, raise_if_exists: bool = False) -> None:
         """Copy ``path``'s bytes to ``dest``."""
         if raise_if_exists and dest in self._data:
             raise FileAlreadyExists(f"Destination exists: {dest}")
         self._set(dest, self._data[path])
 
-    def get_all_data(self):
+    def get_all_data(self) -> dict[str, bytes]:
         """The dict of path to bytes behind every MockTarget."""
         return self._data
 
-    def get_data(self, path):
+    def get_data(self, path: str) -> bytes:
         """The bytes stored at ``path``."""
         return self._data[path]
 
@@ -2366,7 +2375,7 @@ class MockTarget(FileSystemTarget):
                 sys.stderr.write(raw.kept.decode("utf-8", "replace"))
         return self._format_for(mode).wrap_writer(_AtomicFile(raw, publish, lambda: None))
 
-    def move(self, new_path, raise_if_exists: bool = False):
+    def move(self, new_path: str, raise_if_exists: bool = False) -> None:
         """Move the data to ``new_path``."""
         if raise_if_exists and self.fs.exists(new_path):
             raise FileAlreadyExists(f"Destination exists: {new_path}")
@@ -2397,7 +2406,7 @@ class Event:
     PROCESS_FAILURE = "event.core.process_failure"              # (task, message)
 
 
-def task_id_str(task_family, params):
+def task_id_str(task_family: str, params: Mapping[str, Any]) -> str:
     """The task id Luigi computes for ``task_family`` and ``{name: serialized value}``.
 
     ``Family_<first three values by name, 16 chars each>_<md5 prefix>``, where every
@@ -2408,7 +2417,7 @@ def task_id_str(task_family, params):
                     [params[name] for name in names])
 
 
-def _task_id(task_family, keys, values) -> str:
+def _task_id(task_family: str, keys: Sequence[str], values: Sequence[Any]) -> str:
     """task_id_str() with the names already sorted and JSON-encoded (``'"name":'``)."""
     # The same bytes as json.dumps(params, separators=(",", ":"), sort_keys=True), built
     # directly with C-level helpers: this runs once per task, and json.dumps alone
@@ -2438,12 +2447,12 @@ _encode_json_str = json.encoder.encode_basestring_ascii
 try:   # the builtin module is several times faster to call than hashlib's OpenSSL one
     from _md5 import md5 as _md5
 except ImportError:  # pragma: no cover - Pythons built without it
-    def _md5(data):
+    def _md5(data: bytes) -> Any:
         import hashlib
         return hashlib.md5(data, usedforsecurity=False)
 
 
-def _json_string(value):
+def _json_string(value: Any) -> str:
     if isinstance(value, str):
         return json.encoder.encode_basestring_ascii(value)
     return json.dumps(value)
@@ -2459,7 +2468,7 @@ class _ClassInfo:
                  "config_generation", "own_retry_policy", "module", "plain_resources",
                  "plain_owners", "batch_names", "reported_family")
 
-    def __init__(self, cls, generation) -> None:
+    def __init__(self, cls: type[Task], generation: int) -> None:
         params = [(name, value) for name in dir(cls)
                   for value in (getattr(cls, name, None),) if isinstance(value, Parameter)]
         params.sort(key=lambda pair: pair[1]._counter)
@@ -2507,7 +2516,7 @@ class _ClassInfo:
                          if "task_family" in c.__dict__), None)
         self.reported_family = override if isinstance(override, str) else self.family
 
-    def given_values(self, args, kwargs):
+    def given_values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
         """The normalized values, in declaration order, when the call itself gives every
         parameter (the common case, and the one to make fast); None when a value must
         come from elsewhere, or an error must be explained (get_param_values does both)."""
@@ -2556,7 +2565,7 @@ class _Registry:
         self.classes.append(cls)
         self._by_family = None
 
-    def namespace_for(self, module_name):
+    def namespace_for(self, module_name: str) -> str:
         """The namespace registered for the most specific prefix of ``module_name``."""
         parts = module_name.split(".")
         for end in range(len(parts), 0, -1):
@@ -2565,7 +2574,7 @@ class _Registry:
                 return entry
         return self.namespaces.get("", "") or ""
 
-    def by_family(self):
+    def by_family(self) -> dict[str, Any]:
         """Map family name to class; unrelated classes sharing a name are AMBIGUOUS."""
         if self._by_family is None:
             table = {}
@@ -2582,7 +2591,7 @@ class _Registry:
             self._by_family = table
         return self._by_family
 
-    def get(self, name):
+    def get(self, name: str) -> type[Task]:
         """The task class called ``name``: a family, ``module:Class`` or ``module.Family``.
 
         Raises TaskClassNotFoundException (with suggestions) or
@@ -2601,7 +2610,7 @@ class _Registry:
                 f"give a namespace or load it as module:Class")
         return found
 
-    def _import_class(self, spec):
+    def _import_class(self, spec: str) -> type[Task]:
         try:
             cls = _import_object(spec)
         except (ImportError, AttributeError) as exc:
@@ -2610,7 +2619,7 @@ class _Registry:
             raise TaskClassNotFoundException(f"{spec!r} is not a Task subclass")
         return cls
 
-    def _import_family(self, name):
+    def _import_family(self, name: str) -> type[Task] | None:
         """Try ``pkg.mod.Family``: import ``pkg.mod`` and look again."""
         import importlib
         module_name, _, attr = name.rpartition(".")
@@ -2625,7 +2634,7 @@ class _Registry:
             found = candidate
         return found
 
-    def _missing_message(self, name) -> str:
+    def _missing_message(self, name: str) -> str:
         families = {f: c for f, c in self.by_family().items() if c is not self.AMBIGUOUS}
         close = _suggestions(name, list(families))
         if close:
@@ -2648,11 +2657,11 @@ class _RegisterType(type):
     which libraries built on Luigi read and assign to prune the registry."""
 
     @property
-    def _reg(cls):
+    def _reg(cls) -> Any:
         return _REGISTRY.classes
 
     @_reg.setter
-    def _reg(cls, classes) -> None:
+    def _reg(cls, classes: Any) -> None:
         _REGISTRY.classes = list(classes)
         _REGISTRY._by_family = None
 
@@ -2671,13 +2680,14 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
     __instancecheck__ = type.__instancecheck__
     __subclasscheck__ = type.__subclasscheck__
 
-    def __new__(mcs, classname, bases, classdict, **kwargs):
+    def __new__(mcs, classname: str, bases: tuple[type, ...], classdict: dict[str, Any],
+                **kwargs: Any) -> Register:
         cls = super().__new__(mcs, classname, bases, classdict, **kwargs)
         cls._namespace_at_class_time = _REGISTRY.namespace_for(cls.__module__)
         _REGISTRY.add(cls)
         return cls
 
-    def __setattr__(cls, name, value) -> None:
+    def __setattr__(cls, name: str, value: Any) -> None:
         # get_params() is cached per class; a Parameter added later (as @inherits does)
         # must invalidate every cached list.
         if isinstance(value, Parameter) or isinstance(getattr(cls, name, None), Parameter):
@@ -2716,7 +2726,8 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
             task = cache[key] = cls._instantiate(info, values, args, kwargs)
         return task
 
-    def _instantiate(cls, info, values, args, kwargs):
+    def _instantiate(cls, info: _ClassInfo, values: list[Any], args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
         if cls.__init__ is Task.__init__:
             # Fast path: the values are resolved already, don't resolve them twice.
             task = cls.__new__(cls)
@@ -2725,7 +2736,7 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
         return super().__call__(*args, **kwargs)
 
     @property
-    def task_family(cls):
+    def task_family(cls) -> str:
         """The family name: ``ClassName`` or ``namespace.ClassName``."""
         return cls.get_task_family()
 
@@ -2742,31 +2753,31 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
         _REGISTRY.instance_cache = None
 
     @classmethod
-    def get_task_cls(mcs, name):
+    def get_task_cls(mcs, name: str) -> type[Task]:
         """The task class for a family name, ``module:Class`` or ``module.Family``."""
         return _REGISTRY.get(name)
 
     @classmethod
-    def task_names(mcs):
+    def task_names(mcs) -> list[str]:
         """Every registered family name, sorted."""
         return sorted(_REGISTRY.by_family())
 
     @classmethod
-    def tasks_str(mcs):
+    def tasks_str(mcs) -> str:
         """The registered family names, comma-separated."""
         return ",".join(mcs.task_names())
 
     @classmethod
-    def _get_reg(mcs):
+    def _get_reg(mcs) -> dict[str, Any]:
         return dict(_REGISTRY.by_family())
 
     @classmethod
-    def _set_reg(mcs, reg) -> None:
+    def _set_reg(mcs, reg: Mapping[str, Any]) -> None:
         _REGISTRY.classes = [c for c in reg.values() if c is not _REGISTRY.AMBIGUOUS]
         _REGISTRY._by_family = None
 
     @classmethod
-    def get_all_params(mcs):
+    def get_all_params(mcs) -> Iterator[tuple[str, bool, str, Parameter[Any]]]:
         """Yield ``(family, is_without_section, param_name, param)`` for every task."""
         for family, cls in _REGISTRY.by_family().items():
             if cls is _REGISTRY.AMBIGUOUS:
@@ -2775,7 +2786,7 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
                 yield family, not cls.use_cmdline_section, name, param
 
 
-def namespace(namespace=None, scope: str = "") -> None:
+def namespace(namespace: str | None = None, scope: str = "") -> None:
     """Put task classes defined from now on (in modules under ``scope``) in ``namespace``.
 
     A class's own ``task_namespace`` attribute wins over this.
@@ -2788,7 +2799,7 @@ def auto_namespace(scope: str = "") -> None:
     namespace(namespace=_SAME_AS_PYTHON_MODULE, scope=scope)
 
 
-def flatten(struct):
+def flatten(struct: Any) -> list[Any]:
     """A flat list of the items in nested dicts (values), lists, tuples and iterables.
 
     Strings are atoms and ``None`` is ``[]``: ``flatten({"a": [1, (2,)]}) == [1, 2]``.
@@ -2816,7 +2827,7 @@ def flatten(struct):
     return flat
 
 
-def flatten_output(task):
+def flatten_output(task: Task) -> list[Any]:
     """The output targets of ``task``, looking through tasks without outputs (wrapper
     tasks) to what they require, each task once, breadth-first."""
     found, queue, seen = [], [task], set()
@@ -2832,7 +2843,7 @@ def flatten_output(task):
     return flatten([each.output() for each in found])
 
 
-def getpaths(struct):
+def getpaths(struct: Any) -> Any:
     """Replace every Task in a nested dict/list/tuple with its ``output()``."""
     if isinstance(struct, Task):
         return struct.output()
@@ -2881,26 +2892,26 @@ class Task(metaclass=Register):
     # -- retry policy and ownership (properties, so subclasses may compute them) -------
 
     @property
-    def retry_count(self):
+    def retry_count(self) -> int | None:
         """Failures allowed inside ``disable_window`` before the task is disabled."""
         return None
 
     @property
-    def disable_hard_timeout(self):
+    def disable_hard_timeout(self) -> int | None:
         """Seconds after the first failure after which the task is disabled."""
         return None
 
     @property
-    def disable_window(self):
+    def disable_window(self) -> int | None:
         """Seconds over which failures are counted against ``retry_count``."""
         return None
 
     @property
-    def owner_email(self):
+    def owner_email(self) -> Any:
         """Address(es) told about this task's failures, besides the configured ones."""
         return None
 
-    def _owner_list(self):
+    def _owner_list(self) -> list[str]:
         owners = self.owner_email
         if owners is None:
             return []
@@ -2912,19 +2923,19 @@ class Task(metaclass=Register):
         return True
 
     @property
-    def batchable(self):
+    def batchable(self) -> bool:
         """True when a parameter has a ``batch_method``."""
         return bool(self.batch_param_names())
 
     @property
-    def task_module(self):
+    def task_module(self) -> str:
         """The module to import to get this class."""
         return type(self).__module__
 
     # -- names ---------------------------------------------------------------------------
 
     @classmethod
-    def get_task_namespace(cls):
+    def get_task_namespace(cls) -> str:
         """The namespace: ``task_namespace`` if set, else the one from namespace()."""
         if cls.task_namespace != _NOT_USER_SPECIFIED:
             return cls.task_namespace
@@ -2933,23 +2944,23 @@ class Task(metaclass=Register):
         return cls._namespace_at_class_time
 
     @classmethod
-    def get_task_family(cls):
+    def get_task_family(cls) -> str:
         """``ClassName``, or ``namespace.ClassName`` when there is a namespace."""
         space = cls.get_task_namespace()
         return f"{space}.{cls.__name__}" if space else cls.__name__
 
     @property
-    def task_family(self):
+    def task_family(self) -> str:
         """This task's family name."""
         return type(self).get_task_family()
 
     @property
-    def disable_window_seconds(self):
+    def disable_window_seconds(self) -> int | None:
         """Luigi's old name for ``disable_window``."""
         return self.disable_window
 
     @contextlib.contextmanager
-    def no_unpicklable_properties(self):
+    def no_unpicklable_properties(self) -> Iterator[None]:
         """Take away, for the block, the callbacks a worker sets on a running task
         (they hold the worker's queue), so the task can be pickled."""
         names = ("set_tracking_url", "set_status_message", "set_progress_percentage")
@@ -2962,7 +2973,7 @@ class Task(metaclass=Register):
     # -- parameters ------------------------------------------------------------------------
 
     @classmethod
-    def _info(cls):
+    def _info(cls) -> _ClassInfo:
         """What instantiating and reporting this class needs, computed once per class
         (and again after a Parameter is added to any class)."""
         info = _REGISTRY.class_infos.get(cls)
@@ -2971,22 +2982,23 @@ class Task(metaclass=Register):
         return info
 
     @classmethod
-    def get_params(cls):
+    def get_params(cls) -> list[tuple[str, Parameter[Any]]]:
         """Every ``(name, Parameter)`` of the class, in declaration order."""
         return list(cls._info().params)
 
     @classmethod
-    def get_param_names(cls, include_significant: bool = False):
+    def get_param_names(cls, include_significant: bool = False) -> list[str]:
         """Names of the significant parameters (all of them with include_significant)."""
         return [name for name, p in cls.get_params() if include_significant or p.significant]
 
     @classmethod
-    def batch_param_names(cls):
+    def batch_param_names(cls) -> list[str]:
         """Names of the parameters that have a ``batch_method``."""
         return [name for name, p in cls.get_params() if p._is_batchable()]
 
     @classmethod
-    def get_param_values(cls, params, args, kwargs):
+    def get_param_values(cls, params: Sequence[tuple[str, Parameter[Any]]], args: Sequence[Any],
+                         kwargs: Mapping[str, Any]) -> list[tuple[str, Any]]:
         """Resolve every parameter: positional, keyword, command line, config, default.
 
         Returns a list of ``(name, normalized value)`` in declaration order. Raises
@@ -3038,19 +3050,21 @@ class Task(metaclass=Register):
         return values
 
     @classmethod
-    def _normalize(cls, family, name, param, value):
+    def _normalize(cls, family: str, name: str, param: Parameter[Any], value: Any) -> Any:
         try:
             return param.normalize(value)
         except (ValueError, TypeError) as exc:
             raise cls._normalize_error(family, name, param, value, exc) from None
 
     @staticmethod
-    def _normalize_error(family, name, param, value, exc):
+    def _normalize_error(family: str, name: str, param: Parameter[Any], value: Any,
+                         exc: Exception) -> ParameterParseError:
         return ParameterParseError(f"{family}: parameter '{name}' expects "
                                    f"{param._expected}, got {value!r}: {exc}")
 
     @classmethod
-    def _value_outside_constructor(cls, family, name, param, args, kwargs):
+    def _value_outside_constructor(cls, family: str, name: str, param: Parameter[Any], args: Any,
+                                   kwargs: Any) -> Any:
         try:
             value = param._value_from_sources(family, name)
         except ParameterParseError as exc:   # Luigi's words first, then which and why
@@ -3065,11 +3079,11 @@ class Task(metaclass=Register):
         return cls._normalize(family, name, param, value)
 
     @classmethod
-    def _call_text(cls, args, kwargs) -> str:
+    def _call_text(cls, args: Any, kwargs: Any) -> str:
         return f"{cls.get_task_family()}[args={args}, kwargs={kwargs}]"
 
     @classmethod
-    def _unknown_text(cls, name, args, kwargs) -> str:
+    def _unknown_text(cls, name: str, args: Any, kwargs: Any) -> str:
         known = [n for n, _ in cls.get_params()]
         close = _suggestions(name, known)
         hint = f"; did you mean {' or '.join(close)}?" if close else (
@@ -3077,7 +3091,7 @@ class Task(metaclass=Register):
         return f"{cls._call_text(args, kwargs)}: unknown parameter {name}{hint}"
 
     @classmethod
-    def _warn_unconsumed_config(cls, family, declared) -> None:
+    def _warn_unconsumed_config(cls, family: str, declared: Iterable[str]) -> None:
         """Warn about options in ``[Family]`` the task does not declare (a typo there
         silently does nothing otherwise)."""
         _warn_unconsumed(family, set(declared) | set(getattr(cls, "ignore_unconsumed", ())))
@@ -3087,7 +3101,7 @@ class Task(metaclass=Register):
         values = self.get_param_values(info.params, args, kwargs)
         self._set_values(info, list(map(_second, values)))
 
-    def _set_values(self, info, values) -> None:
+    def _set_values(self, info: _ClassInfo, values: Sequence[Any]) -> None:
         """Store the resolved ``values`` (in declaration order) and derive the id."""
         # Attribute stores, not writes through self.__dict__: CPython then keeps the
         # attributes inline in the object, without a dict per task to allocate and for
@@ -3111,12 +3125,12 @@ class Task(metaclass=Register):
         self.task_id = task_id = _task_id(info.family, info.id_keys, id_values)
         self._hash = hash(task_id)
 
-    def initialized(self):
+    def initialized(self) -> bool:
         """True once the constructor has run."""
         return hasattr(self, "task_id")
 
     @classmethod
-    def from_str_params(cls, params_str):
+    def from_str_params(cls: type[_S], params_str: Mapping[str, Any]) -> _S:
         """Build a task from ``{name: string}``; a list value is parsed as a batch."""
         family = cls.get_task_family()
         kwargs = {}
@@ -3129,7 +3143,8 @@ class Task(metaclass=Register):
                     kwargs[name] = param._parse_for(family, name, raw, "string parameters")
         return cls(**kwargs)
 
-    def to_str_params(self, only_significant: bool = False, only_public: bool = False):
+    def to_str_params(self, only_significant: bool = False,
+                      only_public: bool = False) -> dict[str, str]:
         """``{name: serialized value}``; PRIVATE parameters are always left out."""
         if not (only_significant or only_public):
             return dict(self._serialized)
@@ -3141,10 +3156,10 @@ class Task(metaclass=Register):
                 and (not only_public or info.by_name[name].visibility ==
                      ParameterVisibility.PUBLIC)}
 
-    def _get_param_visibilities(self):
+    def _get_param_visibilities(self) -> dict[str, int]:
         return dict(self._info().visibilities)
 
-    def clone(self, cls=None, **kwargs):
+    def clone(self, cls: type[Task] | None = None, **kwargs: Any) -> Any:
         """A task of ``cls`` (default: this class) with every same-named parameter
         copied from this one, ``kwargs`` overriding."""
         cls = type(self) if cls is None else cls
@@ -3157,14 +3172,14 @@ class Task(metaclass=Register):
         return cls(**values)
 
     @property
-    def param_args(self):
+    def param_args(self) -> tuple[Any, ...]:
         """The parameter values in declaration order (Luigi's ``param_args``)."""
         return tuple(self.param_kwargs.values())
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return self._hash
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.task_id == other.task_id
 
     def __repr__(self) -> str:
@@ -3181,19 +3196,19 @@ class Task(metaclass=Register):
     # -- events ----------------------------------------------------------------------------
 
     @classmethod
-    def event_handler(cls, event):
+    def event_handler(cls, event: str) -> Callable[[_F], _F]:
         """Decorator registering a callback for ``event`` on this class (and subclasses)."""
-        def register(callback):
+        def register(callback: _F) -> _F:
             cls._event_callbacks.setdefault(cls, {}).setdefault(event, set()).add(callback)
             return callback
         return register
 
     @classmethod
-    def remove_event_handler(cls, event, callback) -> None:
+    def remove_event_handler(cls, event: str, callback: Callable[..., Any]) -> None:
         """Unregister a callback added with :meth:`event_handler`."""
         cls._event_callbacks[cls][event].remove(callback)
 
-    def trigger_event(self, event, *args, **kwargs):
+    def trigger_event(self, event: str, *args: Any, **kwargs: Any) -> None:
         """Call every handler for ``event`` registered on a class this task is an
         instance of; a handler that raises is logged, never propagated."""
         if not self._event_callbacks:
@@ -3211,23 +3226,23 @@ class Task(metaclass=Register):
 
     # -- reporting from inside run() -------------------------------------------------------
 
-    def set_status_message(self, message) -> None:
+    def set_status_message(self, message: str) -> None:
         """Show ``message`` as this task's status in the scheduler (during run())."""
         self._report_to_scheduler("set_task_status_message", message)
 
-    def set_progress_percentage(self, percentage) -> None:
+    def set_progress_percentage(self, percentage: float) -> None:
         """Show this task's progress, 0-100, in the scheduler (during run())."""
         self._report_to_scheduler("set_task_progress_percentage", percentage)
 
-    def set_tracking_url(self, url) -> None:
+    def set_tracking_url(self, url: str) -> None:
         """Link this task to ``url`` (e.g. a job page) in the scheduler (during run())."""
         self._report_to_scheduler("tracking_url", url)
 
-    def decrease_running_resources(self, decrease_resources) -> None:
+    def decrease_running_resources(self, decrease_resources: dict[str, int]) -> None:
         """Give back part of the resources held, e.g. ``{"db": 1}`` (during run())."""
         self._report_to_scheduler("decrease_running_task_resources", decrease_resources)
 
-    def _report_to_scheduler(self, method, value) -> None:
+    def _report_to_scheduler(self, method: str, value: Any) -> None:
         report = _ACTIVE_REPORTERS.get(self.task_id)
         if report is None:
             _log.warning("%r: %s outside run() is ignored", self, method)
@@ -3261,30 +3276,30 @@ class Task(metaclass=Register):
         """The outputs of ``requires()``, in the same structure."""
         return getpaths(self.requires())
 
-    def deps(self):
+    def deps(self) -> list[Task]:
         """The direct dependencies as a flat list (used by the worker)."""
         if type(self)._requires is Task._requires:   # already flat: skip a second pass
             return flatten(self.requires())
         return flatten(self._requires())
 
-    def _requires(self):
+    def _requires(self) -> list[Task]:
         return flatten(self.requires())
 
-    def process_resources(self):
+    def process_resources(self) -> dict[str, int]:
         """The resources to hold while running (``resources`` by default)."""
         return self.resources
 
-    def on_failure(self, exception):
+    def on_failure(self, exception: BaseException) -> str | None:
         """What to report when run() raises; default: the traceback."""
         import traceback
         return "Runtime error:\n" + traceback.format_exc()
 
-    def on_success(self):
+    def on_success(self) -> str | None:
         """What to report when run() succeeds; default: nothing."""
         return None
 
     @classmethod
-    def bulk_complete(cls, parameter_tuples):
+    def bulk_complete(cls, parameter_tuples: Any) -> Any:
         """Those of ``parameter_tuples`` whose tasks are complete (for range tools)."""
         raise NotImplementedError(f"{cls.get_task_family()} has no bulk_complete")
 
@@ -3298,7 +3313,7 @@ class ExternalTask(Task):
 class WrapperTask(Task):
     """A task that only groups others: complete when all its requirements are."""
 
-    def complete(self):
+    def complete(self) -> bool:
         return all(required.complete() for required in self.deps())
 
 
@@ -3306,7 +3321,7 @@ class Config(Task):
     """A bag of parameters read from the command line or a ``[ClassName]`` section."""
 
 
-def externalize(taskclass_or_taskobject):
+def externalize(taskclass_or_taskobject: _S) -> _S:
     """An external copy of a task class or instance: same family and id, no run()."""
     import copy
     if isinstance(taskclass_or_taskobject, Task):
@@ -3322,14 +3337,14 @@ def externalize(taskclass_or_taskobject):
     return copied
 
 
-def load_task(module, task_name, params_str):
+def load_task(module: str | None, task_name: str, params_str: Mapping[str, Any]) -> Task:
     """Import ``module`` (if given) and build ``task_name`` from string parameters."""
     if module is not None:
         __import__(module)
     return Register.get_task_cls(task_name).from_str_params(params_str)
 
 
-def inherits(*tasks_to_inherit, **kw_tasks_to_inherit):
+def inherits(*tasks_to_inherit: Any, **kw_tasks_to_inherit: Any) -> Callable[[_S], _S]:
     """Class decorator: copy the parameters of the given tasks onto the class.
 
     Adds ``clone_parent()`` (the first task, built with this task's values) and
@@ -3342,7 +3357,7 @@ def inherits(*tasks_to_inherit, **kw_tasks_to_inherit):
     if tasks_to_inherit and kw_tasks_to_inherit:
         raise TypeError("Only one of tasks_to_inherit or kw_tasks_to_inherit may be present")
 
-    def decorate(task_class):
+    def decorate(task_class: _S) -> _S:
         for parent in tasks_to_inherit or kw_tasks_to_inherit.values():
             for name, param in parent.get_params():
                 if not hasattr(task_class, name):
@@ -3358,14 +3373,14 @@ def inherits(*tasks_to_inherit, **kw_tasks_to_inherit):
     return decorate
 
 
-def requires(*tasks_to_require, **kw_tasks_to_require):
+def requires(*tasks_to_require: Any, **kw_tasks_to_require: Any) -> Callable[[_S], _S]:
     """Class decorator: :func:`inherits` the tasks and require them from ``requires()``.
 
     One task gives ``requires() -> clone_parent()``; several give a list, keywords a dict.
     """
     inherit = inherits(*tasks_to_require, **kw_tasks_to_require)
 
-    def decorate(task_class):
+    def decorate(task_class: _S) -> _S:
         task_class = inherit(task_class)
         if len(tasks_to_require) == 1:
             task_class.requires = lambda self: self.clone_parent()
@@ -3375,12 +3390,12 @@ def requires(*tasks_to_require, **kw_tasks_to_require):
     return decorate
 
 
-def copies(task_to_copy):
+def copies(task_to_copy: type[Task]) -> Callable[[_S], _S]:
     """Class decorator: :func:`requires` ``task_to_copy`` and give the class a run()
     that copies that task's output into its own, line by line (written atomically)."""
     require = requires(task_to_copy)
 
-    def decorate(task_class):
+    def decorate(task_class: _S) -> _S:
         task_class = require(task_class)
 
         def run(self) -> None:
@@ -3392,7 +3407,7 @@ def copies(task_to_copy):
     return decorate
 
 
-def delegates(task_class):
+def delegates(task_class: _S) -> _S:
     """Class decorator for a task whose ``subtasks()`` it uses as helpers: their run()
     happens inside its own, before it, and what they require it requires; the
     scheduler never sees them. Raises AttributeError if the class has no subtasks()."""
@@ -3401,11 +3416,11 @@ def delegates(task_class):
                              f"\"subtasks\" to be used with @delegates")
     own_run = task_class.run
 
-    def deps(self):
+    def deps(self: Any) -> list[Task]:
         helpers = flatten(self.subtasks())
         return flatten(self.requires()) + flatten([helper.deps() for helper in helpers])
 
-    def run(self):
+    def run(self: Any) -> None:
         for helper in flatten(self.subtasks()):
             helper.run()
         return own_run(self)
@@ -3413,7 +3428,7 @@ def delegates(task_class):
     return task_class
 
 
-def common_params(task_instance, task_cls):
+def common_params(task_instance: Task, task_cls: type[Task]) -> dict[str, Any]:
     """The parameter values of ``task_instance`` that ``task_cls`` also declares."""
     if not isinstance(task_cls, Register):
         raise TypeError("task_cls must be an uninstantiated Task")
@@ -3428,7 +3443,7 @@ def common_params(task_instance, task_cls):
 class _UncheckedParameter(Parameter):
     """A string Parameter that may be None without a warning."""
 
-    def _warn_on_wrong_param_type(self, param_name, param_value) -> None:
+    def _warn_on_wrong_param_type(self, param_name: str, param_value: Any) -> None:
         """None is a value here."""
 
 
@@ -3450,7 +3465,7 @@ class RangeBase(WrapperTask):
     param_name = _UncheckedParameter(default=None, description="the parameter of `of` "
                                                                "that takes the time")
 
-    def requires(self):
+    def requires(self) -> list[Task]:
         """The missing instances in the window, at most ``task_limit``."""
         if getattr(self, "_required", None) is None:
             missing = sorted(self._missing_datetimes(self._window()))
@@ -3460,7 +3475,7 @@ class RangeBase(WrapperTask):
                               for d in chosen]
         return self._required
 
-    def _window(self):
+    def _window(self) -> list[datetime.datetime]:
         """Every point in time from start to stop, clipped around now."""
         if self.start is None and self.stop is None:
             raise ParameterException(f"{self!r}: at least one of start and stop is needed")
@@ -3478,10 +3493,11 @@ class RangeBase(WrapperTask):
             stop = min(self.parameter_to_datetime(self.stop), stop)
         return self.finite_datetimes(start, stop) if start <= stop else []
 
-    def _missing_datetimes(self, datetimes):
+    def _missing_datetimes(self, datetimes: list[datetime.datetime]) -> list[datetime.datetime]:
         return self.missing_datetimes(datetimes) if datetimes else []
 
-    def missing_datetimes(self, finite_datetimes):
+    def missing_datetimes(self,
+                          finite_datetimes: list[datetime.datetime]) -> list[datetime.datetime]:
         """Those of ``finite_datetimes`` whose task is not complete: one complete()
         each, in threads when ``[core] parallel_scheduling`` is on."""
         tasks = [self._instantiate_task_cls(self.datetime_to_parameter(d))
@@ -3499,35 +3515,36 @@ class RangeBase(WrapperTask):
     # The back/forward window's unit: days_back, hours_forward, ... (subclasses).
     _unit = "days"
 
-    def moving_start(self, now):
+    def moving_start(self, now: datetime.datetime) -> datetime.datetime:
         """The earliest time the window reaches: ``now`` less ``<unit>_back``."""
         back = getattr(self, self._unit + "_back")
         return now - datetime.timedelta(**{self._unit: back})
 
-    def moving_stop(self, now):
+    def moving_stop(self, now: datetime.datetime) -> datetime.datetime:
         """The latest: ``now`` plus ``<unit>_forward``."""
         forward = getattr(self, self._unit + "_forward")
         return now + datetime.timedelta(**{self._unit: forward})
 
-    def datetime_to_parameter(self, dt):
+    def datetime_to_parameter(self, dt: datetime.datetime) -> Any:
         """The family's parameter value for a point in time (a datetime by default)."""
         return dt
 
-    def parameter_to_datetime(self, p):
+    def parameter_to_datetime(self, p: Any) -> datetime.datetime:
         """The point in time of a parameter value."""
         return p
 
-    def _instantiate_task_cls(self, param):
+    def _instantiate_task_cls(self, param: Any) -> Task:
         return self.of(**dict(self.of_params, **{self._param_name: param}))
 
     @property
-    def _param_name(self):
+    def _param_name(self) -> str:
         if self.param_name is not None:
             return self.param_name
         return next(name for name, param in self.of.get_params() if param.positional)
 
     @staticmethod
-    def _between(aligned, step, start, stop):
+    def _between(aligned: datetime.datetime, step: datetime.timedelta, start: datetime.datetime,
+                 stop: datetime.datetime) -> list[datetime.datetime]:
         """The points ``aligned + n * step`` in [start, stop)."""
         points = (aligned + step * i for i in itertools.count())
         return [t for t in itertools.takewhile(lambda t: t < stop, points) if t >= start]
@@ -3537,7 +3554,8 @@ class _BulkRange:
     """Mixin: ask the family's bulk_complete classmethod (Luigi's hook) which are done,
     all at once; families without one are checked one by one."""
 
-    def missing_datetimes(self, finite_datetimes):
+    def missing_datetimes(self,
+                          finite_datetimes: list[datetime.datetime]) -> list[datetime.datetime]:
         import functools
         bulk = self.of.bulk_complete.__func__
         if bulk is Task.bulk_complete.__func__:   # the family has none
@@ -3558,13 +3576,14 @@ class RangeDailyBase(RangeBase):
     days_back = IntParameter(default=100, description="days before now to look back")
     days_forward = IntParameter(default=0, description="days after now to look ahead")
 
-    def datetime_to_parameter(self, dt):
+    def datetime_to_parameter(self, dt: datetime.datetime) -> Any:
         return dt.date()
 
-    def parameter_to_datetime(self, p):
+    def parameter_to_datetime(self, p: Any) -> datetime.datetime:
         return datetime.datetime(p.year, p.month, p.day)
 
-    def finite_datetimes(self, finite_start, finite_stop):
+    def finite_datetimes(self, finite_start: datetime.datetime,
+                         finite_stop: datetime.datetime) -> list[datetime.datetime]:
         """Midnights from ``finite_start``'s day to before ``finite_stop``."""
         day = datetime.datetime(finite_start.year, finite_start.month, finite_start.day)
         return self._between(day, datetime.timedelta(days=1), finite_start, finite_stop)
@@ -3579,7 +3598,8 @@ class RangeHourlyBase(RangeBase):
     hours_forward = IntParameter(default=0, description="hours after now")
     _unit = "hours"
 
-    def finite_datetimes(self, finite_start, finite_stop):
+    def finite_datetimes(self, finite_start: datetime.datetime,
+                         finite_stop: datetime.datetime) -> list[datetime.datetime]:
         """Whole hours in [finite_start, finite_stop)."""
         hour = finite_start.replace(minute=0, second=0, microsecond=0)
         return self._between(hour, datetime.timedelta(hours=1), finite_start, finite_stop)
@@ -3596,7 +3616,8 @@ class RangeByMinutesBase(RangeBase):
                                                            "it must divide 60")
     _unit = "minutes"
 
-    def finite_datetimes(self, finite_start, finite_stop):
+    def finite_datetimes(self, finite_start: datetime.datetime,
+                         finite_stop: datetime.datetime) -> list[datetime.datetime]:
         """Every ``minutes_interval`` minutes in [finite_start, finite_stop), on the
         interval's marks (:00, :05, ... for 5)."""
         interval = self.minutes_interval
@@ -3617,19 +3638,20 @@ class RangeMonthly(_BulkRange, RangeBase):
     months_back = IntParameter(default=13, description="months before now")
     months_forward = IntParameter(default=0, description="months after now")
 
-    def datetime_to_parameter(self, dt):
+    def datetime_to_parameter(self, dt: datetime.datetime) -> Any:
         return datetime.date(dt.year, dt.month, 1)
 
-    def parameter_to_datetime(self, p):
+    def parameter_to_datetime(self, p: Any) -> datetime.datetime:
         return datetime.datetime(p.year, p.month, 1)
 
-    def moving_start(self, now):
+    def moving_start(self, now: datetime.datetime) -> datetime.datetime:
         return _add_months(datetime.datetime(now.year, now.month, 1), -self.months_back)
 
-    def moving_stop(self, now):
+    def moving_stop(self, now: datetime.datetime) -> datetime.datetime:
         return _add_months(datetime.datetime(now.year, now.month, 1), self.months_forward)
 
-    def finite_datetimes(self, finite_start, finite_stop):
+    def finite_datetimes(self, finite_start: datetime.datetime,
+                         finite_stop: datetime.datetime) -> list[datetime.datetime]:
         """Firsts of the month in [finite_start, the month of finite_stop)."""
         first = datetime.datetime(finite_start.year, finite_start.month, 1)
         stop = datetime.datetime(finite_stop.year, finite_stop.month, 1)
@@ -3691,7 +3713,7 @@ class smtp(Config):
                                                             name="smtp_timeout"))
 
 
-def _email_disabled_reason():
+def _email_disabled_reason() -> str | None:
     """Why no e-mail goes out now, or None: format none, or a terminal without
     ``force_send`` (someone is watching)."""
     if email().format == "none":
@@ -3701,7 +3723,8 @@ def _email_disabled_reason():
     return None
 
 
-def send_email(subject, message, sender, recipients, image_png=None) -> None:
+def send_email(subject: str, message: str, sender: str, recipients: Iterable[str],
+               image_png: str | None = None) -> None:
     """Send ``message`` to ``recipients`` (each may hold comma-separated addresses) by
     ``[email] method``, unless e-mail is disabled or there is nobody to send to. A
     server that cannot be reached is logged, never raised: a failed notification must
@@ -3726,7 +3749,8 @@ def send_email(subject, message, sender, recipients, image_png=None) -> None:
     _send_email_smtp(sender, subject, message, recipients, image_png)
 
 
-def _send_email_smtp(sender, subject, message, recipients, image_png) -> None:
+def _send_email_smtp(sender: str, subject: str, message: str, recipients: list[str],
+                     image_png: str | None) -> None:
     import smtplib
     import socket
     settings = smtp()
@@ -3752,7 +3776,8 @@ def _send_email_smtp(sender, subject, message, recipients, image_png) -> None:
                    settings.port, exc)
 
 
-def _email_message(sender, subject, message, recipients, image_png):
+def _email_message(sender: str, subject: str, message: str, recipients: list[str],
+                   image_png: str | None) -> Any:
     from email.mime.multipart import MIMEMultipart
     from email.mime.text import MIMEText
     root = MIMEMultipart("related")
@@ -3765,12 +3790,12 @@ def _email_message(sender, subject, message, recipients, image_png):
     return root
 
 
-def _email_sender():
+def _email_sender() -> str:
     import socket
     return email().sender or f"luigi-client@{socket.gethostname()}"
 
 
-def send_error_email(subject, message, additional_recipients=None) -> None:
+def send_error_email(subject: str, message: str, additional_recipients: Any = None) -> None:
     """Send an error e-mail to ``[email] receiver`` and ``additional_recipients`` (an
     address or a list: a task's ``owner_email``)."""
     recipients = [email().receiver] if email().receiver else []
@@ -3781,7 +3806,7 @@ def send_error_email(subject, message, additional_recipients=None) -> None:
     send_email(subject, message, _email_sender(), recipients)
 
 
-def wrap_traceback(traceback):
+def wrap_traceback(traceback: str) -> str:
     """A traceback as the e-mail format shows it."""
     if email().format == "html":
         import html
@@ -3789,7 +3814,8 @@ def wrap_traceback(traceback):
     return traceback
 
 
-def format_task_error(headline, task, command, formatted_exception=None) -> str:
+def format_task_error(headline: str, task: Task, command: Any,
+                      formatted_exception: str | None = None) -> str:
     """The body of an error e-mail about ``task``: the headline, its name and
     parameters, the command line and the traceback (cut at ``traceback_max_length``)."""
     limit = email().traceback_max_length
@@ -3827,7 +3853,7 @@ class batch_email(Config):
                                                                       "error message")
 
 
-def _counted(template, number):
+def _counted(template: str, number: int) -> str:
     """``"3 failures"``, ``"1 failure"``, or "" for none."""
     return template.format(number, "" if number == 1 else "s") if number else ""
 
@@ -3837,7 +3863,7 @@ class BatchNotifier:
     each owner (and ``[email] receiver``) one e-mail per ``email_interval`` minutes,
     in Luigi's format."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         self._config = batch_email(**kwargs)
         self._format = email().format
         self._default_owners = {a for a in email().receiver.split(",") if a}
@@ -3850,7 +3876,7 @@ class BatchNotifier:
         self._counts = collections.defaultdict(dict)
         self._errors = collections.defaultdict(dict)
 
-    def _key(self, task_name, family, unbatched_args):
+    def _key(self, task_name: str, family: str, unbatched_args: Mapping[str, Any]) -> str:
         mode = self._config.batch_mode
         if mode == "all":
             return task_name
@@ -3859,7 +3885,8 @@ class BatchNotifier:
         shown = ", ".join(f"{k}={v}" for k, v in unbatched_args.items())
         return f"{family}({shown})"
 
-    def _add(self, task_name, family, unbatched_args, owners, column, expl=None) -> None:
+    def _add(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
+             owners: Iterable[str], column: int, expl: Any = None) -> None:
         key = self._key(task_name, family, unbatched_args)
         for owner in self._default_owners | set(owners or ()):
             self._counts[owner].setdefault(key, [0, 0, 0])[column] += 1
@@ -3870,15 +3897,18 @@ class BatchNotifier:
                 while len(recent) > self._config.error_messages:
                     del recent[next(iter(recent))]
 
-    def add_failure(self, task_name, family, unbatched_args, expl, owners) -> None:
+    def add_failure(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
+                    expl: Any, owners: Iterable[str]) -> None:
         """A task failed with ``expl``."""
         self._add(task_name, family, unbatched_args, owners, 0, expl)
 
-    def add_disable(self, task_name, family, unbatched_args, owners) -> None:
+    def add_disable(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
+                    owners: Iterable[str]) -> None:
         """A task was disabled for failing too often."""
         self._add(task_name, family, unbatched_args, owners, 1)
 
-    def add_scheduling_fail(self, task_name, family, unbatched_args, expl, owners) -> None:
+    def add_scheduling_fail(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
+                            expl: Any, owners: Iterable[str]) -> None:
         """A worker could not schedule a task: its complete() or requires() raised."""
         self._add(task_name, family, unbatched_args, owners, 2, expl)
 
@@ -3895,7 +3925,8 @@ class BatchNotifier:
         finally:
             self._clear()
 
-    def _send(self, owner, counts, errors) -> None:
+    def _send(self, owner: str | None, counts: dict[str, list[int]],
+              errors: dict[str, list[Any]]) -> None:
         summary = self._counts_text([sum(row[i] for row in counts.values())
                                      for i in range(3)])
         if not summary:
@@ -3905,14 +3936,14 @@ class BatchNotifier:
                    f"minutes")
         send_email(subject, self._body(counts, errors), _email_sender(), (owner,))
 
-    def _body(self, counts, errors):
+    def _body(self, counts: dict[str, list[int]], errors: dict[str, list[Any]]) -> str:
         groups = {}   # the errors' text -> the keys that had it
         for key in counts:
             text = self._errors_text(errors.get(key, {}))
             group = text if self._config.group_by_error_messages else (key, text)
             groups.setdefault(group, []).append(key)
 
-        def rank(key):
+        def rank(key: str) -> tuple[int, int, str]:
             failures, disables, scheduling = counts[key]
             return -(failures + scheduling), -disables, key
         html = self._format == "html"
@@ -3929,12 +3960,12 @@ class BatchNotifier:
         return f"<ul>\n{body}\n</ul>" if html else body
 
     @staticmethod
-    def _counts_text(row):
+    def _counts_text(row: list[int]) -> str:
         return ", ".join(filter(None, (_counted("{} failure{}", row[0]),
                                        _counted("{} disable{}", row[1]),
                                        _counted("{} scheduling failure{}", row[2]))))
 
-    def _errors_text(self, errors):
+    def _errors_text(self, errors: Iterable[Any]) -> str:
         shown = []
         for expl in errors:
             lines = str(expl).rstrip().split("\n")
@@ -3951,13 +3982,14 @@ class BatchNotifier:
 # Scheduler core: a pure state machine
 ###########################################################################################
 
-def _wall_clock():
+def _wall_clock() -> float:
     """time.time(), looked up at each call, so a test that replaces time.time (as
     Luigi's own tests do) moves the scheduler's clock too."""
     return time.time()
 
 
-def _typed_options(section, defaults, overrides=None):
+def _typed_options(section: str, defaults: Mapping[str, Any],
+                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``[section]`` options typed like their ``defaults``: ``overrides`` win, then
     ``--section-option`` on the command line, then the config file.
 
@@ -3974,11 +4006,11 @@ def _typed_options(section, defaults, overrides=None):
 class _ConfigBoolParameter(BoolParameter):
     """A BoolParameter that also takes the config file's yes/no, on/off and 1/0."""
 
-    def parse(self, x):
+    def parse(self, x: Any) -> bool:
         return _parse_config_bool(x)
 
 
-def _options_class(section, defaults, doc):
+def _options_class(section: str, defaults: Mapping[str, Any], doc: str) -> type[Config]:
     """A Config class for ``[section]`` with a parameter per option of ``defaults``,
     typed like its default (Luigi's ``luigi.worker.worker`` and
     ``luigi.scheduler.scheduler``)."""
@@ -4002,7 +4034,7 @@ _OPTION_CLASSES = {
 }
 
 
-def _resource_capacities():
+def _resource_capacities() -> dict[str, int]:
     """The [resources] section as ``{name: int}``."""
     parser = get_config()
     if not parser.has_section("resources"):
@@ -4019,7 +4051,7 @@ _NO_VALUES = {}   # shared; never mutated (see _TaskState)
 _SMALL = 8   # up to this many members a tuple; beyond, a set
 
 
-def _with(members, item):
+def _with(members: Any, item: str) -> Any:
     """``members`` plus ``item``: a tuple while small (most tasks have one dependent),
     a set beyond, so a task many others need still adds in O(1)."""
     if isinstance(members, set):
@@ -4032,7 +4064,7 @@ def _with(members, item):
     return set(members) | {item}
 
 
-def _without(members, item):
+def _without(members: Any, item: str) -> Any:
     """``members`` less ``item`` (see :func:`_with`)."""
     if isinstance(members, set):
         members.discard(item)
@@ -4068,7 +4100,7 @@ class _TaskState:
     pretty = None                # (params, family, display name), once shown
     runnable = False             # some worker could run it (so an assistant may)
 
-    def __init__(self, task_id, seq, now, retry_policy) -> None:
+    def __init__(self, task_id: str, seq: int, now: float, retry_policy: dict[str, Any]) -> None:
         self.id = task_id
         self.status = UNKNOWN
         # Shared empty tuples, grown by _with(): a graph of 100,000 tasks would otherwise
@@ -4108,7 +4140,7 @@ class _WorkerState:
                  "running", "stake", "n_pending", "n_unique", "n_last", "enabled",
                  "assistant", "messages")
 
-    def __init__(self, worker_id, now) -> None:
+    def __init__(self, worker_id: str, now: float) -> None:
         self.id = worker_id
         # (id,): the workers and stakeholders of nearly every task; one shared tuple
         # rather than one per task (tuples are immutable, so sharing is safe).
@@ -4128,7 +4160,7 @@ class _WorkerState:
         self.messages = []       # rpc_messages handed out with the next ping
 
     @property
-    def state(self):
+    def state(self) -> str:
         return "active" if self.enabled else "disabled"
 
 
@@ -4138,7 +4170,8 @@ class _SchedulerCore:
     Luigi's status rules, the calls workers make, and liveness. The features in the
     sections below are mixed in with it into Scheduler."""
 
-    def __init__(self, clock=None, resources=None, **options) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
         self._clock = clock or _wall_clock
         self.options = _typed_options("scheduler", _SCHEDULER_DEFAULTS, options)
         self._capacity = dict(_resource_capacities() if resources is None else resources)
@@ -4168,7 +4201,7 @@ class _SchedulerCore:
 
     EVENTS = ("status", "task", "removed", "worker", "disabled")
 
-    def subscribe(self, listener, events=EVENTS):
+    def subscribe(self, listener: _Listener, events: Iterable[str] = EVENTS) -> _Listener:
         """Call ``listener(event, record, old, new)`` after each change of the kinds in
         ``events``, in the call that made it (under the server's lock), so what
         observes the scheduler (the journal, e-mails, history, metrics, a status page)
@@ -4187,7 +4220,7 @@ class _SchedulerCore:
             self._listeners[event] = self._listeners.get(event, ()) + (listener,)
         return listener
 
-    def _announce(self, event, record, old=None, new=None) -> None:
+    def _announce(self, event: str, record: Any, old: Any = None, new: Any = None) -> None:
         for listener in self._listeners.get(event, ()):
             listener(event, record, old, new)
 
