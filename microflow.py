@@ -4226,13 +4226,13 @@ class _SchedulerCore:
 
     # -- reading the clock and the records --------------------------------------------
 
-    def _task(self, task_id, method):
+    def _task(self, task_id: str, method: str) -> _TaskState:
         task = self._tasks.get(task_id)
         if task is None:
             raise SchedulerError(f"{method}: task {task_id!r} was not added")
         return task
 
-    def _worker(self, worker_id, now=None):
+    def _worker(self, worker_id: str, now: float | None = None) -> _WorkerState:
         """The worker record, created on first sight; marks it as alive now."""
         worker = self._workers.get(worker_id)
         if worker is None:
@@ -4243,7 +4243,7 @@ class _SchedulerCore:
         worker.last_active = now
         return worker
 
-    def _new_worker(self, worker_id, now):
+    def _new_worker(self, worker_id: str, now: float) -> _WorkerState:
         """Record a worker seen for the first time, and watch it for liveness."""
         if worker_id is None:
             raise SchedulerError("a worker id is required")
@@ -4254,10 +4254,10 @@ class _SchedulerCore:
             self._announce("worker", worker, None, "active")
         return worker
 
-    def _timer(self, due, kind, key) -> None:
+    def _timer(self, due: float, kind: str, key: str) -> None:
         heapq.heappush(self._timers, (due, next(self._seq), kind, key))
 
-    def _retry_policy(self, overrides):
+    def _retry_policy(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """The config's retry policy with a task's non-None values over it; shared
         between tasks with the same values (they are never mutated)."""
         overrides = overrides or {}
@@ -4271,7 +4271,8 @@ class _SchedulerCore:
             self._policies[key] = policy
         return policy
 
-    def _get_or_create(self, task_id, status=UNKNOWN, now=None):
+    def _get_or_create(self, task_id: str, status: str = UNKNOWN,
+                       now: float | None = None) -> _TaskState:
         task = self._tasks.get(task_id)
         if task is None:
             now = self._clock() if now is None else now
@@ -4282,7 +4283,7 @@ class _SchedulerCore:
 
     # -- the one place a status changes ---------------------------------------------------
 
-    def _set_status(self, task, status, now=None) -> None:
+    def _set_status(self, task: _TaskState, status: str, now: float | None = None) -> None:
         """Move ``task`` to ``status``, keeping every index and counter in step."""
         old = task.status
         if old == status:
@@ -4311,7 +4312,7 @@ class _SchedulerCore:
         if "status" in self._listeners:
             self._announce("status", task, old, status)
 
-    def _update_dependents(self, task, change) -> None:
+    def _update_dependents(self, task: _TaskState, change: int) -> None:
         for dependent_id in task.dependents:
             dependent = self._tasks.get(dependent_id)
             if dependent is not None:
@@ -4319,7 +4320,7 @@ class _SchedulerCore:
                 if dependent.blockers == 0:
                     self._push_ready(dependent)
 
-    def _account(self, task, sign) -> None:
+    def _account(self, task: _TaskState, sign: int) -> None:
         """Add (+1) or remove (-1) ``task`` from its workers' pending counters."""
         if task.status not in _COUNTED or not task.workers:
             return
@@ -4338,7 +4339,7 @@ class _SchedulerCore:
         if last is not None:
             last.n_last += sign
 
-    def _push_ready(self, task, worker_ids=None) -> None:
+    def _push_ready(self, task: _TaskState, worker_ids: Iterable[str] | None = None) -> None:
         """Offer a task that can run now to its workers (stale offers are skipped later)."""
         if task.status != PENDING or task.blockers:
             return
@@ -4352,7 +4353,8 @@ class _SchedulerCore:
 
     # -- dependencies, workers, priorities -----------------------------------------------
 
-    def _set_deps(self, task, dep_ids, replace, now=None):
+    def _set_deps(self, task: _TaskState, dep_ids: Iterable[str], replace: bool,
+                  now: float | None = None) -> Sequence[str]:
         """Replace (or extend) the dependencies; returns the ids that are new, in the
         order given (new ids get their insertion number in that order)."""
         unique = dict.fromkeys(dep_ids)   # in the order given, each once
@@ -4385,7 +4387,7 @@ class _SchedulerCore:
             self._push_ready(task)
         return added
 
-    def _add_runnable_worker(self, task, worker) -> None:
+    def _add_runnable_worker(self, task: _TaskState, worker: _WorkerState) -> None:
         if worker.id in task.workers:
             return
         if not task.runnable:
@@ -4400,7 +4402,8 @@ class _SchedulerCore:
             self._account(task, +1)
         self._push_ready(task, worker.alone)
 
-    def _add_stakeholder(self, task, worker, added_deps) -> None:
+    def _add_stakeholder(self, task: _TaskState, worker: _WorkerState,
+                         added_deps: Iterable[str]) -> None:
         """``worker`` wants ``task`` and, so, its dependencies (all of them when it is
         new to the task, else just the ``added_deps``)."""
         if task.remove_at is not None:
@@ -4420,7 +4423,7 @@ class _SchedulerCore:
                 if dep.remove_at is not None:
                     dep.remove_at = None
 
-    def _raise_priority(self, task, priority) -> None:
+    def _raise_priority(self, task: _TaskState, priority: float) -> None:
         """Raise ``task`` to ``priority`` and its dependencies, transitively, to the
         task's priority: what a high-priority task needs must not wait behind others."""
         priority = max(priority, task.priority)
@@ -4438,7 +4441,7 @@ class _SchedulerCore:
 
     # -- status rules (Luigi's) -------------------------------------------------------------
 
-    def _apply_status(self, task, status, now) -> None:
+    def _apply_status(self, task: _TaskState, status: str, now: float) -> None:
         """Apply a reported status with Luigi's rules for failures and disabling."""
         if task.batch_id is not None and task.status == RUNNING and status != RUNNING:
             self._end_batch(task, status, now)
@@ -4473,7 +4476,7 @@ class _SchedulerCore:
         if disabled_here and "disabled" in self._listeners:
             self._announce("disabled", task, old, DISABLED)
 
-    def _record_failure(self, task, now):
+    def _record_failure(self, task: _TaskState, now: float) -> bool:
         """Count a failure; True when the retry policy says the task must be disabled."""
         policy = task.retry_policy
         if task.first_failure is None:
@@ -4484,7 +4487,7 @@ class _SchedulerCore:
                 or now >= task.first_failure + policy["disable_hard_timeout"])
 
     @staticmethod
-    def _forget_failures(task) -> None:
+    def _forget_failures(task: _TaskState) -> None:
         if task.first_failure is None and task.disabled_at is None:
             return   # nothing to forget (and no per-task field to write)
         task.failures = ()
@@ -4493,11 +4496,17 @@ class _SchedulerCore:
 
     # -- the RPC surface: what workers call ---------------------------------------------
 
-    def add_task(self, task_id=None, status=PENDING, runnable: bool = True, deps=None,
-                 new_deps=None, expl=None, resources=None, priority: int = 0, family: str = "",
-                 module=None, params=None, param_visibilities=None, accepts_messages: bool = False,
-                 assistant: bool = False, tracking_url=None, worker=None, batchable=None,
-                 batch_id=None, retry_policy_dict=None, owners=None, **kwargs):
+    def add_task(self, task_id: str | None = None, status: str = PENDING, runnable: bool = True,
+                 deps: Iterable[str] | None = None, new_deps: Iterable[str] | None = None,
+                 expl: str | None = None, resources: Mapping[str, int] | None = None,
+                 priority: float = 0, family: str = "", module: str | None = None,
+                 params: Mapping[str, Any] | None = None,
+                 param_visibilities: Mapping[str, int] | None = None,
+                 accepts_messages: bool = False, assistant: bool = False,
+                 tracking_url: str | None = None, worker: str | None = None,
+                 batchable: bool | None = None, batch_id: str | None = None,
+                 retry_policy_dict: Mapping[str, Any] | None = None,
+                 owners: Iterable[str] | None = None, **kwargs: Any) -> None:
         """Add or update a task: its status, dependencies, workers and priority.
 
         ``deps`` replaces the dependency set, ``new_deps`` adds to it. A RUNNING task's
@@ -4544,7 +4553,8 @@ class _SchedulerCore:
             self._announce("task", task, task.status, task.status)
         return None
 
-    def _task_to_add(self, task_id, status, reporter, now):
+    def _task_to_add(self, task_id: str, status: str, reporter: _WorkerState,
+                     now: float) -> _TaskState | None:
         """The task add_task updates, made if new; None when the report is ignored: a
         disabled worker's, or a stale "pending" for a task just done."""
         task = self._tasks.get(task_id)
@@ -4559,7 +4569,8 @@ class _SchedulerCore:
             return None   # just done: a second worker's stale "pending" is ignored
         return task
 
-    def _reported_status(self, task, status, reporter, new_deps, now) -> None:
+    def _reported_status(self, task: _TaskState, status: str, reporter: _WorkerState,
+                         new_deps: Iterable[str] | None, now: float) -> None:
         """Apply the status a worker reported, if it may change the task: a RUNNING
         task's only by its own worker (DONE/FAILED/RUNNING), or with new deps. (A
         worker's DISABLED makes a scheduler-imposed disable a lasting one.)"""
@@ -4570,8 +4581,11 @@ class _SchedulerCore:
             if owned or new_deps:
                 self._apply_status(task, status, now)
 
-    def _update_details(self, task, family, module, params, param_visibilities,
-                        accepts_messages, tracking_url, batchable, expl, owners) -> None:
+    def _update_details(self, task: _TaskState, family: str, module: str | None,
+                        params: Mapping[str, Any] | None,
+                        param_visibilities: Mapping[str, int] | None, accepts_messages: bool,
+                        tracking_url: str | None, batchable: bool | None, expl: str | None,
+                        owners: Iterable[str] | None) -> None:
         if family or module or params or param_visibilities:   # else: a result report
             task.family = task.family or family
             task.module = task.module or module
@@ -4589,7 +4603,7 @@ class _SchedulerCore:
         if expl is not None:
             task.expl = expl
 
-    def add_worker(self, worker, info=None, **kwargs):
+    def add_worker(self, worker: str, info: Any = None, **kwargs: Any) -> None:
         """Register a worker; ``info`` is a list of [key, value] pairs or a dict."""
         record = self._worker(worker)
         record.info.update(dict(info or {}))
@@ -4597,13 +4611,13 @@ class _SchedulerCore:
             self._add_assistant(record)
         return None
 
-    def ping(self, worker=None, **kwargs):
+    def ping(self, worker: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Keep ``worker`` alive; returns ``{"rpc_messages": [...]}`` queued for it."""
         record = self._worker(worker)
         messages, record.messages = record.messages, []
         return {"rpc_messages": messages}
 
-    def count_pending(self, worker):
+    def count_pending(self, worker: str) -> dict[str, Any]:
         """This worker's runnable PENDING/FAILED task counts and what runs elsewhere.
 
         Tasks stuck behind a DISABLED task are not counted (as in Luigi), so a
@@ -4611,7 +4625,7 @@ class _SchedulerCore:
         """
         return self._counts_reply(self._worker(worker), idle=True)
 
-    def _counts_reply(self, worker, idle):
+    def _counts_reply(self, worker: _WorkerState, idle: bool) -> dict[str, Any]:
         """The counts every count_pending/get_work reply carries. A worker given work
         gets the running counters; an idle one, deciding whether to wait, the recount
         and the tasks others are running (both bounded, and only then)."""
@@ -4622,7 +4636,7 @@ class _SchedulerCore:
                 "worker_state": "active" if worker.enabled else "disabled",
                 "running_tasks": self._running_elsewhere(worker) if idle else []}
 
-    def _pending_counts(self, worker):
+    def _pending_counts(self, worker: _WorkerState) -> tuple[int, int, float | None]:
         """(pending, unique, last scheduled) for ``worker``: the running counters, or,
         while some task is DISABLED, a recount without the tasks stuck behind it."""
         if not (worker.n_pending and self._disabled):
@@ -4638,7 +4652,7 @@ class _SchedulerCore:
             last += task.workers[-1] == worker.id
         return pending, unique, last
 
-    def _running_elsewhere(self, worker):
+    def _running_elsewhere(self, worker: _WorkerState) -> list[dict[str, Any]]:
         """Tasks this worker wants that another worker is running (bounded by the
         number of running tasks, not by the size of the graph)."""
         running = []
@@ -4651,8 +4665,8 @@ class _SchedulerCore:
                 running.append(entry)
         return running
 
-    def get_work(self, worker=None, host=None, assistant: bool = False, current_tasks=None,
-                 **kwargs):
+    def get_work(self, worker: str | None = None, host: str | None = None, assistant: bool = False,
+                 current_tasks: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Hand ``worker`` the best task it may run now, and mark it RUNNING.
 
         Best means: every dependency DONE, resources available, highest priority, then
@@ -4688,13 +4702,14 @@ class _SchedulerCore:
                      task_params=task.params)
         return reply
 
-    def _reclaim(self, worker, current_tasks):
+    def _reclaim(self, worker: _WorkerState,
+                 current_tasks: Iterable[str] | None) -> _TaskState | None:
         """A task we think runs on this worker but that it no longer lists: hand it out
         again (the worker restarted or lost it)."""
         lost = worker.running - set(current_tasks)
         return self._tasks[min(lost)] if lost else None
 
-    def _add_assistant(self, worker) -> None:
+    def _add_assistant(self, worker: _WorkerState) -> None:
         """From now on ``worker`` may run any runnable task: offer it every one that can
         run now (once; later ones are offered as they become ready)."""
         worker.assistant = True
@@ -4704,7 +4719,7 @@ class _SchedulerCore:
             heapq.heapify(self._assistant_ready)
         self._assistants.add(worker.id)
 
-    def _pick(self, worker):
+    def _pick(self, worker: _WorkerState) -> _TaskState | None:
         """Pop the best valid offer from the worker's heap; park resource-blocked ones."""
         if worker.assistant:
             return self._pick_as_assistant(worker)
@@ -4724,7 +4739,7 @@ class _SchedulerCore:
             return task
         return None
 
-    def _pick_as_assistant(self, worker):
+    def _pick_as_assistant(self, worker: _WorkerState) -> _TaskState | None:
         """The best runnable task, from its own offers and every runnable one."""
         heaps = (worker.ready, self._assistant_ready)
         while worker.ready or self._assistant_ready:
@@ -4742,7 +4757,7 @@ class _SchedulerCore:
             return task
         return None
 
-    def _claim(self, task, worker, now) -> None:
+    def _claim(self, task: _TaskState, worker: _WorkerState, now: float) -> None:
         task.worker_running = worker.id   # before the change is announced: listeners
         task.time_running = now           # (history: the host) read them
         self._set_status(task, RUNNING, now)
@@ -4756,7 +4771,7 @@ class _SchedulerCore:
 
     # -- liveness, retries and removal ---------------------------------------------------
 
-    def prune(self, **kwargs) -> None:
+    def prune(self, **kwargs: Any) -> None:
         """Apply what is due: dead workers, retries, re-enables and removals.
 
         Each due item is one timer popped from a heap, so the cost follows the number of
@@ -4766,13 +4781,13 @@ class _SchedulerCore:
         if self._email_batcher is not None:
             self._email_batcher.update()
 
-    def _prune(self, now):
+    def _prune(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, key = heapq.heappop(self._timers)
             getattr(self, "_due_" + kind)(key, now)
         return None
 
-    def _due_worker(self, worker_id, now) -> None:
+    def _due_worker(self, worker_id: str, now: float) -> None:
         worker = self._workers.get(worker_id)
         if worker is None:
             return
@@ -4782,7 +4797,7 @@ class _SchedulerCore:
         else:
             self._remove_worker(worker, now)
 
-    def _remove_worker(self, worker, now) -> None:
+    def _remove_worker(self, worker: _WorkerState, now: float) -> None:
         _log.info("worker %s timed out and is removed", worker.id)
         del self._workers[worker.id]
         if "worker" in self._listeners:
@@ -4804,40 +4819,40 @@ class _SchedulerCore:
                 self._settle_batch(batch_id, FAILED, now,
                                    json.dumps(f"worker {worker.id} stopped responding"))
 
-    def _remove_later(self, task, now) -> None:
+    def _remove_later(self, task: _TaskState, now: float) -> None:
         """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
         task.remove_at = now + self.options["remove_delay"]
         self._timer(task.remove_at, "remove", task.id)
 
-    def _due_retry(self, task_id, now) -> None:
+    def _due_retry(self, task_id: str, now: float) -> None:
         task = self._tasks.get(task_id)
         if task is not None and task.status == FAILED and task.retry_at is not None \
                 and task.retry_at <= now:
             task.retry_at = None
             self._set_status(task, PENDING, now)
 
-    def _due_enable(self, task_id, now) -> None:
+    def _due_enable(self, task_id: str, now: float) -> None:
         task = self._tasks.get(task_id)
         if task is not None and task.status == DISABLED and task.disabled_at is not None \
                 and task.disabled_at + self.options["disable_persist"] <= now:
             self._forget_failures(task)
             self._apply_status(task, FAILED, now)
 
-    def _due_remove(self, task_id, now) -> None:
+    def _due_remove(self, task_id: str, now: float) -> None:
         task = self._tasks.get(task_id)
         if task is None or task.stakeholders or task.remove_at is None \
                 or task.remove_at > now:
             return
         self._delete(task)
 
-    def _due_drop(self, task_id, now) -> None:
+    def _due_drop(self, task_id: str, now: float) -> None:
         """A failed batch runner goes (Luigi's way): its members carry the failure,
         and a retry forms a new batch."""
         task = self._tasks.get(task_id)
         if task is not None and task.status == FAILED:
             self._delete(task)
 
-    def _delete(self, task) -> None:
+    def _delete(self, task: _TaskState) -> None:
         task_id = task.id
         self._account(task, -1)
         if task.status == RUNNING:
@@ -4861,21 +4876,21 @@ class _SchedulerResources(_SchedulerCore):
     """Scheduler: resources, and the messages, progress and resources of running
     tasks."""
 
-    def _capacity_of(self, resource):
+    def _capacity_of(self, resource: str) -> int:
         return self._capacity.get(resource, 1)   # Luigi: an undeclared resource is 1
 
-    def _missing_resource(self, task):
+    def _missing_resource(self, task: _TaskState) -> str | None:
         """The first resource ``task`` cannot get now, or None if all fit."""
         for resource, amount in (task.resources or {}).items():
             if self._used.get(resource, 0) + amount > self._capacity_of(resource):
                 return resource
         return None
 
-    def _park(self, resource, task, worker_id) -> None:
+    def _park(self, resource: str, task: _TaskState, worker_id: str) -> None:
         heapq.heappush(self._parked.setdefault(resource, []),
                        (-task.priority, task.seq, task.id, worker_id))
 
-    def _unpark(self, resource) -> None:
+    def _unpark(self, resource: str) -> None:
         """Offer tasks that waited for ``resource`` again, as many as could now fit."""
         waiting = self._parked.get(resource)
         free = self._capacity_of(resource) - self._used.get(resource, 0)
@@ -4886,12 +4901,12 @@ class _SchedulerResources(_SchedulerCore):
                 free -= task.resources.get(resource, 1)
                 self._push_ready(task, (worker_id,))
 
-    def _hold(self, task) -> None:
+    def _hold(self, task: _TaskState) -> None:
         task.resources_running = dict(task.resources)
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
 
-    def _release(self, task) -> None:
+    def _release(self, task: _TaskState) -> None:
         held = task.resources_running
         task.resources_running = None
         worker = self._workers.get(task.worker_running)
@@ -4905,33 +4920,35 @@ class _SchedulerResources(_SchedulerCore):
 
     # -- messages, progress and resources of running tasks -----------------------------
 
-    def _show(self, task_id, method, field, value) -> None:
+    def _show(self, task_id: str, method: str, field: str, value: Any) -> None:
         """Set what a running task shows (on its batch's members too), announced."""
         for task in self._with_batch(self._task(task_id, method)):
             setattr(task, field, value)
             if "task" in self._listeners:
                 self._announce("task", task, task.status, task.status)
 
-    def set_task_status_message(self, task_id, status_message) -> None:
+    def set_task_status_message(self, task_id: str, status_message: str | None) -> None:
         """Set the message a running task shows."""
         self._show(task_id, "set_task_status_message", "status_message", status_message)
 
-    def get_task_status_message(self, task_id):
+    def get_task_status_message(self, task_id: str) -> dict[str, Any]:
         """``{"taskId", "statusMessage"}``."""
         task = self._task(task_id, "get_task_status_message")
         return {"taskId": task_id, "statusMessage": task.status_message}
 
-    def set_task_progress_percentage(self, task_id, progress_percentage) -> None:
+    def set_task_progress_percentage(self, task_id: str,
+                                     progress_percentage: float | None) -> None:
         """Set a running task's progress (0-100)."""
         self._show(task_id, "set_task_progress_percentage", "progress_percentage",
                    progress_percentage)
 
-    def get_task_progress_percentage(self, task_id):
+    def get_task_progress_percentage(self, task_id: str) -> dict[str, Any]:
         """``{"taskId", "progressPercentage"}``."""
         task = self._task(task_id, "get_task_progress_percentage")
         return {"taskId": task_id, "progressPercentage": task.progress_percentage}
 
-    def decrease_running_task_resources(self, task_id, decrease_resources):
+    def decrease_running_task_resources(self, task_id: str,
+                                        decrease_resources: Mapping[str, int] | None) -> None:
         """Give back part of the resources a running task holds."""
         task = self._task(task_id, "decrease_running_task_resources")
         if task.status != RUNNING or not task.resources_running:
@@ -4946,13 +4963,13 @@ class _SchedulerResources(_SchedulerCore):
             member.resources_running = dict(task.resources_running)
         return None
 
-    def _with_batch(self, task):
+    def _with_batch(self, task: _TaskState) -> list[_TaskState]:
         """``task`` and, when it runs a batch, the batch's members."""
         if task.batch_id is None:
             return [task]
         return [task] + self._batch_members(task.batch_id)
 
-    def get_running_task_resources(self, task_id):
+    def get_running_task_resources(self, task_id: str) -> dict[str, Any]:
         """``{"taskId", "resources"}``: what a running task holds now."""
         task = self._task(task_id, "get_running_task_resources")
         held = task.resources_running
@@ -4967,15 +4984,15 @@ class _SchedulerBatches(_SchedulerCore):
     """Scheduler: batches, several tasks of one family run as one (Luigi's
     batch_method)."""
 
-    def add_task_batcher(self, worker, task_family, batched_args,
-                         max_batch_size=float("inf"), **kwargs) -> None:
+    def add_task_batcher(self, worker: str, task_family: str, batched_args: Iterable[str],
+                         max_batch_size: float = float("inf"), **kwargs: Any) -> None:
         """``worker`` runs ``task_family`` tasks in batches: tasks whose other
         parameters are equal are handed out together (up to ``max_batch_size``), their
         ``batched_args`` values as lists for the worker's batch_method to combine."""
         self._worker(worker)
         self._batchers[worker, task_family] = (list(batched_args), max_batch_size)
 
-    def _batch_with(self, worker, best):
+    def _batch_with(self, worker: _WorkerState, best: _TaskState) -> list[_TaskState] | None:
         """``best`` and the tasks to run with it, in rank order (it needs a batcher for
         its family and a batchable task; the others must be runnable now by this
         worker, with the same family, unbatched parameters and resources); None when
@@ -5000,7 +5017,8 @@ class _SchedulerBatches(_SchedulerCore):
                 seen.add(task_id)
         return batch if len(batch) > 1 else None
 
-    def _start_batch(self, batch, worker, now):
+    def _start_batch(self, batch: list[_TaskState], worker: _WorkerState,
+                     now: float) -> dict[str, Any]:
         """Mark ``batch`` BATCH_RUNNING on ``worker`` and reply with its combined
         parameters and a batch id; the worker adds the combined task as RUNNING with
         that id, and the members take its outcome."""
@@ -5020,14 +5038,15 @@ class _SchedulerBatches(_SchedulerCore):
                      task_params=params, batch_id=batch_id, batch_task_ids=ids)
         return reply
 
-    def _batch_members(self, batch_id):
+    def _batch_members(self, batch_id: str) -> list[_TaskState]:
         """The tasks of batch ``batch_id`` still waiting on its runner."""
         entry = self._batches.get(batch_id)
         tasks = (self._tasks.get(task_id) for task_id in (entry[1] if entry else ()))
         return [task for task in tasks if task is not None and
                 task.status == BATCH_RUNNING and task.batch_id == batch_id]
 
-    def _run_batch(self, task, batch_id, worker, now) -> None:
+    def _run_batch(self, task: _TaskState, batch_id: str, worker: _WorkerState,
+                   now: float) -> None:
         """``task`` (the combined task, or for a batch_method like max one of the
         members) is what ``worker`` runs for ``batch_id``: RUNNING, holding the
         members' resources."""
@@ -5047,14 +5066,14 @@ class _SchedulerBatches(_SchedulerCore):
         for resource, amount in task.resources_running.items():
             self._used[resource] = self._used.get(resource, 0) + amount
 
-    def _end_batch(self, runner, status, now) -> None:
+    def _end_batch(self, runner: _TaskState, status: str, now: float) -> None:
         """The runner of a batch left RUNNING: its members take the same status."""
         batch_id, runner.batch_id = runner.batch_id, None
         if status == FAILED and not runner.batchable:   # a combined task, not a member
             self._timer(now, "drop", runner.id)
         self._settle_batch(batch_id, status, now, runner.expl)
 
-    def _settle_batch(self, batch_id, status, now, expl=_NO_VALUE) -> None:
+    def _settle_batch(self, batch_id: str, status: str, now: float, expl: Any = _NO_VALUE) -> None:
         """The members of batch ``batch_id`` still waiting take ``status`` (and
         ``expl``, when given); the batch is forgotten."""
         for member in self._batch_members(batch_id):
@@ -5064,7 +5083,7 @@ class _SchedulerBatches(_SchedulerCore):
             self._apply_status(member, status, now)
         self._batches.pop(batch_id, None)
 
-    def _reset_orphaned_batches(self, worker, now) -> None:
+    def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None:
         """Batches handed to ``worker`` that it never started (it asks for work again
         without running them): their members are PENDING again."""
         for batch_id, (worker_id, _, runner_id) in list(self._batches.items()):
@@ -5072,8 +5091,10 @@ class _SchedulerBatches(_SchedulerCore):
             if worker_id == worker.id and (runner is None or runner.status != RUNNING):
                 self._settle_batch(batch_id, PENDING, now)
 
-    def announce_scheduling_failure(self, task_name=None, family=None, params=None,
-                                    expl=None, owners=None, worker=None, **kwargs):
+    def announce_scheduling_failure(self, task_name: str | None = None, family: str | None = None,
+                                    params: Mapping[str, Any] | None = None,
+                                    expl: str | None = None, owners: Iterable[str] | None = None,
+                                    worker: str | None = None, **kwargs: Any) -> None:
         """A worker could not schedule a task (complete() or requires() raised)."""
         if worker is not None:
             self._worker(worker)
@@ -5084,7 +5105,7 @@ class _SchedulerBatches(_SchedulerCore):
                 owners)
         return None
 
-    def _unbatched(self, worker_id, family, params):
+    def _unbatched(self, worker_id: str, family: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` without the ones ``worker_id`` batches for ``family``."""
         names = self._batchers.get((worker_id, family), ((), 1))[0]
         return {k: v for k, v in params.items() if k not in names} if names else params
@@ -5104,11 +5125,11 @@ class _SchedulerViews(_SchedulerCore):
     visualiser's API, and tools)."""
 
     @staticmethod
-    def _public_params(task):
+    def _public_params(task: _TaskState) -> dict[str, Any]:
         return {name: value for name, value in task.params.items()
                 if task.param_visibilities.get(name, 0) == ParameterVisibility.PUBLIC}
 
-    def _pretty_id(self, task):
+    def _pretty_id(self, task: _TaskState) -> str:
         """``Family(name=value, ...)`` of the public parameters: what users see and
         search. Kept with the record until its parameters are replaced (the page reads
         every task's)."""
@@ -5125,13 +5146,13 @@ class _SchedulerViews(_SchedulerCore):
                      "progress_percentage", "time_running", "last_updated", "tracking_url",
                      "worker_running", "re_enable_able")
 
-    def _brief(self, task):
+    def _brief(self, task: _TaskState) -> list[Any]:
         return [task.status, self._pretty_id(task), task.family, task.status_message,
                 task.progress_percentage, task.time_running, task.updated,
                 task.tracking_url, task.worker_running,
                 task.status == DISABLED and task.disabled_at is not None]
 
-    def _serialize_task(self, task, include_deps: bool = True):
+    def _serialize_task(self, task: _TaskState, include_deps: bool = True) -> dict[str, Any]:
         public = self._public_params(task)
         record = {
             "display_name": self._pretty_id(task), "status": task.status,
@@ -5151,12 +5172,12 @@ class _SchedulerViews(_SchedulerCore):
             record["deps"] = sorted(task.deps)
         return record
 
-    def graph(self, **kwargs):
+    def graph(self, **kwargs: Any) -> dict[str, Any]:
         """Every task, as ``{task_id: serialized task}``."""
         self.prune()
         return {task_id: self._serialize_task(task) for task_id, task in self._tasks.items()}
 
-    def _upstream_status(self, task_id, memo):
+    def _upstream_status(self, task_id: str, memo: dict[str, str]) -> str:
         """The most severe status among a task's unfinished dependencies, by a
         post-order walk with a memo; iterative, so deep chains are fine."""
         stack, visiting = [(task_id, False)], set()
@@ -5179,8 +5200,9 @@ class _SchedulerViews(_SchedulerCore):
                 stack.extend((d, False) for d in task.deps if d not in memo)
         return memo[task_id]
 
-    def task_list(self, status: str = "", upstream_status: str = "", limit: bool = True, search=None,
-                  max_shown_tasks=None, **kwargs):
+    def task_list(self, status: str = "", upstream_status: str = "", limit: bool = True,
+                  search: str | None = None, max_shown_tasks: int | None = None,
+                  **kwargs: Any) -> dict[str, Any]:
         """Tasks with ``status`` (all when empty), optionally filtered by upstream status
         and a search string. Too many gives ``{"num_tasks": n}`` when ``limit``."""
         limit_to = max_shown_tasks or self.options["max_shown_tasks"]
@@ -5205,7 +5227,9 @@ class _SchedulerViews(_SchedulerCore):
             return {"num_tasks": len(result)}
         return result
 
-    def _reach(self, task_id, include_done, neighbours, order=sorted):
+    def _reach(self, task_id: str, include_done: bool,
+               neighbours: Callable[[_TaskState], Iterable[str]],
+               order: Callable[[Iterable[str]], Iterable[str]] = sorted) -> list[_TaskState]:
         """Breadth first from ``task_id`` along ``neighbours`` (Luigi's traversal):
         ``[(task id, its record or None, its neighbours)]``, DONE ones left out, and
         not followed, unless ``include_done``; an id nobody added has no record; at most
@@ -5230,7 +5254,8 @@ class _SchedulerViews(_SchedulerCore):
                 break
         return found
 
-    def _walk(self, task_id, include_done, neighbours):
+    def _walk(self, task_id: str, include_done: bool,
+              neighbours: Callable[[_TaskState], Iterable[str]]) -> dict[str, Any]:
         """_reach() in Luigi's reply: each task serialized, its neighbours as ``deps``,
         an UNKNOWN placeholder for an id nobody added."""
         result = {}
@@ -5248,23 +5273,24 @@ class _SchedulerViews(_SchedulerCore):
             result[current_id] = record
         return result
 
-    def dep_graph(self, task_id, include_done: bool = True, **kwargs):
+    def dep_graph(self, task_id: str, include_done: bool = True, **kwargs: Any) -> dict[str, Any]:
         """The task and everything it depends on, breadth first."""
         self.prune()
         return self._walk(task_id, include_done, lambda task: task.deps)
 
-    def inverse_dep_graph(self, task_id, include_done: bool = True, **kwargs):
+    def inverse_dep_graph(self, task_id: str, include_done: bool = True,
+                          **kwargs: Any) -> dict[str, Any]:
         """The task and everything that depends on it, breadth first."""
         self.prune()
         return self._walk(task_id, include_done, lambda task: task.dependents)
 
-    def task_graph(self, task_id, include_done: bool = True):
+    def task_graph(self, task_id: str, include_done: bool = True) -> dict[str, Any]:
         """The status page's graph of a task, both ways at once: ``{"up": what it
         needs, "down": what needs it}``, each ``{task_id: [status, family, display
         name, neighbours]}`` (a few fields: a graph of 10,000 tasks is read whole)."""
         self.prune()
 
-        def brief(found):
+        def brief(found: Iterable[_TaskState]) -> dict[str, Any]:
             return {task_id: [UNKNOWN, task_id.split("_", 1)[0], task_id, []]
                     if task is None else
                     [task.status, task.family, self._pretty_id(task), deps]
@@ -5274,7 +5300,7 @@ class _SchedulerViews(_SchedulerCore):
                 "down": brief(self._reach(task_id, include_done,
                                           lambda task: task.dependents, list))}
 
-    def task_search(self, task_str, **kwargs):
+    def task_search(self, task_str: str, **kwargs: Any) -> dict[str, Any]:
         """Tasks whose id contains ``task_str``, as ``{status: {task_id: task}}``."""
         self.prune()
         found = {}
@@ -5283,7 +5309,7 @@ class _SchedulerViews(_SchedulerCore):
                 found.setdefault(task.status, {})[task_id] = self._serialize_task(task)
         return found
 
-    def fetch_error(self, task_id, **kwargs):
+    def fetch_error(self, task_id: str, **kwargs: Any) -> dict[str, Any]:
         """The explanation a failed task reported, with its identity (an empty error
         for a task the scheduler does not know, as Luigi replies)."""
         task = self._tasks.get(task_id)
@@ -5294,7 +5320,7 @@ class _SchedulerViews(_SchedulerCore):
                 "taskParams": task.params, "taskModule": task.module,
                 "taskFamily": task.family}
 
-    def worker_list(self, include_running: bool = True, **kwargs):
+    def worker_list(self, include_running: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
         """Every live worker with its counts (and running tasks)."""
         self.prune()
         workers = []
@@ -5314,7 +5340,7 @@ class _SchedulerViews(_SchedulerCore):
             workers.append(record)
         return workers
 
-    def resource_list(self):
+    def resource_list(self) -> list[dict[str, Any]]:
         """Luigi's listing: ``[{"name", "num_total", "num_used", "num_consumer",
         "running": {task_id: serialized task}}]`` for each resource with a capacity or
         in use."""
@@ -5341,14 +5367,14 @@ class _ChangeFeed:
     and each task remembers the version of its last change, in order of change, so
     "what changed since version v" costs what changed, not the size of the graph."""
 
-    def __init__(self, scheduler) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self.version = 1
         self.workers_version = 1
         self._changed = {}   # task id -> version of its last change, oldest first
         self._removed = {}   # task id -> version it was forgotten at
         scheduler.subscribe(self._heard)
 
-    def _heard(self, event, record, old, new) -> None:
+    def _heard(self, event: str, record: Any, old: Any, new: Any) -> None:
         self.version += 1
         if event == "worker":
             self.workers_version = self.version
@@ -5358,9 +5384,9 @@ class _ChangeFeed:
         changed.pop(record.id, None)   # re-inserted last: the dict stays in order
         changed[record.id] = self.version
 
-    def since(self, version):
+    def since(self, version: int) -> tuple[list[str], list[str]]:
         """``(ids of tasks changed after version, ids removed after it)``."""
-        def newer(versions):
+        def newer(versions: dict[str, int]) -> list[str]:
             found = []
             for task_id, changed_at in reversed(versions.items()):
                 if changed_at <= version:
@@ -5373,7 +5399,7 @@ class _ChangeFeed:
 class _SchedulerFeed(_SchedulerCore):
     """Scheduler: ``changes(since)``, the status page's one read of the task list."""
 
-    def changes(self, since: int = 0):
+    def changes(self, since: int = 0) -> dict[str, Any]:
         """The tasks changed since version ``since`` (from an earlier reply), each as a
         list of ``fields``: ``{"version", "time", "fields", "tasks": {task_id: [...]},
         "removed": [ids], "workers": bool (the workers changed), "reload": bool}``.
@@ -5406,7 +5432,7 @@ class _SchedulerAdmin(_SchedulerCore):
     """Scheduler: what an administrator does (re-enable, forgive, mark as done,
     disable a worker, pause, resources, messages to tasks)."""
 
-    def re_enable_task(self, task_id):
+    def re_enable_task(self, task_id: str) -> dict[str, Any]:
         """Lift a disable; the task becomes FAILED and is retried after retry_delay."""
         task = self._task(task_id, "re_enable_task")
         if task.status == DISABLED:
@@ -5414,7 +5440,7 @@ class _SchedulerAdmin(_SchedulerCore):
             self._apply_status(task, FAILED, self._clock())
         return self._serialize_task(task)
 
-    def forgive_failures(self, task_id):
+    def forgive_failures(self, task_id: str) -> dict[str, Any]:
         """Turn a FAILED task PENDING now, without waiting for retry_delay;
         ``{"task_id", "status"}`` (None for a task the scheduler does not know), as
         Luigi replies."""
@@ -5426,7 +5452,7 @@ class _SchedulerAdmin(_SchedulerCore):
             self._set_status(task, PENDING)
         return {"task_id": task_id, "status": task.status}
 
-    def mark_as_done(self, task_id):
+    def mark_as_done(self, task_id: str) -> dict[str, Any]:
         """Declare a task DONE without (or while) running it; ``{"task_id", "status"}``
         (status None for a task the scheduler does not know), as Luigi replies."""
         task = self._tasks.get(task_id)
@@ -5436,7 +5462,7 @@ class _SchedulerAdmin(_SchedulerCore):
             self._apply_status(task, DONE, self._clock())
         return {"task_id": task_id, "status": task.status}
 
-    def disable_worker(self, worker) -> None:
+    def disable_worker(self, worker: str) -> None:
         """Stop giving ``worker`` work: it may no longer run any task (it still
         reports on what it runs)."""
         record = self._worker(worker)
@@ -5446,19 +5472,19 @@ class _SchedulerAdmin(_SchedulerCore):
             if task is not None:
                 self._drop_runner(task, record.id)
 
-    def _drop_runner(self, task, worker_id) -> None:
+    def _drop_runner(self, task: _TaskState, worker_id: str) -> None:
         """``worker_id`` may no longer run ``task``."""
         if worker_id in task.workers:
             self._account(task, -1)
             task.workers = tuple(w for w in task.workers if w != worker_id)
             self._account(task, +1)
 
-    def set_worker_processes(self, worker, n) -> None:
+    def set_worker_processes(self, worker: str, n: int) -> None:
         """Ask ``worker`` (through its next ping) to use ``n`` processes."""
         self._worker(worker).messages.append(
             {"name": "set_worker_processes", "kwargs": {"n": n}})
 
-    def send_scheduler_message(self, worker, task, content):
+    def send_scheduler_message(self, worker: str, task: str, content: str) -> dict[str, Any]:
         """Queue ``content`` for a running task; returns ``{"message_id"}``."""
         import uuid
         message_id = str(uuid.uuid4())
@@ -5470,13 +5496,13 @@ class _SchedulerAdmin(_SchedulerCore):
              "kwargs": {"task_id": task, "message_id": message_id, "content": content}})
         return {"message_id": message_id}
 
-    def add_scheduler_message_response(self, task_id, message_id, response) -> None:
+    def add_scheduler_message_response(self, task_id: str, message_id: str, response: Any) -> None:
         """Store a task's answer to a scheduler message."""
         record = self._task(task_id, "add_scheduler_message_response")
         record.messages = record.messages or {}
         record.messages[message_id] = response
 
-    def get_scheduler_message_response(self, task_id, message_id):
+    def get_scheduler_message_response(self, task_id: str, message_id: str) -> dict[str, Any]:
         """``{"response": ...}``: the answer, or None while there is none."""
         task = self._task(task_id, "get_scheduler_message_response")
         return {"response": (task.messages or {}).get(message_id)}
@@ -5490,15 +5516,15 @@ class _SchedulerAdmin(_SchedulerCore):
         """Hand out work again."""
         self._paused = False
 
-    def is_paused(self):
+    def is_paused(self) -> dict[str, bool]:
         """``{"paused": bool}``."""
         return {"paused": self._paused}
 
-    def is_pause_enabled(self):
+    def is_pause_enabled(self) -> dict[str, bool]:
         """``{"enabled": bool}``."""
         return {"enabled": self.options["pause_enabled"]}
 
-    def update_resource(self, resource, amount) -> bool:
+    def update_resource(self, resource: str, amount: Any) -> bool:
         """Set a resource's capacity; returns False if ``amount`` is not a whole number
         of units >= 0."""
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
@@ -5507,7 +5533,7 @@ class _SchedulerAdmin(_SchedulerCore):
         self._unpark(resource)
         return True
 
-    def update_resources(self, **resources):
+    def update_resources(self, **resources: Any) -> None:
         """Set several capacities at once."""
         for resource, amount in resources.items():
             self.update_resource(resource, amount)
@@ -5535,7 +5561,7 @@ CREATE INDEX IF NOT EXISTS ix_task_events_ts ON task_events (ts);
 _HISTORY_EVENTS = frozenset((PENDING, RUNNING, DONE, FAILED))
 
 
-def _history_path(url):
+def _history_path(url: str) -> str:
     """The file of ``[task_history] db_connection`` (``sqlite:///path``)."""
     if not url.startswith("sqlite:///"):
         raise ConfigError(f"[task_history] db_connection: microflow records history in "
@@ -5551,7 +5577,7 @@ class _TaskHistory:
     task is one row of ``tasks`` from when the scheduler first hears of it until it
     forgets it, as in Luigi."""
 
-    def __init__(self, scheduler, path, interval: float = 0.5) -> None:
+    def __init__(self, scheduler: Scheduler, path: str, interval: float = 0.5) -> None:
         import sqlite3
         self.path = path
         self._scheduler = scheduler
@@ -5570,7 +5596,7 @@ class _TaskHistory:
         self._thread.start()
         scheduler.subscribe(self._heard, ("status", "removed"))
 
-    def _heard(self, event, task, old, new) -> None:
+    def _heard(self, event: str, task: _TaskState, old: Any, new: Any) -> None:
         """Queue one event, as it is: the writer thread makes the rows."""
         if event == "removed":
             self._runs.pop(task.id, None)
@@ -5619,7 +5645,7 @@ class _TaskHistory:
             finally:
                 db.execute("COMMIT")
 
-    def _write_loop(self, interval) -> None:
+    def _write_loop(self, interval: float) -> None:
         while not self._stop:
             self._wake.wait(interval)
             self._wake.clear()
@@ -5636,7 +5662,8 @@ class _TaskHistory:
         self.flush()
         self._db.close()
 
-    def runs(self, family=None, task_id=None, limit: int = 50):
+    def runs(self, family: str | None = None, task_id: str | None = None,
+             limit: int = 50) -> list[dict[str, Any]]:
         """The latest ``limit`` runs of a family or of one task, newest first, each
         ``{"id", "task_id", "name", "host", "params", "events": [[status, ts], ...]}``
         (events oldest first)."""
@@ -5661,7 +5688,7 @@ class _SchedulerHistory(_SchedulerCore):
     """Scheduler: task history, when ``record_task_history`` is on, in the SQLite file
     of ``[task_history] db_connection`` (Luigi's settings)."""
 
-    def _start_history(self):
+    def _start_history(self) -> None:
         self._history = None
         if self.options["record_task_history"]:
             url = get_config().get("task_history", "db_connection", None)
@@ -5674,7 +5701,8 @@ class _SchedulerHistory(_SchedulerCore):
         """Whether task history is recorded."""
         return self._history is not None
 
-    def task_history(self, family=None, task_id=None, limit: int = 50):
+    def task_history(self, family: str | None = None, task_id: str | None = None,
+                     limit: int = 50) -> list[dict[str, Any]]:
         """The latest runs of a task family or of one task, from the history (what is
         recorded within the last half second may not be there yet); [] without one."""
         if self._history is None or (family is None and task_id is None):
@@ -5701,13 +5729,13 @@ class _SchedulerState(_SchedulerCore):
     """Scheduler: durable state, what a restart must not lose (the server journals
     it in a _StateFile)."""
 
-    def snapshot(self):
+    def snapshot(self) -> dict[str, Any]:
         """Every task's durable record, JSON-ready: ``{"version": 1, "tasks": [...]}``.
         Workers are not kept: after a restart they come back with their next call."""
         return {"version": _STATE_VERSION,
                 "tasks": [self.task_record(task_id) for task_id in self._tasks]}
 
-    def task_record(self, task_id):
+    def task_record(self, task_id: str) -> dict[str, Any]:
         """One task's durable record (``{"id": ..., "removed": True}`` once removed)."""
         task = self._tasks.get(task_id)
         if task is None:
@@ -5717,7 +5745,7 @@ class _SchedulerState(_SchedulerCore):
             record[name] = list(record[name])
         return record
 
-    def restore(self, records):
+    def restore(self, records: Sequence[dict[str, Any]]) -> int:
         """Rebuild tasks from ``task_record()``s (later records of an id win) in this
         scheduler, which must be empty. Their workers get a fresh
         ``worker_disconnect_delay`` to come back. Raises SchedulerError if not empty."""
@@ -5739,7 +5767,7 @@ class _SchedulerState(_SchedulerCore):
             self._restore_links(self._tasks[record["id"]], record, now)
         return len(records)
 
-    def _restore_links(self, task, record, now) -> None:
+    def _restore_links(self, task: _TaskState, record: dict[str, Any], now: float) -> None:
         """Dependencies, workers, status and timers of a restored task."""
         updated = task.updated
         self._set_deps(task, record["deps"], True, now)
@@ -5772,7 +5800,7 @@ class _StateFile:
     writing the snapshot and emptying the journal harmless.
     """
 
-    def __init__(self, path, compact_every: int = 10000) -> None:
+    def __init__(self, path: str, compact_every: int = 10000) -> None:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             import errno
@@ -5783,7 +5811,7 @@ class _StateFile:
         self._seq = self._lines = 0
         self._journal = None
 
-    def load(self):
+    def load(self) -> list[dict[str, Any]]:
         """The task records to restore, oldest first."""
         records, first_seq = [], 0
         try:
@@ -5812,14 +5840,14 @@ class _StateFile:
                 self._seq = max(self._seq, seq)
         return records
 
-    def _journal_lines(self):
+    def _journal_lines(self) -> list[str]:
         try:
             with open(self.journal_path, encoding="utf-8", errors="replace") as f:
                 return f.read().splitlines()
         except FileNotFoundError:
             return []
 
-    def append(self, records) -> None:
+    def append(self, records: Iterable[dict[str, Any]]) -> None:
         """Journal ``records`` durably (written, flushed and fsynced)."""
         if self._journal is None:
             self._journal = open(self.journal_path, "a", encoding="utf-8")
@@ -5829,11 +5857,11 @@ class _StateFile:
         os.fsync(self._journal.fileno())
         self._lines += 1
 
-    def due(self):
+    def due(self) -> bool:
         """True when the journal should be folded into a snapshot."""
         return self._lines >= self.compact_every
 
-    def compact(self, snapshot) -> None:
+    def compact(self, snapshot: dict[str, Any]) -> None:
         """Write ``snapshot`` atomically (temporary file, fsync, rename), then empty
         the journal."""
         snapshot = dict(snapshot, seq=self._seq)
@@ -5858,7 +5886,7 @@ class _StateFile:
             self._journal = None
 
 
-def _fsync_folder(folder) -> None:
+def _fsync_folder(folder: str) -> None:
     """Make a rename in ``folder`` durable (where the platform allows)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -5880,7 +5908,7 @@ class _SchedulerEmails(_SchedulerCore):
     """Scheduler: the e-mails it sends (Luigi's): a task disabled for its failures, and
     failures in batches with ``[scheduler] batch_emails``."""
 
-    def _email_disable(self, event, task, old, new) -> None:
+    def _email_disable(self, event: str, task: _TaskState, old: Any, new: Any) -> None:
         """Listener: e-mail a task the scheduler disabled for its failures (unless
         failures go out in batches)."""
         if self._email_batcher is not None:
@@ -5892,7 +5920,8 @@ class _SchedulerEmails(_SchedulerCore):
             f"{policy['disable_window']} seconds, so it is being disabled for "
             f"{self.options['disable_persist']} seconds")
 
-    def _batch_failure_email(self, task, worker, expl, owners) -> None:
+    def _batch_failure_email(self, task: _TaskState, worker: _WorkerState, expl: str | None,
+                             owners: Iterable[str]) -> None:
         try:
             reason = json.loads(expl) if expl is not None else None
         except ValueError:
@@ -5928,7 +5957,8 @@ class Scheduler(_SchedulerResources, _SchedulerBatches, _SchedulerViews, _Schedu
     of their own above.
     """
 
-    def __init__(self, clock=None, resources=None, **options) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
         super().__init__(clock, resources, **options)
         self._start_history()
 
@@ -5970,17 +6000,18 @@ class DynamicRequirements:
     """What ``run()`` may yield: ``requirements`` (tasks in any structure), optionally
     with ``custom_complete(complete_fn)`` deciding whether they are all complete."""
 
-    def __init__(self, requirements, custom_complete=None) -> None:
+    def __init__(self, requirements: Any,
+                 custom_complete: Callable[..., bool] | None = None) -> None:
         self.requirements = requirements
         self.custom_complete = custom_complete
         self.flat_requirements = flatten(requirements)
 
     @property
-    def paths(self):
+    def paths(self) -> Any:
         """The outputs of the requirements, in their structure."""
         return getpaths(self.requirements)
 
-    def complete(self, complete_fn=None):
+    def complete(self, complete_fn: Callable[[Task], bool] | None = None) -> bool:
         """True when every requirement is complete."""
         complete_fn = complete_fn or (lambda task: task.complete())
         if self.custom_complete:
@@ -5998,8 +6029,9 @@ class _Outcome:
     __slots__ = ("task_id", "status", "explanation", "traceback_text", "new_deps",
                  "missing")
 
-    def __init__(self, task_id, status, explanation=None, traceback_text=None,
-                 new_deps=(), missing=()) -> None:
+    def __init__(self, task_id: str, status: str, explanation: str | None = None,
+                 traceback_text: str | None = None, new_deps: Sequence[Any] = (),
+                 missing: Sequence[str] = ()) -> None:
         self.task_id = task_id
         self.status = status
         self.explanation = explanation
@@ -6014,14 +6046,14 @@ class _Outcome:
         return f"_Outcome({self.task_id!r}, {self.status!r})"
 
 
-def _run_method(task):
+def _run_method(task: Task) -> Callable[[], Any] | None:
     """The task's bound run(), or None for a task with nothing to run (``run = None``:
     on the class for ExternalTask, on the instance after externalize())."""
     run = getattr(task, "run", None)
     return None if run is NotImplemented else run
 
 
-def _is_external(task) -> bool:
+def _is_external(task: Task) -> bool:
     """True for a task with nothing to run."""
     return _run_method(task) is None
 
@@ -6031,8 +6063,10 @@ def _is_external(task) -> bool:
 _ACTIVE_REPORTERS = {}
 
 
-def _execute_task(task, check_unfulfilled_deps: bool = True, check_complete_on_run: bool = False,
-                  report=None, deps=None):
+def _execute_task(task: Task, check_unfulfilled_deps: bool = True,
+                  check_complete_on_run: bool = False,
+                  report: Callable[[str, str, Any], None] | None = None,
+                  deps: Sequence[Task] | None = None) -> _Outcome:
     """Run one task: check its dependencies, run() it, check its output.
 
     ``deps``, when the caller already has them from walking the graph, saves calling
@@ -6085,7 +6119,7 @@ def _execute_task(task, check_unfulfilled_deps: bool = True, check_complete_on_r
         return _failed_outcome(task, exc, missing)
 
 
-def _failed_outcome(task, exc, missing):
+def _failed_outcome(task: Task, exc: BaseException, missing: Sequence[str]) -> _Outcome:
     import traceback
     traceback_text = traceback.format_exc()
     task.trigger_event(Event.FAILURE, task, exc)
@@ -6096,7 +6130,7 @@ def _failed_outcome(task, exc, missing):
     return _Outcome(task.task_id, FAILED, explanation, traceback_text, missing=missing)
 
 
-def _run_generator(result):
+def _run_generator(result: Any) -> list[Task]:
     """If run() returned a generator, feed it the outputs of what it yields.
 
     Returns the yielded tasks that are not complete yet (the task is then re-run from
@@ -6117,7 +6151,7 @@ def _run_generator(result):
         return []
 
 
-def _is_generator(value):
+def _is_generator(value: Any) -> bool:
     return hasattr(value, "send") and hasattr(value, "__next__")
 
 
@@ -6127,19 +6161,19 @@ class _InlineRunner:
     processes = 1
     synchronous = True
 
-    def __init__(self, execute) -> None:
+    def __init__(self, execute: Callable[[Task], _Outcome]) -> None:
         self._execute = execute
         self._done = []
 
     @property
-    def running(self):
+    def running(self) -> int:
         return len(self._done)
 
-    def start(self, task) -> None:
+    def start(self, task: Task) -> None:
         """Run ``task`` now; its outcome waits for collect()."""
         self._done.append(self._execute(task))
 
-    def collect(self, timeout=None):
+    def collect(self, timeout: float | None = None) -> list[_Outcome]:
         """Every outcome since the last call."""
         done, self._done = self._done, []
         return done
@@ -6148,7 +6182,7 @@ class _InlineRunner:
         """Nothing to release."""
 
 
-def _task_ref(task):
+def _task_ref(task: Task) -> tuple[Any, ...]:
     """How another process finds ``task``: its id (a forked child looks it up in the
     table it inherited), and its module, family and string parameters to rebuild it
     where the id is unknown (a task found after the fork, or a spawned child)."""
@@ -6156,7 +6190,7 @@ def _task_ref(task):
     return (task.task_id, info.module or task.task_module, info.family, task._serialized)
 
 
-def _task_from_ref(ref, known):
+def _task_from_ref(ref: Any, known: Mapping[str, Task]) -> Task:
     """The task ``ref`` (a Task, a task id, or a _task_ref tuple) names: from
     ``known`` (id -> Task) if there, else rebuilt."""
     if isinstance(ref, Task):
@@ -6167,7 +6201,7 @@ def _task_from_ref(ref, known):
     return task if task is not None else load_task(ref[1], ref[2], ref[3])
 
 
-def _portable(outcome):
+def _portable(outcome: _Outcome) -> _Outcome:
     """``outcome`` with its dynamic dependencies as refs, so it pickles even when their
     classes were defined inside a function."""
     if outcome.new_deps:
@@ -6187,7 +6221,7 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def _die_with_parent(parent_pid) -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Linux: SIGTERM this process when its parent dies, even by SIGKILL, so a task
     never goes on running for a worker the scheduler has declared dead."""
     if not sys.platform.startswith("linux"):
@@ -6202,7 +6236,8 @@ def _die_with_parent(parent_pid) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None) -> None:
+def _child_main(conn: Any, known: Mapping[str, Task], options: Mapping[str, Any], one_task: bool,
+                inherited: Sequence[Any] = (), parent_pid: int | None = None) -> None:
     """A pool process: run each task the parent sends until it sends None.
 
     The process leads a process group of its own, so a timeout or an interrupt stops
@@ -6263,18 +6298,18 @@ def _child_main(conn, known, options, one_task, inherited=(), parent_pid=None) -
 _SHARED_STORES = [MockFileSystem]
 
 
-def _take_shared():
+def _take_shared() -> list[Any] | None:
     """This process's changes to each shared store, or None when there are none."""
     changes = [store._take_changes() for store in _SHARED_STORES]
     return changes if any(changes) else None
 
 
-def _apply_shared(changes) -> None:
+def _apply_shared(changes: Sequence[Any]) -> None:
     for store, part in zip(_SHARED_STORES, changes):
         store._apply(part)
 
 
-def _default_start_method():
+def _default_start_method() -> str:
     """fork where the platform has it (children inherit the task objects and classes,
     wherever they were defined); spawn elsewhere. Chosen explicitly because Python 3.14
     changed the default on Linux."""
@@ -6282,7 +6317,7 @@ def _default_start_method():
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _check_rebuildable(tasks, method):
+def _check_rebuildable(tasks: Iterable[Task], method: str) -> None:
     """Under spawn or forkserver a child rebuilds each task from its class's module:
     refuse, before anything runs, a class that cannot be found that way."""
     import pickle
@@ -6296,7 +6331,7 @@ def _check_rebuildable(tasks, method):
                 f"it at module level, or use start_method = fork") from None
 
 
-def _death_message(task, exitcode) -> str:
+def _death_message(task: Task, exitcode: int) -> str:
     """Why a pool process died, in words: the exit code, or the signal that killed it."""
     if exitcode is not None and exitcode < 0:
         import signal
