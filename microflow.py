@@ -89,7 +89,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
     import pathlib
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Container, Iterable, Iterator, Sequence
     from typing import Any, Generic as _Generic, Optional, TypeVar, overload
 
     _T = TypeVar("_T", default=str)                  # what a parameter's value is
@@ -6347,7 +6347,7 @@ def _death_message(task: Task, exitcode: int) -> str:
     return f"Task process for {task!r} {how}"
 
 
-def _timeout_message(task, seconds) -> str:
+def _timeout_message(task: Task, seconds: float) -> str:
     """Why a task past its time limit was stopped, in words."""
     limit = f"{seconds:g}" if isinstance(seconds, (int, float)) else "its"
     return f"{task!r} timed out after {limit} seconds and was terminated."
@@ -6363,7 +6363,7 @@ class _Readiness:
         self._poll = select.poll() if hasattr(select, "poll") else None
         self._owners = {}   # fd -> (the object, its owner)
 
-    def add(self, fileobj, owner) -> None:
+    def add(self, fileobj: Any, owner: Any) -> None:
         """Watch ``fileobj`` (a Connection or a sentinel fd) for ``owner``."""
         fd = fileobj if isinstance(fileobj, int) else fileobj.fileno()
         self._owners[fd] = (fileobj, owner)
@@ -6371,7 +6371,7 @@ class _Readiness:
             import select
             self._poll.register(fd, select.POLLIN)   # not POLLOUT: a socket is writable
 
-    def remove(self, fileobj) -> None:
+    def remove(self, fileobj: Any) -> None:
         """Stop watching ``fileobj``."""
         for fd, (watched, _) in list(self._owners.items()):
             if watched is fileobj:
@@ -6379,7 +6379,7 @@ class _Readiness:
                 if self._poll is not None:
                     self._poll.unregister(fd)
 
-    def wait(self, timeout):
+    def wait(self, timeout: float | None) -> list[tuple[Any, Any]]:
         """``[(object, owner), ...]`` ready within ``timeout`` seconds (None: no limit)."""
         if self._poll is None:
             import multiprocessing.connection
@@ -6397,7 +6397,7 @@ class _Slot:
 
     __slots__ = ("process", "conn", "task", "deadline", "timeout", "shared_seen")
 
-    def __init__(self, process, conn, shared_seen) -> None:
+    def __init__(self, process: Any, conn: Any, shared_seen: int) -> None:
         self.process, self.conn, self.shared_seen = process, conn, shared_seen
         self.task = self.deadline = self.timeout = None
 
@@ -6419,8 +6419,10 @@ class _ProcessRunner:
 
     synchronous = False
 
-    def __init__(self, processes, forward, known, options, timeout: float = 0.0, start_method=None,
-                 per_task: bool = False, late=()) -> None:
+    def __init__(self, processes: int, forward: Callable[[str, tuple[Any, ...]], None],
+                 known: Mapping[str, Task], options: Mapping[str, Any], timeout: float = 0.0,
+                 start_method: str | None = None, per_task: bool = False,
+                 late: Container[str] = ()) -> None:
         import multiprocessing
         import pickle
         self._method = start_method or _default_start_method()
@@ -6443,12 +6445,12 @@ class _ProcessRunner:
         self._shared_log = [] if self._method == "fork" else \
             [[store._snapshot() for store in _SHARED_STORES]]
 
-    def check(self, tasks) -> None:
+    def check(self, tasks: Iterable[Task]) -> None:
         """Refuse, before anything runs, tasks the chosen start method cannot carry."""
         if self._method != "fork":
             _check_rebuildable(tasks, self._method)
 
-    def _spawn(self):
+    def _spawn(self) -> _Slot:
         parent_end, child_end = self._context.Pipe()
         inherited = [parent_end] + [slot.conn for slot in self._slots] \
             if self._method == "fork" else []
@@ -6468,7 +6470,7 @@ class _ProcessRunner:
         self._slots.append(slot)
         return slot
 
-    def start(self, task):
+    def start(self, task: Task) -> int | None:
         """Send ``task`` to an idle process; returns the pid that runs it."""
         slot = self._idle.pop() if self._idle else self._spawn()
         slot.task = task
@@ -6486,7 +6488,7 @@ class _ProcessRunner:
             return self.start(task)
         return slot.process.pid
 
-    def _send_shared(self, slot) -> None:
+    def _send_shared(self, slot: _Slot) -> None:
         """What other processes wrote to the shared stores since ``slot`` last heard."""
         log = self._shared_log
         if len(log) > slot.shared_seen:
@@ -6497,7 +6499,7 @@ class _ProcessRunner:
             slot.conn.send_bytes(self._dumps(("shared", merged), -1))
             slot.shared_seen = len(log)
 
-    def collect(self, timeout=None):
+    def collect(self, timeout: float | None = None) -> list[_Outcome]:
         """Wait up to ``timeout`` seconds (None: until something happens) for outcomes."""
         until = None if timeout is None else self._clock() + timeout
         outcomes = []
@@ -6518,7 +6520,7 @@ class _ProcessRunner:
             if outcomes or (until is not None and self._clock() >= until):
                 return outcomes
 
-    def _receive(self, slot):
+    def _receive(self, slot: _Slot) -> list[_Outcome] | None:
         """The next message on ``slot``'s pipe, as a list of 0 or 1 outcomes, or None
         when the pipe is closed. One per call: the poll says again when there is more
         (Connection.poll() would build a selector of its own on every call)."""
@@ -6539,13 +6541,13 @@ class _ProcessRunner:
         self._free(slot)
         return [outcome]
 
-    def _free(self, slot) -> None:
+    def _free(self, slot: _Slot) -> None:
         slot.task = slot.deadline = None
         self.running -= 1
         if not self._per_task:
             self._idle.append(slot)
 
-    def _reap(self, slot):
+    def _reap(self, slot: _Slot) -> list[_Outcome]:
         """``slot``'s process exited: fail its task, if it still had one."""
         outcomes = []
         while slot.task is not None and slot.conn.poll():   # what it said before it went
@@ -6561,7 +6563,7 @@ class _ProcessRunner:
         task.trigger_event(Event.PROCESS_FAILURE, task, message)
         return outcomes + [_Outcome(task.task_id, FAILED, message)]
 
-    def _expire(self, now):
+    def _expire(self, now: float) -> list[_Outcome]:
         """Stop the tasks past their deadline, with everything they started."""
         outcomes = []
         for slot in [s for s in self._slots if s.deadline and s.deadline <= now]:
@@ -6573,7 +6575,7 @@ class _ProcessRunner:
             outcomes.append(_Outcome(task.task_id, FAILED, message))
         return outcomes
 
-    def _drop(self, slot) -> None:
+    def _drop(self, slot: _Slot) -> None:
         """Forget ``slot`` (its process has ended or been stopped)."""
         if slot.task is not None:
             slot.task = slot.deadline = None
@@ -6587,7 +6589,7 @@ class _ProcessRunner:
         slot.process.join(_TERMINATE_GRACE)
 
     @staticmethod
-    def _stop(slot) -> None:
+    def _stop(slot: _Slot) -> None:
         """SIGTERM to the slot's process group, SIGKILL to whatever is left after the
         grace period: the task's own children die with it."""
         import signal
@@ -6627,7 +6629,9 @@ class _ExecutorRunner:
 
     synchronous = False
 
-    def __init__(self, executor, processes, forward, options, threads: bool = False, own: bool = False) -> None:
+    def __init__(self, executor: Any, processes: int,
+                 forward: Callable[[str, tuple[Any, ...]], None], options: Mapping[str, Any],
+                 threads: bool = False, own: bool = False) -> None:
         import collections
         self._executor, self._own = executor, own
         self.processes = processes
@@ -6638,10 +6642,10 @@ class _ExecutorRunner:
         self._futures = {}                    # future -> task
         self.running = 0
 
-    def check(self, tasks) -> None:
+    def check(self, tasks: Iterable[Task]) -> None:
         """Anything can run in a thread; elsewhere it is the executor's to judge."""
 
-    def start(self, task) -> None:
+    def start(self, task: Task) -> None:
         """Submit ``task``; returns None (the pid is the executor's business)."""
         if self._threads:
             future = self._executor.submit(_execute_task, task, *self._options,
@@ -6651,10 +6655,10 @@ class _ExecutorRunner:
         self._futures[future] = task
         self.running += 1
 
-    def _report_from_thread(self, method, task_id, value) -> None:
+    def _report_from_thread(self, method: str, task_id: str, value: Any) -> None:
         self._reports.append((method, (task_id, value)))
 
-    def collect(self, timeout=None):
+    def collect(self, timeout: float | None = None) -> list[_Outcome]:
         """Outcomes of the tasks that finished, waiting up to ``timeout`` for one."""
         import concurrent.futures
         done, _ = concurrent.futures.wait(list(self._futures), timeout,
@@ -6695,16 +6699,16 @@ class _TaskProcessRunner:
     synchronous = False
     _POLL = 0.1   # seconds between looks at the processes while waiting for a result
 
-    def __init__(self, create, results, processes) -> None:
+    def __init__(self, create: Callable[[Task], Any], results: Any, processes: int) -> None:
         self._create, self._results = create, results
         self.processes = max(processes, 1)
         self._running = {}   # task id -> (task, process object)
 
     @property
-    def running(self):
+    def running(self) -> int:
         return len(self._running)
 
-    def start(self, task):
+    def start(self, task: Task) -> int | None:
         """Create the task's process object and start it; returns its pid, if any."""
         process = self._create(task)
         self._running[task.task_id] = (task, process)
@@ -6714,7 +6718,7 @@ class _TaskProcessRunner:
             process.run()
         return getattr(process, "pid", None)
 
-    def collect(self, timeout=None):
+    def collect(self, timeout: float | None = None) -> list[_Outcome]:
         """The outcomes of processes that ended or reported, looking at them every
         _POLL seconds until one does or ``timeout`` passes (None: until one does)."""
         import queue
@@ -6731,7 +6735,7 @@ class _TaskProcessRunner:
             with contextlib.suppress(queue.Empty):
                 outcomes += self._read(self._results.get(timeout=min(left, self._POLL)))
 
-    def _read(self, result):
+    def _read(self, result: Any) -> list[_Outcome]:
         task_id, status, explanation, missing, new_requirements = result
         if self._running.pop(task_id, None) is None:
             return []   # already failed here (died or timed out)
@@ -6739,7 +6743,7 @@ class _TaskProcessRunner:
         return [_Outcome(task_id, status, explanation, new_deps=new_deps,
                          missing=tuple(missing or ()))]
 
-    def _purge(self):
+    def _purge(self) -> list[_Outcome]:
         """Fail the processes that died without a result or outlived their time."""
         ended = []
         for task_id, (task, process) in list(self._running.items()):
@@ -6768,7 +6772,7 @@ class _TaskProcessRunner:
         self._running.clear()
 
 
-def _execute_collecting(task, options):
+def _execute_collecting(task: Task, options: Mapping[str, Any]) -> tuple[_Outcome, list[Any]]:
     """_execute_task for another process: reports are kept and returned with the
     outcome, as ``(outcome, [(method, (task_id, value)), ...])``."""
     reports = []
@@ -6784,7 +6788,7 @@ class _RunRecord:
 
     __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors", "walked")
 
-    def __init__(self, worker_id) -> None:
+    def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
         self.scheduled = {}       # task id -> Task, every task the worker saw
         self.reported = {}        # task id -> _REPORTED_* bits: what it was reported as
@@ -6792,7 +6796,7 @@ class _RunRecord:
         self.errors = {}          # task id -> why it failed (traceback or message)
         self.walked = {}          # task id -> its deps as the walk found them, until run
 
-    def tally(self):
+    def tally(self) -> tuple[int, int, int]:
         """``(done, failed, runnable)``: how many tasks were reported as each so far."""
         done = failed = runnable = 0
         for bits in self.reported.values():
@@ -6818,7 +6822,7 @@ class _RunRecord:
                     continue
 
 
-def _worker_info(processes, assistant):
+def _worker_info(processes: int, assistant: bool) -> list[tuple[str, Any]]:
     """What a worker tells its scheduler about itself (Luigi's keys): its id is made of
     these, and the page shows them."""
     import getpass
@@ -6843,7 +6847,7 @@ class _Session:
     ``session.scheduler`` itself: a wrapper would cost more than the scheduler's own
     work on a no-op task."""
 
-    def __init__(self, scheduler, worker_id, info) -> None:
+    def __init__(self, scheduler: Any, worker_id: str, info: list[tuple[str, Any]]) -> None:
         self.scheduler = scheduler
         self.worker_id = worker_id
         self._info = info
@@ -6853,7 +6857,7 @@ class _Session:
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
         self._heartbeat = None
 
-    def open(self, first_task, ping_interval) -> None:
+    def open(self, first_task: Task | None, ping_interval: float) -> None:
         """Say this worker is here (and the first task it added); from now on a remote
         client pings, so the scheduler does not think it dead while tasks run."""
         self.scheduler.add_worker(self.worker_id, self._info + [("first_task", first_task)])
@@ -6872,7 +6876,7 @@ class _Session:
             except MicroflowError as exc:
                 _log.error("the last reports did not reach the scheduler: %s", exc)
 
-    def get_work(self, running, processes):
+    def get_work(self, running: Iterable[str], processes: int) -> dict[str, Any]:
         """The scheduler's next task for this worker; with no processes (schedule only,
         others run), only how much is pending."""
         if not processes:
@@ -6881,18 +6885,19 @@ class _Session:
                                        assistant=self._assistant,
                                        current_tasks=list(running))
 
-    def add_task_batcher(self, family, batched_args, max_batch_size) -> None:
+    def add_task_batcher(self, family: str, batched_args: list[str],
+                         max_batch_size: float) -> None:
         self.scheduler.add_task_batcher(worker=self.worker_id, task_family=family,
                                         batched_args=batched_args,
                                         max_batch_size=max_batch_size)
 
-    def announce_scheduling_failure(self, task, text) -> None:
+    def announce_scheduling_failure(self, task: Task, text: str) -> None:
         self.scheduler.announce_scheduling_failure(
             task_name=str(task), family=task.get_task_family(),
             params=task.to_str_params(), expl=text, owners=task._owner_list(),
             worker=self.worker_id)
 
-    def relay(self, method, args) -> None:
+    def relay(self, method: str, args: tuple[Any, ...]) -> None:
         """Pass on what a running task reports (status message, progress, tracking URL,
         resources), from this process or a child."""
         if method == "tracking_url":
@@ -6902,7 +6907,7 @@ class _Session:
         else:
             getattr(self.scheduler, method)(*args)
 
-    def retry_timing(self, wait_interval):
+    def retry_timing(self, wait_interval: float) -> tuple[float, float]:
         """``(seconds before a failed task may run again, seconds between polls for
         it)``: an in-memory scheduler's delay is known; a remote one keeps its own, so
         it is asked every ``wait_interval``."""
@@ -6917,13 +6922,14 @@ class _Retries:
     may run again. ``limit`` is ``[scheduler] retry_count`` when set (a task's own
     policy wins); ``delay`` and ``poll`` come from the session."""
 
-    def __init__(self, limit, delay, poll, clock, sleep) -> None:
+    def __init__(self, limit: int, delay: float, poll: float, clock: Callable[[], float],
+                 sleep: Callable[[float], None]) -> None:
         self._limit, self._delay, self._poll = limit, delay, poll
         self._clock, self._sleep = clock, sleep
         self._attempts = {}   # task id -> failed runs
         self.due = {}         # task id -> when it may be retried
 
-    def failed(self, task) -> None:
+    def failed(self, task: Task) -> None:
         """Count a failure of ``task``; plan its retry while it has retries left."""
         limit = (_retry_policy_of(task) or {}).get("retry_count") or self._limit
         attempts = self._attempts[task.task_id] = self._attempts.get(task.task_id, 0) + 1
@@ -6934,7 +6940,7 @@ class _Retries:
         else:
             self.due.pop(task.task_id, None)
 
-    def wait(self, known, wait_interval) -> bool:
+    def wait(self, known: Mapping[str, Task], wait_interval: float) -> bool:
         """Sleep until a failed task may be retried; False when none can be any more
         (a scheduler that never hands it back is given up on after a minute)."""
         now = self._clock()
@@ -6955,7 +6961,7 @@ class _WorkerWalk:
     threads when given), with its dependencies, resources and retry policy; a task
     that cannot be checked or walked is a scheduling failure, said why."""
 
-    def add(self, task):
+    def add(self, task: Task) -> bool:
         """Report ``task`` and everything it needs that is not complete.
 
         Complete tasks are not expanded. Each call checks afresh, as Luigi's does: a
@@ -6968,7 +6974,7 @@ class _WorkerWalk:
         seen = self._walk_seen if self._walk_seen is not None else {}
         return self._walk(task, seen)
 
-    def add_all(self, tasks):
+    def add_all(self, tasks: Iterable[Task]) -> bool:
         """add() for several tasks in one walk: what they share is checked once."""
         self._walk_seen = {}
         try:
@@ -6976,7 +6982,7 @@ class _WorkerWalk:
         finally:
             self._walk_seen = None
 
-    def _walk(self, task, seen):
+    def _walk(self, task: Task, seen: set[str]) -> bool:
         """Check and report ``task`` and what it needs, skipping the tasks in ``seen``
         (a dict of those this walk has met, to which it adds)."""
         if not isinstance(task, Task):
@@ -7004,7 +7010,7 @@ class _WorkerWalk:
         self.add_succeeded &= ok
         return ok
 
-    def _enter(self, task, path, on_path, seen):
+    def _enter(self, task: Task, path: list[Any], on_path: dict[str, int], seen: set[str]) -> bool:
         """Check one task and report it; push it on the path if it must be expanded."""
         seen[task.task_id] = self._scheduled[task.task_id] = task
         deps, ok = self._check(task)
@@ -7015,7 +7021,7 @@ class _WorkerWalk:
                 self._check_ahead(deps)
         return ok
 
-    def _check_ahead(self, deps) -> None:
+    def _check_ahead(self, deps: Iterable[Task]) -> None:
         """Parallel completeness checks: start complete() of each dependency not yet
         seen in a thread, so the walk, still in order, finds the answers waiting.
         Each task is checked once, as in the sequential walk."""
@@ -7034,7 +7040,7 @@ class _WorkerWalk:
             self._check_pool.shutdown(wait=True, cancel_futures=True)
             self._checks = None
 
-    def _check(self, task):
+    def _check(self, task: Task) -> tuple[list[Task], bool]:
         """complete() and deps() of one task, reported; returns (deps to walk, ok)."""
         try:
             check = self._checks.pop(task.task_id, None) if self._checks else None
@@ -7081,7 +7087,7 @@ class _WorkerWalk:
                      deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
 
-    def _scheduling_failure(self, task, exc, where) -> None:
+    def _scheduling_failure(self, task: Task, exc: BaseException, where: str) -> None:
         import traceback
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
@@ -7091,7 +7097,7 @@ class _WorkerWalk:
                               f"{'deps()' if where == 'requires()' else where} method")
         self._fail_scheduling(task, text)
 
-    def _fail_scheduling(self, task, text):
+    def _fail_scheduling(self, task: Task, text: str) -> None:
         """Report ``task`` as not schedulable (UNKNOWN), saying why."""
         self.errors[task.task_id] = text
         self._report(task, UNKNOWN, runnable=False, expl=text)
@@ -7103,7 +7109,7 @@ class _WorkerWalk:
                               "scheduling {task}. Host: {host}", "Luigi framework error")
             raise
 
-    def _email_error(self, task, text, subject, headline) -> None:
+    def _email_error(self, task: Task, text: str, subject: str, headline: str) -> None:
         """Luigi's error e-mail about ``task``, to ``[email] receiver`` and its owners."""
         import subprocess
         subject, headline = (part.format(task=task, host=dict(self._info)["host"])
@@ -7111,7 +7117,7 @@ class _WorkerWalk:
         send_error_email(subject, format_task_error(
             headline, task, subprocess.list2cmdline(sys.argv), text), task.owner_email)
 
-    def _report_cycle(self, cycle) -> None:
+    def _report_cycle(self, cycle: Sequence[Task]) -> None:
         """Luigi leaves a cycle "not granted run permission"; microflow fails the tasks
         in it as a scheduling error, naming them."""
         message = "dependency cycle: " + " -> ".join(repr(task) for task in cycle)
@@ -7119,7 +7125,8 @@ class _WorkerWalk:
         for task in cycle[:-1]:
             self._fail_scheduling(task, message)
 
-    def _report(self, task, status, runnable, deps=None, expl=None) -> None:
+    def _report(self, task: Task, status: str, runnable: bool, deps: Iterable[str] | None = None,
+                expl: str | None = None) -> None:
         """Tell the scheduler about ``task`` while scheduling: everything it shows of it."""
         self._note(task, status, runnable)
         info = task._info()
@@ -7138,7 +7145,7 @@ class _WorkerWalk:
         if info.batch_names and status == PENDING and task.batchable:
             self._report_batchable(task, info, runnable)
 
-    def _report_batchable(self, task, info, runnable) -> None:
+    def _report_batchable(self, task: Task, info: _ClassInfo, runnable: bool) -> None:
         """A task with ``batch_method`` parameters: its family's batcher (once), and the
         task marked batchable, so the scheduler may hand several out as one batch."""
         if info.reported_family not in self._batch_families:
@@ -7148,7 +7155,8 @@ class _WorkerWalk:
         self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
                                  runnable=runnable, batchable=True)
 
-    def _report_result(self, task, status, new_deps, expl) -> None:
+    def _report_result(self, task: Task, status: str, new_deps: Sequence[str],
+                       expl: str | None) -> None:
         """Tell the scheduler what running ``task`` came to: only what changed."""
         members = self._batch_members.pop(task.task_id, None)
         if members is None or task in members:   # a combined task is not the user's
@@ -7161,7 +7169,7 @@ class _WorkerWalk:
                                  # a failure's owners get the scheduler's batched e-mails
                                  owners=task._owner_list() if status == FAILED else None)
 
-    def _note(self, task, status, runnable) -> None:
+    def _note(self, task: Task, status: str, runnable: bool) -> None:
         """Remember what ``task`` was reported as; the summary is built from this."""
         bits = _REPORTED_BITS.get(status, 0)
         if status == PENDING and runnable:
@@ -7171,7 +7179,7 @@ class _WorkerWalk:
 
     # -- tasks handed out that this worker did not walk: loaded by name --------------
 
-    def _load_handed_out(self, reply):
+    def _load_handed_out(self, reply: dict[str, Any]) -> str | None:
         """A task this worker did not add (an assistant's, or a batch's): load it by
         family, module and parameters; None, the task reported failed and the reason
         e-mailed, when that cannot be done."""
@@ -7181,7 +7189,7 @@ class _WorkerWalk:
             self._load_failed(exc, [reply["task_id"]])
             return None
 
-    def _load_failed(self, exc, task_ids) -> None:
+    def _load_failed(self, exc: BaseException, task_ids: Iterable[str]) -> None:
         text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
         _log.error("%s", text)
         for task_id in task_ids:
@@ -7192,7 +7200,7 @@ class _WorkerWalk:
         send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
                          f"{','.join(task_ids)}", wrap_traceback(text))
 
-    def _start_batch(self, reply):
+    def _start_batch(self, reply: dict[str, Any]) -> str | None:
         """A batch handed out: build the task that runs it (each batched parameter
         combined by its batch_method) and tell the scheduler it runs; the members take
         its outcome. Returns its id, or None, the members failed, if it cannot be built."""
@@ -7209,7 +7217,7 @@ class _WorkerWalk:
                                  params=task.to_str_params(), batch_id=reply["batch_id"])
         return task.task_id
 
-    def _task_for(self, reply):
+    def _task_for(self, reply: dict[str, Any]) -> Task:
         """A task handed out that this worker did not add: load it by name."""
         task = load_task(reply.get("task_module"), reply["task_family"],
                          reply.get("task_params") or {})
@@ -7231,9 +7239,12 @@ class Worker(_WorkerWalk):
     Raises ConfigError for an unknown ``[worker]`` option or mode.
     """
 
-    def __init__(self, scheduler=None, runner=None, worker_id=None, clock=None, sleep=None,
-                 processes: int = 1, executor=None, check_workers: int = 0, worker_processes=None,
-                 assistant: bool = False, progress=None, **options) -> None:
+    def __init__(self, scheduler: Any = None, runner: Any = None, worker_id: str | None = None,
+                 clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], None] | None = None, processes: int = 1,
+                 executor: Any = None, check_workers: int = 0, worker_processes: int | None = None,
+                 assistant: bool = False, progress: Callable[..., None] | None = None,
+                 **options: Any) -> None:
         self.progress = progress   # called as build() says, while tasks run
         # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
         processes = processes if worker_processes is None else worker_processes
@@ -7280,11 +7291,11 @@ class Worker(_WorkerWalk):
         self.add_succeeded = True
 
     @property
-    def _scheduler(self):
+    def _scheduler(self) -> Any:
         """The scheduler this worker talks to (Luigi's name; the session holds it)."""
         return self._session.scheduler
 
-    def _make_runner(self):
+    def _make_runner(self) -> Any:
         """Inline for one process without a timeout (no fork, no pickling); a thread
         pool or the given executor when asked; otherwise a pool of child processes."""
         options, processes = self.options, self._processes
@@ -7311,7 +7322,7 @@ class Worker(_WorkerWalk):
                               start_method=options["start_method"] or None,
                               per_task=options["process_per_task"], late=self._late_ids)
 
-    def _execute_inline(self, task):
+    def _execute_inline(self, task: Task) -> _Outcome:
         """Run ``task`` in this process, with the deps the walk found (so requires()
         is not called again) and its reports going straight to the scheduler."""
         deps = self._walked_deps.pop(task.task_id, None)
@@ -7319,18 +7330,18 @@ class Worker(_WorkerWalk):
                              self.options["check_complete_on_run"], self._report_inline,
                              deps)
 
-    def _report_inline(self, method, task_id, value) -> None:
+    def _report_inline(self, method: str, task_id: str, value: Any) -> None:
         self._session.relay(method, (task_id, value))
 
     @property
-    def worker_id(self):
+    def worker_id(self) -> str:
         """The id this worker gives the scheduler."""
         return self._id
 
     # What a subclass's _create_task_process (Luigi's hook) builds its process object
     # from, under Luigi's names.
     @property
-    def _task_result_queue(self):
+    def _task_result_queue(self) -> Any:
         """Where a process object puts ``(task_id, status, explanation, missing,
         new_requirements)`` (a multiprocessing queue: it may be put from a child)."""
         if self.__dict__.get("_results") is None:
@@ -7339,26 +7350,26 @@ class Worker(_WorkerWalk):
         return self._results
 
     @property
-    def _config(self):
+    def _config(self) -> Any:
         """The ``[worker]`` options as attributes (``self._config.timeout``)."""
         return types.SimpleNamespace(**self.options)
 
     @property
-    def worker_processes(self):
+    def worker_processes(self) -> int:
         """How many tasks may run at once."""
         return self._processes
 
-    def __enter__(self):
+    def __enter__(self) -> Worker:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop_checks()
         if self._runner is not None:
             self._runner.close()
 
     # -- running: the loop ----------------------------------------------------------------
 
-    def run(self):
+    def run(self) -> bool:
         """Run until the scheduler has nothing more for this worker.
 
         Returns False if a task failed and no retry recovered it (True even when
@@ -7478,7 +7489,7 @@ class Worker(_WorkerWalk):
             _log.info("[pid %s] Worker %s running   %s", pid, self._id, task)
         return "started"
 
-    def _idle_wait(self):
+    def _idle_wait(self) -> float:
         """A kept-alive idle worker's sleep: ``wait_interval`` plus up to
         ``wait_jitter`` at random, so many workers do not poll in step."""
         jitter = self.options["wait_jitter"]
@@ -7487,7 +7498,7 @@ class Worker(_WorkerWalk):
         import random
         return self.options["wait_interval"] + random.uniform(0, jitter)
 
-    def _keep_alive(self, reply):
+    def _keep_alive(self, reply: dict[str, Any]) -> bool:
         if not self.options["keep_alive"] or reply.get("worker_state") == "disabled":
             return False
         if self._assistant:   # it serves the scheduler, as long as it lives
@@ -7506,7 +7517,7 @@ class Worker(_WorkerWalk):
             self._idle_since = now
         return not limit or now - self._idle_since < limit
 
-    def _handle(self, outcomes) -> None:
+    def _handle(self, outcomes: Iterable[_Outcome]) -> None:
         """Report each outcome; add dynamic dependencies; reschedule on missing deps."""
         for outcome in outcomes:
             task = self._running.pop(outcome.task_id)
@@ -7526,7 +7537,7 @@ class Worker(_WorkerWalk):
             if outcome.missing:
                 self._reschedule(task)
 
-    def _add_yielded(self, task, outcome):
+    def _add_yielded(self, task: Task, outcome: _Outcome) -> list[str]:
         """Add what run() yielded; returns their ids. A task that yields, twice in a
         row, only tasks already done here is failed rather than run for ever: its
         process does not see their outputs (data kept in one process's memory)."""
@@ -7548,7 +7559,7 @@ class Worker(_WorkerWalk):
                 return []
         return [dep.task_id for dep in deps]
 
-    def _failed(self, task, outcome) -> None:
+    def _failed(self, task: Task, outcome: _Outcome) -> None:
         """Say why ``task`` failed, where the user looks, and plan its retry (if any)."""
         text = (outcome.traceback_text or outcome.explanation or "").rstrip()
         _log.error("[pid %s] Worker %s failed    %s\n%s", self._pids.pop(task.task_id, "-"),
@@ -7563,7 +7574,7 @@ class Worker(_WorkerWalk):
         if self._retries is not None:
             self._retries.failed(task)
 
-    def _interrupt(self, exc) -> None:
+    def _interrupt(self, exc: BaseException) -> None:
         """Ctrl-C or SIGTERM: stop asking for work, stop the running tasks and every
         process they started, and report them failed as interrupted."""
         self.interrupted = exc
@@ -7576,7 +7587,7 @@ class Worker(_WorkerWalk):
         if self._retries:
             self._retries.due.clear()
 
-    def _reschedule(self, task) -> None:
+    def _reschedule(self, task: Task) -> None:
         count = self._reschedules.get(task.task_id, 0)
         if count < self.options["max_reschedules"]:
             self._reschedules[task.task_id] = count + 1
@@ -7584,7 +7595,7 @@ class Worker(_WorkerWalk):
             self._walk(task, {})   # afresh: a dependency done before may be gone now
 
 
-def _retry_policy_of(task):
+def _retry_policy_of(task: Task) -> dict[str, Any] | None:
     """The task's retry policy overrides; None when its class overrides none of them
     (the scheduler then uses its own, as it would for a dict of Nones)."""
     if not _REGISTRY.class_infos[type(task)].own_retry_policy:   # _info() ran: current
@@ -7616,7 +7627,7 @@ _ARGUMENT_TYPES = {
 _SIGNATURES = {}   # method -> inspect.Signature of the Scheduler method
 
 
-def _signature(method):
+def _signature(method: str) -> Any:
     """The signature of ``Scheduler.method`` (computed once: it is not cheap)."""
     signature = _SIGNATURES.get(method)
     if signature is None:
@@ -7625,7 +7636,7 @@ def _signature(method):
     return signature
 
 
-def _check_arguments(method, params):
+def _check_arguments(method: str, params: Mapping[str, Any]) -> None:
     """Raise TypeError, naming the method and field, for arguments that cannot fit."""
     try:
         _signature(method).bind(None, **params)
@@ -7642,7 +7653,7 @@ def _check_arguments(method, params):
             raise TypeError(f"field {name!r} must be a list of task ids (strings)")
 
 
-def _batch_calls(params):
+def _batch_calls(params: Any) -> list[tuple[str, dict[str, Any]]] | None:
     """The ``[[method, arguments], ...]`` of a batch request, or None if malformed."""
     calls = params.get("calls") if isinstance(params, dict) else None
     if not isinstance(calls, list) or len(calls) > _MAX_BATCH or not all(
@@ -7652,7 +7663,7 @@ def _batch_calls(params):
     return calls
 
 
-def _dispatch(scheduler, method, params):
+def _dispatch(scheduler: Any, method: str, params: Any) -> tuple[int, Any]:
     """Serve one remote call: ``(http status, JSON-ready body)``. Pure: no sockets.
 
     Unknown methods get 404; arguments that are not a JSON object, do not fit the
@@ -7691,8 +7702,9 @@ class SchedulerServer:
     call serve_forever(). Raises OSError when the address cannot be bound.
     """
 
-    def __init__(self, scheduler=None, address: str = "127.0.0.1", port: int = 8082, token=None,
-                 protect_reads: bool = False, state_path=None) -> None:
+    def __init__(self, scheduler: Scheduler | None = None, address: str = "127.0.0.1",
+                 port: int = 8082, token: str | None = None, protect_reads: bool = False,
+                 state_path: str | None = None) -> None:
         import http.server
         self._owns_scheduler = scheduler is None   # then closed on stop()
         self.scheduler = scheduler if scheduler is not None else \
@@ -7730,7 +7742,7 @@ class SchedulerServer:
         """The base URL workers use, e.g. ``http://127.0.0.1:8082``."""
         return f"http://{self.address}:{self.port}"
 
-    def call(self, method, params, credentials=None):
+    def call(self, method: str, params: Any, credentials: bytes | None = None) -> tuple[int, Any]:
         """One remote call, authorized by ``credentials`` (the token offered, bytes
         or None): ``(http status, body)``. ``batch`` (microflow's extension) takes
         ``{"calls": [[method, arguments], ...]}``, runs them in order and replies with
@@ -7753,32 +7765,32 @@ class SchedulerServer:
                 self._note_worker(arguments["worker"])
         return (200, {"response": replies}) if method == "batch" else replies[0]
 
-    def _timed(self, method, arguments):
+    def _timed(self, method: str, arguments: Any) -> tuple[int, Any]:
         """One call, dispatched, its time under the lock counted for /metrics."""
         started = time.perf_counter()
         reply = list(_dispatch(self.scheduler, method, arguments))
         self.metrics.called(method, time.perf_counter() - started)
         return reply
 
-    def allowed(self, credentials, reading: bool = True):
+    def allowed(self, credentials: bytes | None, reading: bool = True) -> bool:
         """Whether ``credentials`` may read (``reading``) or change the scheduler."""
         if self._token is None or (reading and not self._protect_reads):
             return True
         import hmac
         return credentials is not None and hmac.compare_digest(credentials, self._token)
 
-    def metrics_text(self):
+    def metrics_text(self) -> str:
         """``/metrics``: Prometheus' text format."""
         with self._lock:
             return self.metrics.text()
 
-    def _note_worker(self, worker) -> None:
+    def _note_worker(self, worker: Any) -> None:
         if worker not in self._workers_seen:
             self._workers_seen.add(worker)
             _log.info("worker %s arrived", worker)
 
 
-    def _note_change(self, event, record, old, new) -> None:
+    def _note_change(self, event: str, record: Any, old: Any, new: Any) -> None:
         """Listener: remember which tasks the call under way changes, to journal."""
         if event != "worker":
             self._changed.add(record.id)
@@ -7797,7 +7809,7 @@ class SchedulerServer:
         _log.info("microflow scheduler listening on %s", self.url)
         self._httpd.serve_forever(poll_interval=0.5)
 
-    def start(self):
+    def start(self) -> SchedulerServer:
         """Serve from a daemon thread; returns self."""
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         name="microflow-scheduler", daemon=True)
@@ -7820,15 +7832,16 @@ class SchedulerServer:
                 self._state.compact(self.scheduler.snapshot())
                 self._state.close()
 
-    def __enter__(self):
+    def __enter__(self) -> SchedulerServer:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
-def serve(address: str = "127.0.0.1", port: int = 8082, token=None, scheduler=None, state_path=None,
-          **scheduler_options) -> None:
+def serve(address: str = "127.0.0.1", port: int = 8082, token: str | None = None,
+          scheduler: Scheduler | None = None, state_path: str | None = None,
+          **scheduler_options: Any) -> None:
     """Run a central scheduler in this thread until interrupted (``python -m microflow
     --server`` calls this). For tests, use ``SchedulerServer(...)`` as a context
     manager instead."""
@@ -7854,7 +7867,7 @@ class _HandlerMethods:
     server_version = f"microflow/{__version__}"
     disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms wait
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         """Serve ``/api/<method>`` (GET and POST alike, as luigid does), the status
         page at ``/`` (Luigi's address of it redirects there) and ``/metrics``."""
         path, _, query = self.path.partition("?")
@@ -7881,7 +7894,7 @@ class _HandlerMethods:
 
     do_GET = do_POST
 
-    def _api(self, server, method, query):
+    def _api(self, server: SchedulerServer, method: str, query: str) -> None:
         import urllib.parse
         try:
             length = int(self.headers.get("Content-Length") or 0)
@@ -7909,7 +7922,7 @@ class _HandlerMethods:
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def _credentials(self):
+    def _credentials(self) -> bytes | None:
         """The token offered: a bearer token, or the password of basic auth."""
         import base64
         kind, _, value = (self.headers.get("Authorization") or "").partition(" ")
@@ -7922,12 +7935,13 @@ class _HandlerMethods:
                 return None
         return None
 
-    def _reply(self, status, body) -> None:
+    def _reply(self, status: int, body: Any) -> None:
         headers = {"WWW-Authenticate": 'Bearer realm="microflow"'} if status == 401 else {}
         self._send(status, json.dumps(body).encode(), "application/json; charset=UTF-8",
                    headers)
 
-    def _send(self, status, data, content_type, headers=None) -> None:
+    def _send(self, status: int, data: bytes, content_type: str,
+              headers: Mapping[str, str] | None = None) -> None:
         """Send ``data``, gzipped when the client accepts it and it is worth it."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -7946,7 +7960,7 @@ class _HandlerMethods:
         _log.debug("%s %s", self.address_string(), template % args)
 
 
-def _request_handler():
+def _request_handler() -> type:
     """The HTTP handler class: _HandlerMethods on http.server's request handler."""
     import http.server
     return type("_Handler", (_HandlerMethods, http.server.BaseHTTPRequestHandler), {})
@@ -7961,10 +7975,10 @@ _BUFFERED_METHODS = frozenset((
 _MAX_BATCH = 1000
 
 
-def _remote_method(name):
+def _remote_method(name: str) -> Callable[..., Any]:
     """A RemoteScheduler method: ``name`` called on the server, positional arguments
     named as Scheduler names them."""
-    def call(self, *args, **kwargs):
+    def call(self: RemoteScheduler, *args: Any, **kwargs: Any) -> Any:
         if args:
             bound = _signature(name).bind_partial(None, *args)
             kwargs.update(list(bound.arguments.items())[1:])
@@ -7995,8 +8009,10 @@ class RemoteScheduler(_RemoteMethods):
 
     remote = True   # over a network: the worker polls it rather than reading its options
 
-    def __init__(self, url: str = "http://localhost:8082", token=None, connect_timeout: float = 10.0,
-                 timeout: float = 60.0, attempts: int = 3, retry_wait: float = 1.0, sleep=None, batch: bool = True) -> None:
+    def __init__(self, url: str = "http://localhost:8082", token: str | None = None,
+                 connect_timeout: float = 10.0, timeout: float = 60.0, attempts: int = 3,
+                 retry_wait: float = 1.0, sleep: Callable[[float], None] | None = None,
+                 batch: bool = True) -> None:
         import urllib.parse
         parts = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
@@ -8017,7 +8033,7 @@ class RemoteScheduler(_RemoteMethods):
         self._batching = None if batch else False   # None: not known yet
         self._buffer, self._buffer_lock = [], threading.Lock()
 
-    def _connection(self):
+    def _connection(self) -> Any:
         import http.client
         connection = getattr(self._local, "connection", None)
         if connection is None:
@@ -8032,7 +8048,7 @@ class RemoteScheduler(_RemoteMethods):
                 self._connections.append(connection)
         return connection
 
-    def _call(self, method, params):
+    def _call(self, method: str, params: dict[str, Any]) -> Any:
         """Call ``method``: a report whose reply nobody reads waits in the buffer; any
         other call takes the buffer with it, in one ``batch`` request where the server
         offers it (microflow's does, luigid does not)."""
@@ -8050,7 +8066,7 @@ class RemoteScheduler(_RemoteMethods):
             calls.append([method, params])
         return self._send_batch(calls)
 
-    def start_pinging(self, worker, interval):
+    def start_pinging(self, worker: str, interval: float) -> Callable[[], None]:
         """Ping every ``interval`` seconds for ``worker`` from a thread, so a worker busy
         on a long task is not taken for dead; returns the Event that stops it."""
         stop = threading.Event()
@@ -8072,7 +8088,7 @@ class RemoteScheduler(_RemoteMethods):
         """Send the buffered reports now."""
         self._call("is_paused", {}) if self._buffer else None
 
-    def _send_batch(self, calls):
+    def _send_batch(self, calls: list[tuple[str, dict[str, Any]]]) -> Any:
         """Send ``calls`` in one request (or one by one where batches are not offered);
         the last call's response. Raises SchedulerError for a refused call."""
         if self._batching is not False:
@@ -8095,7 +8111,7 @@ class RemoteScheduler(_RemoteMethods):
             response = self._request(method, params)
         return response
 
-    def _request(self, method, params, label=None):
+    def _request(self, method: str, params: Any, label: str | None = None) -> Any:
         """POST ``params`` to ``/api/method``; the reply's ``response``. Errors name
         ``label`` (default: the method)."""
         import http.client
@@ -8143,7 +8159,7 @@ class RemoteScheduler(_RemoteMethods):
             with self._buffer_lock, contextlib.suppress(ValueError):
                 self._connections.remove(connection)
 
-    def _say_retry(self, method, attempt, problem) -> None:
+    def _say_retry(self, method: str, attempt: int, problem: str) -> None:
         """Warn that a call failed and will be tried again (so a scheduler briefly
         away is seen at once, not only when the worker gives up)."""
         if attempt + 1 < self._attempts:
@@ -8160,7 +8176,7 @@ class RemoteScheduler(_RemoteMethods):
         self._local.connection = None
 
 
-def _error_text(data):
+def _error_text(data: bytes) -> str:
     """The ``error`` of a JSON error reply, or the start of whatever came back."""
     try:
         return json.loads(data)["error"]
@@ -8186,7 +8202,7 @@ class _Metrics:
     _HELP = {RUNNING: "tasks started", DONE: "tasks done", FAILED: "tasks failed",
              DISABLED: "tasks disabled"}
 
-    def __init__(self, scheduler) -> None:
+    def __init__(self, scheduler: Scheduler) -> None:
         self._scheduler = scheduler
         self._counts = collections.Counter()   # (metric, family) -> count
         self._last_time = {}                   # family -> seconds its last run took
@@ -8195,7 +8211,7 @@ class _Metrics:
         if hasattr(scheduler, "subscribe"):    # a scheduler of one's own may not
             scheduler.subscribe(self._heard, ("status",))
 
-    def _heard(self, event, task, old, new) -> None:
+    def _heard(self, event: str, task: _TaskState, old: Any, new: Any) -> None:
         metric = self._COUNTERS.get(new)
         if metric is None:
             return
@@ -8205,11 +8221,11 @@ class _Metrics:
             self._last_time[task.family] = took
             _observe(self._durations, task.family, took, self._DURATION_BUCKETS)
 
-    def called(self, method, seconds) -> None:
+    def called(self, method: str, seconds: float) -> None:
         """Count one call the server served, and how long it held the scheduler."""
         _observe(self._calls, method, seconds, self._CALL_BUCKETS)
 
-    def text(self):
+    def text(self) -> str:
         """Every metric, in Prometheus' text exposition format (version 0.0.4)."""
         out = []
         tasks = getattr(self._scheduler, "_tasks", {})
@@ -8233,7 +8249,8 @@ class _Metrics:
         return "\n".join(out) + "\n"
 
 
-def _observe(histograms, key, value, buckets) -> None:
+def _observe(histograms: dict[Any, list[float]], key: Any, value: float,
+             buckets: Sequence[float]) -> None:
     """Add ``value`` to the histogram of ``key``: ``[count per bucket ..., +Inf, sum]``."""
     import bisect
     counts = histograms.get(key)
@@ -8243,24 +8260,26 @@ def _observe(histograms, key, value, buckets) -> None:
     counts[-1] += value
 
 
-def _labels(pairs):
+def _labels(pairs: Sequence[tuple[str, Any]]) -> str:
     """``{name="value",...}``, each value escaped as the format asks."""
     if not pairs:
         return ""
     return "{" + ",".join(f'{name}="{_label_value(value)}"' for name, value in pairs) + "}"
 
 
-def _label_value(value):
+def _label_value(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _metric(out, name, kind, help_text, samples) -> None:
+def _metric(out: list[str], name: str, kind: str, help_text: str,
+            samples: Iterable[tuple[Any, Any]]) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     out += [f"{name}{_labels(pairs)} {value:g}" if isinstance(value, float)
             else f"{name}{_labels(pairs)} {value}" for pairs, value in samples.items()]
 
 
-def _histogram(out, name, help_text, label, histograms, buckets) -> None:
+def _histogram(out: list[str], name: str, help_text: str, label: str,
+               histograms: dict[Any, list[float]], buckets: Sequence[float]) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for key, counts in sorted(histograms.items()):
         total = 0
@@ -8272,7 +8291,7 @@ def _histogram(out, name, help_text, label, histograms, buckets) -> None:
         out.append(f"{name}_count{_labels(((label, key),))} {total}")
 
 
-def _status_page():
+def _status_page() -> tuple[bytes, dict[str, str]]:
     """The page's bytes and headers (made once). Its Content-Security-Policy lets only
     its own script run (by hash: no inline handler, nothing injected) and lets it talk
     only to this server."""
