@@ -87,10 +87,11 @@ from collections.abc import Mapping
 # more to import than a fifth of this module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     import logging
     import pathlib
     from collections.abc import Callable, Container, Iterable, Iterator, Sequence
-    from typing import Any, Generic as _Generic, Optional, TypeVar, overload
+    from typing import Any, Generic as _Generic, Optional, Protocol, TypeVar, overload
 
     _T = TypeVar("_T", default=str)                  # what a parameter's value is
     _E = TypeVar("_E", bound=enum.Enum)
@@ -100,6 +101,13 @@ if TYPE_CHECKING:
     _F = TypeVar("_F", bound=Callable[..., Any])
     # A listener of the scheduler's transition hook: (event, record, old, new).
     _Listener = Callable[[str, Any, Any, Any], None]
+
+    class _Abortable(Protocol):
+        """A file object that can also throw away what it would publish."""
+        @property
+        def closed(self) -> bool: ...
+        def close(self) -> None: ...
+        def abort(self) -> None: ...
 else:
     class _Generic:
         """At run time, ``Parameter[int]`` is a types.GenericAlias (as Luigi's
@@ -189,6 +197,7 @@ LUIGI_LOGGER_NAME = "luigi-interface"
 
 def _logger() -> logging.Logger:
     """The "microflow" logger, made a child of "luigi-interface" on first use."""
+    import argparse
     import logging
     logger = logging.getLogger(LOGGER_NAME)
     if logger.parent is logging.root:
@@ -200,7 +209,7 @@ class _Logger:
     """The "microflow" logger, fetched on first use: importing logging would be a third
     of the cost of importing microflow, and most imports never log."""
 
-    _logger = None
+    _logger: logging.Logger | None = None
 
     def __getattr__(self, name: str) -> Any:
         if _Logger._logger is None:
@@ -412,7 +421,7 @@ def _suggestions(name: str, candidates: Iterable[str], limit: int = 3) -> list[s
             if distance <= max(2, len(name) // 3) and distance < len(name)][:limit]
 
 
-def _temporary_name(path, digits: int = 10) -> str:
+def _temporary_name(path: str, digits: int = 10) -> str:
     """``<path>-luigi-tmp-<digits>``: where a file is written before it is published,
     named as Luigi names its own (so cleanup scripts written for Luigi find them)."""
     return f"{path}-luigi-tmp-{_random_digits(digits)}"
@@ -470,12 +479,14 @@ class _EnvInterpolation(configparser.BasicInterpolation):
 class _ConfigParser(configparser.ConfigParser):
     """Luigi's cfg dialect: case-sensitive options, env interpolation, dash aliases."""
 
-    _instance = None   # the parser in use; see _ConfigState
-    _config_paths = []  # files added with add_config_path(), read after the usual ones
+    _instance: _ConfigParser | None = None   # the parser in use; see _ConfigState
+    _config_paths: list[str] = []  # files added with add_config_path(), read after the others
 
     def __init__(self) -> None:
         super().__init__(interpolation=_EnvInterpolation())
-        self.optionxform = str
+
+    def optionxform(self, optionstr: str) -> str:
+        return optionstr   # options are case-sensitive, as Luigi's
 
     @classmethod
     def instance(cls) -> _ConfigParser:
@@ -510,7 +521,8 @@ class _ConfigParser(configparser.ConfigParser):
             return dashed
         return None
 
-    def get(self, section: str, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
+    def get(self, section: str, option: str,   # type: ignore[override]  # Luigi's get()
+            default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option``; ``default`` (if given) when it is absent."""
         present = self._resolve(section, option) if self.has_section(section) else None
         if present is None:
@@ -550,7 +562,8 @@ class _ConfigParser(configparser.ConfigParser):
         super().set(section, option, None if value is None else str(value))
         _CONFIG.generation += 1   # a [Family] option may have appeared: check again
 
-    def read(self, filenames: Any, encoding: str | None = "utf-8") -> list[str]:
+    def read(self, filenames: Any,   # type: ignore[override]  # any iterable of paths
+             encoding: str | None = "utf-8") -> list[str]:
         """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
         Returns the paths read. Raises ConfigError for a TOML file on a Python
         without tomllib (before 3.11)."""
@@ -633,7 +646,7 @@ class _ConfigState:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen = None
+        self._seen: _ConfigParser | None = None
         self.generation = 0   # bumped on every change, so caches know to refresh
 
     def parser(self) -> _ConfigParser:
@@ -648,7 +661,8 @@ class _ConfigState:
                         raise ConfigError("cannot read the configuration: "
                                           + " ".join(str(exc).split())) from None
                     _ConfigParser._instance = parser
-                parser = _ConfigParser._instance
+                else:
+                    parser = _ConfigParser._instance
         if parser is not self._seen:    # read afresh or swapped in from outside
             self._seen = parser
             self.generation += 1
@@ -686,7 +700,7 @@ def reset_config() -> None:
 
 
 @contextlib.contextmanager
-def config_override(values: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
+def config_override(values: Mapping[str, Mapping[str, Any]]) -> Iterator[_ConfigParser]:
     """Apply ``{section: {option: value}}`` for the duration of a ``with`` block.
 
     Meant for tests: the previous configuration is restored on exit.
@@ -730,14 +744,14 @@ class ParameterVisibility(enum.IntEnum):
         return self.value
 
 
-class FrozenOrderedDict(Mapping):
+class FrozenOrderedDict(Mapping["Any", "Any"]):
     """An immutable, hashable, ordered mapping: the value of a DictParameter."""
 
     __slots__ = ("_data", "_hash")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._data = dict(*args, **kwargs)
-        self._hash = None
+        self._hash: int | None = None
 
     def __getitem__(self, key: Any) -> Any:
         return self._data[key]
@@ -753,9 +767,10 @@ class FrozenOrderedDict(Mapping):
 
     def __hash__(self) -> int:
         if self._hash is None:
-            self._hash = 0
+            value = 0
             for item in self._data.items():
-                self._hash ^= hash(item)
+                value ^= hash(item)
+            self._hash = value
         return self._hash
 
     def get_wrapped(self) -> dict[Any, Any]:
@@ -799,7 +814,12 @@ class Parameter(_Generic[_T]):
     """
 
     _counter = 0          # declaration order, shared by every parameter ever created
-    _expected = "a string"  # what parse() accepts, for error messages
+
+    _expected = "a string"   # what parse() accepts, for error messages
+
+    def _expected_text(self) -> str:
+        """What parse() accepts, in words (a subclass may say it from its settings)."""
+        return self._expected
 
     if TYPE_CHECKING:   # on a task, the value; on its class, the parameter
         @overload
@@ -829,7 +849,7 @@ class Parameter(_Generic[_T]):
                            if ParameterVisibility.has_value(visibility)
                            else ParameterVisibility.PUBLIC)
         self._config_path = config_path
-        self._attribute_name = None
+        self._attribute_name: str | None = None
         self._counter = Parameter._counter
         Parameter._counter += 1
 
@@ -862,7 +882,7 @@ class Parameter(_Generic[_T]):
             return self.parse(raw)
         except (ValueError, TypeError, ParameterException) as exc:
             raise ParameterParseError(
-                f"{task_name}: parameter '{param_name}' expects {self._expected}, "
+                f"{task_name}: parameter '{param_name}' expects {self._expected_text()}, "
                 f"got {raw!r} ({source}): {exc}") from None
 
     def _value_from_sources(self, task_name: str, param_name: str) -> Any:
@@ -925,13 +945,13 @@ class Parameter(_Generic[_T]):
                           f'is not of type string.')
 
 
-class _OptionalMixin(_Generic[_T]):
+class _OptionalMixin(Parameter[_T]):
     """Makes a parameter optional: default None, and '' and None map to each other."""
 
     expected_type: Any = type(None)
 
     if TYPE_CHECKING:   # the value may be None
-        @overload
+        @overload   # type: ignore[override]
         def __get__(self: _S, instance: None, owner: Any) -> _S: ...
         @overload
         def __get__(self, instance: object, owner: Any) -> Optional[_T]: ...
@@ -965,7 +985,7 @@ class _OptionalMixin(_Generic[_T]):
                           OptionalParameterTypeWarning)
 
 
-class OptionalParameter(_OptionalMixin[str], Parameter[str]):   # type: ignore[misc]
+class OptionalParameter(_OptionalMixin[str], Parameter[str]):
     """A string parameter that defaults to None; '' on the command line means None."""
 
     expected_type = str
@@ -978,7 +998,7 @@ class StrParameter(Parameter[str]):
         return str(x)
 
 
-class OptionalStrParameter(_OptionalMixin[str], StrParameter):   # type: ignore[misc]
+class OptionalStrParameter(_OptionalMixin[str], StrParameter):
     """A StrParameter that defaults to None."""
 
     expected_type = str
@@ -996,7 +1016,7 @@ class IntParameter(Parameter[int]):
         return value + 1
 
 
-class OptionalIntParameter(_OptionalMixin[int], IntParameter):   # type: ignore[misc]
+class OptionalIntParameter(_OptionalMixin[int], IntParameter):
     """An IntParameter that defaults to None."""
 
     expected_type = int
@@ -1011,7 +1031,7 @@ class FloatParameter(Parameter[float]):
         return float(x)
 
 
-class OptionalFloatParameter(_OptionalMixin[float], FloatParameter):   # type: ignore[misc]
+class OptionalFloatParameter(_OptionalMixin[float], FloatParameter):
     """A FloatParameter that defaults to None."""
 
     expected_type = float
@@ -1052,7 +1072,8 @@ class BoolParameter(Parameter[bool]):
         except ValueError:
             return None
 
-    def _parser_kwargs(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def _parser_kwargs(self, *args: Any,   # type: ignore[override]  # per instance
+                       **kwargs: Any) -> dict[str, Any]:
         keywords = super()._parser_kwargs(*args, **kwargs)
         if self.parsing == self.IMPLICIT_PARSING:
             keywords["action"] = "store_true"
@@ -1061,7 +1082,7 @@ class BoolParameter(Parameter[bool]):
         return keywords
 
 
-class OptionalBoolParameter(_OptionalMixin[bool], BoolParameter):   # type: ignore[misc]
+class OptionalBoolParameter(_OptionalMixin[bool], BoolParameter):
     """A BoolParameter that defaults to None."""
 
     expected_type = bool
@@ -1090,8 +1111,7 @@ class _DateParameterBase(Parameter[datetime.date]):
         self.interval = interval
         self.start = start if start is not None else _UNIX_EPOCH.date()
 
-    @property
-    def _expected(self) -> str:
+    def _expected_text(self) -> str:
         return "a date " + _format_hint(self.date_format)
 
     def parse(self, s: str) -> datetime.date:
@@ -1122,7 +1142,7 @@ def _add_months(first: _D, months: int) -> _D:
     return first.replace(year=index // 12, month=index % 12 + 1, day=1)
 
 
-class OptionalDateParameter(_OptionalMixin[datetime.date], DateParameter):   # type: ignore[misc]
+class OptionalDateParameter(_OptionalMixin[datetime.date], DateParameter):
     """A DateParameter that defaults to None; '' on the command line means None."""
 
     expected_type = datetime.date
@@ -1171,11 +1191,10 @@ class _DatetimeParameterBase(Parameter[datetime.datetime]):
     def __init__(self, default: Any = _NO_VALUE, interval: Any = 1, start: Any = None,
                  **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
-        self.interval = interval
+        self.interval: int = interval
         self.start = start if start is not None else _UNIX_EPOCH
 
-    @property
-    def _expected(self) -> str:
+    def _expected_text(self) -> str:
         return "a time " + _format_hint(self.date_format)
 
     def parse(self, s: str) -> datetime.datetime:
@@ -1291,6 +1310,8 @@ class EnumParameter(Parameter[_E]):
     """A member of ``enum``, written by its name."""
 
     if TYPE_CHECKING:   # the value is a member of the enum given
+        _enum: type[_E]
+
         def __init__(self, default: Any = ..., *, enum: type[_E], **kwargs: Any) -> None: ...
     else:
         def __init__(self, default=_NO_VALUE, *, enum=None, **kwargs) -> None:
@@ -1299,8 +1320,7 @@ class EnumParameter(Parameter[_E]):
             self._enum = enum
             super().__init__(default=default, **kwargs)
 
-    @property
-    def _expected(self) -> str:
+    def _expected_text(self) -> str:
         return "one of " + ", ".join(self._enum.__members__)
 
     def parse(self, x: str) -> Any:
@@ -1309,7 +1329,7 @@ class EnumParameter(Parameter[_E]):
         except KeyError:
             raise ValueError("Invalid enum value - could not be parsed") from None
 
-    def serialize(self, x: Any) -> str:
+    def serialize(self, x: enum.Enum) -> str:
         return x.name
 
 
@@ -1323,8 +1343,7 @@ class EnumListParameter(Parameter["tuple[Any, ...]"]):
         self._enum = enum
         super().__init__(default=default, **kwargs)
 
-    @property
-    def _expected(self) -> str:
+    def _expected_text(self) -> str:
         return "comma-separated names from " + ", ".join(self._enum.__members__)
 
     def parse(self, x: str) -> tuple[Any, ...]:
@@ -1356,7 +1375,7 @@ def _schema_validator(schema: Any) -> Any:
     if schema is None or hasattr(schema, "validate"):
         return schema
     try:
-        import jsonschema
+        import jsonschema   # type: ignore[import-untyped, unused-ignore]  # optional
     except ImportError:
         warnings.warn("The 'jsonschema' package is not installed so the parameter can not "
                       "be validated even though a schema is given.", stacklevel=3)
@@ -1386,7 +1405,7 @@ class DictParameter(Parameter["Mapping[Any, Any]"]):
         return json.dumps(x, cls=_FrozenJSONEncoder)
 
 
-class OptionalDictParameter(_OptionalMixin["Mapping[Any, Any]"], DictParameter):   # type: ignore[misc]
+class OptionalDictParameter(_OptionalMixin["Mapping[Any, Any]"], DictParameter):
     """A DictParameter that defaults to None."""
 
     expected_type = FrozenOrderedDict
@@ -1413,7 +1432,7 @@ class ListParameter(Parameter["tuple[Any, ...]"]):
         return json.dumps(x, cls=_FrozenJSONEncoder)
 
 
-class OptionalListParameter(_OptionalMixin["tuple[Any, ...]"], ListParameter):   # type: ignore[misc]
+class OptionalListParameter(_OptionalMixin["tuple[Any, ...]"], ListParameter):
     """A ListParameter that defaults to None."""
 
     expected_type = tuple
@@ -1436,7 +1455,7 @@ class TupleParameter(ListParameter):
             return tuple(result)
 
 
-class OptionalTupleParameter(_OptionalMixin["tuple[Any, ...]"], TupleParameter):   # type: ignore[misc]
+class OptionalTupleParameter(_OptionalMixin["tuple[Any, ...]"], TupleParameter):
     """A TupleParameter that defaults to None."""
 
     expected_type = tuple
@@ -1464,8 +1483,7 @@ class NumericalParameter(Parameter["Any"]):
         prefix = self.description + " " if self.description else ""
         self.description = prefix + "permitted values: " + self._permitted_range
 
-    @property
-    def _expected(self) -> str:
+    def _expected_text(self) -> str:
         return self._permitted_range
 
     def parse(self, x: Any) -> Any:
@@ -1475,7 +1493,7 @@ class NumericalParameter(Parameter["Any"]):
         raise ValueError(f"{x} is not in the set of {self._permitted_range}")
 
 
-class OptionalNumericalParameter(_OptionalMixin["Any"], NumericalParameter):   # type: ignore[misc]
+class OptionalNumericalParameter(_OptionalMixin["Any"], NumericalParameter):
     """A NumericalParameter that defaults to None."""
 
     def __init__(self, default: Any = _NO_VALUE, **kwargs: Any) -> None:
@@ -1499,8 +1517,7 @@ class ChoiceParameter(Parameter["Any"]):
         prefix = self.description + " " if self.description else ""
         self.description = prefix + "Choices: {" + ", ".join(map(str, self._choices)) + "}"
 
-    @property
-    def _expected(self) -> str:
+    def _expected_text(self) -> str:
         return "one of " + ", ".join(sorted(map(str, self._choices)))
 
     def parse(self, x: Any) -> Any:
@@ -1529,7 +1546,7 @@ class ChoiceListParameter(ChoiceParameter):
         return ",".join(x)
 
 
-class OptionalChoiceParameter(_OptionalMixin["Any"], ChoiceParameter):   # type: ignore[misc]
+class OptionalChoiceParameter(_OptionalMixin["Any"], ChoiceParameter):
     """A ChoiceParameter that defaults to None."""
 
     def __init__(self, default: Any = _NO_VALUE, var_type: Any = str, choices: Any = None,
@@ -1563,7 +1580,7 @@ class PathParameter(Parameter["pathlib.Path"]):
 class OptionalPathParameter(OptionalParameter, PathParameter):
     """A PathParameter that defaults to None."""
 
-    expected_type = (str, os.PathLike)
+    expected_type: Any = (str, os.PathLike)
 
     if TYPE_CHECKING:   # a path or None (OptionalParameter's would say a str)
         @overload    # type: ignore[override]
@@ -1631,8 +1648,7 @@ class DateInterval:
     def __hash__(self) -> int:
         return hash(repr(self))
 
-    def _key(self,
-             other: Any) -> tuple[tuple[datetime.date, datetime.date], tuple[datetime.date, datetime.date]]:
+    def _key(self, other: Any) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
         if not isinstance(self, type(other)):
             raise TypeError("Date interval type mismatch")
         return (self.date_a, self.date_b), (other.date_a, other.date_b)
@@ -1864,14 +1880,14 @@ class _Aborting:
     """For the file objects open() hands out: leaving a ``with`` block by an exception,
     or being dropped unclosed, aborts (publishes nothing) instead of closing."""
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+    def __exit__(self: _Abortable, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: types.TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:
             self.abort()
 
-    def __del__(self) -> None:
+    def __del__(self: _Abortable) -> None:
         # Never publish from the garbage collector: data not closed is data not meant.
         if not self.closed:
             with contextlib.suppress(Exception):
@@ -1890,7 +1906,7 @@ class _TextFile(_Aborting, io.TextIOWrapper):
 class _ClosingStack(_Aborting, io.BufferedIOBase):
     """A gzip/bz2 file that also closes the file it sits on (they do not by themselves)."""
 
-    def __init__(self, top: Any, below: Any) -> None:
+    def __init__(self, top: io.BufferedIOBase, below: io.IOBase) -> None:
         super().__init__()
         self._top, self._below = top, below
 
@@ -1987,8 +2003,8 @@ class _MemoryFile(io.RawIOBase):
 
     def __init__(self) -> None:
         super().__init__()
-        self._chunks = []
-        self.kept = None
+        self._chunks: list[bytes] = []
+        self.kept = b""
 
     def writable(self) -> bool:
         return True
@@ -2139,6 +2155,7 @@ class FileSystemTarget(Target):
 
     #: What open() hands out when no format is given and the mode has no "b".
     _default_text_format = Text
+    format: Format | None = None   # set by a subclass's constructor
 
     def _format_for(self, mode: str) -> Format:
         if self.format is not None:
@@ -2257,10 +2274,10 @@ class MockFileSystem(FileSystem):
     (as Luigi shares it between processes), through the task processes' hook for
     shared stores (_SHARED_STORES)."""
 
-    _data = {}
+    _data: dict[str, bytes] = {}
     _lock = threading.Lock()
     # In a worker process: path -> bytes (None: removed), changed since last taken.
-    _changes = None
+    _changes: dict[str, bytes | None] | None = None
 
     @classmethod
     def _store(cls, path: str, data: bytes | None) -> None:
@@ -2445,7 +2462,7 @@ _encode_json_str = json.encoder.encode_basestring_ascii
 
 
 try:   # the builtin module is several times faster to call than hashlib's OpenSSL one
-    from _md5 import md5 as _md5
+    from _md5 import md5 as _md5   # type: ignore[import-not-found, unused-ignore]
 except ImportError:  # pragma: no cover - Pythons built without it
     def _md5(data: bytes) -> Any:
         import hashlib
@@ -2500,7 +2517,7 @@ class _ClassInfo:
         # None where normalize() is Parameter's own (the identity): no call needed.
         self.normalizers = [None if type(p).normalize is Parameter.normalize
                             else p.normalize for _, p in params]
-        self.config_generation = None   # when [Family] was last checked for strays
+        self.config_generation: int | None = None   # when [Family] was last checked
         self.own_retry_policy = any(getattr(cls, name) is not getattr(Task, name, None)
                                     for name in _RETRY_POLICY_NAMES)
         # What the worker reports of every task of the class, when the class keeps
@@ -2529,7 +2546,7 @@ class _ClassInfo:
             if len(given) != count:
                 return None        # a name given twice
             try:
-                args = [given[name] for name in self.names]
+                args = tuple([given[name] for name in self.names])
             except KeyError:       # an unknown name
                 return None
         elif len(args) != count or count != len(self.positional_names):
@@ -2554,14 +2571,15 @@ class _Registry:
     AMBIGUOUS = object()
 
     def __init__(self) -> None:
-        self.classes = []
-        self.namespaces = {}          # module prefix -> namespace
-        self.instance_cache = {}      # class -> {parameter values: task}; None: disabled
+        self.classes: list[Any] = []
+        self.namespaces: dict[str, str] = {}   # module prefix -> namespace
+        # class -> {parameter values: task}; None: disabled
+        self.instance_cache: dict[Any, dict[Any, Any]] | None = {}
         self.generation = 0           # bumped when a class gains or loses a Parameter
-        self.class_infos = {}         # class -> its _ClassInfo (see Task._info)
-        self._by_family = None        # family -> class, rebuilt when classes change
+        self.class_infos: dict[Any, _ClassInfo] = {}   # class -> its _ClassInfo
+        self._by_family: dict[str, Any] | None = None  # family -> class (or AMBIGUOUS)
 
-    def add(self, cls) -> None:
+    def add(self, cls: Any) -> None:
         self.classes.append(cls)
         self._by_family = None
 
@@ -2577,7 +2595,7 @@ class _Registry:
     def by_family(self) -> dict[str, Any]:
         """Map family name to class; unrelated classes sharing a name are AMBIGUOUS."""
         if self._by_family is None:
-            table = {}
+            table: dict[str, Any] = {}
             for cls in self.classes:
                 if not cls._visible_in_registry:
                     continue
@@ -2608,7 +2626,8 @@ class _Registry:
             raise TaskClassAmbigiousException(
                 f"Task {name!r} is ambiguous: several unrelated classes have that family; "
                 f"give a namespace or load it as module:Class")
-        return found
+        task_class: type[Task] = found
+        return task_class
 
     def _import_class(self, spec: str) -> type[Task]:
         try:
@@ -2699,7 +2718,8 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
             _REGISTRY._by_family = None
         super().__setattr__(name, value)
 
-    def __call__(cls: type[_S], *args: Any, **kwargs: Any) -> _S:   # an instance of cls
+    def _create(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        """``cls(...)``: an instance, from the cache when its values were seen before."""
         info = _REGISTRY.class_infos.get(cls)
         if info is None or info.generation != _REGISTRY.generation:
             info = cls._info()
@@ -2726,7 +2746,12 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
             task = cache[key] = cls._instantiate(info, values, args, kwargs)
         return task
 
-    def _instantiate(cls, info: _ClassInfo, values: list[Any], args: tuple[Any, ...],
+    if TYPE_CHECKING:   # checkers see an instance of the class called
+        def __call__(cls: type[_S], *args: Any, **kwargs: Any) -> _S: ...
+    else:
+        __call__ = _create
+
+    def _instantiate(cls: Any, info: _ClassInfo, values: list[Any], args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
         if cls.__init__ is Task.__init__:
             # Fast path: the values are resolved already, don't resolve them twice.
@@ -2736,9 +2761,10 @@ class Register(abc.ABCMeta, metaclass=_RegisterType):
         return super().__call__(*args, **kwargs)
 
     @property
-    def task_family(cls) -> str:
+    def task_family(cls: Any) -> str:
         """The family name: ``ClassName`` or ``namespace.ClassName``."""
-        return cls.get_task_family()
+        family: str = cls.get_task_family()
+        return family
 
     # -- Luigi's class-level registry API --------------------------------------------
 
@@ -2869,14 +2895,14 @@ class Task(metaclass=Register):
     scheduler.
     """
 
-    _event_callbacks = {}
+    _event_callbacks: dict[Any, Any] = {}
 
     #: Higher runs first; dependencies inherit the priority of what needs them.
     priority = 0
     #: A disabled task is never run.
     disabled = False
     #: Resources held while running, e.g. ``{"db": 1}``; capacities come from [resources].
-    resources = {}
+    resources: dict[str, int] = {}
     #: Seconds after which run() is stopped (None: the [worker] timeout).
     worker_timeout = None
     #: How many tasks may run together as a batch.
@@ -3024,17 +3050,17 @@ class Task(metaclass=Register):
                 except (ValueError, TypeError) as exc:
                     raise cls._normalize_error(family, name, param, value, exc) from None
         for name, value in kwargs.items():
-            param = info.by_name.get(name)
-            if param is None:
+            named = info.by_name.get(name)
+            if named is None:
                 raise UnknownParameterException(cls._unknown_text(name, args, kwargs))
             if name in result:
                 raise DuplicateParameterException(
                     f"{cls._call_text(args, kwargs)}: parameter {name} was already set "
                     f"as a positional parameter")
             try:
-                result[name] = param.normalize(value)
+                result[name] = named.normalize(value)
             except (ValueError, TypeError) as exc:
-                raise cls._normalize_error(family, name, param, value, exc) from None
+                raise cls._normalize_error(family, name, named, value, exc) from None
         if len(result) < len(info.params):
             for name, param in info.params:
                 if name not in result:
@@ -3060,7 +3086,7 @@ class Task(metaclass=Register):
     def _normalize_error(family: str, name: str, param: Parameter[Any], value: Any,
                          exc: Exception) -> ParameterParseError:
         return ParameterParseError(f"{family}: parameter '{name}' expects "
-                                   f"{param._expected}, got {value!r}: {exc}")
+                                   f"{param._expected_text()}, got {value!r}: {exc}")
 
     @classmethod
     def _value_outside_constructor(cls, family: str, name: str, param: Parameter[Any], args: Any,
@@ -3073,7 +3099,7 @@ class Task(metaclass=Register):
         if value is _NO_VALUE:
             raise MissingParameterException(
                 f"{cls._call_text(args, kwargs)}: requires the '{name}' parameter to be "
-                f"set ({param._expected}); pass {name}=..., {_global_flag(family, name)}"
+                f"set ({param._expected_text()}); pass {name}=..., {_global_flag(family, name)}"
                 f" on the command line, or [{family}] {name} "
                 f"in config")
         return cls._normalize(family, name, param, value)
@@ -3130,7 +3156,7 @@ class Task(metaclass=Register):
         return hasattr(self, "task_id")
 
     @classmethod
-    def from_str_params(cls: type[_S], params_str: Mapping[str, Any]) -> _S:
+    def from_str_params(cls: Any, params_str: Mapping[str, Any]) -> Any:
         """Build a task from ``{name: string}``; a list value is parsed as a batch."""
         family = cls.get_task_family()
         kwargs = {}
@@ -3307,7 +3333,7 @@ class Task(metaclass=Register):
 class ExternalTask(Task):
     """Data made outside microflow: never run, only checked with ``complete()``."""
 
-    run = None
+    run = None   # type: ignore[assignment]  # nothing to run (Luigi's way of saying so)
 
 
 class WrapperTask(Task):
@@ -3325,23 +3351,25 @@ def externalize(taskclass_or_taskobject: _S) -> _S:
     """An external copy of a task class or instance: same family and id, no run()."""
     import copy
     if isinstance(taskclass_or_taskobject, Task):
-        copied = copy.copy(taskclass_or_taskobject)
-        copied.run = None
-        return copied
-    cls = taskclass_or_taskobject
-    copied = Register(cls.__name__, (cls,), {"run": None, "__module__": cls.__module__,
+        task = copy.copy(taskclass_or_taskobject)
+        task.run = None   # type: ignore[assignment, method-assign]  # nothing to run
+        return task
+    cls: Any = taskclass_or_taskobject
+    copied: Any = Register(cls.__name__, (cls,), {"run": None, "__module__": cls.__module__,
                                              "__doc__": cls.__doc__,
                                              "_visible_in_registry": False})
     copied._namespace_at_class_time = cls._namespace_at_class_time
     copied.__qualname__ = cls.__qualname__
-    return copied
+    result: _S = copied
+    return result
 
 
 def load_task(module: str | None, task_name: str, params_str: Mapping[str, Any]) -> Task:
     """Import ``module`` (if given) and build ``task_name`` from string parameters."""
     if module is not None:
         __import__(module)
-    return Register.get_task_cls(task_name).from_str_params(params_str)
+    task: Task = Register.get_task_cls(task_name).from_str_params(params_str)
+    return task
 
 
 def inherits(*tasks_to_inherit: Any, **kw_tasks_to_inherit: Any) -> Callable[[_S], _S]:
@@ -3357,7 +3385,7 @@ def inherits(*tasks_to_inherit: Any, **kw_tasks_to_inherit: Any) -> Callable[[_S
     if tasks_to_inherit and kw_tasks_to_inherit:
         raise TypeError("Only one of tasks_to_inherit or kw_tasks_to_inherit may be present")
 
-    def decorate(task_class: _S) -> _S:
+    def decorate(task_class: Any) -> Any:
         for parent in tasks_to_inherit or kw_tasks_to_inherit.values():
             for name, param in parent.get_params():
                 if not hasattr(task_class, name):
@@ -3380,7 +3408,7 @@ def requires(*tasks_to_require: Any, **kw_tasks_to_require: Any) -> Callable[[_S
     """
     inherit = inherits(*tasks_to_require, **kw_tasks_to_require)
 
-    def decorate(task_class: _S) -> _S:
+    def decorate(task_class: Any) -> Any:
         task_class = inherit(task_class)
         if len(tasks_to_require) == 1:
             task_class.requires = lambda self: self.clone_parent()
@@ -3395,10 +3423,10 @@ def copies(task_to_copy: type[Task]) -> Callable[[_S], _S]:
     that copies that task's output into its own, line by line (written atomically)."""
     require = requires(task_to_copy)
 
-    def decorate(task_class: _S) -> _S:
+    def decorate(task_class: Any) -> Any:
         task_class = require(task_class)
 
-        def run(self) -> None:
+        def run(self: Task) -> None:
             with self.input().open("r") as source, self.output().open("w") as copy:
                 for line in source:
                     copy.write(line)
@@ -3407,7 +3435,7 @@ def copies(task_to_copy: type[Task]) -> Callable[[_S], _S]:
     return decorate
 
 
-def delegates(task_class: _S) -> _S:
+def delegates(task_class: Any) -> Any:
     """Class decorator for a task whose ``subtasks()`` it uses as helpers: their run()
     happens inside its own, before it, and what they require it requires; the
     scheduler never sees them. Raises AttributeError if the class has no subtasks()."""
@@ -3420,7 +3448,7 @@ def delegates(task_class: _S) -> _S:
         helpers = flatten(self.subtasks())
         return flatten(self.requires()) + flatten([helper.deps() for helper in helpers])
 
-    def run(self: Any) -> None:
+    def run(self: Any) -> Any:
         for helper in flatten(self.subtasks()):
             helper.run()
         return own_run(self)
@@ -3464,6 +3492,14 @@ class RangeBase(WrapperTask):
                                                  "(tests)")
     param_name = _UncheckedParameter(default=None, description="the parameter of `of` "
                                                                "that takes the time")
+    # Declared by each subclass: the window, and the points in time of a step.
+    start: Any
+    stop: Any
+
+    def finite_datetimes(self, finite_start: datetime.datetime,
+                         finite_stop: datetime.datetime) -> list[datetime.datetime]:
+        """The points in time, one per step, in [finite_start, finite_stop)."""
+        raise NotImplementedError
 
     def requires(self) -> list[Task]:
         """The missing instances in the window, at most ``task_limit``."""
@@ -3529,7 +3565,7 @@ class RangeBase(WrapperTask):
         """The family's parameter value for a point in time (a datetime by default)."""
         return dt
 
-    def parameter_to_datetime(self, p: Any) -> datetime.datetime:
+    def parameter_to_datetime(self, p: Any) -> Any:
         """The point in time of a parameter value."""
         return p
 
@@ -3550,15 +3586,21 @@ class RangeBase(WrapperTask):
         return [t for t in itertools.takewhile(lambda t: t < stop, points) if t >= start]
 
 
-class _BulkRange:
+if TYPE_CHECKING:
+    _RangeMixin = RangeBase
+else:
+    _RangeMixin = object
+
+
+class _BulkRange(_RangeMixin):
     """Mixin: ask the family's bulk_complete classmethod (Luigi's hook) which are done,
     all at once; families without one are checked one by one."""
 
     def missing_datetimes(self,
                           finite_datetimes: list[datetime.datetime]) -> list[datetime.datetime]:
         import functools
-        bulk = self.of.bulk_complete.__func__
-        if bulk is Task.bulk_complete.__func__:   # the family has none
+        bulk = self.of.bulk_complete.__func__   # type: ignore[attr-defined]
+        if bulk is Task.bulk_complete.__func__:   # type: ignore[attr-defined]  # none given
             return super().missing_datetimes(finite_datetimes)
         try:   # called as Luigi calls it: cls is the family with of_params filled in
             done = bulk(functools.partial(self.of, **self.of_params),
@@ -3754,8 +3796,8 @@ def _send_email_smtp(sender: str, subject: str, message: str, recipients: list[s
     import smtplib
     import socket
     settings = smtp()
-    options = dict(host=settings.host, port=settings.port,
-                   local_hostname=settings.local_hostname)
+    options: dict[str, Any] = dict(host=settings.host, port=settings.port,
+                                   local_hostname=settings.local_hostname)
     if settings.timeout:
         options["timeout"] = settings.timeout
     try:
@@ -3873,8 +3915,8 @@ class BatchNotifier:
         import collections
         self._next_send = time.time() + 60 * self._config.email_interval
         # owner -> key -> [failures, disables, scheduling failures]; and recent errors
-        self._counts = collections.defaultdict(dict)
-        self._errors = collections.defaultdict(dict)
+        self._counts: dict[str | None, dict[str, list[int]]] = collections.defaultdict(dict)
+        self._errors: dict[str | None, dict[str, dict[Any, bool]]] = collections.defaultdict(dict)
 
     def _key(self, task_name: str, family: str, unbatched_args: Mapping[str, Any]) -> str:
         mode = self._config.batch_mode
@@ -3925,8 +3967,8 @@ class BatchNotifier:
         finally:
             self._clear()
 
-    def _send(self, owner: str | None, counts: dict[str, list[int]],
-              errors: dict[str, list[Any]]) -> None:
+    def _send(self, owner: Any, counts: dict[str, list[int]],
+              errors: dict[str, dict[Any, bool]]) -> None:
         summary = self._counts_text([sum(row[i] for row in counts.values())
                                      for i in range(3)])
         if not summary:
@@ -3936,8 +3978,8 @@ class BatchNotifier:
                    f"minutes")
         send_email(subject, self._body(counts, errors), _email_sender(), (owner,))
 
-    def _body(self, counts: dict[str, list[int]], errors: dict[str, list[Any]]) -> str:
-        groups = {}   # the errors' text -> the keys that had it
+    def _body(self, counts: dict[str, list[int]], errors: dict[str, dict[Any, bool]]) -> str:
+        groups: dict[Any, list[str]] = {}   # the errors' text -> the keys that had it
         for key in counts:
             text = self._errors_text(errors.get(key, {}))
             group = text if self._config.group_by_error_messages else (key, text)
@@ -4020,7 +4062,8 @@ def _options_class(section: str, defaults: Mapping[str, Any], doc: str) -> type[
                for name, default in defaults.items()}
     members.update(__module__=__name__, __doc__=doc,
                    ignore_unconsumed=_OTHER_KNOWN_OPTIONS.get(section, set()))
-    return Register(section, (Config,), members)
+    options_class: Any = Register(section, (Config,), members)
+    return options_class   # type: ignore[no-any-return]
 
 
 # Luigi's luigi.worker.worker and luigi.scheduler.scheduler (microflow.worker.worker, ...).
@@ -4047,7 +4090,7 @@ _NO_OWNERS = ()     # shared; the scheduler copies owners it keeps
 _PLAIN = (PENDING, RUNNING, DONE)   # reported statuses no failure rule applies to
 _COUNTED = (PENDING, FAILED)   # the statuses a worker's "pending" counts include
 _NO_DEPS = ()   # deps are a tuple while small, a set beyond (see _with)
-_NO_VALUES = {}   # shared; never mutated (see _TaskState)
+_NO_VALUES: dict[str, Any] = {}   # shared; never mutated (see _TaskState)
 _SMALL = 8   # up to this many members a tuple; beyond, a set
 
 
@@ -4087,17 +4130,17 @@ class _TaskState:
         "updated", "expl", "tracking_url", "retry_policy", "accepts_messages", "batchable",
         "__dict__")
 
-    status_message = None
-    progress_percentage = None
-    failures = ()                # failure times inside the disable window
-    first_failure = None
-    disabled_at = None           # set when the scheduler (not a worker) disabled it
-    retry_at = None
-    remove_at = None
-    owners = ()
-    messages = None              # scheduler message id -> response, when used
-    batch_id = None              # the batch it runs in or runs, while it does
-    pretty = None                # (params, family, display name), once shown
+    status_message: str | None = None
+    progress_percentage: float | None = None
+    failures: Any = ()           # failure times inside the disable window
+    first_failure: float | None = None
+    disabled_at: float | None = None   # set when the scheduler (not a worker) disabled it
+    retry_at: float | None = None
+    remove_at: float | None = None
+    owners: Any = ()
+    messages: dict[str, Any] | None = None   # scheduler message id -> response, when used
+    batch_id: str | None = None  # the batch it runs in or runs, while it does
+    pretty: tuple[Any, str, str] | None = None   # (params, family, display name), once shown
     runnable = False             # some worker could run it (so an assistant may)
 
     def __init__(self, task_id: str, seq: int, now: float, retry_policy: dict[str, Any]) -> None:
@@ -4105,32 +4148,40 @@ class _TaskState:
         self.status = UNKNOWN
         # Shared empty tuples, grown by _with(): a graph of 100,000 tasks would otherwise
         # allocate 200,000 sets for the collector to track.
-        self.deps = _NO_DEPS
-        self.dependents = _NO_TASKS
+        self.deps: Any = _NO_DEPS
+        self.dependents: Any = _NO_TASKS
         self.blockers = 0            # how many deps are not DONE; ready when 0
-        self.priority = 0
+        self.priority: float = 0
         self.seq = seq               # insertion order breaks priority ties
         self.family = ""
-        self.module = None
+        self.module: str | None = None
         # Shared empty dicts until a worker reports real ones; the scheduler never
         # mutates these (it replaces them), so sharing is safe and saves memory.
-        self.params = _NO_VALUES
-        self.param_visibilities = _NO_VALUES
-        self.resources = _NO_VALUES
-        self.resources_running = None
+        self.params: Any = _NO_VALUES
+        self.param_visibilities: Any = _NO_VALUES
+        self.resources: Any = _NO_VALUES
+        self.resources_running: dict[str, int] | None = None
         # Tuples, not sets: nearly always one worker, and a set costs four times the
         # memory of a 1-tuple. Order matters for ``workers`` (the last to add it).
-        self.stakeholders = ()       # workers that want this task done
-        self.workers = ()            # workers that may run it, in the order they came
-        self.worker_running = None
-        self.time_running = None
+        self.stakeholders: Any = ()  # workers that want this task done
+        self.workers: Any = ()       # workers that may run it, in the order they came
+        self.worker_running: str | None = None
+        self.time_running: float | None = None
         self.start_time = now
         self.updated = now
-        self.expl = None
-        self.tracking_url = None
+        self.expl: str | None = None
+        self.tracking_url: str | None = None
         self.retry_policy = retry_policy
         self.accepts_messages = False
-        self.batchable = False
+        self.batchable: bool | None = False
+
+    def forget_failures(self) -> None:
+        """Clear the failure history (a retry succeeded, or a person forgave it)."""
+        if self.first_failure is None and self.disabled_at is None:
+            return   # nothing to forget (and no per-task field to write)
+        self.failures = ()
+        self.first_failure = None
+        self.disabled_at = None
 
 
 class _WorkerState:
@@ -4145,26 +4196,65 @@ class _WorkerState:
         # (id,): the workers and stakeholders of nearly every task; one shared tuple
         # rather than one per task (tuples are immutable, so sharing is safe).
         self.alone = (worker_id,)
-        self.info = {}
+        self.info: dict[str, Any] = {}
         self.started = now       # when the scheduler first heard of it (Luigi's)
         self.last_active = now
-        self.last_get_work = None
-        self.ready = []          # heap of (-priority, seq, task_id) it may run now
-        self.running = set()     # ids of tasks running on it
-        self.stake = set()       # ids of tasks it is a stakeholder of
+        self.last_get_work: float | None = None
+        # heap of (-priority, seq, task_id) it may run now
+        self.ready: list[tuple[float, int, str]] = []
+        self.running: set[str] = set()   # ids of tasks running on it
+        self.stake: set[str] = set()     # ids of tasks it is a stakeholder of
         self.n_pending = 0       # its runnable PENDING/FAILED tasks ...
         self.n_unique = 0        # ... of which no other worker can run
         self.n_last = 0          # ... of which it was the last to add
         self.enabled = True
         self.assistant = False
-        self.messages = []       # rpc_messages handed out with the next ping
+        self.messages: list[dict[str, Any]] = []   # rpc_messages for the next ping
 
     @property
     def state(self) -> str:
         return "active" if self.enabled else "disabled"
 
 
-class _SchedulerCore:
+if TYPE_CHECKING:
+    class _SchedulerHooks:
+        """What the core and the features ask of one another: each is defined by the
+        feature named, and Scheduler composes them all."""
+        _BRIEF_FIELDS: tuple[str, ...]                                      # views
+        def _pretty_id(self, task: _TaskState) -> str: ...                  # views
+        def _brief(self, task: _TaskState) -> list[Any]: ...                # views
+        def _serialize_task(self, task: _TaskState,
+                            include_deps: bool = True) -> dict[str, Any]: ...
+        def _upstream_status(self, task_id: str, memo: dict[str, str]) -> str: ...
+        def _capacity_of(self, resource: str) -> int: ...                   # resources
+        def _missing_resource(self, task: _TaskState) -> str | None: ...
+        def _park(self, resource: str, task: _TaskState, worker_id: str) -> None: ...
+        def _unpark(self, resource: str) -> None: ...
+        def _hold(self, task: _TaskState) -> None: ...
+        def _release(self, task: _TaskState) -> None: ...
+        def _batch_with(self, worker: _WorkerState,                         # batches
+                        best: _TaskState) -> list[_TaskState] | None: ...
+        def _start_batch(self, batch: list[_TaskState], worker: _WorkerState,
+                         now: float) -> dict[str, Any]: ...
+        def _batch_members(self, batch_id: str | None) -> list[_TaskState]: ...
+        def _run_batch(self, task: _TaskState, batch_id: str, worker: _WorkerState,
+                       now: float) -> None: ...
+        def _end_batch(self, runner: _TaskState, status: str, now: float) -> None: ...
+        def _settle_batch(self, batch_id: str | None, status: str, now: float,
+                          expl: Any = ...) -> None: ...
+        def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None: ...
+        def _unbatched(self, worker_id: str, family: str,
+                       params: Mapping[str, Any]) -> dict[str, Any]: ...
+        def _drop_runner(self, task: _TaskState, worker_id: str) -> None: ...   # admin
+        def _email_disable(self, event: str, task: _TaskState, old: Any,    # e-mails
+                           new: Any) -> None: ...
+        def _batch_failure_email(self, task: _TaskState, worker: _WorkerState,
+                                 expl: str | None, owners: Iterable[str]) -> None: ...
+else:
+    _SchedulerHooks = object
+
+
+class _SchedulerCore(_SchedulerHooks):
     """The scheduler's core: task and worker records, the one place a status
     changes (announced to listeners: see subscribe()), dependencies, priorities,
     Luigi's status rules, the calls workers make, and liveness. The features in the
@@ -4175,25 +4265,26 @@ class _SchedulerCore:
         self._clock = clock or _wall_clock
         self.options = _typed_options("scheduler", _SCHEDULER_DEFAULTS, options)
         self._capacity = dict(_resource_capacities() if resources is None else resources)
-        self._used = {}                      # resource -> units held by RUNNING tasks
-        self._parked = {}                    # resource -> heap of tasks waiting for it
-        self._tasks = {}
-        self._workers = {}
-        self._running = set()                # ids of RUNNING tasks (few; iterated often)
-        self._disabled = set()               # ids of DISABLED tasks (few, if any)
-        self._timers = []                    # heap of (due, seq, kind, key)
+        self._used: dict[str, int] = {}      # resource -> units held by RUNNING tasks
+        self._parked: dict[str, list[Any]] = {}   # resource -> heap of tasks waiting
+        self._tasks: dict[str, _TaskState] = {}
+        self._workers: dict[str, _WorkerState] = {}
+        self._running: set[str] = set()      # ids of RUNNING tasks (few; iterated often)
+        self._disabled: set[str] = set()     # ids of DISABLED tasks (few, if any)
+        self._timers: list[tuple[float, int, str, str]] = []   # heap of (due, seq, kind, key)
         self._seq = itertools.count()
         self._paused = False
-        self._policies = {}                  # retry-policy overrides -> merged policy
+        self._policies: dict[Any, dict[str, Any]] = {}   # overrides -> merged policy
         self._default_policy = self._retry_policy(None)
-        self._listeners = {}                 # event -> listeners: see subscribe()
-        self._batchers = {}                  # (worker, family) -> (batched names, max size)
+        self._listeners: dict[str, tuple[_Listener, ...]] = {}   # see subscribe()
+        # (worker, family) -> (batched names, max size)
+        self._batchers: dict[tuple[str, str], tuple[Any, float]] = {}
         # Failures e-mailed in batches, when asked (BatchNotifier looked up now, so a
         # test may replace it).
         self._email_batcher = BatchNotifier() if self.options["batch_emails"] else None
-        self._batches = {}                   # batch id -> [worker, member ids, runner id]
-        self._assistants = set()             # workers that run any runnable task
-        self._assistant_ready = []           # their heap of offers, kept while they exist
+        self._batches: dict[str, list[Any]] = {}   # batch id -> [worker, members, runner]
+        self._assistants: set[str] = set()   # workers that run any runnable task
+        self._assistant_ready: list[Any] = []   # their heap of offers, while they exist
         self.subscribe(self._email_disable, ["disabled"])
 
 
@@ -4243,7 +4334,7 @@ class _SchedulerCore:
         worker.last_active = now
         return worker
 
-    def _new_worker(self, worker_id: str, now: float) -> _WorkerState:
+    def _new_worker(self, worker_id: str, now: float | None) -> _WorkerState:
         """Record a worker seen for the first time, and watch it for liveness."""
         if worker_id is None:
             raise SchedulerError("a worker id is required")
@@ -4447,14 +4538,14 @@ class _SchedulerCore:
             self._end_batch(task, status, now)
         if status in _PLAIN and task.status != DISABLED:   # no rule applies
             if status == DONE and task.first_failure is not None:
-                self._forget_failures(task)
+                task.forget_failures()
             self._set_status(task, status, now)
             return
         if status == SUSPENDED:
             status = PENDING
         if task.status == DISABLED:
             if status == DONE:
-                self._forget_failures(task)
+                task.forget_failures()
             elif task.disabled_at is not None and status != DISABLED:
                 return   # a worker cannot lift a scheduler-imposed disable
         disabled_here = False   # by the retry policy, now
@@ -4470,7 +4561,7 @@ class _SchedulerCore:
             task.retry_at = now + self.options["retry_delay"]
             self._timer(task.retry_at, "retry", task.id)
         if status == DONE and task.first_failure is not None:
-            self._forget_failures(task)
+            task.forget_failures()
         old = task.status
         self._set_status(task, status, now)
         if disabled_here and "disabled" in self._listeners:
@@ -4483,27 +4574,18 @@ class _SchedulerCore:
             task.first_failure = now
         window_start = now - policy["disable_window"]
         task.failures = [t for t in task.failures if t >= window_start] + [now]
-        return (len(task.failures) >= policy["retry_count"]
-                or now >= task.first_failure + policy["disable_hard_timeout"])
-
-    @staticmethod
-    def _forget_failures(task: _TaskState) -> None:
-        if task.first_failure is None and task.disabled_at is None:
-            return   # nothing to forget (and no per-task field to write)
-        task.failures = ()
-        task.first_failure = None
-        task.disabled_at = None
+        disable: bool = (len(task.failures) >= policy["retry_count"]
+                         or now >= task.first_failure + policy["disable_hard_timeout"])
+        return disable
 
     # -- the RPC surface: what workers call ---------------------------------------------
 
-    def add_task(self, task_id: str | None = None, status: str = PENDING, runnable: bool = True,
-                 deps: Iterable[str] | None = None, new_deps: Iterable[str] | None = None,
-                 expl: str | None = None, resources: Mapping[str, int] | None = None,
-                 priority: float = 0, family: str = "", module: str | None = None,
-                 params: Mapping[str, Any] | None = None,
-                 param_visibilities: Mapping[str, int] | None = None,
+    def add_task(self, task_id: Any = None, status: str = PENDING, runnable: bool = True,
+                 deps: Any = None, new_deps: Any = None, expl: str | None = None,
+                 resources: Any = None, priority: float = 0, family: str = "",
+                 module: str | None = None, params: Any = None, param_visibilities: Any = None,
                  accepts_messages: bool = False, assistant: bool = False,
-                 tracking_url: str | None = None, worker: str | None = None,
+                 tracking_url: str | None = None, worker: Any = None,
                  batchable: bool | None = None, batch_id: str | None = None,
                  retry_policy_dict: Mapping[str, Any] | None = None,
                  owners: Iterable[str] | None = None, **kwargs: Any) -> None:
@@ -4534,14 +4616,14 @@ class _SchedulerCore:
         if resources is not None and resources != task.resources:
             task.resources = resources   # the caller's dict; never mutated here
             self._push_ready(task)       # it may fit now where it waited before
-        added = ()
+        added: Sequence[str] = ()
         if deps or (deps is not None and task.deps):   # [] for a task with none: no change
             added = self._set_deps(task, deps, True, now)
         if new_deps:
             added = self._set_deps(task, new_deps, False, now)
         self._reported_status(task, status, reporter, new_deps, now)
         if status == FAILED and self._email_batcher is not None:
-            self._batch_failure_email(task, reporter, expl, owners)
+            self._batch_failure_email(task, reporter, expl, owners or ())
         if added or reporter.id not in task.stakeholders:
             if reporter.enabled and not assistant:
                 self._add_stakeholder(task, reporter, added)
@@ -4553,8 +4635,8 @@ class _SchedulerCore:
             self._announce("task", task, task.status, task.status)
         return None
 
-    def _task_to_add(self, task_id: str, status: str, reporter: _WorkerState,
-                     now: float) -> _TaskState | None:
+    def _task_to_add(self, task_id: str, status: str, reporter: _WorkerState, now: float
+                     ) -> _TaskState | None:
         """The task add_task updates, made if new; None when the report is ignored: a
         disabled worker's, or a stale "pending" for a task just done."""
         task = self._tasks.get(task_id)
@@ -4581,11 +4663,9 @@ class _SchedulerCore:
             if owned or new_deps:
                 self._apply_status(task, status, now)
 
-    def _update_details(self, task: _TaskState, family: str, module: str | None,
-                        params: Mapping[str, Any] | None,
-                        param_visibilities: Mapping[str, int] | None, accepts_messages: bool,
-                        tracking_url: str | None, batchable: bool | None, expl: str | None,
-                        owners: Iterable[str] | None) -> None:
+    def _update_details(self, task: _TaskState, family: str, module: str | None, params: Any,
+                        param_visibilities: Any, accepts_messages: bool, tracking_url: Any,
+                        batchable: Any, expl: Any, owners: Any) -> None:
         if family or module or params or param_visibilities:   # else: a result report
             task.family = task.family or family
             task.module = task.module or module
@@ -4611,7 +4691,7 @@ class _SchedulerCore:
             self._add_assistant(record)
         return None
 
-    def ping(self, worker: str | None = None, **kwargs: Any) -> dict[str, Any]:
+    def ping(self, worker: Any = None, **kwargs: Any) -> dict[str, Any]:
         """Keep ``worker`` alive; returns ``{"rpc_messages": [...]}`` queued for it."""
         record = self._worker(worker)
         messages, record.messages = record.messages, []
@@ -4641,7 +4721,8 @@ class _SchedulerCore:
         while some task is DISABLED, a recount without the tasks stuck behind it."""
         if not (worker.n_pending and self._disabled):
             return worker.n_pending, worker.n_unique, worker.n_last
-        memo, pending, unique, last = {}, 0, 0, 0
+        memo: dict[str, str] = {}
+        pending, unique, last = 0, 0, 0
         for task_id in worker.stake:
             task = self._tasks.get(task_id)
             if task is None or task.status not in _COUNTED or worker.id not in task.workers \
@@ -4659,13 +4740,13 @@ class _SchedulerCore:
         for task_id in self._running:
             task = self._tasks[task_id]
             if worker.id in task.stakeholders:
-                other = self._workers.get(task.worker_running)
+                other = self._workers.get(task.worker_running)   # type: ignore[arg-type]
                 entry = {"task_id": task_id, "worker": task.worker_running}
                 entry.update(other.info if other is not None else {})
                 running.append(entry)
         return running
 
-    def get_work(self, worker: str | None = None, host: str | None = None, assistant: bool = False,
+    def get_work(self, worker: Any = None, host: str | None = None, assistant: bool = False,
                  current_tasks: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Hand ``worker`` the best task it may run now, and mark it RUNNING.
 
@@ -4703,7 +4784,7 @@ class _SchedulerCore:
         return reply
 
     def _reclaim(self, worker: _WorkerState,
-                 current_tasks: Iterable[str] | None) -> _TaskState | None:
+                 current_tasks: Iterable[str]) -> _TaskState | None:
         """A task we think runs on this worker but that it no longer lists: hand it out
         again (the worker restarted or lost it)."""
         lost = worker.running - set(current_tasks)
@@ -4835,7 +4916,7 @@ class _SchedulerCore:
         task = self._tasks.get(task_id)
         if task is not None and task.status == DISABLED and task.disabled_at is not None \
                 and task.disabled_at + self.options["disable_persist"] <= now:
-            self._forget_failures(task)
+            task.forget_failures()
             self._apply_status(task, FAILED, now)
 
     def _due_remove(self, task_id: str, now: float) -> None:
@@ -4881,6 +4962,7 @@ class _SchedulerResources(_SchedulerCore):
 
     def _missing_resource(self, task: _TaskState) -> str | None:
         """The first resource ``task`` cannot get now, or None if all fit."""
+        resource: str
         for resource, amount in (task.resources or {}).items():
             if self._used.get(resource, 0) + amount > self._capacity_of(resource):
                 return resource
@@ -4909,7 +4991,7 @@ class _SchedulerResources(_SchedulerCore):
     def _release(self, task: _TaskState) -> None:
         held = task.resources_running
         task.resources_running = None
-        worker = self._workers.get(task.worker_running)
+        worker = self._workers.get(task.worker_running)   # type: ignore[arg-type]
         if worker is not None:
             worker.running.discard(task.id)
         task.worker_running = None
@@ -5038,9 +5120,9 @@ class _SchedulerBatches(_SchedulerCore):
                      task_params=params, batch_id=batch_id, batch_task_ids=ids)
         return reply
 
-    def _batch_members(self, batch_id: str) -> list[_TaskState]:
+    def _batch_members(self, batch_id: str | None) -> list[_TaskState]:
         """The tasks of batch ``batch_id`` still waiting on its runner."""
-        entry = self._batches.get(batch_id)
+        entry = self._batches.get(batch_id)   # type: ignore[arg-type]
         tasks = (self._tasks.get(task_id) for task_id in (entry[1] if entry else ()))
         return [task for task in tasks if task is not None and
                 task.status == BATCH_RUNNING and task.batch_id == batch_id]
@@ -5073,7 +5155,8 @@ class _SchedulerBatches(_SchedulerCore):
             self._timer(now, "drop", runner.id)
         self._settle_batch(batch_id, status, now, runner.expl)
 
-    def _settle_batch(self, batch_id: str, status: str, now: float, expl: Any = _NO_VALUE) -> None:
+    def _settle_batch(self, batch_id: str | None, status: str, now: float,
+                      expl: Any = _NO_VALUE) -> None:
         """The members of batch ``batch_id`` still waiting take ``status`` (and
         ``expl``, when given); the batch is forgotten."""
         for member in self._batch_members(batch_id):
@@ -5081,7 +5164,7 @@ class _SchedulerBatches(_SchedulerCore):
             if expl is not _NO_VALUE:
                 member.expl = expl
             self._apply_status(member, status, now)
-        self._batches.pop(batch_id, None)
+        self._batches.pop(batch_id, None)   # type: ignore[arg-type]
 
     def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None:
         """Batches handed to ``worker`` that it never started (it asks for work again
@@ -5091,10 +5174,10 @@ class _SchedulerBatches(_SchedulerCore):
             if worker_id == worker.id and (runner is None or runner.status != RUNNING):
                 self._settle_batch(batch_id, PENDING, now)
 
-    def announce_scheduling_failure(self, task_name: str | None = None, family: str | None = None,
+    def announce_scheduling_failure(self, task_name: Any = None, family: Any = None,
                                     params: Mapping[str, Any] | None = None,
                                     expl: str | None = None, owners: Iterable[str] | None = None,
-                                    worker: str | None = None, **kwargs: Any) -> None:
+                                    worker: Any = None, **kwargs: Any) -> None:
         """A worker could not schedule a task (complete() or requires() raised)."""
         if worker is not None:
             self._worker(worker)
@@ -5102,13 +5185,13 @@ class _SchedulerBatches(_SchedulerCore):
         if self._email_batcher is not None:
             self._email_batcher.add_scheduling_fail(
                 task_name, family, self._unbatched(worker, family, params or {}), expl,
-                owners)
+                owners or ())
         return None
 
     def _unbatched(self, worker_id: str, family: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """``params`` without the ones ``worker_id`` batches for ``family``."""
         names = self._batchers.get((worker_id, family), ((), 1))[0]
-        return {k: v for k, v in params.items() if k not in names} if names else params
+        return {k: v for k, v in params.items() if k not in names} if names else dict(params)
 
     def dump(self) -> None:
         """Luigi's shutdown hook: send the e-mails collected so far."""
@@ -5217,7 +5300,7 @@ class _SchedulerViews(_SchedulerCore):
             terms = search.casefold().split()
             ids = [i for i in ids if all(
                 term in self._pretty_id(self._tasks[i]).casefold() for term in terms)]
-        memo = {}
+        memo: dict[str, str] = {}
         result = {}
         for task_id in ids:
             if upstream_status and self._upstream_status(task_id, memo) != upstream_status:
@@ -5229,7 +5312,8 @@ class _SchedulerViews(_SchedulerCore):
 
     def _reach(self, task_id: str, include_done: bool,
                neighbours: Callable[[_TaskState], Iterable[str]],
-               order: Callable[[Iterable[str]], Iterable[str]] = sorted) -> list[_TaskState]:
+               order: Callable[[Iterable[str]], Iterable[str]] = sorted
+               ) -> list[tuple[str, _TaskState | None, list[str]]]:
         """Breadth first from ``task_id`` along ``neighbours`` (Luigi's traversal):
         ``[(task id, its record or None, its neighbours)]``, DONE ones left out, and
         not followed, unless ``include_done``; an id nobody added has no record; at most
@@ -5239,12 +5323,13 @@ class _SchedulerViews(_SchedulerCore):
             return []
         found, seen, queue = [], {task_id}, [task_id]
         for current_id in queue:   # the list grows as the walk goes: breadth first
-            task, deps = self._tasks.get(current_id), []
+            task = self._tasks.get(current_id)
+            deps: list[str] = []
             if task is None or not task.family:
                 task = None
             else:
-                deps = order(dep for dep in neighbours(task) if include_done or
-                             getattr(self._tasks.get(dep), "status", None) != DONE)
+                deps = list(order(dep for dep in neighbours(task) if include_done or
+                                  getattr(self._tasks.get(dep), "status", None) != DONE))
                 for dep in deps:
                     if dep not in seen:
                         seen.add(dep)
@@ -5290,7 +5375,7 @@ class _SchedulerViews(_SchedulerCore):
         name, neighbours]}`` (a few fields: a graph of 10,000 tasks is read whole)."""
         self.prune()
 
-        def brief(found: Iterable[_TaskState]) -> dict[str, Any]:
+        def brief(found: Iterable[tuple[str, _TaskState | None, list[str]]]) -> dict[str, Any]:
             return {task_id: [UNKNOWN, task_id.split("_", 1)[0], task_id, []]
                     if task is None else
                     [task.status, task.family, self._pretty_id(task), deps]
@@ -5303,7 +5388,7 @@ class _SchedulerViews(_SchedulerCore):
     def task_search(self, task_str: str, **kwargs: Any) -> dict[str, Any]:
         """Tasks whose id contains ``task_str``, as ``{status: {task_id: task}}``."""
         self.prune()
-        found = {}
+        found: dict[str, Any] = {}
         for task_id, task in self._tasks.items():
             if task_str in task_id:
                 found.setdefault(task.status, {})[task_id] = self._serialize_task(task)
@@ -5326,7 +5411,7 @@ class _SchedulerViews(_SchedulerCore):
         workers = []
         for worker in sorted(self._workers.values(), key=lambda w: w.last_active,
                              reverse=True):
-            first = self._tasks.get(worker.info.get("first_task"))
+            first = self._tasks.get(worker.info.get("first_task"))   # type: ignore[arg-type]
             record = {"name": worker.id, "last_active": worker.last_active,
                       "started": worker.started, "state": worker.state,
                       "first_task_display_name": self._pretty_id(first) if first else "",
@@ -5345,7 +5430,7 @@ class _SchedulerViews(_SchedulerCore):
         "running": {task_id: serialized task}}]`` for each resource with a capacity or
         in use."""
         self.prune()
-        consumers = {}
+        consumers: dict[str, Any] = {}
         for task_id in self._running:
             task = self._tasks[task_id]
             for resource in task.resources_running or ():
@@ -5367,11 +5452,11 @@ class _ChangeFeed:
     and each task remembers the version of its last change, in order of change, so
     "what changed since version v" costs what changed, not the size of the graph."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: _SchedulerCore) -> None:
         self.version = 1
         self.workers_version = 1
-        self._changed = {}   # task id -> version of its last change, oldest first
-        self._removed = {}   # task id -> version it was forgotten at
+        self._changed: dict[str, int] = {}   # task id -> version of its last change
+        self._removed: dict[str, int] = {}   # task id -> version it was forgotten at
         scheduler.subscribe(self._heard)
 
     def _heard(self, event: str, record: Any, old: Any, new: Any) -> None:
@@ -5408,7 +5493,7 @@ class _SchedulerFeed(_SchedulerCore):
         feed = self.__dict__.get("_feed")
         if feed is None:
             feed = self._feed = _ChangeFeed(self)
-        reply = {"version": feed.version, "time": self._clock(),
+        reply: dict[str, Any] = {"version": feed.version, "time": self._clock(),
                  "fields": self._BRIEF_FIELDS, "tasks": {}, "removed": [],
                  "workers": feed.workers_version > since, "reload": since <= 0}
         if since >= feed.version:
@@ -5436,7 +5521,7 @@ class _SchedulerAdmin(_SchedulerCore):
         """Lift a disable; the task becomes FAILED and is retried after retry_delay."""
         task = self._task(task_id, "re_enable_task")
         if task.status == DISABLED:
-            self._forget_failures(task)
+            task.forget_failures()
             self._apply_status(task, FAILED, self._clock())
         return self._serialize_task(task)
 
@@ -5448,7 +5533,7 @@ class _SchedulerAdmin(_SchedulerCore):
         if task is None:
             return {"task_id": task_id, "status": None}
         if task.status == FAILED:
-            self._forget_failures(task)
+            task.forget_failures()
             self._set_status(task, PENDING)
         return {"task_id": task_id, "status": task.status}
 
@@ -5577,7 +5662,7 @@ class _TaskHistory:
     task is one row of ``tasks`` from when the scheduler first hears of it until it
     forgets it, as in Luigi."""
 
-    def __init__(self, scheduler: Scheduler, path: str, interval: float = 0.5) -> None:
+    def __init__(self, scheduler: _SchedulerCore, path: str, interval: float = 0.5) -> None:
         import sqlite3
         self.path = path
         self._scheduler = scheduler
@@ -5587,8 +5672,8 @@ class _TaskHistory:
         self._db.executescript(_HISTORY_SCHEMA)
         last = self._db.execute("SELECT max(id) FROM tasks").fetchone()[0] or 0
         self._keys = itertools.count(last + 1)   # the one writer numbers the rows
-        self._runs = {}                          # task id -> its row in tasks
-        self._queue = collections.deque()        # rows to write, in order
+        self._runs: dict[str, int] = {}          # task id -> its row in tasks
+        self._queue: collections.deque[Any] = collections.deque()   # rows to write
         self._write_lock = threading.Lock()
         self._wake, self._stop = threading.Event(), False
         self._thread = threading.Thread(target=self._write_loop, args=(interval,),
@@ -5751,7 +5836,7 @@ class _SchedulerState(_SchedulerCore):
         ``worker_disconnect_delay`` to come back. Raises SchedulerError if not empty."""
         if self._tasks:
             raise SchedulerError("restore: the scheduler already has tasks")
-        latest = {}
+        latest: dict[str, dict[str, Any]] = {}
         for record in records:
             latest.pop(record["id"], None)   # keep the order of the last record
             latest[record["id"]] = record
@@ -5778,7 +5863,8 @@ class _SchedulerState(_SchedulerCore):
         running_on = task.worker_running
         self._set_status(task, record["status"], now)
         if record["status"] == RUNNING and running_on is not None:
-            self._claim(task, self._worker(running_on, now), task.time_running)
+            self._claim(task, self._worker(running_on, now),
+                        task.time_running)   # type: ignore[arg-type]  # set when RUNNING
         task.updated = updated
         if task.retry_at is not None:
             self._timer(task.retry_at, "retry", task.id)
@@ -5809,7 +5895,7 @@ class _StateFile:
         self.path, self.journal_path = path, path + ".journal"
         self.compact_every = compact_every
         self._seq = self._lines = 0
-        self._journal = None
+        self._journal: io.TextIOWrapper | None = None
 
     def load(self) -> list[dict[str, Any]]:
         """The task records to restore, oldest first."""
@@ -5928,9 +6014,12 @@ class _SchedulerEmails(_SchedulerCore):
             reason = expl   # not JSON, as a hand-written client may send it
         params = self._unbatched(worker.id, task.family, task.params)
         name = self._pretty_id(task)
-        self._email_batcher.add_failure(name, task.family, params, reason, owners)
+        batcher = self._email_batcher
+        if batcher is None:
+            return
+        batcher.add_failure(name, task.family, params, reason, owners)
         if task.status == DISABLED:
-            self._email_batcher.add_disable(name, task.family, params, owners)
+            batcher.add_disable(name, task.family, params, owners)
 
 
 ###########################################################################################
@@ -6039,7 +6128,7 @@ class _Outcome:
         self.new_deps = new_deps     # sequences, read and never changed
         self.missing = missing
 
-    def __reduce__(self):   # pickled as a constructor call: the cheapest to rebuild
+    def __reduce__(self) -> tuple[Any, ...]:   # pickled as a constructor call: cheapest
         return _Outcome, tuple(getattr(self, name) for name in self.__slots__)
 
     def __repr__(self) -> str:
@@ -6060,7 +6149,7 @@ def _is_external(task: Task) -> bool:
 
 # task id -> how its run() reports to the scheduler, while run() executes. Keyed by id
 # rather than stored on the task, so the task object is left as it was.
-_ACTIVE_REPORTERS = {}
+_ACTIVE_REPORTERS: dict[Any, Any] = {}
 
 
 def _execute_task(task: Task, check_unfulfilled_deps: bool = True,
@@ -6163,7 +6252,7 @@ class _InlineRunner:
 
     def __init__(self, execute: Callable[[Task], _Outcome]) -> None:
         self._execute = execute
-        self._done = []
+        self._done: list[_Outcome] = []
 
     @property
     def running(self) -> int:
@@ -6209,7 +6298,7 @@ def _portable(outcome: _Outcome) -> _Outcome:
     return outcome
 
 
-def _exit_on_sigterm(signum, frame):
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
     # Pass the signal on to the processes the task started (our process group), then
     # unwind the task like an exception would (temporary files are discarded), quietly:
     # SystemExit prints no traceback.
@@ -6236,7 +6325,7 @@ def _die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _child_main(conn: Any, known: Mapping[str, Task], options: Mapping[str, Any], one_task: bool,
+def _child_main(conn: Any, known: Mapping[str, Task], options: tuple[bool, bool], one_task: bool,
                 inherited: Sequence[Any] = (), parent_pid: int | None = None) -> None:
     """A pool process: run each task the parent sends until it sends None.
 
@@ -6257,10 +6346,10 @@ def _child_main(conn: Any, known: Mapping[str, Task], options: Mapping[str, Any]
     for store in _SHARED_STORES:
         store._start_recording()
 
-    def send(message) -> None:   # plain pickles: nothing sent needs multiprocessing's reducers
+    def send(message: Any) -> None:   # plain pickles: nothing needs multiprocessing's reducers
         conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
-    def report(method, task_id, value) -> None:   # the parent forwards it to the scheduler
+    def report(method: str, task_id: str, value: Any) -> None:   # the parent forwards it
         send(("report", method, task_id, value))
     while True:
         message = pickle.loads(conn.recv_bytes())
@@ -6361,7 +6450,7 @@ class _Readiness:
     def __init__(self) -> None:
         import select
         self._poll = select.poll() if hasattr(select, "poll") else None
-        self._owners = {}   # fd -> (the object, its owner)
+        self._owners: dict[int, tuple[Any, Any]] = {}   # fd -> (the object, its owner)
 
     def add(self, fileobj: Any, owner: Any) -> None:
         """Watch ``fileobj`` (a Connection or a sentinel fd) for ``owner``."""
@@ -6399,7 +6488,9 @@ class _Slot:
 
     def __init__(self, process: Any, conn: Any, shared_seen: int) -> None:
         self.process, self.conn, self.shared_seen = process, conn, shared_seen
-        self.task = self.deadline = self.timeout = None
+        self.task: Task | None = None
+        self.deadline: float | None = None
+        self.timeout: float | None = None
 
 
 # Seconds a stopped task's process group gets between SIGTERM and SIGKILL.
@@ -6420,13 +6511,13 @@ class _ProcessRunner:
     synchronous = False
 
     def __init__(self, processes: int, forward: Callable[[str, tuple[Any, ...]], None],
-                 known: Mapping[str, Task], options: Mapping[str, Any], timeout: float = 0.0,
+                 known: Mapping[str, Task], options: tuple[bool, bool], timeout: float = 0.0,
                  start_method: str | None = None, per_task: bool = False,
                  late: Container[str] = ()) -> None:
         import multiprocessing
         import pickle
         self._method = start_method or _default_start_method()
-        self._context = multiprocessing.get_context(self._method)
+        self._context: Any = multiprocessing.get_context(self._method)
         self._clock = time.monotonic
         self.processes = processes
         self._forward = forward
@@ -6437,8 +6528,8 @@ class _ProcessRunner:
         self._per_task = per_task
         self._ready = _Readiness()
         self._dumps, self._loads = pickle.dumps, pickle.loads
-        self._slots = []     # live ones
-        self._idle = []      # live ones without a task
+        self._slots: list[_Slot] = []   # live ones
+        self._idle: list[_Slot] = []    # live ones without a task
         self.running = 0
         # Changes to the shared stores made in children, in order: each slot is sent
         # what it has not seen before its next task. A spawned child starts with none.
@@ -6477,7 +6568,7 @@ class _ProcessRunner:
         slot.timeout = task.worker_timeout or self._timeout or None
         slot.deadline = self._clock() + slot.timeout if slot.timeout else None
         self.running += 1
-        ref = task.task_id
+        ref: Any = task.task_id
         if not self._known or ref in self._late:
             ref = _task_ref(task)
         try:
@@ -6486,13 +6577,14 @@ class _ProcessRunner:
         except OSError:   # the process died while idle: the task goes to a new one
             self._drop(slot)
             return self.start(task)
-        return slot.process.pid
+        pid: int | None = slot.process.pid
+        return pid
 
     def _send_shared(self, slot: _Slot) -> None:
         """What other processes wrote to the shared stores since ``slot`` last heard."""
         log = self._shared_log
         if len(log) > slot.shared_seen:
-            merged = [{} for _ in _SHARED_STORES]   # in order: the latest write wins
+            merged: list[dict[str, Any]] = [{} for _ in _SHARED_STORES]   # latest wins
             for changes in log[slot.shared_seen:]:
                 for part, more in zip(merged, changes):
                     part.update(more or {})
@@ -6502,7 +6594,7 @@ class _ProcessRunner:
     def collect(self, timeout: float | None = None) -> list[_Outcome]:
         """Wait up to ``timeout`` seconds (None: until something happens) for outcomes."""
         until = None if timeout is None else self._clock() + timeout
-        outcomes = []
+        outcomes: list[_Outcome] = []
         while True:
             now = self._clock()
             deadlines = [slot.deadline for slot in self._slots if slot.deadline]
@@ -6549,7 +6641,7 @@ class _ProcessRunner:
 
     def _reap(self, slot: _Slot) -> list[_Outcome]:
         """``slot``'s process exited: fail its task, if it still had one."""
-        outcomes = []
+        outcomes: list[_Outcome] = []
         while slot.task is not None and slot.conn.poll():   # what it said before it went
             received = self._receive(slot)
             if received is None:
@@ -6565,10 +6657,11 @@ class _ProcessRunner:
 
     def _expire(self, now: float) -> list[_Outcome]:
         """Stop the tasks past their deadline, with everything they started."""
-        outcomes = []
+        outcomes: list[_Outcome] = []
         for slot in [s for s in self._slots if s.deadline and s.deadline <= now]:
-            task = slot.task
-            message = _timeout_message(task, slot.timeout)
+            task, timeout = slot.task, slot.timeout
+            assert task is not None and timeout is not None   # a deadline means both
+            message = _timeout_message(task, timeout)
             self._stop(slot)
             self._drop(slot)
             task.trigger_event(Event.TIMEOUT, task, message)
@@ -6630,7 +6723,7 @@ class _ExecutorRunner:
     synchronous = False
 
     def __init__(self, executor: Any, processes: int,
-                 forward: Callable[[str, tuple[Any, ...]], None], options: Mapping[str, Any],
+                 forward: Callable[[str, tuple[Any, ...]], None], options: tuple[bool, bool],
                  threads: bool = False, own: bool = False) -> None:
         import collections
         self._executor, self._own = executor, own
@@ -6638,8 +6731,8 @@ class _ExecutorRunner:
         self._forward = forward
         self._options = options
         self._threads = threads
-        self._reports = collections.deque()   # appended by task threads
-        self._futures = {}                    # future -> task
+        self._reports: collections.deque[Any] = collections.deque()   # from task threads
+        self._futures: dict[Any, Task] = {}   # future -> task
         self.running = 0
 
     def check(self, tasks: Iterable[Task]) -> None:
@@ -6665,7 +6758,7 @@ class _ExecutorRunner:
                                           concurrent.futures.FIRST_COMPLETED)
         while self._reports:
             self._forward(*self._reports.popleft())
-        outcomes = []
+        outcomes: list[_Outcome] = []
         for future in done:
             task = self._futures.pop(future)
             self.running -= 1
@@ -6702,7 +6795,7 @@ class _TaskProcessRunner:
     def __init__(self, create: Callable[[Task], Any], results: Any, processes: int) -> None:
         self._create, self._results = create, results
         self.processes = max(processes, 1)
-        self._running = {}   # task id -> (task, process object)
+        self._running: dict[str, tuple[Task, Any]] = {}   # task id -> (task, process)
 
     @property
     def running(self) -> int:
@@ -6723,7 +6816,7 @@ class _TaskProcessRunner:
         _POLL seconds until one does or ``timeout`` passes (None: until one does)."""
         import queue
         deadline = None if timeout is None else time.monotonic() + timeout
-        outcomes = []
+        outcomes: list[_Outcome] = []
         while True:
             outcomes += self._purge()
             with contextlib.suppress(queue.Empty):
@@ -6754,7 +6847,7 @@ class _TaskProcessRunner:
             elif timeout_time is not None and time.time() > float(timeout_time) \
                     and process.is_alive():
                 process.terminate()
-                message = _timeout_message(task, getattr(process, "worker_timeout", None))
+                message = _timeout_message(task, getattr(process, "worker_timeout", 0))
                 task.trigger_event(Event.TIMEOUT, task, message)
             else:
                 continue
@@ -6772,7 +6865,7 @@ class _TaskProcessRunner:
         self._running.clear()
 
 
-def _execute_collecting(task: Task, options: Mapping[str, Any]) -> tuple[_Outcome, list[Any]]:
+def _execute_collecting(task: Task, options: tuple[bool, bool]) -> tuple[_Outcome, list[Any]]:
     """_execute_task for another process: reports are kept and returned with the
     outcome, as ``(outcome, [(method, (task_id, value)), ...])``."""
     reports = []
@@ -6790,11 +6883,11 @@ class _RunRecord:
 
     def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
-        self.scheduled = {}       # task id -> Task, every task the worker saw
-        self.reported = {}        # task id -> _REPORTED_* bits: what it was reported as
-        self.idle_replies = []    # get_work replies without a task: who ran what else
-        self.errors = {}          # task id -> why it failed (traceback or message)
-        self.walked = {}          # task id -> its deps as the walk found them, until run
+        self.scheduled: dict[str, Task] = {}   # task id -> every task the worker saw
+        self.reported: dict[str, int] = {}     # task id -> _REPORTED_* bits
+        self.idle_replies: list[dict[str, Any]] = []   # get_work replies without a task
+        self.errors: dict[str, str] = {}       # task id -> why it failed
+        self.walked: dict[str, list[Task]] = {}   # task id -> its deps as walked, until run
 
     def tally(self) -> tuple[int, int, int]:
         """``(done, failed, runnable)``: how many tasks were reported as each so far."""
@@ -6857,7 +6950,7 @@ class _Session:
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
         self._heartbeat = None
 
-    def open(self, first_task: Task | None, ping_interval: float) -> None:
+    def open(self, first_task: str | None, ping_interval: float) -> None:
         """Say this worker is here (and the first task it added); from now on a remote
         client pings, so the scheduler does not think it dead while tasks run."""
         self.scheduler.add_worker(self.worker_id, self._info + [("first_task", first_task)])
@@ -6876,7 +6969,7 @@ class _Session:
             except MicroflowError as exc:
                 _log.error("the last reports did not reach the scheduler: %s", exc)
 
-    def get_work(self, running: Iterable[str], processes: int) -> dict[str, Any]:
+    def get_work(self, running: Iterable[str], processes: int) -> Any:
         """The scheduler's next task for this worker; with no processes (schedule only,
         others run), only how much is pending."""
         if not processes:
@@ -6922,12 +7015,12 @@ class _Retries:
     may run again. ``limit`` is ``[scheduler] retry_count`` when set (a task's own
     policy wins); ``delay`` and ``poll`` come from the session."""
 
-    def __init__(self, limit: int, delay: float, poll: float, clock: Callable[[], float],
+    def __init__(self, limit: int | None, delay: float, poll: float, clock: Callable[[], float],
                  sleep: Callable[[float], None]) -> None:
         self._limit, self._delay, self._poll = limit, delay, poll
         self._clock, self._sleep = clock, sleep
-        self._attempts = {}   # task id -> failed runs
-        self.due = {}         # task id -> when it may be retried
+        self._attempts: dict[str, int] = {}   # task id -> failed runs
+        self.due: dict[str, float] = {}       # task id -> when it may be retried
 
     def failed(self, task: Task) -> None:
         """Count a failure of ``task``; plan its retry while it has retries left."""
@@ -6961,6 +7054,25 @@ class _WorkerWalk:
     threads when given), with its dependencies, resources and retry policy; a task
     that cannot be checked or walked is a scheduling failure, said why."""
 
+    # Made by Worker.__init__: the walk is one part of the worker.
+    options: dict[str, Any]
+    errors: dict[str, str]               # task id -> why it failed
+    add_succeeded: bool
+    _session: _Session
+    _id: str
+    _info: list[tuple[str, Any]]
+    _scheduled: dict[str, Task]          # task id -> every task the worker saw
+    _reported: dict[str, int]            # task id -> _REPORTED_* bits
+    _walked_deps: dict[str, list[Task]]  # task id -> its deps as walked, until run
+    _batch_families: set[str]            # families whose batcher the scheduler has
+    _batch_members: dict[str, list[Task]]   # combined task id -> the tasks it runs for
+    _late_ids: set[str]                  # tasks found while running (dynamic, handed out)
+    _load_failures: set[str]             # handed-out tasks that could not be loaded
+    _check_workers: int
+    _checks: dict[str, Any] | None       # task id -> Future of complete(), in parallel
+    _walk_seen: dict[str, Task] | None   # tasks met by the add_all() under way
+    _first_task: str | None              # the id of the first task added
+
     def add(self, task: Task) -> bool:
         """Report ``task`` and everything it needs that is not complete.
 
@@ -6982,13 +7094,14 @@ class _WorkerWalk:
         finally:
             self._walk_seen = None
 
-    def _walk(self, task: Task, seen: set[str]) -> bool:
+    def _walk(self, task: Task, seen: dict[str, Task]) -> bool:
         """Check and report ``task`` and what it needs, skipping the tasks in ``seen``
         (a dict of those this walk has met, to which it adds)."""
         if not isinstance(task, Task):
             raise TypeError(f"Worker.add expects a Task instance, got {task!r}")
         ok = True
-        path, on_path = [], {}
+        path: list[Any] = []
+        on_path: dict[str, int] = {}
         if task.task_id not in seen:
             ok &= self._enter(task, path, on_path, seen)
         while path:
@@ -7010,7 +7123,8 @@ class _WorkerWalk:
         self.add_succeeded &= ok
         return ok
 
-    def _enter(self, task: Task, path: list[Any], on_path: dict[str, int], seen: set[str]) -> bool:
+    def _enter(self, task: Task, path: list[Any], on_path: dict[str, int],
+               seen: dict[str, Task]) -> bool:
         """Check one task and report it; push it on the path if it must be expanded."""
         seen[task.task_id] = self._scheduled[task.task_id] = task
         deps, ok = self._check(task)
@@ -7080,7 +7194,8 @@ class _WorkerWalk:
         if task._event_callbacks:
             for dep in deps:
                 task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
-        self._walked_deps[task.task_id] = deps or _NO_TASKS   # shared (): leaves are many
+        self._walked_deps[task.task_id] = (
+            deps or _NO_TASKS)   # type: ignore[assignment]  # shared (): leaves are many
         if task.worker_timeout:
             self._timeouts_seen = True
         self._report(task, PENDING, runnable=True,
@@ -7155,7 +7270,7 @@ class _WorkerWalk:
         self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
                                  runnable=runnable, batchable=True)
 
-    def _report_result(self, task: Task, status: str, new_deps: Sequence[str],
+    def _report_result(self, task: Task, status: str, new_deps: Sequence[str] | None,
                        expl: str | None) -> None:
         """Tell the scheduler what running ``task`` came to: only what changed."""
         members = self._batch_members.pop(task.task_id, None)
@@ -7169,7 +7284,7 @@ class _WorkerWalk:
                                  # a failure's owners get the scheduler's batched e-mails
                                  owners=task._owner_list() if status == FAILED else None)
 
-    def _note(self, task: Task, status: str, runnable: bool) -> None:
+    def _note(self, task: Task, status: str, runnable: bool | None) -> None:
         """Remember what ``task`` was reported as; the summary is built from this."""
         bits = _REPORTED_BITS.get(status, 0)
         if status == PENDING and runnable:
@@ -7179,7 +7294,7 @@ class _WorkerWalk:
 
     # -- tasks handed out that this worker did not walk: loaded by name --------------
 
-    def _load_handed_out(self, reply: dict[str, Any]) -> str | None:
+    def _load_handed_out(self, reply: dict[str, Any]) -> Task | None:
         """A task this worker did not add (an assistant's, or a batch's): load it by
         family, module and parameters; None, the task reported failed and the reason
         e-mailed, when that cannot be done."""
@@ -7245,7 +7360,7 @@ class Worker(_WorkerWalk):
                  executor: Any = None, check_workers: int = 0, worker_processes: int | None = None,
                  assistant: bool = False, progress: Callable[..., None] | None = None,
                  **options: Any) -> None:
-        self.progress = progress   # called as build() says, while tasks run
+        self.progress: Any = progress   # called as build() says, while tasks run
         # Luigi's name for it; 0 processes: schedule only, run nothing (others will)
         processes = processes if worker_processes is None else worker_processes
         self._assistant = bool(assistant)   # runs any runnable task the scheduler has
@@ -7263,8 +7378,8 @@ class Worker(_WorkerWalk):
                                  self._id, self._info)
         self._runner, self._executor = runner, executor
         self._check_workers = check_workers
-        self._checks = None           # task id -> Future of complete(), in parallel mode
-        self._timeouts_seen = False   # a task with worker_timeout was reported runnable
+        self._checks = None
+        self._timeouts_seen: bool = False   # a task with worker_timeout was reported runnable
         # What the summary reads, kept in a record of the run; the worker writes to
         # it through these names (the same dicts and list, not copies).
         self.record = _RunRecord(self._id)
@@ -7272,21 +7387,22 @@ class Worker(_WorkerWalk):
         self._reported = self.record.reported
         self._walked_deps = self.record.walked   # task id -> its deps, until run
         self.errors = self.record.errors
-        self._running = {}            # task id -> Task started on the runner
-        self._pids = {}               # task id -> pid running it
+        self._running: dict[str, Task] = {}   # task id -> Task started on the runner
+        self._pids: dict[str, int | None] = {}   # task id -> pid running it
         self._started = False         # _start_running() done
-        self._late_ids = set()        # tasks found while running (dynamic, handed out)
-        self._load_failures = set()   # handed-out tasks that could not be loaded
-        self._walk_seen = None        # tasks met by the add_all() under way
-        self._first_task = None       # the id of the first task added
-        self._batch_families = set()  # families whose batcher the scheduler has
-        self._batch_members = {}      # combined task id -> the tasks it runs for
-        self._done_yields = {}        # task id -> times it yielded only done tasks
-        self._reschedules = {}
-        self._idle_since = None
-        self._retries = None          # _Retries once running; None with keep_alive
-        self._failed_ids = set()      # failed and not (yet) recovered by a retry
-        self.interrupted = None       # the KeyboardInterrupt that stopped the run
+        self._late_ids = set()
+        self._load_failures = set()
+        self._walk_seen = None
+        self._first_task = None
+        self._batch_families = set()
+        self._batch_members = {}
+        self._done_yields: dict[str, int] = {}   # task id -> times it yielded only done
+        self._reschedules: dict[str, int] = {}
+        self._idle_since: float | None = None
+        self._retries: _Retries | None = None   # once running; None with keep_alive
+        self._failed_ids: set[str] = set()   # failed and not (yet) recovered by a retry
+        # the KeyboardInterrupt that stopped the run
+        self.interrupted: BaseException | None = None
         self.run_succeeded = True     # set by run(): False if a failure was not recovered
         self.add_succeeded = True
 
@@ -7346,7 +7462,7 @@ class Worker(_WorkerWalk):
         new_requirements)`` (a multiprocessing queue: it may be put from a child)."""
         if self.__dict__.get("_results") is None:
             import multiprocessing
-            self._results = multiprocessing.Queue()
+            self._results: Any = multiprocessing.Queue()
         return self._results
 
     @property
@@ -7489,7 +7605,7 @@ class Worker(_WorkerWalk):
             _log.info("[pid %s] Worker %s running   %s", pid, self._id, task)
         return "started"
 
-    def _idle_wait(self) -> float:
+    def _idle_wait(self) -> Any:
         """A kept-alive idle worker's sleep: ``wait_interval`` plus up to
         ``wait_jitter`` at random, so many workers do not poll in step."""
         jitter = self.options["wait_jitter"]
@@ -7498,7 +7614,7 @@ class Worker(_WorkerWalk):
         import random
         return self.options["wait_interval"] + random.uniform(0, jitter)
 
-    def _keep_alive(self, reply: dict[str, Any]) -> bool:
+    def _keep_alive(self, reply: dict[str, Any]) -> Any:
         if not self.options["keep_alive"] or reply.get("worker_state") == "disabled":
             return False
         if self._assistant:   # it serves the scheduler, as long as it lives
@@ -7624,7 +7740,7 @@ _ARGUMENT_TYPES = {
     "search": (str, type(None)), "task_str": (str,), "upstream_status": (str,),
     "since": (int,), "limit": (bool, int), "include_done": (bool,),
 }
-_SIGNATURES = {}   # method -> inspect.Signature of the Scheduler method
+_SIGNATURES: dict[str, Any] = {}   # method -> inspect.Signature of the Scheduler method
 
 
 def _signature(method: str) -> Any:
@@ -7709,8 +7825,8 @@ class SchedulerServer:
         self._owns_scheduler = scheduler is None   # then closed on stop()
         self.scheduler = scheduler if scheduler is not None else \
             Scheduler(prune_on_get_work=True)
-        self._state = None
-        self._changed = set()   # ids of the tasks the call under way changed
+        self._state: _StateFile | None = None
+        self._changed: set[str] = set()   # ids of the tasks the call under way changed
         if state_path:
             self._state = _StateFile(state_path)
             restored = self.scheduler.restore(self._state.load())
@@ -7722,7 +7838,7 @@ class SchedulerServer:
         self.metrics = _Metrics(self.scheduler)
         self._lock = threading.Lock()
         self._next_prune = time.monotonic() + 60   # luigid prunes once a minute
-        self._workers_seen = set()
+        self._workers_seen: set[str] = set()
         try:
             self._httpd = http.server.ThreadingHTTPServer((address, port),
                                                           _request_handler())
@@ -7733,14 +7849,14 @@ class SchedulerServer:
             raise OSError(exc.errno, f"cannot serve on {address}:{port}: "
                                      f"{exc.strerror}{hint}") from None
         self._httpd.daemon_threads = True
-        self._httpd.microflow_server = self
+        self._httpd.microflow_server = self   # type: ignore[attr-defined]
         self.address, self.port = self._httpd.server_address[:2]
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """The base URL workers use, e.g. ``http://127.0.0.1:8082``."""
-        return f"http://{self.address}:{self.port}"
+        return "http://" + str(self.address) + ":" + str(self.port)
 
     def call(self, method: str, params: Any, credentials: bytes | None = None) -> tuple[int, Any]:
         """One remote call, authorized by ``credentials`` (the token offered, bytes
@@ -7768,7 +7884,7 @@ class SchedulerServer:
     def _timed(self, method: str, arguments: Any) -> tuple[int, Any]:
         """One call, dispatched, its time under the lock counted for /metrics."""
         started = time.perf_counter()
-        reply = list(_dispatch(self.scheduler, method, arguments))
+        reply = _dispatch(self.scheduler, method, arguments)
         self.metrics.called(method, time.perf_counter() - started)
         return reply
 
@@ -7800,9 +7916,12 @@ class SchedulerServer:
         scheduler = self.scheduler
         records = [scheduler.task_record(task_id) for task_id in self._changed]
         self._changed.clear()
-        self._state.append(records)
-        if self._state.due():
-            self._state.compact(scheduler.snapshot())
+        state = self._state
+        if state is None:
+            return
+        state.append(records)
+        if state.due():
+            state.compact(scheduler.snapshot())
 
     def serve_forever(self) -> None:
         """Serve until stop() (from another thread) or KeyboardInterrupt."""
@@ -7858,7 +7977,14 @@ def serve(address: str = "127.0.0.1", port: int = 8082, token: str | None = None
             scheduler.close()
 
 
-class _HandlerMethods:
+if TYPE_CHECKING:
+    import http.server
+    _HandlerBase = http.server.BaseHTTPRequestHandler
+else:
+    _HandlerBase = object
+
+
+class _HandlerMethods(_HandlerBase):
     """The HTTP handler's methods (mixed into http.server's handler on first use: that
     module is slow to import). It only parses the request, finds the credentials, and
     writes the JSON reply; SchedulerServer.call does the rest."""
@@ -7871,7 +7997,7 @@ class _HandlerMethods:
         """Serve ``/api/<method>`` (GET and POST alike, as luigid does), the status
         page at ``/`` (Luigi's address of it redirects there) and ``/metrics``."""
         path, _, query = self.path.partition("?")
-        server = self.server.microflow_server
+        server = self.server.microflow_server   # type: ignore[attr-defined]
         if path.startswith("/api/"):
             return self._api(server, path[len("/api/"):], query)
         if path in ("/static/visualiser/index.html", "/static/visualiser/"):
@@ -7956,7 +8082,7 @@ class _HandlerMethods:
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, template, *args) -> None:   # requests at DEBUG, not on stderr
+    def log_message(self, template: str, *args: Any) -> None:   # at DEBUG, not on stderr
         _log.debug("%s %s", self.address_string(), template % args)
 
 
@@ -7990,8 +8116,11 @@ def _remote_method(name: str) -> Callable[..., Any]:
 
 # The client's remote methods, one per name of _RPC_METHODS (the one list, which the
 # server serves): a base class, so a subclass's override may call super().get_work().
-_RemoteMethods = type("_RemoteMethods", (), {name: _remote_method(name)
-                                             for name in _RPC_METHODS})
+if TYPE_CHECKING:   # the same methods as the scheduler's, as checkers see them
+    _RemoteMethods = Scheduler
+else:
+    _RemoteMethods = type("_RemoteMethods", (), {name: _remote_method(name)
+                                                 for name in _RPC_METHODS})
 
 
 class RemoteScheduler(_RemoteMethods):
@@ -8019,7 +8148,7 @@ class RemoteScheduler(_RemoteMethods):
             raise ValueError(f"scheduler URL {url!r}: expected http:// or https://")
         self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8082}{parts.path}"
         self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname, parts.port or 8082
+        self._host, self._port = parts.hostname or "localhost", parts.port or 8082
         self._prefix = parts.path.rstrip("/")
         token = token or parts.password
         self._headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -8029,9 +8158,10 @@ class RemoteScheduler(_RemoteMethods):
         self._attempts, self._retry_wait = max(1, attempts), retry_wait
         self._sleep = sleep or time.sleep
         self._local = threading.local()
-        self._connections = []   # every thread's, for close()
+        self._connections: list[Any] = []   # every thread's, for close()
         self._batching = None if batch else False   # None: not known yet
-        self._buffer, self._buffer_lock = [], threading.Lock()
+        self._buffer: list[list[Any]] = []
+        self._buffer_lock = threading.Lock()
 
     def _connection(self) -> Any:
         import http.client
@@ -8048,7 +8178,7 @@ class RemoteScheduler(_RemoteMethods):
                 self._connections.append(connection)
         return connection
 
-    def _call(self, method: str, params: dict[str, Any]) -> Any:
+    def _call(self, method: Any, params: Any) -> Any:
         """Call ``method``: a report whose reply nobody reads waits in the buffer; any
         other call takes the buffer with it, in one ``batch`` request where the server
         offers it (microflow's does, luigid does not)."""
@@ -8066,7 +8196,7 @@ class RemoteScheduler(_RemoteMethods):
             calls.append([method, params])
         return self._send_batch(calls)
 
-    def start_pinging(self, worker: str, interval: float) -> Callable[[], None]:
+    def start_pinging(self, worker: str, interval: float) -> threading.Event:
         """Ping every ``interval`` seconds for ``worker`` from a thread, so a worker busy
         on a long task is not taken for dead; returns the Event that stops it."""
         stop = threading.Event()
@@ -8088,7 +8218,7 @@ class RemoteScheduler(_RemoteMethods):
         """Send the buffered reports now."""
         self._call("is_paused", {}) if self._buffer else None
 
-    def _send_batch(self, calls: list[tuple[str, dict[str, Any]]]) -> Any:
+    def _send_batch(self, calls: list[list[Any]]) -> Any:
         """Send ``calls`` in one request (or one by one where batches are not offered);
         the last call's response. Raises SchedulerError for a refused call."""
         if self._batching is not False:
@@ -8119,7 +8249,7 @@ class RemoteScheduler(_RemoteMethods):
         # bytes, so http.client sends headers and body in one packet (with a str body
         # Nagle's algorithm holds the body back for a delayed ACK: 40 ms a call)
         body = urllib.parse.urlencode({"data": json.dumps(params)}).encode()
-        problem = None
+        problem: object = None
         for attempt in range(self._attempts):
             if attempt:
                 self._sleep(self._retry_wait * 2 ** (attempt - 1))
@@ -8159,7 +8289,7 @@ class RemoteScheduler(_RemoteMethods):
             with self._buffer_lock, contextlib.suppress(ValueError):
                 self._connections.remove(connection)
 
-    def _say_retry(self, method: str, attempt: int, problem: str) -> None:
+    def _say_retry(self, method: str, attempt: int, problem: object) -> None:
         """Warn that a call failed and will be tried again (so a scheduler briefly
         away is seen at once, not only when the worker gives up)."""
         if attempt + 1 < self._attempts:
@@ -8179,7 +8309,7 @@ class RemoteScheduler(_RemoteMethods):
 def _error_text(data: bytes) -> str:
     """The ``error`` of a JSON error reply, or the start of whatever came back."""
     try:
-        return json.loads(data)["error"]
+        return str(json.loads(data)["error"])
     except (ValueError, KeyError, TypeError):
         return data[:200].decode("utf-8", "replace")
 
@@ -8202,12 +8332,12 @@ class _Metrics:
     _HELP = {RUNNING: "tasks started", DONE: "tasks done", FAILED: "tasks failed",
              DISABLED: "tasks disabled"}
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: _SchedulerCore) -> None:
         self._scheduler = scheduler
-        self._counts = collections.Counter()   # (metric, family) -> count
-        self._last_time = {}                   # family -> seconds its last run took
-        self._durations = {}                   # family -> histogram of run times
-        self._calls = {}                       # method -> histogram of lock times
+        self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self._last_time: dict[str, float] = {}   # family -> seconds its last run took
+        self._durations: dict[str, list[float]] = {}   # family -> histogram of run times
+        self._calls: dict[str, list[float]] = {}       # method -> histogram of lock times
         if hasattr(scheduler, "subscribe"):    # a scheduler of one's own may not
             scheduler.subscribe(self._heard, ("status",))
 
@@ -8227,7 +8357,7 @@ class _Metrics:
 
     def text(self) -> str:
         """Every metric, in Prometheus' text exposition format (version 0.0.4)."""
-        out = []
+        out: list[str] = []
         tasks = getattr(self._scheduler, "_tasks", {})
         by_status = collections.Counter(task.status for task in tasks.values())
         _metric(out, "microflow_tasks", "gauge", "tasks the scheduler knows, by status",
@@ -8272,17 +8402,17 @@ def _label_value(value: Any) -> str:
 
 
 def _metric(out: list[str], name: str, kind: str, help_text: str,
-            samples: Iterable[tuple[Any, Any]]) -> None:
+            samples: Mapping[Any, Any]) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     out += [f"{name}{_labels(pairs)} {value:g}" if isinstance(value, float)
             else f"{name}{_labels(pairs)} {value}" for pairs, value in samples.items()]
 
 
 def _histogram(out: list[str], name: str, help_text: str, label: str,
-               histograms: dict[Any, list[float]], buckets: Sequence[float]) -> None:
+               histograms: Mapping[Any, list[float]], buckets: tuple[float, ...]) -> None:
     out += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
     for key, counts in sorted(histograms.items()):
-        total = 0
+        total = 0.0
         for bound, count in zip(buckets + (float("inf"),), counts):
             total += count
             le = "+Inf" if bound == float("inf") else f"{bound:g}"
@@ -8310,7 +8440,7 @@ def _status_page() -> tuple[bytes, dict[str, str]]:
     return _PAGE
 
 
-_PAGE = None
+_PAGE: tuple[bytes, dict[str, str]] | None = None
 # The status page: one HTML file, no library, nothing fetched from any other host. Every
 # name, parameter, message and traceback goes into the page as text (textContent),
 # never as HTML. The view lives in the URL's #fragment (Luigi's tab/taskId keys too).
@@ -8675,14 +8805,14 @@ _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
 _SUMMARY_BANNER = "===== Luigi Execution Summary ====="
 
 
-def _partition(record, others):
+def _partition(record: _RunRecord, others: Mapping[str, Any]) -> dict[str, set[str]]:
     """Sort the tasks a worker reported into the summary categories (sets of task ids),
     by what each was ever reported as (Luigi's rules, from its add_task history)."""
     names = ("completed", "already_done", "ever_failed", "failed", "scheduling_error",
              "still_pending_ext", "still_pending_not_ext", "upstream_failure",
              "upstream_missing_dependency", "upstream_run_by_other_worker",
              "upstream_scheduling_error", "not_run")
-    sets = {name: set() for name in names}
+    sets: dict[str, set[str]] = {name: set() for name in names}
     for task_id, bits in record.reported.items():
         completed = bits & _REPORTED_DONE and bits & _REPORTED_PENDING
         if completed:
@@ -8706,9 +8836,9 @@ def _partition(record, others):
     return sets
 
 
-def _other_workers(record):
+def _other_workers(record: _RunRecord) -> dict[str, set[str]]:
     """``{other worker id: {ids of tasks it was running that we wanted}}``."""
-    others = {}
+    others: dict[str, set[str]] = {}
     for reply in record.idle_replies:
         for running in reply.get("running_tasks") or ():
             task_id = running.get("task_id")
@@ -8717,7 +8847,7 @@ def _other_workers(record):
     return others
 
 
-def _classify_pending(sets, scheduled) -> None:
+def _classify_pending(sets: dict[str, set[str]], scheduled: Mapping[str, Task]) -> None:
     """Say why each runnable pending task did not run: post-order over dependencies."""
     pending = sets["still_pending_not_ext"]
     upstream_rules = (
@@ -8752,7 +8882,7 @@ def _classify_pending(sets, scheduled) -> None:
                 sets["not_run"].add(task_id)
 
 
-def _status_of(sets):
+def _status_of(sets: Mapping[str, set[str]]) -> LuigiStatusCode:
     if sets["ever_failed"]:
         if not sets["failed"]:
             return LuigiStatusCode.SUCCESS_WITH_RETRY
@@ -8768,11 +8898,12 @@ def _status_of(sets):
     return LuigiStatusCode.SUCCESS
 
 
-def _one_line_summary(status) -> str:
+def _one_line_summary(status: LuigiStatusCode) -> str:
     return "This progress looks {} because {}".format(*status.value)
 
 
-def _format_summary(sets, others, record):
+def _format_summary(sets: Mapping[str, set[str]], others: Mapping[str, Any],
+                    record: _RunRecord) -> str:
     """The summary text between the banners, laid out as Luigi lays it out."""
     by_family = {name: _group_by_family(record.scheduled[i] for i in ids)
                  for name, ids in sets.items()}
@@ -8800,7 +8931,7 @@ def _format_summary(sets, others, record):
     return "".join(lines)
 
 
-def _other_workers_text(others):
+def _other_workers_text(others: Mapping[str, Any]) -> str:
     text = "\nThe other workers were:\n"
     for count, (worker_id, tasks) in enumerate(others.items()):
         if 3 < count < len(others) - 1:
@@ -8810,25 +8941,25 @@ def _other_workers_text(others):
     return text + "\n"
 
 
-def _group_by_family(tasks):
-    by_class = {}
+def _group_by_family(tasks: Iterable[Task]) -> dict[str, list[Task]]:
+    by_class: dict[Any, list[Task]] = {}
     for task in tasks:
         by_class.setdefault(type(task), []).append(task)
-    groups = {}
+    groups: dict[str, list[Task]] = {}
     for cls, members in by_class.items():
         groups.setdefault(cls.get_task_family(), []).extend(members)
     return groups
 
 
-def _summary_length():
+def _summary_length() -> Any:
     return get_config().getint("execution_summary", "summary_length", 5)
 
 
-def _family_lines(groups, extra_indent):
+def _family_lines(groups: Mapping[str, list[Task]], extra_indent: bool) -> str:
     """One line per family: ``- <count> <Family(params)>``, ranges as ``a...b``."""
     limit = _summary_length()
     prefix = " " * (8 if extra_indent else 4)
-    lines = []
+    lines: list[str] = []
     for family in sorted(groups):
         if limit > 0 and len(lines) >= limit:
             lines.append(prefix + "...")
@@ -8838,14 +8969,14 @@ def _family_lines(groups, extra_indent):
     return "\n".join(lines)
 
 
-def _sorted_by_text(tasks):
+def _sorted_by_text(tasks: Sequence[Any]) -> list[Task]:
     """The tasks ordered by ``str(task)``, as Luigi orders them in the summary.
 
     For one class printed by Task.__repr__ with a single significant public parameter,
     every text is ``Family(name=<value>)``: ordering by ``<value>)`` is the same order
     without building a hundred thousand strings.
     """
-    cls = type(tasks[0])
+    cls: Any = type(tasks[0])
     if cls.__repr__ is Task.__repr__ and cls.__str__ is object.__str__ and all(
             type(task) is cls for task in tasks):
         significant = [name for name, param in cls.get_params() if param.significant]
@@ -8855,7 +8986,7 @@ def _sorted_by_text(tasks):
     return sorted(tasks, key=str)
 
 
-def _family_text(family, tasks):
+def _family_text(family: str, tasks: Sequence[Any]) -> str:
     params = tasks[0].get_params()
     names_length = sum(len(name) for name, _ in params)
     first_text = str(tasks[0])
@@ -8877,7 +9008,8 @@ def _family_text(family, tasks):
     return f"{first_text} ..."
 
 
-def _single_param_text(family, tasks, name, param) -> str:
+def _single_param_text(family: str, tasks: Sequence[Task], name: str,
+                       param: Parameter[Any]) -> str:
     values = _distinct(getattr(task, name) for task in tasks)
     first, last = _range_ends(values, param)
     if first is not None and len(values) > 3:
@@ -8894,7 +9026,8 @@ def _single_param_text(family, tasks, name, param) -> str:
     return f"{family}({name}={shown})"
 
 
-def _ranged_multi_param_text(family, tasks, params):
+def _ranged_multi_param_text(family: str, tasks: Sequence[Task],
+                             params: Sequence[tuple[str, Parameter[Any]]]) -> str | None:
     varying = [(name, param) for name, param in params
                if len(_distinct(getattr(task, name) for task in tasks)) > 1]
     if len(varying) != 1:
@@ -8910,7 +9043,7 @@ def _ranged_multi_param_text(family, tasks, params):
     return f"{family}({shown})"
 
 
-def _distinct(values):
+def _distinct(values: Iterable[Any]) -> Any:
     """Distinct values in first-seen order: a dict (fast ``in``) when they hash, else a
     list (a user's parameter type may not hash)."""
     values = list(values)
@@ -8924,7 +9057,7 @@ def _distinct(values):
         return unique
 
 
-def _range_ends(values, param):
+def _range_ends(values: Sequence[Any], param: Parameter[Any]) -> tuple[Any, Any]:
     """(first, last) if ``values`` are consecutive under next_in_enumeration, else
     (None, None)."""
     try:
@@ -8951,7 +9084,7 @@ class RunResult:
 
     _tasks = None   # the ``tasks`` dict, once built
 
-    def __init__(self, worker, scheduling_succeeded: bool = True) -> None:
+    def __init__(self, worker: Any, scheduling_succeeded: bool = True) -> None:
         record = self._record = _record_of(worker)
         others = _other_workers(record)
         sets = _partition(record, others)
@@ -8964,7 +9097,7 @@ class RunResult:
         self._sets = sets
 
     @property
-    def tasks(self):
+    def tasks(self) -> dict[str, list[Task]]:
         """``{category: [Task, ...]}``, each list sorted by task id (built when first
         asked for: build() without detailed_summary never needs it)."""
         if self._tasks is None:
@@ -8974,7 +9107,7 @@ class RunResult:
         return self._tasks
 
     @property
-    def errors(self):
+    def errors(self) -> dict[Task, str]:
         """``{Task: text}`` for every failure of this run, the last one per task."""
         scheduled = self._record.scheduled
         return {scheduled[task_id]: text for task_id, text in self._record.errors.items()}
@@ -8987,14 +9120,14 @@ class RunResult:
 LuigiRunResult = RunResult
 
 
-def _record_of(worker):
+def _record_of(worker: Any) -> _RunRecord:
     """The run record of ``worker``: microflow's Worker keeps one; a worker built on
     Luigi's (a library's own, driven through a worker_scheduler_factory) keeps Luigi's
     add_task and get_work histories, which are read into one."""
     record = getattr(worker, "record", None)
     if isinstance(record, _RunRecord):
         return record
-    record = _RunRecord(getattr(worker, "_id", None))
+    record = _RunRecord(getattr(worker, "_id", ""))
     for task, status, runnable in getattr(worker, "_add_task_history", ()):
         record.scheduled.setdefault(task.task_id, task)
         bits = _REPORTED_BITS.get(status, 0) | (_REPORTED_RUNNABLE if runnable and
@@ -9005,13 +9138,13 @@ def _record_of(worker):
     return record
 
 
-def summary(worker):
+def summary(worker: Any) -> str:
     """The execution summary of ``worker``'s run, as build() logs it (Luigi's
     ``luigi.execution_summary.summary``)."""
     return RunResult(worker).summary_text
 
 
-def _summary_dict(worker):
+def _summary_dict(worker: Any) -> dict[str, set[Task]]:
     """``{category: set of Tasks}`` of ``worker``'s run, with Luigi's category names
     (Luigi's ``luigi.execution_summary._summary_dict``, which its users read)."""
     record = _record_of(worker)
@@ -9029,11 +9162,12 @@ retcode = _options_class("retcode", _RETCODE_DEFAULTS, "The exit codes of a run 
                          "[retcode]): ``--retcode-task-failed 3`` on the command line too.")
 
 
-def _retcode(name):
-    return getattr(retcode(), name)
+def _retcode(name: str) -> int:
+    code: int = getattr(retcode(), name)
+    return code
 
 
-def exit_code(result, root_tasks=()):
+def exit_code(result: RunResult, root_tasks: Iterable[Task] = ()) -> int:
     """The process exit code for a RunResult: the highest ``[retcode]`` that applies.
 
     0 only when every requested task ended complete.
@@ -9163,21 +9297,21 @@ class _Locked:
     worker: each call takes the server's lock, so the page never reads the scheduler
     half-way through a change."""
 
-    def __init__(self, scheduler, lock) -> None:
+    def __init__(self, scheduler: Scheduler, lock: Any) -> None:
         self._scheduler, self._lock = scheduler, lock
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         value = getattr(self._scheduler, name)
         if not callable(value):
             return value
 
-        def locked(*args, **kwargs):
+        def locked(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
                 return value(*args, **kwargs)
         return locked
 
 
-def _port_number(value, name: str = "port"):
+def _port_number(value: Any, name: str = "port") -> int:
     """``value`` as a TCP port (0: any free one); UsageError naming ``name`` if it is
     not one."""
     try:
@@ -9189,7 +9323,7 @@ def _port_number(value, name: str = "port"):
     return port
 
 
-def _serve_status_page(scheduler, port):
+def _serve_status_page(scheduler: Any, port: int | None) -> tuple[Any, SchedulerServer | None]:
     """``(the scheduler the build uses, the server of its page)``: the status page of
     a local build, on 127.0.0.1:``port`` for as long as the build runs. A central
     scheduler has a page of its own: then nothing is started."""
@@ -9203,7 +9337,7 @@ def _serve_status_page(scheduler, port):
     return _Locked(scheduler, server._lock), server
 
 
-def _check_workers(count, env):
+def _check_workers(count: int, env: Any) -> int:
     """Threads for completeness checks: ``count``, or with ``parallel_scheduling``
     (Luigi's name), ``parallel_scheduling_processes`` or 8."""
     if count or not env.parallel_scheduling:
@@ -9217,9 +9351,9 @@ def _check_workers(count, env):
 _LOCAL_RETRY_DELAY = 1.0
 
 
-def _local_scheduler(worker_options):
+def _local_scheduler(worker_options: Mapping[str, Any]) -> Scheduler:
     """The in-memory scheduler a build uses when given none."""
-    options = {"prune_on_get_work": True}
+    options: dict[str, Any] = {"prune_on_get_work": True}
     keep_alive = worker_options.get("keep_alive", get_config().getboolean(
         "worker", "keep_alive", False))
     if not keep_alive and get_config().get("scheduler", "retry_delay", None) is None:
@@ -9232,20 +9366,22 @@ class WorkerSchedulerFactory:
     ``luigi.interface._WorkerSchedulerFactory``): subclass it and pass an instance as
     ``worker_scheduler_factory`` to build() or run() to use your own."""
 
-    def create_local_scheduler(self):
+    def create_local_scheduler(self) -> Scheduler:
         """A fresh in-memory scheduler, as build() makes one."""
         return _local_scheduler({})
 
-    def create_remote_scheduler(self, url):
+    def create_remote_scheduler(self, url: str) -> RemoteScheduler:
         """A client of the central scheduler at ``url``."""
         return _remote_scheduler(url)
 
-    def create_worker(self, scheduler, worker_processes: int = 1, assistant: bool = False):
+    def create_worker(self, scheduler: Any, worker_processes: int = 1,
+                      assistant: bool = False) -> Worker:
         """The worker that walks the graph and runs the tasks."""
         return Worker(scheduler, processes=worker_processes, assistant=assistant)
 
 
-def _scheduler_for(local_scheduler, core_options, worker_options, factory=None):
+def _scheduler_for(local_scheduler: bool | None, core_options: Any,
+                   worker_options: Mapping[str, Any], factory: Any = None) -> Any:
     """The scheduler a build uses when given none: a central one when asked for by
     ``scheduler_url``, ``scheduler_host``/``scheduler_port`` or
     ``local_scheduler=False`` (then ``[core]`` and Luigi's defaults fill in,
@@ -9268,7 +9404,7 @@ def _scheduler_for(local_scheduler, core_options, worker_options, factory=None):
     return factory.create_remote_scheduler(url) if factory else _remote_scheduler(url)
 
 
-def _remote_scheduler(url):
+def _remote_scheduler(url: str) -> RemoteScheduler:
     """A client of ``url`` with the ``[core] rpc-*`` settings."""
     config = get_config()
     return RemoteScheduler(
@@ -9278,7 +9414,7 @@ def _remote_scheduler(url):
         connect_timeout=config.getfloat("core", "rpc-connect-timeout", 10.0))
 
 
-def _worker_count(value):
+def _worker_count(value: Any) -> int:
     """How many tasks run at once, checked in this one place for build() and
     ``--workers``: a whole number, 0 or more (0: schedule only, run nothing)."""
     count = int(value) if isinstance(value, str) and value.strip().isdigit() else value
@@ -9288,8 +9424,9 @@ def _worker_count(value):
     return count
 
 
-def _run_build(tasks, workers, scheduler, worker_options, factory=None, assistant: bool = False,
-               progress=None, **runner_options):
+def _run_build(tasks: Sequence[Task], workers: int, scheduler: Any, worker_options: dict[str, Any],
+               factory: Any = None, assistant: bool = False,
+               progress: Callable[..., None] | None = None, **runner_options: Any) -> RunResult:
     workers = _worker_count(workers)
     worker = factory.create_worker(scheduler=scheduler, worker_processes=workers,
                                    assistant=assistant) \
@@ -9315,7 +9452,7 @@ PlannedTask.__doc__ = ("One task of a dry run: ``state`` is 'would run', 'blocke
                        "``reasons`` say why, in words.")
 
 
-def dry_run(tasks):
+def dry_run(tasks: Iterable[Task]) -> list[PlannedTask]:
     """What a build of ``tasks`` would do, running nothing: the graph is walked as
     build() walks it (complete() once per task; a complete task is not expanded).
     Returns PlannedTasks, dependencies before the tasks that need them."""
@@ -9340,7 +9477,7 @@ def dry_run(tasks):
     return plan
 
 
-def _dependencies_first(roots, walked):
+def _dependencies_first(roots: Iterable[Task], walked: Mapping[str, Sequence[Task]]) -> list[Task]:
     """The tasks the walk met from ``roots`` (``walked``: id -> deps), each once, every
     task after its dependencies (an iterative depth-first walk)."""
     order, seen = [], set()
@@ -9357,7 +9494,8 @@ def _dependencies_first(roots, walked):
     return order
 
 
-def _plan_reasons(task, state, needs, states, errors):
+def _plan_reasons(task: Task, state: str, needs: Sequence[Task], states: Mapping[str, str],
+                  errors: Mapping[str, str]) -> list[str]:
     """Why a planned task is in ``state``, in words."""
     reasons = []
     if state in ("would run", "blocked", "missing external"):
@@ -9375,7 +9513,7 @@ def _plan_reasons(task, state, needs, states, errors):
     return reasons
 
 
-def _dry_run_text(plan):
+def _dry_run_text(plan: Sequence[PlannedTask]) -> tuple[str, int]:
     """The dry run as the command line prints it, and its exit code: 0 when nothing
     would run, 1 when something would, [retcode] missing_data or scheduling_error when
     that stands in the way."""
@@ -9391,7 +9529,8 @@ def _dry_run_text(plan):
     return "\n".join(lines), code
 
 
-def dependency_tree(task, _seen=None, _states=None):
+def dependency_tree(task: Task, _seen: set[str] | None = None,
+                    _states: dict[str, str] | None = None) -> dict[str, Any]:
     """``{"task", "state", "deps": [...], "repeated"}`` for ``task`` and everything it
     requires (complete ones too), state 'complete', 'pending' or 'missing external';
     a task met before is given once more with ``repeated`` True and no deps."""
@@ -9408,7 +9547,7 @@ def dependency_tree(task, _seen=None, _states=None):
     return node
 
 
-def _tree_text(node, prefix: str = "", last: bool = True, top: bool = True):
+def _tree_text(node: dict[str, Any], prefix: str = "", last: bool = True, top: bool = True) -> str:
     """A dependency tree as indented lines, a shared subtree drawn once."""
     branch = "" if top else ("└─ " if last else "├─ ")
     line = f"{prefix}{branch}{node['task']!r} [{node['state']}]"
@@ -9427,7 +9566,7 @@ def _tree_text(node, prefix: str = "", last: bool = True, top: bool = True):
 _STOP_ASKING = threading.Event()
 # The pid locks this process holds. A forked child (a task process) closes them, so the
 # lock goes with this process alone: a flock belongs to whoever shares the open file.
-_HELD_LOCKS = set()
+_HELD_LOCKS: set[int] = set()
 _AT_FORK = [False]   # whether the closing in forked children is registered (only once)
 
 
@@ -9439,7 +9578,8 @@ def _close_held_locks() -> None:
 
 
 @contextlib.contextmanager
-def _pid_lock(key, pid_dir: str = "", size: int = 1, take: bool = False):
+def _pid_lock(key: str, pid_dir: str = "", size: int = 1,
+              take: bool = False) -> Iterator[str | None]:
     """Hold one of ``size`` kernel locks (``fcntl.flock``) for ``key`` while the block
     runs; yields the lock file's path, or None when live processes hold them all.
     A process that dies, even by SIGKILL, lets go of its lock, so none is ever stale.
@@ -9475,7 +9615,7 @@ def _pid_lock(key, pid_dir: str = "", size: int = 1, take: bool = False):
     yield None
 
 
-def _lock_prefix(key, pid_dir: str = ""):
+def _lock_prefix(key: str, pid_dir: str = "") -> str:
     """``<pid_dir>/<md5 of key>``: where ``key``'s lock files start (``pid_dir``
     defaults to ``$TMPDIR/luigi``, Luigi's)."""
     import hashlib
@@ -9485,7 +9625,7 @@ def _lock_prefix(key, pid_dir: str = ""):
     return os.path.join(pid_dir, hashlib.md5(key.encode("utf-8")).hexdigest())
 
 
-def _lock_holders(key, pid_dir: str = ""):
+def _lock_holders(key: str, pid_dir: str = "") -> list[int]:
     """The pids written in ``key``'s lock files (for the message when they are held)."""
     import glob
     pids = []
@@ -9495,7 +9635,7 @@ def _lock_holders(key, pid_dir: str = ""):
     return sorted(pids)
 
 
-def _every_schedule(interval):
+def _every_schedule(interval: Any) -> Callable[[float], float]:
     """``interval`` ("90", "90s", "5m", "2h", "1d") as a schedule: time -> next firing."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(interval))
     seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[
@@ -9517,18 +9657,18 @@ _CRON_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0
                 "@hourly": "0 * * * *"}
 
 
-def _cron_number(word):
+def _cron_number(word: str) -> int:
     """A cron value: a number or a month/day name."""
     return int(_CRON_NAMES.get(word, word))
 
 
-def _cron_field(text, name, low, high):
+def _cron_field(text: str, name: str, low: int, high: int) -> set[int]:
     """The set of values one cron field allows; UsageError naming the field."""
-    values = set()
+    values: set[int] = set()
     for item in text.lower().split(","):
         match = re.fullmatch(r"(\*|\w+)(?:-(\w+))?(?:/(\d+))?", item)
         try:
-            start, end, step = match.groups()
+            start, end, step = match.groups()   # type: ignore[union-attr]  # None: said below
             first = low if start == "*" else _cron_number(start)
             last = _cron_number(end) if end else high if start == "*" or step else first
         except (AttributeError, ValueError):
@@ -9540,7 +9680,7 @@ def _cron_field(text, name, low, high):
     return values
 
 
-def _cron_schedule(expression):
+def _cron_schedule(expression: str) -> Callable[[float], float]:
     """A standard 5-field cron expression (minute hour day-of-month month day-of-week,
     with ranges, steps, lists, names and @daily-style macros) as a schedule: time ->
     the next firing, in local time. Raises UsageError for a bad expression."""
@@ -9553,11 +9693,11 @@ def _cron_schedule(expression):
     weekdays = {day % 7 for day in weekdays}            # 7 is Sunday too
     either = fields[2] != "*" and fields[4] != "*"      # cron: day of month OR week
 
-    def day_matches(t):
+    def day_matches(t: datetime.datetime) -> bool:
         by_month, by_week = t.day in days, (t.isoweekday() % 7) in weekdays
         return (by_month or by_week) if either else (by_month and by_week)
 
-    def after(timestamp):
+    def after(timestamp: float) -> float:
         t = datetime.datetime.fromtimestamp(timestamp).replace(second=0, microsecond=0)
         t += datetime.timedelta(minutes=1)
         limit = t.year + 5
@@ -9578,20 +9718,22 @@ def _cron_schedule(expression):
     return after
 
 
-def _trigger(schedule, build_once, clock=None, sleep=None, max_runs=None, stop=None,
-             at_once: bool = False):
+def _trigger(schedule: Callable[[float], float], build_once: Callable[[], int],
+             clock: Callable[[], float] | None = None,
+             sleep: Callable[[float], None] | None = None, max_runs: int | None = None,
+             stop: threading.Event | None = None, at_once: bool = False) -> int:
     """Run ``build_once()`` (it returns an exit code) at each firing of ``schedule``
     (the first at once with ``at_once``), one build at a time: firings that pass while
     a build runs are skipped and logged. Ends after ``max_runs`` builds, or after the
     build under way once ``stop`` (an Event) is set. Returns the worst exit code."""
     clock = clock or time.time
     stop = stop or threading.Event()
-    sleep = sleep or stop.wait   # wakes at once when stopped
+    wait: Callable[[float], Any] = sleep or stop.wait   # wakes at once when stopped
     worst, runs, due = 0, 0, clock() if at_once else schedule(clock())
     while (max_runs is None or runs < max_runs) and not stop.is_set():
         now = clock()
         if now < due:
-            sleep(due - now)
+            wait(due - now)
             continue
         _log.info("build %d, due at %s", runs + 1, time.strftime("%H:%M:%S",
                                                                  time.localtime(due)))
@@ -9605,8 +9747,9 @@ def _trigger(schedule, build_once, clock=None, sleep=None, max_runs=None, stop=N
     return worst
 
 
-def every(interval, tasks, max_runs=None, clock=None, sleep=None, stop=None,
-          **build_options):
+def every(interval: Any, tasks: Sequence[Task], max_runs: int | None = None,
+          clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+          stop: threading.Event | None = None, **build_options: Any) -> int:
     """Build ``tasks`` every ``interval`` (seconds, or "90s", "5m", "2h", "1d") until
     ``max_runs`` builds or ``stop`` (a threading.Event) is set; returns the worst exit
     code. A firing while the previous build still runs is skipped, here and in any
@@ -9616,18 +9759,19 @@ def every(interval, tasks, max_runs=None, clock=None, sleep=None, stop=None,
                     clock, sleep, max_runs, stop, at_once=True)
 
 
-def cron(expression, tasks, max_runs=None, clock=None, sleep=None, stop=None,
-         **build_options):
+def cron(expression: str, tasks: Sequence[Task], max_runs: int | None = None,
+         clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+         stop: threading.Event | None = None, **build_options: Any) -> int:
     """every() on a 5-field cron schedule ("*/15 9-17 * * mon-fri")."""
     return _trigger(_cron_schedule(expression), _locked_build(tasks, build_options),
                     clock, sleep, max_runs, stop)
 
 
-def _locked_build(tasks, build_options):
+def _locked_build(tasks: Sequence[Task], build_options: dict[str, Any]) -> Callable[[], int]:
     tasks = list(tasks)
     key = "build " + " ".join(sorted(task.task_id for task in tasks))
 
-    def build_once():
+    def build_once() -> int:
         env = core()
         with _pid_lock(key, env.lock_pid_dir, env.lock_size) as held:
             if held is None:
@@ -9642,7 +9786,7 @@ def _locked_build(tasks, build_options):
 # Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
 ###########################################################################################
 
-def _argparse_type(check, text):
+def _argparse_type(check: Callable[[str], Any], text: str) -> Any:
     """``check(text)`` for argparse, its ValueError said as argparse says bad values."""
     import argparse
     try:
@@ -9651,7 +9795,7 @@ def _argparse_type(check, text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _whole_number(text):
+def _whole_number(text: str) -> int:
     """argparse type for a count of at least 1."""
     import argparse
     try:
@@ -9736,7 +9880,7 @@ _CLI_OPTIONS = (
 )
 
 
-def _base_parser():
+def _base_parser() -> argparse.ArgumentParser:
     import argparse
     parser = argparse.ArgumentParser(
         prog="python -m microflow", add_help=False, allow_abbrev=False, exit_on_error=False,
@@ -9753,7 +9897,7 @@ _COMMON_FLAGS = ("--module", "--workers", "--log-level", "--dry-run", "--tree", 
                  "--cron", "--scheduler-url", "--server", "--help-all")
 
 
-def _short_help():
+def _short_help() -> str:
     """``--help`` without a task: what fits on one screen."""
     lines = [_base_parser().format_usage().rstrip(), "",
              "Runs Task and everything it needs, then prints a summary. Common flags:"]
@@ -9763,7 +9907,7 @@ def _short_help():
     return "\n".join(lines)
 
 
-def _full_help(parser):
+def _full_help(parser: argparse.ArgumentParser) -> str:
     """``--help-all``: every flag, then every task's ``--Family-param``."""
     lines = [parser.format_help().rstrip(), "", "task parameters, for any task:"]
     for family, cls in sorted(_REGISTRY.by_family().items()):
@@ -9774,7 +9918,7 @@ def _full_help(parser):
     return "\n".join(lines)
 
 
-def _param_kind(param) -> str:
+def _param_kind(param: Parameter[Any]) -> str:
     """``(IntParameter, default 1)``: a parameter's class and default, for help."""
     kind = next(c.__name__ for c in type(param).__mro__ if not c.__name__.startswith("_"))
     if param._default is _NO_VALUE:
@@ -9783,7 +9927,8 @@ def _param_kind(param) -> str:
     return f"({kind}, default {default})"
 
 
-def _add_param_flag(parser, flag, dest, param, name, family) -> None:
+def _add_param_flag(parser: argparse.ArgumentParser, flag: str, dest: str, param: Parameter[Any],
+                    name: str, family: str | None) -> None:
     """One ``--flag`` for a parameter, shaped by its ``_parser_kwargs`` (Luigi's hook);
     values stay strings until the task parses them."""
     keywords = param._parser_kwargs(name, family)
@@ -9798,10 +9943,10 @@ def _add_param_flag(parser, flag, dest, param, name, family) -> None:
         parser.add_argument(flag, dest=dest, default=None)
 
 
-def _global_param_flags(parser):
+def _global_param_flags(parser: argparse.ArgumentParser) -> dict[str, tuple[str, str]]:
     """``--Family-param`` for every registered task, as Luigi has them, and a bare
     ``--param`` too for Config classes with ``use_cmdline_section = False``."""
-    flags = {}
+    flags: dict[str, tuple[str, str]] = {}
     for family, cls in sorted(_REGISTRY.by_family().items()):
         if cls is _REGISTRY.AMBIGUOUS:
             continue
@@ -9818,13 +9963,13 @@ def _global_param_flags(parser):
     return flags
 
 
-def _global_flag(family, name):
+def _global_flag(family: str, name: str) -> str:
     """A parameter's flag for any task, as Luigi spells it: ``--Family-param``, every
     ``_`` a ``-`` (``tree_info.mode`` is ``--tree-info-mode``)."""
     return "--" + f"{family}_{name}".replace("_", "-")
 
 
-def _expand_abbreviations(argv, flags):
+def _expand_abbreviations(argv: Sequence[str], flags: Iterable[str]) -> list[str]:
     """Each ``--prefix`` (or ``--prefix=value``) that starts exactly one of ``flags``
     and is none of them, spelled out, as argparse and so Luigi allow. Expanded here,
     once, because microflow parses in several passes, and a prefix must be judged
@@ -9840,7 +9985,7 @@ def _expand_abbreviations(argv, flags):
     return expanded
 
 
-def _import_modules(arguments):
+def _import_modules(arguments: Any) -> None:
     """Import ``--module`` values and the module of a ``module:Task`` name (with
     ``--as-luigi``, after installing microflow as ``luigi``)."""
     import importlib
@@ -9862,7 +10007,7 @@ def _import_modules(arguments):
                              f"{traceback.format_exc().rstrip()}") from None
 
 
-def _parse_command_line(argv):
+def _parse_command_line(argv: Sequence[str]) -> tuple[Any, dict[str, Any], dict[Any, Any], Any]:
     """Return (task class, root keyword strings, global values, options)."""
     import argparse
     try:
@@ -9871,7 +10016,7 @@ def _parse_command_line(argv):
         raise UsageError(str(exc)) from None
 
 
-def _parse_arguments(argv):
+def _parse_arguments(argv: Sequence[str]) -> tuple[Any, dict[str, Any], dict[Any, Any], Any]:
     parser = _base_parser()
     first, _ = parser.parse_known_args(argv)
     _import_modules(first)
@@ -9895,7 +10040,7 @@ def _parse_arguments(argv):
     return task_class, root, global_values, arguments
 
 
-def _root_parser(task_class):
+def _root_parser(task_class: type[Task]) -> argparse.ArgumentParser:
     import argparse
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
     for name, param in task_class.get_params():
@@ -9903,7 +10048,8 @@ def _root_parser(task_class):
     return parser
 
 
-def _unknown_flag_message(flag, task_class, *parsers) -> str:
+def _unknown_flag_message(flag: str, task_class: type[Task],
+                          *parsers: argparse.ArgumentParser) -> str:
     known = [option for parser in parsers for action in parser._actions
              for option in action.option_strings]
     close = _suggestions(flag.split("=")[0], known)
@@ -9914,7 +10060,7 @@ def _unknown_flag_message(flag, task_class, *parsers) -> str:
             f"(see: python -m microflow {task_class.get_task_family()} --help)")
 
 
-def _task_help(task_class):
+def _task_help(task_class: type[Task]) -> str:
     """The help text listing a task's parameters with types, defaults, descriptions."""
     family = task_class.get_task_family()
     lines = [f"usage: python -m microflow {family} [options]", ""]
@@ -9949,7 +10095,7 @@ class CmdlineParser:
 
     _instance = None
 
-    def __init__(self, cmdline_args) -> None:
+    def __init__(self, cmdline_args: Sequence[str]) -> None:
         try:
             task_class, root, global_values, options = _parse_command_line(
                 list(cmdline_args))
@@ -9961,22 +10107,24 @@ class CmdlineParser:
         self._set_parts(task_class, root, global_values, options)
 
     @classmethod
-    def _from_parts(cls, task_class, root, global_values, options):
+    def _from_parts(cls, task_class: Any, root: dict[str, Any], global_values: dict[Any, Any],
+                    options: Any) -> CmdlineParser:
         parsed = cls.__new__(cls)
         parsed._set_parts(task_class, root, global_values, options)
         return parsed
 
-    def _set_parts(self, task_class, root, global_values, options) -> None:
+    def _set_parts(self, task_class: Any, root: dict[str, Any], global_values: dict[Any, Any],
+                   options: Any) -> None:
         self._task_class, self._root, self._global_values = task_class, root, global_values
         self.known_args = options
 
     @classmethod
-    def get_instance(cls):
+    def get_instance(cls) -> CmdlineParser | None:
         """The parser of the ``global_instance()`` block being run, or None."""
         return cls._instance
 
     @classmethod
-    def global_instance(cls, cmdline_args, allow_override: bool = False):
+    def global_instance(cls, cmdline_args: Sequence[str], allow_override: bool = False) -> Any:
         """A context manager: parse ``cmdline_args`` and make them the command line
         of the block. Raises MicroflowError if another is active and not
         ``allow_override``."""
@@ -9984,7 +10132,7 @@ class CmdlineParser:
 
     @classmethod
     @contextlib.contextmanager
-    def _activate(cls, parsed, allow_override):
+    def _activate(cls, parsed: CmdlineParser, allow_override: bool) -> Iterator[CmdlineParser]:
         saved = cls._instance
         if saved is not None and not allow_override:
             raise MicroflowError("a command line is already being run (CmdlineParser."
@@ -9995,12 +10143,12 @@ class CmdlineParser:
         finally:
             cls._instance = saved
 
-    def _raw_value(self, task_name, param_name):
+    def _raw_value(self, task_name: str, param_name: str) -> str | None:
         """The ``--Family-param`` string for ``task_name``'s parameter, or None (a root
         task's own ``--param`` sets that task alone: get_task_obj() passes it)."""
         return self._global_values.get((task_name, param_name))
 
-    def get_task_obj(self):
+    def get_task_obj(self) -> Any:
         """The root task, built from its command-line flags."""
         family = self._task_class.get_task_family()
         params = dict(self._task_class.get_params())
@@ -10009,7 +10157,8 @@ class CmdlineParser:
                                    for name, raw in self._root.items()})
 
 
-def _set_up_logging(level, conf_file=None, asked: bool = False, config=None):
+def _set_up_logging(level: Any, conf_file: str | None = None, asked: bool = False,
+                    config: Any = None) -> Callable[[], None]:
     """The one place logging is set up (build(), the command line with its server and
     trigger loop, Luigi's InterfaceLogging), as Luigi does: nothing with ``[core]
     no_configure_logging``; else the ``logging.config`` file named (``conf_file`` or
@@ -10018,6 +10167,7 @@ def _set_up_logging(level, conf_file=None, asked: bool = False, config=None):
     to stderr at ``level``; else, when a level was ``asked`` for, that level on the
     "microflow" logger. Returns the function that undoes it (a build's set-up lasts
     the build). Raises OSError naming a logging file that does not exist."""
+    import argparse
     import logging
     config = config if config is not None else get_config()
     if config.getboolean("core", "no_configure_logging", False):
@@ -10045,8 +10195,9 @@ def _set_up_logging(level, conf_file=None, asked: bool = False, config=None):
     return undo
 
 
-def _stderr_handler(logger):
+def _stderr_handler(logger: logging.Logger) -> logging.Handler:
     """A handler printing ``LEVEL: message`` to stderr, added to ``logger``."""
+    import argparse
     import logging
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
@@ -10055,7 +10206,7 @@ def _stderr_handler(logger):
 
 
 @contextlib.contextmanager
-def _logging(level, conf_file=None, asked: bool = False):
+def _logging(level: Any, conf_file: str | None = None, asked: bool = False) -> Iterator[None]:
     """_set_up_logging() for the duration of a block."""
     undo = _set_up_logging(level, conf_file, asked)
     try:
@@ -10064,7 +10215,7 @@ def _logging(level, conf_file=None, asked: bool = False):
         undo()
 
 
-def _logging_from_file(path):
+def _logging_from_file(path: str) -> None:
     """Configure logging from a ``logging.config`` file (``[core] logging_conf_file``,
     ``--logging-conf-file``). Raises OSError naming the file when it does not exist."""
     import logging.config
@@ -10084,7 +10235,7 @@ class InterfaceLogging:
     config = None      # the configuration to read; None: get_config()
 
     @classmethod
-    def setup(cls, opts=None) -> bool:
+    def setup(cls, opts: Any = None) -> bool:
         """Configure logging unless done already or disabled; see the class."""
         if cls._configured:
             return False
@@ -10102,7 +10253,7 @@ class InterfaceLogging:
         return True
 
     @classmethod
-    def _default(cls, level) -> None:
+    def _default(cls, level: Any) -> None:
         """A handler whatever else is configured, as Luigi's; for good."""
         _stderr_handler(_logger()).setLevel(level)
         _logger().setLevel(level)
@@ -10115,14 +10266,15 @@ class DaemonLogging(InterfaceLogging):
     _configured = False
 
     @classmethod
-    def _default(cls, level) -> None:
+    def _default(cls, level: Any) -> None:
         import logging
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s"
                             "[%(process)s] %(levelname)s: %(message)s")
 
 
-def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
-        use_dynamic_argparse=None, local_scheduler: bool = False, detailed_summary: bool = False):
+def run(cmdline_args: Sequence[str] | None = None, main_task_cls: type[Task] | None = None,
+        worker_scheduler_factory: Any = None, use_dynamic_argparse: Any = None,
+        local_scheduler: bool = False, detailed_summary: bool = False) -> Any:
     """Parse a command line (``sys.argv[1:]`` by default) and build the task it names.
 
     ``main_task_cls`` puts that class's family in front of the arguments. Returns what
@@ -10146,7 +10298,7 @@ def run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
     return outcome if detailed_summary else outcome.scheduling_succeeded
 
 
-def _run_command_line(argv, factory=None, firing: bool = False):
+def _run_command_line(argv: Sequence[str], factory: Any = None, firing: bool = False) -> Any:
     """Parse, build, and return the RunResult (or an int exit code for help)."""
     task_class, root, global_values, options = _parse_command_line(argv)
     if options.version:
@@ -10196,7 +10348,7 @@ def _run_command_line(argv, factory=None, firing: bool = False):
             return _build_command_line(task, options, factory)
 
 
-def _running_elsewhere(task, options):
+def _running_elsewhere(task: Task, options: Any) -> list[str]:
     """With a central scheduler: the tasks of ``task``'s graph some worker runs now, so
     a --every/--cron firing on one host skips while another host builds the same."""
     if not (options.scheduler_url or options.scheduler_host or options.scheduler_port):
@@ -10211,7 +10363,7 @@ def _running_elsewhere(task, options):
     return sorted(task_id for task_id, info in graph.items() if info["status"] == RUNNING)
 
 
-def _build_command_line(task, options, factory):
+def _build_command_line(task: Task, options: Any, factory: Any) -> Any:
     """The build a command line asks for, and its exit code (worked out while the
     command line's --retcode-* flags are in force)."""
     terminal = not options.no_progress and sys.stderr.isatty()
@@ -10232,25 +10384,25 @@ class _ProgressLine:
     """One live status line on a terminal: redrawn in place as the build goes, wiped
     before any log line is written (and so before the summary), and at the end."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: Any) -> None:
         import logging
         self.stream, self.shown = stream, False
-        self._filter = lambda record: self.clear() or True
+        self._filter = self._clear_for
         self._handlers = [h for h in logging.getLogger(LOGGER_NAME).handlers +
                           logging.getLogger().handlers
                           if getattr(h, "stream", None) is stream]
 
-    def __enter__(self):
+    def __enter__(self) -> _ProgressLine:
         for handler in self._handlers:
             handler.addFilter(self._filter)
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.clear()
         for handler in self._handlers:
             handler.removeFilter(self._filter)
 
-    def __call__(self, done, running, pending, failed, seconds) -> None:
+    def __call__(self, done: int, running: int, pending: int, failed: int, seconds: float) -> None:
         rate = done / seconds if seconds > 0 else 0.0
         self.stream.write(f"\r\x1b[K{done} done, {running} running, {pending} pending, "
                           f"{failed} failed | {rate:.1f} tasks/s | {seconds:.0f}s")
@@ -10263,8 +10415,13 @@ class _ProgressLine:
             self.stream.flush()
             self.shown = False
 
+    def _clear_for(self, record: Any) -> bool:
+        """Logging filter: wipe the line before a record is written (and let it be)."""
+        self.clear()
+        return True
 
-def _run_server(options) -> int:
+
+def _run_server(options: Any) -> int:
     """``--server``: serve a central scheduler until SIGINT/SIGTERM; exit code 0."""
     token = None
     if options.token_file:
@@ -10283,7 +10440,7 @@ def _run_server(options) -> int:
     return 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """The command line: run a task, print the summary, return the exit code.
 
     0 when the task ended complete; otherwise the highest applicable ``[retcode]``
@@ -10296,7 +10453,7 @@ def main(argv=None):
     return _command_line(argv, interruptible=True)
 
 
-def _command_line(argv, interruptible):
+def _command_line(argv: Sequence[str] | None, interruptible: bool) -> int:
     """main() and luigi_run(): the log level, logging to stderr, the run; for main()
     (``interruptible``) Ctrl-C and SIGTERM end in an exit code too."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -10328,27 +10485,29 @@ _EARLY_FLAGS = ("--log-level", "--logging-conf-file", "--every", "--cron", "--ma
 _TRIGGER_FLAGS = ("--every", "--cron", "--max-runs")
 
 
-def _prescan(argv):
+def _prescan(argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
     """The one pass over the command line before argparse: ``({flag: value} of
     _EARLY_FLAGS, given as ``--flag VALUE`` or ``--flag=VALUE``, the last winning;
     argv without the trigger flags)``. Raises UsageError for a flag without a value."""
-    values, rest = {}, []
+    values: dict[str, str] = {}
+    rest: list[str] = []
     args = iter(argv)
     for arg in args:
         flag, equals, value = arg.partition("=")
         if flag not in _EARLY_FLAGS:
             rest.append(arg)
             continue
-        value = value if equals else next(args, None)
-        if value is None:
+        given = value if equals else next(args, None)
+        if given is None:
             raise UsageError(f"{flag} needs a value")
-        values[flag] = value
+        values[flag] = given
         if flag not in _TRIGGER_FLAGS:
-            rest.extend([arg] if equals else [arg, value])
+            rest.extend([arg] if equals else [arg, given])
     return values, rest
 
 
-def _trigger_options(early):
+def _trigger_options(early: Mapping[str, str]
+                     ) -> tuple[Callable[[float], float], int | None, bool] | None:
     """From the prescanned flags: (schedule, max runs, whether to build at once), or
     None without --every/--cron. Raises UsageError for a bad combination."""
     if "--every" in early and "--cron" in early:
@@ -10366,7 +10525,7 @@ def _trigger_options(early):
 
 
 @contextlib.contextmanager
-def _stop_on_signals():
+def _stop_on_signals() -> Iterator[threading.Event]:
     """For a --every/--cron loop: SIGTERM or SIGINT ends it after the build under way
     (a second one stops that build too, as Ctrl-C does)."""
     import signal
@@ -10375,7 +10534,7 @@ def _stop_on_signals():
         yield stop
         return
 
-    def request_stop(signum, frame):
+    def request_stop(signum: int, frame: Any) -> None:
         if stop.is_set():
             raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         _log.warning("%s: stopping after the build under way",
@@ -10394,12 +10553,12 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, stopping a command-line run the way Ctrl-C does (exit code 143)."""
 
 
-def _raise_terminated(signum, frame):
+def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
+def _sigterm_as_interrupt() -> Iterator[None]:
     """While main() runs in the main thread, SIGTERM stops the build as Ctrl-C does:
     running tasks and their processes are stopped, the summary printed. Only main()
     installs a handler; build() as a library never does."""
@@ -10417,13 +10576,14 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGUSR1, usr1)
 
 
-def _luigi_run(argv=None) -> None:
+def _luigi_run(argv: Sequence[str] | None = None) -> None:
     """Luigi's ``luigi`` command (``luigi.cmdline.luigi_run``): run the command line,
     then exit (SystemExit) with its code; Ctrl-C propagates as KeyboardInterrupt."""
     sys.exit(_command_line(argv, interruptible=False))
 
 
-def run_server(api_port: int = 8082, address=None, unix_socket=None, scheduler=None):
+def run_server(api_port: int = 8082, address: str | None = None, unix_socket: str | None = None,
+               scheduler: Scheduler | None = None) -> None:
     """Luigi's ``luigi.server.run``: serve a central scheduler on ``address`` (microflow
     binds 127.0.0.1 when none is given; luigid binds every interface) until interrupted,
     with ``[scheduler]`` options and ``state_path``."""
@@ -10433,7 +10593,7 @@ def run_server(api_port: int = 8082, address=None, unix_socket=None, scheduler=N
           state_path=get_config().get("scheduler", "state_path", None))
 
 
-def luigid(argv=None):
+def luigid(argv: Sequence[str] | None = None) -> None:
     """Luigi's ``luigid`` command (``luigi.cmdline.luigid``): the central scheduler, with
     luigid's flags (``--port``, ``--address``, ``--state-path``, ``--pidfile``) and its
     logging set-up (DaemonLogging). ``--background`` is refused: run it under a
@@ -10458,7 +10618,7 @@ def luigid(argv=None):
                unix_socket=options.unix_socket)
 
 
-def _log_level(early):
+def _log_level(early: Mapping[str, str]) -> str:
     """The level asked for: ``--log-level`` (prescanned), else ``[core] log_level``."""
     level = early.get("--log-level") or get_config().get("core", "log_level", "INFO")
     level = level.upper()
@@ -10468,7 +10628,8 @@ def _log_level(early):
     return level
 
 
-def _guarded_main(argv, interruptible: bool = True, firing: bool = False):
+def _guarded_main(argv: Sequence[str], interruptible: bool = True,
+                  firing: bool = False) -> int:
     """Run the command line, turning every error into a message and an exit code
     (KeyboardInterrupt too, unless not ``interruptible``); ``firing``: as a build of a
     --every/--cron loop."""
@@ -10476,9 +10637,10 @@ def _guarded_main(argv, interruptible: bool = True, firing: bool = False):
         outcome = _run_command_line(argv, firing=firing)
         if isinstance(outcome, int):
             return outcome
-        return outcome.exit_code
+        code: int = outcome.exit_code
+        return code
     except PidLockAlreadyTakenExit as exc:
-        return exc.code
+        return int(exc.code or 0)
     except (ParameterException, TaskClassException, UsageError, ConfigError) as exc:
         print(f"microflow: error: {exc}", file=sys.stderr)
         return 2
@@ -10513,7 +10675,8 @@ WORKER_STATE_ACTIVE = "active"
 WORKER_STATE_DISABLED = "disabled"
 
 #: A task's retry policy as Luigi's worker sends it (``retry_policy_dict``).
-RetryPolicy = collections.namedtuple("RetryPolicy", _RETRY_POLICY_NAMES)
+RetryPolicy = collections.namedtuple(   # type: ignore[misc]  # the names are a tuple
+    "RetryPolicy", _RETRY_POLICY_NAMES)
 
 
 class TaskException(MicroflowError):
@@ -10523,7 +10686,7 @@ class TaskException(MicroflowError):
 class AsyncCompletionException(Exception):
     """complete() raised while checked in a pool; ``trace`` is the formatted traceback."""
 
-    def __init__(self, trace) -> None:
+    def __init__(self, trace: str) -> None:
         super().__init__(trace)
         self.trace = trace
 
@@ -10531,11 +10694,11 @@ class AsyncCompletionException(Exception):
 class TracebackWrapper:
     """A traceback string in a result queue, told apart from a plain value."""
 
-    def __init__(self, trace) -> None:
+    def __init__(self, trace: str) -> None:
         self.trace = trace
 
 
-def check_complete_cached(task, completion_cache=None):
+def check_complete_cached(task: Task, completion_cache: dict[str, bool] | None = None) -> bool:
     """``task.complete()``, remembered in ``completion_cache`` (a dict) once true."""
     if completion_cache is not None and completion_cache.get(task.task_id):
         return True
@@ -10545,10 +10708,11 @@ def check_complete_cached(task, completion_cache=None):
     return is_complete
 
 
-def check_complete(task, out_queue, completion_cache=None) -> None:
+def check_complete(task: Task, out_queue: Any,
+                   completion_cache: dict[str, bool] | None = None) -> None:
     """Put ``(task, complete or TracebackWrapper)`` on ``out_queue``; never raises."""
     try:
-        is_complete = check_complete_cached(task, completion_cache)
+        is_complete: object = check_complete_cached(task, completion_cache)
     except Exception:
         import traceback
         is_complete = TracebackWrapper(traceback.format_exc())
@@ -10558,7 +10722,7 @@ def check_complete(task, out_queue, completion_cache=None) -> None:
 class SingleProcessPool:
     """multiprocessing.Pool's apply_async/close/join, run at once in this process."""
 
-    def apply_async(self, function, args):
+    def apply_async(self, function: Callable[..., Any], args: Sequence[Any]) -> Any:
         return function(*args)
 
     def close(self) -> None:
@@ -10568,13 +10732,13 @@ class SingleProcessPool:
         """Nothing to wait for."""
 
 
-class DequeQueue(collections.deque):
+class DequeQueue(collections.deque["Any"]):
     """A deque with Queue's put() and get() (LIFO, as Luigi's)."""
 
-    def put(self, obj, block=None, timeout=None) -> None:
+    def put(self, obj: Any, block: Any = None, timeout: Any = None) -> None:
         self.append(obj)
 
-    def get(self, block=None, timeout=None):
+    def get(self, block: Any = None, timeout: Any = None) -> Any:
         import queue
         try:
             return self.pop()
@@ -10586,24 +10750,25 @@ class TaskStatusReporter:
     """What a running task tells the scheduler (``set_status_message`` and the rest),
     for one task id of one worker; picklable, so it can go to a task process."""
 
-    def __init__(self, scheduler, task_id, worker_id, scheduler_messages) -> None:
+    def __init__(self, scheduler: Any, task_id: str, worker_id: str,
+                 scheduler_messages: Any) -> None:
         self._scheduler, self._task_id, self._worker_id = scheduler, task_id, worker_id
         self.scheduler_messages = scheduler_messages
 
-    def update_tracking_url(self, tracking_url) -> None:
+    def update_tracking_url(self, tracking_url: str) -> None:
         self._scheduler.add_task(task_id=self._task_id, worker=self._worker_id,
                                  status=RUNNING, tracking_url=tracking_url)
 
-    def update_status_message(self, message) -> None:
+    def update_status_message(self, message: str) -> None:
         self._scheduler.set_task_status_message(self._task_id, message)
 
-    def update_progress_percentage(self, percentage) -> None:
+    def update_progress_percentage(self, percentage: float) -> None:
         self._scheduler.set_task_progress_percentage(self._task_id, percentage)
 
-    def decrease_running_resources(self, decrease_resources) -> None:
+    def decrease_running_resources(self, decrease_resources: dict[str, int]) -> None:
         self._scheduler.decrease_running_task_resources(self._task_id, decrease_resources)
 
-    def report_task_statistics(self, statistics) -> None:
+    def report_task_statistics(self, statistics: Any) -> None:
         """Luigi's hook for metrics; microflow's scheduler records nothing of it."""
         report = getattr(self._scheduler, "report_task_statistics", None)
         if report is not None:
@@ -10613,24 +10778,26 @@ class TaskStatusReporter:
 class SchedulerMessage:
     """A message from the scheduler to a running task; ``respond()`` answers it."""
 
-    def __init__(self, scheduler, task_id, message_id, content, **payload) -> None:
+    def __init__(self, scheduler: Any, task_id: str, message_id: str, content: Any,
+                 **payload: Any) -> None:
         self._scheduler, self._task_id, self._message_id = scheduler, task_id, message_id
         self.content, self.payload = content, payload
 
     def __str__(self) -> str:
         return str(self.content)
 
-    def __eq__(self, other):
-        return self.content == other
+    def __eq__(self, other: object) -> bool:
+        equal: bool = self.content == other
+        return equal
 
-    def respond(self, response) -> None:
+    def respond(self, response: Any) -> None:
         self._scheduler.add_scheduler_message_response(self._task_id, self._message_id,
                                                        response)
 
 
-def rpc_message_callback(fn):
+def rpc_message_callback(fn: _F) -> _F:
     """Mark a worker method as a handler of the scheduler's rpc_messages."""
-    fn.is_rpc_message_callback = True
+    fn.is_rpc_message_callback = True   # type: ignore[attr-defined]
     return fn
 
 
@@ -10638,7 +10805,8 @@ class KeepAliveThread(threading.Thread):
     """Pings the scheduler every ``ping_interval`` seconds for ``worker_id`` and hands
     each rpc message of the reply to ``rpc_message_callback``, until stop()."""
 
-    def __init__(self, scheduler, worker_id, ping_interval, rpc_message_callback) -> None:
+    def __init__(self, scheduler: Any, worker_id: str, ping_interval: float,
+                 rpc_message_callback: Callable[..., Any]) -> None:
         super().__init__(name=f"keep-alive {worker_id}", daemon=True)
         self._should_stop = threading.Event()
         self._scheduler, self._worker_id = scheduler, worker_id
@@ -10670,8 +10838,9 @@ GetWorkResponse = collections.namedtuple("GetWorkResponse", (
 # Luigi's module paths: microflow.util, microflow.tools.range, ..., and install_as_luigi()
 ###########################################################################################
 
-def _run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
-         use_dynamic_argparse=None, local_scheduler: bool = False, detailed_summary: bool = False):
+def _run(cmdline_args: Sequence[str] | None = None, main_task_cls: type[Task] | None = None,
+         worker_scheduler_factory: Any = None, use_dynamic_argparse: Any = None,
+         local_scheduler: bool = False, detailed_summary: bool = False) -> Any:
     """Luigi's ``luigi.interface._run``: run() returning the RunResult (with its
     ``worker``) always; PidLockAlreadyTakenExit when the command holds its lock
     elsewhere."""
@@ -10679,7 +10848,7 @@ def _run(cmdline_args=None, main_task_cls=None, worker_scheduler_factory=None,
                use_dynamic_argparse, local_scheduler, detailed_summary=True)
 
 
-def _root_task(worker):
+def _root_task(worker: Any) -> Task:
     """The first task ``worker`` was given: the root of its run."""
     return next(iter(_record_of(worker).scheduled.values()))
 
@@ -10691,7 +10860,7 @@ _ORDERED_STATUSES = ("already_done", "completed", "ever_failed", "failed",
                      "upstream_run_by_other_worker", "upstream_scheduling_error", "not_run")
 
 
-def add_config_path(path) -> bool:
+def add_config_path(path: str) -> bool:
     """Read one more configuration file (cfg, or TOML when named ``.toml``) over the
     configuration in force, and on every later reload; False, with Luigi's warning,
     when there is no such file."""
@@ -10702,14 +10871,14 @@ def add_config_path(path) -> bool:
     return True
 
 
-def _task_wraps(task_class):
+def _task_wraps(task_class: type[Task]) -> Any:
     """Give a wrapping task class the wrapped one's name, module and docstring, so its
     family (and pickling) stays that of ``task_class`` (Luigi's helper)."""
     import functools
     return functools.wraps(task_class, updated=())
 
 
-def _module(name, doc, **members):
+def _module(name: str, doc: str, **members: Any) -> Any:
     """``microflow.<name>``, one of Luigi's module paths, as a real module registered in
     sys.modules, so ``import microflow.util`` and ``from microflow.tools.range import
     RangeDaily`` work as they read (the copy run as ``__main__`` registers none)."""
@@ -10720,21 +10889,23 @@ def _module(name, doc, **members):
     return module
 
 
-def _parameter_names():
-    names = {name: value for name, value in globals().items() if isinstance(value, type)
-             and name.endswith(("Parameter", "Exception", "Warning"))}
+def _parameter_names() -> dict[str, Any]:
+    names: dict[str, Any] = {name: value for name, value in globals().items()
+                             if isinstance(value, type)
+                             and name.endswith(("Parameter", "Exception", "Warning"))}
     names.update(ParameterVisibility=ParameterVisibility, _no_value=_no_value,
                  _NoValueType=_NoValueType, OptionalParameterMixin=_OptionalMixin)
     return names
 
 
-def _config_path_type(name):
+def _config_path_type(name: str) -> Any:
     """``ConfigPath``, Luigi's TypedDict of a ``config_path``, made on first use (typing
     costs import time nobody else pays)."""
     if name != "ConfigPath":
         raise AttributeError(f"module {parameter.__name__!r} has no attribute {name!r}")
     import typing
-    parameter.ConfigPath = typing.TypedDict("ConfigPath", {"section": str, "name": str})
+    parameter.ConfigPath = typing.TypedDict(   # type: ignore[misc]  # made at run time
+        "ConfigPath", {"section": str, "name": str})
     parameter.ConfigPath.__module__ = parameter.__name__
     return parameter.ConfigPath
 
@@ -10842,7 +11013,7 @@ class _LuigiFinder:
     than a half-working import, or the real Luigi's module mixed with microflow."""
 
     @staticmethod
-    def find_spec(fullname, path=None, target=None):
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname.startswith("luigi.") and fullname not in sys.modules:
             hint = (" (Luigi's contrib modules need Luigi and their own packages)"
                     if fullname.split(".")[1] == "contrib" else "")
@@ -10851,7 +11022,7 @@ class _LuigiFinder:
         return None
 
 
-def install_as_luigi():
+def install_as_luigi() -> types.ModuleType:
     """Make ``import luigi`` give microflow, and Luigi's module paths (luigi.parameter,
     luigi.worker, luigi.util, luigi.tools.range, ...) microflow's modules, so code
     written for Luigi runs unchanged; any other ``luigi.*`` (luigi.contrib.s3, ...) is
