@@ -3928,7 +3928,7 @@ class BatchNotifier:
         return f"{family}({shown})"
 
     def _add(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
-             owners: Iterable[str], column: int, expl: Any = None) -> None:
+             owners: Any, column: int, expl: Any = None) -> None:
         key = self._key(task_name, family, unbatched_args)
         for owner in self._default_owners | set(owners or ()):
             self._counts[owner].setdefault(key, [0, 0, 0])[column] += 1
@@ -3940,17 +3940,17 @@ class BatchNotifier:
                     del recent[next(iter(recent))]
 
     def add_failure(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
-                    expl: Any, owners: Iterable[str]) -> None:
+                    expl: Any, owners: Any) -> None:
         """A task failed with ``expl``."""
         self._add(task_name, family, unbatched_args, owners, 0, expl)
 
     def add_disable(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
-                    owners: Iterable[str]) -> None:
+                    owners: Any) -> None:
         """A task was disabled for failing too often."""
         self._add(task_name, family, unbatched_args, owners, 1)
 
     def add_scheduling_fail(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
-                            expl: Any, owners: Iterable[str]) -> None:
+                            expl: Any, owners: Any) -> None:
         """A worker could not schedule a task: its complete() or requires() raised."""
         self._add(task_name, family, unbatched_args, owners, 2, expl)
 
@@ -4249,7 +4249,7 @@ if TYPE_CHECKING:
         def _email_disable(self, event: str, task: _TaskState, old: Any,    # e-mails
                            new: Any) -> None: ...
         def _batch_failure_email(self, task: _TaskState, worker: _WorkerState,
-                                 expl: str | None, owners: Iterable[str]) -> None: ...
+                                 expl: str | None, owners: Any) -> None: ...
 else:
     _SchedulerHooks = object
 
@@ -4623,7 +4623,7 @@ class _SchedulerCore(_SchedulerHooks):
             added = self._set_deps(task, new_deps, False, now)
         self._reported_status(task, status, reporter, new_deps, now)
         if status == FAILED and self._email_batcher is not None:
-            self._batch_failure_email(task, reporter, expl, owners or ())
+            self._batch_failure_email(task, reporter, expl, owners)
         if added or reporter.id not in task.stakeholders:
             if reporter.enabled and not assistant:
                 self._add_stakeholder(task, reporter, added)
@@ -5185,7 +5185,7 @@ class _SchedulerBatches(_SchedulerCore):
         if self._email_batcher is not None:
             self._email_batcher.add_scheduling_fail(
                 task_name, family, self._unbatched(worker, family, params or {}), expl,
-                owners or ())
+                owners)
         return None
 
     def _unbatched(self, worker_id: str, family: str, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -6007,7 +6007,7 @@ class _SchedulerEmails(_SchedulerCore):
             f"{self.options['disable_persist']} seconds")
 
     def _batch_failure_email(self, task: _TaskState, worker: _WorkerState, expl: str | None,
-                             owners: Iterable[str]) -> None:
+                             owners: Any) -> None:
         try:
             reason = json.loads(expl) if expl is not None else None
         except ValueError:
