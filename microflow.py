@@ -88,6 +88,7 @@ from collections.abc import Mapping
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    import http.server
     import logging
     import pathlib
     from collections.abc import Callable, Container, Iterable, Iterator, Sequence
@@ -482,11 +483,10 @@ class _ConfigParser(configparser.ConfigParser):
     _instance: _ConfigParser | None = None   # the parser in use; see _ConfigState
     _config_paths: list[str] = []  # files added with add_config_path(), read after the others
 
+    optionxform = str   # type: ignore[assignment]  # case-sensitive options, as Luigi's
+
     def __init__(self) -> None:
         super().__init__(interpolation=_EnvInterpolation())
-
-    def optionxform(self, optionstr: str) -> str:
-        return optionstr   # options are case-sensitive, as Luigi's
 
     @classmethod
     def instance(cls) -> _ConfigParser:
@@ -2533,7 +2533,7 @@ class _ClassInfo:
                          if "task_family" in c.__dict__), None)
         self.reported_family = override if isinstance(override, str) else self.family
 
-    def given_values(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any] | None:
+    def given_values(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any] | None:
         """The normalized values, in declaration order, when the call itself gives every
         parameter (the common case, and the one to make fast); None when a value must
         come from elsewhere, or an error must be explained (get_param_values does both)."""
@@ -2546,7 +2546,7 @@ class _ClassInfo:
             if len(given) != count:
                 return None        # a name given twice
             try:
-                args = tuple([given[name] for name in self.names])
+                args = [given[name] for name in self.names]
             except KeyError:       # an unknown name
                 return None
         elif len(args) != count or count != len(self.positional_names):
@@ -4244,7 +4244,7 @@ if TYPE_CHECKING:
                           expl: Any = ...) -> None: ...
         def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None: ...
         def _unbatched(self, worker_id: str, family: str,
-                       params: Mapping[str, Any]) -> dict[str, Any]: ...
+                       params: Mapping[str, Any]) -> Mapping[str, Any]: ...
         def _drop_runner(self, task: _TaskState, worker_id: str) -> None: ...   # admin
         def _email_disable(self, event: str, task: _TaskState, old: Any,    # e-mails
                            new: Any) -> None: ...
@@ -5188,10 +5188,11 @@ class _SchedulerBatches(_SchedulerCore):
                 owners)
         return None
 
-    def _unbatched(self, worker_id: str, family: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    def _unbatched(self, worker_id: str, family: str,
+                   params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``params`` without the ones ``worker_id`` batches for ``family``."""
         names = self._batchers.get((worker_id, family), ((), 1))[0]
-        return {k: v for k, v in params.items() if k not in names} if names else dict(params)
+        return {k: v for k, v in params.items() if k not in names} if names else params
 
     def dump(self) -> None:
         """Luigi's shutdown hook: send the e-mails collected so far."""
@@ -5312,7 +5313,7 @@ class _SchedulerViews(_SchedulerCore):
 
     def _reach(self, task_id: str, include_done: bool,
                neighbours: Callable[[_TaskState], Iterable[str]],
-               order: Callable[[Iterable[str]], Iterable[str]] = sorted
+               order: Callable[[Iterable[str]], list[str]] = sorted
                ) -> list[tuple[str, _TaskState | None, list[str]]]:
         """Breadth first from ``task_id`` along ``neighbours`` (Luigi's traversal):
         ``[(task id, its record or None, its neighbours)]``, DONE ones left out, and
@@ -5328,8 +5329,8 @@ class _SchedulerViews(_SchedulerCore):
             if task is None or not task.family:
                 task = None
             else:
-                deps = list(order(dep for dep in neighbours(task) if include_done or
-                                  getattr(self._tasks.get(dep), "status", None) != DONE))
+                deps = order(dep for dep in neighbours(task) if include_done or
+                             getattr(self._tasks.get(dep), "status", None) != DONE)
                 for dep in deps:
                     if dep not in seen:
                         seen.add(dep)
@@ -6436,7 +6437,7 @@ def _death_message(task: Task, exitcode: int) -> str:
     return f"Task process for {task!r} {how}"
 
 
-def _timeout_message(task: Task, seconds: float) -> str:
+def _timeout_message(task: Task, seconds: float | None) -> str:
     """Why a task past its time limit was stopped, in words."""
     limit = f"{seconds:g}" if isinstance(seconds, (int, float)) else "its"
     return f"{task!r} timed out after {limit} seconds and was terminated."
@@ -6847,7 +6848,7 @@ class _TaskProcessRunner:
             elif timeout_time is not None and time.time() > float(timeout_time) \
                     and process.is_alive():
                 process.terminate()
-                message = _timeout_message(task, getattr(process, "worker_timeout", 0))
+                message = _timeout_message(task, getattr(process, "worker_timeout", None))
                 task.trigger_event(Event.TIMEOUT, task, message)
             else:
                 continue
@@ -6881,7 +6882,7 @@ class _RunRecord:
 
     __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors", "walked")
 
-    def __init__(self, worker_id: str) -> None:
+    def __init__(self, worker_id: str | None) -> None:
         self.worker_id = worker_id
         self.scheduled: dict[str, Task] = {}   # task id -> every task the worker saw
         self.reported: dict[str, int] = {}     # task id -> _REPORTED_* bits
@@ -7978,7 +7979,6 @@ def serve(address: str = "127.0.0.1", port: int = 8082, token: str | None = None
 
 
 if TYPE_CHECKING:
-    import http.server
     _HandlerBase = http.server.BaseHTTPRequestHandler
 else:
     _HandlerBase = object
@@ -8148,7 +8148,8 @@ class RemoteScheduler(_RemoteMethods):
             raise ValueError(f"scheduler URL {url!r}: expected http:// or https://")
         self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8082}{parts.path}"
         self._https = parts.scheme == "https"
-        self._host, self._port = parts.hostname or "localhost", parts.port or 8082
+        self._host: Any = parts.hostname
+        self._port = parts.port or 8082
         self._prefix = parts.path.rstrip("/")
         token = token or parts.password
         self._headers = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -9127,7 +9128,7 @@ def _record_of(worker: Any) -> _RunRecord:
     record = getattr(worker, "record", None)
     if isinstance(record, _RunRecord):
         return record
-    record = _RunRecord(getattr(worker, "_id", ""))
+    record = _RunRecord(getattr(worker, "_id", None))
     for task, status, runnable in getattr(worker, "_add_task_history", ()):
         record.scheduled.setdefault(task.task_id, task)
         bits = _REPORTED_BITS.get(status, 0) | (_REPORTED_RUNNABLE if runnable and
