@@ -94,7 +94,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Container, Iterable, Iterator, Sequence
     from typing import Any, Generic as _Generic, Optional, Protocol, TypeVar, overload
 
-    _T = TypeVar("_T", default=str)                  # what a parameter's value is
+    # What a parameter's value is (a TypeVar default: pyright asks 3.13 of it, mypy not).
+    _T = TypeVar("_T", default=str)   # pyright: ignore[reportGeneralTypeIssues]
     _E = TypeVar("_E", bound=enum.Enum)
     _P = TypeVar("_P", bound="Parameter[Any]")
     _S = TypeVar("_S")
@@ -465,7 +466,7 @@ class _EnvInterpolation(configparser.BasicInterpolation):
 
     _ENV = r"\$\{([^}]*)\}"
 
-    def before_get(self, parser: Any, section: str, option: str, value: str, defaults: Any) -> str:
+    def before_get(self, parser: Any, section: Any, option: str, value: str, defaults: Any) -> str:
         value = super().before_get(parser, section, option, value, defaults)
         return re.sub(self._ENV, lambda m: self._lookup(m.group(1), section, option), value)
 
@@ -542,27 +543,27 @@ class _ConfigParser(configparser.ConfigParser):
             raise ConfigError(f"[{section}] {option}: expected {expected}, "
                               f"got {value!r}") from None
 
-    def getint(self, section: str, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
+    def getint(self, section: Any, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as an int."""
         return self._typed(section, option, default, int, "an integer")
 
-    def getfloat(self, section: str, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
+    def getfloat(self, section: Any, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as a float."""
         return self._typed(section, option, default, float, "a number")
 
-    def getboolean(self, section: str, option: str, default: Any = _NO_VALUE,
+    def getboolean(self, section: Any, option: str, default: Any = _NO_VALUE,
                    **kwargs: Any) -> Any:
         """Return ``[section] option`` as a bool (true/false, yes/no, on/off, 1/0)."""
         return self._typed(section, option, default, _parse_config_bool, "true or false")
 
-    def set(self, section: str, option: str, value: Any = None) -> None:
+    def set(self, section: Any, option: str, value: Any = None) -> None:
         """Set ``[section] option`` to ``str(value)``, creating the section if needed."""
         if not self.has_section(section):
             self.add_section(section)
         super().set(section, option, None if value is None else str(value))
         _CONFIG.generation += 1   # a [Family] option may have appeared: check again
 
-    def read(self, filenames: Any,   # type: ignore[override]  # any iterable of paths
+    def read(self, filenames: Any,   # type: ignore[override, unused-ignore]  # any paths
              encoding: str | None = "utf-8") -> list[str]:
         """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
         Returns the paths read. Raises ConfigError for a TOML file on a Python
@@ -582,22 +583,22 @@ class _ConfigParser(configparser.ConfigParser):
     def _read_toml(self, path: str) -> None:
         """Each table a section; values as the strings a cfg file would hold (lists
         and tables as JSON, dates in ISO form), so parameters parse them alike."""
-        try:
-            import tomllib
-        except ImportError:
+        if sys.version_info < (3, 11):   # tomllib came with 3.11
             raise ConfigError(f"{path}: TOML configuration needs Python 3.11 or newer "
                               f"(tomllib); this is {sys.version.split()[0]}. Write it "
-                              f"as luigi.cfg instead") from None
-        with open(path, "rb") as f:
-            try:
-                tables = tomllib.load(f)
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        for section, table in tables.items():
-            if not isinstance(table, dict):
-                raise ConfigError(f"{path}: {section!r} is not a table ([section])")
-            for option, value in table.items():
-                self.set(section, option, _toml_text(value).replace("%", "%%"))
+                              f"as luigi.cfg instead")
+        else:   # (a branch, so a checker of 3.9 code reads no tomllib)
+            import tomllib
+            with open(path, "rb") as f:
+                try:
+                    tables = tomllib.load(f)
+                except tomllib.TOMLDecodeError as exc:
+                    raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+            for section, table in tables.items():
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{path}: {section!r} is not a table ([section])")
+                for option, value in table.items():
+                    self.set(section, option, _toml_text(value).replace("%", "%%"))
 
 
 def _toml_text(value: Any) -> str:
@@ -955,7 +956,8 @@ class _OptionalMixin(Parameter[_T]):
         def __get__(self: _S, instance: None, owner: Any) -> _S: ...
         @overload
         def __get__(self, instance: object, owner: Any) -> Optional[_T]: ...
-        def __get__(self, instance: object, owner: Any) -> Any: ...
+        def __get__(   # pyright: ignore[reportIncompatibleMethodOverride]  # or None
+                self, instance: object, owner: Any) -> Any: ...
 
     def __init__(self, default: Any = None, **kwargs: Any) -> None:
         super().__init__(default=default, **kwargs)
@@ -1114,11 +1116,11 @@ class _DateParameterBase(Parameter[datetime.date]):
     def _expected_text(self) -> str:
         return "a date " + _format_hint(self.date_format)
 
-    def parse(self, s: str) -> datetime.date:
-        return datetime.datetime.strptime(s, self.date_format).date()
+    def parse(self, x: str) -> datetime.date:
+        return datetime.datetime.strptime(x, self.date_format).date()
 
-    def serialize(self, dt: Any) -> str:
-        return str(dt) if dt is None else dt.strftime(self.date_format)
+    def serialize(self, x: Any) -> str:
+        return str(x) if x is None else x.strftime(self.date_format)
 
 
 class DateParameter(_DateParameterBase):
@@ -1197,21 +1199,21 @@ class _DatetimeParameterBase(Parameter[datetime.datetime]):
     def _expected_text(self) -> str:
         return "a time " + _format_hint(self.date_format)
 
-    def parse(self, s: str) -> datetime.datetime:
-        return datetime.datetime.strptime(s, self.date_format)
+    def parse(self, x: str) -> datetime.datetime:
+        return datetime.datetime.strptime(x, self.date_format)
 
-    def serialize(self, dt: Any) -> str:
-        return str(dt) if dt is None else dt.strftime(self.date_format)
+    def serialize(self, x: Any) -> str:
+        return str(x) if x is None else x.strftime(self.date_format)
 
-    def normalize(self, dt: Any) -> Any:
-        if dt is None:
+    def normalize(self, x: Any) -> Any:
+        if x is None:
             return None
-        if not isinstance(dt, datetime.datetime):
-            dt = datetime.datetime.combine(dt, datetime.time.min)
-        dt = dt.replace(microsecond=0)
-        elapsed = (dt - self.start).total_seconds()
+        if not isinstance(x, datetime.datetime):
+            x = datetime.datetime.combine(x, datetime.time.min)
+        x = x.replace(microsecond=0)
+        elapsed = (x - self.start).total_seconds()
         granularity = (self._timedelta * self.interval).total_seconds()
-        return dt - datetime.timedelta(seconds=elapsed % granularity)
+        return x - datetime.timedelta(seconds=elapsed % granularity)
 
     def next_in_enumeration(self, value: datetime.datetime) -> datetime.datetime:
         return value + self._timedelta * self.interval
@@ -1380,7 +1382,8 @@ def _schema_validator(schema: Any) -> Any:
         warnings.warn("The 'jsonschema' package is not installed so the parameter can not "
                       "be validated even though a schema is given.", stacklevel=3)
         return None
-    return jsonschema.validators.validator_for(schema)(schema)
+    validators = jsonschema.validators   # pyright: ignore[reportAttributeAccessIssue]
+    return validators.validator_for(schema)(schema)
 
 
 class DictParameter(Parameter["Mapping[Any, Any]"]):
@@ -1577,7 +1580,8 @@ class PathParameter(Parameter["pathlib.Path"]):
         return path
 
 
-class OptionalPathParameter(OptionalParameter, PathParameter):
+class OptionalPathParameter(   # pyright: ignore[reportGeneralTypeIssues]  # Luigi's bases
+        OptionalParameter, PathParameter):
     """A PathParameter that defaults to None."""
 
     expected_type: Any = (str, os.PathLike)
@@ -1587,7 +1591,8 @@ class OptionalPathParameter(OptionalParameter, PathParameter):
         def __get__(self: _P, instance: None, owner: Any) -> _P: ...
         @overload
         def __get__(self, instance: object, owner: Any) -> Optional[pathlib.Path]: ...
-        def __get__(self, instance: object, owner: Any) -> Any: ...
+        def __get__(   # pyright: ignore[reportIncompatibleMethodOverride]  # or None
+                self, instance: object, owner: Any) -> Any: ...
 
 
 ###########################################################################################
@@ -2058,7 +2063,7 @@ class FileSystem(abc.ABC):
         """Luigi's other name for move()."""
         self.move(path, dest)
 
-    def copy(self, path: str, dest: str) -> None:
+    def copy(self, path: str, dest: str, raise_if_exists: bool = False) -> None:
         """Copy file ``path`` to ``dest``."""
         raise NotImplementedError(f"{type(self).__name__} cannot copy files")
 
@@ -2104,7 +2109,8 @@ class LocalFileSystem(FileSystem):
             for name in files:
                 yield os.path.join(folder, name)
 
-    def copy(self, old_path: str, new_path: str, raise_if_exists: bool = False) -> None:
+    def copy(   # pyright: ignore[reportIncompatibleMethodOverride]  # Luigi's names
+            self, old_path: str, new_path: str, raise_if_exists: bool = False) -> None:
         """Copy a file, creating the destination's folders; publishes atomically."""
         import shutil
         if raise_if_exists and os.path.exists(new_path):
@@ -2208,7 +2214,8 @@ class LocalTarget(FileSystemTarget):
     bytes. ``is_tmp=True`` picks a fresh temporary path, removed when the target dies.
     """
 
-    fs = LocalFileSystem()
+    fs: LocalFileSystem = (   # pyright: ignore[reportIncompatibleMethodOverride]
+        LocalFileSystem())   # a class attribute for the abstract property, as in Luigi
 
     def __init__(self, path: Any = None, format: Any = None, is_tmp: Any = False) -> None:
         if path is None:
@@ -2368,7 +2375,8 @@ class MockFileSystem(FileSystem):
 class MockTarget(FileSystemTarget):
     """An in-memory target for unit tests; writes are published on close, like files."""
 
-    fs = MockFileSystem()
+    fs: MockFileSystem = (   # pyright: ignore[reportIncompatibleMethodOverride]
+        MockFileSystem())   # a class attribute for the abstract property, as in Luigi
 
     def __init__(self, fn: Any, is_tmp: Any = None, mirror_on_stderr: Any = False,
                  format: Any = None) -> None:
@@ -2990,11 +2998,12 @@ class Task(metaclass=Register):
         """Take away, for the block, the callbacks a worker sets on a running task
         (they hold the worker's queue), so the task can be pickled."""
         names = ("set_tracking_url", "set_status_message", "set_progress_percentage")
-        saved = {name: self.__dict__.pop(name) for name in names if name in self.__dict__}
+        attributes = vars(self)
+        saved = {name: attributes.pop(name) for name in names if name in attributes}
         try:
             yield
         finally:
-            self.__dict__.update(saved)
+            attributes.update(saved)
 
     # -- parameters ------------------------------------------------------------------------
 
@@ -3206,7 +3215,9 @@ class Task(metaclass=Register):
         return self._hash
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and self.task_id == other.task_id
+        if type(self) is not type(other):
+            return False
+        return self.task_id == other.task_id   # pyright: ignore[reportAttributeAccessIssue]
 
     def __repr__(self) -> str:
         text = self._repr_text
@@ -4243,7 +4254,7 @@ if TYPE_CHECKING:
         def _settle_batch(self, batch_id: str | None, status: str, now: float,
                           expl: Any = ...) -> None: ...
         def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None: ...
-        def _unbatched(self, worker_id: str, family: str,
+        def _unbatched(self, worker_id: str | None, family: str,
                        params: Mapping[str, Any]) -> Mapping[str, Any]: ...
         def _drop_runner(self, task: _TaskState, worker_id: str) -> None: ...   # admin
         def _email_disable(self, event: str, task: _TaskState, old: Any,    # e-mails
@@ -4278,7 +4289,7 @@ class _SchedulerCore(_SchedulerHooks):
         self._default_policy = self._retry_policy(None)
         self._listeners: dict[str, tuple[_Listener, ...]] = {}   # see subscribe()
         # (worker, family) -> (batched names, max size)
-        self._batchers: dict[tuple[str, str], tuple[Any, float]] = {}
+        self._batchers: dict[tuple[Any, str], tuple[Any, float]] = {}
         # Failures e-mailed in batches, when asked (BatchNotifier looked up now, so a
         # test may replace it).
         self._email_batcher = BatchNotifier() if self.options["batch_emails"] else None
@@ -4558,8 +4569,8 @@ class _SchedulerCore(_SchedulerHooks):
         elif status == DISABLED:
             task.disabled_at = None
         if status == FAILED:
-            task.retry_at = now + self.options["retry_delay"]
-            self._timer(task.retry_at, "retry", task.id)
+            task.retry_at = due = now + self.options["retry_delay"]
+            self._timer(due, "retry", task.id)
         if status == DONE and task.first_failure is not None:
             task.forget_failures()
         old = task.status
@@ -4902,8 +4913,8 @@ class _SchedulerCore(_SchedulerHooks):
 
     def _remove_later(self, task: _TaskState, now: float) -> None:
         """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
-        task.remove_at = now + self.options["remove_delay"]
-        self._timer(task.remove_at, "remove", task.id)
+        task.remove_at = due = now + self.options["remove_delay"]
+        self._timer(due, "remove", task.id)
 
     def _due_retry(self, task_id: str, now: float) -> None:
         task = self._tasks.get(task_id)
@@ -5188,7 +5199,7 @@ class _SchedulerBatches(_SchedulerCore):
                 owners)
         return None
 
-    def _unbatched(self, worker_id: str, family: str,
+    def _unbatched(self, worker_id: str | None, family: str,
                    params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``params`` without the ones ``worker_id`` batches for ``family``."""
         names = self._batchers.get((worker_id, family), ((), 1))[0]
@@ -6176,6 +6187,7 @@ def _execute_task(task: Task, check_unfulfilled_deps: bool = True,
                 raise RuntimeError(f"Unfulfilled dependencies at run time: "
                                    f"{', '.join(missing)}")
         events = bool(task._event_callbacks)   # skip three calls per task when none
+        started = 0.0
         if events:
             task.trigger_event(Event.START, task)
             started = time.time()
@@ -6888,7 +6900,7 @@ class _RunRecord:
         self.reported: dict[str, int] = {}     # task id -> _REPORTED_* bits
         self.idle_replies: list[dict[str, Any]] = []   # get_work replies without a task
         self.errors: dict[str, str] = {}       # task id -> why it failed
-        self.walked: dict[str, list[Task]] = {}   # task id -> its deps as walked, until run
+        self.walked: dict[str, Sequence[Task]] = {}   # task id -> its deps as walked
 
     def tally(self) -> tuple[int, int, int]:
         """``(done, failed, runnable)``: how many tasks were reported as each so far."""
@@ -7064,7 +7076,7 @@ class _WorkerWalk:
     _info: list[tuple[str, Any]]
     _scheduled: dict[str, Task]          # task id -> every task the worker saw
     _reported: dict[str, int]            # task id -> _REPORTED_* bits
-    _walked_deps: dict[str, list[Task]]  # task id -> its deps as walked, until run
+    _walked_deps: dict[str, Sequence[Task]]   # task id -> its deps as walked, until run
     _batch_families: set[str]            # families whose batcher the scheduler has
     _batch_members: dict[str, list[Task]]   # combined task id -> the tasks it runs for
     _late_ids: set[str]                  # tasks found while running (dynamic, handed out)
@@ -7195,8 +7207,7 @@ class _WorkerWalk:
         if task._event_callbacks:
             for dep in deps:
                 task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
-        self._walked_deps[task.task_id] = (
-            deps or _NO_TASKS)   # type: ignore[assignment]  # shared (): leaves are many
+        self._walked_deps[task.task_id] = deps or _NO_TASKS   # shared (): leaves are many
         if task.worker_timeout:
             self._timeouts_seen = True
         self._report(task, PENDING, runnable=True,
@@ -7417,9 +7428,9 @@ class Worker(_WorkerWalk):
         pool or the given executor when asked; otherwise a pool of child processes."""
         options, processes = self.options, self._processes
         checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
-        if hasattr(self, "_create_task_process"):   # a subclass's, as Luigi's worker has
-            return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
-                                      processes)
+        create = getattr(self, "_create_task_process", None)   # a subclass's, as Luigi's
+        if create is not None:
+            return _TaskProcessRunner(create, self._task_result_queue, processes)
         if self._executor is not None:
             return _ExecutorRunner(self._executor, processes, self._session.relay, checks)
         if options["mode"] == "threads":
@@ -8082,8 +8093,8 @@ class _HandlerMethods(_HandlerBase):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, template: str, *args: Any) -> None:   # at DEBUG, not on stderr
-        _log.debug("%s %s", self.address_string(), template % args)
+    def log_message(self, format: str, *args: Any) -> None:   # at DEBUG, not on stderr
+        _log.debug("%s %s", self.address_string(), format % args)
 
 
 def _request_handler() -> type:
@@ -9193,7 +9204,8 @@ class core(Config):
     else 1. build() takes each as a keyword; the lock options govern the command
     line's pid lock (build() takes none), and ``help``/``help_all`` the command line."""
 
-    use_cmdline_section = False
+    # Task's is a property, as Luigi's; a Config class sets a plain False.
+    use_cmdline_section = False   # pyright: ignore
     # Read from [core] by the scheduler client and the log set-up, not parameters here.
     ignore_unconsumed = {"default_scheduler_url", "rpc_retry_attempts", "rpc_retry_wait",
                          "rpc_connect_timeout", "no_configure_logging"}
@@ -9810,7 +9822,7 @@ def _whole_number(text: str) -> int:
 
 
 # Options every command line takes; values are the argparse keywords.
-_CLI_OPTIONS = (
+_CLI_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("--module", dict(action="append", default=[], metavar="MODULE",
                       help="import this module first (repeatable)")),
     ("--as-luigi", dict(action="store_true",
