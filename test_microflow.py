@@ -1463,6 +1463,46 @@ class TestStandardLibraryOnly(unittest.TestCase):
                          (0, "microflow.Parameter[int]"), done.stderr)
 
 
+class TestTheWheelIsAPackage(unittest.TestCase):
+    """The build backend (.ci/wheel_backend.py) lays flit_core's wheel out as a package
+    carrying py.typed; here on a wheel of the same shape (flit_core is not needed)."""
+
+    def test_the_module_becomes_a_package_with_py_typed_and_a_true_record(self):
+        import base64
+        import hashlib
+        import importlib.util
+        import zipfile
+        spec = importlib.util.spec_from_file_location(
+            "wheel_backend", HERE / ".ci" / "wheel_backend.py")
+        backend = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(backend)
+        source = (HERE / "microflow.py").read_bytes()
+        with tempfile.TemporaryDirectory() as tmp:
+            wheel = os.path.join(tmp, "microflow-0.1.0-py3-none-any.whl")
+            with zipfile.ZipFile(wheel, "w") as made:   # flit_core's layout
+                made.writestr("microflow.py", source)
+                made.writestr("microflow-0.1.0.dist-info/WHEEL", "Wheel-Version: 1.0\n")
+                made.writestr("microflow-0.1.0.dist-info/RECORD", "stale\n")
+            backend._as_package(wheel)
+            with zipfile.ZipFile(wheel) as built:
+                files = {name: built.read(name) for name in built.namelist()}
+                built.extractall(os.path.join(tmp, "site"))
+            self.assertEqual(files["microflow/__init__.py"], source)
+            self.assertEqual(files["microflow/py.typed"], b"")
+            self.assertNotIn("microflow.py", files)
+            record = files.pop("microflow-0.1.0.dist-info/RECORD").decode().splitlines()
+            self.assertIn("microflow-0.1.0.dist-info/RECORD,,", record)
+            for name, data in files.items():
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest())
+                self.assertIn(f"{name},sha256={digest.rstrip(b'=').decode()},{len(data)}",
+                              record)
+            done = subprocess.run(   # python -m microflow, from the package
+                [sys.executable, "-m", "microflow", "--version"], cwd=tmp, timeout=60,
+                env=dict(os.environ, PYTHONPATH=os.path.join(tmp, "site")),
+                capture_output=True, text=True)
+            self.assertEqual(done.stdout.strip(), f"microflow {mf.__version__}", done.stderr)
+
+
 class TestTheFileSaysWhatItHolds(unittest.TestCase):
     """microflow.py is read top to bottom by people who vendor it: these keep it so."""
 

@@ -8,6 +8,10 @@ microflow.py itself are not judged here: mypy reads it with --follow-imports=sil
 pyright reports on the files it is given.
 
     python .ci/check_types.py --python VENV/bin/python   # VENV has mypy and pyright
+
+With ``--installed`` the cases and examples are checked without a copy of microflow.py
+beside them: the checkers find the microflow installed in VENV (a wheel, which carries
+py.typed), as a project that installs it with pip would have it.
 """
 import argparse
 import os
@@ -52,17 +56,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", default=sys.executable,
                         help="an interpreter with mypy and pyright installed")
-    python = parser.parse_args().python
+    parser.add_argument("--installed", action="store_true",
+                        help="check against the microflow installed for --python")
+    options = parser.parse_args()
+    python = options.python
     wanted = {("typing_cases.py", line) for line in expected_lines()}
     failed = False
     with tempfile.TemporaryDirectory() as project:
-        shutil.copy(os.path.join(ROOT, "microflow.py"), project)
+        if not options.installed:
+            shutil.copy(os.path.join(ROOT, "microflow.py"), project)
         shutil.copy(CASES, project)
         shutil.copytree(EXAMPLES, os.path.join(project, "examples"))
         for checker in ("mypy", "mypy --strict", "pyright"):
             errors, output = reported(checker, python, project)
             missing, extra = sorted(wanted - errors), sorted(errors - wanted)
-            print(f"== {checker}: {len(errors & wanted)} of {len(wanted)} expected "
+            where = " (installed)" if options.installed else ""
+            print(f"== {checker}{where}: {len(errors & wanted)} of {len(wanted)} expected "
                   f"errors reported, {len(extra)} unexpected")
             for file, line in missing + extra:
                 print(f"   {'not reported' if (file, line) in wanted else 'unexpected'}: "
