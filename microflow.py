@@ -7832,7 +7832,7 @@ class SchedulerServer:
 
     def __init__(self, scheduler: Scheduler | None = None, address: str = "127.0.0.1",
                  port: int = 8082, token: str | None = None, protect_reads: bool = False,
-                 state_path: str | None = None) -> None:
+                 state_path: str | None = None, allowed_hosts: Iterable[str] = ()) -> None:
         import http.server
         self._owns_scheduler = scheduler is None   # then closed on stop()
         self.scheduler = scheduler if scheduler is not None else \
@@ -7847,6 +7847,8 @@ class SchedulerServer:
             _log.info("state kept in %s: %d tasks restored", state_path, restored)
         self._token = token.encode() if token else None
         self._protect_reads = protect_reads
+        self._given_hosts = {_host_name(name) for name in allowed_hosts}
+        self._host_names = _served_names(address, self._given_hosts)
         self.metrics = _Metrics(self.scheduler)
         self._lock = threading.Lock()
         self._next_prune = time.monotonic() + 60   # luigid prunes once a minute
@@ -7863,6 +7865,11 @@ class SchedulerServer:
         self._httpd.daemon_threads = True
         self._httpd.microflow_server = self   # type: ignore[attr-defined]
         self.address, self.port = self._httpd.server_address[:2]
+        if not _is_loopback(address) and token is None:
+            _log.warning("the scheduler on %s:%s is reachable from other hosts and takes no "
+                         "token: anyone who reaches it can change it (--token-file)%s",
+                         address, self.port, "" if self._host_names else
+                         "; any Host name is accepted (--allow-host NAME: only those)")
         self._thread: threading.Thread | None = None
 
     @property
@@ -7906,6 +7913,34 @@ class SchedulerServer:
             return True
         import hmac
         return credentials is not None and hmac.compare_digest(credentials, self._token)
+
+    def refusal(self, headers: Mapping[str, str], verb: str,
+                method: str | None = None) -> tuple[int, str] | None:
+        """Why a request that a browser sends on another site's behalf is refused,
+        ``(http status, reason)``, or None to serve it: a Host that is not a name of
+        this server (DNS rebinding), an Origin not this server's, ``Sec-Fetch-Site``
+        cross-site or same-site, or a GET by a browser of a remote ``method`` that
+        changes state (an ``<img>`` on another page). Workers and curl send none of
+        these headers: they pass."""
+        host = (headers.get("Host") or "").strip()
+        if host and self._host_names is not None and \
+                _host_name(host) not in self._host_names:
+            return 421, (f"Host {host!r} is not a name of this server (a server behind a "
+                         f"proxy accepts it with --allow-host {_host_name(host)})")
+        origin = headers.get("Origin")
+        own = origin is not None and (origin.lower() == f"http://{host.lower()}" or
+                                      _host_name(origin.partition("://")[2])
+                                      in self._given_hosts)
+        if origin is not None and not own:
+            return 403, (f"cross-origin request refused: Origin {origin} is not this "
+                         f"server's")
+        site = (headers.get("Sec-Fetch-Site") or "").lower()
+        if site in ("cross-site", "same-site") and not own:
+            return 403, f"request from another site refused (Sec-Fetch-Site: {site})"
+        if verb != "POST" and method is not None and method not in _READ_METHODS and \
+                _from_browser(headers):
+            return 405, f"{method} changes the scheduler: a browser must send it by POST"
+        return None
 
     def metrics_text(self) -> str:
         """``/metrics``: Prometheus' text format."""
@@ -7970,15 +8005,53 @@ class SchedulerServer:
         self.stop()
 
 
+def _host_name(host: str) -> str:
+    """The name in a Host header or an origin's authority, without its port:
+    ``"localhost:8082"`` -> ``"localhost"``, ``"[::1]:8082"`` -> ``"[::1]"``."""
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    name, colon, port = host.rpartition(":")
+    return name.rstrip(".") if colon and port.isdigit() and ":" not in name else host
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether a server bound to ``address`` is reachable from this host only."""
+    import ipaddress
+    try:
+        return address == "localhost" or ipaddress.ip_address(address).is_loopback
+    except ValueError:   # a host name
+        return False
+
+
+def _served_names(address: str, given: set[str]) -> set[str] | None:
+    """The Host names a server bound to ``address`` answers: loopback's names and the
+    address for a loopback server, with the ``given`` ones; only those (and loopback's)
+    for another address when names are given; None (any) when none are."""
+    if not _is_loopback(address) and not given:
+        return None
+    bound = f"[{address}]" if ":" in address else address
+    return {"127.0.0.1", "localhost", "[::1]", _host_name(bound)} | given
+
+
+def _from_browser(headers: Mapping[str, str]) -> bool:
+    """Whether a request carries what browsers send (fetch metadata, an Origin or a
+    Referer, a Mozilla user agent); workers, curl and Luigi's client send none."""
+    return any(headers.get(name) for name in ("Sec-Fetch-Site", "Sec-Fetch-Mode", "Origin",
+                                               "Referer")) or \
+        (headers.get("User-Agent") or "").startswith("Mozilla/")
+
+
 def serve(address: str = "127.0.0.1", port: int = 8082, token: str | None = None,
           scheduler: Scheduler | None = None, state_path: str | None = None,
-          **scheduler_options: Any) -> None:
+          allowed_hosts: Iterable[str] = (), **scheduler_options: Any) -> None:
     """Run a central scheduler in this thread until interrupted (``python -m microflow
     --server`` calls this). For tests, use ``SchedulerServer(...)`` as a context
     manager instead."""
     if scheduler is None:
         scheduler = Scheduler(prune_on_get_work=True, **scheduler_options)
-    server = SchedulerServer(scheduler, address, port, token, state_path=state_path)
+    server = SchedulerServer(scheduler, address, port, token, state_path=state_path,
+                             allowed_hosts=allowed_hosts)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -8009,6 +8082,13 @@ class _HandlerMethods(_HandlerBase):
         page at ``/`` (Luigi's address of it redirects there) and ``/metrics``."""
         path, _, query = self.path.partition("?")
         server = self.server.microflow_server   # type: ignore[attr-defined]
+        refused = server.refusal(self.headers, self.command,
+                                 path[len("/api/"):] if path.startswith("/api/") else None)
+        if refused is not None:   # before the body is read: the connection is closed
+            self.close_connection = True
+            _log.warning("refused %s %s from %s: %s", self.command, path,
+                         self.address_string(), refused[1])
+            return self._reply(refused[0], {"error": refused[1]})
         if path.startswith("/api/"):
             return self._api(server, path[len("/api/"):], query)
         if path in ("/static/visualiser/index.html", "/static/visualiser/"):
@@ -8537,7 +8617,9 @@ async function api(method,data,write){
   const b=await r.json();
   if(r.status===401)throw new Error(method+": this scheduler needs a token: enter it above");
   if(!r.ok)throw new Error(b.error||method+" failed");return b.response}
-function say(text){$("msg").textContent=text}
+let polledMsg=false;   // what a poll says (or clears) never hides an action's message
+function say(text,polled){if(polled&&!polledMsg&&$("msg").textContent)return;
+  polledMsg=!!polled;$("msg").textContent=text}
 function readHash(){const p=new URLSearchParams(location.hash.slice(1));
   view.tab=["tasks","graph","workers"].includes(p.get("tab"))?p.get("tab"):"tasks";
   view.taskId=p.get("taskId")||"";view.status=p.get("status")||"";view.family=p.get("family")||"";
@@ -8745,8 +8827,8 @@ async function poll(force){if(busy||(!force&&document.visibilityState!=="visible
     if(ids.length||c.removed.length){drawCounts();if(view.tab==="tasks"){filter();drawList()}
       if(ids.includes(view.taskId))drawDetail();
         if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
-    if(c.workers&&view.tab==="workers")drawWorkers();say("")}
-  catch(x){say(x.message)}finally{busy=false}}
+    if(c.workers&&view.tab==="workers")drawWorkers();say("",true)}
+  catch(x){say(x.message,true)}finally{busy=false}}
 async function pauseState(){try{const e=await api("is_pause_enabled");if(!e.enabled)return;
   const p=await api("is_paused");const b=$("pause");b.hidden=false;
   b.textContent=p.paused?"Unpause":"Pause";b.setAttribute("aria-pressed",String(p.paused));
@@ -9875,6 +9957,9 @@ _CLI_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
                            "--port, --token-file)")),
     ("--address", dict(default="127.0.0.1", metavar="ADDRESS",
                        help="--server: the address to bind (default 127.0.0.1)")),
+    ("--allow-host", dict(action="append", default=None, metavar="NAME",
+                          help="--server: a name browsers reach it by (as behind a proxy): "
+                               "its Host and Origin are accepted; repeat for more")),
     ("--port", dict(type=lambda text: _argparse_type(_port_number, text), default=8082,
                     metavar="PORT",
                     help="--server: the port (default 8082; 0 picks a free one)")),
@@ -10447,7 +10532,8 @@ def _run_server(options: Any) -> int:
             raise UsageError(f"--token-file {options.token_file} is empty")
     state_path = options.state_path or get_config().get("scheduler", "state_path", None)
     try:
-        serve(options.address, options.port, token, state_path=state_path)   # until a signal
+        serve(options.address, options.port, token, state_path=state_path,   # until a signal
+              allowed_hosts=options.allow_host or ())
     except OSError as exc:   # the port taken, the state's folder missing: said, exit 2
         raise UsageError(exc.strerror or str(exc)) from None
     return 0

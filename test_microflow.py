@@ -5992,6 +5992,159 @@ def parse_metrics(text):
     return samples, types_
 
 
+def raw_request(url, verb, path, headers, body=b""):
+    """``(status, error text)`` of one request with exactly ``headers`` (http.client
+    adds no Host of its own when one is given), as a browser or a worker sends it."""
+    import http.client
+    import urllib.parse
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.putrequest(verb, path, skip_host="Host" in headers,
+                              skip_accept_encoding=True)
+        for name, value in dict(headers, **{"Content-Length": str(len(body))}).items():
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        reply = connection.getresponse()
+        data = reply.read()
+        return reply.status, json.loads(data).get("error", "") if data[:1] == b"{" else ""
+    finally:
+        connection.close()
+
+
+# What another site makes the user's browser send, and what a worker or curl sends.
+CROSS_SITE_IMAGE = ("GET", "/api/pause?data=%7B%7D",
+                    {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors",
+                     "Sec-Fetch-Dest": "image", "User-Agent": "Mozilla/5.0 (X11; Linux)"})
+OLD_BROWSER_IMAGE = ("GET", "/api/pause?data=%7B%7D",   # no fetch metadata (old Safari)
+                     {"User-Agent": "Mozilla/5.0 (Macintosh)", "Accept": "image/*"})
+CROSS_ORIGIN_FORM = ("POST", "/api/pause",
+                     {"Origin": "http://evil.example",
+                      "Content-Type": "application/x-www-form-urlencoded"}, b"data=%7B%7D")
+SAME_SITE_OTHER_PORT = ("POST", "/api/pause", {"Sec-Fetch-Site": "same-site",
+                                               "Origin": "http://127.0.0.1:1"}, b"data={}")
+NULL_ORIGIN_FORM = ("POST", "/api/pause", {"Origin": "null"}, b"data={}")
+REBOUND_READ = ("GET", "/api/task_list?data=%7B%7D", {"Host": "evil.example:8082"})
+
+
+class TestNoOtherSiteDrivesTheScheduler(TempDirMixin, BuildCase):
+    """A request a browser sends on another site's behalf is refused before it reaches
+    the scheduler; a worker's, curl's and the page's own pass."""
+
+    def assert_refused(self, url, scheduler, verb, path, headers, body=b""):
+        before = (scheduler.is_paused(), sorted(scheduler.task_list("", "")))
+        with self.assertLogs("microflow", "WARNING") as logs:
+            status, why = raw_request(url, verb, path, headers, body)
+        self.assertIn(status, (403, 405, 421), (verb, path, headers))
+        self.assertTrue(why and "\n" not in why, why)   # one line, saying why
+        self.assertIn(why, logs.output[0])
+        self.assertEqual((scheduler.is_paused(), sorted(scheduler.task_list("", ""))),
+                         before)
+        return status, why
+
+    def check_server(self, url, scheduler):
+        cases = [CROSS_SITE_IMAGE, OLD_BROWSER_IMAGE, CROSS_ORIGIN_FORM,
+                 SAME_SITE_OTHER_PORT, NULL_ORIGIN_FORM, REBOUND_READ]
+        reasons = [self.assert_refused(url, scheduler, *case) for case in cases]
+        self.assertEqual([status for status, _ in reasons], [403, 405, 403, 403, 403, 421])
+        self.assertIn("Sec-Fetch-Site: cross-site", reasons[0][1])
+        self.assertIn("pause changes the scheduler: a browser must send it by POST",
+                      reasons[1][1])
+        self.assertIn("Origin http://evil.example", reasons[2][1])
+        self.assertIn("Host 'evil.example:8082' is not a name of this server", reasons[5][1])
+        self.assertEqual(scheduler.is_paused(), {"paused": False})
+        port = url.rsplit(":", 1)[1]
+        for host in ("localhost", f"localhost:{port}", f"127.0.0.1:{port}", "[::1]",
+                     f"[::1]:{port}", "LOCALHOST."):   # the names of a loopback server
+            self.assertEqual(raw_request(url, "GET", "/api/is_paused", {"Host": host})[0],
+                             200, host)
+        for page_read in ({"Sec-Fetch-Site": "same-origin", "User-Agent": "Mozilla/5.0"},
+                          {"Sec-Fetch-Site": "none", "User-Agent": "Mozilla/5.0"}):
+            self.assertEqual(raw_request(url, "GET", "/", page_read)[0], 200)
+        # curl's GET of an action (no browser's headers) and the page's own POST pass
+        self.assertEqual(raw_request(url, "GET", "/api/pause", {"User-Agent": "curl/8"})[0],
+                         200)
+        self.assertEqual(raw_request(url, "POST", "/api/unpause",
+                                     {"Origin": f"http://localhost:{port}",
+                                      "Host": f"localhost:{port}",
+                                      "Sec-Fetch-Site": "same-origin"}, b"data={}")[0], 200)
+        self.assertEqual(scheduler.is_paused(), {"paused": False})
+
+    def test_a_central_scheduler_refuses_what_other_sites_send(self):
+        scheduler = mf.Scheduler()
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            scheduler.add_task(task_id="t", worker="w", status=mf.PENDING)
+            self.check_server(server.url, scheduler)
+            worker = mf.RemoteScheduler(server.url, attempts=1, batch=False)   # a POST
+            self.addCleanup(worker.close)
+            worker.add_task(task_id="u", worker="w", status=mf.PENDING)
+            self.assertEqual(sorted(scheduler.task_list("", "")), ["t", "u"])
+
+    def test_the_page_of_a_local_build_refuses_them_too(self):
+        port = free_port()
+        checked = []
+
+        class Probe(mf.Task):
+            def complete(self):
+                return bool(checked)
+
+            def run(self):
+                checked.append(self)
+
+        original = mf.SchedulerServer.start
+
+        def start(server):   # the build's page: checked while the build runs
+            started = original(server)
+            test.check_server(server.url, server.scheduler)
+            checked.append(server.url)
+            return started
+        test = self
+        with unittest.mock.patch.object(mf.SchedulerServer, "start", start):
+            result = self.build(Probe(), status_port=port)
+        self.assertTrue(result.scheduling_succeeded, self.logged)
+        self.assertEqual(checked[0], f"http://127.0.0.1:{port}")
+
+    def test_names_given_are_accepted_and_an_open_server_says_so(self):
+        with self.assertLogs("microflow", "WARNING") as logs:
+            server = mf.SchedulerServer(address="0.0.0.0", port=0)   # no names, no token
+        server.start()
+        self.addCleanup(server.stop)
+        self.assertIn("reachable from other hosts and takes no token", logs.output[0])
+        self.assertIn("any Host name is accepted (--allow-host NAME", logs.output[0])
+        url = f"http://127.0.0.1:{server.port}"
+        self.assertEqual(raw_request(url, "GET", "/api/is_paused",
+                                     {"Host": "build-box.lan:8082"})[0], 200)
+        with self.assertLogs("microflow", "WARNING"):
+            self.assertEqual(raw_request(url, *CROSS_ORIGIN_FORM)[0], 403)   # Origin still
+        with mf.SchedulerServer(address="0.0.0.0", port=0, token="t",
+                                allowed_hosts=["Sched.Example.com"]) as named:
+            url = f"http://127.0.0.1:{named.port}"
+            for host, status in (("sched.example.com", 200), ("sched.example.com:443", 200),
+                                 ("localhost", 200)):
+                self.assertEqual(raw_request(url, "GET", "/api/is_paused",
+                                             {"Host": host})[0], status, host)
+            with self.assertLogs("microflow", "WARNING"):
+                self.assertEqual(raw_request(url, "GET", "/api/is_paused",
+                                             {"Host": "evil.example"})[0], 421)
+            behind_proxy = {"Host": "sched.example.com", "Authorization": "Bearer t",
+                            "Origin": "https://sched.example.com",
+                            "Sec-Fetch-Site": "same-origin"}
+            self.assertEqual(raw_request(url, "POST", "/api/pause", behind_proxy,
+                                         b"data={}")[0], 200)
+            self.assertEqual(named.scheduler.is_paused(), {"paused": True})
+
+    def test_allow_host_on_the_command_line(self):
+        process, url = start_server_process("--allow-host", "sched.example.com")
+        try:
+            self.assertEqual(raw_request(url, "GET", "/api/is_paused",
+                                         {"Host": "sched.example.com:8082"})[0], 200)
+            self.assertEqual(raw_request(url, "GET", "/api/is_paused",
+                                         {"Host": "other.example"})[0], 421)
+        finally:
+            process.terminate()
+            process.wait(30)
+
+
 class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
     def test_metrics_count_what_ran_in_prometheus_text(self):
         with mf.SchedulerServer(port=0) as server:
@@ -6338,6 +6491,12 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
         self.browser.evaluate(click)              # no token yet: refused, and said so
         self.browser.wait_for("$('msg').textContent.includes('needs a token')")
         self.assertEqual(self.server.scheduler.graph()[failed]["status"], mf.FAILED)
+        self.client.add_task(worker="elsewhere", task_id="Seen_1", family="Seen",
+                             status=mf.PENDING)
+        self.client.flush()   # shown by a poll: the refusal's reason is still there
+        self.browser.wait_for("[...document.querySelectorAll('#list .row')].some(r => "
+                              "r.textContent.includes('Seen'))", 5)
+        self.assertIn("needs a token", self.browser.evaluate("$('msg').textContent"))
         self.browser.events.clear()               # that 401 was the point
         self.browser.evaluate("$('token').value = 'sekrit';"
                               "$('token').dispatchEvent(new Event('change'))")
@@ -6346,6 +6505,43 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
         self.assertEqual(self.server.scheduler.graph()[failed]["status"], mf.DONE)
         self.browser.wait_for("document.querySelector('[data-status=FAILED]')"
                               ".textContent === 'FAILED 0'")
+
+    def test_another_site_in_the_same_browser_cannot_drive_the_scheduler(self):
+        import http.server
+        open_server = mf.SchedulerServer(port=0).start()   # no token: the default
+        self.addCleanup(open_server.stop)
+        target = open_server.url   # http://127.0.0.1:PORT; the other site is localhost
+        attack = (f'<!doctype html><img src="{target}/api/pause?data=%7B%7D">'
+                  f'<iframe name="sink"></iframe><form id="f" method="POST" target="sink" '
+                  f'action="{target}/api/pause"><input name="data" value="{{}}"></form>'
+                  f'<script>document.getElementById("f").submit()</script>').encode()
+
+        class OtherSite(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(attack)))
+                self.end_headers()
+                self.wfile.write(attack)
+
+            def log_message(self, *args):
+                pass
+        site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OtherSite)
+        threading.Thread(target=site.serve_forever, daemon=True).start()
+        self.addCleanup(site.server_close)
+        self.addCleanup(site.shutdown)
+        with self.assertLogs("microflow", "WARNING") as logs:
+            self.browser.open(f"http://localhost:{site.server_address[1]}/")
+            self.browser.wait_for("document.readyState === 'complete'")
+            deadline = time.monotonic() + 10   # the form's POST lands after the load
+            while len(logs.output) < 2 and time.monotonic() < deadline:
+                threading.Event().wait(0.05)
+        refused = sorted(line.split("refused ")[1].split(" from")[0] for line in logs.output)
+        self.assertEqual(refused, ["GET /api/pause", "POST /api/pause"], logs.output)
+        self.assertIn("Sec-Fetch-Site: cross-site", "".join(logs.output))
+        self.assertEqual(open_server.scheduler.is_paused(), {"paused": False})
+        self.browser.open("about:blank")
+        self.browser.events.clear()   # the other site's requests were the point
 
     def test_a_status_change_shows_within_five_seconds(self):
         self.open()
