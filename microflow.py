@@ -176,7 +176,10 @@ __all__ = (
     # logging
     "LOGGER_NAME", "LUIGI_LOGGER_NAME", "InterfaceLogging", "DaemonLogging",
     # formats, ranges, helpers
-    "SysNewLine", "RangeBase", "RangeDailyBase", "RangeDaily", "RangeHourlyBase",
+    "ChainFormat", "NopFormat", "WrappedFormat", "TextFormat", "NewlineFormat",
+    "MixedUnicodeBytesFormat", "GzipFormat", "Bzip2Format", "BaseWrapper", "FileWrapper",
+    "TextWrapper", "NewlineWrapper", "MixedUnicodeBytesWrapper", "InputPipeProcessWrapper",
+    "OutputPipeProcessWrapper", "MixedUnicodeBytes", "get_default_format", "SysNewLine", "RangeBase", "RangeDailyBase", "RangeDaily", "RangeHourlyBase",
     "RangeHourly", "RangeByMinutesBase", "RangeByMinutes", "RangeMonthly", "common_params",
     # e-mails
     "email", "smtp", "batch_email", "BatchNotifier", "send_email", "send_error_email",
@@ -1794,23 +1797,29 @@ del _interval_class, _interval_name
 ###########################################################################################
 
 class Format:
-    """How bytes on disk become what ``Target.open()`` returns.
+    """How bytes on disk become what ``Target.open()`` returns (Luigi's interface).
 
-    A format wraps a binary file object for reading or writing. Formats chain with
-    ``>>`` as in Luigi, the one you read and write first: ``UTF8 >> Gzip`` is UTF-8
-    text, gzip-compressed on disk.
+    ``pipe_reader(input_pipe)`` wraps a binary file object for reading,
+    ``pipe_writer(output_pipe)`` one for writing. ``input`` is what the format's file
+    takes ("unicode" or "bytes") and ``output`` what it passes on below. Formats chain
+    with ``>>``, the one you read and write first: ``UTF8 >> Gzip`` is UTF-8 text,
+    gzip-compressed on disk.
     """
 
-    binary = True   # does open() hand out bytes (True) or str (False)?
     name = None     # set on the named formats (UTF8, Gzip, ...), for messages
 
-    def wrap_reader(self, raw: Any) -> Any:
-        """Wrap the binary file ``raw`` for reading."""
-        return raw
+    @property
+    def binary(self) -> bool:
+        """Whether open() hands out bytes (not str)."""
+        return getattr(self, "input", "bytes") != "unicode"
 
-    def wrap_writer(self, raw: Any) -> Any:
-        """Wrap the binary file ``raw`` for writing."""
-        return raw
+    def pipe_reader(self, input_pipe: Any) -> Any:
+        """Wrap the binary file ``input_pipe`` for reading."""
+        raise NotImplementedError(f"{type(self).__name__} has no pipe_reader")
+
+    def pipe_writer(self, output_pipe: Any) -> Any:
+        """Wrap the binary file ``output_pipe`` for writing."""
+        raise NotImplementedError(f"{type(self).__name__} has no pipe_writer")
 
     def __repr__(self) -> str:
         return self.name or type(self).__name__
@@ -1818,61 +1827,59 @@ class Format:
     def __rshift__(self, other: Format) -> Format:
         """``self`` on top of ``other``. Raises TypeError when ``other`` hands out text,
         which nothing can be put on top of (Luigi's rule)."""
-        if not other.binary:
-            raise TypeError(f"The format chaining is not valid: {self!r} expects bytes, "
-                            f"but {other!r} provides text (put the text format first, "
-                            f"e.g. UTF8 >> Gzip)")
-        return _ChainFormat(self, other)
+        return ChainFormat(self, other)
 
 
-class _TextFormat(Format):
-    """Text in ``encoding`` (the locale's when None) with universal newlines."""
+class ChainFormat(Format):
+    """``ChainFormat(a, b, ...)``: ``a`` on top (what open() hands out), the last next to
+    the bytes on disk; each must take what the one above passes on."""
 
-    binary = False
+    def __init__(self, *args: Format, check_consistency: bool = True) -> None:
+        self.args = args
+        for end, attribute in ((args[0], "input"), (args[-1], "output")):
+            if hasattr(end, attribute):
+                setattr(self, attribute, getattr(end, attribute))
+        for above, below in zip(args, args[1:]) if check_consistency else ():
+            passes, takes = getattr(above, "output", None), getattr(below, "input", None)
+            if passes and takes and passes != takes:
+                raise TypeError(f"The format chaining is not valid: {below!r} expects "
+                                f"{takes}, but {above!r} provides {passes} (put the text "
+                                f"format first, e.g. UTF8 >> Gzip)")
 
-    def __init__(self, encoding: str | None = None, newline: str | None = None) -> None:
-        self.encoding = encoding
-        self.newline = newline
+    def pipe_reader(self, input_pipe: Any) -> Any:
+        for part in reversed(self.args):
+            input_pipe = part.pipe_reader(input_pipe)
+        return input_pipe
 
-    def wrap_reader(self, raw: Any) -> Any:
-        return _TextFile(raw, encoding=self.encoding, newline=self.newline)
-
-    wrap_writer = wrap_reader   # a TextIOWrapper reads or writes as its file does
-
-
-class _CompressedFormat(Format):
-    """Compressed bytes through the stdlib ``gzip`` or ``bz2`` module (no subprocess)."""
-
-    def __init__(self, module_name: str) -> None:
-        self.module_name = module_name
-
-    def _wrap(self, raw: Any, mode: str) -> _ClosingStack:
-        import importlib
-        module = importlib.import_module(self.module_name)
-        if self.module_name == "gzip":
-            return _ClosingStack(module.GzipFile(fileobj=raw, mode=mode), raw)
-        return _ClosingStack(module.BZ2File(raw, mode=mode), raw)
-
-    def wrap_reader(self, raw: Any) -> Any:
-        return self._wrap(raw, "rb")
-
-    def wrap_writer(self, raw: Any) -> Any:
-        return self._wrap(raw, "wb")
+    def pipe_writer(self, output_pipe: Any) -> Any:
+        for part in reversed(self.args):
+            output_pipe = part.pipe_writer(output_pipe)
+        return output_pipe
 
 
-class _ChainFormat(Format):
-    """``first >> second``: ``first`` on top (what open() hands out), ``second`` next to
-    the bytes on disk."""
+class NopFormat(Format):
+    """Raw bytes, as they are on disk."""
 
-    def __init__(self, first: Format, second: Format) -> None:
-        self.first, self.second = first, second
-        self.binary = first.binary
+    def pipe_reader(self, input_pipe: Any) -> Any:
+        return input_pipe
 
-    def wrap_reader(self, raw: Any) -> Any:
-        return self.first.wrap_reader(self.second.wrap_reader(raw))
+    def pipe_writer(self, output_pipe: Any) -> Any:
+        return output_pipe
 
-    def wrap_writer(self, raw: Any) -> Any:
-        return self.first.wrap_writer(self.second.wrap_writer(raw))
+
+class WrappedFormat(Format):
+    """A format whose file is ``wrapper_cls(pipe, *args, **kwargs)``."""
+
+    wrapper_cls: Any = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def pipe_reader(self, input_pipe: Any) -> Any:
+        return self.wrapper_cls(input_pipe, *self.args, **self.kwargs)
+
+    def pipe_writer(self, output_pipe: Any) -> Any:
+        return self.wrapper_cls(output_pipe, *self.args, **self.kwargs)
 
 
 def _abort(stream: Any) -> None:
@@ -1899,13 +1906,300 @@ class _Aborting:
                 self.abort()
 
 
-class _TextFile(_Aborting, io.TextIOWrapper):
+class TextWrapper(_Aborting, io.TextIOWrapper):
     """Text over a target's bytes: a real ``io.TextIOWrapper``, so libraries that test
     for ``io.TextIOBase`` write text to it; bytes written to it are a TypeError."""
 
     def abort(self) -> None:
         """Throw the data away: nothing is published."""
         _abort(self.buffer)
+
+
+class TextFormat(WrappedFormat):
+    """Text in ``encoding`` (the locale's when None) with universal newlines."""
+
+    input, output, wrapper_cls = "unicode", "bytes", TextWrapper
+
+
+class BaseWrapper:
+    """A file object around ``stream`` that hands every other call to it."""
+
+    def __init__(self, stream: Any, *args: Any, **kwargs: Any) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_stream":   # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+    def __enter__(self) -> Any:
+        self._stream.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stream.__exit__(*exc_info)
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            yield from self._stream
+        finally:
+            self.close()
+
+
+class FileWrapper(BaseWrapper):
+    """A file object that hands every call to ``file_object``; ``with`` gives the
+    wrapper itself (so what was added to it stays reachable)."""
+
+    def __init__(self, file_object: Any) -> None:
+        super().__init__(file_object)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        return self._stream.__exit__(*exc_info)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._stream)
+
+
+class NewlineWrapper(BaseWrapper):
+    """Bytes whose line endings become ``newline`` (None: "\\n" when read, the
+    platform's when written; "": left as they are)."""
+
+    def __init__(self, stream: Any, newline: str | None = None) -> None:
+        if newline not in (None, "", "\n", "\r", "\r\n"):
+            raise ValueError(f"NewlineWrapper: newline must be None, '', '\\n', '\\r' or "
+                             f"'\\r\\n', got {newline!r}")
+        super().__init__(stream)
+        self.newline = newline if newline is None else newline.encode("ascii")
+
+    def _convert(self, data: bytes, written: bool) -> bytes:
+        if self.newline == b"" and not written:
+            return data
+        ending = self.newline or (os.linesep.encode("ascii") if written else b"\n")
+        return re.sub(b"\r\n|\r|\n", ending, data)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._convert(self._stream.read(n), written=False)
+
+    def write(self, b: bytes) -> Any:
+        return self._stream.write(self._convert(b, written=True))
+
+    def writelines(self, lines: Iterable[bytes]) -> None:
+        self._stream.writelines(self._convert(line, written=True) for line in lines)
+
+
+class MixedUnicodeBytesWrapper(BaseWrapper):
+    """Bytes that also takes str (encoded in ``encoding``, with Luigi's warning)."""
+
+    def __init__(self, stream: Any, encoding: str | None = None) -> None:
+        super().__init__(stream)
+        if encoding is None:
+            import locale
+            encoding = locale.getpreferredencoding()
+        self.encoding = encoding
+
+    def _convert(self, data: Any) -> bytes:
+        if isinstance(data, str):
+            warnings.warn("Writing unicode to byte stream", stacklevel=3)
+            return data.encode(self.encoding)
+        return bytes(data)
+
+    def write(self, b: Any) -> Any:
+        return self._stream.write(self._convert(b))
+
+    def writelines(self, lines: Iterable[Any]) -> None:
+        self._stream.writelines(self._convert(line) for line in lines)
+
+
+class NewlineFormat(WrappedFormat):
+    """Bytes with one kind of line ending (NewlineWrapper)."""
+
+    input, output, wrapper_cls = "bytes", "bytes", NewlineWrapper
+
+
+class MixedUnicodeBytesFormat(WrappedFormat):
+    """Bytes that also takes str (MixedUnicodeBytesWrapper)."""
+
+    output, wrapper_cls = "bytes", MixedUnicodeBytesWrapper
+
+
+class GzipFormat(Format):
+    """gzip-compressed bytes through the stdlib ``gzip`` module (Luigi pipes through a
+    ``gzip`` process); ``compression_level`` 1 to 9 (None: 9)."""
+
+    input = output = "bytes"
+
+    def __init__(self, compression_level: int | None = None) -> None:
+        self.compression_level = compression_level
+
+    def pipe_reader(self, input_pipe: Any) -> Any:
+        import gzip
+        return _ClosingStack(gzip.GzipFile(fileobj=input_pipe, mode="rb"), input_pipe)
+
+    def pipe_writer(self, output_pipe: Any) -> Any:
+        import gzip
+        level = 9 if self.compression_level is None else int(self.compression_level)
+        return _ClosingStack(gzip.GzipFile(fileobj=output_pipe, mode="wb",
+                                           compresslevel=level), output_pipe)
+
+
+class Bzip2Format(Format):
+    """bzip2-compressed bytes through the stdlib ``bz2`` module."""
+
+    input = output = "bytes"
+
+    def pipe_reader(self, input_pipe: Any) -> Any:
+        import bz2
+        return _ClosingStack(bz2.BZ2File(input_pipe, mode="rb"), input_pipe)
+
+    def pipe_writer(self, output_pipe: Any) -> Any:
+        import bz2
+        return _ClosingStack(bz2.BZ2File(output_pipe, mode="wb"), output_pipe)
+
+
+class InputPipeProcessWrapper:
+    """What ``command`` prints when fed ``input_pipe`` (a file, or nothing), read as a
+    binary file; close() raises RuntimeError naming the command when it failed."""
+
+    def __init__(self, command: Sequence[str], input_pipe: Any = None) -> None:
+        import subprocess
+        import tempfile
+        self._command, self._input_pipe, self._spool = list(command), input_pipe, None
+        stdin: Any = subprocess.DEVNULL if input_pipe is None else None
+        if input_pipe is not None:
+            try:
+                input_pipe.fileno()
+                stdin = input_pipe
+            except (AttributeError, OSError, io.UnsupportedOperation):   # no descriptor
+                self._spool = tempfile.TemporaryFile()
+                import shutil
+                shutil.copyfileobj(input_pipe, self._spool)
+                self._spool.seek(0)
+                stdin = self._spool
+        self._process = self.create_subprocess(self._command, stdin)
+
+    def create_subprocess(self, command: Sequence[str], stdin: Any = None) -> Any:
+        """Start ``command`` with its output to read (SIGPIPE as by default)."""
+        import subprocess
+        return subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE,
+                                restore_signals=True)
+
+    def close(self) -> None:
+        """Wait for the command; RuntimeError if it failed (not when we stopped reading
+        early and it got SIGPIPE)."""
+        process = self._process
+        process.stdout.close()
+        code = process.wait()
+        for pipe in (self._spool, self._input_pipe):
+            if pipe is not None:
+                pipe.close()
+        import signal
+        if code not in (0, -signal.SIGPIPE):
+            raise RuntimeError(f"Error reading from pipe: {' '.join(self._command)} exited "
+                               f"with {code}")
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_process":
+            raise AttributeError(name)
+        return getattr(self._process.stdout, name)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._process.stdout
+        self.close()
+
+    def __enter__(self) -> InputPipeProcessWrapper:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def seekable(self) -> bool:
+        return False
+
+
+class OutputPipeProcessWrapper:
+    """A binary file whose bytes go through ``command`` into ``output_pipe`` (a
+    target's atomic file): close() publishes only when the command succeeded;
+    abort() stops it and publishes nothing."""
+
+    WRITES_BEFORE_FLUSH = 10000
+
+    def __init__(self, command: Sequence[str], output_pipe: Any = None) -> None:
+        import subprocess
+        self._command, self._output_pipe, self._writes = list(command), output_pipe, 0
+        self._process = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                         stdout=output_pipe or subprocess.DEVNULL)
+        self.closed = False
+
+    def write(self, *args: Any, **kwargs: Any) -> Any:
+        self._writes += 1
+        written = self._process.stdin.write(*args, **kwargs)
+        if self._writes % self.WRITES_BEFORE_FLUSH == 0:
+            self._process.stdin.flush()
+        return written
+
+    def writeLine(self, line: bytes) -> None:
+        """Write ``line`` and a newline."""
+        self.write(line + b"\n")
+
+    def close(self) -> None:
+        """Finish the command; publish ``output_pipe`` if it succeeded, else abort it
+        and raise RuntimeError naming the command."""
+        if self.closed:
+            return
+        self.closed = True
+        self._process.stdin.close()
+        code = self._process.wait()
+        if code != 0:
+            if self._output_pipe is not None:
+                _abort(self._output_pipe)
+            raise RuntimeError(f"Error when executing command {' '.join(self._command)}: "
+                               f"exit code {code}")
+        if self._output_pipe is not None:
+            self._output_pipe.close()
+
+    def abort(self) -> None:
+        """Stop the command; nothing is published."""
+        if not self.closed:
+            self.closed = True
+            self._process.kill()
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+            self._process.wait()
+            if self._output_pipe is not None:
+                _abort(self._output_pipe)
+
+    def __enter__(self) -> OutputPipeProcessWrapper:
+        return self
+
+    def __exit__(self, exc_type: Any, *rest: Any) -> None:
+        self.close() if exc_type is None else self.abort()
+
+    def __del__(self) -> None:   # dropped unclosed: data not closed is data not meant
+        with contextlib.suppress(Exception):
+            self.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_process":
+            raise AttributeError(name)
+        return getattr(self._process.stdin, name)
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
 
 
 class _ClosingStack(_Aborting, io.BufferedIOBase):
@@ -1955,19 +2249,26 @@ class _ClosingStack(_Aborting, io.BufferedIOBase):
 
 
 #: Text in the locale's encoding (the default format).
-Text = _TextFormat()
+Text = TextFormat()
 #: Text in UTF-8.
-UTF8 = _TextFormat("utf-8")
-#: Text in the locale's encoding, keeping the platform's line endings on write.
-SysNewLine = _TextFormat(newline="")
+UTF8 = TextFormat(encoding="utf-8")
+#: Bytes with the platform's line endings when written, "\\n" when read.
+SysNewLine = NewlineFormat()
 #: Raw bytes.
-Nop = Format()
+Nop = NopFormat()
 #: gzip-compressed bytes (``UTF8 >> Gzip`` for text).
-Gzip = _CompressedFormat("gzip")
+Gzip = GzipFormat()
 #: bzip2-compressed bytes (``UTF8 >> Bzip2`` for text).
-Bzip2 = _CompressedFormat("bz2")
-for _name in ("Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2"):   # for messages
-    globals()[_name].name = _name
+Bzip2 = Bzip2Format()
+#: Bytes that also takes str.
+MixedUnicodeBytes = MixedUnicodeBytesFormat()
+for _name in ("Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2", "MixedUnicodeBytes"):
+    globals()[_name].name = _name   # for messages
+
+
+def get_default_format() -> Format:
+    """The format of a target that names none (Luigi's): text."""
+    return Text
 del _name
 
 
@@ -2230,7 +2531,7 @@ class LocalTarget(FileSystemTarget):
     def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
         """Open for reading (``"r"``, ``"rb"``) or atomic writing (``"w"``, ``"wb"``)."""
         if self._mode_kind(mode) == "r":
-            return self._format_for(mode).wrap_reader(io.open(self.path, "rb"))
+            return self._format_for(mode).pipe_reader(io.open(self.path, "rb"))
         return self._open_atomic(self._format_for(mode))
 
     def _open_atomic(self, file_format: Format) -> Any:
@@ -2245,7 +2546,7 @@ class LocalTarget(FileSystemTarget):
         atomic = _AtomicFile(io.FileIO(temporary, "wb"), lambda: os.replace(temporary, final),
                              discard)
         try:
-            return file_format.wrap_writer(atomic)
+            return file_format.pipe_writer(atomic)
         except BaseException:
             atomic.abort()
             raise
@@ -2391,14 +2692,14 @@ class MockTarget(FileSystemTarget):
         if self._mode_kind(mode) == "r":
             if self.path not in self.fs._data:
                 raise FileNotFoundError(f"MockTarget {self.path!r} does not exist")
-            return self._format_for(mode).wrap_reader(io.BytesIO(self.fs._data[self.path]))
+            return self._format_for(mode).pipe_reader(io.BytesIO(self.fs._data[self.path]))
         raw = _MemoryFile()
 
         def publish() -> None:
             self.fs._set(self.path, raw.kept)
             if self._mirror_on_stderr:
                 sys.stderr.write(raw.kept.decode("utf-8", "replace"))
-        return self._format_for(mode).wrap_writer(_AtomicFile(raw, publish, lambda: None))
+        return self._format_for(mode).pipe_writer(_AtomicFile(raw, publish, lambda: None))
 
     def move(self, new_path: str, raise_if_exists: bool = False) -> None:
         """Move the data to ``new_path``."""
@@ -11019,9 +11320,13 @@ date_interval = _module("date_interval", "Luigi's luigi.date_interval.",
                         Year=_Year, Custom=_Custom)
 event = _module("event", "Luigi's luigi.event.", Event=Event)
 # Named like Luigi's module; microflow itself never calls the builtin format().
-format = _module("format", "Luigi's luigi.format.", Format=Format, Text=Text, UTF8=UTF8,
-                 Nop=Nop, Gzip=Gzip, Bzip2=Bzip2, SysNewLine=SysNewLine,
-                 TextFormat=_TextFormat)
+format = _module("format", "Luigi's luigi.format.", **{
+    name: globals()[name] for name in (
+        "Format", "ChainFormat", "NopFormat", "WrappedFormat", "TextFormat", "NewlineFormat",
+        "MixedUnicodeBytesFormat", "GzipFormat", "Bzip2Format", "BaseWrapper", "FileWrapper",
+        "TextWrapper", "NewlineWrapper", "MixedUnicodeBytesWrapper", "InputPipeProcessWrapper",
+        "OutputPipeProcessWrapper", "Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2",
+        "MixedUnicodeBytes", "get_default_format")})
 freezing = _module("freezing", "Luigi's luigi.freezing.", FrozenOrderedDict=FrozenOrderedDict,
                    recursively_freeze=_freeze, recursively_unfreeze=_unfreeze)
 mock = _module("mock", "Luigi's luigi.mock.", MockTarget=MockTarget,

@@ -732,6 +732,91 @@ class TestLocalTarget(TempDirMixin, unittest.TestCase):
         self.assertFalse(os.path.exists(path))
 
 
+class Rot13(mf.Format):
+    """A format of a user's own, written to Luigi's interface (pipe_reader/_writer)."""
+    input = output = "bytes"
+
+    def pipe_reader(self, input_pipe):
+        with input_pipe:
+            return mf.FileWrapper(io.BytesIO(bytes(input_pipe.read()).translate(ROT13)))
+
+    def pipe_writer(self, output_pipe):
+        class Writer(mf.BaseWrapper):
+            def write(self, data):
+                return self._stream.write(bytes(data).translate(ROT13))
+        return Writer(output_pipe)
+
+
+ROT13 = bytes.maketrans(b"abcdefghijklmnopqrstuvwxyz",
+                        b"nopqrstuvwxyzabcdefghijklm")
+
+
+class TestLuigiFormats(TempDirMixin, unittest.TestCase):
+    """luigi.format's names, with Luigi's behaviour, on microflow's atomic files."""
+
+    def test_a_format_of_ones_own_through_pipe_reader_and_writer(self):
+        target = mf.LocalTarget(self.tmp / "secret", format=Rot13())
+        with target.open("w") as f:
+            f.write(b"hello")
+        self.assertEqual((self.tmp / "secret").read_bytes(), b"uryyb")
+        with target.open("r") as f:
+            self.assertEqual(f.read(), b"hello")
+        chained = mf.LocalTarget(self.tmp / "both", format=mf.UTF8 >> Rot13() >> mf.Gzip)
+        with chained.open("w") as f:
+            f.write("héllo")
+        with chained.open("r") as f:
+            self.assertEqual(f.read(), "héllo")
+        with self.assertRaisesRegex(TypeError, "The format chaining is not valid"):
+            mf.Gzip >> mf.UTF8
+        self.assertIs(mf.get_default_format(), mf.Text)
+        self.assertEqual((mf.TextFormat.input, mf.TextFormat.output), ("unicode", "bytes"))
+        self.assertIsInstance(mf.format.Nop, mf.format.NopFormat)
+
+    def test_sys_newline_and_mixed_unicode_bytes_hand_out_bytes(self):
+        target = mf.LocalTarget(self.tmp / "lines", format=mf.SysNewLine)
+        with target.open("w") as f:
+            f.write(b"a\r\nb\rc\n")
+        self.assertEqual((self.tmp / "lines").read_bytes(),
+                         b"a" + os.linesep.encode() + b"b" + os.linesep.encode() + b"c" +
+                         os.linesep.encode())
+        (self.tmp / "lines").write_bytes(b"a\r\nb\rc")
+        with target.open("r") as f:
+            self.assertEqual(f.read(), b"a\nb\nc")
+        with self.assertRaisesRegex(ValueError, "newline must be"):
+            mf.NewlineWrapper(io.BytesIO(), newline="x")
+        mixed = mf.LocalTarget(self.tmp / "mixed", format=mf.MixedUnicodeBytes)
+        with self.assertWarnsRegex(UserWarning, "Writing unicode to byte stream"):
+            with mixed.open("w") as f:
+                f.write(b"bytes, ")
+                f.write("text")
+        self.assertEqual((self.tmp / "mixed").read_bytes(), b"bytes, text")
+
+    @unittest.skipUnless(shutil.which("gzip"), "needs the gzip command")
+    def test_pipes_through_a_process_publish_only_what_succeeded(self):
+        path = self.tmp / "out.gz"
+        with mf.LocalTarget(path, format=mf.Nop).open("w") as raw:
+            with mf.OutputPipeProcessWrapper(["gzip", "-1"], raw) as piped:
+                piped.writeLine(b"first")
+                piped.write(b"second\n")
+        with mf.InputPipeProcessWrapper(["gunzip"], open(path, "rb")) as lines:
+            self.assertEqual(list(lines), [b"first\n", b"second\n"])
+        with mf.GzipFormat(compression_level=1).pipe_reader(open(path, "rb")) as unzipped:
+            self.assertEqual(unzipped.read(), b"first\nsecond\n")   # the stdlib alike
+        with mf.InputPipeProcessWrapper(["cat"], io.BytesIO(b"no descriptor")) as piped:
+            self.assertEqual(piped.read(), b"no descriptor")   # spooled to a file
+        failing = mf.OutputPipeProcessWrapper(
+            [sys.executable, "-c", "import sys; sys.stdin.read(); sys.exit(3)"],
+            mf.LocalTarget(self.tmp / "never", format=mf.Nop).open("w"))
+        failing.write(b"data")
+        with self.assertRaisesRegex(RuntimeError, "exit code 3"):
+            failing.close()
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["out.gz"])
+        reader = mf.InputPipeProcessWrapper([sys.executable, "-c", "import sys; sys.exit(4)"])
+        reader.read()
+        with self.assertRaisesRegex(RuntimeError, "Error reading from pipe"):
+            reader.close()
+
+
 class TestMockTarget(unittest.TestCase):
     def setUp(self):
         mf.MockFileSystem().clear()

@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""Luigi's namespace census: how much of what Luigi 3.8.1's core defines microflow answers.
+
+    python3 .ci/luigi_census.py --luigi-python VENV/bin/python [--require-public 90] [-v]
+
+VENV holds luigi==3.8.1 (the reference; nothing of it is imported here: its source files
+are parsed, and VENV's interpreter says which of the names exist at run time).  Every module of Luigi's core (the package without `contrib`) is parsed,
+and each name it defines itself is listed: its classes, functions and assigned constants at
+module level (inside a module-level if/try too), not what it imports; and for each class it
+defines, the names its body defines (methods, class attributes, nested classes).  Each is
+then looked up in microflow's `luigi` view (a fresh interpreter that runs this project's
+microflow.install_as_luigi(), then imports `luigi.<module>` and reads the name).
+
+It prints the figures (module-level names and class attributes, in all and public: no
+leading underscore, on the name and on its class)
+and every missing name but those the README lists as left out, with their reasons (the
+LEFT_OUT table below, one entry per name or per module/class with a `*`).  It exits 1
+when a public figure falls below --require-public percent, or when a private name that
+libraries built on Luigi are seen to use (USED_PRIVATE) is missing.  Standard library only.
+"""
+import argparse
+import ast
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(HERE)
+
+# Private names that libraries built on Luigi read or patch (gokart, luigi-tools, b2luigi
+# and public code that does `from luigi.<module> import _...`): each must be answered.
+USED_PRIVATE = (
+    "luigi.interface._schedule_and_run", "luigi.interface._WorkerSchedulerFactory",
+    "luigi.interface._run", "luigi.execution_summary._summary_dict",
+    "luigi.execution_summary._root_task", "luigi.execution_summary._ORDERED_STATUSES",
+    "luigi.execution_summary._get_run_by_other_worker",
+    "luigi.task._task_wraps", "luigi.parameter._no_value",
+    "luigi.parameter._DatetimeParameterBase", "luigi.parameter._DateParameterBase",
+    "luigi.worker.Worker._create_task_process", "luigi.worker.Worker._scheduler",
+    "luigi.worker.Worker._add_task", "luigi.worker.Worker._run_task",
+    "luigi.worker.Worker._handle_next_task", "luigi.worker.Worker._get_work",
+    "luigi.worker.Worker._email_complete_error", "luigi.worker.Worker._config",
+    "luigi.local_target.LocalTarget._trailing_slash",
+    "luigi.configuration.cfg_parser.LuigiConfigParser._config_paths",
+    "luigi.configuration.cfg_parser.LuigiConfigParser._instance",
+    "luigi.configuration.base_parser.BaseParser._config_paths",
+    "luigi.task_register.Register._get_reg", "luigi.task_register.Register._set_reg",
+    "luigi.task_register.Register._reg", "luigi.task_register.Register._default_namespace_dict",
+    "luigi.task_register.Register.clear_instance_cache",
+    "luigi.cmdline_parser.CmdlineParser._instance",
+    "luigi.setup_logging.InterfaceLogging._configured",
+    "luigi.task.Task._owner_list",
+)
+
+# What microflow leaves out, on purpose, each with its reason (the README's list).
+# A key is a dotted name; a trailing ".*" covers a module's or class's every name.
+LEFT_OUT = {
+    "luigi.server.*": "luigid's tornado handlers and app: microflow's server is http.server "
+                      "(SchedulerServer); luigi.server.run is answered",
+    "luigi.db_task_history.*": "Luigi's SQLAlchemy models: microflow's history writes Luigi's "
+                               "tables with sqlite3 (task_history(), [task_history] db_connection)",
+    "luigi.mypy.*": "Luigi's mypy plugin: microflow's parameters are typed for checkers "
+                    "without a plugin",
+    "luigi.safe_extractor.*": "a tar helper of luigi.contrib's",
+    "luigi.tools.luigi_grep.*": "greps luigid's HTTP pages of an old visualiser",
+    "luigi.tools.deps.*": "use python -m microflow --tree",
+    "luigi.tools.deps_tree.*": "use python -m microflow --tree",
+}
+
+
+def luigi_package(python):
+    """The directory of the Luigi package that `python` imports (read, never imported here)."""
+    code = "import importlib.util as u; print(u.find_spec('luigi').submodule_search_locations[0])"
+    return subprocess.run([python, "-c", code], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def module_files(package):
+    """(dotted module name, path) of every module of Luigi's core: no contrib, no __main__."""
+    for root, dirs, files in os.walk(package):
+        dirs[:] = sorted(d for d in dirs if d not in ("contrib", "__pycache__", "static",
+                                                       "templates"))
+        for name in sorted(files):
+            if not name.endswith(".py") or name in ("__main__.py", "__version__.py"):
+                continue
+            rel = os.path.relpath(os.path.join(root, name), os.path.dirname(package))
+            dotted = rel[:-3].replace(os.sep, ".")
+            yield (dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted,
+                   os.path.join(root, name))
+
+
+def _assigned(node):
+    """Names a module- or class-level statement binds by definition (not by import)."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else (
+        [node.target] if isinstance(node, ast.AnnAssign) else [])
+    names = []
+    for target in targets:
+        for leaf in ast.walk(target):
+            if isinstance(leaf, ast.Name):
+                names.append(leaf.id)
+    return names
+
+
+def _statements(body):
+    """A body's statements, with those of its if/try/with blocks (conditional definitions)."""
+    for node in body:
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            for block in ("body", "orelse", "finalbody"):
+                yield from _statements(getattr(node, block, []))
+            for handler in getattr(node, "handlers", []):
+                yield from _statements(handler.body)
+        else:
+            yield node
+
+
+def census(package):
+    """{"module.name": kind}, kind "module" or "class", of everything Luigi defines."""
+    names = {}
+    for dotted, path in module_files(package):
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), path)
+        for node in _statements(tree.body):
+            for name in _assigned(node):
+                if name in ("__all__", "logger", "__version__"):
+                    continue   # bookkeeping, not an interface
+                names[f"{dotted}.{name}"] = "module"
+            if isinstance(node, ast.ClassDef):
+                for member in _statements(node.body):
+                    for name in _assigned(member):
+                        names[f"{dotted}.{node.name}.{name}"] = "class"
+    return names
+
+
+LOOKUP = r'''
+import importlib, json, sys
+sys.path.insert(0, sys.argv[1])
+import microflow
+microflow.install_as_luigi()
+found = {}
+for key, kind in json.load(sys.stdin).items():
+    parts = key.split(".")
+    cut = len(parts) - (2 if kind == "class" else 1)
+    try:
+        obj = importlib.import_module(".".join(parts[:cut]))
+        for part in parts[cut:]:
+            obj = getattr(obj, part)
+        found[key] = True
+    except Exception:
+        found[key] = False
+print(json.dumps(found))
+'''
+
+
+EXISTING = r'''
+import importlib, json, sys
+kept = {}
+for key, kind in json.load(sys.stdin).items():
+    parts = key.split(".")
+    cut = len(parts) - (2 if kind == "class" else 1)
+    try:
+        obj = importlib.import_module(".".join(parts[:cut]))
+    except Exception:   # a module that needs what is not installed: kept as parsed
+        kept[key] = kind
+        continue
+    try:
+        for part in parts[cut:]:
+            obj = getattr(obj, part)
+    except AttributeError:   # annotations only (a TypedDict's keys), deleted names
+        continue
+    kept[key] = kind
+print(json.dumps(kept))
+'''
+
+
+def existing(python, names):
+    """The names that exist on the real Luigi (in `python`'s interpreter): a TypedDict's
+    keys or a class body's bare annotations are parsed, but nobody can read them."""
+    done = subprocess.run([python, "-c", EXISTING], input=json.dumps(names), check=True,
+                          capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def lookup(names):
+    """{"name": answered} in microflow's `luigi` view, from a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", LOOKUP, PROJECT], input=json.dumps(names),
+                          check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
+
+
+def left_out_reason(key):
+    """The README's reason for leaving `key` out, or None."""
+    parts = key.split(".")
+    for cut in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:cut])
+        if prefix in LEFT_OUT or prefix + ".*" in LEFT_OUT:
+            return LEFT_OUT.get(prefix) or LEFT_OUT[prefix + ".*"]
+    return None
+
+
+def is_public(key, kind):
+    """No leading underscore on the name, nor on its class (dunders are not public)."""
+    parts = key.split(".")
+    return not any(p.startswith("_") for p in (parts[-2:] if kind == "class" else parts[-1:]))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--luigi-python", required=True, help="a Python with luigi==3.8.1")
+    parser.add_argument("--require-public", type=float, default=0.0,
+                        help="fail below this percent of public names, in each figure")
+    parser.add_argument("-v", "--verbose", action="store_true", help="list the left-out names too")
+    args = parser.parse_args(argv)
+    names = existing(args.luigi_python, census(luigi_package(args.luigi_python)))
+    found = lookup(names)
+    failed = False
+    for kind, label in (("module", "module-level names"), ("class", "class attributes")):
+        keys = [k for k, v in names.items() if v == kind]
+        public = [k for k in keys if is_public(k, kind)]
+        share = 100.0 * sum(found[k] for k in public) / len(public)
+        print(f"{label}: {sum(found[k] for k in keys)} of {len(keys)} answered; public: "
+              f"{sum(found[k] for k in public)} of {len(public)} ({share:.1f} %)")
+        failed |= share < args.require_public
+    missing = sorted(k for k, ok in found.items() if not ok)
+    unexplained = [k for k in missing if left_out_reason(k) is None]
+    print(f"missing, not in the README's list ({len(unexplained)}):")
+    for key in unexplained:
+        print(f"  {key}")
+    if args.verbose:
+        print("left out on purpose:")
+        for key in missing:
+            if left_out_reason(key):
+                print(f"  {key}: {left_out_reason(key)}")
+    used = [k for k in USED_PRIVATE if k in names and not found.get(k)]
+    used += [k for k in USED_PRIVATE if k not in names]   # a typo here must not pass
+    for key in used:
+        print(f"FAIL: {key}, used by libraries built on Luigi, is not answered")
+    if failed:
+        print(f"FAIL: below {args.require_public} % of the public names")
+    return 1 if failed or used else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
