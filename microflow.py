@@ -124,7 +124,8 @@ __version__ = "0.1.0"
 
 __all__ = (
     # configuration
-    "get_config", "set_config", "reset_config", "config_override",
+    "get_config", "set_config", "reset_config", "config_override", "BaseParser",
+    "EnvironmentInterpolation", "CombinedInterpolation", "InterpolationMissingEnvvarError",
     # exceptions
     "MicroflowError", "ConfigError", "ParameterException", "MissingParameterException",
     "UnknownParameterException", "DuplicateParameterException", "ParameterParseError",
@@ -148,7 +149,7 @@ __all__ = (
     "OptionalPathParameter", "OptionalDateParameter", "FrozenOrderedDict", "DateInterval",
     # targets
     "Target", "FileSystem", "FileSystemTarget", "LocalFileSystem", "LocalTarget",
-    "MockFileSystem", "MockTarget", "Format", "Text", "UTF8", "Nop", "Gzip", "Bzip2",
+    "MockFileSystem", "MockTarget", "AtomicLocalFile", "atomic_file", "Format", "Text", "UTF8", "Nop", "Gzip", "Bzip2",
     # tasks
     "Event", "Register", "Task", "ExternalTask", "WrapperTask", "Config", "externalize",
     "namespace", "auto_namespace", "task_id_str", "flatten", "flatten_output", "getpaths",
@@ -169,7 +170,8 @@ __all__ = (
     "TaskException", "AsyncCompletionException", "TracebackWrapper", "check_complete",
     "check_complete_cached", "SingleProcessPool", "DequeQueue", "TaskStatusReporter",
     "SchedulerMessage", "rpc_message_callback", "KeepAliveThread", "GetWorkResponse",
-    "RetryPolicy", "WORKER_STATE_ACTIVE", "WORKER_STATE_DISABLED",
+    "RetryPolicy", "WORKER_STATE_ACTIVE", "WORKER_STATE_DISABLED", "TaskProcess",
+    "ContextManagedTaskProcess",
     # more task states, and the upstream states of the visualiser
     "BATCH_RUNNING", "SUSPENDED", "UPSTREAM_RUNNING", "UPSTREAM_MISSING_INPUT",
     "UPSTREAM_FAILED", "UPSTREAM_DISABLED",
@@ -464,36 +466,65 @@ def _config_files() -> list[str]:
     return paths + _ConfigParser._config_paths
 
 
-class _EnvInterpolation(configparser.BasicInterpolation):
-    """``%(name)s`` interpolation plus ``${ENV_VAR}``; a missing variable is an error."""
+class InterpolationMissingEnvvarError(ConfigError, configparser.InterpolationError):
+    """``${NAME}`` in a value names an environment variable that is not set."""
 
-    _ENV = r"\$\{([^}]*)\}"
-
-    def before_get(self, parser: Any, section: Any, option: str, value: str, defaults: Any) -> str:
-        value = super().before_get(parser, section, option, value, defaults)
-        return re.sub(self._ENV, lambda m: self._lookup(m.group(1), section, option), value)
-
-    @staticmethod
-    def _lookup(name: str, section: str, option: str) -> str:
-        if name not in os.environ:
-            raise ConfigError(f"[{section}] {option}: environment variable '{name}' "
-                              f"is not set")
-        return os.environ[name]
+    def __init__(self, option: str, section: str, value: str, envvar: str) -> None:
+        message = f"[{section}] {option}: environment variable '{envvar}' is not set"
+        configparser.InterpolationError.__init__(self, option, section, message)
 
 
-class _ConfigParser(configparser.ConfigParser):
-    """Luigi's cfg dialect: case-sensitive options, env interpolation, dash aliases."""
+class EnvironmentInterpolation(configparser.Interpolation):
+    """``${ENV_VAR}`` in values, from the environment; a missing one is an error."""
 
-    _instance: _ConfigParser | None = None   # the parser in use; see _ConfigState
+    _ENV = re.compile(r"\$\{([^}]*)\}")
+
+    def before_get(self, parser: Any, section: Any, option: str, value: str,
+                   defaults: Any) -> str:
+        def lookup(match: re.Match[str]) -> str:
+            if match.group(1) not in os.environ:
+                raise InterpolationMissingEnvvarError(option, section, value, match.group(1))
+            return os.environ[match.group(1)]
+        return self._ENV.sub(lookup, value)
+
+
+class CombinedInterpolation(configparser.Interpolation):
+    """Each of ``interpolations`` in turn (Luigi's: ``%(name)s``, then ``${ENV}``)."""
+
+    def __init__(self, interpolations: Sequence[configparser.Interpolation]) -> None:
+        self._interpolations = list(interpolations)
+
+    def before_get(self, parser: Any, section: Any, option: str, value: str,
+                   defaults: Any) -> str:
+        for interpolation in self._interpolations:
+            value = interpolation.before_get(parser, section, option, value, defaults)
+        return value
+
+    def before_read(self, parser: Any, section: Any, option: str, value: str) -> str:
+        for interpolation in self._interpolations:
+            value = interpolation.before_read(parser, section, option, value)
+        return value
+
+    def before_set(self, parser: Any, section: Any, option: str, value: str) -> str:
+        for interpolation in self._interpolations:
+            value = interpolation.before_set(parser, section, option, value)
+        return value
+
+    def before_write(self, parser: Any, section: Any, option: str, value: str) -> str:
+        for interpolation in self._interpolations:
+            value = interpolation.before_write(parser, section, option, value)
+        return value
+
+
+class BaseParser:
+    """Luigi's base of configuration parsers: one instance in use, and the files
+    added to what it reads."""
+
+    _instance: Any = None   # the parser in use; see _ConfigState
     _config_paths: list[str] = []  # files added with add_config_path(), read after the others
 
-    optionxform = str   # type: ignore[assignment]  # case-sensitive options, as Luigi's
-
-    def __init__(self) -> None:
-        super().__init__(interpolation=_EnvInterpolation())
-
     @classmethod
-    def instance(cls) -> _ConfigParser:
+    def instance(cls, *args: Any, **kwargs: Any) -> Any:
         """The configuration in use, read on first call (Luigi's
         ``LuigiConfigParser.instance()``)."""
         return get_config()
@@ -508,9 +539,33 @@ class _ConfigParser(configparser.ConfigParser):
     def reload(cls) -> list[str]:
         """Read every configuration file again over the values in force."""
         parser = get_config()
-        done = parser.read(_config_files(), encoding="utf-8")
+        done: list[str] = parser.read(_config_files(), encoding="utf-8")
         _CONFIG.generation += 1
         return done
+
+
+class _ConfigParser(BaseParser, configparser.ConfigParser):
+    """Luigi's cfg dialect: case-sensitive options, env interpolation, dash aliases;
+    ``.toml`` files read as TOML (one parser for both, named as each of Luigi's)."""
+
+    NO_DEFAULT = _NO_VALUE
+    enabled = True   # cfg files are always read
+    optionxform = str   # type: ignore[assignment]  # case-sensitive options, as Luigi's
+
+    def __init__(self) -> None:
+        super().__init__(interpolation=CombinedInterpolation([
+            configparser.BasicInterpolation(), EnvironmentInterpolation()]))
+
+    @property
+    def data(self) -> dict[str, dict[str, str]]:
+        """The configuration as ``{section: {option: value}}`` (LuigiTomlParser's)."""
+        return {name: dict(self.items(name, raw=True)) for name in self.sections()}
+
+    def getintdict(self, section: str) -> dict[str, int]:
+        """``[section]`` as ``{option: int}`` ({} when there is no such section)."""
+        if not self.has_section(section):
+            return {}
+        return {option: self.getint(section, option) for option in self.options(section)}
 
     def _resolve(self, section: str, option: str) -> str | None:
         """Return the option name actually present: the underscore form, else the dash
@@ -527,7 +582,11 @@ class _ConfigParser(configparser.ConfigParser):
 
     def get(self, section: str, option: str,   # type: ignore[override]  # Luigi's get()
             default: Any = _NO_VALUE, **kwargs: Any) -> Any:
-        """Return ``[section] option``; ``default`` (if given) when it is absent."""
+        """Return ``[section] option``; ``default`` (or ConfigParser's ``fallback``), if
+        given, when it is absent."""
+        if "fallback" in kwargs:
+            fallback = kwargs.pop("fallback")
+            default = fallback if default is _NO_VALUE else default
         present = self._resolve(section, option) if self.has_section(section) else None
         if present is None:
             if default is _NO_VALUE:
@@ -536,7 +595,8 @@ class _ConfigParser(configparser.ConfigParser):
         return super().get(section, present, **kwargs)
 
     def _typed(self, section: str, option: str, default: Any, convert: Callable[[Any], Any],
-               expected: str) -> Any:
+               expected: str, fallback: Any = _NO_VALUE) -> Any:
+        default = fallback if default is _NO_VALUE else default
         value = self.get(section, option, _NO_VALUE if default is _NO_VALUE else None)
         if value is None:
             return default
@@ -548,16 +608,19 @@ class _ConfigParser(configparser.ConfigParser):
 
     def getint(self, section: Any, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as an int."""
-        return self._typed(section, option, default, int, "an integer")
+        return self._typed(section, option, default, int, "an integer",
+                           kwargs.get("fallback", _NO_VALUE))
 
     def getfloat(self, section: Any, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as a float."""
-        return self._typed(section, option, default, float, "a number")
+        return self._typed(section, option, default, float, "a number",
+                           kwargs.get("fallback", _NO_VALUE))
 
     def getboolean(self, section: Any, option: str, default: Any = _NO_VALUE,
                    **kwargs: Any) -> Any:
         """Return ``[section] option`` as a bool (true/false, yes/no, on/off, 1/0)."""
-        return self._typed(section, option, default, _parse_config_bool, "true or false")
+        return self._typed(section, option, default, _parse_config_bool, "true or false",
+                           kwargs.get("fallback", _NO_VALUE))
 
     def set(self, section: Any, option: str, value: Any = None) -> None:
         """Set ``[section] option`` to ``str(value)``, creating the section if needed."""
@@ -2304,6 +2367,47 @@ class _AtomicFile(_Aborting, io.BufferedWriter):
         self._discard()
 
 
+class AtomicLocalFile(_AtomicFile):
+    """Luigi's base of atomic local files: written at ``tmp_path`` (from
+    ``generate_tmp_path(path)``), then ``move_to_final_destination()`` on close; an
+    exception leaving ``with``, or an abort, removes the temporary instead."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._tmp_path = self.generate_tmp_path(path)
+        super().__init__(io.FileIO(self._tmp_path, "w"), self.move_to_final_destination,
+                         self._remove_tmp)
+
+    @property
+    def tmp_path(self) -> str:
+        """Where the data is written until it is published."""
+        return self._tmp_path
+
+    def generate_tmp_path(self, path: str) -> str:
+        """A fresh temporary path for ``path`` (Luigi's default: in the temp folder)."""
+        import tempfile
+        return os.path.join(tempfile.gettempdir(), f"luigi-s3-tmp-{_random_digits(9)}")
+
+    def move_to_final_destination(self) -> None:
+        """Publish ``tmp_path`` at ``path``; each kind of file says how."""
+        raise NotImplementedError(f"{type(self).__name__}.move_to_final_destination")
+
+    def _remove_tmp(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._tmp_path)
+
+
+class atomic_file(AtomicLocalFile):
+    """A local file written beside ``path`` (``<path>-luigi-tmp-<digits>``) and moved
+    onto it with os.replace on close (Luigi's luigi.local_target.atomic_file)."""
+
+    def move_to_final_destination(self) -> None:
+        os.replace(self.tmp_path, self.path)
+
+    def generate_tmp_path(self, path: str) -> str:
+        return _temporary_name(path, 9)
+
+
 class _MemoryFile(io.RawIOBase):
     """The raw bytes under a MockTarget's atomic file; ``kept`` once closed."""
 
@@ -2469,6 +2573,15 @@ class FileSystemTarget(Target):
             return self.format
         return Nop if "b" in mode else self._default_text_format
 
+    def _touchz(self) -> None:
+        """Create the target empty (Luigi's helper)."""
+        with self.open("w"):
+            pass
+
+    def _trailing_slash(self) -> str:
+        """The path's trailing separator ("/" or "\\"), or "" (Luigi's helper)."""
+        return self.path[-1] if self.path[-1:] in ("/", "\\") else ""
+
     def _mode_kind(self, mode: str) -> str:
         """"r" or "w" for ``mode`` ("b" and "t" only choose the default format)."""
         if not isinstance(mode, str):
@@ -2537,19 +2650,19 @@ class LocalTarget(FileSystemTarget):
     def _open_atomic(self, file_format: Format) -> Any:
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
-        temporary = _temporary_name(self.path, 9)
-
-        def discard() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(temporary)
-        final = self.path   # not self: the open file must not keep the target alive
-        atomic = _AtomicFile(io.FileIO(temporary, "wb"), lambda: os.replace(temporary, final),
-                             discard)
+        atomic = atomic_file(self.path)   # holds the path, not self (kept alive otherwise)
         try:
             return file_format.pipe_writer(atomic)
         except BaseException:
             atomic.abort()
             raise
+
+    @property
+    def fn(self) -> str:
+        """The path (Luigi's deprecated name for it; DeprecationWarning)."""
+        warnings.warn("Use LocalTarget.path to reference filename", DeprecationWarning,
+                      stacklevel=2)
+        return self.path
 
     def makedirs(self) -> None:
         """Create the folder that will hold this target."""
@@ -2706,6 +2819,10 @@ class MockTarget(FileSystemTarget):
         if raise_if_exists and self.fs.exists(new_path):
             raise FileAlreadyExists(f"Destination exists: {new_path}")
         self.fs.move(self.path, new_path)
+
+    def rename(self, *args: Any, **kwargs: Any) -> None:
+        """move() (Luigi's other name for it)."""
+        self.move(*args, **kwargs)
 
 
 ###########################################################################################
@@ -7721,17 +7838,37 @@ class Worker(_WorkerWalk):
 
     @property
     def _scheduler(self) -> Any:
-        """The scheduler this worker talks to (Luigi's name; the session holds it)."""
+        """The scheduler this worker talks to (Luigi's name; the session holds it).
+        A subclass may assign another, as Luigi's may: the session then talks to it."""
         return self._session.scheduler
+
+    @_scheduler.setter
+    def _scheduler(self, scheduler: Any) -> None:
+        self._session = _Session(scheduler, self._id, self._info)
+
+    def _create_task_process(self, task: Task) -> TaskProcess:
+        """Luigi's hook: the process object that runs ``task`` (a TaskProcess, in a
+        child process when this worker runs more than one task at once). A subclass
+        that overrides it (to hand some tasks to a batch system) is run through it,
+        and may call ``super()._create_task_process(task)`` for the others."""
+        import multiprocessing
+        messages = multiprocessing.Queue() if task.accepts_messages else None
+        reporter = TaskStatusReporter(self._scheduler, task.task_id, self._id, messages)
+        return TaskProcess(task, self._id, self._task_result_queue, reporter,
+                           use_multiprocessing=self._processes > 1,
+                           worker_timeout=task.worker_timeout or self.options["timeout"],
+                           check_unfulfilled_deps=self.options["check_unfulfilled_deps"],
+                           check_complete_on_run=self.options["check_complete_on_run"])
 
     def _make_runner(self) -> Any:
         """Inline for one process without a timeout (no fork, no pickling); a thread
         pool or the given executor when asked; otherwise a pool of child processes."""
         options, processes = self.options, self._processes
         checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
-        create = getattr(self, "_create_task_process", None)   # a subclass's, as Luigi's
-        if create is not None:
-            return _TaskProcessRunner(create, self._task_result_queue, processes)
+        if type(self)._create_task_process is not Worker._create_task_process:
+            # a subclass hands tasks to a batch system through Luigi's hook
+            return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
+                                      processes)
         if self._executor is not None:
             return _ExecutorRunner(self._executor, processes, self._session.relay, checks)
         if options["mode"] == "threads":
@@ -7778,15 +7915,30 @@ class Worker(_WorkerWalk):
             self._results: Any = multiprocessing.Queue()
         return self._results
 
+    @_task_result_queue.setter
+    def _task_result_queue(self, queue: Any) -> None:
+        self._results = queue
+
     @property
     def _config(self) -> Any:
-        """The ``[worker]`` options as attributes (``self._config.timeout``)."""
+        """The ``[worker]`` options as attributes (``self._config.timeout``); a
+        subclass may assign an object with such attributes (Luigi's ``worker``
+        config) over them."""
         return types.SimpleNamespace(**self.options)
+
+    @_config.setter
+    def _config(self, config: Any) -> None:
+        self.options.update({name: getattr(config, name) for name in self.options
+                             if hasattr(config, name)})
 
     @property
     def worker_processes(self) -> int:
         """How many tasks may run at once."""
         return self._processes
+
+    @worker_processes.setter
+    def worker_processes(self, processes: int) -> None:
+        self._processes = int(processes)
 
     def __enter__(self) -> Worker:
         return self
@@ -9658,34 +9810,54 @@ def build(tasks: Any, workers: Any = None, local_scheduler: bool = True,
             "check_workers", "worker_scheduler_factory", "progress"}))
         raise TypeError(f"build() got an unknown option {name!r}"
                         + (f"; did you mean {' or '.join(close)}?" if close else ""))
+    result = _schedule_and_run(list(tasks), worker_scheduler_factory, core_options,
+                               workers=workers, local_scheduler=local_scheduler,
+                               scheduler=scheduler, worker_options=worker_options,
+                               executor=executor, check_workers=check_workers,
+                               progress=progress)
+    interrupted = getattr(result.worker, "interrupted", None)   # a factory's may lack it
+    if interrupted is not None:
+        raise interrupted   # after the summary, which says what ran
+    return result if detailed_summary else result.scheduling_succeeded
+
+
+def _schedule_and_run(tasks: list[Task], worker_scheduler_factory: Any = None,
+                      override_defaults: Mapping[str, Any] | None = None,
+                      **build_options: Any) -> RunResult:
+    """Luigi's ``luigi.interface._schedule_and_run``: every build, the command line's
+    too, runs through this one function (looked up by name at each call), so a
+    library that replaces it (``luigi.interface._schedule_and_run = wrapper``) sees
+    each run. ``override_defaults``: ``[core]`` options; ``build_options``: build()'s
+    own (workers, scheduler, executor, ...). Returns the RunResult, summary logged."""
+    core_options = dict(override_defaults or {})
+    options = dict(dict(workers=None, local_scheduler=True, scheduler=None,
+                        worker_options=None, executor=None, check_workers=0,
+                        progress=None), **build_options)
     # Given here, else on the command line, else in [core]; and [core]'s typo check.
     env = core(**{name: value for name, value in core_options.items() if value is not None})
-    if workers is None:
-        workers = env.workers
-    factory = worker_scheduler_factory
+    workers = env.workers if options["workers"] is None else options["workers"]
+    factory, scheduler = worker_scheduler_factory, options["scheduler"]
+    worker_options = options["worker_options"] or {}
     made = scheduler is None   # then closed here (a client's connections)
     if made:
-        scheduler = _scheduler_for(local_scheduler, core_options, worker_options or {},
+        scheduler = _scheduler_for(options["local_scheduler"], core_options, worker_options,
                                    factory)
     page = None
     try:
         with _logging(env.log_level.upper(), asked="log_level" in core_options):
             if env.status_port is not None:
                 scheduler, page = _serve_status_page(scheduler, env.status_port)
-            result = _run_build(list(tasks), workers, scheduler, worker_options or {},
-                                factory, assistant=env.assistant, executor=executor,
-                                progress=progress,
-                                check_workers=_check_workers(check_workers, env))
+            result = _run_build(tasks, workers, scheduler, worker_options, factory,
+                                assistant=env.assistant, executor=options["executor"],
+                                progress=options["progress"],
+                                check_workers=_check_workers(options["check_workers"], env))
             _log.info("%s", result.summary_text)
     finally:
         if page is not None:
             page.stop()
         if made and hasattr(scheduler, "close"):
             scheduler.close()
-    interrupted = getattr(result.worker, "interrupted", None)   # a factory's may lack it
-    if interrupted is not None:
-        raise interrupted   # after the summary, which says what ran
-    return result if detailed_summary else result.scheduling_succeeded
+    return result
 
 
 class _Locked:
@@ -11228,6 +11400,110 @@ class KeepAliveThread(threading.Thread):
                 self._rpc_message_callback(message)
 
 
+_REPORTER_METHODS = {"tracking_url": "update_tracking_url",
+                     "set_task_status_message": "update_status_message",
+                     "set_task_progress_percentage": "update_progress_percentage",
+                     "decrease_running_task_resources": "decrease_running_resources"}
+
+
+class TaskProcess:
+    """Luigi's process object of one task: ``start()`` runs it in a child process
+    (a multiprocessing.Process, made then: importing multiprocessing costs every
+    import of microflow otherwise), ``run()`` (what a worker of one process calls) in
+    this one; either way its result
+    goes on ``result_queue`` as ``(task_id, status, explanation, missing,
+    new_requirements)``, each new requirement ``(module, family, str_params)``. What
+    the task reports while it runs (status message, progress, tracking URL, resources)
+    goes to ``status_reporter`` (a TaskStatusReporter). ``timeout_time``: when a
+    worker stops it (``worker_timeout`` seconds after it was made; None: never)."""
+
+    #: The task's reporting methods, and the reporter's they stand for (Luigi's table).
+    forward_reporter_attributes = {
+        "update_tracking_url": "set_tracking_url",
+        "update_status_message": "set_status_message",
+        "update_progress_percentage": "set_progress_percentage",
+        "decrease_running_resources": "decrease_running_resources",
+        "scheduler_messages": "scheduler_messages"}
+
+    def __init__(self, task: Task, worker_id: str, result_queue: Any, status_reporter: Any,
+                 use_multiprocessing: bool = False, worker_timeout: float = 0,
+                 check_unfulfilled_deps: bool = True, check_complete_on_run: bool = False,
+                 task_completion_cache: Any = None) -> None:
+        self._process: Any = None
+        self.task, self.worker_id, self.result_queue = task, worker_id, result_queue
+        self.status_reporter = status_reporter
+        self.worker_timeout = task.worker_timeout if task.worker_timeout is not None \
+            else worker_timeout
+        self.timeout_time = time.time() + self.worker_timeout if self.worker_timeout \
+            else None
+        self.use_multiprocessing = use_multiprocessing or self.timeout_time is not None
+        self.check_unfulfilled_deps = check_unfulfilled_deps
+        self.check_complete_on_run = check_complete_on_run
+        self.task_completion_cache = task_completion_cache
+
+    def _report(self, method: str, task_id: str, value: Any) -> None:
+        getattr(self.status_reporter, _REPORTER_METHODS[method])(value)
+
+    def run(self) -> None:
+        """Run the task here and put its result on the queue; never raises but for
+        Ctrl-C."""
+        task = self.task
+        if self.use_multiprocessing:   # a child: its own random state, as Luigi's
+            _log.info("[pid %s] Worker %s running   %s", os.getpid(), self.worker_id, task)
+        outcome = _execute_task(task, self.check_unfulfilled_deps,
+                                self.check_complete_on_run, self._report)
+        requirements = [(dep.task_module, dep.get_task_family(), dep.to_str_params())
+                        for dep in outcome.new_deps or ()]
+        self.result_queue.put((task.task_id, outcome.status, outcome.explanation,
+                               list(outcome.missing), requirements))
+
+    def start(self) -> None:
+        """Run the task in a child process."""
+        import multiprocessing
+        self._process = multiprocessing.Process(target=self.run, daemon=True,
+                                                name=f"TaskProcess-{self.task.task_id}")
+        self._process.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid (None before start())."""
+        return None if self._process is None else self._process.pid  # type: ignore[no-any-return]
+
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code; None while it runs (or when run here)."""
+        return None if self._process is None else self._process.exitcode  # type: ignore[no-any-return]
+
+    def is_alive(self) -> bool:
+        """Whether the child still runs."""
+        return self._process is not None and self._process.is_alive()  # type: ignore[no-any-return]
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the child to end."""
+        if self._process is not None:
+            self._process.join(timeout)
+
+    def terminate(self) -> None:
+        """Stop the child (SIGTERM)."""
+        if self._process is not None:
+            self._process.terminate()
+
+
+class ContextManagedTaskProcess(TaskProcess):
+    """A TaskProcess that runs its task inside ``context``, the dotted name of a
+    context manager class made with the process (``[worker] task_process_context``)."""
+
+    def __init__(self, context: str | None, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+
+    def run(self) -> None:
+        if not self.context:
+            return super().run()
+        with _import_object(self.context)(self):
+            return super().run()
+
+
 #: get_work's reply as Luigi's worker unpacks it.
 GetWorkResponse = collections.namedtuple("GetWorkResponse", (
     "task_id", "running_tasks", "n_pending_tasks", "n_unique_pending",
@@ -11278,11 +11554,42 @@ def _task_wraps(task_class: type[Task]) -> Any:
     return functools.wraps(task_class, updated=())
 
 
+_UNSET = object()
+
+
+class _LuigiModule(types.ModuleType):
+    """One of Luigi's module paths. What a library assigns or ``mock.patch``es on it
+    (``luigi.interface._schedule_and_run``, ``luigi.worker.Worker``,
+    ``luigi.parameter.warnings``) is also set where microflow's own code reads it, this
+    module's globals, and put back as it was when the patch is undone; the Python
+    modules Luigi's module imports (``luigi.parameter.operator``) are microflow's."""
+
+    def __getattr__(self, name: str) -> Any:
+        value = globals().get(name)
+        if isinstance(value, types.ModuleType) and not isinstance(value, _LuigiModule):
+            return value
+        raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        here, there = self.__dict__.get(name, _UNSET), globals().get(name, _UNSET)
+        shared = here is there or (here is _UNSET and isinstance(there, types.ModuleType))
+        if there is not _UNSET and shared:
+            self.__dict__.setdefault("_replaced", {}).setdefault(name, there)
+            globals()[name] = value
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        super().__delattr__(name)
+        original = self.__dict__.get("_replaced", {}).pop(name, _UNSET)
+        if original is not _UNSET:   # a patch undone: microflow's own name back
+            globals()[name] = original
+
+
 def _module(name: str, doc: str, **members: Any) -> Any:
     """``microflow.<name>``, one of Luigi's module paths, as a real module registered in
     sys.modules, so ``import microflow.util`` and ``from microflow.tools.range import
     RangeDaily`` work as they read (the copy run as ``__main__`` registers none)."""
-    module = types.ModuleType(f"{__name__}.{name}", doc)
+    module = _LuigiModule(f"{__name__}.{name}", doc)
     module.__dict__.update(members)
     if __name__ != "__main__":
         sys.modules[module.__name__] = module
@@ -11313,8 +11620,24 @@ def _config_path_type(name: str) -> Any:
 configuration = _module("configuration", "Luigi's luigi.configuration.",
                         get_config=get_config, add_config_path=add_config_path,
                         LuigiConfigParser=_ConfigParser, LuigiTomlParser=_ConfigParser)
+# One parser reads cfg and TOML files alike: Luigi's two classes are the one class here.
 configuration.core = _module("configuration.core", "Luigi's luigi.configuration.core.",
-                             get_config=get_config, add_config_path=add_config_path)
+                             get_config=get_config, add_config_path=add_config_path,
+                             PARSERS={"cfg": _ConfigParser, "conf": _ConfigParser,
+                                      "ini": _ConfigParser, "toml": _ConfigParser},
+                             DEFAULT_PARSER="cfg")
+configuration.base_parser = _module("configuration.base_parser",
+                                    "Luigi's luigi.configuration.base_parser.",
+                                    BaseParser=BaseParser)
+configuration.cfg_parser = _module(
+    "configuration.cfg_parser", "Luigi's luigi.configuration.cfg_parser.",
+    LuigiConfigParser=_ConfigParser, EnvironmentInterpolation=EnvironmentInterpolation,
+    CombinedInterpolation=CombinedInterpolation,
+    InterpolationMissingEnvvarError=InterpolationMissingEnvvarError)
+configuration.toml_parser = _module("configuration.toml_parser",
+                                    "Luigi's luigi.configuration.toml_parser.",
+                                    LuigiTomlParser=_ConfigParser,
+                                    toml_enabled=sys.version_info >= (3, 11))
 date_interval = _module("date_interval", "Luigi's luigi.date_interval.",
                         DateInterval=DateInterval, Date=_Date, Week=_Week, Month=_Month,
                         Year=_Year, Custom=_Custom)
@@ -11340,9 +11663,11 @@ parameter = _module("parameter", "Luigi's luigi.parameter.", **_parameter_names(
 target = _module("target", "Luigi's luigi.target.", Target=Target, FileSystem=FileSystem,
                  FileSystemTarget=FileSystemTarget, FileSystemException=FileSystemException,
                  FileAlreadyExists=FileAlreadyExists,
-                 MissingParentDirectory=MissingParentDirectory, NotADirectory=NotADirectory)
+                 MissingParentDirectory=MissingParentDirectory, NotADirectory=NotADirectory,
+                 AtomicLocalFile=AtomicLocalFile)
 local_target = _module("local_target", "Luigi's luigi.local_target.",
-                       LocalTarget=LocalTarget, LocalFileSystem=LocalFileSystem)
+                       LocalTarget=LocalTarget, LocalFileSystem=LocalFileSystem,
+                       atomic_file=atomic_file)
 task = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTask,
                WrapperTask=WrapperTask, Config=Config, DynamicRequirements=DynamicRequirements,
                flatten=flatten, flatten_output=flatten_output, getpaths=getpaths,
@@ -11369,6 +11694,7 @@ tools.range = _module("tools.range", "Luigi's luigi.tools.range: backfill ranges
                       RangeHourly=RangeHourly, RangeByMinutes=RangeByMinutes,
                       RangeByMinutesBase=RangeByMinutesBase, RangeMonthly=RangeMonthly)
 interface = _module("interface", "Luigi's luigi.interface.", build=build, run=run, _run=_run,
+                    _schedule_and_run=_schedule_and_run,
                     core=core, PidLockAlreadyTakenExit=PidLockAlreadyTakenExit,
                     _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
@@ -11393,7 +11719,8 @@ worker = _module("worker", "Luigi's luigi.worker: the worker and the helpers tha
                  SingleProcessPool=SingleProcessPool, DequeQueue=DequeQueue,
                  TaskStatusReporter=TaskStatusReporter, SchedulerMessage=SchedulerMessage,
                  rpc_message_callback=rpc_message_callback, KeepAliveThread=KeepAliveThread,
-                 GetWorkResponse=GetWorkResponse)
+                 GetWorkResponse=GetWorkResponse, TaskProcess=TaskProcess,
+                 ContextManagedTaskProcess=ContextManagedTaskProcess)
 scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
                     scheduler=_OPTION_CLASSES["scheduler"], Scheduler=Scheduler,
                     RetryPolicy=RetryPolicy, WORKER_STATE_ACTIVE=WORKER_STATE_ACTIVE,
@@ -11404,7 +11731,8 @@ scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
 
 # Luigi's module paths microflow answers, as ``luigi.<path>``: microflow.<path> each.
 _LUIGI_MODULES = ("batch_notifier", "cmdline", "cmdline_parser", "configuration",
-                  "configuration.core", "date_interval", "event", "execution_summary",
+                  "configuration.core", "configuration.base_parser",
+                  "configuration.cfg_parser", "configuration.toml_parser", "date_interval", "event", "execution_summary",
                   "format", "freezing", "interface", "local_target", "mock", "notifications",
                   "parameter", "retcodes", "rpc", "scheduler", "server", "setup_logging",
                   "target", "task", "task_register", "task_status", "tools", "tools.range",
