@@ -121,6 +121,9 @@ else:
     _T = _E = None
 
 __version__ = "0.1.0"
+#: The Luigi release whose behaviour microflow follows (what ``luigi`` reports as its
+#: version after install_as_luigi(), when no real Luigi is installed).
+LUIGI_VERSION = "3.8.1"
 
 __all__ = (
     # configuration
@@ -160,7 +163,7 @@ __all__ = (
     "SchedulerServer", "RemoteScheduler", "serve",
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
-    "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
+    "LUIGI_VERSION", "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
     "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
     "retcodes", "rpc", "copies", "delegates", "execution_summary", "interface",
     "WorkerSchedulerFactory", "worker", "scheduler", "task_status", "tools", "freezing",
@@ -11752,6 +11755,41 @@ class _LuigiFinder:
             raise ModuleNotFoundError(f"No module named {fullname!r}: microflow, installed "
                                       f"as luigi, does not provide it{hint}", name=fullname)
         return None
+
+    @staticmethod
+    def find_distributions(context: Any = None) -> Iterator[Any]:
+        """importlib.metadata's hook: ``luigi`` as an installed distribution of version
+        LUIGI_VERSION, so code that checks Luigi's version at import runs; nothing
+        when a real Luigi distribution is installed (it answers for itself)."""
+        import importlib.metadata as metadata
+        name = getattr(context, "name", None)
+        if name is not None and name.lower().replace("-", "_") != "luigi":
+            return iter(())
+        real = metadata.MetadataPathFinder.find_distributions(
+            metadata.DistributionFinder.Context(name="luigi"))
+        if next(iter(real), None) is not None:
+            return iter(())
+        return iter([_luigi_distribution()])
+
+
+def _luigi_distribution() -> Any:
+    """The distribution record install_as_luigi() answers for ``luigi``."""
+    import importlib.metadata as metadata
+    import pathlib
+
+    class MicroflowAsLuigi(metadata.Distribution):
+        """``luigi`` as microflow provides it."""
+
+        def read_text(self, filename: str) -> str | None:
+            if filename in ("METADATA", "PKG-INFO"):
+                return (f"Metadata-Version: 2.1\nName: luigi\nVersion: {LUIGI_VERSION}\n"
+                        f"Summary: microflow {__version__}, installed as luigi\n")
+            return None
+
+        def locate_file(self, path: Any) -> Any:
+            return pathlib.Path(__file__).parent / path
+
+    return MicroflowAsLuigi()
 
 
 def install_as_luigi() -> types.ModuleType:

@@ -1347,6 +1347,166 @@ SUCCEEDED = []
 '''
 
 
+class BatchLeaf(mf.Task):
+    """Written by the worker's own process (pid in the file), or a child's."""
+    n = mf.IntParameter()
+    where = mf.Parameter()
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.where, f"leaf{self.n}"))
+
+    def run(self):
+        self.set_status_message(f"leaf {self.n}")
+        with self.output().open("w") as f:
+            f.write(str(os.getpid()))
+
+
+class BatchRoot(mf.WrapperTask):
+    where = mf.Parameter()
+
+    def requires(self):
+        return [BatchLeaf(n, self.where) for n in range(3)]
+
+
+class HandsSomeToABatchSystem(mf.Worker):
+    """A library's worker (as b2luigi's): its own process object for some tasks,
+    Luigi's for the others through super(), and attributes set as Luigi's are."""
+
+    def __init__(self, scheduler=None, worker_processes=1, **kwargs):
+        super().__init__(scheduler=scheduler, worker_processes=worker_processes, **kwargs)
+        self._scheduler = scheduler          # as Luigi's __init__ does
+        self._config = types.SimpleNamespace(check_unfulfilled_deps=True)
+        self.worker_processes = worker_processes
+        self.host, self._running_tasks, self._batch_families_sent = "here", {}, set()
+        self.made = []
+
+    def _create_task_process(self, task):
+        process = super()._create_task_process(task)
+        self.made.append((task.task_id, type(process).__name__,
+                          process.use_multiprocessing))
+        return process
+
+
+class TestLuigiWorkerHooks(TempDirMixin, unittest.TestCase):
+    def build_with(self, workers):
+        made = []
+
+        class Factory(mf.WorkerSchedulerFactory):
+            def create_worker(self, scheduler, worker_processes, assistant=False):
+                worker = HandsSomeToABatchSystem(scheduler, worker_processes)
+                made.append(worker)
+                return worker
+        result = mf.build([BatchRoot(str(self.tmp))], workers=workers, detailed_summary=True,
+                          worker_scheduler_factory=Factory(), log_level="WARNING")
+        return result, made[0]
+
+    def test_a_subclass_runs_tasks_through_super_create_task_process(self):
+        for workers, in_child in ((1, False), (2, True)):
+            result, worker = self.build_with(workers)
+            self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
+            self.assertEqual(sorted(kind for _, kind, _ in worker.made), ["TaskProcess"] * 4)
+            self.assertEqual({child for *_, child in worker.made}, {in_child})
+            pids = {(self.tmp / f"leaf{n}").read_text() for n in range(3)}
+            self.assertEqual(pids == {str(os.getpid())}, not in_child, pids)
+            for n in range(3):
+                (self.tmp / f"leaf{n}").unlink()
+
+    def test_a_task_process_reports_its_result_on_the_queue(self):
+        import queue
+        results, reports = queue.Queue(), []
+
+        class Reporter:
+            def __getattr__(self, name):
+                return lambda value: reports.append((name, value))
+        process = mf.TaskProcess(BatchLeaf(7, str(self.tmp)), "w", results, Reporter(),
+                                 worker_timeout=30)
+        self.assertTrue(process.use_multiprocessing)   # a timeout needs a child
+        self.assertAlmostEqual(process.timeout_time, time.time() + 30, delta=5)
+        process.run()
+        self.assertEqual(results.get_nowait(),
+                         (BatchLeaf(7, str(self.tmp)).task_id, mf.DONE, None, [], []))
+        self.assertEqual(reports, [("update_status_message", "leaf 7")])
+        self.assertEqual(mf.TaskProcess.forward_reporter_attributes["update_status_message"],
+                         "set_status_message")
+
+    def test_an_assigned_scheduler_is_the_one_talked_to(self):
+        other = mf.Scheduler()
+        worker = mf.Worker(mf.Scheduler())
+        worker._scheduler = other
+        worker.add(BatchLeaf(1, str(self.tmp)))
+        self.assertEqual(list(other.task_list("", "")), [BatchLeaf(1, str(self.tmp)).task_id])
+
+
+class TestLuigiTargetAndConfigHelpers(TempDirMixin, unittest.TestCase):
+    def test_local_target_has_luigis_private_helpers(self):
+        self.assertEqual(mf.LocalTarget(str(self.tmp) + "/dir/")._trailing_slash(), "/")
+        self.assertEqual(mf.LocalTarget(self.tmp / "file")._trailing_slash(), "")
+        target = mf.LocalTarget(self.tmp / "empty")
+        target._touchz()
+        self.assertEqual((self.tmp / "empty").read_bytes(), b"")
+        with self.assertWarns(DeprecationWarning):
+            self.assertEqual(target.fn, target.path)
+        mock_target = mf.MockTarget("a")
+        with mock_target.open("w") as f:
+            f.write("x")
+        mock_target.rename("b")
+        self.assertTrue(mf.MockTarget("b").exists())
+        self.assertFalse(mf.MockTarget("a").exists())
+
+    def test_atomic_local_files_publish_on_close_only(self):
+        with mf.atomic_file(str(self.tmp / "out")) as f:
+            self.assertTrue(f.tmp_path.startswith(str(self.tmp / "out-luigi-tmp-")))
+            f.write(b"data")
+        self.assertEqual((self.tmp / "out").read_bytes(), b"data")
+        published = []
+
+        class ToSomewhere(mf.AtomicLocalFile):   # a library's own kind, as Luigi's S3
+            def move_to_final_destination(self):
+                with open(self.tmp_path, "rb") as written:
+                    published.append(written.read())
+                os.remove(self.tmp_path)
+        with self.assertRaises(KeyError):
+            with ToSomewhere("s3://bucket/key") as f:
+                f.write(b"half")
+                raise KeyError("boom")
+        with ToSomewhere("s3://bucket/key") as f:
+            f.write(b"whole")
+        self.assertEqual(published, [b"whole"])
+        self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["out"])
+
+    def test_config_takes_fallback_as_configparser_does(self):
+        with mf.config_override({"Section": {"present": "7", "flag": "yes"},
+                                 "resources": {"db": "2", "gpu": "1"}}):
+            config = mf.get_config()
+            self.assertEqual(config.get("Section", "absent", fallback="fb"), "fb")
+            self.assertEqual(config["Section"].get("absent", "fb"), "fb")
+            self.assertIsNone(config["Section"].get("absent"))
+            self.assertEqual(config["Section"].get("present", "fb"), "7")
+            self.assertEqual(config.getint("Section", "absent", fallback=3), 3)
+            self.assertEqual(config["Section"].getint("present"), 7)
+            self.assertIs(config.getboolean("Nowhere", "flag", fallback=False), False)
+            self.assertIs(config["Section"].getboolean("flag"), True)
+            self.assertEqual(config.getintdict("Nowhere"), {})
+            self.assertEqual(config.getintdict("resources"), {"db": 2, "gpu": 1})
+            with self.assertRaises(mf.ConfigError):
+                config.get("Section", "absent")
+            self.assertEqual(config.data["Section"]["present"], "7")
+
+    def test_a_missing_environment_variable_is_luigis_error(self):
+        import configparser
+        os.environ.pop("MICROFLOW_TEST_UNSET", None)
+        with mf.config_override({"S": {"v": "${MICROFLOW_TEST_UNSET}"}}):
+            with self.assertRaises(mf.configuration.cfg_parser
+                                   .InterpolationMissingEnvvarError) as caught:
+                mf.get_config().get("S", "v")
+        self.assertIsInstance(caught.exception, configparser.InterpolationError)
+        self.assertIsInstance(caught.exception, mf.ConfigError)
+        self.assertIn("environment variable 'MICROFLOW_TEST_UNSET' is not set",
+                      str(caught.exception))
+        self.assertIs(mf.configuration.core.PARSERS["toml"],
+                      mf.configuration.cfg_parser.LuigiConfigParser)
+
+
 class TestLuigiHelpers(TempDirMixin, unittest.TestCase):
     def test_optional_parameter_type_warning_names_the_type(self):
         class WithOptional(mf.Task):
@@ -5813,6 +5973,50 @@ class TestInstallAsLuigi(TempDirMixin, unittest.TestCase):
             "True", "No module named 'luigi.contrib': microflow, installed as luigi, does "
             "not provide it (Luigi's contrib modules need Luigi and their own packages)"])
         self.assertEqual((self.tmp / "shout-ann.txt").read_text(), "HELLO ANN")
+
+    def test_luigi_is_an_installed_distribution_only_once_installed(self):
+        done = self.python(textwrap.dedent("""\
+            import importlib.metadata as metadata, microflow
+            try:
+                metadata.version("luigi")
+            except metadata.PackageNotFoundError:
+                print("not before")
+            microflow.install_as_luigi()
+            print(metadata.version("luigi"), metadata.distribution("luigi").metadata["Name"])
+            """))
+        self.assertEqual(done.stdout.split(), ["not", "before", mf.LUIGI_VERSION, "luigi"],
+                         done.stderr)
+
+    def test_a_replaced_or_patched_luigi_name_takes_effect(self):
+        done = self.python(textwrap.dedent("""\
+            import warnings
+            from unittest import mock
+            import microflow
+            microflow.install_as_luigi()
+            import luigi, luigi.interface, luigi.parameter, luigi.worker, pipeline
+            runs, started = [], []
+            original = luigi.interface._schedule_and_run
+            def wrapped(*args, **kwargs):   # as a library wraps every run
+                runs.append(len(args[0]))
+                return original(*args, **kwargs)
+            luigi.interface._schedule_and_run = wrapped
+            class Counting(luigi.worker.Worker):
+                def run(self):
+                    started.append(self)
+                    return super().run()
+            with mock.patch("luigi.worker.Worker", Counting):
+                print(luigi.build([pipeline.Shout(name="p")], local_scheduler=True))
+            print(runs, len(started), microflow.Worker is not Counting)
+            print(luigi.parameter.operator.le(1, 2))
+            class Odd(luigi.Task):
+                count = luigi.OptionalIntParameter(default=None)
+            with mock.patch("luigi.parameter.warnings") as patched:
+                Odd(count="3")   # a str where an int or None belongs: warned
+            print(patched.warn.called, microflow.warnings is warnings)
+            """))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.splitlines(), ["True", "[1] 1 True", "True",
+                                                    "True True"])
 
     def test_the_command_line_switch(self):
         done = self.python(None, "-m", "microflow", "--module", "pipeline", "Shout",
