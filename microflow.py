@@ -181,6 +181,10 @@ __all__ = (
     # logging
     "LOGGER_NAME", "LUIGI_LOGGER_NAME", "InterfaceLogging", "DaemonLogging",
     # formats, ranges, helpers
+    "RangeEvent", "most_common", "infer_bulk_complete_from_fs", "previous",
+    "get_previous_completed", "BulkCompleteNotImplementedError", "MixinNaiveBulkComplete",
+    "TASK_ID_INCLUDE_PARAMS", "TASK_ID_TRUNCATE_PARAMS", "TASK_ID_TRUNCATE_HASH",
+    "BaseLogging", "ExplQueue",
     "ChainFormat", "NopFormat", "WrappedFormat", "TextFormat", "NewlineFormat",
     "MixedUnicodeBytesFormat", "GzipFormat", "Bzip2Format", "BaseWrapper", "FileWrapper",
     "TextWrapper", "NewlineWrapper", "MixedUnicodeBytesWrapper", "InputPipeProcessWrapper",
@@ -188,7 +192,9 @@ __all__ = (
     "RangeHourly", "RangeByMinutesBase", "RangeByMinutes", "RangeMonthly", "common_params",
     # e-mails
     "email", "smtp", "batch_email", "BatchNotifier", "send_email", "send_error_email",
-    "wrap_traceback", "format_task_error",
+    "wrap_traceback", "format_task_error", "send_email_smtp", "send_email_ses",
+    "send_email_sns", "send_email_sendgrid", "sendgrid", "generate_email",
+    "TestNotificationsTask",
     # runs: options, summary, planning, triggering, the central scheduler's commands
     "core", "retcode", "summary", "dry_run", "dependency_tree", "PlannedTask", "every",
     "cron", "run_server", "luigid",
@@ -231,9 +237,9 @@ _log = _Logger()
 
 # Task-id shape, as Luigi computes it: family, the first three parameters (by name),
 # each cut to 16 characters, and the first ten hex digits of an md5 of all of them.
-_TASK_ID_INCLUDE_PARAMS = 3
-_TASK_ID_TRUNCATE_PARAMS = 16
-_TASK_ID_TRUNCATE_HASH = 10
+TASK_ID_INCLUDE_PARAMS = _TASK_ID_INCLUDE_PARAMS = 3
+TASK_ID_TRUNCATE_PARAMS = _TASK_ID_TRUNCATE_PARAMS = 16
+TASK_ID_TRUNCATE_HASH = _TASK_ID_TRUNCATE_HASH = 10
 _TASK_ID_INVALID_CHAR = r"[^A-Za-z0-9_]"
 
 class _NoValueType:
@@ -292,6 +298,9 @@ _WORKER_DEFAULTS = {
     # Accepted for Luigi's configs; nothing to do: microflow installs no signal handler
     # in build(), and checks complete() once per task and run anyway.
     "no_install_shutdown_handler": False, "cache_task_completion": False,
+    # The id a worker gives the scheduler ("": made of its host, pid, ...); a context
+    # manager (dotted name) each task runs in, in Luigi's ContextManagedTaskProcess.
+    "id": "", "task_process_context": "",
 }
 
 # The Task properties a task may override to set its own retry policy.
@@ -304,9 +313,13 @@ _SCHEDULER_DEFAULTS = {
     "disable_persist": 86400.0, "max_shown_tasks": 100000, "max_graph_nodes": 100000,
     "prune_on_get_work": False, "pause_enabled": True, "send_messages": True,
     "stable_done_cooldown_secs": 10.0, "record_task_history": False, "batch_emails": False,
+    # The server's state file ("": none; --state-path); who is told of each task's
+    # transitions: "default"/"none" nobody, "custom" the MetricsCollector class named
+    # by metrics_custom_import (Luigi's; its datadog and prometheus need packages).
+    "state_path": "", "metrics_collector": "default", "metrics_custom_import": "",
 }
 # Options read elsewhere than _typed_options (the rest of a typo check's known names).
-_OTHER_KNOWN_OPTIONS = {"scheduler": {"state_path"}}
+_OTHER_KNOWN_OPTIONS: dict[str, set[str]] = {}
 
 
 ###########################################################################################
@@ -1296,11 +1309,12 @@ class DateMinuteParameter(_DatetimeParameterBase):
     """A datetime to the minute, written ``YYYY-MM-DDTHHMM`` (``THHhMM`` is deprecated)."""
 
     date_format = "%Y-%m-%dT%H%M"
+    deprecated_date_format = "%Y-%m-%dT%HH%M"
     _timedelta = datetime.timedelta(minutes=1)
 
     def parse(self, x: str) -> datetime.datetime:
         try:
-            value = datetime.datetime.strptime(x, "%Y-%m-%dT%HH%M")
+            value = datetime.datetime.strptime(x, self.deprecated_date_format)
         except ValueError:
             return super().parse(x)
         warnings.warn('Using "H" between hours and minutes is deprecated, omit it instead.',
@@ -3759,7 +3773,33 @@ class Task(metaclass=Register):
     @classmethod
     def bulk_complete(cls, parameter_tuples: Any) -> Any:
         """Those of ``parameter_tuples`` whose tasks are complete (for range tools)."""
-        raise NotImplementedError(f"{cls.get_task_family()} has no bulk_complete")
+        raise BulkCompleteNotImplementedError(f"{cls.get_task_family()} has no "
+                                              f"bulk_complete")
+
+
+class BulkCompleteNotImplementedError(NotImplementedError):
+    """A task class gives no bulk_complete (range tools then check one by one)."""
+
+
+class MixinNaiveBulkComplete:
+    """A bulk_complete that calls complete() on each, for a family whose check is cheap
+    (range tools then ask once instead of per task)."""
+
+    @classmethod
+    def bulk_complete(cls, parameter_tuples: Iterable[Any]) -> list[Any]:
+        """Those of ``parameter_tuples`` (values, tuples or dicts) whose task is
+        complete."""
+        done = []
+        for values in parameter_tuples:
+            if isinstance(values, dict):
+                task = cls(**values)   # type: ignore[call-arg]
+            elif isinstance(values, tuple):
+                task = cls(*values)   # type: ignore[call-arg]
+            else:
+                task = cls(values)   # type: ignore[call-arg]
+            if task.complete():   # type: ignore[attr-defined]
+                done.append(values)
+        return done
 
 
 class ExternalTask(Task):
@@ -3907,6 +3947,43 @@ class _UncheckedParameter(Parameter):
         """None is a value here."""
 
 
+class RangeEvent(Event):
+    """The events a range task triggers on itself, with the family and a number, each
+    time it works out what is missing: how many are complete, which fraction, and how
+    many steps the earliest missing one lies behind the end of the window."""
+
+    COMPLETE_COUNT = "event.tools.range.complete.count"
+    COMPLETE_FRACTION = "event.tools.range.complete.fraction"
+    DELAY = "event.tools.range.delay"
+
+
+def most_common(items: Iterable[Any]) -> tuple[Any, int]:
+    """``(the most frequent item, how often it occurs)``."""
+    [(element, count)] = collections.Counter(items).most_common(1)
+    return element, count
+
+
+def infer_bulk_complete_from_fs(datetimes: Sequence[datetime.datetime],
+                                datetime_to_task: Callable[[datetime.datetime], Task],
+                                datetime_to_re: Any = None) -> list[datetime.datetime]:
+    """Those of ``datetimes`` whose task's outputs all exist, found by listing each
+    folder that holds outputs once (instead of one exists() per output), for tasks
+    whose outputs are FileSystemTargets; ``datetime_to_re`` is accepted as Luigi's."""
+    outputs = {dt: flatten(datetime_to_task(dt).output()) for dt in datetimes}
+    listed: dict[tuple[int, str], set[str]] = {}
+    for targets in outputs.values():
+        for target in targets:
+            folder = os.path.dirname(target.path.rstrip("/"))
+            key = (id(target.fs), folder)
+            if key not in listed:
+                listed[key] = set(target.fs.listdir(folder)) if target.fs.isdir(folder) \
+                    else set()
+    return [dt for dt, targets in outputs.items() if targets and all(
+        target.path.rstrip("/") in listed[(id(target.fs),
+                                           os.path.dirname(target.path.rstrip("/")))]
+        for target in targets)]
+
+
 class RangeBase(WrapperTask):
     """Requires the missing instances of task family ``of`` over a window of time:
     ``start`` (inclusive) to ``stop`` (exclusive), clipped to a window around ``now``
@@ -3924,9 +4001,37 @@ class RangeBase(WrapperTask):
                                                  "(tests)")
     param_name = _UncheckedParameter(default=None, description="the parameter of `of` "
                                                                "that takes the time")
-    # Declared by each subclass: the window, and the points in time of a step.
-    start: Any
-    stop: Any
+    # Declared again by each subclass, with its type: the window.
+    start = Parameter(description="first point in time (inclusive)")
+    stop = Parameter(description="last point in time (exclusive)")
+
+    @property
+    def of_cls(self) -> type[Task]:
+        """``of`` as a class (Luigi's older name; a family name given as a string is
+        looked up, with Luigi's warning)."""
+        if isinstance(self.of, str):
+            warnings.warn('When using Range programatically, dont pass "of" param as '
+                          'string!')
+            return Register.get_task_cls(self.of)
+        return self.of   # type: ignore[no-any-return]
+
+    def datetime_to_parameters(self, dt: datetime.datetime) -> dict[str, Any]:
+        """The family's parameters for a point in time: ``of_params`` and the time."""
+        return dict(self.of_params, **{self._param_name: self.datetime_to_parameter(dt)})
+
+    def parameters_to_datetime(self, p: Mapping[str, Any]) -> Any:
+        """The point in time of a family's parameters."""
+        return self.parameter_to_datetime(p[self._param_name])
+
+    def _emit_metrics(self, window: list[datetime.datetime],
+                      missing: list[datetime.datetime]) -> None:
+        """RangeEvent's DELAY, COMPLETE_COUNT and COMPLETE_FRACTION, on this task."""
+        family = self.of_cls.get_task_family()
+        delay = len(window) - window.index(missing[0]) if missing else 0
+        self.trigger_event(RangeEvent.DELAY, family, delay)
+        self.trigger_event(RangeEvent.COMPLETE_COUNT, family, len(window) - len(missing))
+        self.trigger_event(RangeEvent.COMPLETE_FRACTION, family,
+                           (len(window) - len(missing)) / len(window) if window else 1.0)
 
     def finite_datetimes(self, finite_start: datetime.datetime,
                          finite_stop: datetime.datetime) -> list[datetime.datetime]:
@@ -3936,7 +4041,9 @@ class RangeBase(WrapperTask):
     def requires(self) -> list[Task]:
         """The missing instances in the window, at most ``task_limit``."""
         if getattr(self, "_required", None) is None:
-            missing = sorted(self._missing_datetimes(self._window()))
+            window = self._window()
+            missing = sorted(self._missing_datetimes(window))
+            self._emit_metrics(window, missing)
             chosen = missing[-self.task_limit:][::-1] if self.reverse \
                 else missing[:self.task_limit]
             self._required = [self._instantiate_task_cls(self.datetime_to_parameter(d))
@@ -4214,17 +4321,22 @@ def send_email(subject: str, message: str, sender: str, recipients: Iterable[str
         _log.info("Not sending email to %r because %s", recipients, reason)
         return
     method = email().method
-    if method != "smtp":
-        _log.error("Not sending email to %r: [email] method = %s needs a third-party "
-                   "package that microflow does not use; use method = smtp",
-                   recipients, method)
-        return
+    send = _EMAIL_METHODS[method]
     _log.info("Sending email to %r", recipients)
-    _send_email_smtp(sender, subject, message, recipients, image_png)
+    try:
+        send(sender, subject, message, recipients, image_png)
+    except ImportError as exc:   # sendgrid, ses, sns: a package microflow does not bring
+        _log.error("Not sending email to %r: [email] method = %s needs %s installed (%s)",
+                   recipients, method, "sendgrid" if method == "sendgrid" else "boto3", exc)
+    except Exception as exc:   # a failed notification must not fail the run
+        _log.error("Not able to send email to %r with [email] method = %s: %r",
+                   recipients, method, exc)
 
 
-def _send_email_smtp(sender: str, subject: str, message: str, recipients: list[str],
-                     image_png: str | None) -> None:
+def send_email_smtp(sender: str, subject: str, message: str, recipients: list[str],
+                    image_png: str | None) -> None:
+    """Send through the ``[smtp]`` server (STARTTLS when offered, login when set); a
+    server that cannot be reached is logged."""
     import smtplib
     import socket
     settings = smtp()
@@ -4240,7 +4352,7 @@ def _send_email_smtp(sender: str, subject: str, message: str, recipients: list[s
                 connection.starttls()
             if settings.username and settings.password:
                 connection.login(settings.username, settings.password)
-            connection.sendmail(sender, recipients, _email_message(
+            connection.sendmail(sender, recipients, generate_email(
                 sender, subject, message, recipients, image_png).as_string())
         finally:
             with contextlib.suppress(Exception):
@@ -4250,8 +4362,52 @@ def _send_email_smtp(sender: str, subject: str, message: str, recipients: list[s
                    settings.port, exc)
 
 
-def _email_message(sender: str, subject: str, message: str, recipients: list[str],
+def send_email_ses(sender: str, subject: str, message: str, recipients: list[str],
+                   image_png: str | None) -> None:
+    """Send through Amazon SES with boto3 (its credentials and region as boto3 finds
+    them); ImportError without boto3."""
+    from boto3 import client as boto3_client
+    raw = generate_email(sender, subject, message, recipients, image_png).as_string()
+    reply = boto3_client("ses").send_raw_email(Source=sender, Destinations=recipients,
+                                               RawMessage={"Data": raw})
+    _log.debug("Message sent to SES: %s", reply)
+
+
+def send_email_sns(sender: str, subject: str, message: str, recipients: list[str],
+                   image_png: str | None) -> None:
+    """Publish to each recipient, an Amazon SNS topic ARN, with boto3 (subjects cut
+    to SNS's 100 characters; no image); ImportError without boto3."""
+    from boto3 import client as boto3_client
+    client = boto3_client("sns")
+    for topic in recipients:
+        reply = client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
+        _log.debug("Message sent to SNS topic %s: %s", topic, reply)
+
+
+class sendgrid(Config):
+    """The ``[email]`` option of the SendGrid method (Luigi's spelling of it)."""
+
+    apikey = Parameter(config_path=dict(section="email", name="SENGRID_API_KEY"),
+                       description="API key for SendGrid login")
+
+
+def send_email_sendgrid(sender: str, subject: str, message: str, recipients: list[str],
+                        image_png: str | None) -> None:
+    """Send through SendGrid with its package and ``[email] SENGRID_API_KEY``;
+    ImportError without the package."""
+    import sendgrid as sendgrid_package   # type: ignore[import-not-found]
+    mail = sendgrid_package.helpers.mail
+    letter = mail.Mail(from_email=sender, to_emails=recipients, subject=subject)
+    letter.add_content(message, "text/html" if email().format == "html" else "text/plain")
+    if image_png:
+        letter.add_attachment(image_png)
+    sendgrid_package.SendGridAPIClient(sendgrid().apikey).send(letter)
+
+
+def generate_email(sender: str, subject: str, message: str, recipients: list[str],
                    image_png: str | None) -> Any:
+    """The MIME message sent: ``message`` in ``[email] format``, the PNG at
+    ``image_png`` attached."""
     from email.mime.multipart import MIMEMultipart
     from email.mime.text import MIMEText
     root = MIMEMultipart("related")
@@ -4265,8 +4421,36 @@ def _email_message(sender: str, subject: str, message: str, recipients: list[str
 
 
 def _email_sender() -> str:
+    return email().sender or _default_client_email()
+
+
+def _default_client_email() -> str:
+    """``luigi-client@HOST``: the sender when ``[email] sender`` names none."""
     import socket
-    return email().sender or f"luigi-client@{socket.gethostname()}"
+    return f"luigi-client@{socket.gethostname()}"
+
+
+# How each ``[email] method`` sends.
+_EMAIL_METHODS = {"smtp": send_email_smtp, "ses": send_email_ses, "sns": send_email_sns,
+                  "sendgrid": send_email_sendgrid}
+
+
+class TestNotificationsTask(Task):
+    """A task that fails, to check that error e-mails arrive:
+    ``python -m microflow notifications.TestNotificationsTask`` (Luigi's).
+    ``raise_in_complete``: fail in complete() instead of run()."""
+
+    task_namespace = "notifications"
+    raise_in_complete = BoolParameter(default=False, description="If true, fail in "
+                                      "complete() instead of run()")
+
+    def run(self) -> None:
+        raise ValueError("Testing notifications triggering")
+
+    def complete(self) -> bool:
+        if self.raise_in_complete:
+            raise ValueError("Testing notifications triggering")
+        return False
 
 
 def send_error_email(subject: str, message: str, additional_recipients: Any = None) -> None:
@@ -4332,6 +4516,22 @@ def _counted(template: str, number: int) -> str:
     return template.format(number, "" if number == 1 else "s") if number else ""
 
 
+class ExplQueue(collections.OrderedDict):   # type: ignore[type-arg]
+    """The latest ``num_items`` distinct errors, each with when it was last seen,
+    oldest first (Luigi's)."""
+
+    def __init__(self, num_items: int) -> None:
+        super().__init__()
+        self.num_items = num_items
+
+    def enqueue(self, item: Any) -> None:
+        """Note ``item`` as the latest; the oldest goes past ``num_items``."""
+        self.pop(item, None)
+        self[item] = datetime.datetime.now()
+        while len(self) > self.num_items:
+            self.popitem(last=False)
+
+
 class BatchNotifier:
     """Collects the scheduler's failures, disables and scheduling failures and sends
     each owner (and ``[email] receiver``) one e-mail per ``email_interval`` minutes,
@@ -4348,7 +4548,7 @@ class BatchNotifier:
         self._next_send = time.time() + 60 * self._config.email_interval
         # owner -> key -> [failures, disables, scheduling failures]; and recent errors
         self._counts: dict[str | None, dict[str, list[int]]] = collections.defaultdict(dict)
-        self._errors: dict[str | None, dict[str, dict[Any, bool]]] = collections.defaultdict(dict)
+        self._errors: dict[str | None, dict[str, ExplQueue]] = collections.defaultdict(dict)
 
     def _key(self, task_name: str, family: str, unbatched_args: Mapping[str, Any]) -> str:
         mode = self._config.batch_mode
@@ -4365,11 +4565,8 @@ class BatchNotifier:
         for owner in self._default_owners | set(owners or ()):
             self._counts[owner].setdefault(key, [0, 0, 0])[column] += 1
             if expl is not None:   # the latest error_messages distinct errors
-                recent = self._errors[owner].setdefault(key, {})
-                recent.pop(expl, None)
-                recent[expl] = True
-                while len(recent) > self._config.error_messages:
-                    del recent[next(iter(recent))]
+                self._errors[owner].setdefault(
+                    key, ExplQueue(self._config.error_messages)).enqueue(expl)
 
     def add_failure(self, task_name: str, family: str, unbatched_args: Mapping[str, Any],
                     expl: Any, owners: Any) -> None:
@@ -6526,7 +6723,14 @@ class DynamicRequirements:
                  custom_complete: Callable[..., bool] | None = None) -> None:
         self.requirements = requirements
         self.custom_complete = custom_complete
-        self.flat_requirements = flatten(requirements)
+        self._flat: list[Task] | None = None
+
+    @property
+    def flat_requirements(self) -> list[Task]:
+        """The requirements as one list."""
+        if self._flat is None:
+            self._flat = flatten(self.requirements)
+        return self._flat
 
     @property
     def paths(self) -> Any:
@@ -7805,7 +8009,7 @@ class Worker(_WorkerWalk):
                               f"{self.options['mode']!r}")
         self._processes = getattr(runner, "processes", processes)
         self._info = _worker_info(self._processes, self._assistant)
-        self._id = worker_id or "Worker(" + ", ".join(
+        self._id = worker_id or self.options["id"] or "Worker(" + ", ".join(
             f"{k}={v}" for k, v in self._info if k != "assistant") + ")"
         self._session = _Session(scheduler if scheduler is not None else Scheduler(),
                                  self._id, self._info)
@@ -7849,7 +8053,7 @@ class Worker(_WorkerWalk):
     def _scheduler(self, scheduler: Any) -> None:
         self._session = _Session(scheduler, self._id, self._info)
 
-    def _create_task_process(self, task: Task) -> TaskProcess:
+    def _create_task_process(self, task: Task) -> ContextManagedTaskProcess:
         """Luigi's hook: the process object that runs ``task`` (a TaskProcess, in a
         child process when this worker runs more than one task at once). A subclass
         that overrides it (to hand some tasks to a batch system) is run through it,
@@ -7857,19 +8061,23 @@ class Worker(_WorkerWalk):
         import multiprocessing
         messages = multiprocessing.Queue() if task.accepts_messages else None
         reporter = TaskStatusReporter(self._scheduler, task.task_id, self._id, messages)
-        return TaskProcess(task, self._id, self._task_result_queue, reporter,
-                           use_multiprocessing=self._processes > 1,
-                           worker_timeout=task.worker_timeout or self.options["timeout"],
-                           check_unfulfilled_deps=self.options["check_unfulfilled_deps"],
-                           check_complete_on_run=self.options["check_complete_on_run"])
+        options = self.options
+        return ContextManagedTaskProcess(
+            options["task_process_context"] or None, task, self._id,
+            self._task_result_queue, reporter, use_multiprocessing=self._processes > 1,
+            worker_timeout=task.worker_timeout or options["timeout"],
+            check_unfulfilled_deps=options["check_unfulfilled_deps"],
+            check_complete_on_run=options["check_complete_on_run"])
 
     def _make_runner(self) -> Any:
         """Inline for one process without a timeout (no fork, no pickling); a thread
         pool or the given executor when asked; otherwise a pool of child processes."""
         options, processes = self.options, self._processes
         checks = (options["check_unfulfilled_deps"], options["check_complete_on_run"])
-        if type(self)._create_task_process is not Worker._create_task_process:
-            # a subclass hands tasks to a batch system through Luigi's hook
+        if type(self)._create_task_process is not Worker._create_task_process or \
+                options["task_process_context"]:
+            # a subclass hands tasks to a batch system through Luigi's hook, or each task
+            # runs in a context manager, in Luigi's process objects
             return _TaskProcessRunner(self._create_task_process, self._task_result_queue,
                                       processes)
         if self._executor is not None:
@@ -9501,8 +9709,16 @@ def _group_by_family(tasks: Iterable[Task]) -> dict[str, list[Task]]:
     return groups
 
 
+# ``[execution_summary]``, Luigi's luigi.execution_summary.execution_summary (the module's
+# name here is microflow.execution_summary).
+_SummaryOptions: Any = Register("execution_summary", (Config,), dict(
+    __module__=__name__, __doc__="``[execution_summary]``: how many tasks of a family "
+    "the summary names.", summary_length=IntParameter(default=5, description="tasks "
+                                                      "named per family (0: all)")))
+
+
 def _summary_length() -> Any:
-    return get_config().getint("execution_summary", "summary_length", 5)
+    return _SummaryOptions().summary_length
 
 
 def _family_lines(groups: Mapping[str, list[Task]], extra_indent: bool) -> str:
@@ -10798,9 +11014,8 @@ def _logging_from_file(path: str) -> None:
     logging.config.fileConfig(path, disable_existing_loggers=False)
 
 
-class InterfaceLogging:
-    """Logging set up once per process for a run (Luigi's
-    ``luigi.setup_logging.InterfaceLogging``): nothing when ``[core]
+class BaseLogging:
+    """Logging set up once per process (Luigi's ``luigi.setup_logging``): nothing when ``[core]
     no_configure_logging`` is set; else from ``opts.logging_conf_file`` or ``[core]
     logging_conf_file`` (OSError if missing); else a stderr handler on the "microflow"
     logger at ``opts.log_level``. ``setup()`` returns True if it configured logging."""
@@ -10831,6 +11046,12 @@ class InterfaceLogging:
         """A handler whatever else is configured, as Luigi's; for good."""
         _stderr_handler(_logger()).setLevel(level)
         _logger().setLevel(level)
+
+
+class InterfaceLogging(BaseLogging):
+    """The logging of a run (Luigi's ``InterfaceLogging``): see BaseLogging."""
+
+    _configured = False
 
 
 class DaemonLogging(InterfaceLogging):
@@ -11550,6 +11771,37 @@ def add_config_path(path: str) -> bool:
     return True
 
 
+def previous(task: Task) -> Task:
+    """The same task one step earlier: its one date, hour, minute, second or interval
+    parameter moved back one unit. NotImplementedError when it has none, or several."""
+    moved = {}
+    for name, param in task.get_params():
+        value = getattr(task, name)
+        if isinstance(param, DateIntervalParameter):
+            moved[name] = value.prev()
+        elif isinstance(param, (DateParameter, _DatetimeParameterBase)):
+            step = getattr(param, "_timedelta", datetime.timedelta(days=1))
+            moved[name] = value - step
+    if not moved:
+        raise NotImplementedError("No task parameter - can't determine previous task")
+    if len(moved) > 1:
+        raise NotImplementedError("Too many date-related task parameters - can't "
+                                  "determine previous task")
+    return task.clone(**moved)
+
+
+def get_previous_completed(task: Task, max_steps: int = 10) -> Task | None:
+    """The nearest earlier task (previous() up to ``max_steps`` times) that is
+    complete, or None."""
+    earlier = task
+    for _ in range(max_steps):
+        earlier = previous(earlier)
+        _log.debug("Checking if %s is complete", earlier)
+        if earlier.complete():
+            return earlier
+    return None
+
+
 def _task_wraps(task_class: type[Task]) -> Any:
     """Give a wrapping task class the wrapped one's name, module and docstring, so its
     family (and pickling) stays that of ``task_class`` (Luigi's helper)."""
@@ -11608,12 +11860,28 @@ def _parameter_names() -> dict[str, Any]:
     return names
 
 
+def _no_such(module: Any, name: str) -> Any:
+    """The AttributeError of a module's ``__getattr__`` for a name it does not have."""
+    raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+
+
+# Luigi's type variables of luigi.parameter: name -> (bound, or None).
+_PARAMETER_TYPEVARS = {"T": None, "TaskType": "Task", "ChoiceType": None,
+                       "EnumParameterType": "enum.Enum", "NumericalType": None,
+                       "ListT": "list", "DictT": "dict"}
+
+
 def _config_path_type(name: str) -> Any:
-    """``ConfigPath``, Luigi's TypedDict of a ``config_path``, made on first use (typing
-    costs import time nobody else pays)."""
+    """``ConfigPath``, Luigi's TypedDict of a ``config_path``, and its type variables,
+    made on first use (typing costs import time nobody else pays)."""
+    import typing
+    if name in _PARAMETER_TYPEVARS:
+        bound = _PARAMETER_TYPEVARS[name]
+        made = typing.TypeVar(name, bound=bound) if bound else typing.TypeVar(name)
+        setattr(parameter, name, made)
+        return made
     if name != "ConfigPath":
         raise AttributeError(f"module {parameter.__name__!r} has no attribute {name!r}")
-    import typing
     parameter.ConfigPath = typing.TypedDict(   # type: ignore[misc]  # made at run time
         "ConfigPath", {"section": str, "name": str})
     parameter.ConfigPath.__module__ = parameter.__name__
@@ -11660,7 +11928,8 @@ mock = _module("mock", "Luigi's luigi.mock.", MockTarget=MockTarget,
 execution_summary = _module("execution_summary", "Luigi's luigi.execution_summary.",
                             summary=summary, _summary_dict=_summary_dict,
                             _root_task=_root_task, _ORDERED_STATUSES=_ORDERED_STATUSES,
-                            LuigiStatusCode=LuigiStatusCode, LuigiRunResult=RunResult)
+                            LuigiStatusCode=LuigiStatusCode, LuigiRunResult=RunResult,
+                            execution_summary=_SummaryOptions)
 parameter = _module("parameter", "Luigi's luigi.parameter.", **_parameter_names(),
                     __getattr__=_config_path_type)
 target = _module("target", "Luigi's luigi.target.", Target=Target, FileSystem=FileSystem,
@@ -11676,16 +11945,24 @@ task = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTa
                flatten=flatten, flatten_output=flatten_output, getpaths=getpaths,
                externalize=externalize, namespace=namespace, auto_namespace=auto_namespace,
                task_id_str=task_id_str, Register=Register, Event=Event,
-               _task_wraps=_task_wraps)
+               _task_wraps=_task_wraps, Parameter=Parameter,
+               BulkCompleteNotImplementedError=BulkCompleteNotImplementedError,
+               MixinNaiveBulkComplete=MixinNaiveBulkComplete,
+               TASK_ID_INCLUDE_PARAMS=TASK_ID_INCLUDE_PARAMS,
+               TASK_ID_TRUNCATE_PARAMS=TASK_ID_TRUNCATE_PARAMS,
+               TASK_ID_TRUNCATE_HASH=TASK_ID_TRUNCATE_HASH,
+               TASK_ID_INVALID_CHAR_REGEX=re.compile(_TASK_ID_INVALID_CHAR))
 task_register = _module("task_register", "Luigi's luigi.task_register.", Register=Register,
                         load_task=load_task, TaskClassException=TaskClassException,
                         TaskClassNotFoundException=TaskClassNotFoundException,
                         TaskClassAmbigiousException=TaskClassAmbigiousException)
 task_status = _module("task_status", "Luigi's luigi.task_status: the task states.",
                       PENDING=PENDING, RUNNING=RUNNING, DONE=DONE, FAILED=FAILED,
-                      DISABLED=DISABLED, UNKNOWN=UNKNOWN, BATCH_RUNNING=BATCH_RUNNING)
+                      DISABLED=DISABLED, UNKNOWN=UNKNOWN, BATCH_RUNNING=BATCH_RUNNING,
+                      SUSPENDED=SUSPENDED)
 util = _module("util", "Luigi's luigi.util.", requires=requires, inherits=inherits,
-               common_params=common_params, copies=copies, delegates=delegates)
+               common_params=common_params, copies=copies, delegates=delegates,
+               previous=previous, get_previous_completed=get_previous_completed)
 cmdline_parser = _module("cmdline_parser", "Luigi's luigi.cmdline_parser.",
                          CmdlineParser=CmdlineParser)
 cmdline = _module("cmdline", "Luigi's luigi.cmdline.", luigi_run=_luigi_run, luigid=luigid)
@@ -11695,7 +11972,9 @@ tools.range = _module("tools.range", "Luigi's luigi.tools.range: backfill ranges
                       RangeBase=RangeBase, RangeDailyBase=RangeDailyBase,
                       RangeDaily=RangeDaily, RangeHourlyBase=RangeHourlyBase,
                       RangeHourly=RangeHourly, RangeByMinutes=RangeByMinutes,
-                      RangeByMinutesBase=RangeByMinutesBase, RangeMonthly=RangeMonthly)
+                      RangeByMinutesBase=RangeByMinutesBase, RangeMonthly=RangeMonthly,
+                      RangeEvent=RangeEvent, most_common=most_common,
+                      infer_bulk_complete_from_fs=infer_bulk_complete_from_fs)
 interface = _module("interface", "Luigi's luigi.interface.", build=build, run=run, _run=_run,
                     _schedule_and_run=_schedule_and_run,
                     core=core, PidLockAlreadyTakenExit=PidLockAlreadyTakenExit,
@@ -11708,12 +11987,19 @@ retcodes = _module("retcodes", "Luigi's luigi.retcodes.", retcode=retcode,
 notifications = _module("notifications", "Luigi's luigi.notifications.", email=email,
                         smtp=smtp, send_email=send_email, send_error_email=send_error_email,
                         wrap_traceback=wrap_traceback, format_task_error=format_task_error,
-                        DEBUG=False)
+                        DEBUG=False, send_email_smtp=send_email_smtp,
+                        send_email_ses=send_email_ses, send_email_sns=send_email_sns,
+                        send_email_sendgrid=send_email_sendgrid, sendgrid=sendgrid,
+                        generate_email=generate_email,
+                        TestNotificationsTask=TestNotificationsTask,
+                        __getattr__=lambda name: _default_client_email()
+                        if name == "DEFAULT_CLIENT_EMAIL" else _no_such(notifications, name))
 batch_notifier = _module("batch_notifier", "Luigi's luigi.batch_notifier.",
                          BatchNotifier=BatchNotifier, batch_email=batch_email,
-                         send_email=send_email)
+                         send_email=send_email, ExplQueue=ExplQueue)
 setup_logging = _module("setup_logging", "Luigi's luigi.setup_logging.",
-                        InterfaceLogging=InterfaceLogging, DaemonLogging=DaemonLogging)
+                        InterfaceLogging=InterfaceLogging, DaemonLogging=DaemonLogging,
+                        BaseLogging=BaseLogging)
 worker = _module("worker", "Luigi's luigi.worker: the worker and the helpers that copies of "
                  "Luigi's worker import.", worker=_OPTION_CLASSES["worker"], Worker=Worker,
                  TaskException=TaskException, AsyncCompletionException=AsyncCompletionException,

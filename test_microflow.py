@@ -1404,7 +1404,8 @@ class TestLuigiWorkerHooks(TempDirMixin, unittest.TestCase):
         for workers, in_child in ((1, False), (2, True)):
             result, worker = self.build_with(workers)
             self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS)
-            self.assertEqual(sorted(kind for _, kind, _ in worker.made), ["TaskProcess"] * 4)
+            self.assertEqual(sorted(kind for _, kind, _ in worker.made),
+                             ["ContextManagedTaskProcess"] * 4)   # as Luigi's
             self.assertEqual({child for *_, child in worker.made}, {in_child})
             pids = {(self.tmp / f"leaf{n}").read_text() for n in range(3)}
             self.assertEqual(pids == {str(os.getpid())}, not in_child, pids)
@@ -2932,10 +2933,11 @@ class TestErrorEmails(BuildCase):
             config = self.smtp.config()
             for section, values in settings.items():
                 config.setdefault(section, {}).update(values)
-            with mf.config_override(config):
+            with mf.config_override(config), \
+                    unittest.mock.patch.dict(sys.modules, {"boto3": None}):   # not installed
                 self.build(FailsLoudly(4))
             if "method" in settings.get("email", {}):
-                self.assertIn("method = ses needs a third-party package", self.logged)
+                self.assertIn("method = ses needs boto3 installed", self.logged)
         self.assertEqual(len(self.smtp.messages), 2)   # only the owner's, receiver unset
         self.assertEqual(self.smtp.messages[1][0], ["owner@example.com"])
 
