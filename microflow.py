@@ -175,6 +175,15 @@ __all__ = (
     "SchedulerMessage", "rpc_message_callback", "KeepAliveThread", "GetWorkResponse",
     "RetryPolicy", "WORKER_STATE_ACTIVE", "WORKER_STATE_DISABLED", "TaskProcess",
     "ContextManagedTaskProcess",
+    # Luigi's scheduler records and helpers, metrics, history, locks, pid files, fetchers
+    "STATUS_TO_UPSTREAM_MAP", "UPSTREAM_SEVERITY_ORDER", "UPSTREAM_SEVERITY_KEY",
+    "TASK_FAMILY_RE", "RPC_METHODS", "rpc_method", "OrderedSet", "SimpleTaskState",
+    "MetricsCollector", "NoMetricsCollector", "MetricsCollectors", "TaskHistory",
+    "NopHistory", "StoredTask", "fork_lock", "getpcmd", "get_info", "acquire_for",
+    "check_pid", "write_pid", "get_log_format", "get_spool_handler", "URLLibFetcher",
+    "RequestsFetcher", "metrics", "task_history", "lock", "process", "get_task_requires",
+    "dfs_paths", "upstream", "find_deps", "find_deps_cli", "get_task_output_description",
+    "bcolors", "print_tree", "LuigiGrep", "SafeExtractor", "safe_extractor",
     # more task states, and the upstream states of the visualiser
     "BATCH_RUNNING", "SUSPENDED", "UPSTREAM_RUNNING", "UPSTREAM_MISSING_INPUT",
     "UPSTREAM_FAILED", "UPSTREAM_DISABLED",
@@ -279,11 +288,12 @@ UPSTREAM_RUNNING = "UPSTREAM_RUNNING"
 UPSTREAM_MISSING_INPUT = "UPSTREAM_MISSING_INPUT"
 UPSTREAM_FAILED = "UPSTREAM_FAILED"
 UPSTREAM_DISABLED = "UPSTREAM_DISABLED"
-_UPSTREAM_SEVERITY = ("", UPSTREAM_RUNNING, UPSTREAM_MISSING_INPUT, UPSTREAM_FAILED,
-                      UPSTREAM_DISABLED)
-_STATUS_TO_UPSTREAM = {FAILED: UPSTREAM_FAILED, RUNNING: UPSTREAM_RUNNING,
-                       BATCH_RUNNING: UPSTREAM_RUNNING, PENDING: UPSTREAM_MISSING_INPUT,
-                       DISABLED: UPSTREAM_DISABLED}
+UPSTREAM_SEVERITY_ORDER = ("", UPSTREAM_RUNNING, UPSTREAM_MISSING_INPUT, UPSTREAM_FAILED,
+                           UPSTREAM_DISABLED)
+UPSTREAM_SEVERITY_KEY = UPSTREAM_SEVERITY_ORDER.index
+STATUS_TO_UPSTREAM_MAP = {FAILED: UPSTREAM_FAILED, RUNNING: UPSTREAM_RUNNING,
+                          BATCH_RUNNING: UPSTREAM_RUNNING, PENDING: UPSTREAM_MISSING_INPUT,
+                          DISABLED: UPSTREAM_DISABLED}
 
 # [worker] options that shape the run loop, and their defaults (Luigi's).
 _WORKER_DEFAULTS = {
@@ -4812,6 +4822,50 @@ class _TaskState:
         self.first_failure = None
         self.disabled_at = None
 
+    # Luigi's methods of its record (luigi.scheduler.Task), on the retry policy's terms.
+    DEFAULT_PRIORITY = 0
+
+    def add_failure(self) -> None:
+        """Count a failure now (the wall clock, as Luigi's)."""
+        now = time.time()
+        if self.first_failure is None:
+            self.first_failure = now
+        self.failures = list(self.failures) + [now]
+
+    def num_failures(self) -> int:
+        """The failures within the retry policy's disable window."""
+        window_start = time.time() - self.retry_policy["disable_window"]
+        self.failures = [t for t in self.failures if t >= window_start]
+        return len(self.failures)
+
+    def has_excessive_failures(self) -> bool:
+        """Whether the retry policy says to disable it: too many failures in the window,
+        or failing for longer than disable_hard_timeout."""
+        policy = self.retry_policy
+        if self.first_failure is not None and \
+                time.time() >= self.first_failure + policy["disable_hard_timeout"]:
+            return True
+        return self.num_failures() >= policy["retry_count"]
+
+    def clear_failures(self) -> None:
+        """Forget the failures counted (not the first failure's time)."""
+        self.failures = ()
+
+    def is_batchable(self) -> bool:
+        """Whether it may run in a batch."""
+        return bool(self.batchable)
+
+    def set_params(self, params: Mapping[str, Any] | None) -> None:
+        """Its parameters (None: none)."""
+        self.params = dict(params or {})
+
+    @property
+    def pretty_id(self) -> str:
+        """``Family(param=value, ...)`` with its public parameters."""
+        shown = ", ".join(f"{name}={value}" for name, value in self.params.items()
+                          if self.param_visibilities.get(name, 0) == 0)
+        return f"{self.family}({shown})"
+
 
 class _WorkerState:
     """The scheduler's record of one worker process."""
@@ -4842,7 +4896,45 @@ class _WorkerState:
 
     @property
     def state(self) -> str:
+        """``active`` or ``disabled``."""
         return "active" if self.enabled else "disabled"
+
+    # Luigi's methods of its record (luigi.scheduler.Worker).
+    def add_info(self, info: Mapping[str, Any]) -> None:
+        """Note what the worker says of itself (host, pid, ...)."""
+        self.info.update(info)
+
+    def update(self, worker_reference: Any = None, get_work: bool = False) -> None:
+        """It was heard from now (the wall clock, as Luigi's)."""
+        self.last_active = time.time()
+        if get_work:
+            self.last_get_work = self.last_active
+
+    def prune(self, config: Any) -> bool:
+        """Whether it has been silent past ``config.worker_disconnect_delay``."""
+        delay = config["worker_disconnect_delay"] if isinstance(config, Mapping) \
+            else config.worker_disconnect_delay
+        return self.last_active + delay < time.time()
+
+    def get_tasks(self, state: Any, *statuses: str) -> Iterator[Any]:
+        """The tasks of ``state`` (a SimpleTaskState) it may run, in ``statuses``."""
+        return (task for task in state.get_active_tasks_by_status(*statuses)
+                if self.id in task.workers)
+
+    def is_trivial_worker(self, state: Any) -> bool:
+        """Whether it runs nothing that needs resources (an assistant never is)."""
+        if self.assistant:
+            return False
+        return all(not task.resources for task in self.get_tasks(state, PENDING))
+
+    def add_rpc_message(self, name: str, **kwargs: Any) -> None:
+        """Queue a message for its next ping."""
+        self.messages.append({"name": name, "kwargs": kwargs})
+
+    def fetch_rpc_messages(self) -> list[dict[str, Any]]:
+        """The queued messages, taken."""
+        messages, self.messages = self.messages, []
+        return messages
 
 
 if TYPE_CHECKING:
@@ -5322,9 +5414,7 @@ class _SchedulerCore(_SchedulerHooks):
 
     def ping(self, worker: Any = None, **kwargs: Any) -> dict[str, Any]:
         """Keep ``worker`` alive; returns ``{"rpc_messages": [...]}`` queued for it."""
-        record = self._worker(worker)
-        messages, record.messages = record.messages, []
-        return {"rpc_messages": messages}
+        return {"rpc_messages": self._worker(worker).fetch_rpc_messages()}
 
     def count_pending(self, worker: str) -> dict[str, Any]:
         """This worker's runnable PENDING/FAILED task counts and what runs elsewhere.
@@ -5902,11 +5992,11 @@ class _SchedulerViews(_SchedulerCore):
             if task is None or task.status == DONE:
                 memo[current_id] = ""
             elif task.status != PENDING or not task.deps:
-                memo[current_id] = _STATUS_TO_UPSTREAM.get(task.status, "")
+                memo[current_id] = STATUS_TO_UPSTREAM_MAP.get(task.status, "")
             elif expanded:
                 visiting.discard(current_id)
                 memo[current_id] = max((memo.get(d, UPSTREAM_MISSING_INPUT) for d in task.deps),
-                                       key=_UPSTREAM_SEVERITY.index)
+                                       key=UPSTREAM_SEVERITY_KEY)
             elif current_id not in visiting:   # a dependency cycle stops here
                 visiting.add(current_id)
                 stack.append((current_id, True))
@@ -6196,8 +6286,7 @@ class _SchedulerAdmin(_SchedulerCore):
 
     def set_worker_processes(self, worker: str, n: int) -> None:
         """Ask ``worker`` (through its next ping) to use ``n`` processes."""
-        self._worker(worker).messages.append(
-            {"name": "set_worker_processes", "kwargs": {"n": n}})
+        self._worker(worker).add_rpc_message("set_worker_processes", n=n)
 
     def send_scheduler_message(self, worker: str, task: str, content: str) -> dict[str, Any]:
         """Queue ``content`` for a running task; returns ``{"message_id"}``."""
@@ -6206,9 +6295,8 @@ class _SchedulerAdmin(_SchedulerCore):
         record = self._task(task, "send_scheduler_message")
         record.messages = record.messages or {}
         record.messages[message_id] = None
-        self._worker(worker).messages.append(
-            {"name": "dispatch_scheduler_message",
-             "kwargs": {"task_id": task, "message_id": message_id, "content": content}})
+        self._worker(worker).add_rpc_message("dispatch_scheduler_message", task_id=task,
+                                             message_id=message_id, content=content)
         return {"message_id": message_id}
 
     def add_scheduler_message_response(self, task_id: str, message_id: str, response: Any) -> None:
@@ -6677,9 +6765,83 @@ class Scheduler(_SchedulerResources, _SchedulerBatches, _SchedulerViews, _Schedu
     """
 
     def __init__(self, clock: Callable[[], float] | None = None,
-                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
+                 resources: Mapping[str, int] | None = None,
+                 task_history_impl: TaskHistory | None = None, **options: Any) -> None:
         super().__init__(clock, resources, **options)
         self._start_history()
+        self._collector = MetricsCollectors.get(self.options["metrics_collector"],
+                                                self.options["metrics_custom_import"])
+        if not isinstance(self._collector, NoMetricsCollector):
+            self.subscribe(self._tell_collector, ("status", "disabled"))
+        self._history_impl = task_history_impl
+        if task_history_impl is not None:
+            self.subscribe(self._tell_history, ("status",))
+        self._simple_state: SimpleTaskState | None = None
+
+    @property
+    def _state(self) -> SimpleTaskState:
+        """Luigi's view of the records (``scheduler._state``)."""
+        if self._simple_state is None:
+            self._simple_state = SimpleTaskState(self)
+        return self._simple_state
+
+    def _tell_collector(self, event: str, task: _TaskState, old: Any, new: Any) -> None:
+        """Listener: the metrics collector hears of starts, ends and disables."""
+        collector = self._collector
+        if event == "disabled":
+            collector.handle_task_disabled(task, types.SimpleNamespace(**self.options))
+        elif new == RUNNING:
+            collector.handle_task_started(task)
+        elif new == DONE:
+            collector.handle_task_done(task)
+        elif new == FAILED:
+            collector.handle_task_failed(task)
+
+    def _tell_history(self, event: str, task: _TaskState, old: Any, new: Any) -> None:
+        """Listener: a TaskHistory given as ``task_history_impl`` hears as Luigi's."""
+        history = self._history_impl
+        assert history is not None
+        if new == PENDING:
+            history.task_scheduled(task)
+        elif new == RUNNING:
+            worker = self._workers.get(task.worker_running or "")
+            history.task_started(task, worker.info.get("host") if worker else None)
+        elif new in (DONE, FAILED):
+            history.task_finished(task, new == DONE)
+
+    def update_metrics_task_started(self, task: _TaskState) -> None:
+        """Tell the metrics collector that ``task`` started."""
+        self._collector.handle_task_started(task)
+
+    def report_task_statistics(self, task_id: str, statistics: Any) -> None:
+        """A running task's statistics, for the metrics collector."""
+        task = self._tasks.get(task_id)
+        if task is not None:
+            self._collector.handle_task_statistics(task, statistics)
+
+    def resources(self) -> dict[str, dict[str, int]]:
+        """``{resource: {"total": capacity, "used": held}}`` (Luigi's)."""
+        return {name: {"total": self._capacity_of(name), "used": self._used.get(name, 0)}
+                for name in sorted(set(self._capacity) | set(self._used))}
+
+    def load(self) -> None:
+        """Restore the state kept at ``[scheduler] state_path`` (nothing there: none)."""
+        path = self.options["state_path"]
+        if path:
+            state = _StateFile(path)
+            self.restore(state.load())
+            state.close()
+
+    def dump(self) -> None:
+        """Keep the state at ``[scheduler] state_path``, if set; send the e-mails
+        collected so far."""
+        path = self.options["state_path"]
+        if path:
+            state = _StateFile(path)
+            state.load()   # continues its sequence numbers
+            state.compact(self.snapshot())
+            state.close()
+        super().dump()
 
     def close(self) -> None:
         """Finish writing the task history, if any (the server calls this on stop)."""
@@ -6700,6 +6862,7 @@ _RPC_METHODS = (
     "add_scheduler_message_response", "get_scheduler_message_response", "pause",
     "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
     "update_resources", "add_task_batcher", "changes", "task_graph", "task_history",
+    "report_task_statistics",
 )
 # The remote methods that only read (a token may leave them open).
 _READ_METHODS = frozenset((
@@ -8387,12 +8550,17 @@ class Worker(_WorkerWalk):
             self._walk(task, {})   # afresh: a dependency done before may be gone now
 
 
+def _retry_policy_dict(task: Task) -> dict[str, Any]:
+    """The task's retry policy as Luigi's worker sends it (None: the scheduler's)."""
+    return {name: getattr(task, name) for name in _RETRY_POLICY_NAMES}
+
+
 def _retry_policy_of(task: Task) -> dict[str, Any] | None:
     """The task's retry policy overrides; None when its class overrides none of them
     (the scheduler then uses its own, as it would for a dict of Nones)."""
     if not _REGISTRY.class_infos[type(task)].own_retry_policy:   # _info() ran: current
         return None
-    return {name: getattr(task, name) for name in _RETRY_POLICY_NAMES}
+    return _retry_policy_dict(task)
 
 
 ###########################################################################################
@@ -8424,7 +8592,7 @@ def _signature(method: str) -> Any:
     signature = _SIGNATURES.get(method)
     if signature is None:
         import inspect
-        signature = _SIGNATURES[method] = inspect.signature(getattr(Scheduler, method))
+        signature = _SIGNATURES[method] = inspect.signature(RPC_METHODS[method])
     return signature
 
 
@@ -8463,7 +8631,7 @@ def _dispatch(scheduler: Any, method: str, params: Any) -> tuple[int, Any]:
     such as SchedulerError); anything else 500. The body is ``{"response": ...}`` on
     success (luigid's envelope), ``{"error": "..."}`` otherwise.
     """
-    if method not in _RPC_METHODS:
+    if method not in RPC_METHODS:   # microflow's, and those of @rpc_method()
         return 404, {"error": f"unknown method {method!r}"}
     if not isinstance(params, dict):
         return 400, {"error": f"{method}: the data field must hold a JSON object, got "
@@ -9656,6 +9824,11 @@ def _status_of(sets: Mapping[str, set[str]]) -> LuigiStatusCode:
     return LuigiStatusCode.SUCCESS
 
 
+def _summary_wrap(text: str) -> str:
+    """``text`` between the summary's banners."""
+    return f"\n{_SUMMARY_BANNER}\n\n{text}\n\n{_SUMMARY_BANNER}\n"
+
+
 def _one_line_summary(status: LuigiStatusCode) -> str:
     return "This progress looks {} because {}".format(*status.value)
 
@@ -9857,8 +10030,7 @@ class RunResult:
         self.worker = worker
         self.status = _status_of(sets)
         self.one_line_summary = _one_line_summary(self.status)
-        self.summary_text = (f"\n{_SUMMARY_BANNER}\n\n{_format_summary(sets, others, record)}\n\n"
-                             f"{_SUMMARY_BANNER}\n")
+        self.summary_text = _summary_wrap(_format_summary(sets, others, record))
         self.scheduling_succeeded = scheduling_succeeded
         self._sets = sets
 
@@ -11565,7 +11737,7 @@ class TaskStatusReporter:
         self._scheduler.decrease_running_task_resources(self._task_id, decrease_resources)
 
     def report_task_statistics(self, statistics: Any) -> None:
-        """Luigi's hook for metrics; microflow's scheduler records nothing of it."""
+        """Tell the scheduler's metrics collector ``statistics`` (Luigi's hook)."""
         report = getattr(self._scheduler, "report_task_statistics", None)
         if report is not None:
             report(self._task_id, statistics)
@@ -11728,6 +11900,612 @@ class ContextManagedTaskProcess(TaskProcess):
             return super().run()
 
 
+#: The family at the start of a task id.
+TASK_FAMILY_RE = re.compile(r"([^(_]+)[(_]")
+
+#: The scheduler's remote methods by name: what the server serves and the client calls.
+RPC_METHODS: dict[str, Callable[..., Any]] = {
+    name: getattr(Scheduler, name) for name in _RPC_METHODS}
+
+
+def rpc_method(**request_args: Any) -> Callable[[_F], _F]:
+    """Decorator: serve a method of a Scheduler subclass remotely, as Luigi's
+    ``@rpc_method()``; the server then answers ``/api/<its name>`` with it."""
+    def register(fn: _F) -> _F:
+        RPC_METHODS[fn.__name__] = fn
+        return fn
+    return register
+
+
+class OrderedSet(collections.abc.MutableSet):   # type: ignore[type-arg]
+    """A set that keeps the order items were added in (Luigi's)."""
+
+    def __init__(self, iterable: Iterable[Any] | None = None) -> None:
+        self._items: dict[Any, None] = dict.fromkeys(iterable or ())
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._items)
+
+    def __reversed__(self) -> Iterator[Any]:
+        return reversed(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._items)!r})"
+
+    def add(self, value: Any) -> None:
+        self._items[value] = None
+
+    def discard(self, value: Any) -> None:
+        self._items.pop(value, None)
+
+    def peek(self, last: bool = True) -> Any:
+        """The last item (the first with ``last=False``); KeyError when empty."""
+        if not self._items:
+            raise KeyError("set is empty")
+        return next(reversed(self._items)) if last else next(iter(self._items))
+
+    def pop(self, last: bool = True) -> Any:
+        """Take the last item (the first with ``last=False``); KeyError when empty."""
+        item = self.peek(last)
+        del self._items[item]
+        return item
+
+
+class SimpleTaskState:
+    """Luigi's view of a scheduler's records (``scheduler._state``): the tasks
+    (luigi.scheduler.Task: microflow's _TaskState) and workers (luigi.scheduler.Worker:
+    _WorkerState) of one Scheduler, read and changed through the scheduler's own
+    transitions, so its indexes stay right."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, Any], dict[Any, Any]]:
+        """``(tasks, workers, batchers)``, the live dicts."""
+        s = self._scheduler
+        return s._tasks, s._workers, s._batchers
+
+    def set_state(self, state: Sequence[Any]) -> None:
+        """Take the tasks of ``state`` (get_state() of another scheduler) into this
+        empty one. Raises SchedulerError if it has tasks."""
+        self._scheduler.restore([{name: getattr(task, name) for name in _RECORD_FIELDS}
+                                 for task in state[0].values()])
+
+    def dump(self) -> None:
+        """Save the state to ``[scheduler] state_path``."""
+        self._scheduler.dump()
+
+    def load(self) -> None:
+        """Load the state from ``[scheduler] state_path``."""
+        self._scheduler.load()
+
+    def get_active_tasks(self) -> Iterator[_TaskState]:
+        return iter(list(self._scheduler._tasks.values()))
+
+    def get_active_tasks_by_status(self, *statuses: str) -> Iterator[_TaskState]:
+        return (task for task in self.get_active_tasks() if task.status in statuses)
+
+    def get_active_task_count_for_status(self, status: str) -> int:
+        return sum(1 for _ in self.get_active_tasks_by_status(status))
+
+    def get_batch_running_tasks(self, batch_id: str) -> list[_TaskState]:
+        return self._scheduler._batch_members(batch_id)
+
+    def set_batcher(self, worker_id: str, family: str, batcher_args: Iterable[str],
+                    max_batch_size: float) -> None:
+        self._scheduler.add_task_batcher(worker_id, family, batcher_args, max_batch_size)
+
+    def get_batcher(self, worker_id: str, family: str) -> tuple[Any, Any]:
+        """``(batched args, max batch size)``, or ``(None, None)``."""
+        return self._scheduler._batchers.get((worker_id, family), (None, None))
+
+    def num_pending_tasks(self) -> int:
+        """PENDING and RUNNING tasks (Luigi counts both)."""
+        return sum(1 for _ in self.get_active_tasks_by_status(PENDING, RUNNING))
+
+    def get_task(self, task_id: str, default: Any = None, setdefault: Any = None) -> Any:
+        """The record of ``task_id``; with ``setdefault`` (a record, or True) made
+        when missing (with setdefault's status)."""
+        task = self._scheduler._tasks.get(task_id)
+        if task is None and setdefault:
+            task = self._scheduler._get_or_create(task_id, getattr(setdefault, "status",
+                                                                   PENDING))
+        return default if task is None else task
+
+    def has_task(self, task_id: str) -> bool:
+        return task_id in self._scheduler._tasks
+
+    def re_enable(self, task: _TaskState, config: Any = None) -> None:
+        """Lift a disable (the task becomes FAILED, retried later)."""
+        self._scheduler.re_enable_task(task.id)
+
+    def set_batch_running(self, task: _TaskState, batch_id: str, worker_id: str) -> None:
+        s = self._scheduler
+        s._run_batch(task, batch_id, s._worker(worker_id), s._clock())
+
+    def set_status(self, task: _TaskState, new_status: str, config: Any = None) -> None:
+        """Change the status by the scheduler's rules (failures counted, disables)."""
+        self._scheduler._apply_status(task, new_status, self._scheduler._clock())
+
+    def fail_dead_worker_task(self, task: _TaskState, config: Any = None,
+                              assistants: Any = None) -> None:
+        """FAILED, when it runs on a worker that is gone."""
+        if task.status == RUNNING and task.worker_running not in self._scheduler._workers:
+            task.expl = f"Worker {task.worker_running} died while running the task"
+            self.set_status(task, FAILED)
+
+    def update_status(self, task: _TaskState, config: Any = None) -> None:
+        """Apply what is due (retries, re-enables, removals), as a prune does."""
+        self._scheduler._prune(self._scheduler._clock())
+
+    def may_prune(self, task: _TaskState) -> bool:
+        """Whether its removal time has passed."""
+        return task.remove_at is not None and self._scheduler._clock() >= task.remove_at
+
+    def inactivate_tasks(self, delete_tasks: Iterable[str]) -> None:
+        for task_id in list(delete_tasks):
+            task = self._scheduler._tasks.get(task_id)
+            if task is not None:
+                self._scheduler._delete(task)
+
+    def get_active_workers(self, last_active_lt: float | None = None,
+                           last_get_work_gt: float | None = None) -> Iterator[_WorkerState]:
+        for worker in list(self._scheduler._workers.values()):
+            if last_active_lt is not None and worker.last_active >= last_active_lt:
+                continue
+            if last_get_work_gt is not None and (worker.last_get_work is None or
+                                                 worker.last_get_work <= last_get_work_gt):
+                continue
+            yield worker
+
+    def get_assistants(self, last_active_lt: float | None = None) -> Iterator[_WorkerState]:
+        return (worker for worker in self.get_active_workers(last_active_lt)
+                if worker.assistant)
+
+    def get_worker_ids(self) -> list[str]:
+        return list(self._scheduler._workers)
+
+    def get_worker(self, worker_id: str) -> _WorkerState:
+        """The record of ``worker_id`` (made when missing)."""
+        return self._scheduler._worker(worker_id)
+
+    def inactivate_workers(self, delete_workers: Iterable[str]) -> None:
+        s = self._scheduler
+        for worker_id in list(delete_workers):
+            if worker_id in s._workers:
+                s._remove_worker(s._workers[worker_id], s._clock())
+
+    def disable_workers(self, worker_ids: Iterable[str]) -> None:
+        for worker_id in worker_ids:
+            self._scheduler.disable_worker(worker_id)
+
+    def update_metrics(self, task: _TaskState, config: Any = None) -> None:
+        """Tell the metrics collector of the task's status, as a transition does."""
+        self._scheduler._tell_collector("status", task, None, task.status)
+
+
+class MetricsCollector(abc.ABC):
+    """What the scheduler tells of each task's transitions (``[scheduler]
+    metrics_collector``): subclass it for ``custom``."""
+
+    @abc.abstractmethod
+    def handle_task_started(self, task: Any) -> None:
+        """``task`` (the scheduler's record) started running."""
+
+    @abc.abstractmethod
+    def handle_task_failed(self, task: Any) -> None:
+        """``task`` failed."""
+
+    @abc.abstractmethod
+    def handle_task_disabled(self, task: Any, config: Any) -> None:
+        """``task`` was disabled for failing too often."""
+
+    @abc.abstractmethod
+    def handle_task_done(self, task: Any) -> None:
+        """``task`` is done."""
+
+    def handle_task_statistics(self, task: Any, statistics: Any) -> None:
+        """A running task reported ``statistics`` (report_task_statistics)."""
+
+    def generate_latest(self, registry: Any) -> Any:
+        """The text of the collector's metrics page, if it has one."""
+        return None
+
+    def configure_http_handler(self, http_handler: Any) -> None:
+        """Prepare the response of the metrics page."""
+
+
+class NoMetricsCollector(MetricsCollector):
+    """Tells nobody (the default)."""
+
+    def handle_task_started(self, task: Any) -> None:
+        pass
+
+    def handle_task_failed(self, task: Any) -> None:
+        pass
+
+    def handle_task_disabled(self, task: Any, config: Any) -> None:
+        pass
+
+    def handle_task_done(self, task: Any) -> None:
+        pass
+
+
+class MetricsCollectors(enum.Enum):
+    """The values of ``[scheduler] metrics_collector``. ``prometheus``: microflow's
+    server serves Luigi's Prometheus metrics at /metrics itself (no collector, no
+    package); ``datadog`` needs luigi.contrib, which microflow does not provide."""
+
+    default = 1
+    none = 1
+    datadog = 2
+    prometheus = 3
+    custom = 4
+
+    @classmethod
+    def get(cls, which: Any, custom_import: str | None = None) -> MetricsCollector:
+        """The collector ``which`` names (a member or its name); for ``custom``, an
+        instance of the MetricsCollector subclass ``custom_import`` names."""
+        member = cls[which] if isinstance(which, str) else which
+        if member in (cls.default, cls.prometheus):
+            return NoMetricsCollector()
+        if member is cls.custom:
+            collector_class = _import_object(custom_import or "")
+            if not (isinstance(collector_class, type) and
+                    issubclass(collector_class, MetricsCollector)):
+                raise ValueError(f"Custom MetricsCollectors need to extend the "
+                                 f"MetricsCollector class, got {custom_import!r}")
+            return collector_class()   # type: ignore[no-any-return]
+        raise ValueError(f"MetricsCollectors value {which!r}: the datadog collector is "
+                         f"in luigi.contrib, which microflow does not provide")
+
+
+class TaskHistory(abc.ABC):
+    """What a task history records of each task, told by the scheduler."""
+
+    @abc.abstractmethod
+    def task_scheduled(self, task: Any) -> None:
+        """``task`` (the scheduler's record) was added, PENDING."""
+
+    @abc.abstractmethod
+    def task_finished(self, task: Any, successful: bool) -> None:
+        """``task`` is DONE (``successful``) or FAILED."""
+
+    @abc.abstractmethod
+    def task_started(self, task: Any, worker_host: str | None) -> None:
+        """``task`` started running on ``worker_host``."""
+
+
+class NopHistory(TaskHistory):
+    """Records nothing."""
+
+    def task_scheduled(self, task: Any) -> None:
+        pass
+
+    def task_finished(self, task: Any, successful: bool) -> None:
+        pass
+
+    def task_started(self, task: Any, worker_host: str | None) -> None:
+        pass
+
+
+class StoredTask:
+    """A task as a history stores it: its record, status and host."""
+
+    def __init__(self, task: Any, status: str, host: str | None = None) -> None:
+        self._task, self.status, self.host = task, status, host
+
+    @property
+    def task_family(self) -> str:
+        return self._task.family   # type: ignore[no-any-return]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self._task.params   # type: ignore[no-any-return]
+
+
+#: Held while a worker forks a task's process (Luigi's), so that two threads of one
+#: worker never fork at once.
+fork_lock = threading.Lock()
+
+
+def getpcmd(pid: int) -> str:
+    """The command line of process ``pid`` (``[PROCESS_WITH_PID=pid]`` when it cannot
+    be read)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", encoding="utf-8", errors="replace") as f:
+            return f.read().replace("\0", " ").rstrip()
+    except OSError:
+        return f"[PROCESS_WITH_PID={pid}]"
+
+
+def get_info(pid_dir: str, my_pid: int | None = None) -> tuple[int, str, str]:
+    """``(pid, its command line, the lock file of that command in pid_dir)``."""
+    my_pid = os.getpid() if my_pid is None else my_pid
+    command = getpcmd(my_pid)
+    return my_pid, command, _lock_prefix(command, pid_dir) + ".0.lock"
+
+
+_ACQUIRED: list[Any] = []   # the locks acquire_for() took, held until the process ends
+
+
+def acquire_for(pid_dir: str, num_available: int = 1, kill_signal: int | None = None) -> bool:
+    """Whether this process may run: at most ``num_available`` processes of the same
+    command line at once, counted by kernel locks in ``pid_dir`` (held until the
+    process ends, however it ends). With ``kill_signal``, the holders are asked to
+    finish (SIGUSR1) and one more is allowed, as Luigi's ``--take-lock``."""
+    _, command, _ = get_info(pid_dir)
+    lock = _pid_lock(command, pid_dir, int(num_available), take=kill_signal is not None)
+    if lock.__enter__() is None:
+        print(f"Pid(s) {set(_lock_holders(command, pid_dir))} already running")
+        return False
+    _ACQUIRED.append(lock)
+    return True
+
+
+def check_pid(pidfile: str | None) -> int:
+    """The pid in ``pidfile`` if that process runs, else 0."""
+    if pidfile and os.path.exists(pidfile):
+        try:
+            with open(pidfile, encoding="utf-8") as f:
+                pid = int(f.read().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
+def write_pid(pidfile: str) -> None:
+    """Write this process's pid to ``pidfile`` (its folder made)."""
+    folder = os.path.dirname(pidfile)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(pidfile, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+
+
+def get_log_format() -> str:
+    """The central scheduler's log line format."""
+    return "%(asctime)s %(name)s[%(process)s] %(levelname)s: %(message)s"
+
+
+def get_spool_handler(filename: str) -> Any:
+    """A handler writing to ``filename``, a new file each day, a week kept."""
+    import logging
+    import logging.handlers
+    handler = logging.handlers.TimedRotatingFileHandler(filename=filename, when="d",
+                                                        encoding="utf8", backupCount=7)
+    handler.setFormatter(logging.Formatter(get_log_format()))
+    return handler
+
+
+class URLLibFetcher:
+    """Luigi's client transport on urllib: POSTs a form body, returns the reply's text
+    (basic auth from the URL's user and password)."""
+
+    @property
+    def raises(self) -> tuple[type[BaseException], ...]:
+        """The errors of a scheduler that cannot be reached."""
+        import socket
+        import urllib.error
+        return urllib.error.URLError, socket.timeout
+
+    def fetch(self, full_url: str, body: Mapping[str, Any] | None,
+              timeout: float | None) -> str:
+        import base64
+        import urllib.parse
+        import urllib.request
+        url = urllib.parse.urlsplit(full_url)
+        request = urllib.request.Request(url._replace(
+            netloc=url.netloc.rpartition("@")[2]).geturl())
+        if url.username:
+            pair = f"{url.username}:{url.password or ''}".encode("utf-8")
+            request.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+        if body:
+            request.data = urllib.parse.urlencode(body).encode("utf-8")
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.read().decode("utf-8")   # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Nothing is kept open."""
+
+
+class RequestsFetcher:
+    """The same through a ``requests`` session (made again in a forked child, which
+    must not share the parent's connections); ImportError without requests."""
+
+    def __init__(self) -> None:
+        import requests   # type: ignore[import-untyped]
+        self.raises = requests.exceptions.RequestException
+        self.session, self.process_id = requests.Session(), os.getpid()
+
+    def check_pid(self) -> None:
+        """A new session in a new process."""
+        if os.getpid() != self.process_id:
+            import requests
+            self.session, self.process_id = requests.Session(), os.getpid()
+
+    def fetch(self, full_url: str, body: Any, timeout: float | None) -> str:
+        self.check_pid()
+        reply = self.session.post(full_url, data=body, timeout=timeout)
+        reply.raise_for_status()
+        return reply.text   # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.session.close()
+
+
+# -- Luigi's tools: deps, deps_tree, luigi_grep; and the safe tar extractor ---------------
+
+def get_task_requires(task: Task) -> set[Task]:
+    """What ``task`` requires, as a set."""
+    return set(flatten(task.requires()))
+
+
+def dfs_paths(start_task: Task, goal_task_family: str | None,
+              path: list[Task] | None = None) -> Iterator[Task]:
+    """The tasks on every path from ``start_task`` down to a task of
+    ``goal_task_family`` (None: every task below)."""
+    path = [start_task] if path is None else path
+    if goal_task_family is None or start_task.task_family == goal_task_family:
+        yield from path
+    for required in get_task_requires(start_task) - set(path):
+        yield from dfs_paths(required, goal_task_family, path + [required])
+
+
+class upstream(Config):
+    """``--upstream-family``: the family the deps tool looks for paths to."""
+
+    family = OptionalParameter(default=None)
+
+
+def find_deps(task: Task, upstream_task_family: str | None) -> set[Task]:
+    """Every task on a path from ``task`` to ``upstream_task_family``."""
+    return set(dfs_paths(task, upstream_task_family))
+
+
+def find_deps_cli() -> set[Task]:
+    """find_deps() of the task on the command line (sys.argv)."""
+    with CmdlineParser.global_instance(sys.argv[1:]) as parsed:
+        return find_deps(parsed.get_task_obj(), upstream().family)
+
+
+def get_task_output_description(task_output: Any) -> str:
+    """``[FileSystem] path`` for a file target, else "to be determined"."""
+    if isinstance(task_output, FileSystemTarget):
+        return f"[FileSystem] {task_output.path}"
+    return "to be determined"
+
+
+def _deps_main() -> None:
+    """Print each task on the paths the command line asks for, with its outputs."""
+    for task in find_deps_cli():
+        print(f"   TASK: {task}")
+        for target in flatten(task.output()):
+            print(f"                       : {get_task_output_description(target)}")
+
+
+class bcolors:
+    """The colours of print_tree()."""
+
+    OKBLUE = "\033[94m"
+    OKGREEN = "\033[92m"
+    ENDC = "\033[0m"
+
+
+def print_tree(task: Task, indent: str = "", last: bool = True) -> str:
+    """The dependency tree of ``task``, each task with its significant parameters and
+    whether it is complete, in Luigi's deps_tree layout."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Task .* without outputs has no custom complete")
+        state = bcolors.OKGREEN + "COMPLETE" if task.complete() else \
+            bcolors.OKBLUE + "PENDING"
+    branch, indent = ("└─--", indent + "    ") if last else ("|---", indent + "|   ")
+    text = (f"\n{indent[:-4]}{branch}[{type(task).__name__}-"
+            f"{task.to_str_params(only_significant=True)} ({state}{bcolors.ENDC})]")
+    children = flatten(task.requires())
+    for number, child in enumerate(children, 1):
+        text += print_tree(child, indent, number == len(children))
+    return text
+
+
+def _deps_tree_main() -> None:
+    """Print the dependency tree of the task on the command line (sys.argv)."""
+    with CmdlineParser.global_instance(sys.argv[1:]) as parsed:
+        print(print_tree(parsed.get_task_obj()))
+
+
+class LuigiGrep:
+    """Search a central scheduler's graph (``/api/graph``) by task-name prefix or by
+    status; each result ``{"name", "status", "deps_by_status": {status: [ids]}}``."""
+
+    def __init__(self, host: str, port: Any) -> None:
+        self._host, self._port = host, port
+
+    @property
+    def graph_url(self) -> str:
+        return f"http://{self._host}:{self._port}/api/graph"
+
+    def _fetch_json(self) -> dict[str, Any]:
+        import urllib.request
+        print("Fetching from url: " + self.graph_url)
+        with urllib.request.urlopen(self.graph_url) as reply:
+            return json.loads(reply.read().decode("utf-8"))   # type: ignore[no-any-return]
+
+    @staticmethod
+    def _build_results(jobs: Mapping[str, Any], job: str) -> dict[str, Any]:
+        by_status: dict[str, list[str]] = collections.defaultdict(list)
+        for dep in jobs[job]["deps"]:
+            by_status[jobs[dep]["status"] if dep in jobs else UNKNOWN].append(dep)
+        return {"name": job, "status": jobs[job]["status"], "deps_by_status": by_status}
+
+    def prefix_search(self, job_name_prefix: str) -> Iterator[dict[str, Any]]:
+        """The tasks whose id starts with ``job_name_prefix``."""
+        jobs = self._fetch_json()["response"]
+        return (self._build_results(jobs, job) for job in jobs
+                if job.startswith(job_name_prefix))
+
+    def status_search(self, status: str) -> Iterator[dict[str, Any]]:
+        """The tasks in ``status`` (any case)."""
+        jobs = self._fetch_json()["response"]
+        return (self._build_results(jobs, job) for job in jobs
+                if jobs[job]["status"].lower() == status.lower())
+
+
+def _luigi_grep_main(argv: Sequence[str] | None = None) -> None:
+    """``luigi-grep``: print the tasks found, with their dependencies by status."""
+    import argparse
+    parser = argparse.ArgumentParser("luigi-grep", description="search the tasks of a "
+                                     "central scheduler through its JSON API")
+    parser.add_argument("--scheduler-host", default="localhost")
+    parser.add_argument("--scheduler-port", default="8082")
+    parser.add_argument("--prefix", default=None, help="task ids starting with this")
+    parser.add_argument("--status", default=None, help="tasks in this status")
+    args = parser.parse_args(argv)
+    grep = LuigiGrep(args.scheduler_host, args.scheduler_port)
+    found = grep.prefix_search(args.prefix) if args.prefix else \
+        grep.status_search(args.status) if args.status else iter(())
+    for job in found:
+        print(f"{job['name']}: {job['status']}, Dependencies:")
+        for status, ids in job["deps_by_status"].items():
+            print(f"  status={status}")
+            for task_id in ids:
+                print(f"    {task_id}")
+
+
+class SafeExtractor:
+    """Extract a tar file into ``path``, refusing (RuntimeError) an archive with a
+    member that would land outside it."""
+
+    def __init__(self, path: str = ".") -> None:
+        self.path = path
+
+    @staticmethod
+    def _is_within_directory(directory: str, target: str) -> bool:
+        directory, target = os.path.abspath(directory), os.path.abspath(target)
+        return os.path.commonpath([directory, target]) == directory
+
+    def safe_extract(self, tar_path: str, members: Any = None, *,
+                     numeric_owner: bool = False) -> None:
+        """Extract ``tar_path`` (its ``members`` only, when given)."""
+        import tarfile
+        with tarfile.open(tar_path, "r") as tar:
+            for member in tar.getmembers():
+                if not self._is_within_directory(self.path,
+                                                 os.path.join(self.path, member.name)):
+                    raise RuntimeError(f"Attempted Path Traversal in Tar File: "
+                                       f"{member.name!r}")
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(self.path, members, numeric_owner=numeric_owner, **extra)
+
+
 #: get_work's reply as Luigi's worker unpacks it.
 GetWorkResponse = collections.namedtuple("GetWorkResponse", (
     "task_id", "running_tasks", "n_pending_tasks", "n_unique_pending",
@@ -11856,6 +12634,7 @@ def _parameter_names() -> dict[str, Any]:
                              if isinstance(value, type)
                              and name.endswith(("Parameter", "Exception", "Warning"))}
     names.update(ParameterVisibility=ParameterVisibility, _no_value=_no_value,
+                 _DictParamEncoder=_FrozenJSONEncoder,
                  _NoValueType=_NoValueType, OptionalParameterMixin=_OptionalMixin)
     return names
 
@@ -11929,7 +12708,10 @@ execution_summary = _module("execution_summary", "Luigi's luigi.execution_summar
                             summary=summary, _summary_dict=_summary_dict,
                             _root_task=_root_task, _ORDERED_STATUSES=_ORDERED_STATUSES,
                             LuigiStatusCode=LuigiStatusCode, LuigiRunResult=RunResult,
-                            execution_summary=_SummaryOptions)
+                            execution_summary=_SummaryOptions,
+                            _create_one_line_summary=_one_line_summary,
+                            _summary_wrap=_summary_wrap, _tasks_status=_status_of,
+                            _group_tasks_by_name_and_status=_group_by_family)
 parameter = _module("parameter", "Luigi's luigi.parameter.", **_parameter_names(),
                     __getattr__=_config_path_type)
 target = _module("target", "Luigi's luigi.target.", Target=Target, FileSystem=FileSystem,
@@ -11968,6 +12750,17 @@ cmdline_parser = _module("cmdline_parser", "Luigi's luigi.cmdline_parser.",
 cmdline = _module("cmdline", "Luigi's luigi.cmdline.", luigi_run=_luigi_run, luigid=luigid)
 server = _module("server", "Luigi's luigi.server.", run=run_server)
 tools = _module("tools", "Luigi's luigi.tools.")
+tools.deps = _module("tools.deps", "Luigi's luigi.tools.deps: the tasks between two.",
+                     get_task_requires=get_task_requires, dfs_paths=dfs_paths,
+                     upstream=upstream, find_deps=find_deps, find_deps_cli=find_deps_cli,
+                     get_task_output_description=get_task_output_description,
+                     main=_deps_main)
+tools.deps_tree = _module("tools.deps_tree", "Luigi's luigi.tools.deps_tree.",
+                          bcolors=bcolors, print_tree=print_tree, main=_deps_tree_main)
+tools.luigi_grep = _module("tools.luigi_grep", "Luigi's luigi.tools.luigi_grep.",
+                           LuigiGrep=LuigiGrep, main=_luigi_grep_main)
+safe_extractor = _module("safe_extractor", "Luigi's luigi.safe_extractor.",
+                         SafeExtractor=SafeExtractor)
 tools.range = _module("tools.range", "Luigi's luigi.tools.range: backfill ranges.",
                       RangeBase=RangeBase, RangeDailyBase=RangeDailyBase,
                       RangeDaily=RangeDaily, RangeHourlyBase=RangeHourlyBase,
@@ -11981,7 +12774,31 @@ interface = _module("interface", "Luigi's luigi.interface.", build=build, run=ru
                     _WorkerSchedulerFactory=WorkerSchedulerFactory)
 # Luigi's client module; its RPCError is the error of a scheduler that does not answer.
 rpc = _module("rpc", "Luigi's luigi.rpc.", RemoteScheduler=RemoteScheduler,
-              RPCError=SchedulerUnavailable)
+              RPCError=SchedulerUnavailable, URLLibFetcher=URLLibFetcher,
+              RequestsFetcher=RequestsFetcher,
+              # microflow's client uses neither requests nor unix sockets
+              HAS_REQUESTS=False, HAS_UNIX_SOCKET=False)
+metrics = _module("metrics", "Luigi's luigi.metrics: who hears of each transition.",
+                  MetricsCollector=MetricsCollector, MetricsCollectors=MetricsCollectors,
+                  NoMetricsCollector=NoMetricsCollector)
+task_history = _module("task_history", "Luigi's luigi.task_history.", TaskHistory=TaskHistory,
+                       NopHistory=NopHistory, StoredTask=StoredTask)
+lock = _module("lock", "Luigi's luigi.lock: one run of a command at a time.",
+               acquire_for=acquire_for, get_info=get_info, getpcmd=getpcmd)
+
+
+def _process_logger(name: str) -> Any:
+    """luigi.process's loggers, made on first use (logging is imported lazily)."""
+    import logging
+    if name in ("rootlogger", "server_logger"):
+        return logging.getLogger("luigi.server" if name == "server_logger" else None)
+    return _no_such(process, name)
+
+
+process = _module("process", "Luigi's luigi.process: the central scheduler's pid file "
+                  "and logs.", check_pid=check_pid, write_pid=write_pid,
+                  get_log_format=get_log_format, get_spool_handler=get_spool_handler,
+                  __getattr__=_process_logger)
 retcodes = _module("retcodes", "Luigi's luigi.retcodes.", retcode=retcode,
                    run_with_retcodes=_luigi_run)
 notifications = _module("notifications", "Luigi's luigi.notifications.", email=email,
@@ -12008,10 +12825,17 @@ worker = _module("worker", "Luigi's luigi.worker: the worker and the helpers tha
                  SingleProcessPool=SingleProcessPool, DequeQueue=DequeQueue,
                  TaskStatusReporter=TaskStatusReporter, SchedulerMessage=SchedulerMessage,
                  rpc_message_callback=rpc_message_callback, KeepAliveThread=KeepAliveThread,
-                 GetWorkResponse=GetWorkResponse, TaskProcess=TaskProcess,
+                 GetWorkResponse=GetWorkResponse, TaskProcess=TaskProcess, fork_lock=fork_lock,
+                 _get_retry_policy_dict=_retry_policy_dict,
                  ContextManagedTaskProcess=ContextManagedTaskProcess)
 scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
                     scheduler=_OPTION_CLASSES["scheduler"], Scheduler=Scheduler,
+                    Task=_TaskState, Worker=_WorkerState, SimpleTaskState=SimpleTaskState,
+                    OrderedSet=OrderedSet, RPC_METHODS=RPC_METHODS, rpc_method=rpc_method,
+                    STATUS_TO_UPSTREAM_MAP=STATUS_TO_UPSTREAM_MAP,
+                    UPSTREAM_SEVERITY_ORDER=UPSTREAM_SEVERITY_ORDER,
+                    UPSTREAM_SEVERITY_KEY=UPSTREAM_SEVERITY_KEY,
+                    TASK_FAMILY_RE=TASK_FAMILY_RE,
                     RetryPolicy=RetryPolicy, WORKER_STATE_ACTIVE=WORKER_STATE_ACTIVE,
                     WORKER_STATE_DISABLED=WORKER_STATE_DISABLED,
                     UPSTREAM_RUNNING=UPSTREAM_RUNNING,
@@ -12022,9 +12846,11 @@ scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
 _LUIGI_MODULES = ("batch_notifier", "cmdline", "cmdline_parser", "configuration",
                   "configuration.core", "configuration.base_parser",
                   "configuration.cfg_parser", "configuration.toml_parser", "date_interval", "event", "execution_summary",
-                  "format", "freezing", "interface", "local_target", "mock", "notifications",
+                  "format", "freezing", "interface", "local_target", "lock", "metrics", "mock",
+                  "notifications", "process", "task_history",
                   "parameter", "retcodes", "rpc", "scheduler", "server", "setup_logging",
                   "target", "task", "task_register", "task_status", "tools", "tools.range",
+                  "tools.deps", "tools.deps_tree", "tools.luigi_grep", "safe_extractor",
                   "util", "worker")
 
 
