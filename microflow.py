@@ -5018,7 +5018,7 @@ class _SchedulerCore(_SchedulerHooks):
         ``events``, in the call that made it (under the server's lock), so what
         observes the scheduler (the journal, e-mails, history, metrics, a status page)
         plugs in here instead of into the transitions. Events: ``"status"`` (a task's
-        status went from ``old`` to ``new``), ``"task"`` (a task was added or
+        status went from ``old`` to ``new``; a task made with a status, from UNKNOWN), ``"task"`` (a task was added or
         reported; ``old`` and ``new`` are its status), ``"removed"`` (a task was
         forgotten), ``"disabled"`` (the scheduler disabled a task for its failures,
         besides its "status" event), ``"worker"`` (a worker arrived: ``new`` is
@@ -5091,6 +5091,8 @@ class _SchedulerCore(_SchedulerHooks):
             task = _TaskState(task_id, next(self._seq), now, self._default_policy)
             self._tasks[task_id] = task
             task.status = status
+            if status != UNKNOWN and "status" in self._listeners:   # born with a status:
+                self._announce("status", task, UNKNOWN, status)     # said as a change
         return task
 
     # -- the one place a status changes ---------------------------------------------------

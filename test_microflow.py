@@ -1438,6 +1438,274 @@ class TestLuigiWorkerHooks(TempDirMixin, unittest.TestCase):
         self.assertEqual(list(other.task_list("", "")), [BatchLeaf(1, str(self.tmp)).task_id])
 
 
+class DayFile(mf.MixinNaiveBulkComplete, mf.Task):
+    """One file a day, for ranges, previous() and the deps tools."""
+    day = mf.DateParameter()
+    where = mf.Parameter(significant=False)
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.where, f"{self.day:%Y-%m-%d}.txt"))
+
+
+class DayRange(mf.RangeDailyBase):
+    pass
+
+
+class FakeAWS:
+    """boto3 as a test double: records the calls its clients get."""
+
+    def __init__(self):
+        self.calls = []
+
+    def client(self, service):
+        calls = self.calls
+
+        class Client:
+            def __getattr__(self, method):
+                return lambda **kwargs: calls.append((service, method, kwargs)) or {"ok": 1}
+        return Client()
+
+
+class TestLuigiNamespace(TempDirMixin, unittest.TestCase):
+    """Luigi's names microflow gives, each doing what Luigi's does."""
+
+    def test_scheduler_records_and_simple_task_state(self):
+        scheduler = mf.Scheduler()   # the wall clock, which Luigi's records read too
+        scheduler.add_task(task_id="A", worker="w", family="A", status=mf.PENDING)
+        scheduler.add_task(task_id="B", worker="w", family="B", deps=["A"],
+                           params={"x": "1"})
+        state = scheduler._state
+        task = state.get_task("B")
+        self.assertIsInstance(task, mf.scheduler.Task)
+        self.assertEqual((task.pretty_id, task.is_batchable()), ("B(x=1)", False))
+        self.assertTrue(state.has_task("A") and not state.has_task("Z"))
+        self.assertEqual(sorted(t.id for t in state.get_active_tasks_by_status(mf.PENDING)),
+                         ["A", "B"])
+        self.assertEqual(state.num_pending_tasks(), 2)
+        state.set_status(state.get_task("A"), mf.FAILED)
+        self.assertEqual(scheduler.task_list(mf.FAILED, "").keys(), {"A"})
+        self.assertEqual(state.get_task("A").num_failures(), 1)
+        task.add_failure()
+        self.assertEqual(task.num_failures(), 1)
+        task.clear_failures()
+        self.assertEqual(task.num_failures(), 0)
+        self.assertFalse(task.has_excessive_failures())
+        worker = state.get_worker("w")
+        self.assertIsInstance(worker, mf.scheduler.Worker)
+        self.assertEqual(sorted(t.id for t in worker.get_tasks(state, mf.PENDING)), ["B"])
+        scheduler.set_worker_processes("w", 3)
+        self.assertEqual(worker.fetch_rpc_messages(),
+                         [{"name": "set_worker_processes", "kwargs": {"n": 3}}])
+        self.assertEqual(state.get_worker_ids(), ["w"])
+        state.inactivate_tasks(["B"])
+        self.assertFalse(state.has_task("B"))
+        ordered = mf.OrderedSet([3, 1, 2])
+        ordered.add(1)
+        self.assertEqual((list(ordered), ordered.peek(), ordered.pop(last=False)),
+                         ([3, 1, 2], 2, 3))
+
+    def test_state_kept_and_loaded_at_state_path_and_resources(self):
+        path = str(self.tmp / "state.json")
+        first = mf.Scheduler(state_path=path, resources={"db": 2})
+        first.add_task(task_id="T", worker="w", status=mf.DONE, family="T")
+        self.assertEqual(first.resources(), {"db": {"total": 2, "used": 0}})
+        first._state.dump()
+        second = mf.Scheduler(state_path=path)
+        second.load()
+        self.assertEqual(second.task_list(mf.DONE, "").keys(), {"T"})
+
+    def test_a_method_of_ones_own_is_served_by_rpc_method(self):
+        class Counting(mf.Scheduler):
+            @mf.rpc_method()
+            def how_many(self):
+                return len(self._tasks)
+        self.addCleanup(mf.RPC_METHODS.pop, "how_many")
+        scheduler = Counting()
+        scheduler.add_task(task_id="T", worker="w")
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            status, _, body = http_get(server.url + "/api/how_many?data={}")
+        self.assertEqual((status, json.loads(body)), (200, {"response": 1}))
+        self.assertIs(mf.scheduler.RPC_METHODS["get_work"], mf.Scheduler.get_work)
+
+    def test_metrics_collector_and_task_history_hear_transitions(self):
+        heard = []
+
+        class Collector(mf.MetricsCollector):
+            def handle_task_started(self, task):
+                heard.append(("started", task.id))
+
+            def handle_task_failed(self, task):
+                heard.append(("failed", task.id))
+
+            def handle_task_disabled(self, task, config):
+                heard.append(("disabled", task.id, config.retry_count))
+
+            def handle_task_done(self, task):
+                heard.append(("done", task.id))
+        module = types.ModuleType("collector_module")
+        module.Collector = Collector
+        sys.modules["collector_module"] = module
+        self.addCleanup(sys.modules.pop, "collector_module")
+
+        class History(mf.TaskHistory):
+            def task_scheduled(self, task):
+                heard.append(("scheduled", task.id))
+
+            def task_started(self, task, worker_host):
+                heard.append(("on", worker_host))
+
+            def task_finished(self, task, successful):
+                heard.append(("finished", successful))
+        scheduler = mf.Scheduler(metrics_collector="custom", retry_count=1,
+                                 metrics_custom_import="collector_module.Collector",
+                                 task_history_impl=History())
+        scheduler.add_worker("w", {"host": "box"})
+        scheduler.add_task(task_id="T", worker="w", status=mf.PENDING)
+        scheduler.get_work(worker="w")
+        scheduler.add_task(task_id="T", worker="w", status=mf.FAILED)
+        self.assertEqual(heard, [("scheduled", "T"), ("started", "T"), ("on", "box"),
+                                 ("disabled", "T", 1)])
+        self.assertIsInstance(mf.MetricsCollectors.get("none"), mf.NoMetricsCollector)
+        with self.assertRaisesRegex(ValueError, "need to extend the MetricsCollector"):
+            mf.MetricsCollectors.get("custom", "json.JSONDecoder")
+        stored = mf.StoredTask(scheduler._state.get_task("T"), mf.DONE, "box")
+        self.assertEqual((stored.task_family, stored.parameters), ("", {}))
+
+    def test_acquire_for_lets_one_process_of_a_command_run(self):
+        code = ("import sys, microflow; print(microflow.lock.acquire_for(sys.argv[1]));"
+                "sys.stdout.flush(); sys.stdin.read()")
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        first = subprocess.Popen([sys.executable, "-c", code, str(self.tmp)], env=env,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(first.wait)
+        self.addCleanup(first.stdin.close)
+        self.assertEqual(first.stdout.readline().strip(), "True")
+        second = subprocess.run([sys.executable, "-c", code, str(self.tmp)], env=env,
+                                input="", capture_output=True, text=True, timeout=60)
+        self.assertEqual(second.stdout.splitlines()[-1], "False")
+        self.assertIn("already running", second.stdout)
+        pid, command, path = mf.lock.get_info(str(self.tmp))
+        self.assertEqual((pid, command), (os.getpid(), mf.lock.getpcmd(os.getpid())))
+        pidfile = self.tmp / "run" / "server.pid"
+        mf.process.write_pid(str(pidfile))
+        self.assertEqual(mf.process.check_pid(str(pidfile)), os.getpid())
+        self.assertEqual(mf.process.check_pid(str(self.tmp / "none.pid")), 0)
+
+    def test_url_lib_fetcher_talks_to_a_scheduler(self):
+        with mf.SchedulerServer(port=0, token="t") as server:
+            url = server.url.replace("http://", "http://luigi:t@") + "/api/add_task"
+            fetched = mf.rpc.URLLibFetcher().fetch(url, {"data": json.dumps(
+                {"task_id": "F", "worker": "w"})}, 10)
+            self.assertEqual(json.loads(fetched), {"response": None})
+            self.assertIn("F", server.scheduler.task_list("", ""))
+        self.assertIs(mf.rpc.HAS_UNIX_SOCKET, False)
+
+    def test_deps_tools_grep_and_safe_extractor(self):
+        days = [DayFile(datetime.date(2026, 1, d), str(self.tmp)) for d in (1, 2)]
+
+        class Both(mf.WrapperTask):
+            def requires(self):
+                return days
+        self.assertEqual(mf.tools.deps.find_deps(Both(), "DayFile"), {Both(), *days})
+        self.assertEqual(mf.tools.deps.get_task_output_description(days[0].output()),
+                         f"[FileSystem] {days[0].output().path}")
+        (self.tmp / "2026-01-01.txt").write_text("x")
+        tree = mf.tools.deps_tree.print_tree(Both())
+        self.assertIn("└─--[Both-{} (\x1b[94mPENDING\x1b[0m)]", tree)
+        self.assertIn("|---[DayFile-{'day': '2026-01-01'} (\x1b[92mCOMPLETE", tree)
+        scheduler = mf.Scheduler()
+        scheduler.add_task(task_id="Top", worker="w", deps=["Leaf"], status=mf.PENDING)
+        scheduler.add_task(task_id="Leaf", worker="w", status=mf.DONE)
+        with mf.SchedulerServer(scheduler, port=0) as server, \
+                contextlib.redirect_stdout(io.StringIO()):
+            grep = mf.tools.luigi_grep.LuigiGrep("127.0.0.1", server.port)
+            found = list(grep.prefix_search("To")) + list(grep.status_search("done"))
+        self.assertEqual([(f["name"], f["status"], dict(f["deps_by_status"])) for f in found],
+                         [("Top", "PENDING", {"DONE": ["Leaf"]}), ("Leaf", "DONE", {})])
+        import tarfile
+        archive = self.tmp / "evil.tar"
+        with tarfile.open(archive, "w") as tar:
+            tar.add(self.tmp / "2026-01-01.txt", arcname="../escaped.txt")
+        with self.assertRaisesRegex(RuntimeError, "Path Traversal"):
+            mf.SafeExtractor(str(self.tmp / "out")).safe_extract(str(archive))
+        self.assertFalse((self.tmp / "escaped.txt").exists())
+
+    def test_e_mail_by_ses_sns_and_sendgrid(self):
+        aws = FakeAWS()
+        settings = {"email": {"force_send": "true", "sender": "me@example.com"}}
+        with unittest.mock.patch.dict(sys.modules, {"boto3": aws}):
+            for method in ("ses", "sns"):
+                settings["email"]["method"] = method
+                with mf.config_override(settings):
+                    mf.send_email("Subj", "body", "me@example.com", ["arn:topic,x@y"])
+        self.assertEqual([(service, method) for service, method, _ in aws.calls],
+                         [("ses", "send_raw_email"), ("sns", "publish"), ("sns", "publish")])
+        self.assertEqual(aws.calls[0][2]["Destinations"], ["arn:topic", "x@y"])
+        self.assertIn("Subject: Subj", aws.calls[0][2]["RawMessage"]["Data"])
+        self.assertEqual(aws.calls[1][2], {"TopicArn": "arn:topic", "Subject": "Subj",
+                                           "Message": "body"})
+        self.assertTrue(mf.notifications.DEFAULT_CLIENT_EMAIL.startswith("luigi-client@"))
+        result = mf.build([mf.TestNotificationsTask()], detailed_summary=True,
+                          log_level="CRITICAL")
+        self.assertEqual(result.status, mf.LuigiStatusCode.FAILED)
+        self.assertEqual(mf.TestNotificationsTask.get_task_family(),
+                         "notifications.TestNotificationsTask")
+
+    def test_previous_ranges_events_and_bulk_complete(self):
+        day = DayFile(datetime.date(2026, 3, 1), str(self.tmp))
+        self.assertEqual(mf.util.previous(day).day, datetime.date(2026, 2, 28))
+        (self.tmp / "2026-02-27.txt").write_text("x")
+        self.assertEqual(mf.util.get_previous_completed(day).day, datetime.date(2026, 2, 27))
+        with self.assertRaisesRegex(NotImplementedError, "No task parameter"):
+            mf.util.previous(mf.TestNotificationsTask())
+        self.assertEqual(DayFile.bulk_complete([
+            dict(day=datetime.date(2026, 2, d), where=str(self.tmp)) for d in (26, 27)]),
+            [dict(day=datetime.date(2026, 2, 27), where=str(self.tmp))])
+        events = []
+        for name in ("COMPLETE_COUNT", "COMPLETE_FRACTION", "DELAY"):
+            DayRange.event_handler(getattr(mf.RangeEvent, name))(
+                lambda family, value, name=name: events.append((name, family, value)))
+        stamp = datetime.datetime(2026, 2, 28, tzinfo=datetime.timezone.utc).timestamp()
+        ranged = DayRange(of=DayFile, of_params={"where": str(self.tmp)}, now=int(stamp),
+                          start=datetime.date(2026, 2, 26), stop=datetime.date(2026, 2, 28))
+        self.assertEqual([t.day.day for t in ranged.requires()], [26])
+        self.assertEqual(sorted(events), [("COMPLETE_COUNT", "DayFile", 1),
+                                          ("COMPLETE_FRACTION", "DayFile", 0.5),
+                                          ("DELAY", "DayFile", 2)])
+        self.assertEqual(ranged.datetime_to_parameters(datetime.datetime(2026, 2, 26)),
+                         {"where": str(self.tmp), "day": datetime.date(2026, 2, 26)})
+        self.assertIs(ranged.of_cls, DayFile)
+        found = mf.infer_bulk_complete_from_fs(
+            [datetime.datetime(2026, 2, d) for d in (26, 27)],
+            lambda dt: DayFile(dt.date(), str(self.tmp)))
+        self.assertEqual(found, [datetime.datetime(2026, 2, 27)])
+        self.assertEqual(mf.tools.range.most_common("abca"), ("a", 2))
+
+    def test_small_names(self):
+        queue = mf.batch_notifier.ExplQueue(2)
+        for item in ("a", "b", "a", "c"):
+            queue.enqueue(item)
+        self.assertEqual(list(queue), ["a", "c"])
+        self.assertEqual(mf.task.TASK_ID_TRUNCATE_HASH, 10)
+        self.assertEqual(len(DayFile(datetime.date(2026, 1, 1), "x").task_id.rsplit("_")[-1]),
+                         mf.task.TASK_ID_TRUNCATE_HASH)
+        self.assertTrue(mf.task.TASK_ID_INVALID_CHAR_REGEX.match("-"))
+        self.assertEqual(mf.parameter.TaskType.__bound__.__forward_arg__, "Task")
+        self.assertEqual(mf.parameter.DateMinuteParameter.deprecated_date_format,
+                         "%Y-%m-%dT%HH%M")
+        self.assertEqual(json.dumps(mf.FrozenOrderedDict(a=1),
+                                    cls=mf.parameter._DictParamEncoder), '{"a": 1}')
+        with mf.config_override({"execution_summary": {"summary_length": "1"}}):
+            self.assertEqual(mf.execution_summary.execution_summary().summary_length, 1)
+        self.assertEqual(mf.task_status.SUSPENDED, "SUSPENDED")
+        self.assertTrue(issubclass(mf.InterfaceLogging, mf.setup_logging.BaseLogging))
+        self.assertEqual(mf.worker._get_retry_policy_dict(DayFile(datetime.date(2026, 1, 1),
+                                                                  "x")),
+                         {"retry_count": None, "disable_hard_timeout": None,
+                          "disable_window": None})
+        self.assertIn("fork_lock", dir(mf.worker))
+
+
 class TestLuigiTargetAndConfigHelpers(TempDirMixin, unittest.TestCase):
     def test_local_target_has_luigis_private_helpers(self):
         self.assertEqual(mf.LocalTarget(str(self.tmp) + "/dir/")._trailing_slash(), "/")
@@ -1846,19 +2114,21 @@ class TestTransitionHook(SchedulerCase):
         scheduler.prune()     # the worker is gone; its tasks go remove_delay later
         self.clock.advance(11)
         scheduler.prune()
-        self.assertEqual(heard[:11], [
+        self.assertEqual(heard[:13], [
             ("worker", "w1", None, "active"),
+            ("status", "A", "UNKNOWN", "PENDING"),   # born PENDING: said as a change
             ("task", "A", "PENDING", "PENDING"),
             ("status", "A", "PENDING", "RUNNING"),
             ("status", "A", "RUNNING", "DONE"),
             ("task", "A", "DONE", "DONE"),
+            ("status", "B", "UNKNOWN", "PENDING"),
             ("task", "B", "PENDING", "PENDING"),
             ("status", "B", "PENDING", "RUNNING"),
             ("status", "B", "RUNNING", "DISABLED"),   # retry_count 1: disabled at once
             ("disabled", "B", "RUNNING", "DISABLED"),
             ("task", "B", "DISABLED", "DISABLED"),
             ("worker", "w1", "active", None)])
-        self.assertEqual(sorted(heard[11:]), [("removed", "A", "DONE", None),
+        self.assertEqual(sorted(heard[13:]), [("removed", "A", "DONE", None),
                                               ("removed", "B", "DISABLED", None)])
 
     def test_listeners_choose_their_events(self):
