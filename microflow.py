@@ -655,6 +655,22 @@ class _ConfigParser(BaseParser, configparser.ConfigParser):
         super().set(section, option, None if value is None else str(value))
         _CONFIG.generation += 1   # a [Family] option may have appeared: check again
 
+    # Whatever changes the options makes the tasks' cached [Family] values stale: each
+    # way ConfigParser offers (reading, removing, clear()) says so, as set() does.
+    def read_file(self, f: Iterable[str], source: str | None = None) -> None:
+        super().read_file(f, source)
+        _CONFIG.generation += 1
+
+    def remove_option(self, section: str, option: str) -> bool:
+        removed = super().remove_option(section, option)
+        _CONFIG.generation += 1
+        return removed
+
+    def remove_section(self, section: str) -> bool:
+        removed = super().remove_section(section)
+        _CONFIG.generation += 1
+        return removed
+
     def read(self, filenames: Any,   # type: ignore[override, unused-ignore]  # any paths
              encoding: str | None = "utf-8") -> list[str]:
         """Read the files that exist: ``.toml`` ones as TOML, the others as cfg.
@@ -670,6 +686,7 @@ class _ConfigParser(BaseParser, configparser.ConfigParser):
                     done.append(path)
             else:
                 done.extend(super().read(path, encoding=encoding))
+        _CONFIG.generation += 1
         return done
 
     def _read_toml(self, path: str) -> None:
@@ -714,11 +731,13 @@ def _warn_unconsumed(section: str, known: Iterable[str]) -> None:
         name = key.replace("-", "_")
         if name not in known:
             close = _suggestions(name, sorted(known))
-            warnings.warn(f"The configuration contains the parameter '{name}' with value "
-                          f"'{parser.get(section, key, raw=True)}' that is not consumed by "
-                          f"the task '{section}'."
-                          + (f" Did you mean {' or '.join(close)}?" if close else ""),
-                          UnconsumedParameterWarning, stacklevel=3)
+            # Luigi warns of this in luigi.task: a patch of luigi.parameter.warnings
+            # must not see it, one of luigi.task.warnings must.
+            task.warnings.warn(
+                f"The configuration contains the parameter '{name}' with value "
+                f"'{parser.get(section, key, raw=True)}' that is not consumed by the task "
+                f"'{section}'." + (f" Did you mean {' or '.join(close)}?" if close else ""),
+                UnconsumedParameterWarning, stacklevel=3)
 
 
 def _parse_config_bool(value: Any) -> bool:
@@ -12729,7 +12748,7 @@ task = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTa
                flatten=flatten, flatten_output=flatten_output, getpaths=getpaths,
                externalize=externalize, namespace=namespace, auto_namespace=auto_namespace,
                task_id_str=task_id_str, Register=Register, Event=Event,
-               _task_wraps=_task_wraps, Parameter=Parameter,
+               _task_wraps=_task_wraps, Parameter=Parameter, warnings=warnings,
                BulkCompleteNotImplementedError=BulkCompleteNotImplementedError,
                MixinNaiveBulkComplete=MixinNaiveBulkComplete,
                TASK_ID_INCLUDE_PARAMS=TASK_ID_INCLUDE_PARAMS,

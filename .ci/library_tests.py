@@ -94,7 +94,7 @@ def run_mode(mode, args, tmp):
     env.pop("MICROFLOW_SHIM_ALLOW_REAL_LUIGI", None)
     junit = os.path.join(tmp, mode + ".xml")
     command = [args.python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--junitxml", junit,
-               *plugin, *args.pytest_args.split(), "test"]
+               *plugin, *args.pytest_args.split(), args.tests]
     with open(os.path.join(tmp, mode + ".log"), "w") as log:
         subprocess.run(command, cwd=args.suite, env=env, stdout=log, stderr=subprocess.STDOUT,
                        timeout=args.timeout)
@@ -106,7 +106,8 @@ def run_mode(mode, args, tmp):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--suite", required=True, help="checkout of the library (holds test/)")
+    p.add_argument("--suite", required=True, help="checkout of the library (holds its tests)")
+    p.add_argument("--tests", default="test", help="the folder of its tests (default: test)")
     p.add_argument("--python", required=True, help="interpreter with the suite's test dependencies")
     p.add_argument("--project", default=PROJECT, help="folder holding microflow.py")
     p.add_argument("--luigi-tests", default=os.path.join(os.path.dirname(PROJECT), "shared", "luigi_tests"))
