@@ -8108,8 +8108,8 @@ class _WorkerWalk:
     def _note(self, task: Task, status: str, runnable: bool | None) -> None:
         """Remember what ``task`` was reported as; the summary is built from this."""
         bits = _REPORTED_BITS.get(status, 0)
-        if status == PENDING and runnable:
-            bits |= _REPORTED_RUNNABLE
+        if status == PENDING:
+            bits |= _REPORTED_RUNNABLE if runnable else _REPORTED_NOT_RUNNABLE
         reported = self._reported
         reported[task.task_id] = reported.get(task.task_id, 0) | bits
 
@@ -9746,6 +9746,9 @@ _PENDING_SUBCATEGORIES = {name for name, _ in _SUMMARY_HEADINGS[5:]}
 # What a worker remembers of each task it reported, as bits of one int per task.
 _REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4, 8
 _REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
+# Reported PENDING and not runnable: external, or (as in Luigi's accounting) a task that
+# yielded dependencies; a task may be both, and is then listed under both.
+_REPORTED_NOT_RUNNABLE = 32
 _REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
                   FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
 # Luigi's words, so the tools and people that look for them in logs find them.
@@ -9773,8 +9776,10 @@ def _partition(record: _RunRecord, others: Mapping[str, Any]) -> dict[str, set[s
         if bits & _REPORTED_UNKNOWN:
             sets["scheduling_error"].add(task_id)
         elif bits & _REPORTED_PENDING and not completed and not bits & _REPORTED_FAILED:
-            sets["still_pending_not_ext" if bits & _REPORTED_RUNNABLE
-                 else "still_pending_ext"].add(task_id)
+            if bits & _REPORTED_RUNNABLE:
+                sets["still_pending_not_ext"].add(task_id)
+            if bits & _REPORTED_NOT_RUNNABLE or not bits & _REPORTED_RUNNABLE:
+                sets["still_pending_ext"].add(task_id)
     # Seen running elsewhere, but not if it ended complete here (taken over after the
     # other worker died, or found done): Luigi lists those twice.
     sets["run_by_other_worker"] = set().union(*others.values()) - sets["completed"] \
@@ -10089,8 +10094,9 @@ def _record_of(worker: Any) -> _RunRecord:
     record = _RunRecord(getattr(worker, "_id", None))
     for task, status, runnable in getattr(worker, "_add_task_history", ()):
         record.scheduled.setdefault(task.task_id, task)
-        bits = _REPORTED_BITS.get(status, 0) | (_REPORTED_RUNNABLE if runnable and
-                                                 status == PENDING else 0)
+        bits = _REPORTED_BITS.get(status, 0)
+        if status == PENDING:
+            bits |= _REPORTED_RUNNABLE if runnable else _REPORTED_NOT_RUNNABLE
         record.reported[task.task_id] = record.reported.get(task.task_id, 0) | bits
     record.idle_replies = [reply for reply in getattr(worker, "_get_work_response_history",
                                                       ()) if reply.get("task_id") is None]

@@ -3622,6 +3622,22 @@ class TestSummaryFormat(BuildCase):
         text = self.build(Many()).summary_text
         self.assertIn("    - 1 Many()\n    ...\n", text)   # over 5 families: cut
 
+    def test_a_task_waiting_on_what_it_yielded_is_listed_as_luigi_lists_it(self):
+        class YieldsAFailure(mf.Task):   # Luigi's examples/per_task_retry_policy.py
+            def run(self):
+                yield Exploding()
+
+            def output(self):
+                return mf.MockTarget("yields-a-failure")
+        text = self.build(YieldsAFailure()).summary_text
+        # Reported pending and runnable (walked), then pending and not runnable (it
+        # yielded): Luigi counts it under both, and so in the total.
+        self.assertIn("Scheduled 3 tasks of which:\n", text)
+        self.assertIn("    * 1 were missing external dependencies:\n"
+                      "        - 1 YieldsAFailure()\n", text)
+        self.assertIn("    * 1 was not granted run permission by the scheduler:\n"
+                      "        - 1 YieldsAFailure()\n", text)
+
     def test_single_parameter_families_sort_as_their_text(self):
         # Sorting by the value must give str()'s order, including values where one is a
         # prefix of another and the next character sorts below ")".
