@@ -574,6 +574,7 @@ class _ConfigParser(BaseParser, configparser.ConfigParser):
     """Luigi's cfg dialect: case-sensitive options, env interpolation, dash aliases;
     ``.toml`` files read as TOML (one parser for both, named as each of Luigi's)."""
 
+    _instance: _ConfigParser | None = None   # the parser in use; see _ConfigState
     NO_DEFAULT = _NO_VALUE
     enabled = True   # cfg files are always read
     optionxform = str   # type: ignore[assignment]  # case-sensitive options, as Luigi's
@@ -661,12 +662,12 @@ class _ConfigParser(BaseParser, configparser.ConfigParser):
         super().read_file(f, source)
         _CONFIG.generation += 1
 
-    def remove_option(self, section: str, option: str) -> bool:
+    def remove_option(self, section: Any, option: str) -> bool:
         removed = super().remove_option(section, option)
         _CONFIG.generation += 1
         return removed
 
-    def remove_section(self, section: str) -> bool:
+    def remove_section(self, section: Any) -> bool:
         removed = super().remove_section(section)
         _CONFIG.generation += 1
         return removed
@@ -2187,7 +2188,7 @@ class InputPipeProcessWrapper:
                 shutil.copyfileobj(input_pipe, self._spool)
                 self._spool.seek(0)
                 stdin = self._spool
-        self._process = self.create_subprocess(self._command, stdin)
+        self._process: Any = self.create_subprocess(self._command, stdin)
 
     def create_subprocess(self, command: Sequence[str], stdin: Any = None) -> Any:
         """Start ``command`` with its output to read (SIGPIPE as by default)."""
@@ -2244,8 +2245,8 @@ class OutputPipeProcessWrapper:
     def __init__(self, command: Sequence[str], output_pipe: Any = None) -> None:
         import subprocess
         self._command, self._output_pipe, self._writes = list(command), output_pipe, 0
-        self._process = subprocess.Popen(command, stdin=subprocess.PIPE,
-                                         stdout=output_pipe or subprocess.DEVNULL)
+        self._process: Any = subprocess.Popen(command, stdin=subprocess.PIPE,
+                                              stdout=output_pipe or subprocess.DEVNULL)
         self.closed = False
 
     def write(self, *args: Any, **kwargs: Any) -> Any:
@@ -3821,11 +3822,11 @@ class MixinNaiveBulkComplete:
         done = []
         for values in parameter_tuples:
             if isinstance(values, dict):
-                task = cls(**values)   # type: ignore[call-arg]
+                task = cls(**values)
             elif isinstance(values, tuple):
-                task = cls(*values)   # type: ignore[call-arg]
+                task = cls(*values)
             else:
-                task = cls(values)   # type: ignore[call-arg]
+                task = cls(values)   # type: ignore[call-arg]  # a Task class with it
             if task.complete():   # type: ignore[attr-defined]
                 done.append(values)
         return done
@@ -4031,8 +4032,8 @@ class RangeBase(WrapperTask):
     param_name = _UncheckedParameter(default=None, description="the parameter of `of` "
                                                                "that takes the time")
     # Declared again by each subclass, with its type: the window.
-    start = Parameter(description="first point in time (inclusive)")
-    stop = Parameter(description="last point in time (exclusive)")
+    start: Any = Parameter(description="first point in time (inclusive)")
+    stop: Any = Parameter(description="last point in time (exclusive)")
 
     @property
     def of_cls(self) -> type[Task]:
@@ -4042,7 +4043,7 @@ class RangeBase(WrapperTask):
             warnings.warn('When using Range programatically, dont pass "of" param as '
                           'string!')
             return Register.get_task_cls(self.of)
-        return self.of   # type: ignore[no-any-return]
+        return self.of
 
     def datetime_to_parameters(self, dt: datetime.datetime) -> dict[str, Any]:
         """The family's parameters for a point in time: ``of_params`` and the time."""
@@ -4395,7 +4396,7 @@ def send_email_ses(sender: str, subject: str, message: str, recipients: list[str
                    image_png: str | None) -> None:
     """Send through Amazon SES with boto3 (its credentials and region as boto3 finds
     them); ImportError without boto3."""
-    from boto3 import client as boto3_client
+    from boto3 import client as boto3_client  # type: ignore[import-not-found, unused-ignore]
     raw = generate_email(sender, subject, message, recipients, image_png).as_string()
     reply = boto3_client("ses").send_raw_email(Source=sender, Destinations=recipients,
                                                RawMessage={"Data": raw})
@@ -4406,7 +4407,7 @@ def send_email_sns(sender: str, subject: str, message: str, recipients: list[str
                    image_png: str | None) -> None:
     """Publish to each recipient, an Amazon SNS topic ARN, with boto3 (subjects cut
     to SNS's 100 characters; no image); ImportError without boto3."""
-    from boto3 import client as boto3_client
+    from boto3 import client as boto3_client  # type: ignore[import-not-found, unused-ignore]
     client = boto3_client("sns")
     for topic in recipients:
         reply = client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
@@ -4424,7 +4425,7 @@ def send_email_sendgrid(sender: str, subject: str, message: str, recipients: lis
                         image_png: str | None) -> None:
     """Send through SendGrid with its package and ``[email] SENGRID_API_KEY``;
     ImportError without the package."""
-    import sendgrid as sendgrid_package   # type: ignore[import-not-found]
+    import sendgrid as sendgrid_package  # type: ignore[import-not-found, unused-ignore]
     mail = sendgrid_package.helpers.mail
     letter = mail.Mail(from_email=sender, to_emails=recipients, subject=subject)
     letter.add_content(message, "text/html" if email().format == "html" else "text/plain")
@@ -4626,7 +4627,7 @@ class BatchNotifier:
             self._clear()
 
     def _send(self, owner: Any, counts: dict[str, list[int]],
-              errors: dict[str, dict[Any, bool]]) -> None:
+              errors: Mapping[str, Mapping[Any, Any]]) -> None:
         summary = self._counts_text([sum(row[i] for row in counts.values())
                                      for i in range(3)])
         if not summary:
@@ -4636,7 +4637,7 @@ class BatchNotifier:
                    f"minutes")
         send_email(subject, self._body(counts, errors), _email_sender(), (owner,))
 
-    def _body(self, counts: dict[str, list[int]], errors: dict[str, dict[Any, bool]]) -> str:
+    def _body(self, counts: dict[str, list[int]], errors: Mapping[str, Mapping[Any, Any]]) -> str:
         groups: dict[Any, list[str]] = {}   # the errors' text -> the keys that had it
         for key in counts:
             text = self._errors_text(errors.get(key, {}))
@@ -4864,7 +4865,7 @@ class _TaskState:
         if self.first_failure is not None and \
                 time.time() >= self.first_failure + policy["disable_hard_timeout"]:
             return True
-        return self.num_failures() >= policy["retry_count"]
+        return bool(self.num_failures() >= policy["retry_count"])
 
     def clear_failures(self) -> None:
         """Forget the failures counted (not the first failure's time)."""
@@ -4933,7 +4934,7 @@ class _WorkerState:
         """Whether it has been silent past ``config.worker_disconnect_delay``."""
         delay = config["worker_disconnect_delay"] if isinstance(config, Mapping) \
             else config.worker_disconnect_delay
-        return self.last_active + delay < time.time()
+        return bool(self.last_active + delay < time.time())
 
     def get_tasks(self, state: Any, *statuses: str) -> Iterator[Any]:
         """The tasks of ``state`` (a SimpleTaskState) it may run, in ``statuses``."""
@@ -8243,7 +8244,7 @@ class Worker(_WorkerWalk):
         that overrides it (to hand some tasks to a batch system) is run through it,
         and may call ``super()._create_task_process(task)`` for the others."""
         import multiprocessing
-        messages = multiprocessing.Queue() if task.accepts_messages else None
+        messages: Any = multiprocessing.Queue() if task.accepts_messages else None
         reporter = TaskStatusReporter(self._scheduler, task.task_id, self._id, messages)
         options = self.options
         return ContextManagedTaskProcess(
@@ -10248,9 +10249,10 @@ def _schedule_and_run(tasks: list[Task], worker_scheduler_factory: Any = None,
     each run. ``override_defaults``: ``[core]`` options; ``build_options``: build()'s
     own (workers, scheduler, executor, ...). Returns the RunResult, summary logged."""
     core_options = dict(override_defaults or {})
-    options = dict(dict(workers=None, local_scheduler=True, scheduler=None,
-                        worker_options=None, executor=None, check_workers=0,
-                        progress=None), **build_options)
+    options: dict[str, Any] = dict(workers=None, local_scheduler=True, scheduler=None,
+                                   worker_options=None, executor=None, check_workers=0,
+                                   progress=None)
+    options.update(build_options)
     # Given here, else on the command line, else in [core]; and [core]'s typo check.
     env = core(**{name: value for name, value in core_options.items() if value is not None})
     workers = env.workers if options["workers"] is None else options["workers"]
@@ -11890,16 +11892,16 @@ class TaskProcess:
     @property
     def pid(self) -> int | None:
         """The child's pid (None before start())."""
-        return None if self._process is None else self._process.pid  # type: ignore[no-any-return]
+        return None if self._process is None else self._process.pid
 
     @property
     def exitcode(self) -> int | None:
         """The child's exit code; None while it runs (or when run here)."""
-        return None if self._process is None else self._process.exitcode  # type: ignore[no-any-return]
+        return None if self._process is None else self._process.exitcode
 
     def is_alive(self) -> bool:
         """Whether the child still runs."""
-        return self._process is not None and self._process.is_alive()  # type: ignore[no-any-return]
+        return self._process is not None and bool(self._process.is_alive())
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the child to end."""
@@ -11957,7 +11959,7 @@ class OrderedSet(collections.abc.MutableSet):   # type: ignore[type-arg]
         return iter(self._items)
 
     def __reversed__(self) -> Iterator[Any]:
-        return reversed(list(self._items))
+        return iter(list(self._items)[::-1])
 
     def __len__(self) -> int:
         return len(self._items)
@@ -12188,7 +12190,8 @@ class MetricsCollectors(enum.Enum):
                     issubclass(collector_class, MetricsCollector)):
                 raise ValueError(f"Custom MetricsCollectors need to extend the "
                                  f"MetricsCollector class, got {custom_import!r}")
-            return collector_class()   # type: ignore[no-any-return]
+            collector: MetricsCollector = collector_class()
+            return collector
         raise ValueError(f"MetricsCollectors value {which!r}: the datadog collector is "
                          f"in luigi.contrib, which microflow does not provide")
 
@@ -12349,14 +12352,14 @@ class RequestsFetcher:
     must not share the parent's connections); ImportError without requests."""
 
     def __init__(self) -> None:
-        import requests   # type: ignore[import-untyped]
+        import requests  # type: ignore[import-untyped, import-not-found, unused-ignore]
         self.raises = requests.exceptions.RequestException
         self.session, self.process_id = requests.Session(), os.getpid()
 
     def check_pid(self) -> None:
         """A new session in a new process."""
         if os.getpid() != self.process_id:
-            import requests
+            import requests  # type: ignore[import-untyped, import-not-found, unused-ignore]
             self.session, self.process_id = requests.Session(), os.getpid()
 
     def fetch(self, full_url: str, body: Any, timeout: float | None) -> str:
@@ -12529,7 +12532,8 @@ class SafeExtractor:
                                                  os.path.join(self.path, member.name)):
                     raise RuntimeError(f"Attempted Path Traversal in Tar File: "
                                        f"{member.name!r}")
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            extra: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") \
+                else {}
             tar.extractall(self.path, members, numeric_owner=numeric_owner, **extra)
 
 
@@ -12592,7 +12596,8 @@ def previous(task: Task) -> Task:
     if len(moved) > 1:
         raise NotImplementedError("Too many date-related task parameters - can't "
                                   "determine previous task")
-    return task.clone(**moved)
+    earlier: Task = task.clone(**moved)
+    return earlier
 
 
 def get_previous_completed(task: Task, max_steps: int = 10) -> Task | None:
@@ -12683,7 +12688,9 @@ def _config_path_type(name: str) -> Any:
     import typing
     if name in _PARAMETER_TYPEVARS:
         bound = _PARAMETER_TYPEVARS[name]
-        made = typing.TypeVar(name, bound=bound) if bound else typing.TypeVar(name)
+        # Checkers want a TypeVar named by a literal; these are made by name, at run time.
+        type_variable: Any = getattr(typing, "TypeVar")
+        made = type_variable(name, bound=bound) if bound else type_variable(name)
         setattr(parameter, name, made)
         return made
     if name != "ConfigPath":
@@ -12828,6 +12835,13 @@ process = _module("process", "Luigi's luigi.process: the central scheduler's pid
                   __getattr__=_process_logger)
 retcodes = _module("retcodes", "Luigi's luigi.retcodes.", retcode=retcode,
                    run_with_retcodes=_luigi_run)
+def _notifications_names(name: str) -> Any:
+    """``DEFAULT_CLIENT_EMAIL``, made on first use (it asks for the host name)."""
+    if name == "DEFAULT_CLIENT_EMAIL":
+        return _default_client_email()
+    return _no_such(notifications, name)
+
+
 notifications = _module("notifications", "Luigi's luigi.notifications.", email=email,
                         smtp=smtp, send_email=send_email, send_error_email=send_error_email,
                         wrap_traceback=wrap_traceback, format_task_error=format_task_error,
@@ -12836,8 +12850,7 @@ notifications = _module("notifications", "Luigi's luigi.notifications.", email=e
                         send_email_sendgrid=send_email_sendgrid, sendgrid=sendgrid,
                         generate_email=generate_email,
                         TestNotificationsTask=TestNotificationsTask,
-                        __getattr__=lambda name: _default_client_email()
-                        if name == "DEFAULT_CLIENT_EMAIL" else _no_such(notifications, name))
+                        __getattr__=_notifications_names)
 batch_notifier = _module("batch_notifier", "Luigi's luigi.batch_notifier.",
                          BatchNotifier=BatchNotifier, batch_email=batch_email,
                          send_email=send_email, ExplQueue=ExplQueue)
