@@ -11877,8 +11877,11 @@ class TaskProcess:
             _log.info("[pid %s] Worker %s running   %s", os.getpid(), self.worker_id, task)
         outcome = _execute_task(task, self.check_unfulfilled_deps,
                                 self.check_complete_on_run, self._report)
-        requirements = [(dep.task_module, dep.get_task_family(), dep.to_str_params())
-                        for dep in outcome.new_deps or ()]
+        requirements: list[Any] | None = [
+            (dep.task_module, dep.get_task_family(), dep.to_str_params())
+            for dep in outcome.new_deps or ()]
+        if outcome.status == DONE:
+            requirements = None   # Luigi's: it yielded nothing (a failure sends [])
         self.result_queue.put((task.task_id, outcome.status, outcome.explanation,
                                list(outcome.missing), requirements))
 

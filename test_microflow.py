@@ -1425,7 +1425,7 @@ class TestLuigiWorkerHooks(TempDirMixin, unittest.TestCase):
         self.assertAlmostEqual(process.timeout_time, time.time() + 30, delta=5)
         process.run()
         self.assertEqual(results.get_nowait(),
-                         (BatchLeaf(7, str(self.tmp)).task_id, mf.DONE, None, [], []))
+                         (BatchLeaf(7, str(self.tmp)).task_id, mf.DONE, None, [], None))
         self.assertEqual(reports, [("update_status_message", "leaf 7")])
         self.assertEqual(mf.TaskProcess.forward_reporter_attributes["update_status_message"],
                          "set_status_message")
