@@ -8343,6 +8343,12 @@ class Worker(_WorkerWalk):
         self._stop_checks()
         if self._runner is not None:
             self._runner.close()
+        results = self.__dict__.get("_results")
+        if results is not None and hasattr(results, "join_thread"):
+            # A result put here (a process object run in this process) started the
+            # queue's feeder thread: end it, so no later fork happens beside it.
+            results.close()
+            results.join_thread()
 
     # -- running: the loop ----------------------------------------------------------------
 

@@ -1578,6 +1578,7 @@ class TestLuigiNamespace(TempDirMixin, unittest.TestCase):
         first = subprocess.Popen([sys.executable, "-c", code, str(self.tmp)], env=env,
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.addCleanup(first.wait)
+        self.addCleanup(first.stdout.close)
         self.addCleanup(first.stdin.close)
         self.assertEqual(first.stdout.readline().strip(), "True")
         second = subprocess.run([sys.executable, "-c", code, str(self.tmp)], env=env,
