@@ -6433,11 +6433,11 @@ class _TaskHistory:
             worker = self._scheduler._workers.get(task.worker_running)
             host = worker.info.get("host") if worker is not None else None
         key = self._runs.get(task.id)
-        first = key is None   # a new row of tasks, with its parameters (a dict the
-        if first:             # scheduler replaces, never changes: safe to keep)
+        first = key is None   # a new row of tasks: its family and parameters are read
+        if first:             # when written (a task is born PENDING before they are set)
             key = self._runs[task.id] = next(self._keys)
         self._queue.append((key, new, self._scheduler._clock(), host,
-                            (task.id, task.family, task.params) if first else None))
+                            task if first else None))
         if len(self._queue) > 20000:
             self._wake.set()
 
@@ -6449,10 +6449,11 @@ class _TaskHistory:
                 batch.append(queue.popleft())
             if not batch:
                 return
-            tasks = [(key, made[0], made[1], host)
+            # The record's params: a dict the scheduler replaces, never changes.
+            tasks = [(key, made.id, made.family, host)
                      for key, _, _, host, made in batch if made]
             params = [(key, name, str(value)) for key, _, _, _, made in batch if made
-                      for name, value in made[2].items()]
+                      for name, value in made.params.items()]
             hosts = [(host, key) for key, _, _, host, made in batch if host and not made]
             stamp = datetime.datetime.fromtimestamp   # SQLAlchemy's form of a TIMESTAMP
             events = [(key, status, stamp(at).isoformat(" ", "microseconds"))

@@ -6538,6 +6538,26 @@ class TestTaskHistory(TempDirMixin, BuildCase):
             self.assertEqual(client.task_history(task_id=failed["task_id"])[0]["id"],
                              failed["id"])
 
+    def test_the_root_and_a_dynamic_dependency_have_their_pending_too(self):
+        class YieldsSlow(mf.Task):
+            def run(self):
+                yield Slow(7)
+
+            def output(self):
+                return mf.MockTarget("yields-slow")
+        with self.config():
+            scheduler = mf.Scheduler()
+            self.build(SlowAll(fail=True), YieldsSlow(), scheduler=scheduler)
+            scheduler.close()
+            scheduler = mf.Scheduler()
+            self.addCleanup(scheduler.close)
+            events = {family: [event for event, _ in run["events"]] for family in
+                      ("SlowAll", "YieldsSlow") for run in scheduler.task_history(family)}
+            dynamic = scheduler.task_history(task_id=Slow(7).task_id)[0]["events"]
+        self.assertEqual(events["SlowAll"], [mf.PENDING])   # its dependency failed
+        self.assertEqual(events["YieldsSlow"][0], mf.PENDING)
+        self.assertEqual([event for event, _ in dynamic], [mf.PENDING, mf.RUNNING, mf.DONE])
+
     def test_a_database_other_than_sqlite_is_refused_naming_the_setting(self):
         with mf.config_override({"scheduler": {"record_task_history": "true"},
                                  "task_history": {"db_connection": "postgresql://db/x"}}):
