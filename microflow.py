@@ -994,9 +994,11 @@ class Parameter(_Generic[_T]):
         try:
             return self.parse(raw)
         except (ValueError, TypeError, ParameterException) as exc:
-            raise ParameterParseError(
+            error = ParameterParseError(
                 f"{task_name}: parameter '{param_name}' expects {self._expected_text()}, "
-                f"got {raw!r} ({source}): {exc}") from None
+                f"got {raw!r} ({source}): {exc}")
+            error.source = source   # type: ignore[attr-defined]  # which message fits
+            raise error from None
 
     def _value_from_sources(self, task_name: str, param_name: str) -> Any:
         """The first value found on the command line, in config, or the default."""
@@ -3559,8 +3561,19 @@ class Task(metaclass=Register):
     @staticmethod
     def _normalize_error(family: str, name: str, param: Parameter[Any], value: Any,
                          exc: Exception) -> ParameterParseError:
-        return ParameterParseError(f"{family}: parameter '{name}' expects "
-                                   f"{param._expected_text()}, got {value!r}: {exc}")
+        expected = param._expected_text()
+        if isinstance(value, str):   # a string in Python code, where a value belongs
+            try:
+                parsed = param.parse(value)
+            except Exception:   # not even its text: the general message below
+                parsed = value
+            if parsed is not value and not isinstance(parsed, str):
+                return ParameterParseError(
+                    f"{family}: parameter '{name}' expects {expected}, got the string "
+                    f"{value!r}: pass {parsed!r} (strings are parsed only from the command "
+                    f"line and config)")
+        return ParameterParseError(f"{family}: parameter '{name}' expects {expected}, "
+                                   f"got {value!r}: {exc}")
 
     @classmethod
     def _value_outside_constructor(cls, family: str, name: str, param: Parameter[Any], args: Any,
@@ -3568,8 +3581,12 @@ class Task(metaclass=Register):
         try:
             value = param._value_from_sources(family, name)
         except ParameterParseError as exc:   # Luigi's words first, then which and why
+            given = "value of '%s' given on the command line (%s)" % (
+                name, _global_flag(family, name)) \
+                if getattr(exc, "source", "") == "command line" else \
+                f"default value of '{name}'"
             raise ParameterParseError(f"{cls._call_text(args, kwargs)}: Error when parsing "
-                                      f"the default value of '{name}': {exc}") from None
+                                      f"the {given}: {exc}") from None
         if value is _NO_VALUE:
             raise MissingParameterException(
                 f"{cls._call_text(args, kwargs)}: requires the '{name}' parameter to be "

@@ -14,6 +14,7 @@ import json
 import operator
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -928,6 +929,23 @@ class TestTaskModel(unittest.TestCase):
                                         r"Error when parsing the default value of 'count'"
                                         r".*expects an integer, got 'many'"):
                 Windowed()
+
+    def test_a_bad_value_says_where_it_came_from_and_what_to_pass(self):
+        class RawEvents(mf.Task):
+            date = mf.DateParameter()
+        with self.assertRaisesRegex(mf.ParameterParseError, re.escape(
+                "RawEvents: parameter 'date' expects a date YYYY-MM-DD, got the string "
+                "'2026-01-01': pass datetime.date(2026, 1, 1) (strings are parsed only from "
+                "the command line and config)")):
+            RawEvents(date="2026-01-01")   # issue 23, point 8
+        with self.assertRaisesRegex(mf.ParameterParseError, "got 'soon'"):
+            RawEvents(date="soon")         # not a date in any form: the general message
+        with mf.CmdlineParser.global_instance(["RawEvents", "--RawEvents-date",
+                                               "2026-02-30"]):
+            with self.assertRaisesRegex(mf.ParameterParseError, re.escape(
+                    "Error when parsing the value of 'date' given on the command line "
+                    "(--RawEvents-date)")):
+                RawEvents()
 
     def test_instance_cache(self):
         class Cached(mf.Task):
