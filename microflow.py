@@ -10742,9 +10742,14 @@ def _trigger(schedule: Callable[[float], float], build_once: Callable[[], int],
     stop = stop or threading.Event()
     wait: Callable[[float], Any] = sleep or stop.wait   # wakes at once when stopped
     worst, runs, due = 0, 0, clock() if at_once else schedule(clock())
+    announced = None
     while (max_runs is None or runs < max_runs) and not stop.is_set():
         now = clock()
         if now < due:
+            if announced != due:   # said once a firing, so a cron job shows it is alive
+                _log.info("next build at %s", time.strftime("%Y-%m-%d %H:%M:%S",
+                                                            time.localtime(due)))
+                announced = due
             wait(due - now)
             continue
         _log.info("build %d, due at %s", runs + 1, time.strftime("%H:%M:%S",
@@ -11490,8 +11495,10 @@ def _command_line(argv: Sequence[str] | None, interruptible: bool) -> int:
         if trigger is not None:
             schedule, max_runs, at_once = trigger
             with _stop_on_signals() as stop:
-                return _trigger(schedule, lambda: _guarded_main(argv, True, firing=True),
-                                max_runs=max_runs, stop=stop, at_once=at_once)
+                worst = _trigger(schedule, lambda: _guarded_main(argv, True, firing=True),
+                                 max_runs=max_runs, stop=stop, at_once=at_once)
+            signum = getattr(stop, "signum", None)   # stopped by Ctrl-C or SIGTERM
+            return worst if signum is None else 128 + signum
         with _sigterm_as_interrupt() if interruptible else contextlib.nullcontext():
             return _guarded_main(argv, interruptible)
     finally:
@@ -11560,6 +11567,7 @@ def _stop_on_signals() -> Iterator[threading.Event]:
             raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
         _log.warning("%s: stopping after the build under way",
                      signal.Signals(signum).name)
+        stop.signum = signum   # type: ignore[attr-defined]  # the exit code says it
         stop.set()
     previous = {sig: signal.signal(sig, request_stop)
                 for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -3154,9 +3154,12 @@ class TestTriggering(TempDirMixin, BuildCase):
             if len(Stamp.times) == 2:
                 stop.set()          # as SIGTERM does: the loop ends after this build
         with unittest.mock.patch.object(Stamp, "run", run_then_stop), \
-                self.assertLogs("microflow", "INFO"):
+                self.assertLogs("microflow", "INFO") as logs:
             code = mf.cron("*/15 9-17 * * mon-fri", [Stamp(3)], stop=stop, **self.options)
         self.assertEqual(code, 0)
+        # Said before each wait, so a cron loop shows it is alive (issue 23, point 9).
+        self.assertIn("next build at 2026-12-07 09:15:00", logs.output[0])
+        self.assertEqual(sum("next build at" in line for line in logs.output), 2)
         self.assertEqual([datetime.datetime.fromtimestamp(t).strftime("%H:%M")
                           for t in Stamp.times], ["09:15", "09:30"])
 
@@ -5482,7 +5485,9 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         wait_for_file(self.tmp / "second.started")
         loop.send_signal(signal.SIGTERM)               # during the second build
         _, stderr = loop.communicate(timeout=30)
-        self.assertEqual(loop.returncode, 0, stderr)   # both builds succeeded
+        # Both builds succeeded; the loop was stopped by SIGTERM, and says so, as a
+        # process ended by a signal does (128 + 15; Ctrl-C: 130) (issue 23, point 9).
+        self.assertEqual(loop.returncode, 143, stderr)
         self.assertEqual((self.tmp / "ticks").read_text(), "xx")
         self.assertIn("SIGTERM: stopping after the build under way", stderr)
         self.assertEqual(stderr.count("Luigi Execution Summary"), 4)   # two summaries
