@@ -10932,9 +10932,12 @@ def _full_help(parser: argparse.ArgumentParser) -> str:
     lines = [parser.format_help().rstrip(), "", "task parameters, for any task:"]
     for family, cls in sorted(_REGISTRY.by_family().items()):
         if cls is not _REGISTRY.AMBIGUOUS:
-            lines += [f"  {_global_flag(family, name) + ' ' + _param_kind(param):<46}"
-                      f"{param.description or ''}".rstrip()
-                      for name, param in cls.get_params()]
+            for name, param in cls.get_params():
+                flag = f"  {_global_flag(family, name)} {_param_kind(param)}"
+                if param.description and len(flag) >= 48:   # as argparse: below it
+                    lines += [flag, " " * 48 + param.description]
+                else:
+                    lines.append(f"{flag:<48}{param.description or ''}".rstrip())
     return "\n".join(lines)
 
 

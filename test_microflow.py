@@ -5556,6 +5556,10 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertRegex(everything.stdout, r"--Greet-name \(Parameter, required\) +who to "
                                             r"greet\n")
         self.assertIn("--Greet-times (IntParameter, default 1)\n", everything.stdout)
+        # A flag too long for its column has its description on the next line, as
+        # argparse lays it out, never run into it (issue 23, point 7, in part).
+        self.assertIn("  --RangeBase-of-params (DictParameter, default {})\n" + " " * 48 +
+                      "its other parameters\n", everything.stdout)
 
     def test_an_unknown_task_without_its_module_says_module_may_be_missing(self):
         done = self.cli("Greet", "--name", "x")
