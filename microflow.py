@@ -11498,14 +11498,42 @@ def _command_line(argv: Sequence[str] | None, interruptible: bool) -> int:
         if trigger is not None:
             schedule, max_runs, at_once = trigger
             with _stop_on_signals() as stop:
-                worst = _trigger(schedule, lambda: _guarded_main(argv, True, firing=True),
+                worst = _trigger(schedule, lambda: _fire_in_a_child(argv),
                                  max_runs=max_runs, stop=stop, at_once=at_once)
             signum = getattr(stop, "signum", None)   # stopped by Ctrl-C or SIGTERM
             return worst if signum is None else 128 + signum
+        # A build of a --every/--cron loop (_fire_in_a_child) says so; its own children
+        # are not told.
+        firing = os.environ.pop(_FIRING, None) == "1"
         with _sigterm_as_interrupt() if interruptible else contextlib.nullcontext():
-            return _guarded_main(argv, interruptible)
+            return _guarded_main(argv, interruptible, firing=firing)
     finally:
         undo_logging()
+
+
+_FIRING = "MICROFLOW_FIRING"   # set for the process of one build of a --every/--cron loop
+
+
+def _fire_in_a_child(argv: Sequence[str]) -> int:
+    """One build of a --every/--cron loop, in a process of its own as cron would start
+    it: the task modules are imported afresh, so a default computed at import (today's
+    date) is this firing's. In a session of its own: Ctrl-C at the terminal reaches the
+    loop, which lets the build finish; a second one is passed on to it. Returns its
+    exit code (128 + the signal that ended it)."""
+    import signal
+    import subprocess
+    env = dict(os.environ, **{_FIRING: "1"},
+               PYTHONPATH=os.pathsep.join(path for path in sys.path if path))
+    child = subprocess.Popen([sys.executable, "-c", f"import sys, {__name__} as microflow; "
+                              f"sys.exit(microflow.main())", *argv],
+                             start_new_session=True, env=env)
+    try:
+        code = child.wait()
+    except BaseException as exc:   # the loop's second signal: this build stops too
+        child.send_signal(signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT)
+        child.wait()
+        raise
+    return 128 - code if code < 0 else code
 
 
 # Flags the command line needs before argparse and the task modules: how to log, and

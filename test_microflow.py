@@ -5495,6 +5495,24 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         self.assertEqual(done.returncode, 2)
         self.assertIn("give --every or --cron, not both", done.stderr)
 
+    def test_each_firing_imports_the_task_modules_afresh(self):
+        (self.tmp / "dated.py").write_text(textwrap.dedent("""\
+            import os, microflow
+            class Dated(microflow.Task):
+                # computed at import, as date.today() is in examples/cron_aggregation.py
+                made_by = microflow.IntParameter(default=os.getpid())
+                def complete(self):
+                    return False
+                def run(self):
+                    with open("made_by", "a") as f:
+                        f.write(f"{self.made_by}\\n")
+            """))
+        done = self.cli("--module", "dated", "Dated", "--every", "0.1s", "--max-runs", "2")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        made_by = (self.tmp / "made_by").read_text().split()
+        self.assertEqual(len(set(made_by)), 2, made_by)   # issue 23, point 10
+        self.assertIn("next build at", done.stderr)
+
     def test_a_live_progress_line_on_a_terminal_only(self):
         import pty
         (self.tmp / "steps.py").write_text(textwrap.dedent("""\

@@ -22,7 +22,9 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import microflow  # noqa: E402
 
-DATA = os.environ.get("AGGREGATION_DATA", "data")
+# Beside this file (examples/data/, which git ignores), wherever the command runs from.
+DATA = os.environ.get("AGGREGATION_DATA",
+                      os.path.join(os.path.dirname(os.path.abspath(__file__)), "data"))
 
 
 class DataDump(microflow.ExternalTask):
