@@ -5622,8 +5622,10 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
 
 class TestExamples(TempDirMixin, unittest.TestCase):
     def run_example(self, name, *args):
-        return subprocess.run([sys.executable, str(HERE / "examples" / name), *args],
-                              cwd=self.tmp, capture_output=True, text=True, timeout=120)
+        environment = dict(os.environ, AGGREGATION_DATA=str(self.tmp / "data"))   # not in
+        return subprocess.run([sys.executable, str(HERE / "examples" / name), *args],   # the repo
+                              cwd=self.tmp, capture_output=True, text=True, timeout=120,
+                              env=environment)
 
     def test_every_example_runs(self):
         expected = {"hello_world.py": 0, "cron_aggregation.py": 0, "failing_pipeline.py": 30}
@@ -5662,8 +5664,8 @@ class TestPlanning(TempDirMixin, unittest.TestCase):
         finally:
             sys.path.remove(str(HERE))
         with contextlib.chdir(self.tmp) if hasattr(contextlib, "chdir") else \
-                _cwd(self.tmp):
-            cron_aggregation.make_sample_dumps(datetime.date(2026, 11, 20))
+                _cwd(self.tmp), unittest.mock.patch.object(cron_aggregation, "DATA", "data"):
+            cron_aggregation.make_sample_dumps(datetime.date(2026, 11, 20))   # as cli()'s
         done = self.cli("--dry-run")
         self.assertEqual(done.returncode, 1)    # something would run
         self.assertIn("dry run: 31 would run, 23 complete", done.stdout)
