@@ -5622,8 +5622,9 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
 
 class TestExamples(TempDirMixin, unittest.TestCase):
     def run_example(self, name, *args):
-        environment = dict(os.environ, AGGREGATION_DATA=str(self.tmp / "data"))   # not in
-        return subprocess.run([sys.executable, str(HERE / "examples" / name), *args],   # the repo
+        # The example's data in the test's folder, not beside the example in the repo.
+        environment = dict(os.environ, AGGREGATION_DATA=str(self.tmp / "data"))
+        return subprocess.run([sys.executable, str(HERE / "examples" / name), *args],
                               cwd=self.tmp, capture_output=True, text=True, timeout=120,
                               env=environment)
 
