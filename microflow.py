@@ -313,6 +313,32 @@ _WORKER_DEFAULTS = {
     "id": "", "task_process_context": "",
 }
 
+# What each [worker] option does, for --help-all's --worker-* flags.
+_WORKER_HELP = {
+    "keep_alive": "keep asking for work while other workers' tasks may unblock ours",
+    "wait_interval": "seconds between asks for work when there is none yet",
+    "max_reschedules": "times a task whose dependencies failed is handed out again",
+    "check_unfulfilled_deps": "check a task's dependencies are complete before running it",
+    "check_complete_on_run": "fail a task whose complete() is false after run()",
+    "retry_external_tasks": "ask again about external tasks that were missing",
+    "count_uniques": "keep alive only while tasks only this worker can run are pending",
+    "count_last_scheduled": "keep alive only while tasks it last scheduled are pending",
+    "max_keep_alive_idle_duration": "seconds a kept-alive worker may wait idle (0: no "
+                                    "limit)",
+    "task_limit": "at most this many tasks added by the walk (0: no limit)",
+    "timeout": "seconds a task may run before it is killed (0: no limit)",
+    "force_multiprocessing": "run tasks in child processes even with one worker",
+    "mode": "processes or threads", "start_method": "fork, forkserver or spawn",
+    "process_per_task": "a new child process for each task",
+    "ping_interval": "seconds between pings to a central scheduler",
+    "send_failure_email": "e-mail a task's failure ([email])",
+    "wait_jitter": "up to this many seconds added to each wait",
+    "no_install_shutdown_handler": "accepted for Luigi's configs",
+    "cache_task_completion": "accepted for Luigi's configs",
+    "id": "the id given to the scheduler (default: host, pid, ...)",
+    "task_process_context": "a context manager (dotted name) each task runs in",
+}
+
 # The Task properties a task may override to set its own retry policy.
 _RETRY_POLICY_NAMES = ("retry_count", "disable_hard_timeout", "disable_window")
 
@@ -4734,7 +4760,9 @@ def _options_class(section: str, defaults: Mapping[str, Any], doc: str) -> type[
     ``luigi.scheduler.scheduler``)."""
     kinds = {bool: _ConfigBoolParameter, int: IntParameter, float: FloatParameter,
              str: Parameter}
-    members = {name: kinds[type(default)](default=default)
+    described = _WORKER_HELP if section == "worker" else {}
+    members = {name: kinds[type(default)](default=default,
+                                           description=described.get(name))
                for name, default in defaults.items()}
     members.update(__module__=__name__, __doc__=doc,
                    ignore_unconsumed=_OTHER_KNOWN_OPTIONS.get(section, set()))
@@ -10902,9 +10930,12 @@ _CLI_OPTIONS: tuple[tuple[str, dict[str, Any]], ...] = (
 
 def _base_parser() -> argparse.ArgumentParser:
     import argparse
+    # As it was started: the console script pip installs, or python -m microflow.
+    prog = "microflow" if os.path.basename(sys.argv[0]) == "microflow" else \
+        "python -m microflow"
     parser = argparse.ArgumentParser(
-        prog="python -m microflow", add_help=False, allow_abbrev=False, exit_on_error=False,
-        usage="python -m microflow [--module pkg.mod] Task [--param value] "
+        prog=prog, add_help=False, allow_abbrev=False, exit_on_error=False,
+        usage=f"{prog} [--module pkg.mod] Task [--param value] "
               "[--Family-param value] [--workers N] [--log-level LEVEL] [--help]")
     parser.add_argument("task", nargs="?", help="task family, or module:Class")
     for flag, keywords in _CLI_OPTIONS:

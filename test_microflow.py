@@ -5578,6 +5578,8 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
         # argparse lays it out, never run into it (issue 23, point 7, in part).
         self.assertIn("  --RangeBase-of-params (DictParameter, default {})\n" + " " * 48 +
                       "its other parameters\n", everything.stdout)
+        self.assertIn("  --worker-keep-alive (BoolParameter, default False)\n" + " " * 48 +
+                      "keep asking for work while", everything.stdout)   # described too
 
     def test_an_unknown_task_without_its_module_says_module_may_be_missing(self):
         done = self.cli("Greet", "--name", "x")
@@ -6388,6 +6390,10 @@ class TestInstallAsLuigi(TempDirMixin, unittest.TestCase):
                               timeout=60)
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual((self.tmp / "greet-cs.txt").read_text(), "hello cs")
+        helped = subprocess.run([sys.executable, str(scripts / "microflow"), "--help"],
+                                cwd=self.tmp, capture_output=True, text=True, env=env,
+                                timeout=60)
+        self.assertTrue(helped.stdout.startswith("usage: microflow [--module"), helped.stdout)
 
 
 LOGGING_BUILD = """
