@@ -92,7 +92,7 @@ if TYPE_CHECKING:
     import logging
     import pathlib
     from collections.abc import Callable, Container, Iterable, Iterator, Sequence
-    from typing import Any, Generic as _Generic, Optional, Protocol, TypeVar, overload
+    from typing import Any, Generic as _Generic, Literal, Optional, Protocol, TypeVar, overload
 
     # What a parameter's value is (a TypeVar default: pyright asks 3.13 of it, mypy not).
     _T = TypeVar("_T", default=str)   # pyright: ignore[reportGeneralTypeIssues]
@@ -10101,6 +10101,7 @@ class RunResult:
     its process ("timed out after 5 seconds", "was killed by SIGKILL", ...)."""
 
     _tasks = None   # the ``tasks`` dict, once built
+    exit_code: int | None = None   # a command line's exit code, which it sets
 
     def __init__(self, worker: Any, scheduling_succeeded: bool = True) -> None:
         record = self._record = _record_of(worker)
@@ -10250,11 +10251,11 @@ class core(Config):
 _CORE_OPTIONS = {name for name, _ in core.get_params()}
 
 
-def build(tasks: Any, workers: Any = None, local_scheduler: bool = True,
-          detailed_summary: bool = False, scheduler: Any = None,
-          worker_options: Any = None, executor: Any = None, check_workers: int = 0,
-          worker_scheduler_factory: Any = None, progress: Any = None,
-          **core_options: Any) -> Any:
+def _build(tasks: Any, workers: Any = None, local_scheduler: bool = True,
+           detailed_summary: bool = False, scheduler: Any = None,
+           worker_options: Any = None, executor: Any = None, check_workers: int = 0,
+           worker_scheduler_factory: Any = None, progress: Any = None,
+           **core_options: Any) -> Any:
     """Run ``tasks`` and everything they need; return True if all went well (every
     failure, if any, recovered by a retry).
 
@@ -10290,6 +10291,31 @@ def build(tasks: Any, workers: Any = None, local_scheduler: bool = True,
     if interrupted is not None:
         raise interrupted   # after the summary, which says what ran
     return result if detailed_summary else result.scheduling_succeeded
+
+
+if TYPE_CHECKING:   # what build() returns, as checkers see it: bool, or the RunResult
+    @overload
+    def build(tasks: Iterable[Task], workers: Any = None, local_scheduler: bool = True,
+              detailed_summary: Literal[False] = False, scheduler: Any = None,
+              worker_options: Any = None, executor: Any = None, check_workers: int = 0,
+              worker_scheduler_factory: Any = None, progress: Any = None,
+              **core_options: Any) -> bool: ...
+    @overload
+    def build(tasks: Iterable[Task], workers: Any = None, local_scheduler: bool = True, *,
+              detailed_summary: Literal[True], scheduler: Any = None,
+              worker_options: Any = None, executor: Any = None, check_workers: int = 0,
+              worker_scheduler_factory: Any = None, progress: Any = None,
+              **core_options: Any) -> RunResult: ...
+    @overload
+    def build(tasks: Iterable[Task], workers: Any = None, local_scheduler: bool = True,
+              detailed_summary: bool = False, scheduler: Any = None,
+              worker_options: Any = None, executor: Any = None, check_workers: int = 0,
+              worker_scheduler_factory: Any = None, progress: Any = None,
+              **core_options: Any) -> bool | RunResult: ...
+    def build(*args: Any, **kwargs: Any) -> Any: ...
+else:
+    build = _build
+    build.__name__ = build.__qualname__ = "build"
 
 
 def _schedule_and_run(tasks: list[Task], worker_scheduler_factory: Any = None,

@@ -61,6 +61,15 @@ Weekly(datetime.date(2024, 1, 1))
 luigi.build([Weekly(date=datetime.date(2024, 1, 1))], workers=2)
 
 
+def succeeded() -> bool:   # build() is a bool, or with detailed_summary=True the RunResult
+    return luigi.build([Weekly(date=datetime.date(2024, 1, 1))], local_scheduler=True)
+
+
+assert_type(luigi.build([Weekly(datetime.date(2024, 1, 1))], detailed_summary=True),
+            luigi.RunResult)
+luigi.build([Weekly(datetime.date(2024, 1, 1))]).summary_text  # expect-error
+
+
 class Custom(luigi.Parameter[int]):
     def parse(self, x: str) -> int:
         return int(x)
