@@ -491,6 +491,17 @@ def _random_digits(count: int) -> str:
     return str(int.from_bytes(os.urandom(8), "big") % 10 ** count).zfill(count)
 
 
+def _optional_package(name: str, needed_by: str) -> Any:
+    """Import ``name``, a package only some integrations use (microflow needs none);
+    ImportError saying what needs it when it is not installed."""
+    import importlib
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(f"{needed_by} needs the {name.split('.')[0]!r} package, which "
+                          f"is not installed") from exc
+
+
 def _import_object(spec: str) -> Any:
     """Import ``"package.module:attr"`` (or ``"package.module.attr"``) without eval."""
     import importlib
@@ -4399,8 +4410,7 @@ def send_email(subject: str, message: str, sender: str, recipients: Iterable[str
     try:
         send(sender, subject, message, recipients, image_png)
     except ImportError as exc:   # sendgrid, ses, sns: a package microflow does not bring
-        _log.error("Not sending email to %r: [email] method = %s needs %s installed (%s)",
-                   recipients, method, "sendgrid" if method == "sendgrid" else "boto3", exc)
+        _log.error("Not sending email to %r: %s", recipients, exc)
     except Exception as exc:   # a failed notification must not fail the run
         _log.error("Not able to send email to %r with [email] method = %s: %r",
                    recipients, method, exc)
@@ -4439,9 +4449,9 @@ def send_email_ses(sender: str, subject: str, message: str, recipients: list[str
                    image_png: str | None) -> None:
     """Send through Amazon SES with boto3 (its credentials and region as boto3 finds
     them); ImportError without boto3."""
-    from boto3 import client as boto3_client  # type: ignore[import-not-found, unused-ignore]
+    boto3 = _optional_package("boto3", "[email] method = ses")
     raw = generate_email(sender, subject, message, recipients, image_png).as_string()
-    reply = boto3_client("ses").send_raw_email(Source=sender, Destinations=recipients,
+    reply = boto3.client("ses").send_raw_email(Source=sender, Destinations=recipients,
                                                RawMessage={"Data": raw})
     _log.debug("Message sent to SES: %s", reply)
 
@@ -4450,8 +4460,7 @@ def send_email_sns(sender: str, subject: str, message: str, recipients: list[str
                    image_png: str | None) -> None:
     """Publish to each recipient, an Amazon SNS topic ARN, with boto3 (subjects cut
     to SNS's 100 characters; no image); ImportError without boto3."""
-    from boto3 import client as boto3_client  # type: ignore[import-not-found, unused-ignore]
-    client = boto3_client("sns")
+    client = _optional_package("boto3", "[email] method = sns").client("sns")
     for topic in recipients:
         reply = client.publish(TopicArn=topic, Subject=subject[:100], Message=message)
         _log.debug("Message sent to SNS topic %s: %s", topic, reply)
@@ -4468,8 +4477,8 @@ def send_email_sendgrid(sender: str, subject: str, message: str, recipients: lis
                         image_png: str | None) -> None:
     """Send through SendGrid with its package and ``[email] SENGRID_API_KEY``;
     ImportError without the package."""
-    import sendgrid as sendgrid_package  # type: ignore[import-not-found, unused-ignore]
-    mail = sendgrid_package.helpers.mail
+    sendgrid_package = _optional_package("sendgrid", "[email] method = sendgrid")
+    mail = _optional_package("sendgrid.helpers.mail", "[email] method = sendgrid")
     letter = mail.Mail(from_email=sender, to_emails=recipients, subject=subject)
     letter.add_content(message, "text/html" if email().format == "html" else "text/plain")
     if image_png:
@@ -12475,14 +12484,14 @@ class RequestsFetcher:
     must not share the parent's connections); ImportError without requests."""
 
     def __init__(self) -> None:
-        import requests  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        requests = _optional_package("requests", "RequestsFetcher")
         self.raises = requests.exceptions.RequestException
         self.session, self.process_id = requests.Session(), os.getpid()
 
     def check_pid(self) -> None:
         """A new session in a new process."""
         if os.getpid() != self.process_id:
-            import requests  # type: ignore[import-untyped, import-not-found, unused-ignore]
+            requests = _optional_package("requests", "RequestsFetcher")
             self.session, self.process_id = requests.Session(), os.getpid()
 
     def fetch(self, full_url: str, body: Any, timeout: float | None) -> str:

@@ -3229,7 +3229,8 @@ class TestErrorEmails(BuildCase):
                     unittest.mock.patch.dict(sys.modules, {"boto3": None}):   # not installed
                 self.build(FailsLoudly(4))
             if "method" in settings.get("email", {}):
-                self.assertIn("method = ses needs boto3 installed", self.logged)
+                self.assertIn("[email] method = ses needs the 'boto3' package, which is "
+                              "not installed", self.logged)
         self.assertEqual(len(self.smtp.messages), 2)   # only the owner's, receiver unset
         self.assertEqual(self.smtp.messages[1][0], ["owner@example.com"])
 
