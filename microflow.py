@@ -177,7 +177,7 @@ __all__ = (
     "ContextManagedTaskProcess",
     # Luigi's scheduler records and helpers, metrics, history, locks, pid files, fetchers
     "STATUS_TO_UPSTREAM_MAP", "UPSTREAM_SEVERITY_ORDER", "UPSTREAM_SEVERITY_KEY",
-    "TASK_FAMILY_RE", "RPC_METHODS", "rpc_method", "OrderedSet", "SimpleTaskState",
+    "RPC_METHODS", "rpc_method", "OrderedSet", "SimpleTaskState",
     "MetricsCollector", "NoMetricsCollector", "MetricsCollectors", "TaskHistory",
     "NopHistory", "StoredTask", "fork_lock", "getpcmd", "get_info", "acquire_for",
     "check_pid", "write_pid", "get_log_format", "get_spool_handler", "URLLibFetcher",
@@ -540,7 +540,7 @@ class InterpolationMissingEnvvarError(ConfigError, configparser.InterpolationErr
 class EnvironmentInterpolation(configparser.Interpolation):
     """``${ENV_VAR}`` in values, from the environment; a missing one is an error."""
 
-    _ENV = re.compile(r"\$\{([^}]*)\}")
+    _ENV = r"\$\{([^}]*)\}"   # compiled on first use (by re's cache), not at import
 
     def before_get(self, parser: Any, section: Any, option: str, value: str,
                    defaults: Any) -> str:
@@ -548,7 +548,7 @@ class EnvironmentInterpolation(configparser.Interpolation):
             if match.group(1) not in os.environ:
                 raise InterpolationMissingEnvvarError(option, section, value, match.group(1))
             return os.environ[match.group(1)]
-        return self._ENV.sub(lookup, value)
+        return re.sub(self._ENV, lookup, value)
 
 
 class CombinedInterpolation(configparser.Interpolation):
@@ -12061,8 +12061,6 @@ class ContextManagedTaskProcess(TaskProcess):
             return super().run()
 
 
-#: The family at the start of a task id.
-TASK_FAMILY_RE = re.compile(r"([^(_]+)[(_]")
 
 #: The scheduler's remote methods by name: what the server serves and the client calls.
 RPC_METHODS: dict[str, Callable[..., Any]] = {
@@ -12803,6 +12801,23 @@ def _parameter_names() -> dict[str, Any]:
     return names
 
 
+def _task_regex(name: str) -> Any:
+    """luigi.task's ``TASK_ID_INVALID_CHAR_REGEX``, compiled on first use."""
+    if name != "TASK_ID_INVALID_CHAR_REGEX":
+        return _no_such(task, name)
+    task.TASK_ID_INVALID_CHAR_REGEX = re.compile(_TASK_ID_INVALID_CHAR)
+    return task.TASK_ID_INVALID_CHAR_REGEX
+
+
+def _scheduler_regex(name: str) -> Any:
+    """luigi.scheduler's ``TASK_FAMILY_RE`` (the family at the start of a task id),
+    compiled on first use."""
+    if name != "TASK_FAMILY_RE":
+        return _no_such(scheduler, name)
+    scheduler.TASK_FAMILY_RE = re.compile(r"([^(_]+)[(_]")
+    return scheduler.TASK_FAMILY_RE
+
+
 def _no_such(module: Any, name: str) -> Any:
     """The AttributeError of a module's ``__getattr__`` for a name it does not have."""
     raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
@@ -12899,7 +12914,7 @@ task = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTa
                TASK_ID_INCLUDE_PARAMS=TASK_ID_INCLUDE_PARAMS,
                TASK_ID_TRUNCATE_PARAMS=TASK_ID_TRUNCATE_PARAMS,
                TASK_ID_TRUNCATE_HASH=TASK_ID_TRUNCATE_HASH,
-               TASK_ID_INVALID_CHAR_REGEX=re.compile(_TASK_ID_INVALID_CHAR))
+               __getattr__=_task_regex)
 task_register = _module("task_register", "Luigi's luigi.task_register.", Register=Register,
                         load_task=load_task, TaskClassException=TaskClassException,
                         TaskClassNotFoundException=TaskClassNotFoundException,
@@ -13007,7 +13022,7 @@ scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
                     STATUS_TO_UPSTREAM_MAP=STATUS_TO_UPSTREAM_MAP,
                     UPSTREAM_SEVERITY_ORDER=UPSTREAM_SEVERITY_ORDER,
                     UPSTREAM_SEVERITY_KEY=UPSTREAM_SEVERITY_KEY,
-                    TASK_FAMILY_RE=TASK_FAMILY_RE,
+                    __getattr__=_scheduler_regex,
                     RetryPolicy=RetryPolicy, WORKER_STATE_ACTIVE=WORKER_STATE_ACTIVE,
                     WORKER_STATE_DISABLED=WORKER_STATE_DISABLED,
                     UPSTREAM_RUNNING=UPSTREAM_RUNNING,
