@@ -152,7 +152,8 @@ __all__ = (
     "OptionalPathParameter", "OptionalDateParameter", "FrozenOrderedDict", "DateInterval",
     # targets
     "Target", "FileSystem", "FileSystemTarget", "LocalFileSystem", "LocalTarget",
-    "MockFileSystem", "MockTarget", "AtomicLocalFile", "atomic_file", "Format", "Text", "UTF8", "Nop", "Gzip", "Bzip2",
+    "MockFileSystem", "MockTarget", "AtomicLocalFile", "atomic_file", "Format", "Text",
+    "UTF8", "Nop", "Gzip", "Bzip2",
     # tasks
     "Event", "Register", "Task", "ExternalTask", "WrapperTask", "Config", "externalize",
     "namespace", "auto_namespace", "task_id_str", "flatten", "flatten_output", "getpaths",
@@ -163,7 +164,8 @@ __all__ = (
     "SchedulerServer", "RemoteScheduler", "serve",
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
-    "LUIGI_VERSION", "configuration", "date_interval", "event", "format", "mock", "parameter", "target",
+    "LUIGI_VERSION", "configuration", "date_interval", "event", "format", "mock",
+    "parameter", "target",
     "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
     "retcodes", "rpc", "copies", "delegates", "execution_summary", "interface",
     "WorkerSchedulerFactory", "worker", "scheduler", "task_status", "tools", "freezing",
@@ -197,7 +199,8 @@ __all__ = (
     "ChainFormat", "NopFormat", "WrappedFormat", "TextFormat", "NewlineFormat",
     "MixedUnicodeBytesFormat", "GzipFormat", "Bzip2Format", "BaseWrapper", "FileWrapper",
     "TextWrapper", "NewlineWrapper", "MixedUnicodeBytesWrapper", "InputPipeProcessWrapper",
-    "OutputPipeProcessWrapper", "MixedUnicodeBytes", "get_default_format", "SysNewLine", "RangeBase", "RangeDailyBase", "RangeDaily", "RangeHourlyBase",
+    "OutputPipeProcessWrapper", "MixedUnicodeBytes", "get_default_format", "SysNewLine",
+    "RangeBase", "RangeDailyBase", "RangeDaily", "RangeHourlyBase",
     "RangeHourly", "RangeByMinutesBase", "RangeByMinutes", "RangeMonthly", "common_params",
     # e-mails
     "email", "smtp", "batch_email", "BatchNotifier", "send_email", "send_error_email",
@@ -557,26 +560,24 @@ class CombinedInterpolation(configparser.Interpolation):
     def __init__(self, interpolations: Sequence[configparser.Interpolation]) -> None:
         self._interpolations = list(interpolations)
 
+    def _each(self, hook: str, parser: Any, section: Any, option: str, value: str,
+              *defaults: Any) -> str:
+        for interpolation in self._interpolations:
+            value = getattr(interpolation, hook)(parser, section, option, value, *defaults)
+        return value
+
     def before_get(self, parser: Any, section: Any, option: str, value: str,
                    defaults: Any) -> str:
-        for interpolation in self._interpolations:
-            value = interpolation.before_get(parser, section, option, value, defaults)
-        return value
+        return self._each("before_get", parser, section, option, value, defaults)
 
     def before_read(self, parser: Any, section: Any, option: str, value: str) -> str:
-        for interpolation in self._interpolations:
-            value = interpolation.before_read(parser, section, option, value)
-        return value
+        return self._each("before_read", parser, section, option, value)
 
     def before_set(self, parser: Any, section: Any, option: str, value: str) -> str:
-        for interpolation in self._interpolations:
-            value = interpolation.before_set(parser, section, option, value)
-        return value
+        return self._each("before_set", parser, section, option, value)
 
     def before_write(self, parser: Any, section: Any, option: str, value: str) -> str:
-        for interpolation in self._interpolations:
-            value = interpolation.before_write(parser, section, option, value)
-        return value
+        return self._each("before_write", parser, section, option, value)
 
 
 class BaseParser:
@@ -601,10 +602,8 @@ class BaseParser:
     @classmethod
     def reload(cls) -> list[str]:
         """Read every configuration file again over the values in force."""
-        parser = get_config()
-        done: list[str] = parser.read(_config_files(), encoding="utf-8")
-        _CONFIG.generation += 1
-        return done
+        done: list[str] = get_config().read(_config_files(), encoding="utf-8")
+        return done   # read() tells the tasks' cached values they are stale
 
 
 class _ConfigParser(BaseParser, configparser.ConfigParser):
@@ -659,8 +658,9 @@ class _ConfigParser(BaseParser, configparser.ConfigParser):
         return super().get(section, present, **kwargs)
 
     def _typed(self, section: str, option: str, default: Any, convert: Callable[[Any], Any],
-               expected: str, fallback: Any = _NO_VALUE) -> Any:
-        default = fallback if default is _NO_VALUE else default
+               expected: str, keywords: Mapping[str, Any]) -> Any:
+        if default is _NO_VALUE:   # ConfigParser's spelling of it
+            default = keywords.get("fallback", _NO_VALUE)
         value = self.get(section, option, _NO_VALUE if default is _NO_VALUE else None)
         if value is None:
             return default
@@ -672,19 +672,17 @@ class _ConfigParser(BaseParser, configparser.ConfigParser):
 
     def getint(self, section: Any, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as an int."""
-        return self._typed(section, option, default, int, "an integer",
-                           kwargs.get("fallback", _NO_VALUE))
+        return self._typed(section, option, default, int, "an integer", kwargs)
 
     def getfloat(self, section: Any, option: str, default: Any = _NO_VALUE, **kwargs: Any) -> Any:
         """Return ``[section] option`` as a float."""
-        return self._typed(section, option, default, float, "a number",
-                           kwargs.get("fallback", _NO_VALUE))
+        return self._typed(section, option, default, float, "a number", kwargs)
 
     def getboolean(self, section: Any, option: str, default: Any = _NO_VALUE,
                    **kwargs: Any) -> Any:
         """Return ``[section] option`` as a bool (true/false, yes/no, on/off, 1/0)."""
         return self._typed(section, option, default, _parse_config_bool, "true or false",
-                           kwargs.get("fallback", _NO_VALUE))
+                           kwargs)
 
     def set(self, section: Any, option: str, value: Any = None) -> None:
         """Set ``[section] option`` to ``str(value)``, creating the section if needed."""
@@ -4053,19 +4051,19 @@ def infer_bulk_complete_from_fs(datetimes: Sequence[datetime.datetime],
     """Those of ``datetimes`` whose task's outputs all exist, found by listing each
     folder that holds outputs once (instead of one exists() per output), for tasks
     whose outputs are FileSystemTargets; ``datetime_to_re`` is accepted as Luigi's."""
+    listed: dict[tuple[int, str], set[str]] = {}   # (file system, folder) -> its paths
+
+    def exists(target: Any) -> bool:
+        path = target.path.rstrip("/")
+        folder = os.path.dirname(path)
+        key = (id(target.fs), folder)
+        if key not in listed:
+            listed[key] = set(target.fs.listdir(folder)) if target.fs.isdir(folder) \
+                else set()
+        return path in listed[key]
     outputs = {dt: flatten(datetime_to_task(dt).output()) for dt in datetimes}
-    listed: dict[tuple[int, str], set[str]] = {}
-    for targets in outputs.values():
-        for target in targets:
-            folder = os.path.dirname(target.path.rstrip("/"))
-            key = (id(target.fs), folder)
-            if key not in listed:
-                listed[key] = set(target.fs.listdir(folder)) if target.fs.isdir(folder) \
-                    else set()
-    return [dt for dt, targets in outputs.items() if targets and all(
-        target.path.rstrip("/") in listed[(id(target.fs),
-                                           os.path.dirname(target.path.rstrip("/")))]
-        for target in targets)]
+    return [dt for dt, targets in outputs.items()
+            if targets and all(exists(target) for target in targets)]
 
 
 class RangeBase(WrapperTask):
@@ -4110,12 +4108,12 @@ class RangeBase(WrapperTask):
     def _emit_metrics(self, window: list[datetime.datetime],
                       missing: list[datetime.datetime]) -> None:
         """RangeEvent's DELAY, COMPLETE_COUNT and COMPLETE_FRACTION, on this task."""
-        family = self.of_cls.get_task_family()
+        family, complete = self.of_cls.get_task_family(), len(window) - len(missing)
         delay = len(window) - window.index(missing[0]) if missing else 0
         self.trigger_event(RangeEvent.DELAY, family, delay)
-        self.trigger_event(RangeEvent.COMPLETE_COUNT, family, len(window) - len(missing))
+        self.trigger_event(RangeEvent.COMPLETE_COUNT, family, complete)
         self.trigger_event(RangeEvent.COMPLETE_FRACTION, family,
-                           (len(window) - len(missing)) / len(window) if window else 1.0)
+                           complete / len(window) if window else 1.0)
 
     def finite_datetimes(self, finite_start: datetime.datetime,
                          finite_stop: datetime.datetime) -> list[datetime.datetime]:
@@ -4689,7 +4687,8 @@ class BatchNotifier:
                    f"minutes")
         send_email(subject, self._body(counts, errors), _email_sender(), (owner,))
 
-    def _body(self, counts: dict[str, list[int]], errors: Mapping[str, Mapping[Any, Any]]) -> str:
+    def _body(self, counts: dict[str, list[int]],
+              errors: Mapping[str, Mapping[Any, Any]]) -> str:
         groups: dict[Any, list[str]] = {}   # the errors' text -> the keys that had it
         for key in counts:
             text = self._errors_text(errors.get(key, {}))
@@ -5092,13 +5091,13 @@ class _SchedulerCore(_SchedulerHooks):
         ``events``, in the call that made it (under the server's lock), so what
         observes the scheduler (the journal, e-mails, history, metrics, a status page)
         plugs in here instead of into the transitions. Events: ``"status"`` (a task's
-        status went from ``old`` to ``new``; a task made with a status, from UNKNOWN), ``"task"`` (a task was added or
-        reported; ``old`` and ``new`` are its status), ``"removed"`` (a task was
-        forgotten), ``"disabled"`` (the scheduler disabled a task for its failures,
-        besides its "status" event), ``"worker"`` (a worker arrived: ``new`` is
-        "active"; or was removed: ``new`` is None). ``record`` is the task's or
-        worker's record (``record.id``): read it, never change it. A listener that
-        raises breaks the call: keep them small. Returns ``listener``."""
+        status went from ``old`` to ``new``; a task made with a status, from UNKNOWN),
+        ``"task"`` (a task was added or reported; ``old`` and ``new`` are its status),
+        ``"removed"`` (a task was forgotten), ``"disabled"`` (the scheduler disabled a
+        task for its failures, besides its "status" event), ``"worker"`` (a worker
+        arrived: ``new`` is "active"; or was removed: ``new`` is None). ``record`` is the
+        task's or worker's record (``record.id``): read it, never change it. A listener
+        that raises breaks the call: keep them small. Returns ``listener``."""
         for event in events:
             if event not in self.EVENTS:
                 raise ValueError(f"subscribe: unknown event {event!r}; known: "
@@ -8838,10 +8837,10 @@ class SchedulerServer:
         changes state (an ``<img>`` on another page). Workers and curl send none of
         these headers: they pass."""
         host = (headers.get("Host") or "").strip()
-        if host and self._host_names is not None and \
-                _host_name(host) not in self._host_names:
+        name = _host_name(host)
+        if host and self._host_names is not None and name not in self._host_names:
             return 421, (f"Host {host!r} is not a name of this server (a server behind a "
-                         f"proxy accepts it with --allow-host {_host_name(host)})")
+                         f"proxy accepts it with --allow-host {name})")
         origin = headers.get("Origin")
         own = origin is not None and (origin.lower() == f"http://{host.lower()}" or
                                       _host_name(origin.partition("://")[2])
@@ -11314,8 +11313,8 @@ def _logging_from_file(path: str) -> None:
 
 
 class BaseLogging:
-    """Logging set up once per process (Luigi's ``luigi.setup_logging``): nothing when ``[core]
-    no_configure_logging`` is set; else from ``opts.logging_conf_file`` or ``[core]
+    """Logging set up once per process (Luigi's ``luigi.setup_logging``): nothing when
+    ``[core] no_configure_logging`` is set; else from ``opts.logging_conf_file`` or ``[core]
     logging_conf_file`` (OSError if missing); else a stderr handler on the "microflow"
     logger at ``opts.log_level``. ``setup()`` returns True if it configured logging."""
 
@@ -11964,12 +11963,12 @@ class TaskProcess:
     """Luigi's process object of one task: ``start()`` runs it in a child process
     (a multiprocessing.Process, made then: importing multiprocessing costs every
     import of microflow otherwise), ``run()`` (what a worker of one process calls) in
-    this one; either way its result
-    goes on ``result_queue`` as ``(task_id, status, explanation, missing,
-    new_requirements)``, each new requirement ``(module, family, str_params)``. What
-    the task reports while it runs (status message, progress, tracking URL, resources)
-    goes to ``status_reporter`` (a TaskStatusReporter). ``timeout_time``: when a
-    worker stops it (``worker_timeout`` seconds after it was made; None: never)."""
+    this one; either way its result goes on ``result_queue`` as ``(task_id, status,
+    explanation, missing, new_requirements)``, each new requirement ``(module, family,
+    str_params)``. What the task reports while it runs (status message, progress,
+    tracking URL, resources) goes to ``status_reporter`` (a TaskStatusReporter).
+    ``timeout_time``: when a worker stops it (``worker_timeout`` seconds after it was
+    made; None: never)."""
 
     #: The task's reporting methods, and the reporter's they stand for (Luigi's table).
     forward_reporter_attributes = {
@@ -12006,11 +12005,10 @@ class TaskProcess:
             _log.info("[pid %s] Worker %s running   %s", os.getpid(), self.worker_id, task)
         outcome = _execute_task(task, self.check_unfulfilled_deps,
                                 self.check_complete_on_run, self._report)
-        requirements: list[Any] | None = [
+        # Luigi's: None for a task that finished, [] for a failure
+        requirements = None if outcome.status == DONE else [
             (dep.task_module, dep.get_task_family(), dep.to_str_params())
             for dep in outcome.new_deps or ()]
-        if outcome.status == DONE:
-            requirements = None   # Luigi's: it yielded nothing (a failure sends [])
         self.result_queue.put((task.task_id, outcome.status, outcome.explanation,
                                list(outcome.missing), requirements))
 
@@ -12059,7 +12057,6 @@ class ContextManagedTaskProcess(TaskProcess):
             return super().run()
         with _import_object(self.context)(self):
             return super().run()
-
 
 
 #: The scheduler's remote methods by name: what the server serves and the client calls.
@@ -13032,7 +13029,8 @@ scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
 # Luigi's module paths microflow answers, as ``luigi.<path>``: microflow.<path> each.
 _LUIGI_MODULES = ("batch_notifier", "cmdline", "cmdline_parser", "configuration",
                   "configuration.core", "configuration.base_parser",
-                  "configuration.cfg_parser", "configuration.toml_parser", "date_interval", "event", "execution_summary",
+                  "configuration.cfg_parser", "configuration.toml_parser", "date_interval",
+                  "event", "execution_summary",
                   "format", "freezing", "interface", "local_target", "lock", "metrics", "mock",
                   "notifications", "process", "task_history",
                   "parameter", "retcodes", "rpc", "scheduler", "server", "setup_logging",

@@ -4,7 +4,8 @@
     python3 .ci/luigi_census.py --luigi-python VENV/bin/python [--require-public 90] [-v]
 
 VENV holds luigi==3.8.1 (the reference; nothing of it is imported here: its source files
-are parsed, and VENV's interpreter says which of the names exist at run time).  Every module of Luigi's core (the package without `contrib`) is parsed,
+are parsed, and VENV's interpreter says which of the names exist at run time).  Every
+module of Luigi's core (the package without `contrib`) is parsed,
 and each name it defines itself is listed: its classes, functions and assigned constants at
 module level (inside a module-level if/try too), not what it imports; and for each class it
 defines, the names its body defines (methods, class attributes, nested classes).  Each is
@@ -144,60 +145,51 @@ def census(package):
     return names
 
 
-LOOKUP = r'''
+FIND = r'''
 import importlib, json, sys
-sys.path.insert(0, sys.argv[1])
-import microflow
-microflow.install_as_luigi()
+if sys.argv[1]:   # a project: its microflow stands as luigi
+    sys.path.insert(0, sys.argv[1])
+    import microflow
+    microflow.install_as_luigi()
 found = {}
 for key, kind in json.load(sys.stdin).items():
     parts = key.split(".")
     cut = len(parts) - (2 if kind == "class" else 1)
     try:
         obj = importlib.import_module(".".join(parts[:cut]))
+    except Exception:
+        found[key] = "unimportable"
+        continue
+    try:
         for part in parts[cut:]:
             obj = getattr(obj, part)
-        found[key] = True
+        found[key] = "there"
     except Exception:
-        found[key] = False
+        found[key] = "missing"
 print(json.dumps(found))
 '''
 
 
-EXISTING = r'''
-import importlib, json, sys
-kept = {}
-for key, kind in json.load(sys.stdin).items():
-    parts = key.split(".")
-    cut = len(parts) - (2 if kind == "class" else 1)
-    try:
-        obj = importlib.import_module(".".join(parts[:cut]))
-    except Exception:   # a module that needs what is not installed: kept as parsed
-        kept[key] = kind
-        continue
-    try:
-        for part in parts[cut:]:
-            obj = getattr(obj, part)
-    except AttributeError:   # annotations only (a TypedDict's keys), deleted names
-        continue
-    kept[key] = kind
-print(json.dumps(kept))
-'''
+def find(python, project, names):
+    """{"name": "there", "missing" or "unimportable"}: each of ``names`` looked up in
+    ``python``'s ``luigi`` (microflow's, from ``project``, when given)."""
+    done = subprocess.run([python, "-c", FIND, project], input=json.dumps(names),
+                          check=True, capture_output=True, text=True)
+    return json.loads(done.stdout)
 
 
 def existing(python, names):
     """The names that exist on the real Luigi (in `python`'s interpreter): a TypedDict's
-    keys or a class body's bare annotations are parsed, but nobody can read them."""
-    done = subprocess.run([python, "-c", EXISTING], input=json.dumps(names), check=True,
-                          capture_output=True, text=True)
-    return json.loads(done.stdout)
+    keys or a class body's bare annotations are parsed, but nobody can read them; a
+    module that needs what is not installed keeps what was parsed."""
+    return {key: names[key] for key, where in find(python, "", names).items()
+            if where != "missing"}
 
 
 def lookup(names):
     """{"name": answered} in microflow's `luigi` view, from a fresh interpreter."""
-    done = subprocess.run([sys.executable, "-c", LOOKUP, PROJECT], input=json.dumps(names),
-                          check=True, capture_output=True, text=True)
-    return json.loads(done.stdout)
+    return {key: where == "there" for key, where in find(sys.executable, PROJECT,
+                                                          names).items()}
 
 
 def left_out_reason(key):
