@@ -9455,7 +9455,8 @@ _PAGE_HTML = r"""<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>microflow</title>
 <style>
-body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa}
+body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa;
+display:flex;flex-direction:column;height:100vh}
 header{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:6px 10px;background:#263238;
 color:#fff}
 header h1{font-size:15px;margin:0 10px 0 0}
@@ -9466,7 +9467,7 @@ button:focus-visible,a:focus-visible,input:focus-visible{outline:2px solid #ff6f
 input{font:inherit;padding:2px 4px}
 nav{display:flex;gap:4px;padding:6px 10px;align-items:center;border-bottom:1px solid #cfd8dc;
 flex-wrap:wrap}
-main{display:flex;height:calc(100vh - 80px)}
+main{display:flex;flex:1;min-height:0}
 #side{width:220px;overflow:auto;border-right:1px solid #cfd8dc;padding:4px}
 #side button{display:block;width:100%;text-align:left;margin:1px 0;border:0;background:none}
 #view{flex:1;overflow:hidden;display:flex;flex-direction:column}
@@ -9476,7 +9477,7 @@ border-bottom:1px solid #eceff1;white-space:nowrap}
 .row>*{overflow:hidden;text-overflow:ellipsis;padding:0 4px}
 .head{position:sticky;top:0;z-index:1;background:#eceff1;font-weight:bold}
 .c0{width:105px;flex:none}.c1{flex:3}.c2{flex:2}.c3{width:90px;flex:none}.c4{width:80px;flex:none}
-.c5{width:150px;flex:none}
+.c5{width:150px;flex:none}.nomsg .c2,.noprog .c3{display:none}
 .row .c1 button{border:0;background:none;padding:0;text-align:left;max-width:100%;overflow:hidden;
 text-overflow:ellipsis}
 .st{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;font-weight:bold}
@@ -9496,14 +9497,16 @@ text-align:left;vertical-align:top}
 <body>
 <header><h1>microflow</h1><span id="counts" role="group" aria-label="Filter by status"></span>
 <span id="msg" role="status" aria-live="polite"></span>
+<button id="msgclose" hidden aria-label="Close the message">×</button>
 <label>Token <input id="token" type="password" size="10" autocomplete="off"></label>
 <button id="pause" hidden>Pause</button></header>
 <nav role="tablist" aria-label="Views">
 <button role="tab" data-tab="tasks">Tasks</button>
 <button role="tab" data-tab="graph">Graph</button>
 <button role="tab" data-tab="workers">Workers</button>
-<label>Search <input id="search" type="search" size="30" placeholder="name or parameter"></label>
-<label><input id="hidedone" type="checkbox"> hide done in graph</label>
+<label id="searchbox">Search <input id="search" type="search" size="30"
+placeholder="name or parameter"></label>
+<label id="hidebox"><input id="hidedone" type="checkbox"> hide done tasks</label>
 <span id="shown"></span></nav>
 <main><div id="side" aria-label="Task families"></div>
 <div id="view"><div id="list" role="table" aria-label="Tasks"></div><div id="graph" hidden></div>
@@ -9515,7 +9518,7 @@ const S=["FAILED","DISABLED","RUNNING","PENDING","UNKNOWN","DONE"];
 const COLS=[["status","Status"],["name","Task"],["message","Message"],["progress","Progress"],
     ["took","Took"],["updated","Updated"]];
 let tasks=new Map(),version=0,serverNow=0,skew=0,view={tab:"tasks",status:"",family:"",search:"",
-    taskId:"",sort:"updated",desc:true,hideDone:false};
+    taskId:"",sort:"status",desc:true,hideDone:false};
 let rows=[],busy=false,openId="",graphIds=new Set(),historyOn=false;
 function el(tag,attrs,...kids){const e=document.createElement(tag);
   for(const k in attrs||{}){if(k==="text")e.textContent=attrs[k];
@@ -9533,7 +9536,7 @@ async function api(method,data,write){
   if(!r.ok)throw new Error(b.error||method+" failed");return b.response}
 let polledMsg=false;   // what a poll says (or clears) never hides an action's message
 function say(text,polled){if(polled&&!polledMsg&&$("msg").textContent)return;
-  polledMsg=!!polled;$("msg").textContent=text}
+  polledMsg=!!polled;$("msg").textContent=text;$("msgclose").hidden=!text||!!polled}
 function readHash(){const p=new URLSearchParams(location.hash.slice(1));
   view.tab=["tasks","graph","workers"].includes(p.get("tab"))?p.get("tab"):"tasks";
   view.taskId=p.get("taskId")||"";view.status=p.get("status")||"";view.family=p.get("family")||"";
@@ -9542,18 +9545,20 @@ function readHash(){const p=new URLSearchParams(location.hash.slice(1));
   $("search").value=view.search;$("hidedone").checked=view.hideDone}
 function writeHash(){const p=new URLSearchParams();p.set("tab",view.tab);
   for(const k of ["status","family","search","taskId"])if(view[k])p.set(k,view[k]);
-  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="updated")p.set("sort",view.sort);
+  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="status")p.set("sort",view.sort);
     if(!view.desc)p.set("asc","1");
   history.replaceState(null,"","#"+p.toString())}
 function took(t){
   const end=t.status==="RUNNING"?Date.now()/1000-skew:
     (t.status==="DONE"||t.status==="FAILED")?t.last_updated:null;
   if(!t.time_running||end==null)return "";const s=Math.max(0,end-t.time_running);
-  const text=s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h";
-  return (t.status==="RUNNING"?"running ":"")+text}
-function when(ts){return ts?new Date(ts*1000).toLocaleString():""}
+  return s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h"}
+function when(ts){if(!ts)return "";const p=n=>String(n).padStart(2,"0"),d=new Date(ts*1000),
+    day=d=>d.getFullYear()+"-"+p(d.getMonth()+1)+"-"+p(d.getDate());   // today: the time
+  return (day(d)===day(new Date())?"":day(d)+" ")+[d.getHours(),d.getMinutes(),
+      d.getSeconds()].map(p).join(":")}
 function key(t,k){
-  if(k==="status")return S.indexOf(t.status);if(k==="name")return t.display_name;
+  if(k==="status")return -S.indexOf(t.status);if(k==="name")return t.display_name;
   if(k==="message")return t.status_message||"";if(k==="progress")return t.progress_percentage??-1;
   if(k==="took")return t.time_running?t.last_updated-t.time_running:-1;return t.last_updated}
 function filter(){const terms=view.search.toLowerCase().split(/\s+/).filter(Boolean);rows=[];
@@ -9562,8 +9567,12 @@ function filter(){const terms=view.search.toLowerCase().split(/\s+/).filter(Bool
     if(terms.length){const hay=(t.display_name+" "+id).toLowerCase();
       if(!terms.every(x=>hay.includes(x)))continue}rows.push(id)}
   const k=view.sort,d=view.desc?-1:1;
+  const u=(a,b)=>tasks.get(b).last_updated-tasks.get(a).last_updated;
   rows.sort((a,b)=>{const x=key(tasks.get(a),k),y=key(tasks.get(b),
-      k);return x<y?-d:x>y?d:a<b?-1:1});
+      k);return x<y?-d:x>y?d:u(a,b)||(a<b?-1:1)});
+  const has=f=>rows.some(id=>f(tasks.get(id)));   // an empty column gives up its width
+  $("list").classList.toggle("nomsg",!has(t=>t.status_message||t.tracking_url));
+  $("list").classList.toggle("noprog",!has(t=>t.progress_percentage!=null));
   $("shown").textContent=rows.length+" of "+tasks.size+" tasks shown"}
 function drawCounts(){const n={};const fam=new Map();
   for(const t of tasks.values()){n[t.status]=(n[t.status]||0)+1;
@@ -9629,12 +9638,14 @@ async function drawDetail(){const d=$("detail"),id=view.taskId;
     el("div",{text:["id: "+id,t&&t.worker_running&&"running on "+t.worker_running,
       t&&t.status_message].filter(Boolean).join(" \u00b7 ")})];
   d.replaceChildren(...kids);
-  if(t&&(t.status==="FAILED"||t.status==="DISABLED")){try{const e=await api("fetch_error",
-      {task_id:id});
-    let text=e.error||"(no error reported)";try{const j=JSON.parse(text);
-      if(typeof j==="string")text=j}catch(x){}
-    if(openId===id)d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",
-        text:text}))}catch(x){say(x.message)}}
+  if(t){try{const e=await api("fetch_error",{task_id:id}),ps=Object.entries(e.taskParams||{});
+    if(openId!==id)return;
+    if(ps.length)d.append(el("table",{class:"params"},...ps.map(([k,v])=>el("tr",{},
+        el("th",{text:k}),el("td",{text:v})))));
+    if(t.status==="FAILED"||t.status==="DISABLED"){let text=e.error||"(no error reported)";
+      try{const j=JSON.parse(text);if(typeof j==="string")text=j}catch(x){}
+      d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",
+        text:text}))}}catch(x){say(x.message)}}
   if(historyOn&&t){try{const runs=await api("task_history",{family:t.name,limit:30});
     if(openId===id)d.append(drawHistory(t.name,runs))}catch(x){say(x.message)}}}
 function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",
@@ -9657,6 +9668,21 @@ function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",
   box.append(g,tb);return box}
 async function action(method,data){try{const r=await api(method,data,true);
   say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
+const GAP=60,RH=26,MAXW=340,MAX=40;
+function layOut(up,down,id,edges){   // columns by the longest path from the task: whatever
+  const depth=new Map([[id,0]]);       // a task needs is drawn left of it, what needs it right
+  for(const [g,sign] of [[up,-1],[down,1]]){const lv=new Map([[id,0]]),wait=new Map(),q=[id];
+    for(const k in g)for(const d of g[k].deps)if(d in g)wait.set(d,(wait.get(d)||0)+1);
+    for(const k of q)for(const d of g[k]?g[k].deps:[]){if(!(d in g))continue;
+      edges.push(sign<0?[d,k]:[k,d]);lv.set(d,Math.max(lv.get(d)||0,lv.get(k)+1));
+      wait.set(d,wait.get(d)-1);if(!wait.get(d))q.push(d)}
+    for(const [k,v] of lv)if(k!==id)depth.set(k,sign*v)}
+  return depth}
+function measure(texts,room){const m=svg("svg",{width:1,height:1,style:"position:absolute"});
+  const ts=texts.map(t=>svg("text",{},t));m.append(...ts);document.body.append(m);
+  const out=ts.map(t=>{let w=t.getComputedTextLength(),s=t.textContent;
+    while(w>room&&s.length>2){s=s.slice(0,Math.max(1,Math.floor(s.length*room/w)-1))+"\u2026";
+      t.textContent=s;w=t.getComputedTextLength()}return [s,w]});m.remove();return out}
 async function drawGraph(){const box=$("graph"),id=view.taskId;
   if(!id){box.replaceChildren(el("p",{text:"Choose a task in the list to see its graph."}));return}
   let up,down;
@@ -9664,46 +9690,58 @@ async function drawGraph(){const box=$("graph"),id=view.taskId;
         display_name:v[2],deps:v[3]}]));
   try{const r=await api("task_graph",{task_id:id,include_done:!view.hideDone});up=conv(r.up);
     down=conv(r.down)}catch(x){say(x.message);return}
-  const nodes=new Map(),edges=[],depth=new Map([[id,0]]);
-  for(const [k,v] of Object.entries(up)){nodes.set(k,v)}for(const [k,
-      v] of Object.entries(down)){if(!nodes.has(k))nodes.set(k,v)}
-  const bfs=(g,sign)=>{const q=[id];
-    for(const k of q){for(const d of (g[k]&&g[k].deps)||[]){edges.push(sign<0?[k,d]:[d,k]);
-    if(!depth.has(d)){depth.set(d,depth.get(k)+sign);q.push(d)}}}};
-  bfs(up,-1);bfs(down,1);
+  const nodes=new Map(Object.entries(down));for(const k in up)nodes.set(k,up[k]);
   if(!nodes.size){box.replaceChildren(el("p",{text:"The scheduler does not know "+id}));return}
-  const group=nodes.size>300,MAX=40,cols=new Map();
+  const edges=[],depth=layOut(up,down,id,edges),group=nodes.size>300,cols=new Map(),of=new Map();
   for(const [k,v] of nodes){const x=depth.get(k)??0,g=group&&k!==id?(v.name||"?"):k;
     const c=cols.get(x)||new Map();cols.set(x,c);
-    const n=c.get(g)||{key:g,ids:[],status:"DONE",label:""};n.ids.push(k);
+    const n=c.get(g)||{key:g,ids:[],status:"DONE",nb:new Set()};n.ids.push(k);of.set(k,n);
       if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
-  const xs=[...cols.keys()].sort((a,b)=>a-b),pos=new Map(),W=230,RH=26;let hmax=0;const out=[];
-  xs.forEach((x,ci)=>{const list=[...cols.get(x).values()].sort((a,
-      b)=>a.key<b.key?-1:1);const shown=list.slice(0,MAX);
-    shown.forEach((n,ri)=>{const v=nodes.get(n.ids[0]);
-      n.label=n.ids.length>1?(v.name||"?")+" \u00d7"+n.ids.length:v.display_name;
-      for(const k of n.ids)pos.set(k,{x:10+ci*W,y:10+ri*RH});out.push([n,10+ci*W,10+ri*RH])});
-    if(list.length>MAX)out.push([{more:list.length-MAX},10+ci*W,10+MAX*RH]);
-      hmax=Math.max(hmax,Math.min(list.length,MAX+1))});
-  const g=svg("svg",{width:xs.length*W+20,height:hmax*RH+20,role:"img",
-      "aria-label":"dependency graph of "+id});
-  const seen=new Set();for(const [a,b] of edges){const p=pos.get(a),q=pos.get(b);
-    if(!p||!q)continue;const k=p.x+","+p.y+">"+q.x+","+q.y;if(seen.has(k))continue;seen.add(k);
-    g.append(svg("line",{x1:q.x+200,y1:q.y+10,x2:p.x,y2:p.y+10,stroke:"#90a4ae"}))}
-  for(const [n,x,y] of out){if(n.more){g.append(svg("text",{x:x,y:y+14,class:"more"},
-      n.more+" more"));
-    continue}
-    const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button",
-        "aria-label":n.status+" "+n.label});
-    node.append(svg("rect",{x:x,y:y,width:200,height:20,rx:3,class:n.status,
-        stroke:n.ids[0]===id?"#000":"#78909c"}),svg("text",{x:x+4,y:y+14},n.status.slice(0,
-        4)+" "+(n.label.length>28?n.label.slice(0,27)+"\u2026":n.label)),svg("title",{},
-        n.status+" "+n.label));
-    if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});
-      node.addEventListener("click",open);
-      node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
-    g.append(node)}
-  graphIds=new Set(nodes.keys());box.replaceChildren(g);performance.mark("graph-drawn")}
+  const links=new Map();for(const [a,b] of edges){const p=of.get(a),q=of.get(b);
+    if(p&&q&&p!==q){p.nb.add(q);q.nb.add(p);links.set(p.ids[0]+"\n"+q.ids[0],[p,q])}}
+  const xs=[...cols.keys()].sort((a,b)=>a-b),row=new Map(),shown=new Map();
+  for(const x of xs.slice().sort((a,b)=>Math.abs(a)-Math.abs(b))){   // from the task outwards,
+    const at=n=>{let s=0,c=0;for(const m of n.nb)if(row.has(m)){s+=row.get(m);c++}  // each
+      return c?s/c:Infinity};    // beside the mean row of its neighbours nearer the task
+    const list=[...cols.get(x).values()].map(n=>[at(n),n]).sort((a,b)=>a[0]-b[0]||
+        (a[1].key<b[1].key?-1:1)).map(p=>p[1]);
+    list.slice(0,MAX).forEach((n,i)=>row.set(n,i));shown.set(x,list)}
+  const label=n=>n.ids.length>1?(nodes.get(n.ids[0]).name||"?")+" \u00d7"+n.ids.length:
+      nodes.get(n.ids[0]).display_name;
+  const drawn=xs.flatMap(x=>shown.get(x).slice(0,MAX));
+  const fit=measure(drawn.map(n=>n.status.slice(0,4)+" "+label(n)),MAXW-8);
+  drawn.forEach((n,i)=>{[n.text,n.w]=fit[i]});
+  let left=10,hmax=0;const colX=new Map();
+  for(const x of xs){const list=shown.get(x),w=Math.max(60,...list.slice(0,MAX).map(n=>n.w+8));
+    list.slice(0,MAX).forEach((n,i)=>n.at={x:left,y:10+i*RH,w:w});
+    colX.set(x,left);left+=w+GAP;hmax=Math.max(hmax,Math.min(list.length,MAX+1))}
+  const g=svg("svg",{width:left-GAP+10,height:hmax*RH+20,role:"img",
+      "aria-label":"dependency graph of "+id+": each arrow points from a task to one that "+
+      "needs it"});
+  const defs=svg("defs",{}),mk=svg("marker",{id:"arrow",viewBox:"0 0 8 8",refX:"8",refY:"4",
+      markerWidth:"7",markerHeight:"7",orient:"auto"});
+  mk.append(svg("path",{d:"M0,0L8,4L0,8z",fill:"#546e7a"}));defs.append(mk);g.append(defs);
+  for(const [p,q] of links.values()){if(!p.at||!q.at)continue;const a=p.at,b=q.at,
+      x1=a.x+a.w,y1=a.y+10,x2=b.x-1,y2=b.y+10,m=(x1+x2)/2;
+    g.append(svg("path",{class:"edge",d:`M${x1},${y1}C${m},${y1} ${m},${y2} ${x2},${y2}`,
+        fill:"none",stroke:"#90a4ae","marker-end":"url(#arrow)","data-from":p.ids[0],
+        "data-to":q.ids[0]}))}
+  for(const [x,list] of shown){if(list.length>MAX)g.append(svg("text",{x:colX.get(x),
+      y:10+MAX*RH+14,class:"more"},(list.length-MAX)+" more"));
+    for(const n of list.slice(0,MAX)){const {x:nx,y,w}=n.at;
+      const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button",
+          "aria-label":n.status+" "+label(n)});
+      node.append(svg("rect",{x:nx,y:y,width:w,height:20,rx:3,class:n.status,
+          stroke:n.ids[0]===id?"#000":"#78909c","stroke-width":n.ids[0]===id?2:1}),
+        svg("text",{x:nx+4,y:y+14},n.text),svg("title",{},n.status+" "+label(n)));
+      if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});
+        node.addEventListener("click",open);
+        node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
+      g.append(node)}}
+  graphIds=new Set(nodes.keys());box.replaceChildren(g);
+  const me=of.get(id).at;if(me){box.scrollLeft=me.x+me.w/2-box.clientWidth/2;
+    box.scrollTop=me.y-box.clientHeight/2}
+  performance.mark("graph-drawn")}
 async function drawWorkers(){const box=$("workers");
   try{const [ws,rs]=await Promise.all([api("worker_list"),api("resource_list")]);
   const tb=el("table",{},el("tr",{},...["Worker","State","First seen","Last active","Running",
@@ -9724,6 +9762,8 @@ function render(change){change=change||{all:1};
       String(b.dataset.tab===view.tab));
   $("list").hidden=view.tab!=="tasks";$("graph").hidden=view.tab!=="graph";
     $("workers").hidden=view.tab!=="workers";$("side").hidden=view.tab!=="tasks";
+  $("searchbox").hidden=$("shown").hidden=view.tab!=="tasks";
+  $("hidebox").hidden=view.tab!=="graph";
   drawCounts();if(view.tab==="tasks"){filter();drawList()}
   const graphChanged="tab" in change||"taskId" in change||"hideDone" in change||change.all;
   if(view.tab==="graph"&&graphChanged)drawGraph();
@@ -9753,6 +9793,7 @@ for(const b of document.querySelectorAll("nav [role=tab]"))b.addEventListener("c
 let typing;
   $("search").addEventListener("input",
       e=>{clearTimeout(typing);typing=setTimeout(()=>setView({search:e.target.value}),150)});
+$("msgclose").addEventListener("click",()=>say(""));
 $("hidedone").addEventListener("change",e=>setView({hideDone:e.target.checked}));
 $("token").value=sessionStorage.getItem("mftoken")||"";
   $("token").addEventListener("change",e=>{sessionStorage.setItem("mftoken",

@@ -2034,6 +2034,19 @@ class TestTheWheelIsAPackage(unittest.TestCase):
                 env=dict(os.environ, PYTHONPATH=os.path.join(tmp, "site")),
                 capture_output=True, text=True)
             self.assertEqual(done.stdout.strip(), f"microflow {mf.__version__}", done.stderr)
+            util = files["microflow/util.py"].decode()   # Luigi's paths, for checkers
+            self.assertIn("from microflow import requires as requires\n", util)
+            self.assertIn("from microflow import RangeDaily as RangeDaily\n",
+                          files["microflow/tools/range.py"].decode())
+            self.assertIn("microflow/tools/__init__.py", files)
+            done = subprocess.run(   # the files are not what runs: the package's modules
+                [sys.executable, "-c", "import microflow.util, microflow.tools.range as r;"
+                 "print(type(microflow.util).__name__, r.RangeDaily is microflow.RangeDaily,"
+                 " microflow.util.requires is microflow.requires)"], cwd=tmp, timeout=60,
+                env=dict(os.environ, PYTHONPATH=os.path.join(tmp, "site")),
+                capture_output=True, text=True)
+            self.assertEqual(done.stdout.split(), ["_LuigiModule", "True", "True"],
+                             done.stderr)
 
 
 class TestTheFileSaysWhatItHolds(unittest.TestCase):
@@ -7058,6 +7071,31 @@ class Hostile(mf.Task):
         raise RuntimeError("<script>window.__xss=2</script> broke")
 
 
+class DiamondClean(mf.Task):
+    """A newcomer's diamond: the report needs a day's count and its cleaned data, and the
+    count needs the cleaned data too."""
+    day = mf.IntParameter()
+
+    def output(self):
+        return mf.MockTarget(f"clean/{self.day}")
+
+    def run(self):
+        self.output().open("w").close()
+
+
+class DiamondCount(DiamondClean):
+    def requires(self):
+        return DiamondClean(self.day)
+
+    def output(self):
+        return mf.MockTarget(f"count/{self.day}")
+
+
+class DiamondReport(mf.WrapperTask):
+    def requires(self):
+        return [task for day in (1, 2) for task in (DiamondCount(day), DiamondClean(day))]
+
+
 class Many(mf.WrapperTask):
     count = mf.IntParameter()
 
@@ -7128,11 +7166,7 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
         self.assertEqual(self.browser.evaluate(
             "document.querySelectorAll('#list img, #detail img, #detail script').length"), 0)
         self.assertIsNone(self.browser.evaluate("window.__xss"))
-        shot = os.environ.get("MICROFLOW_SCREENSHOT")
-        if shot:   # for the README
-            import base64
-            data = self.browser.call("Page.captureScreenshot", format="png")["data"]
-            pathlib.Path(shot).write_bytes(base64.b64decode(data))
+        self.screenshot("list.png")
 
     def test_an_action_with_the_token_changes_the_state_on_the_page(self):
         failed = Hostile(HOSTILE).task_id
@@ -7158,6 +7192,52 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
         self.assertEqual(self.server.scheduler.graph()[failed]["status"], mf.DONE)
         self.browser.wait_for("document.querySelector('[data-status=FAILED]')"
                               ".textContent === 'FAILED 0'")
+
+    def test_the_list_puts_failures_first_and_its_columns_show_what_there_is(self):
+        self.client.add_task(worker="elsewhere", task_id="Late_1", family="Late",
+                             status=mf.PENDING)
+        self.client.get_work(worker="elsewhere")   # Late_1 runs
+        self.client.flush()
+        self.open()
+        cells = self.browser.evaluate(
+            "[...document.querySelectorAll('#list .win .row')].map(r => [r.dataset.id, "
+            "...[...r.children].filter(c => getComputedStyle(c).display !== 'none')"
+            ".map(c => c.textContent)])")
+        self.assertEqual(cells[0][0], Hostile(HOSTILE).task_id)   # the failure first,
+        self.assertEqual(cells[1][0], "Late_1")                   # then what runs
+        self.assertEqual([len(row) for row in cells[:3]], [5] * 3)   # no empty columns
+        self.assertRegex(cells[1][3], r"^\d+\.\d s$")           # running for ...
+        self.assertEqual(cells[2][1:4], ["PENDING", "Many(count=60)", ""])
+        for row in cells[3:]:                                     # done tasks: how long
+            self.assertEqual(row[1], "DONE")                      # they took, and when,
+            self.assertRegex(row[3], r"^\d+\.\d s$")             # to the second
+            self.assertRegex(row[4], r"^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d$")
+        width = self.browser.evaluate("[document.querySelector('#list .win .c1')"
+                                      ".offsetWidth, $('list').clientWidth]")
+        self.assertGreater(width[0], width[1] / 2)
+        self.client.set_task_status_message("Late_1", "copying 3 of 7")
+        self.client.flush()   # a message: its column comes back
+        self.browser.wait_for("[...document.querySelectorAll('#list .row .c2')].some(c => "
+                              "c.textContent === 'copying 3 of 7' && c.offsetWidth > 50)")
+        self.browser.evaluate("document.querySelector('[data-tab=workers]').click()")
+        self.assertEqual(self.browser.evaluate(   # nothing there that works elsewhere
+            "['searchbox', 'hidebox', 'shown'].map(id => $(id).offsetParent)"), [None] * 3)
+
+    def test_a_tasks_details_show_its_parameters_and_a_message_stays_until_closed(self):
+        self.open(f"#taskId={Hostile(HOSTILE).task_id}")
+        params = self.browser.wait_for(
+            "document.querySelector('#detail table.params') && [...document."
+            "querySelectorAll('#detail table.params tr')].map(r => [r.cells[0]"
+            ".textContent, r.cells[1].textContent])")
+        self.assertEqual(params, [["label", HOSTILE]])
+        self.browser.evaluate("[...document.querySelectorAll('#detail button')]"
+                              ".find(b => b.textContent === 'Mark as done').click()")
+        self.browser.wait_for("$('msg').textContent.includes('needs a token')")
+        self.browser.events.clear()               # that 401 was the point
+        self.assertFalse(self.browser.evaluate("$('msgclose').hidden"))
+        self.browser.evaluate("$('msgclose').click()")
+        self.assertEqual(self.browser.evaluate("$('msg').textContent"), "")
+        self.assertTrue(self.browser.evaluate("$('msgclose').hidden"))
 
     def test_another_site_in_the_same_browser_cannot_drive_the_scheduler(self):
         import http.server
@@ -7243,6 +7323,98 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
                 self.assertEqual(self.browser.evaluate(
                     "document.querySelectorAll('#detail .history rect').length"), 5)
 
+    def drawn_graph(self, task_id, screenshot=None):
+        """The graph of ``task_id`` as drawn: its nodes' boxes, its edges, the labels
+        that leave their box, and whether every node can be scrolled into view."""
+        self.browser.open("about:blank")   # a new page: its own marks
+        self.open(f"#tab=graph&taskId={task_id}")
+        self.browser.wait_for("performance.getEntriesByName('graph-drawn').length")
+        if screenshot:
+            self.screenshot(screenshot)   # as opened, before the checks scroll it
+        return self.browser.evaluate("""(() => {
+          const box = $('graph'), nodes = {}, outside = [], hidden = [];
+          for (const n of document.querySelectorAll('#graph g.node')) {
+            const r = n.querySelector('rect').getBBox(), t = n.querySelector('text').getBBox();
+            nodes[n.dataset.id] = [r.x, r.y, r.width];
+            if (t.x < r.x || t.x + t.width > r.x + r.width || t.y < r.y ||
+                t.y + t.height > r.y + r.height) outside.push(n.dataset.id);
+            n.scrollIntoView({block: 'nearest', inline: 'nearest'});
+            const s = n.getBoundingClientRect(), b = box.getBoundingClientRect();
+            if (s.left < b.left - 1 || s.right > b.right + 1 || s.top < b.top - 1 ||
+                s.bottom > b.bottom + 1) hidden.push(n.dataset.id);
+          }
+          const edges = [...document.querySelectorAll('#graph path.edge')].map(e =>
+            [e.dataset.from, e.dataset.to, e.getAttribute('marker-end')]);
+          return {nodes, edges, outside, hidden, arrows: document.querySelectorAll(
+            '#graph marker#arrow path').length, page: document.scrollingElement.scrollHeight
+            <= innerHeight && document.scrollingElement.scrollWidth <= innerWidth};
+        })()""")
+
+    def assert_points_one_way(self, drawn, scheduler):
+        """Every requirement between two drawn tasks is an edge, with an arrowhead, from
+        a box left of the task that needs it; every label inside its box; every box
+        reachable by scrolling the graph, and nothing beyond the window."""
+        graph = scheduler.graph()
+        expected = {(dep, task_id) for task_id in drawn["nodes"]
+                    for dep in graph[task_id]["deps"] if dep in drawn["nodes"]}
+        self.assertEqual({(a, b) for a, b, _ in drawn["edges"]}, expected)
+        for requirement, task_id, arrow in drawn["edges"]:
+            x, _, width = drawn["nodes"][requirement]
+            self.assertLess(x + width, drawn["nodes"][task_id][0], (requirement, task_id))
+            self.assertEqual(arrow, "url(#arrow)")
+        self.assertEqual(drawn["arrows"], 1)
+        self.assertEqual(drawn["outside"], [])
+        self.assertEqual(drawn["hidden"], [])
+        self.assertTrue(drawn["page"])
+
+    def screenshot(self, name):
+        """With $MICROFLOW_SCREENSHOTS, the window as a PNG there (for the README)."""
+        folder = os.environ.get("MICROFLOW_SCREENSHOTS")
+        if folder:
+            import base64
+            data = self.browser.call("Page.captureScreenshot", format="png")["data"]
+            pathlib.Path(folder, name).write_bytes(base64.b64decode(data))
+
+    def test_a_diamond_is_drawn_with_every_requirement_on_the_left(self):
+        self.build(DiamondReport(), scheduler=self.client)
+        drawn = self.drawn_graph(DiamondReport().task_id)
+        self.assertEqual(len(drawn["nodes"]), 5)
+        self.assertEqual(len(drawn["edges"]), 6)   # the newcomer's diamond: Clean left
+        self.assert_points_one_way(drawn, self.server.scheduler)   # of DailyCount
+        columns = {drawn["nodes"][task.task_id][0] for task in DiamondReport().requires()}
+        self.assertEqual(len(columns), 2)
+
+    def test_the_graph_of_the_cron_example_and_of_2000_tasks(self):
+        sys.path.insert(0, str(HERE / "examples"))
+        self.addCleanup(sys.path.remove, str(HERE / "examples"))
+        import cron_aggregation as example
+        end = datetime.date(2026, 11, 20)
+        with unittest.mock.patch.object(example, "DATA", str(self.tmp)):
+            example.make_sample_dumps(end)
+            self.build(example.RunAll(end=end), scheduler=self.client)
+        drawn = self.drawn_graph(example.RunAll(end=end).task_id,
+                                 "graph-cron-aggregation.png")
+        self.assertEqual(len(drawn["nodes"]), 1 + 30 + 23)
+        self.assert_points_one_way(drawn, self.server.scheduler)
+        scheduler, deps = self.server.scheduler, []
+        for layer in range(20):     # 2,000 tasks in 20 layers, each needing two below
+            ids = [f"Layer{layer}_{i}" for i in range(100)]
+            for i, task_id in enumerate(ids):
+                scheduler.add_task(worker="w", task_id=task_id, family=f"Layer{layer}",
+                                   deps=deps[i:i + 2], status="DONE" if layer < 10 else
+                                   "FAILED" if (layer, i) == (12, 7) else "PENDING")
+            deps = ids + ids[:1]
+        scheduler.add_task(worker="w", task_id="Top", family="Top", deps=deps[:100])
+        drawn = self.drawn_graph("Top", "graph-2000.png")   # a box per family and column
+        self.assertEqual(len(drawn["nodes"]), 21)
+        self.assertEqual(len(drawn["edges"]), 20)
+        labels = self.browser.evaluate("[...document.querySelectorAll('#graph g.node')]"
+                                       ".map(n => n.getAttribute('aria-label'))")
+        self.assertIn("FAILED Layer12 \u00d7100", labels)   # the worst status of the box
+        self.assertIn("DONE Layer0 \u00d7100", labels)
+        self.assertEqual(drawn["outside"], [])
+        self.assertEqual(drawn["hidden"], [])
+
     def check_the_page_kept_to_itself(self):
         """Every test: no request to another host, no console error, no script ran
         from the data."""
@@ -7259,9 +7431,9 @@ class TestStatusPageInABrowser(TempDirMixin, BuildCase):
             "'aria-label'))")
         self.assertIn("PENDING Many(count=60)", labels)
         self.assertIn(f"FAILED Hostile(label={HOSTILE})", labels)
-        self.assertEqual(len(labels), 1 + 40)     # the task, and a column of 40 ...
-        self.assertEqual(self.browser.evaluate(   # ... of its 61 dependencies
-            "document.querySelector('#graph text.more').textContent"), "21 more")
+        self.assertEqual(len(labels), 1 + 40 + 3)   # the task, a column of 40 of the 58
+        self.assertEqual(self.browser.evaluate(     # it needs directly, the 3 Hostile needs
+            "document.querySelector('#graph text.more').textContent"), "18 more")
         self.browser.evaluate("$('hidedone').click()")   # hide done: only the failure
         self.browser.wait_for("document.querySelectorAll('#graph g.node').length === 2")
 

@@ -11,7 +11,8 @@ pyright reports on the files it is given.
 
 With ``--installed`` the cases and examples are checked without a copy of microflow.py
 beside them: the checkers find the microflow installed in VENV (a wheel, which carries
-py.typed), as a project that installs it with pip would have it.
+py.typed), as a project that installs it with pip would have it; .ci/typing_installed.py
+(Luigi's module paths, ``from microflow.util import requires``) is checked then too.
 """
 import argparse
 import os
@@ -23,27 +24,33 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = os.path.join(ROOT, ".ci", "typing_cases.py")
+INSTALLED_CASES = os.path.join(ROOT, ".ci", "typing_installed.py")
 EXAMPLES = os.path.join(ROOT, "examples")
 
 
-def expected_lines():
-    with open(CASES, encoding="utf-8") as f:
-        return {number for number, line in enumerate(f, 1) if "# expect-error" in line}
+def expected_lines(cases):
+    """``{(file name, line)}`` of the lines marked to be reported in ``cases``."""
+    found = set()
+    for path in cases:
+        with open(path, encoding="utf-8") as f:
+            found |= {(os.path.basename(path), number)
+                      for number, line in enumerate(f, 1) if "# expect-error" in line}
+    return found
 
 
-def reported(checker, python, project):
-    """``{(file name, line)}`` of the errors ``checker`` reports on the cases and the
-    examples in ``project``, and its whole output."""
-    files = ["typing_cases.py", "examples"]
+def reported(checker, python, project, cases):
+    """``{(file name, line)}`` of the errors ``checker`` reports on the ``cases`` and
+    the examples in ``project``, and its whole output."""
+    files = [os.path.basename(path) for path in cases]
     if checker.startswith("mypy"):
         strict = ["--strict"] if checker == "mypy --strict" else []
         command = [python, "-m", "mypy", "--no-incremental", "--follow-imports=silent",
-                   *strict, *(files[:1] if strict else files)]   # the examples are
-                                                                  # not annotated
+                   *strict, *files, *([] if strict else ["examples"])]   # the examples
+                                                                  # are not annotated
         pattern = r"^(?P<file>[^:\n]+):(?P<line>\d+): error:"
     else:
         command = [python, "-m", "pyright", "--pythonpath", python,
-                   "--pythonversion", "3.9", *files]
+                   "--pythonversion", "3.9", *files, "examples"]
         pattern = r"^\s*(?P<file>/[^:\n]+):(?P<line>\d+):\d+ - error:"
     done = subprocess.run(command, cwd=project, capture_output=True, text=True)
     output = done.stdout + done.stderr
@@ -60,15 +67,17 @@ def main():
                         help="check against the microflow installed for --python")
     options = parser.parse_args()
     python = options.python
-    wanted = {("typing_cases.py", line) for line in expected_lines()}
+    cases = [CASES, INSTALLED_CASES] if options.installed else [CASES]
+    wanted = expected_lines(cases)
     failed = False
     with tempfile.TemporaryDirectory() as project:
         if not options.installed:
             shutil.copy(os.path.join(ROOT, "microflow.py"), project)
-        shutil.copy(CASES, project)
+        for path in cases:
+            shutil.copy(path, project)
         shutil.copytree(EXAMPLES, os.path.join(project, "examples"))
         for checker in ("mypy", "mypy --strict", "pyright"):
-            errors, output = reported(checker, python, project)
+            errors, output = reported(checker, python, project, cases)
             missing, extra = sorted(wanted - errors), sorted(errors - wanted)
             where = " (installed)" if options.installed else ""
             print(f"== {checker}{where}: {len(errors & wanted)} of {len(wanted)} expected "
