@@ -92,13 +92,15 @@ if TYPE_CHECKING:
     import logging
     import pathlib
     from collections.abc import Callable, Container, Iterable, Iterator, Sequence
-    from typing import Any, Generic as _Generic, Literal, Optional, Protocol, TypeVar, overload
+    from typing import (IO, Any, Generic as _Generic, Literal, Optional, Protocol, TypeVar,
+                        overload)
 
     # What a parameter's value is (a TypeVar default: pyright asks 3.13 of it, mypy not).
     _T = TypeVar("_T", default=str)   # pyright: ignore[reportGeneralTypeIssues]
     _E = TypeVar("_E", bound=enum.Enum)
     _P = TypeVar("_P", bound="Parameter[Any]")
     _S = TypeVar("_S")
+    _K = TypeVar("_K", bound="Task")
     _D = TypeVar("_D", bound=datetime.date)
     _F = TypeVar("_F", bound=Callable[..., Any])
     # A listener of the scheduler's transition hook: (event, record, old, new).
@@ -119,6 +121,9 @@ else:
         __class_getitem__ = classmethod(types.GenericAlias)
 
     _T = _E = None
+
+    def overload(function):   # typing's, which is not imported: the last definition wins
+        return function
 
 __version__ = "0.1.0"
 #: The Luigi release whose behaviour microflow follows (what ``luigi`` reports as its
@@ -1654,10 +1659,10 @@ class OptionalNumericalParameter(_OptionalMixin["Any"], NumericalParameter):
         self.expected_type = self._var_type
 
 
-class ChoiceParameter(Parameter["Any"]):
+class ChoiceParameter(Parameter[_T]):
     """One value out of ``choices`` (converted with ``var_type``)."""
 
-    def __init__(self, default: Any = _NO_VALUE, *, choices: Any = None,
+    def __init__(self, default: Any = _NO_VALUE, *, choices: Iterable[_T] | None = None,
                  var_type: Any = str, **kwargs: Any) -> None:
         if choices is None:
             raise ParameterException("A choices iterable must be specified")
@@ -1682,7 +1687,7 @@ class ChoiceParameter(Parameter["Any"]):
         raise ValueError(f"{x} is not a valid choice from {self._choices}")
 
 
-class ChoiceListParameter(ChoiceParameter):
+class ChoiceListParameter(ChoiceParameter["tuple[Any, ...]"]):
     """A tuple of values out of ``choices``, written comma-separated."""
 
     def __init__(self, default: Any = _NO_VALUE, var_type: Any = str, choices: Any = None,
@@ -1693,13 +1698,13 @@ class ChoiceListParameter(ChoiceParameter):
         return self.normalize(map(self._var_type, x.split(",") if x else []))
 
     def normalize(self, x: Iterable[Any]) -> tuple[Any, ...]:
-        return tuple(ChoiceParameter.normalize(self, v) for v in x)
+        return tuple(super(ChoiceListParameter, self).normalize(v) for v in x)
 
     def serialize(self, x: Iterable[str]) -> str:
         return ",".join(x)
 
 
-class OptionalChoiceParameter(_OptionalMixin["Any"], ChoiceParameter):
+class OptionalChoiceParameter(_OptionalMixin["Any"], ChoiceParameter["Any"]):
     """A ChoiceParameter that defaults to None."""
 
     def __init__(self, default: Any = _NO_VALUE, var_type: Any = str, choices: Any = None,
@@ -2725,7 +2730,14 @@ class LocalTarget(FileSystemTarget):
         self.format = format
         self.is_tmp = is_tmp
 
-    def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
+    @overload   # text or bytes, as the mode says (with the default formats)
+    def open(self, mode: Literal["r", "w"] = "r") -> IO[str]: ...
+    @overload
+    def open(self, mode: Literal["rb", "wb"]) -> IO[bytes]: ...
+    @overload
+    def open(self, mode: str = "r") -> Any: ...
+
+    def open(self, mode: str = "r") -> Any:
         """Open for reading (``"r"``, ``"rb"``) or atomic writing (``"w"``, ``"wb"``)."""
         if self._mode_kind(mode) == "r":
             return self._format_for(mode).pipe_reader(io.open(self.path, "rb"))
@@ -2884,7 +2896,14 @@ class MockTarget(FileSystemTarget):
 
     _default_text_format = UTF8
 
-    def open(self, mode: str = "r") -> Any:   # text or bytes, as the mode says
+    @overload   # text or bytes, as the mode says (with the default formats)
+    def open(self, mode: Literal["r", "w"] = "r") -> IO[str]: ...
+    @overload
+    def open(self, mode: Literal["rb", "wb"]) -> IO[bytes]: ...
+    @overload
+    def open(self, mode: str = "r") -> Any: ...
+
+    def open(self, mode: str = "r") -> Any:
         """Open for reading (``"r"``, ``"rb"``) or writing (``"w"``, ``"wb"``)."""
         if self._mode_kind(mode) == "r":
             if self.path not in self.fs._data:
@@ -3710,6 +3729,11 @@ class Task(metaclass=Register):
 
     def _get_param_visibilities(self) -> dict[str, int]:
         return dict(self._info().visibilities)
+
+    @overload   # a task of this class, or of the class given
+    def clone(self: _K, cls: None = None, **kwargs: Any) -> _K: ...
+    @overload
+    def clone(self, cls: type[_K], **kwargs: Any) -> _K: ...
 
     def clone(self, cls: type[Task] | None = None, **kwargs: Any) -> Any:
         """A task of ``cls`` (default: this class) with every same-named parameter

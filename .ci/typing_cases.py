@@ -73,3 +73,29 @@ luigi.build([Weekly(datetime.date(2024, 1, 1))]).summary_text  # expect-error
 class Custom(luigi.Parameter[int]):
     def parse(self, x: str) -> int:
         return int(x)
+
+
+class Pick(luigi.Task):
+    colour = luigi.ChoiceParameter(choices=["red", "green"])
+    level = luigi.ChoiceParameter(choices=[1, 2, 3], var_type=int)
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(f"out/{self.colour}-{self.level}.txt")
+
+    def run(self) -> None:
+        assert_type(self.colour, str)   # a ChoiceParameter's value is of its choices' type
+        assert_type(self.level, int)
+        self.level.upper()  # expect-error
+        with self.output().open("w") as out:   # text or bytes, as the mode says
+            out.write("red\n")
+            out.write(b"red\n")  # expect-error
+        with self.output().open("rb") as raw:
+            assert_type(raw.read(), bytes)
+        with luigi.MockTarget("m").open() as text:
+            assert_type(text.read(), str)
+
+
+daily = Daily(date=datetime.date(2024, 1, 1), colour=Colour.RED)
+assert_type(daily.clone(n=2), Daily)   # clone(): this task's class, or the class given
+assert_type(daily.clone(Weekly), Weekly)
+daily.clone(Weekly).n  # expect-error
