@@ -7780,7 +7780,8 @@ class _RunRecord:
     """What one worker's run came to, as the summary reads it: the worker writes it,
     RunResult only reads it (so the summary does not reach into the worker)."""
 
-    __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors", "walked")
+    __slots__ = ("worker_id", "scheduled", "reported", "idle_replies", "errors", "walked",
+                 "interrupted")
 
     def __init__(self, worker_id: str | None) -> None:
         self.worker_id = worker_id
@@ -7789,6 +7790,7 @@ class _RunRecord:
         self.idle_replies: list[dict[str, Any]] = []   # get_work replies without a task
         self.errors: dict[str, str] = {}       # task id -> why it failed
         self.walked: dict[str, Sequence[Task]] = {}   # task id -> its deps as walked
+        self.interrupted = False   # by Ctrl-C or SIGTERM: what never started says so
 
     def tally(self) -> tuple[int, int, int]:
         """``(done, failed, runnable)``: how many tasks were reported as each so far."""
@@ -8639,6 +8641,7 @@ class Worker(_WorkerWalk):
         """Ctrl-C or SIGTERM: stop asking for work, stop the running tasks and every
         process they started, and report them failed as interrupted."""
         self.interrupted = exc
+        self.record.interrupted = True
         _log.error("Interrupted: stopping %d running task(s)", len(self._running))
         self._runner.close()
         for task in list(self._running.values()):
@@ -10002,6 +10005,8 @@ def _format_summary(sets: Mapping[str, set[str]], others: Mapping[str, Any],
         if not count:
             continue
         indent = "    " if name in _PENDING_SUBCATEGORIES else ""
+        if name == "not_run" and record.interrupted:   # not the scheduler's doing
+            heading = "were not started: the run was interrupted"
         lines.append(f"{indent}* {count} {heading}:\n")
         if name != "still_pending":
             lines.append(_family_lines(by_family[name], name in _PENDING_SUBCATEGORIES) + "\n")
@@ -10010,7 +10015,8 @@ def _format_summary(sets: Mapping[str, set[str]], others: Mapping[str, Any],
     idle = sum(len(sets[name]) for name in counted if name not in ("completed", "failed"))
     if total == idle:
         lines.append(("" if others else "\n") + "Did not run any tasks")
-    lines.append("\n" + _one_line_summary(_status_of(sets)))
+    lines.append("\n" + ("This progress looks :( because the run was interrupted"
+                         if record.interrupted else _one_line_summary(_status_of(sets))))
     return "".join(lines)
 
 

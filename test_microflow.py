@@ -4940,8 +4940,8 @@ class Hang(microflow.Task):
             time.sleep(60)
 
 class HangTwice(microflow.WrapperTask):
-    def requires(self):
-        return [Hang(1), Hang(2)]
+    def requires(self):   # two workers: the third never starts
+        return [Hang(1), Hang(2), Hang(3)]
 '''
 
 
@@ -5197,6 +5197,10 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
                 self.assertIn(f"microflow: {word}", stderr)
                 self.assertIn("* 2 failed:", stderr)          # the summary was printed
                 self.assertIn("interrupted while running", stderr)
+                self.assertIn("    * 1 were not started: the run was interrupted:\n"
+                              "        - 1 Hang(n=", stderr)   # not "granted run permission"
+                self.assertNotIn("not granted", stderr)
+                self.assertIn("This progress looks :( because the run was interrupted", stderr)
                 self.assertNotIn("Traceback", stderr)
                 for pid in pids:                               # pool processes and the
                     self.assertTrue(wait_until_gone(pid), pid)  # sleeps they started
