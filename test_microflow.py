@@ -6,6 +6,7 @@ then the scheduler, worker, build() and the command line.
 
 import contextlib
 import datetime
+import errno
 import enum
 import gc
 import io
@@ -1761,6 +1762,29 @@ class TestLuigiTargetAndConfigHelpers(TempDirMixin, unittest.TestCase):
             f.write(b"whole")
         self.assertEqual(published, [b"whole"])
         self.assertEqual(sorted(p.name for p in self.tmp.iterdir()), ["out"])
+
+    @unittest.skipUnless(os.path.exists("/dev/full"), "needs /dev/full (Linux)")
+    def test_a_file_whose_data_cannot_be_written_at_close_is_not_published(self):
+        # The temporary is a link to /dev/full: the bytes buffered until close fail
+        # there with ENOSPC, as on a full disk. Nothing is published, the temporary goes.
+        out = self.tmp / "out.txt"
+        for mode, data in (("w", "data"), ("wb", b"data")):
+            with self.subTest(mode=mode):
+                os.symlink("/dev/full", f"{out}-luigi-tmp-{'0' * 9}")
+                with unittest.mock.patch.object(mf, "_random_digits",
+                                                lambda count: "0" * count):
+                    with self.assertRaises(OSError) as caught:
+                        with mf.LocalTarget(str(out)).open(mode) as f:
+                            f.write(data)
+                self.assertEqual(caught.exception.errno, errno.ENOSPC)
+                self.assertEqual(list(self.tmp.iterdir()), [])   # link removed, no out.txt
+        published, discarded = [], []
+        failing = mf._AtomicFile(io.FileIO("/dev/full", "w"), lambda: published.append(1),
+                                 lambda: discarded.append(1))
+        failing.write(b"x")
+        with self.assertRaises(OSError):
+            failing.close()
+        self.assertEqual((published, discarded), ([], [1]))
 
     def test_config_takes_fallback_as_configparser_does(self):
         with mf.config_override({"Section": {"present": "7", "flag": "yes"},
