@@ -31,15 +31,15 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Backfill ranges: RangeDaily, RangeHourly, RangeByMinutes, RangeMonthly (Luigi's tools)
     Error e-mails: Luigi's [email], [smtp] and [batch_email] settings and message format
     Scheduler core: a pure state machine
-    Scheduler: resources, and what running tasks report
     Scheduler: batches
+    Scheduler: the calls workers make
     Scheduler: read-only views (the visualiser's API)
     Scheduler: what changed since a version (the status page's live view)
     Scheduler: administration
     Scheduler: task history in SQLite (Luigi's tables, without SQLAlchemy)
     Scheduler: durable state (snapshot, restore, the state file)
     Scheduler: e-mails
-    Scheduler: the core and its features, one class
+    Scheduler: the last layer
     Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
     Remote scheduler: a pure dispatch, the HTTP server, the client
     Seeing a run: Prometheus metrics and the status page, served by SchedulerServer
@@ -5034,57 +5034,73 @@ class _WorkerState:
         return messages
 
 
-if TYPE_CHECKING:
-    class _SchedulerHooks:
-        """What the core and the features ask of one another: each is defined by the
-        feature named, and Scheduler composes them all."""
-        _BRIEF_FIELDS: tuple[str, ...]                                      # views
-        def _pretty_id(self, task: _TaskState) -> str: ...                  # views
-        def _brief(self, task: _TaskState) -> list[Any]: ...                # views
-        def _serialize_task(self, task: _TaskState,
-                            include_deps: bool = True) -> dict[str, Any]: ...
-        def _upstream_status(self, task_id: str, memo: dict[str, str]) -> str: ...
-        def _capacity_of(self, resource: str) -> int: ...                   # resources
-        def _missing_resource(self, task: _TaskState) -> str | None: ...
-        def _park(self, resource: str, task: _TaskState, worker_id: str) -> None: ...
-        def _unpark(self, resource: str) -> None: ...
-        def _hold(self, task: _TaskState) -> None: ...
-        def _release(self, task: _TaskState) -> None: ...
-        def _batch_with(self, worker: _WorkerState,                         # batches
-                        best: _TaskState) -> list[_TaskState] | None: ...
-        def _start_batch(self, batch: list[_TaskState], worker: _WorkerState,
-                         now: float) -> dict[str, Any]: ...
-        def _batch_members(self, batch_id: str | None) -> list[_TaskState]: ...
-        def _run_batch(self, task: _TaskState, batch_id: str, worker: _WorkerState,
-                       now: float) -> None: ...
-        def _end_batch(self, runner: _TaskState, status: str, now: float) -> None: ...
-        def _settle_batch(self, batch_id: str | None, status: str, now: float,
-                          expl: Any = ...) -> None: ...
-        def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None: ...
-        def _unbatched(self, worker_id: str | None, family: str,
-                       params: Mapping[str, Any]) -> Mapping[str, Any]: ...
-        def _drop_runner(self, task: _TaskState, worker_id: str) -> None: ...   # admin
-        def _email_disable(self, event: str, task: _TaskState, old: Any,    # e-mails
-                           new: Any) -> None: ...
-        def _batch_failure_email(self, task: _TaskState, worker: _WorkerState,
-                                 expl: str | None, owners: Any) -> None: ...
-else:
-    _SchedulerHooks = object
+class _ResourcePool:
+    """The scheduler's resources (``[resources]``): each one's capacity, the units
+    RUNNING tasks hold, and the tasks waiting for one, best first. A part the
+    scheduler owns and calls by name; it knows nothing of the scheduler."""
+
+    def __init__(self, capacity: Mapping[str, int]) -> None:
+        self.capacity = dict(capacity)
+        self.used: dict[str, int] = {}                 # resource -> units held
+        self._parked: dict[str, list[Any]] = {}        # resource -> heap of waiting tasks
+
+    def capacity_of(self, resource: str) -> int:
+        return self.capacity.get(resource, 1)   # Luigi: an undeclared resource is 1
+
+    def names(self) -> list[str]:
+        """Every resource with a capacity or in use, sorted."""
+        return sorted(set(self.capacity) | set(self.used))
+
+    def missing(self, task: _TaskState) -> str | None:
+        """The first resource ``task`` cannot get now, or None if all fit."""
+        resource: str
+        for resource, amount in (task.resources or {}).items():
+            if self.used.get(resource, 0) + amount > self.capacity_of(resource):
+                return resource
+        return None
+
+    def park(self, resource: str, task: _TaskState, worker_id: str) -> None:
+        """``task``, offered to ``worker_id``, waits for ``resource``."""
+        heapq.heappush(self._parked.setdefault(resource, []),
+                       (-task.priority, task.seq, task.id, worker_id))
+
+    def unpark(self, resource: str, tasks: Mapping[str, _TaskState]
+               ) -> list[tuple[_TaskState, str]]:
+        """The waiting tasks to offer again now, with the worker each was offered to:
+        as many as could now fit in ``resource``."""
+        waiting = self._parked.get(resource)
+        free = self.capacity_of(resource) - self.used.get(resource, 0)
+        ready = []
+        while waiting and free > 0:
+            _, _, task_id, worker_id = heapq.heappop(waiting)
+            task = tasks.get(task_id)
+            if task is not None:
+                free -= task.resources.get(resource, 1)
+                ready.append((task, worker_id))
+        return ready
+
+    def take(self, held: Mapping[str, int]) -> None:
+        """A task starts holding ``held``."""
+        for resource, amount in held.items():
+            self.used[resource] = self.used.get(resource, 0) + amount
+
+    def give_back(self, resource: str, amount: int) -> None:
+        self.used[resource] = self.used.get(resource, 0) - amount
 
 
-class _SchedulerCore(_SchedulerHooks):
-    """The scheduler's core: task and worker records, the one place a status
-    changes (announced to listeners: see subscribe()), dependencies, priorities,
-    Luigi's status rules, the calls workers make, and liveness. The features in the
-    sections below are mixed in with it into Scheduler."""
+class _SchedulerCore:
+    """The scheduler's core: task and worker records, the one place a status changes
+    (announced to listeners: see subscribe()), dependencies, priorities, Luigi's
+    status rules and liveness; its resources are a part it owns (_ResourcePool). Each
+    section below builds on the one before it and never calls one after it: batches,
+    the calls workers make, the views, the change feed, administration, history,
+    durable state, e-mails; Scheduler is the last."""
 
     def __init__(self, clock: Callable[[], float] | None = None,
                  resources: Mapping[str, int] | None = None, **options: Any) -> None:
         self._clock = clock or _wall_clock
         self.options = _typed_options("scheduler", _SCHEDULER_DEFAULTS, options)
-        self._capacity = dict(_resource_capacities() if resources is None else resources)
-        self._used: dict[str, int] = {}      # resource -> units held by RUNNING tasks
-        self._parked: dict[str, list[Any]] = {}   # resource -> heap of tasks waiting
+        self._pool = _ResourcePool(_resource_capacities() if resources is None else resources)
         self._tasks: dict[str, _TaskState] = {}
         self._workers: dict[str, _WorkerState] = {}
         self._running: set[str] = set()      # ids of RUNNING tasks (few; iterated often)
@@ -5095,22 +5111,14 @@ class _SchedulerCore(_SchedulerHooks):
         self._policies: dict[Any, dict[str, Any]] = {}   # overrides -> merged policy
         self._default_policy = self._retry_policy(None)
         self._listeners: dict[str, tuple[_Listener, ...]] = {}   # see subscribe()
-        # (worker, family) -> (batched names, max size)
-        self._batchers: dict[tuple[Any, str], tuple[Any, float]] = {}
-        # Failures e-mailed in batches, when asked (BatchNotifier looked up now, so a
-        # test may replace it).
-        self._email_batcher = BatchNotifier() if self.options["batch_emails"] else None
-        self._batches: dict[str, list[Any]] = {}   # batch id -> [worker, members, runner]
         self._assistants: set[str] = set()   # workers that run any runnable task
         self._assistant_ready: list[Any] = []   # their heap of offers, while they exist
-        self.subscribe(self._email_disable, ["disabled"])
-
 
     # -- the transition hook --------------------------------------------------------------
 
-    EVENTS = ("status", "task", "removed", "worker", "disabled")
+    EVENTS = ("status", "task", "removed", "worker", "disabled", "reported")
 
-    def subscribe(self, listener: _Listener, events: Iterable[str] = EVENTS) -> _Listener:
+    def subscribe(self, listener: _Listener, events: Iterable[str] = EVENTS[:5]) -> _Listener:
         """Call ``listener(event, record, old, new)`` after each change of the kinds in
         ``events``, in the call that made it (under the server's lock), so what
         observes the scheduler (the journal, e-mails, history, metrics, a status page)
@@ -5119,7 +5127,10 @@ class _SchedulerCore(_SchedulerHooks):
         ``"task"`` (a task was added or reported; ``old`` and ``new`` are its status),
         ``"removed"`` (a task was forgotten), ``"disabled"`` (the scheduler disabled a
         task for its failures, besides its "status" event), ``"worker"`` (a worker
-        arrived: ``new`` is "active"; or was removed: ``new`` is None). ``record`` is the
+        arrived: ``new`` is "active"; or was removed: ``new`` is None), ``"reported"``
+        (a worker reported ``old`` as the task's status: ``new`` is ``(the worker's
+        record, the explanation, the owners)`` it sent; heard only when named, as the
+        failure e-mails do). ``record`` is the
         task's or worker's record (``record.id``): read it, never change it. A listener
         that raises breaks the call: keep them small. Returns ``listener``."""
         for event in events:
@@ -5262,6 +5273,23 @@ class _SchedulerCore(_SchedulerHooks):
         if worker_ids is None and self._assistants and task.runnable:
             heapq.heappush(self._assistant_ready, entry)
 
+    def _unpark(self, resource: str) -> None:
+        """Offer again the tasks that waited for ``resource``, as many as now fit."""
+        for task, worker_id in self._pool.unpark(resource, self._tasks):
+            self._push_ready(task, (worker_id,))
+
+    def _release(self, task: _TaskState) -> None:
+        """``task`` left RUNNING: its worker and its resources are free."""
+        held = task.resources_running
+        task.resources_running = None
+        worker = self._workers.get(task.worker_running)   # type: ignore[arg-type]
+        if worker is not None:
+            worker.running.discard(task.id)
+        task.worker_running = None
+        for resource, amount in (held or {}).items():
+            self._pool.give_back(resource, amount)
+            self._unpark(resource)
+
     # -- dependencies, workers, priorities -----------------------------------------------
 
     def _set_deps(self, task: _TaskState, dep_ids: Iterable[str], replace: bool,
@@ -5354,8 +5382,6 @@ class _SchedulerCore(_SchedulerHooks):
 
     def _apply_status(self, task: _TaskState, status: str, now: float) -> None:
         """Apply a reported status with Luigi's rules for failures and disabling."""
-        if task.batch_id is not None and task.status == RUNNING and status != RUNNING:
-            self._end_batch(task, status, now)
         if status in _PLAIN and task.status != DISABLED:   # no rule applies
             if status == DONE and task.first_failure is not None:
                 task.forget_failures()
@@ -5398,7 +5424,277 @@ class _SchedulerCore(_SchedulerHooks):
                          or now >= task.first_failure + policy["disable_hard_timeout"])
         return disable
 
-    # -- the RPC surface: what workers call ---------------------------------------------
+    def _upstream_status(self, task_id: str, memo: dict[str, str]) -> str:
+        """The most severe status among a task's unfinished dependencies, by a
+        post-order walk with a memo; iterative, so deep chains are fine."""
+        stack, visiting = [(task_id, False)], set()
+        while stack:
+            current_id, expanded = stack.pop()
+            if current_id in memo:
+                continue
+            task = self._tasks.get(current_id)
+            if task is None or task.status == DONE:
+                memo[current_id] = ""
+            elif task.status != PENDING or not task.deps:
+                memo[current_id] = STATUS_TO_UPSTREAM_MAP.get(task.status, "")
+            elif expanded:
+                visiting.discard(current_id)
+                memo[current_id] = max((memo.get(d, UPSTREAM_MISSING_INPUT) for d in task.deps),
+                                       key=UPSTREAM_SEVERITY_KEY)
+            elif current_id not in visiting:   # a dependency cycle stops here
+                visiting.add(current_id)
+                stack.append((current_id, True))
+                stack.extend((d, False) for d in task.deps if d not in memo)
+        return memo[task_id]
+
+    def _drop_runner(self, task: _TaskState, worker_id: str) -> None:
+        """``worker_id`` may no longer run ``task``."""
+        if worker_id in task.workers:
+            self._account(task, -1)
+            task.workers = tuple(w for w in task.workers if w != worker_id)
+            self._account(task, +1)
+
+    # -- liveness, retries and removal ---------------------------------------------------
+
+    def prune(self, **kwargs: Any) -> None:
+        """Apply what is due: dead workers, retries, re-enables and removals.
+
+        Each due item is one timer popped from a heap, so the cost follows the number of
+        things that happened, never the number of tasks.
+        """
+        self._prune(self._clock())
+
+    def _prune(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, key = heapq.heappop(self._timers)
+            getattr(self, "_due_" + kind)(key, now)
+        return None
+
+    def _due_worker(self, worker_id: str, now: float) -> None:
+        worker = self._workers.get(worker_id)
+        if worker is None:
+            return
+        deadline = worker.last_active + self.options["worker_disconnect_delay"]
+        if deadline > now:
+            self._timer(deadline, "worker", worker_id)
+        else:
+            self._remove_worker(worker, now)
+
+    def _remove_worker(self, worker: _WorkerState, now: float) -> None:
+        _log.info("worker %s timed out and is removed", worker.id)
+        del self._workers[worker.id]
+        if "worker" in self._listeners:
+            self._announce("worker", worker, "active" if worker.enabled else "disabled")
+        self._assistants.discard(worker.id)
+        for task_id in worker.stake | worker.running:   # an assistant's are not its stake
+            task = self._tasks.get(task_id)
+            if task is None:
+                continue
+            task.stakeholders = _without(task.stakeholders, worker.id)
+            self._drop_runner(task, worker.id)
+            if task.status == RUNNING and task.worker_running == worker.id:
+                task.expl = json.dumps(f"worker {worker.id} stopped responding")
+                self._apply_status(task, FAILED, now)
+            if not task.stakeholders and task.remove_at is None and task.status != RUNNING:
+                self._remove_later(task, now)
+
+    def _remove_later(self, task: _TaskState, now: float) -> None:
+        """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
+        task.remove_at = due = now + self.options["remove_delay"]
+        self._timer(due, "remove", task.id)
+
+    def _due_retry(self, task_id: str, now: float) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == FAILED and task.retry_at is not None \
+                and task.retry_at <= now:
+            task.retry_at = None
+            self._set_status(task, PENDING, now)
+
+    def _due_enable(self, task_id: str, now: float) -> None:
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == DISABLED and task.disabled_at is not None \
+                and task.disabled_at + self.options["disable_persist"] <= now:
+            task.forget_failures()
+            self._apply_status(task, FAILED, now)
+
+    def _due_remove(self, task_id: str, now: float) -> None:
+        task = self._tasks.get(task_id)
+        if task is None or task.stakeholders or task.remove_at is None \
+                or task.remove_at > now:
+            return
+        self._delete(task)
+
+    def _due_drop(self, task_id: str, now: float) -> None:
+        """A failed batch runner goes (Luigi's way): its members carry the failure,
+        and a retry forms a new batch."""
+        task = self._tasks.get(task_id)
+        if task is not None and task.status == FAILED:
+            self._delete(task)
+
+    def _delete(self, task: _TaskState) -> None:
+        task_id = task.id
+        self._account(task, -1)
+        if task.status == RUNNING:
+            self._release(task)
+        self._running.discard(task_id)
+        self._disabled.discard(task_id)
+        for dep_id in task.deps:
+            dep = self._tasks.get(dep_id)
+            if dep is not None:
+                dep.dependents = _without(dep.dependents, task_id)
+        del self._tasks[task_id]
+        if "removed" in self._listeners:
+            self._announce("removed", task, task.status, None)
+
+
+###########################################################################################
+# Scheduler: batches
+###########################################################################################
+
+class _SchedulerBatches(_SchedulerCore):
+    """Scheduler: batches, several tasks of one family run as one (Luigi's
+    batch_method)."""
+
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
+        super().__init__(clock, resources, **options)
+        # (worker, family) -> (batched names, max size)
+        self._batchers: dict[tuple[Any, str], tuple[Any, float]] = {}
+        self._batches: dict[str, list[Any]] = {}   # batch id -> [worker, members, runner]
+
+    def _apply_status(self, task: _TaskState, status: str, now: float) -> None:
+        """The runner of a batch ending: its members take its status first."""
+        if task.batch_id is not None and task.status == RUNNING and status != RUNNING:
+            self._end_batch(task, status, now)
+        super()._apply_status(task, status, now)
+
+    def _remove_worker(self, worker: _WorkerState, now: float) -> None:
+        """A worker gone: the batches it was handed and never started fail too."""
+        super()._remove_worker(worker, now)
+        for batch_id, entry in list(self._batches.items()):
+            if entry[0] == worker.id:
+                self._settle_batch(batch_id, FAILED, now,
+                                   json.dumps(f"worker {worker.id} stopped responding"))
+
+    def add_task_batcher(self, worker: str, task_family: str, batched_args: Iterable[str],
+                         max_batch_size: float = float("inf"), **kwargs: Any) -> None:
+        """``worker`` runs ``task_family`` tasks in batches: tasks whose other
+        parameters are equal are handed out together (up to ``max_batch_size``), their
+        ``batched_args`` values as lists for the worker's batch_method to combine."""
+        self._worker(worker)
+        self._batchers[worker, task_family] = (list(batched_args), max_batch_size)
+
+    def _batch_with(self, worker: _WorkerState, best: _TaskState) -> list[_TaskState] | None:
+        """``best`` and the tasks to run with it, in rank order (it needs a batcher for
+        its family and a batchable task; the others must be runnable now by this
+        worker, with the same family, unbatched parameters and resources); None when
+        there is no second one. Costs a pass over the worker's offers, only then."""
+        names, limit = self._batchers.get((worker.id, best.family), ((), 1))
+        if not names or not best.batchable or limit <= 1 or best.status != PENDING \
+                or not all(name in best.params for name in names):
+            return None
+        fixed = [(key, value) for key, value in best.params.items() if key not in names]
+        batch, seen = [best], {best.id}
+        offers = worker.ready + self._assistant_ready if worker.assistant else worker.ready
+        for _, _, task_id in sorted(offers):
+            task = self._tasks.get(task_id)
+            if len(batch) >= limit:
+                break
+            if (task is not None and task_id not in seen and task.status == PENDING
+                    and not task.blockers and task.family == best.family and task.batchable
+                    and (worker.id in task.workers or worker.assistant and task.runnable)
+                    and task.resources == best.resources
+                    and all(task.params.get(key) == value for key, value in fixed)):
+                batch.append(task)
+                seen.add(task_id)
+        return batch if len(batch) > 1 else None
+
+    def _start_batch(self, batch: list[_TaskState], worker: _WorkerState,
+                     now: float) -> dict[str, Any]:
+        """Mark ``batch`` BATCH_RUNNING on ``worker``; get_work's reply fields: its
+        combined parameters and a batch id (the worker adds the combined task as
+        RUNNING with that id, and the members take its outcome)."""
+        import hashlib
+        ids = [task.id for task in batch]
+        batch_id = hashlib.md5("|".join(ids).encode("utf-8")).hexdigest()
+        names = self._batchers[worker.id, batch[0].family][0]
+        for task in batch:
+            self._set_status(task, BATCH_RUNNING, now)
+            task.batch_id, task.worker_running, task.time_running = batch_id, worker.id, now
+            task.resources_running = dict(task.resources)
+        self._batches[batch_id] = [worker.id, ids, None]
+        params = dict(batch[0].params)
+        params.update({name: [task.params[name] for task in batch] for name in names})
+        return {"task_id": None, "task_family": batch[0].family,
+                "task_module": batch[0].module, "task_params": params, "batch_id": batch_id,
+                "batch_task_ids": ids}
+
+    def _batch_members(self, batch_id: str | None) -> list[_TaskState]:
+        """The tasks of batch ``batch_id`` still waiting on its runner."""
+        entry = self._batches.get(batch_id)   # type: ignore[arg-type]
+        tasks = (self._tasks.get(task_id) for task_id in (entry[1] if entry else ()))
+        return [task for task in tasks if task is not None and
+                task.status == BATCH_RUNNING and task.batch_id == batch_id]
+
+    def _run_batch(self, task: _TaskState, batch_id: str, worker: _WorkerState,
+                   now: float) -> None:
+        """``task`` (the combined task, or for a batch_method like max one of the
+        members) is what ``worker`` runs for ``batch_id``: RUNNING, holding the
+        members' resources."""
+        entry = self._batches.get(batch_id)
+        if entry is None or task.status == RUNNING:
+            return
+        members = self._batch_members(batch_id)
+        entry[2] = task.id
+        task.batch_id = batch_id
+        self._set_status(task, RUNNING, now)
+        task.worker_running, task.time_running = worker.id, now
+        worker.running.add(task.id)
+        # What the batch was given when handed out (a member's resources may have
+        # been changed by a report since), as Luigi copies it.
+        first = members[0] if members else task
+        task.resources_running = dict(first.resources_running or first.resources)
+        self._pool.take(task.resources_running)
+
+    def _end_batch(self, runner: _TaskState, status: str, now: float) -> None:
+        """The runner of a batch left RUNNING: its members take the same status."""
+        batch_id, runner.batch_id = runner.batch_id, None
+        if status == FAILED and not runner.batchable:   # a combined task, not a member
+            self._timer(now, "drop", runner.id)
+        self._settle_batch(batch_id, status, now, runner.expl)
+
+    def _settle_batch(self, batch_id: str | None, status: str, now: float,
+                      expl: Any = _NO_VALUE) -> None:
+        """The members of batch ``batch_id`` still waiting take ``status`` (and
+        ``expl``, when given); the batch is forgotten."""
+        for member in self._batch_members(batch_id):
+            member.batch_id = member.worker_running = member.resources_running = None
+            if expl is not _NO_VALUE:
+                member.expl = expl
+            self._apply_status(member, status, now)
+        self._batches.pop(batch_id, None)   # type: ignore[arg-type]
+
+    def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None:
+        """Batches handed to ``worker`` that it never started (it asks for work again
+        without running them): their members are PENDING again."""
+        for batch_id, (worker_id, _, runner_id) in list(self._batches.items()):
+            runner = self._tasks.get(runner_id)
+            if worker_id == worker.id and (runner is None or runner.status != RUNNING):
+                self._settle_batch(batch_id, PENDING, now)
+
+    def _unbatched(self, worker_id: str | None, family: str,
+                   params: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``params`` without the ones ``worker_id`` batches for ``family``."""
+        names = self._batchers.get((worker_id, family), ((), 1))[0]
+        return {k: v for k, v in params.items() if k not in names} if names else params
+
+###########################################################################################
+# Scheduler: the calls workers make
+###########################################################################################
+
+class _SchedulerCalls(_SchedulerBatches):
+    """Scheduler: what workers call: add a task, ask for work, count what is pending,
+    and report on a running task (message, progress, resources)."""
 
     def add_task(self, task_id: Any = None, status: str = PENDING, runnable: bool = True,
                  deps: Any = None, new_deps: Any = None, expl: str | None = None,
@@ -5442,8 +5738,8 @@ class _SchedulerCore(_SchedulerHooks):
         if new_deps:
             added = self._set_deps(task, new_deps, False, now)
         self._reported_status(task, status, reporter, new_deps, now)
-        if status == FAILED and self._email_batcher is not None:
-            self._batch_failure_email(task, reporter, expl, owners)
+        if "reported" in self._listeners:
+            self._announce("reported", task, status, (reporter, expl, owners))
         if added or reporter.id not in task.stakeholders:
             if reporter.enabled and not assistant:
                 self._add_stakeholder(task, reporter, added)
@@ -5589,7 +5885,10 @@ class _SchedulerCore(_SchedulerHooks):
                 task = self._pick(record)
             batch = self._batch_with(record, task) if self._batchers and task else None
             if batch:
-                return self._start_batch(batch, record, now)
+                started = self._start_batch(batch, record, now)
+                reply = self._counts_reply(record, idle=False)   # counted once started
+                reply.update(started)
+                return reply
         # Counted before the task is claimed, as Luigi counts: it is still pending.
         reply = self._counts_reply(record, idle=task is None)
         if task is None:
@@ -5631,9 +5930,9 @@ class _SchedulerCore(_SchedulerHooks):
                     or -negative_priority != task.priority):
                 continue   # a stale offer; the current one is elsewhere in the heap
             if task.resources:
-                missing = self._missing_resource(task)
+                missing = self._pool.missing(task)
                 if missing is not None:
-                    self._park(missing, task, worker.id)
+                    self._pool.park(missing, task, worker.id)
                     continue
             return task
         return None
@@ -5649,9 +5948,9 @@ class _SchedulerCore(_SchedulerHooks):
                     or -negative_priority != task.priority):
                 continue
             if task.resources:
-                missing = self._missing_resource(task)
+                missing = self._pool.missing(task)
                 if missing is not None:
-                    self._park(missing, task, worker.id)
+                    self._pool.park(missing, task, worker.id)
                     continue
             return task
         return None
@@ -5664,159 +5963,10 @@ class _SchedulerCore(_SchedulerHooks):
             task.status_message = task.progress_percentage = None
         worker.running.add(task.id)
         if task.resources:
-            self._hold(task)
+            task.resources_running = dict(task.resources)
+            self._pool.take(task.resources_running)
         else:
             task.resources_running = _NO_VALUES   # shared and never mutated: it is empty
-
-    # -- liveness, retries and removal ---------------------------------------------------
-
-    def prune(self, **kwargs: Any) -> None:
-        """Apply what is due: dead workers, retries, re-enables and removals.
-
-        Each due item is one timer popped from a heap, so the cost follows the number of
-        things that happened, never the number of tasks.
-        """
-        self._prune(self._clock())
-        if self._email_batcher is not None:
-            self._email_batcher.update()
-
-    def _prune(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            _, _, kind, key = heapq.heappop(self._timers)
-            getattr(self, "_due_" + kind)(key, now)
-        return None
-
-    def _due_worker(self, worker_id: str, now: float) -> None:
-        worker = self._workers.get(worker_id)
-        if worker is None:
-            return
-        deadline = worker.last_active + self.options["worker_disconnect_delay"]
-        if deadline > now:
-            self._timer(deadline, "worker", worker_id)
-        else:
-            self._remove_worker(worker, now)
-
-    def _remove_worker(self, worker: _WorkerState, now: float) -> None:
-        _log.info("worker %s timed out and is removed", worker.id)
-        del self._workers[worker.id]
-        if "worker" in self._listeners:
-            self._announce("worker", worker, "active" if worker.enabled else "disabled")
-        self._assistants.discard(worker.id)
-        for task_id in worker.stake | worker.running:   # an assistant's are not its stake
-            task = self._tasks.get(task_id)
-            if task is None:
-                continue
-            task.stakeholders = _without(task.stakeholders, worker.id)
-            self._drop_runner(task, worker.id)
-            if task.status == RUNNING and task.worker_running == worker.id:
-                task.expl = json.dumps(f"worker {worker.id} stopped responding")
-                self._apply_status(task, FAILED, now)
-            if not task.stakeholders and task.remove_at is None and task.status != RUNNING:
-                self._remove_later(task, now)
-        for batch_id, entry in list(self._batches.items()):   # batches never started
-            if entry[0] == worker.id:
-                self._settle_batch(batch_id, FAILED, now,
-                                   json.dumps(f"worker {worker.id} stopped responding"))
-
-    def _remove_later(self, task: _TaskState, now: float) -> None:
-        """Forget ``task``, which nobody wants any more, after ``remove_delay``."""
-        task.remove_at = due = now + self.options["remove_delay"]
-        self._timer(due, "remove", task.id)
-
-    def _due_retry(self, task_id: str, now: float) -> None:
-        task = self._tasks.get(task_id)
-        if task is not None and task.status == FAILED and task.retry_at is not None \
-                and task.retry_at <= now:
-            task.retry_at = None
-            self._set_status(task, PENDING, now)
-
-    def _due_enable(self, task_id: str, now: float) -> None:
-        task = self._tasks.get(task_id)
-        if task is not None and task.status == DISABLED and task.disabled_at is not None \
-                and task.disabled_at + self.options["disable_persist"] <= now:
-            task.forget_failures()
-            self._apply_status(task, FAILED, now)
-
-    def _due_remove(self, task_id: str, now: float) -> None:
-        task = self._tasks.get(task_id)
-        if task is None or task.stakeholders or task.remove_at is None \
-                or task.remove_at > now:
-            return
-        self._delete(task)
-
-    def _due_drop(self, task_id: str, now: float) -> None:
-        """A failed batch runner goes (Luigi's way): its members carry the failure,
-        and a retry forms a new batch."""
-        task = self._tasks.get(task_id)
-        if task is not None and task.status == FAILED:
-            self._delete(task)
-
-    def _delete(self, task: _TaskState) -> None:
-        task_id = task.id
-        self._account(task, -1)
-        if task.status == RUNNING:
-            self._release(task)
-        self._running.discard(task_id)
-        self._disabled.discard(task_id)
-        for dep_id in task.deps:
-            dep = self._tasks.get(dep_id)
-            if dep is not None:
-                dep.dependents = _without(dep.dependents, task_id)
-        del self._tasks[task_id]
-        if "removed" in self._listeners:
-            self._announce("removed", task, task.status, None)
-
-
-###########################################################################################
-# Scheduler: resources, and what running tasks report
-###########################################################################################
-
-class _SchedulerResources(_SchedulerCore):
-    """Scheduler: resources, and the messages, progress and resources of running
-    tasks."""
-
-    def _capacity_of(self, resource: str) -> int:
-        return self._capacity.get(resource, 1)   # Luigi: an undeclared resource is 1
-
-    def _missing_resource(self, task: _TaskState) -> str | None:
-        """The first resource ``task`` cannot get now, or None if all fit."""
-        resource: str
-        for resource, amount in (task.resources or {}).items():
-            if self._used.get(resource, 0) + amount > self._capacity_of(resource):
-                return resource
-        return None
-
-    def _park(self, resource: str, task: _TaskState, worker_id: str) -> None:
-        heapq.heappush(self._parked.setdefault(resource, []),
-                       (-task.priority, task.seq, task.id, worker_id))
-
-    def _unpark(self, resource: str) -> None:
-        """Offer tasks that waited for ``resource`` again, as many as could now fit."""
-        waiting = self._parked.get(resource)
-        free = self._capacity_of(resource) - self._used.get(resource, 0)
-        while waiting and free > 0:
-            _, _, task_id, worker_id = heapq.heappop(waiting)
-            task = self._tasks.get(task_id)
-            if task is not None:
-                free -= task.resources.get(resource, 1)
-                self._push_ready(task, (worker_id,))
-
-    def _hold(self, task: _TaskState) -> None:
-        task.resources_running = dict(task.resources)
-        for resource, amount in task.resources_running.items():
-            self._used[resource] = self._used.get(resource, 0) + amount
-
-    def _release(self, task: _TaskState) -> None:
-        held = task.resources_running
-        task.resources_running = None
-        worker = self._workers.get(task.worker_running)   # type: ignore[arg-type]
-        if worker is not None:
-            worker.running.discard(task.id)
-        task.worker_running = None
-        if held:
-            for resource, amount in held.items():
-                self._used[resource] -= amount
-                self._unpark(resource)
 
     # -- messages, progress and resources of running tasks -----------------------------
 
@@ -5857,7 +6007,7 @@ class _SchedulerResources(_SchedulerCore):
             held = task.resources_running.get(resource, 0)
             amount = max(0, min(amount, held))
             task.resources_running[resource] = held - amount
-            self._used[resource] = self._used.get(resource, 0) - amount
+            self._pool.give_back(resource, amount)
             self._unpark(resource)
         for member in self._with_batch(task)[1:]:   # they show what their runner holds
             member.resources_running = dict(task.resources_running)
@@ -5877,152 +6027,10 @@ class _SchedulerResources(_SchedulerCore):
 
 
 ###########################################################################################
-# Scheduler: batches
-###########################################################################################
-
-class _SchedulerBatches(_SchedulerCore):
-    """Scheduler: batches, several tasks of one family run as one (Luigi's
-    batch_method)."""
-
-    def add_task_batcher(self, worker: str, task_family: str, batched_args: Iterable[str],
-                         max_batch_size: float = float("inf"), **kwargs: Any) -> None:
-        """``worker`` runs ``task_family`` tasks in batches: tasks whose other
-        parameters are equal are handed out together (up to ``max_batch_size``), their
-        ``batched_args`` values as lists for the worker's batch_method to combine."""
-        self._worker(worker)
-        self._batchers[worker, task_family] = (list(batched_args), max_batch_size)
-
-    def _batch_with(self, worker: _WorkerState, best: _TaskState) -> list[_TaskState] | None:
-        """``best`` and the tasks to run with it, in rank order (it needs a batcher for
-        its family and a batchable task; the others must be runnable now by this
-        worker, with the same family, unbatched parameters and resources); None when
-        there is no second one. Costs a pass over the worker's offers, only then."""
-        names, limit = self._batchers.get((worker.id, best.family), ((), 1))
-        if not names or not best.batchable or limit <= 1 or best.status != PENDING \
-                or not all(name in best.params for name in names):
-            return None
-        fixed = [(key, value) for key, value in best.params.items() if key not in names]
-        batch, seen = [best], {best.id}
-        offers = worker.ready + self._assistant_ready if worker.assistant else worker.ready
-        for _, _, task_id in sorted(offers):
-            task = self._tasks.get(task_id)
-            if len(batch) >= limit:
-                break
-            if (task is not None and task_id not in seen and task.status == PENDING
-                    and not task.blockers and task.family == best.family and task.batchable
-                    and (worker.id in task.workers or worker.assistant and task.runnable)
-                    and task.resources == best.resources
-                    and all(task.params.get(key) == value for key, value in fixed)):
-                batch.append(task)
-                seen.add(task_id)
-        return batch if len(batch) > 1 else None
-
-    def _start_batch(self, batch: list[_TaskState], worker: _WorkerState,
-                     now: float) -> dict[str, Any]:
-        """Mark ``batch`` BATCH_RUNNING on ``worker`` and reply with its combined
-        parameters and a batch id; the worker adds the combined task as RUNNING with
-        that id, and the members take its outcome."""
-        import hashlib
-        ids = [task.id for task in batch]
-        batch_id = hashlib.md5("|".join(ids).encode("utf-8")).hexdigest()
-        names = self._batchers[worker.id, batch[0].family][0]
-        for task in batch:
-            self._set_status(task, BATCH_RUNNING, now)
-            task.batch_id, task.worker_running, task.time_running = batch_id, worker.id, now
-            task.resources_running = dict(task.resources)
-        self._batches[batch_id] = [worker.id, ids, None]
-        params = dict(batch[0].params)
-        params.update({name: [task.params[name] for task in batch] for name in names})
-        reply = self._counts_reply(worker, idle=False)
-        reply.update(task_id=None, task_family=batch[0].family, task_module=batch[0].module,
-                     task_params=params, batch_id=batch_id, batch_task_ids=ids)
-        return reply
-
-    def _batch_members(self, batch_id: str | None) -> list[_TaskState]:
-        """The tasks of batch ``batch_id`` still waiting on its runner."""
-        entry = self._batches.get(batch_id)   # type: ignore[arg-type]
-        tasks = (self._tasks.get(task_id) for task_id in (entry[1] if entry else ()))
-        return [task for task in tasks if task is not None and
-                task.status == BATCH_RUNNING and task.batch_id == batch_id]
-
-    def _run_batch(self, task: _TaskState, batch_id: str, worker: _WorkerState,
-                   now: float) -> None:
-        """``task`` (the combined task, or for a batch_method like max one of the
-        members) is what ``worker`` runs for ``batch_id``: RUNNING, holding the
-        members' resources."""
-        entry = self._batches.get(batch_id)
-        if entry is None or task.status == RUNNING:
-            return
-        members = self._batch_members(batch_id)
-        entry[2] = task.id
-        task.batch_id = batch_id
-        self._set_status(task, RUNNING, now)
-        task.worker_running, task.time_running = worker.id, now
-        worker.running.add(task.id)
-        # What the batch was given when handed out (a member's resources may have
-        # been changed by a report since), as Luigi copies it.
-        first = members[0] if members else task
-        task.resources_running = dict(first.resources_running or first.resources)
-        for resource, amount in task.resources_running.items():
-            self._used[resource] = self._used.get(resource, 0) + amount
-
-    def _end_batch(self, runner: _TaskState, status: str, now: float) -> None:
-        """The runner of a batch left RUNNING: its members take the same status."""
-        batch_id, runner.batch_id = runner.batch_id, None
-        if status == FAILED and not runner.batchable:   # a combined task, not a member
-            self._timer(now, "drop", runner.id)
-        self._settle_batch(batch_id, status, now, runner.expl)
-
-    def _settle_batch(self, batch_id: str | None, status: str, now: float,
-                      expl: Any = _NO_VALUE) -> None:
-        """The members of batch ``batch_id`` still waiting take ``status`` (and
-        ``expl``, when given); the batch is forgotten."""
-        for member in self._batch_members(batch_id):
-            member.batch_id = member.worker_running = member.resources_running = None
-            if expl is not _NO_VALUE:
-                member.expl = expl
-            self._apply_status(member, status, now)
-        self._batches.pop(batch_id, None)   # type: ignore[arg-type]
-
-    def _reset_orphaned_batches(self, worker: _WorkerState, now: float) -> None:
-        """Batches handed to ``worker`` that it never started (it asks for work again
-        without running them): their members are PENDING again."""
-        for batch_id, (worker_id, _, runner_id) in list(self._batches.items()):
-            runner = self._tasks.get(runner_id)
-            if worker_id == worker.id and (runner is None or runner.status != RUNNING):
-                self._settle_batch(batch_id, PENDING, now)
-
-    def announce_scheduling_failure(self, task_name: Any = None, family: Any = None,
-                                    params: Mapping[str, Any] | None = None,
-                                    expl: str | None = None, owners: Iterable[str] | None = None,
-                                    worker: Any = None, **kwargs: Any) -> None:
-        """A worker could not schedule a task (complete() or requires() raised)."""
-        if worker is not None:
-            self._worker(worker)
-        _log.debug("scheduling failure of %s: %s", task_name, expl)
-        if self._email_batcher is not None:
-            self._email_batcher.add_scheduling_fail(
-                task_name, family, self._unbatched(worker, family, params or {}), expl,
-                owners)
-        return None
-
-    def _unbatched(self, worker_id: str | None, family: str,
-                   params: Mapping[str, Any]) -> Mapping[str, Any]:
-        """``params`` without the ones ``worker_id`` batches for ``family``."""
-        names = self._batchers.get((worker_id, family), ((), 1))[0]
-        return {k: v for k, v in params.items() if k not in names} if names else params
-
-    def dump(self) -> None:
-        """Luigi's shutdown hook: send the e-mails collected so far."""
-        if self._email_batcher is not None:
-            self._email_batcher.send_email()
-
-
-###########################################################################################
 # Scheduler: read-only views (the visualiser's API)
 ###########################################################################################
 
-class _SchedulerViews(_SchedulerCore):
+class _SchedulerViews(_SchedulerCalls):
     """Scheduler: read-only views of the graph, the workers and the resources (the
     visualiser's API, and tools)."""
 
@@ -6078,29 +6086,6 @@ class _SchedulerViews(_SchedulerCore):
         """Every task, as ``{task_id: serialized task}``."""
         self.prune()
         return {task_id: self._serialize_task(task) for task_id, task in self._tasks.items()}
-
-    def _upstream_status(self, task_id: str, memo: dict[str, str]) -> str:
-        """The most severe status among a task's unfinished dependencies, by a
-        post-order walk with a memo; iterative, so deep chains are fine."""
-        stack, visiting = [(task_id, False)], set()
-        while stack:
-            current_id, expanded = stack.pop()
-            if current_id in memo:
-                continue
-            task = self._tasks.get(current_id)
-            if task is None or task.status == DONE:
-                memo[current_id] = ""
-            elif task.status != PENDING or not task.deps:
-                memo[current_id] = STATUS_TO_UPSTREAM_MAP.get(task.status, "")
-            elif expanded:
-                visiting.discard(current_id)
-                memo[current_id] = max((memo.get(d, UPSTREAM_MISSING_INPUT) for d in task.deps),
-                                       key=UPSTREAM_SEVERITY_KEY)
-            elif current_id not in visiting:   # a dependency cycle stops here
-                visiting.add(current_id)
-                stack.append((current_id, True))
-                stack.extend((d, False) for d in task.deps if d not in memo)
-        return memo[task_id]
 
     def task_list(self, status: str = "", upstream_status: str = "", limit: bool = True,
                   search: str | None = None, max_shown_tasks: int | None = None,
@@ -6255,11 +6240,11 @@ class _SchedulerViews(_SchedulerCore):
             for resource in task.resources_running or ():
                 consumers.setdefault(resource, {})[task_id] = \
                     self._serialize_task(task, include_deps=False)
-        return [{"name": name, "num_total": self._capacity_of(name),
-                 "num_used": self._used.get(name, 0),
+        pool = self._pool
+        return [{"name": name, "num_total": pool.capacity_of(name),
+                 "num_used": pool.used.get(name, 0),
                  "num_consumer": len(consumers.get(name, {})),
-                 "running": consumers.get(name, {})}
-                for name in sorted(set(self._capacity) | set(self._used))]
+                 "running": consumers.get(name, {})} for name in pool.names()]
 
 
 ###########################################################################################
@@ -6300,8 +6285,13 @@ class _ChangeFeed:
         return newer(self._changed), newer(self._removed)
 
 
-class _SchedulerFeed(_SchedulerCore):
+class _SchedulerFeed(_SchedulerViews):
     """Scheduler: ``changes(since)``, the status page's one read of the task list."""
+
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
+        super().__init__(clock, resources, **options)
+        self._feed: _ChangeFeed | None = None   # made on the first call: no page, no cost
 
     def changes(self, since: int = 0) -> dict[str, Any]:
         """The tasks changed since version ``since`` (from an earlier reply), each as a
@@ -6309,7 +6299,7 @@ class _SchedulerFeed(_SchedulerCore):
         "removed": [ids], "workers": bool (the workers changed), "reload": bool}``.
         With ``reload`` (the first call, or when most tasks changed) ``tasks`` holds
         every task: replace the list with it."""
-        feed = self.__dict__.get("_feed")
+        feed = self._feed
         if feed is None:
             feed = self._feed = _ChangeFeed(self)
         reply: dict[str, Any] = {"version": feed.version, "time": self._clock(),
@@ -6317,6 +6307,7 @@ class _SchedulerFeed(_SchedulerCore):
                  "workers": feed.workers_version > since, "reload": since <= 0}
         if since >= feed.version:
             return reply
+        changed: Sequence[str] | dict[str, _TaskState]
         changed, removed = ([], []) if since <= 0 else feed.since(since)
         if since <= 0 or len(changed) > len(self._tasks) // 2:
             self.prune()
@@ -6332,7 +6323,7 @@ class _SchedulerFeed(_SchedulerCore):
 # Scheduler: administration
 ###########################################################################################
 
-class _SchedulerAdmin(_SchedulerCore):
+class _SchedulerAdmin(_SchedulerFeed):
     """Scheduler: what an administrator does (re-enable, forgive, mark as done,
     disable a worker, pause, resources, messages to tasks)."""
 
@@ -6375,13 +6366,6 @@ class _SchedulerAdmin(_SchedulerCore):
             task = self._tasks.get(task_id)
             if task is not None:
                 self._drop_runner(task, record.id)
-
-    def _drop_runner(self, task: _TaskState, worker_id: str) -> None:
-        """``worker_id`` may no longer run ``task``."""
-        if worker_id in task.workers:
-            self._account(task, -1)
-            task.workers = tuple(w for w in task.workers if w != worker_id)
-            self._account(task, +1)
 
     def set_worker_processes(self, worker: str, n: int) -> None:
         """Ask ``worker`` (through its next ping) to use ``n`` processes."""
@@ -6431,7 +6415,7 @@ class _SchedulerAdmin(_SchedulerCore):
         of units >= 0."""
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
             return False
-        self._capacity[resource] = amount
+        self._pool.capacity[resource] = amount
         self._unpark(resource)
         return True
 
@@ -6587,12 +6571,14 @@ class _TaskHistory:
         return runs
 
 
-class _SchedulerHistory(_SchedulerCore):
+class _SchedulerHistory(_SchedulerAdmin):
     """Scheduler: task history, when ``record_task_history`` is on, in the SQLite file
     of ``[task_history] db_connection`` (Luigi's settings)."""
 
-    def _start_history(self) -> None:
-        self._history = None
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
+        super().__init__(clock, resources, **options)
+        self._history: _TaskHistory | None = None
         if self.options["record_task_history"]:
             url = get_config().get("task_history", "db_connection", None)
             if not url:   # as Luigi: no file made where nobody asked for one
@@ -6628,7 +6614,7 @@ _RECORD_FIELDS = (
 _STATE_VERSION = 1
 
 
-class _SchedulerState(_SchedulerCore):
+class _SchedulerState(_SchedulerHistory):
     """Scheduler: durable state, what a restart must not lose (the server journals
     it in a _StateFile)."""
 
@@ -6808,24 +6794,41 @@ def _fsync_folder(folder: str) -> None:
 # Scheduler: e-mails
 ###########################################################################################
 
-class _SchedulerEmails(_SchedulerCore):
+class _SchedulerEmails(_SchedulerState):
     """Scheduler: the e-mails it sends (Luigi's): a task disabled for its failures, and
-    failures in batches with ``[scheduler] batch_emails``."""
+    failures in batches with ``[scheduler] batch_emails``. Listeners: they hear of a
+    disable or a failure through subscribe(), and no transition waits on SMTP."""
+
+    def __init__(self, clock: Callable[[], float] | None = None,
+                 resources: Mapping[str, int] | None = None, **options: Any) -> None:
+        super().__init__(clock, resources, **options)
+        # Failures e-mailed in batches, when asked (BatchNotifier looked up now, so a
+        # test may replace it).
+        self._email_batcher = BatchNotifier() if self.options["batch_emails"] else None
+        self.subscribe(self._email_disable, ["disabled"])
+        if self._email_batcher is not None:
+            self.subscribe(self._batch_failure_email, ["reported"])
 
     def _email_disable(self, event: str, task: _TaskState, old: Any, new: Any) -> None:
         """Listener: e-mail a task the scheduler disabled for its failures (unless
-        failures go out in batches)."""
+        failures go out in batches), from a thread of its own: the transition that
+        disabled it returns at once, SMTP or not (the thread is not a daemon: a run
+        that ends now still sends it)."""
         if self._email_batcher is not None:
             return
         policy = task.retry_policy
-        notifications.send_error_email(
+        threading.Thread(target=notifications.send_error_email, name="microflow-email", args=(
             f"Luigi Scheduler: DISABLED {task.id} due to excessive failures",
             f"{task.id} failed {policy['retry_count']} times in the last "
             f"{policy['disable_window']} seconds, so it is being disabled for "
-            f"{self.options['disable_persist']} seconds")
+            f"{self.options['disable_persist']} seconds")).start()
 
-    def _batch_failure_email(self, task: _TaskState, worker: _WorkerState, expl: str | None,
-                             owners: Any) -> None:
+    def _batch_failure_email(self, event: str, task: _TaskState, status: Any,
+                             report: Any) -> None:
+        """Listener: a reported failure joins the next batch of e-mails."""
+        worker, expl, owners = report
+        if status != FAILED:
+            return
         try:
             reason = json.loads(expl) if expl is not None else None
         except ValueError:
@@ -6839,14 +6842,37 @@ class _SchedulerEmails(_SchedulerCore):
         if task.status == DISABLED:
             batcher.add_disable(name, task.family, params, owners)
 
+    def prune(self, **kwargs: Any) -> None:
+        """Apply what is due, then send the batch of e-mails if it is time."""
+        super().prune()
+        if self._email_batcher is not None:
+            self._email_batcher.update()
+
+    def announce_scheduling_failure(self, task_name: Any = None, family: Any = None,
+                                    params: Mapping[str, Any] | None = None,
+                                    expl: str | None = None, owners: Iterable[str] | None = None,
+                                    worker: Any = None, **kwargs: Any) -> None:
+        """A worker could not schedule a task (complete() or requires() raised)."""
+        if worker is not None:
+            self._worker(worker)
+        _log.debug("scheduling failure of %s: %s", task_name, expl)
+        if self._email_batcher is not None:
+            self._email_batcher.add_scheduling_fail(
+                task_name, family, self._unbatched(worker, family, params or {}), expl,
+                owners)
+        return None
+
+    def dump(self) -> None:
+        """Luigi's shutdown hook: send the e-mails collected so far."""
+        if self._email_batcher is not None:
+            self._email_batcher.send_email()
+
 
 ###########################################################################################
-# Scheduler: the core and its features, one class
+# Scheduler: the last layer
 ###########################################################################################
 
-class Scheduler(_SchedulerResources, _SchedulerBatches, _SchedulerViews, _SchedulerFeed,
-                _SchedulerAdmin, _SchedulerHistory, _SchedulerEmails, _SchedulerState,
-                _SchedulerCore):
+class Scheduler(_SchedulerEmails):
     """The in-memory scheduler: which task runs next, on which worker.
 
     A pure state machine with Luigi's RPC method names, arguments and reply shapes, so
@@ -6860,15 +6886,16 @@ class Scheduler(_SchedulerResources, _SchedulerBatches, _SchedulerViews, _Schedu
     ``options`` override the ``[scheduler]`` config section; ``resources`` the
     ``[resources]`` section. Raises SchedulerError when asked about an unknown task.
     ``subscribe(listener)`` hears every change (the journal, e-mails, the change feed,
-    task history and metrics plug in there). The core and each feature are a section
-    of their own above.
+    task history and metrics plug in there). It is the last of a stack of layers, one
+    section each above, each using only the ones below it: the core (with the
+    resources it owns), batches, the calls workers make, the views, the change feed,
+    administration, history, durable state, e-mails.
     """
 
     def __init__(self, clock: Callable[[], float] | None = None,
                  resources: Mapping[str, int] | None = None,
                  task_history_impl: TaskHistory | None = None, **options: Any) -> None:
         super().__init__(clock, resources, **options)
-        self._start_history()
         self._collector = MetricsCollectors.get(self.options["metrics_collector"],
                                                 self.options["metrics_custom_import"])
         if not isinstance(self._collector, NoMetricsCollector):
@@ -6921,8 +6948,9 @@ class Scheduler(_SchedulerResources, _SchedulerBatches, _SchedulerViews, _Schedu
 
     def resources(self) -> dict[str, dict[str, int]]:
         """``{resource: {"total": capacity, "used": held}}`` (Luigi's)."""
-        return {name: {"total": self._capacity_of(name), "used": self._used.get(name, 0)}
-                for name in sorted(set(self._capacity) | set(self._used))}
+        pool = self._pool
+        return {name: {"total": pool.capacity_of(name), "used": pool.used.get(name, 0)}
+                for name in pool.names()}
 
     def load(self) -> None:
         """Restore the state kept at ``[scheduler] state_path`` (nothing there: none)."""

@@ -2102,6 +2102,45 @@ class TestTheFileSaysWhatItHolds(unittest.TestCase):
         self.assertEqual(sorted(public - set(mf.__all__)), [])
         self.assertEqual(len(mf.__all__), len(set(mf.__all__)))
 
+    def test_the_schedulers_layers_depend_one_way(self):
+        """Each layer of Scheduler uses only what it or a layer below it defines (an
+        override of a lower method is its own); none keeps a lazy attribute or a bare
+        annotation standing for another's."""
+        import ast
+        classes = {node.name: node for node in self.tree.body if isinstance(
+            node, ast.ClassDef) and (node.name.startswith("_Scheduler") or node.name in (
+                "Scheduler", "_ResourcePool"))}
+        self.assertGreater(len(classes), 9)
+        owners = {}   # attribute -> the classes that define it
+        for name, cls in classes.items():
+            for node in cls.body:
+                if isinstance(node, ast.FunctionDef):
+                    owners.setdefault(node.name, set()).add(name)
+                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    self.assertFalse(isinstance(node, ast.AnnAssign) and node.value is None,
+                                     f"{name}: a bare annotation")
+                    for target in getattr(node, "targets", [getattr(node, "target", None)]):
+                        owners.setdefault(getattr(target, "id", None), set()).add(name)
+            for node in ast.walk(cls):   # what its methods assign to self
+                if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store) \
+                        and getattr(node.value, "id", None) == "self":
+                    owners.setdefault(node.attr, set()).add(name)
+
+        def below(name):
+            bases = [base.id for base in classes[name].bases if isinstance(base, ast.Name)
+                     and base.id in classes]
+            return {name}.union(*(below(base) for base in bases))
+        wrong = set()
+        for name, cls in classes.items():
+            mine = below(name)
+            for node in ast.walk(cls):
+                if isinstance(node, ast.Attribute) and getattr(node.value, "id", None) == \
+                        "self" and node.attr in owners and not owners[node.attr] & mine:
+                    wrong.add((name, node.attr))
+                if isinstance(node, ast.Attribute) and node.attr == "__dict__":
+                    wrong.add((name, "__dict__"))
+        self.assertEqual(sorted(wrong), [])
+
     def test_no_class_over_700_lines_and_no_function_over_60(self):
         import ast
         too_long = [(node.name, node.end_lineno - node.lineno + 1)
@@ -2154,6 +2193,41 @@ class SchedulerCase(unittest.TestCase):
 
 
 class TestTransitionHook(SchedulerCase):
+    def test_a_disable_returns_before_its_e_mail_is_sent(self):
+        import smtplib
+        connected, release, sent = threading.Event(), threading.Event(), []
+
+        class SlowServer:   # an SMTP server that takes its time to answer
+            def __init__(self, **options):
+                connected.set()
+                release.wait(30)
+
+            def ehlo_or_helo_if_needed(self):
+                pass
+
+            def has_extn(self, name):
+                return False
+
+            def sendmail(self, sender, recipients, message):
+                sent.append((recipients, message))
+
+            def quit(self):
+                pass
+        scheduler = self.make_scheduler(retry_count=1, batch_emails=False)
+        with mf.config_override({"email": {"receiver": "ops@example.com",
+                                           "force_send": "true"}}), \
+                unittest.mock.patch.object(smtplib, "SMTP", SlowServer):
+            scheduler.add_task(worker="w1", task_id="T_1", family="T", status=mf.FAILED)
+            self.assertEqual(scheduler.graph()["T_1"]["status"], mf.DISABLED)   # returned,
+            self.assertTrue(connected.wait(30))         # while the e-mail waits on SMTP
+            self.assertEqual(sent, [])
+            release.set()
+            for thread in threading.enumerate():
+                if thread.name == "microflow-email":
+                    thread.join(30)
+        self.assertEqual(sent[0][0], ["ops@example.com"])
+        self.assertIn("DISABLED T_1 due to excessive failures", sent[0][1])
+
     def test_listeners_hear_each_change_once_in_order(self):
         scheduler = self.make_scheduler(remove_delay=10, worker_disconnect_delay=5,
                                         retry_count=1)
