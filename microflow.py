@@ -7173,31 +7173,48 @@ def _is_generator(value: Any) -> bool:
     return hasattr(value, "send") and hasattr(value, "__next__")
 
 
-class _InlineRunner:
-    """Runs each task synchronously in this process, in the order started."""
+class _Runner:
+    """What the worker asks of every runner: ``start(task)`` (its pid, when it has
+    one), ``collect(timeout)`` the outcomes of tasks that ended (waiting up to
+    ``timeout`` seconds for one; None: until one does), ``close()`` when the run ends.
+    It runs ``processes`` tasks at once; a ``synchronous`` runner's start() finishes
+    the task (its outcome is collected at once); ``check(tasks)``, before the first
+    start, refuses the tasks it cannot run."""
 
     processes = 1
+    synchronous = False
+
+    def check(self, tasks: Iterable[Task]) -> None:
+        """Refuse, before anything runs, what this runner cannot run (here: nothing)."""
+
+    def start(self, task: Task) -> int | None:
+        raise NotImplementedError
+
+    def collect(self, timeout: float | None = None) -> list[_Outcome]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the runner holds (here: nothing)."""
+
+
+class _InlineRunner(_Runner):
+    """Runs each task synchronously in this process, in the order started."""
+
     synchronous = True
 
     def __init__(self, execute: Callable[[Task], _Outcome]) -> None:
         self._execute = execute
         self._done: list[_Outcome] = []
 
-    @property
-    def running(self) -> int:
-        return len(self._done)
-
     def start(self, task: Task) -> None:
         """Run ``task`` now; its outcome waits for collect()."""
         self._done.append(self._execute(task))
+        return None
 
     def collect(self, timeout: float | None = None) -> list[_Outcome]:
         """Every outcome since the last call."""
         done, self._done = self._done, []
         return done
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def _task_ref(task: Task) -> tuple[Any, ...]:
@@ -7426,7 +7443,7 @@ class _Slot:
 _TERMINATE_GRACE = 2.0
 
 
-class _ProcessRunner:
+class _ProcessRunner(_Runner):
     """Runs tasks in a pool of child processes, started when first needed and reused.
 
     Each child has one pipe to the parent: one pickle per message, a task sent as its
@@ -7436,8 +7453,6 @@ class _ProcessRunner:
     terminated, and the slot is refilled on demand; so is one whose process died.
     ``per_task`` gives each task a fresh process, as Luigi does.
     """
-
-    synchronous = False
 
     def __init__(self, processes: int, forward: Callable[[str, tuple[Any, ...]], None],
                  known: Mapping[str, Task], options: tuple[bool, bool], timeout: float = 0.0,
@@ -7459,7 +7474,6 @@ class _ProcessRunner:
         self._dumps, self._loads = pickle.dumps, pickle.loads
         self._slots: list[_Slot] = []   # live ones
         self._idle: list[_Slot] = []    # live ones without a task
-        self.running = 0
         # Changes to the shared stores made in children, in order: each slot is sent
         # what it has not seen before its next task. A spawned child starts with none.
         self._shared_log = [] if self._method == "fork" else \
@@ -7496,7 +7510,6 @@ class _ProcessRunner:
         slot.task = task
         slot.timeout = task.worker_timeout or self._timeout or None
         slot.deadline = self._clock() + slot.timeout if slot.timeout else None
-        self.running += 1
         ref: Any = task.task_id
         if not self._known or ref in self._late:
             ref = _task_ref(task)
@@ -7564,7 +7577,6 @@ class _ProcessRunner:
 
     def _free(self, slot: _Slot) -> None:
         slot.task = slot.deadline = None
-        self.running -= 1
         if not self._per_task:
             self._idle.append(slot)
 
@@ -7601,7 +7613,6 @@ class _ProcessRunner:
         """Forget ``slot`` (its process has ended or been stopped)."""
         if slot.task is not None:
             slot.task = slot.deadline = None
-            self.running -= 1
         self._slots.remove(slot)
         if slot in self._idle:
             self._idle.remove(slot)
@@ -7642,14 +7653,12 @@ class _ProcessRunner:
             self._drop(slot)
 
 
-class _ExecutorRunner:
+class _ExecutorRunner(_Runner):
     """Runs tasks on a ``concurrent.futures.Executor``: a thread pool (``[worker] mode =
     threads``: nothing is pickled) or any executor the caller passes to build()
     (a ProcessPoolExecutor, or the executors Dask and Ray offer). Threads report to the
     scheduler as they go; elsewhere, reports travel back with the outcome. Timeouts
     cannot be enforced: a thread, or someone else's process, cannot be killed."""
-
-    synchronous = False
 
     def __init__(self, executor: Any, processes: int,
                  forward: Callable[[str, tuple[Any, ...]], None], options: tuple[bool, bool],
@@ -7662,10 +7671,6 @@ class _ExecutorRunner:
         self._threads = threads
         self._reports: collections.deque[Any] = collections.deque()   # from task threads
         self._futures: dict[Any, Task] = {}   # future -> task
-        self.running = 0
-
-    def check(self, tasks: Iterable[Task]) -> None:
-        """Anything can run in a thread; elsewhere it is the executor's to judge."""
 
     def start(self, task: Task) -> None:
         """Submit ``task``; returns None (the pid is the executor's business)."""
@@ -7675,7 +7680,6 @@ class _ExecutorRunner:
         else:
             future = self._executor.submit(_execute_collecting, task, self._options)
         self._futures[future] = task
-        self.running += 1
 
     def _report_from_thread(self, method: str, task_id: str, value: Any) -> None:
         self._reports.append((method, (task_id, value)))
@@ -7690,7 +7694,6 @@ class _ExecutorRunner:
         outcomes: list[_Outcome] = []
         for future in done:
             task = self._futures.pop(future)
-            self.running -= 1
             try:
                 outcome = future.result()
                 if not self._threads:
@@ -7709,7 +7712,7 @@ class _ExecutorRunner:
             self._executor.shutdown(wait=True)
 
 
-class _TaskProcessRunner:
+class _TaskProcessRunner(_Runner):
     """Runs each task through the worker's own ``_create_task_process(task)``, Luigi's
     hook through which libraries hand tasks to a batch system (LSF, HTCondor, Slurm),
     with Luigi's contract: the object is started (``start()``, or ``run()`` when its
@@ -7718,17 +7721,12 @@ class _TaskProcessRunner:
     ``_task_result_queue`` as ``(task_id, status, explanation, missing,
     new_requirements)``, each new requirement ``(module, family, str_params)``."""
 
-    synchronous = False
     _POLL = 0.1   # seconds between looks at the processes while waiting for a result
 
     def __init__(self, create: Callable[[Task], Any], results: Any, processes: int) -> None:
         self._create, self._results = create, results
         self.processes = max(processes, 1)
         self._running: dict[str, tuple[Task, Any]] = {}   # task id -> (task, process)
-
-    @property
-    def running(self) -> int:
-        return len(self._running)
 
     def start(self, task: Task) -> int | None:
         """Create the task's process object and start it; returns its pid, if any."""
@@ -8284,7 +8282,8 @@ class Worker(_WorkerWalk):
     Raises ConfigError for an unknown ``[worker]`` option or mode.
     """
 
-    def __init__(self, scheduler: Any = None, runner: Any = None, worker_id: str | None = None,
+    def __init__(self, scheduler: Any = None, runner: _Runner | None = None,
+                 worker_id: str | None = None,
                  clock: Callable[[], float] | None = None,
                  sleep: Callable[[float], None] | None = None, processes: int = 1,
                  executor: Any = None, check_workers: int = 0, worker_processes: int | None = None,
@@ -8300,13 +8299,16 @@ class Worker(_WorkerWalk):
         if self.options["mode"] not in ("processes", "threads"):
             raise ConfigError(f"[worker] mode must be processes or threads, got "
                               f"{self.options['mode']!r}")
-        self._processes = getattr(runner, "processes", processes)
+        self._processes = processes if runner is None else runner.processes
         self._info = _worker_info(self._processes, self._assistant)
         self._id = worker_id or self.options["id"] or "Worker(" + ", ".join(
             f"{k}={v}" for k, v in self._info if k != "assistant") + ")"
         self._session = _Session(scheduler if scheduler is not None else Scheduler(),
                                  self._id, self._info)
-        self._runner, self._executor = runner, executor
+        # the runner given, or one chosen when the run starts (the base runs nothing)
+        self._runner: _Runner = runner if runner is not None else _Runner()
+        self._choose_runner = runner is None
+        self._executor = executor
         self._check_workers = check_workers
         self._checks = None
         self._timeouts_seen: bool = False   # a task with worker_timeout was reported runnable
@@ -8362,7 +8364,7 @@ class Worker(_WorkerWalk):
             check_unfulfilled_deps=options["check_unfulfilled_deps"],
             check_complete_on_run=options["check_complete_on_run"])
 
-    def _make_runner(self) -> Any:
+    def _make_runner(self) -> _Runner:
         """Inline for one process without a timeout (no fork, no pickling); a thread
         pool or the given executor when asked; otherwise a pool of child processes."""
         options, processes = self.options, self._processes
@@ -8449,8 +8451,7 @@ class Worker(_WorkerWalk):
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop_checks()
-        if self._runner is not None:
-            self._runner.close()
+        self._runner.close()
         results = self.__dict__.get("_results")
         if results is not None and hasattr(results, "join_thread"):
             # A result put here (a process object run in this process) started the
@@ -8515,10 +8516,9 @@ class Worker(_WorkerWalk):
         """Between the walk and the first task: the runner, now that the graph is known."""
         self._started = True
         self._stop_checks()
-        if self._runner is None:
+        if self._choose_runner:
             self._runner = self._make_runner()
-        if hasattr(self._runner, "check"):
-            self._runner.check(self._scheduled.values())
+        self._runner.check(self._scheduled.values())
         self._log_tasks = _log.isEnabledFor(20)   # INFO: a line per task start and end
         self._log_debug = _log.isEnabledFor(10)   # DEBUG: each scheduling decision too
         if self._log_debug:

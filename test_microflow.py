@@ -2141,6 +2141,20 @@ class TestTheFileSaysWhatItHolds(unittest.TestCase):
                     wrong.add((name, "__dict__"))
         self.assertEqual(sorted(wrong), [])
 
+    def test_runners_have_one_interface_and_the_worker_probes_none(self):
+        import ast
+        runners = [node for node in self.tree.body if isinstance(node, ast.ClassDef)
+                   and node.name.endswith("Runner") and node.name != "_Runner"]
+        self.assertEqual(len(runners), 4)
+        for runner in runners:
+            self.assertEqual([base.id for base in runner.bases], ["_Runner"], runner.name)
+            self.assertTrue(issubclass(getattr(mf, runner.name), mf._Runner))
+        probes = [(node.lineno, ast.unparse(node)) for node in ast.walk(self.tree)
+                  if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
+                      "hasattr", "getattr") and node.args and "runner" in ast.unparse(
+                      node.args[0])]
+        self.assertEqual(probes, [])
+
     def test_no_class_over_700_lines_and_no_function_over_60(self):
         import ast
         too_long = [(node.name, node.end_lineno - node.lineno + 1)
