@@ -7818,6 +7818,14 @@ class _RunRecord:
         self.walked: dict[str, Sequence[Task]] = {}   # task id -> its deps as walked
         self.interrupted = False   # by Ctrl-C or SIGTERM: what never started says so
 
+    def note(self, task: Task, status: str, runnable: bool | None) -> None:
+        """Remember what ``task`` was reported as; the summary is built from this."""
+        bits = _REPORTED_BITS.get(status, 0)
+        if status == PENDING:
+            bits |= _REPORTED_RUNNABLE if runnable else _REPORTED_NOT_RUNNABLE
+        reported = self.reported
+        reported[task.task_id] = reported.get(task.task_id, 0) | bits
+
     def tally(self) -> tuple[int, int, int]:
         """``(done, failed, runnable)``: how many tasks were reported as each so far."""
         done = failed = runnable = 0
@@ -7865,15 +7873,13 @@ class _Session:
     with Luigi's methods). What differs between them is settled here, once: a remote
     scheduler is shared (another worker may run what this one wants), keeps its own
     retry delay, and microflow's client is pinged from a thread and holds reports back
-    until flushed. ``add_task``, the call made for every task, the worker makes on
-    ``session.scheduler`` itself: a wrapper would cost more than the scheduler's own
-    work on a no-op task."""
+    until flushed."""
 
     def __init__(self, scheduler: Any, worker_id: str, info: list[tuple[str, Any]]) -> None:
         self.scheduler = scheduler
         self.worker_id = worker_id
         self._info = info
-        self._host = dict(info)["host"]
+        self.host = self._host = dict(info)["host"]
         self._assistant = dict(info).get("assistant", False)
         self.remote = not isinstance(scheduler, (Scheduler, _Locked))
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
@@ -7897,6 +7903,11 @@ class _Session:
                 self.scheduler.flush()
             except MicroflowError as exc:
                 _log.error("the last reports did not reach the scheduler: %s", exc)
+
+    def add_task(self, **report: Any) -> None:
+        """Tell the scheduler about a task (the scheduler's add_task, looked up at each
+        call: a test or a library may replace it meanwhile)."""
+        self.scheduler.add_task(**report)
 
     def get_work(self, running: Iterable[str], processes: int) -> Any:
         """The scheduler's next task for this worker; with no processes (schedule only,
@@ -7977,30 +7988,35 @@ class _Retries:
         return True
 
 
-class _WorkerWalk:
-    """Worker: the graph walk. ``add(task)`` reports every task of the graph to the
-    scheduler (``complete()`` called once per task and build, in ``check_workers``
-    threads when given), with its dependencies, resources and retry policy; a task
-    that cannot be checked or walked is a scheduling failure, said why."""
+def _email_task_error(task: Task, text: str, host: str, subject: str, headline: str) -> None:
+    """Luigi's error e-mail about ``task``, to ``[email] receiver`` and its owners."""
+    import subprocess
+    subject, headline = (part.format(task=task, host=host) for part in (subject, headline))
+    send_error_email(subject, format_task_error(
+        headline, task, subprocess.list2cmdline(sys.argv), text), task.owner_email)
 
-    # Made by Worker.__init__: the walk is one part of the worker.
-    options: dict[str, Any]
-    errors: dict[str, str]               # task id -> why it failed
-    add_succeeded: bool
-    _session: _Session
-    _id: str
-    _info: list[tuple[str, Any]]
-    _scheduled: dict[str, Task]          # task id -> every task the worker saw
-    _reported: dict[str, int]            # task id -> _REPORTED_* bits
-    _walked_deps: dict[str, Sequence[Task]]   # task id -> its deps as walked, until run
-    _batch_families: set[str]            # families whose batcher the scheduler has
-    _batch_members: dict[str, list[Task]]   # combined task id -> the tasks it runs for
-    _late_ids: set[str]                  # tasks found while running (dynamic, handed out)
-    _load_failures: set[str]             # handed-out tasks that could not be loaded
-    _check_workers: int
-    _checks: dict[str, Any] | None       # task id -> Future of complete(), in parallel
-    _walk_seen: dict[str, Task] | None   # tasks met by the add_all() under way
-    _first_task: str | None              # the id of the first task added
+
+class _GraphWalk:
+    """Worker: the graph walk, a part the worker owns. ``add(task)`` reports every task
+    of the graph to the scheduler through the worker's session (``complete()`` called
+    once per task and build, in ``check_workers`` threads when given), with its
+    dependencies, resources and retry policy, into the run's record; a task that
+    cannot be checked or walked is a scheduling failure, said why."""
+
+    def __init__(self, session: _Session, record: _RunRecord, options: dict[str, Any],
+                 check_workers: int) -> None:
+        self.session = session      # the worker's: it replaces it when its scheduler changes
+        self.record = record
+        self.options = options
+        self.succeeded = True       # every task added so far could be scheduled
+        self.first_task: str | None = None   # the id of the first task added
+        self.timeouts_seen = False  # a task with worker_timeout was reported runnable
+        self._scheduled = record.scheduled
+        self._walked_deps = record.walked
+        self._check_workers = check_workers
+        self._checks: dict[str, Any] | None = None   # task id -> Future of complete()
+        self._seen: dict[str, Task] | None = None    # tasks met by the add_all() under way
+        self._batch_families: set[str] = set()      # families whose batcher was sent
 
     def add(self, task: Task) -> bool:
         """Report ``task`` and everything it needs that is not complete.
@@ -8010,20 +8026,23 @@ class _WorkerWalk:
         Returns False when a task could not be scheduled (complete() or requires()
         raised, or a dependency cycle).
         """
-        if self._first_task is None:   # shown in the scheduler's worker list
-            self._first_task = getattr(task, "task_id", None)
-        seen = self._walk_seen if self._walk_seen is not None else {}
-        return self._walk(task, seen)
+        if self.first_task is None:   # shown in the scheduler's worker list
+            self.first_task = getattr(task, "task_id", None)
+        seen = self._seen if self._seen is not None else {}
+        return self.walk(task, seen)
 
-    def add_all(self, tasks: Iterable[Task]) -> bool:
-        """add() for several tasks in one walk: what they share is checked once."""
-        self._walk_seen = {}
+    def add_all(self, tasks: Iterable[Task],
+                add: Callable[[Task], bool] | None = None) -> bool:
+        """``add`` (this add(), or the worker's, which a library may replace) for
+        several tasks in one walk: what they share is checked once."""
+        add = add or self.add
+        self._seen = {}
         try:
-            return all([self.add(task) for task in tasks])
+            return all([add(task) for task in tasks])
         finally:
-            self._walk_seen = None
+            self._seen = None
 
-    def _walk(self, task: Task, seen: dict[str, Task]) -> bool:
+    def walk(self, task: Task, seen: dict[str, Task]) -> bool:
         """Check and report ``task`` and what it needs, skipping the tasks in ``seen``
         (a dict of those this walk has met, to which it adds)."""
         if not isinstance(task, Task):
@@ -8049,7 +8068,7 @@ class _WorkerWalk:
             else:
                 path.pop()
                 del on_path[current.task_id]
-        self.add_succeeded &= ok
+        self.succeeded &= ok
         return ok
 
     def _enter(self, task: Task, path: list[Any], on_path: dict[str, int],
@@ -8078,7 +8097,7 @@ class _WorkerWalk:
             if dep.task_id not in scheduled and dep.task_id not in checks:
                 checks[dep.task_id] = self._check_pool.submit(dep.complete)
 
-    def _stop_checks(self) -> None:
+    def stop_checks(self) -> None:
         if self._checks is not None:
             self._check_pool.shutdown(wait=True, cancel_futures=True)
             self._checks = None
@@ -8125,7 +8144,7 @@ class _WorkerWalk:
                 task.trigger_event(Event.DEPENDENCY_DISCOVERED, task, dep)
         self._walked_deps[task.task_id] = deps or _NO_TASKS   # shared (): leaves are many
         if task.worker_timeout:
-            self._timeouts_seen = True
+            self.timeouts_seen = True
         self._report(task, PENDING, runnable=True,
                      deps=[dep.task_id for dep in deps] if deps else [])
         return deps, True
@@ -8135,30 +8154,24 @@ class _WorkerWalk:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         _log.error("%r could not be scheduled: %s raised\n%s", task, where, text.rstrip())
         if self.options["send_failure_email"]:
-            self._email_error(task, text, "Luigi: {task} failed scheduling. Host: {host}",
+            _email_task_error(task, text, self.session.host,
+                              "Luigi: {task} failed scheduling. Host: {host}",
                               "Will not run {task} or any dependencies due to error in "
                               f"{'deps()' if where == 'requires()' else where} method")
         self._fail_scheduling(task, text)
 
     def _fail_scheduling(self, task: Task, text: str) -> None:
         """Report ``task`` as not schedulable (UNKNOWN), saying why."""
-        self.errors[task.task_id] = text
+        self.record.errors[task.task_id] = text
         self._report(task, UNKNOWN, runnable=False, expl=text)
         try:
-            self._session.announce_scheduling_failure(task, text)
+            self.session.announce_scheduling_failure(task, text)
         except Exception:   # e-mailed even when failure e-mails are off: it is not the task
             import traceback
-            self._email_error(task, traceback.format_exc(), "Luigi: Framework error while "
-                              "scheduling {task}. Host: {host}", "Luigi framework error")
+            _email_task_error(task, traceback.format_exc(), self.session.host,
+                              "Luigi: Framework error while scheduling {task}. Host: {host}",
+                              "Luigi framework error")
             raise
-
-    def _email_error(self, task: Task, text: str, subject: str, headline: str) -> None:
-        """Luigi's error e-mail about ``task``, to ``[email] receiver`` and its owners."""
-        import subprocess
-        subject, headline = (part.format(task=task, host=dict(self._info)["host"])
-                             for part in (subject, headline))
-        send_error_email(subject, format_task_error(
-            headline, task, subprocess.list2cmdline(sys.argv), text), task.owner_email)
 
     def _report_cycle(self, cycle: Sequence[Task]) -> None:
         """Luigi leaves a cycle "not granted run permission"; microflow fails the tasks
@@ -8171,13 +8184,14 @@ class _WorkerWalk:
     def _report(self, task: Task, status: str, runnable: bool, deps: Iterable[str] | None = None,
                 expl: str | None = None) -> None:
         """Tell the scheduler about ``task`` while scheduling: everything it shows of it."""
-        self._note(task, status, runnable)
+        self.record.note(task, status, runnable)
         info = task._info()
         # At most 15 keywords: with more, CPython packs the call into a dict and the
         # call alone costs more than the scheduler's work (new_deps and batchable are
         # left at their defaults; scheduling never sets them).
-        self._session.scheduler.add_task(
-            worker=self._id, task_id=task.task_id, status=status, runnable=runnable,
+        self.session.add_task(
+            worker=self.session.worker_id, task_id=task.task_id, status=status,
+            runnable=runnable,
             deps=deps, expl="null" if expl is None else json.dumps(expl),
             resources=task.resources if info.plain_resources else task.process_resources(),
             priority=task.priority, family=info.reported_family,
@@ -8193,83 +8207,12 @@ class _WorkerWalk:
         task marked batchable, so the scheduler may hand several out as one batch."""
         if info.reported_family not in self._batch_families:
             self._batch_families.add(info.reported_family)
-            self._session.add_task_batcher(info.reported_family, info.batch_names,
-                                           task.max_batch_size)
-        self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=PENDING,
-                                 runnable=runnable, batchable=True)
+            self.session.add_task_batcher(info.reported_family, info.batch_names,
+                                          task.max_batch_size)
+        self.session.add_task(worker=self.session.worker_id, task_id=task.task_id,
+                              status=PENDING, runnable=runnable, batchable=True)
 
-    def _report_result(self, task: Task, status: str, new_deps: Sequence[str] | None,
-                       expl: str | None) -> None:
-        """Tell the scheduler what running ``task`` came to: only what changed."""
-        members = self._batch_members.pop(task.task_id, None)
-        if members is None or task in members:   # a combined task is not the user's
-            self._note(task, status, None)
-        for member in members or ():             # it ran for them
-            self._note(member, status, None)
-        self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=status,
-                                 runnable=None, new_deps=new_deps,
-                                 expl="null" if expl is None else json.dumps(expl),
-                                 # a failure's owners get the scheduler's batched e-mails
-                                 owners=task._owner_list() if status == FAILED else None)
-
-    def _note(self, task: Task, status: str, runnable: bool | None) -> None:
-        """Remember what ``task`` was reported as; the summary is built from this."""
-        bits = _REPORTED_BITS.get(status, 0)
-        if status == PENDING:
-            bits |= _REPORTED_RUNNABLE if runnable else _REPORTED_NOT_RUNNABLE
-        reported = self._reported
-        reported[task.task_id] = reported.get(task.task_id, 0) | bits
-
-    # -- tasks handed out that this worker did not walk: loaded by name --------------
-
-    def _load_handed_out(self, reply: dict[str, Any]) -> Task | None:
-        """A task this worker did not add (an assistant's, or a batch's): load it by
-        family, module and parameters; None, the task reported failed and the reason
-        e-mailed, when that cannot be done."""
-        try:
-            return self._task_for(reply)
-        except Exception as exc:
-            self._load_failed(exc, [reply["task_id"]])
-            return None
-
-    def _load_failed(self, exc: BaseException, task_ids: Iterable[str]) -> None:
-        text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
-        _log.error("%s", text)
-        for task_id in task_ids:
-            self.errors[task_id] = text
-            self._load_failures.add(task_id)
-            self._session.scheduler.add_task(worker=self._id, task_id=task_id, status=FAILED,
-                                     runnable=False, expl=json.dumps(text))
-        send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
-                         f"{','.join(task_ids)}", wrap_traceback(text))
-
-    def _start_batch(self, reply: dict[str, Any]) -> str | None:
-        """A batch handed out: build the task that runs it (each batched parameter
-        combined by its batch_method) and tell the scheduler it runs; the members take
-        its outcome. Returns its id, or None, the members failed, if it cannot be built."""
-        members = reply.get("batch_task_ids") or []
-        try:
-            task = self._task_for(reply)
-        except Exception as exc:
-            self._load_failed(exc, members)
-            return None
-        self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
-                                             if task_id in self._scheduled]
-        self._session.scheduler.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
-                                 family=reply["task_family"], module=reply.get("task_module"),
-                                 params=task.to_str_params(), batch_id=reply["batch_id"])
-        return task.task_id
-
-    def _task_for(self, reply: dict[str, Any]) -> Task:
-        """A task handed out that this worker did not add: load it by name."""
-        task = load_task(reply.get("task_module"), reply["task_family"],
-                         reply.get("task_params") or {})
-        self._scheduled[task.task_id] = task
-        self._late_ids.add(task.task_id)
-        return task
-
-
-class Worker(_WorkerWalk):
+class Worker:
     """Walks the graph from the requested tasks, then runs what the scheduler hands out.
 
     ``add(task)`` reports every task to the scheduler (calling ``complete()`` once per
@@ -8309,12 +8252,10 @@ class Worker(_WorkerWalk):
         self._runner: _Runner = runner if runner is not None else _Runner()
         self._choose_runner = runner is None
         self._executor = executor
-        self._check_workers = check_workers
-        self._checks = None
-        self._timeouts_seen: bool = False   # a task with worker_timeout was reported runnable
         # What the summary reads, kept in a record of the run; the worker writes to
         # it through these names (the same dicts and list, not copies).
         self.record = _RunRecord(self._id)
+        self._walk = _GraphWalk(self._session, self.record, self.options, check_workers)
         self._scheduled = self.record.scheduled
         self._reported = self.record.reported
         self._walked_deps = self.record.walked   # task id -> its deps, until run
@@ -8322,12 +8263,10 @@ class Worker(_WorkerWalk):
         self._running: dict[str, Task] = {}   # task id -> Task started on the runner
         self._pids: dict[str, int | None] = {}   # task id -> pid running it
         self._started = False         # _start_running() done
-        self._late_ids = set()
-        self._load_failures = set()
-        self._walk_seen = None
-        self._first_task = None
-        self._batch_families = set()
-        self._batch_members = {}
+        self._late_ids: set[str] = set()   # tasks found while running (dynamic, handed out)
+        self._load_failures: set[str] = set()   # handed-out tasks that could not be loaded
+        # combined task id -> the tasks it runs for
+        self._batch_members: dict[str, list[Task]] = {}
         self._done_yields: dict[str, int] = {}   # task id -> times it yielded only done
         self._reschedules: dict[str, int] = {}
         self._idle_since: float | None = None
@@ -8336,7 +8275,24 @@ class Worker(_WorkerWalk):
         # the KeyboardInterrupt that stopped the run
         self.interrupted: BaseException | None = None
         self.run_succeeded = True     # set by run(): False if a failure was not recovered
-        self.add_succeeded = True
+
+    def add(self, task: Task) -> bool:
+        """Report ``task`` and everything it needs that is not complete (see
+        _GraphWalk.add); False when a task could not be scheduled."""
+        return self._walk.add(task)
+
+    def add_all(self, tasks: Iterable[Task]) -> bool:
+        """add() for several tasks in one walk: what they share is checked once."""
+        return self._walk.add_all(tasks, self.add)
+
+    @property
+    def add_succeeded(self) -> bool:
+        """Whether every task added so far could be scheduled (Luigi's name)."""
+        return self._walk.succeeded
+
+    @add_succeeded.setter
+    def add_succeeded(self, value: bool) -> None:
+        self._walk.succeeded = value
 
     @property
     def _scheduler(self) -> Any:
@@ -8346,7 +8302,7 @@ class Worker(_WorkerWalk):
 
     @_scheduler.setter
     def _scheduler(self, scheduler: Any) -> None:
-        self._session = _Session(scheduler, self._id, self._info)
+        self._session = self._walk.session = _Session(scheduler, self._id, self._info)
 
     def _create_task_process(self, task: Task) -> ContextManagedTaskProcess:
         """Luigi's hook: the process object that runs ``task`` (a TaskProcess, in a
@@ -8379,13 +8335,13 @@ class Worker(_WorkerWalk):
             return _ExecutorRunner(self._executor, processes, self._session.relay, checks)
         if options["mode"] == "threads":
             import concurrent.futures
-            if options["timeout"] or self._timeouts_seen:
+            if options["timeout"] or self._walk.timeouts_seen:
                 _log.warning("[worker] mode = threads cannot enforce timeouts: a thread "
                              "cannot be stopped")
             pool = concurrent.futures.ThreadPoolExecutor(processes, "microflow-task")
             return _ExecutorRunner(pool, processes, self._session.relay, checks,
                                    threads=True, own=True)
-        if processes <= 1 and not (options["timeout"] or self._timeouts_seen or
+        if processes <= 1 and not (options["timeout"] or self._walk.timeouts_seen or
                                    options["force_multiprocessing"] or
                                    options["process_per_task"]):
             return _InlineRunner(self._execute_inline)
@@ -8450,7 +8406,7 @@ class Worker(_WorkerWalk):
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._stop_checks()
+        self._walk.stop_checks()
         self._runner.close()
         results = self.__dict__.get("_results")
         if results is not None and hasattr(results, "join_thread"):
@@ -8473,7 +8429,7 @@ class Worker(_WorkerWalk):
         self._start_running()
         self._load_failures.clear()   # each run says whether it could load what it got
         session = self._session
-        session.open(self._first_task, self.options["ping_interval"])
+        session.open(self._walk.first_task, self.options["ping_interval"])
         try:
             if self.progress is None:
                 while self.step() != "stop":
@@ -8515,7 +8471,7 @@ class Worker(_WorkerWalk):
     def _start_running(self) -> None:
         """Between the walk and the first task: the runner, now that the graph is known."""
         self._started = True
-        self._stop_checks()
+        self._walk.stop_checks()
         if self._choose_runner:
             self._runner = self._make_runner()
         self._runner.check(self._scheduled.values())
@@ -8635,7 +8591,7 @@ class Worker(_WorkerWalk):
         known = len(self._scheduled)
         deps = [_task_from_ref(ref, self._scheduled) for ref in outcome.new_deps]
         for dep in deps:   # what this worker already walked is not walked again
-            self._walk(dep, self._scheduled)
+            self._walk.walk(dep, self._scheduled)
         # The walk appended what it found: those are new to the pool's processes.
         self._late_ids.update(itertools.islice(reversed(self._scheduled),
                                                len(self._scheduled) - known))
@@ -8659,7 +8615,8 @@ class Worker(_WorkerWalk):
         self._failed_ids.add(task.task_id)
         if self.options["send_failure_email"] and self.interrupted is None and not (
                 task.run is None and self.options["retry_external_tasks"]):
-            self._email_error(task, text, "Luigi: {task} FAILED. Host: {host}",
+            _email_task_error(task, text, self._session.host,
+                              "Luigi: {task} FAILED. Host: {host}",
                               "A task failed when running. Most likely run() raised an "
                               "exception.")
         if self._retries is not None:
@@ -8684,7 +8641,69 @@ class Worker(_WorkerWalk):
         if count < self.options["max_reschedules"]:
             self._reschedules[task.task_id] = count + 1
             del self._scheduled[task.task_id]
-            self._walk(task, {})   # afresh: a dependency done before may be gone now
+            self._walk.walk(task, {})   # afresh: a dependency done before may be gone now
+
+    def _report_result(self, task: Task, status: str, new_deps: Sequence[str] | None,
+                       expl: str | None) -> None:
+        """Tell the scheduler what running ``task`` came to: only what changed."""
+        members = self._batch_members.pop(task.task_id, None)
+        if members is None or task in members:   # a combined task is not the user's
+            self.record.note(task, status, None)
+        for member in members or ():             # it ran for them
+            self.record.note(member, status, None)
+        self._session.add_task(worker=self._id, task_id=task.task_id, status=status,
+                               runnable=None, new_deps=new_deps,
+                               expl="null" if expl is None else json.dumps(expl),
+                               # a failure's owners get the scheduler's batched e-mails
+                               owners=task._owner_list() if status == FAILED else None)
+
+    # -- tasks handed out that this worker did not walk: loaded by name --------------
+
+    def _load_handed_out(self, reply: dict[str, Any]) -> Task | None:
+        """A task this worker did not add (an assistant's, or a batch's): load it by
+        family, module and parameters; None, the task reported failed and the reason
+        e-mailed, when that cannot be done."""
+        try:
+            return self._task_for(reply)
+        except Exception as exc:
+            self._load_failed(exc, [reply["task_id"]])
+            return None
+
+    def _load_failed(self, exc: BaseException, task_ids: Iterable[str]) -> None:
+        text = f"Cannot find task(s) sent by scheduler: {','.join(task_ids)}: {exc!r}"
+        _log.error("%s", text)
+        for task_id in task_ids:
+            self.errors[task_id] = text
+            self._load_failures.add(task_id)
+            self._session.add_task(worker=self._id, task_id=task_id, status=FAILED,
+                                   runnable=False, expl=json.dumps(text))
+        send_error_email(f"Luigi: Cannot find task(s) sent by scheduler: "
+                         f"{','.join(task_ids)}", wrap_traceback(text))
+
+    def _start_batch(self, reply: dict[str, Any]) -> str | None:
+        """A batch handed out: build the task that runs it (each batched parameter
+        combined by its batch_method) and tell the scheduler it runs; the members take
+        its outcome. Returns its id, or None, the members failed, if it cannot be built."""
+        members = reply.get("batch_task_ids") or []
+        try:
+            task = self._task_for(reply)
+        except Exception as exc:
+            self._load_failed(exc, members)
+            return None
+        self._batch_members[task.task_id] = [self._scheduled[task_id] for task_id in members
+                                             if task_id in self._scheduled]
+        self._session.add_task(worker=self._id, task_id=task.task_id, status=RUNNING,
+                               family=reply["task_family"], module=reply.get("task_module"),
+                               params=task.to_str_params(), batch_id=reply["batch_id"])
+        return task.task_id
+
+    def _task_for(self, reply: dict[str, Any]) -> Task:
+        """A task handed out that this worker did not add: load it by name."""
+        task = load_task(reply.get("task_module"), reply["task_family"],
+                         reply.get("task_params") or {})
+        self._scheduled[task.task_id] = task
+        self._late_ids.add(task.task_id)
+        return task
 
 
 def _retry_policy_dict(task: Task) -> dict[str, Any]:

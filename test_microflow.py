@@ -2155,6 +2155,22 @@ class TestTheFileSaysWhatItHolds(unittest.TestCase):
                       node.args[0])]
         self.assertEqual(probes, [])
 
+    def test_the_worker_owns_its_walk_and_talks_through_its_session(self):
+        import ast
+        classes = {node.name: node for node in self.tree.body if isinstance(node, ast.ClassDef)}
+        self.assertEqual(classes["Worker"].bases, [])   # the walk is a part, not a base
+        walk = classes["_GraphWalk"]
+        self.assertIn("__init__", [node.name for node in walk.body
+                                   if isinstance(node, ast.FunctionDef)])
+        self.assertEqual([node.target.id for node in walk.body
+                          if isinstance(node, ast.AnnAssign)], [])   # no bare annotations
+        outside = [node.lineno for name, cls in classes.items() if name != "_Session"
+                   for node in ast.walk(cls) if isinstance(node, ast.Attribute)
+                   and isinstance(node.value, ast.Attribute)
+                   and node.value.attr == "scheduler"
+                   and "session" in ast.unparse(node.value.value)]
+        self.assertEqual(outside, [])   # no session.scheduler.<method> but in _Session
+
     def test_no_class_over_700_lines_and_no_function_over_60(self):
         import ast
         too_long = [(node.name, node.end_lineno - node.lineno + 1)
