@@ -25,9 +25,12 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Private helpers
     Configuration
     Parameters
+    Parameters: dates, times, intervals, tasks, enums, collections, choices, paths
     Date intervals (the values of DateIntervalParameter)
     Targets and formats
+    Targets: atomic files, the local and the mock file systems
     Tasks: registry, task ids, dependency flattening
+    Tasks: the Task class, and inherits, requires, copies, delegates
     Backfill ranges: RangeDaily, RangeHourly, RangeByMinutes, RangeMonthly (Luigi's tools)
     Error e-mails: Luigi's [email], [smtp] and [batch_email] settings and message format
     Scheduler core: a pure state machine
@@ -40,15 +43,21 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Scheduler: durable state (snapshot, restore, the state file)
     Scheduler: e-mails
     Scheduler: the last layer
-    Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
+    Worker: running one task (its outcome, dynamic dependencies)
+    Worker: runners, and both sides of the process pool
+    Worker: the run's record, the session, retries and the graph walk
+    Worker: the run loop
     Remote scheduler: a pure dispatch, the HTTP server, the client
     Seeing a run: Prometheus metrics and the status page, served by SchedulerServer
     Run summary, build() and exit codes
     Planning: what a build would do (--dry-run), and the dependency tree (--tree)
     Triggering: pid locks, and builds --every interval or on a --cron schedule
-    Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
+    Command line: python -m microflow [--module pkg.mod] Task [--param value] ..., parsed
+    Command line: logging, run(), main(), luigid
     Luigi's worker and scheduler helpers, for libraries that bring a worker of their own
+    Luigi's process, lock, rpc fetchers, and tools (deps, deps_tree, luigi_grep)
     Luigi's module paths: microflow.util, microflow.tools.range, ..., and install_as_luigi()
+    The status page's HTML (the largest constant, kept last)
 
 Data flow::
 
@@ -169,12 +178,11 @@ __all__ = (
     "SchedulerServer", "RemoteScheduler", "serve",
     "RunResult", "LuigiRunResult", "LuigiStatusCode", "StatusCode",
     # Luigi-style module namespaces
-    "LUIGI_VERSION", "configuration", "date_interval", "event", "format", "mock",
-    "parameter", "target",
-    "task", "task_register", "util", "cmdline_parser", "CmdlineParser", "cmdline",
+    "LUIGI_VERSION", "configuration", "date_interval", "mock", "parameter", "task_register",
+    "util", "cmdline_parser", "CmdlineParser", "cmdline",
     "retcodes", "rpc", "copies", "delegates", "execution_summary", "interface",
-    "WorkerSchedulerFactory", "worker", "scheduler", "task_status", "tools", "freezing",
-    "local_target", "notifications", "batch_notifier", "setup_logging", "server",
+    "WorkerSchedulerFactory", "task_status", "tools", "freezing",
+    "local_target", "notifications", "batch_notifier", "setup_logging",
     "install_as_luigi", "add_config_path", "PidLockAlreadyTakenExit",
     # Luigi's worker and scheduler helpers (for libraries with a worker of their own)
     "TaskException", "AsyncCompletionException", "TracebackWrapper", "check_complete",
@@ -188,7 +196,7 @@ __all__ = (
     "MetricsCollector", "NoMetricsCollector", "MetricsCollectors", "TaskHistory",
     "NopHistory", "StoredTask", "fork_lock", "getpcmd", "get_info", "acquire_for",
     "check_pid", "write_pid", "get_log_format", "get_spool_handler", "URLLibFetcher",
-    "RequestsFetcher", "metrics", "task_history", "lock", "process", "get_task_requires",
+    "RequestsFetcher", "metrics", "task_history", "get_task_requires",
     "dfs_paths", "upstream", "find_deps", "find_deps_cli", "get_task_output_description",
     "bcolors", "print_tree", "LuigiGrep", "SafeExtractor", "safe_extractor",
     # more task states, and the upstream states of the visualiser
@@ -470,14 +478,14 @@ class OptionalParameterTypeWarning(UserWarning):
 
 def _edit_distance(a: str, b: str) -> int:
     """Levenshtein distance, for "did you mean" suggestions."""
-    previous = list(range(len(b) + 1))
+    above = list(range(len(b) + 1))
     for i, char_a in enumerate(a, 1):
         current = [i]
         for j, char_b in enumerate(b, 1):
-            current.append(min(current[j - 1] + 1, previous[j] + 1,
-                               previous[j - 1] + (char_a != char_b)))
-        previous = current
-    return previous[-1]
+            current.append(min(current[j - 1] + 1, above[j] + 1,
+                               above[j - 1] + (char_a != char_b)))
+        above = current
+    return above[-1]
 
 
 def _suggestions(name: str, candidates: Iterable[str], limit: int = 3) -> list[str]:
@@ -774,7 +782,7 @@ def _warn_unconsumed(section: str, known: Iterable[str]) -> None:
             close = _suggestions(name, sorted(known))
             # Luigi warns of this in luigi.task: a patch of luigi.parameter.warnings
             # must not see it, one of luigi.task.warnings must.
-            task.warnings.warn(
+            _task_module.warnings.warn(
                 f"The configuration contains the parameter '{name}' with value "
                 f"'{parser.get(section, key, raw=True)}' that is not consumed by the task "
                 f"'{section}'." + (f" Did you mean {' or '.join(close)}?" if close else ""),
@@ -1246,6 +1254,10 @@ class OptionalBoolParameter(_OptionalMixin[bool], BoolParameter):
 
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1)
 
+
+###########################################################################################
+# Parameters: dates, times, intervals, tasks, enums, collections, choices, paths
+###########################################################################################
 
 def _format_hint(date_format: str) -> str:
     """``%Y-%m-%dT%H`` as a person reads it: ``YYYY-MM-DDTHH``."""
@@ -2418,6 +2430,10 @@ for _name in ("Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2", "MixedUnicod
     globals()[_name].name = _name   # for messages
 
 
+###########################################################################################
+# Targets: atomic files, the local and the mock file systems
+###########################################################################################
+
 def get_default_format() -> Format:
     """The format of a target that names none (Luigi's): text."""
     return Text
@@ -2978,13 +2994,13 @@ def _task_id(task_family: str, keys: Sequence[str], values: Sequence[Any]) -> st
         canonical = "{" + ",".join(map(operator.add, keys, map(_json_string, values))) + "}"
     digest = _md5(canonical.encode("utf-8")).hexdigest()
     if len(values) == 1:
-        summary = values[0][:_TASK_ID_TRUNCATE_PARAMS]
+        shown = values[0][:_TASK_ID_TRUNCATE_PARAMS]
     else:
-        summary = "_".join([value[:_TASK_ID_TRUNCATE_PARAMS]
+        shown = "_".join([value[:_TASK_ID_TRUNCATE_PARAMS]
                             for value in values[:_TASK_ID_INCLUDE_PARAMS]])
-    if not (summary.isascii() and summary.replace("_", "a").isalnum()):
-        summary = re.sub(_TASK_ID_INVALID_CHAR, "_", summary)
-    return f"{task_family}_{summary}_{digest[:_TASK_ID_TRUNCATE_HASH]}"
+    if not (shown.isascii() and shown.replace("_", "a").isalnum()):
+        shown = re.sub(_TASK_ID_INVALID_CHAR, "_", shown)
+    return f"{task_family}_{shown}_{digest[:_TASK_ID_TRUNCATE_HASH]}"
 
 
 _encode_json_str = json.encoder.encode_basestring_ascii
@@ -3414,6 +3430,10 @@ def getpaths(struct: Any) -> Any:
 
 _NOT_USER_SPECIFIED = "__not_user_specified"
 
+
+###########################################################################################
+# Tasks: the Task class, and inherits, requires, copies, delegates
+###########################################################################################
 
 class Task(metaclass=Register):
     """A unit of work: override ``requires()``, ``output()`` and ``run()``.
@@ -4702,12 +4722,12 @@ class BatchNotifier:
 
     def _send(self, owner: Any, counts: dict[str, list[int]],
               errors: Mapping[str, Mapping[Any, Any]]) -> None:
-        summary = self._counts_text([sum(row[i] for row in counts.values())
-                                     for i in range(3)])
-        if not summary:
+        totals = self._counts_text([sum(row[i] for row in counts.values())
+                                    for i in range(3)])
+        if not totals:
             return
         prefix = "" if owner in self._default_owners else "Your tasks have "
-        subject = (f"Luigi: {prefix}{summary} in the last {self._config.email_interval} "
+        subject = (f"Luigi: {prefix}{totals} in the last {self._config.email_interval} "
                    f"minutes")
         send_email(subject, self._body(counts, errors), _email_sender(), (owner,))
 
@@ -7003,7 +7023,7 @@ _READ_METHODS = frozenset((
 
 
 ###########################################################################################
-# Worker: walks the graph, asks the scheduler for work, runs tasks through a runner
+# Worker: running one task (its outcome, dynamic dependencies)
 ###########################################################################################
 
 class DynamicRequirements:
@@ -7066,8 +7086,8 @@ class _Outcome:
 def _run_method(task: Task) -> Callable[[], Any] | None:
     """The task's bound run(), or None for a task with nothing to run (``run = None``:
     on the class for ExternalTask, on the instance after externalize())."""
-    run = getattr(task, "run", None)
-    return None if run is NotImplemented else run
+    method = getattr(task, "run", None)
+    return None if method is NotImplemented else method
 
 
 def _is_external(task: Task) -> bool:
@@ -7093,9 +7113,9 @@ def _execute_task(task: Task, check_unfulfilled_deps: bool = True,
     """
     missing = []
     try:
-        run = _run_method(task)
+        run_method = _run_method(task)
         # An external task is checked by its own complete(), whatever its inputs.
-        if check_unfulfilled_deps and run is not None:
+        if check_unfulfilled_deps and run_method is not None:
             deps = task.deps() if deps is None else deps
             if deps:
                 missing = [dep.task_id for dep in deps if not dep.complete()]
@@ -7107,7 +7127,7 @@ def _execute_task(task: Task, check_unfulfilled_deps: bool = True,
         if events:
             task.trigger_event(Event.START, task)
             started = time.time()
-        if run is None:   # external: it is done when its data is there
+        if run_method is None:   # external: it is done when its data is there
             if not task.complete():
                 return _Outcome(task.task_id, FAILED, "Task is an external data dependency "
                                 "and data does not exist (yet?).")
@@ -7115,7 +7135,7 @@ def _execute_task(task: Task, check_unfulfilled_deps: bool = True,
             if report is not None:
                 _ACTIVE_REPORTERS[task.task_id] = report
             try:
-                result = run()
+                result = run_method()
                 new_deps = _run_generator(result) if result is not None else None
             finally:
                 if report is not None:
@@ -7172,6 +7192,10 @@ def _run_generator(result: Any) -> list[Task]:
 def _is_generator(value: Any) -> bool:
     return hasattr(value, "send") and hasattr(value, "__next__")
 
+
+###########################################################################################
+# Worker: runners, and both sides of the process pool
+###########################################################################################
 
 class _Runner:
     """What the worker asks of every runner: ``start(task)`` (its pid, when it has
@@ -7802,6 +7826,39 @@ def _execute_collecting(task: Task, options: tuple[bool, bool]) -> tuple[_Outcom
     return _portable(outcome), reports
 
 
+###########################################################################################
+# Worker: the run's record, the session, retries and the graph walk
+###########################################################################################
+
+# What a worker remembers of each task it reported, as bits of one int per task.
+_REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4, 8
+_REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
+# Reported PENDING and not runnable: external, or (as in Luigi's accounting) a task that
+# yielded dependencies; a task may be both, and is then listed under both.
+_REPORTED_NOT_RUNNABLE = 32
+_REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
+                  FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
+
+
+class _Locked:
+    """An in-process scheduler that a status page's server shares with this process's
+    worker: each call takes the server's lock, so the page never reads the scheduler
+    half-way through a change."""
+
+    def __init__(self, scheduler: Scheduler, lock: Any) -> None:
+        self._scheduler, self._lock = scheduler, lock
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._scheduler, name)
+        if not callable(value):
+            return value
+
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+        return locked
+
+
 class _RunRecord:
     """What one worker's run came to, as the summary reads it: the worker writes it,
     RunResult only reads it (so the summary does not reach into the worker)."""
@@ -8212,6 +8269,14 @@ class _GraphWalk:
         self.session.add_task(worker=self.session.worker_id, task_id=task.task_id,
                               status=PENDING, runnable=runnable, batchable=True)
 
+###########################################################################################
+# Worker: the run loop
+###########################################################################################
+
+# Set by SIGUSR1 (another process's --take-lock): ask for no more work, finish what runs.
+_STOP_ASKING = threading.Event()
+
+
 class Worker:
     """Walks the graph from the requested tasks, then runs what the scheduler hands out.
 
@@ -8452,9 +8517,9 @@ class Worker:
         self.run_succeeded = not self._failed_ids and not self._load_failures
         return self.run_succeeded
 
-    def _run_with_progress(self, every: float = 0.2) -> None:
+    def _run_with_progress(self, interval: float = 0.2) -> None:
         """The run loop, telling ``progress`` (done, running, pending, failed, seconds)
-        at most every ``every`` seconds and once at the end."""
+        at most every ``interval`` seconds and once at the end."""
         done_before = self.record.tally()[0]
         started = due = time.monotonic()
         action = None
@@ -8462,7 +8527,7 @@ class Worker:
             action = self.step()
             now = time.monotonic()
             if now >= due or action == "stop":
-                due = now + every
+                due = now + interval
                 done, failed, runnable = self.record.tally()
                 done, running = done - done_before, len(self._running)
                 self.progress(done, running, max(0, runnable - done - failed - running),
@@ -9161,8 +9226,8 @@ class _HandlerMethods(_HandlerBase):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:   # at DEBUG, not on stderr
-        _log.debug("%s %s", self.address_string(), format % args)
+    def log_message(self, template: str, *args: Any) -> None:   # at DEBUG, not on stderr
+        _log.debug("%s %s", self.address_string(), template % args)
 
 
 def _request_handler() -> type:
@@ -9521,363 +9586,6 @@ def _status_page() -> tuple[bytes, dict[str, str]]:
 
 
 _PAGE: tuple[bytes, dict[str, str]] | None = None
-# The status page: one HTML file, no library, nothing fetched from any other host. Every
-# name, parameter, message and traceback goes into the page as text (textContent),
-# never as HTML. The view lives in the URL's #fragment (Luigi's tab/taskId keys too).
-_PAGE_HTML = r"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>microflow</title>
-<style>
-body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa;
-display:flex;flex-direction:column;height:100vh}
-header{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:6px 10px;background:#263238;
-color:#fff}
-header h1{font-size:15px;margin:0 10px 0 0}
-button{font:inherit;cursor:pointer;border:1px solid #90a4ae;background:#fff;border-radius:3px;
-padding:2px 7px}
-button[aria-pressed=true],nav button[aria-selected=true]{background:#ffe082;font-weight:bold}
-button:focus-visible,a:focus-visible,input:focus-visible{outline:2px solid #ff6f00}
-input{font:inherit;padding:2px 4px}
-nav{display:flex;gap:4px;padding:6px 10px;align-items:center;border-bottom:1px solid #cfd8dc;
-flex-wrap:wrap}
-main{display:flex;flex:1;min-height:0}
-#side{width:220px;overflow:auto;border-right:1px solid #cfd8dc;padding:4px}
-#side button{display:block;width:100%;text-align:left;margin:1px 0;border:0;background:none}
-#view{flex:1;overflow:hidden;display:flex;flex-direction:column}
-#list{flex:1;overflow:auto;position:relative}
-.row{position:absolute;left:0;right:0;height:24px;display:flex;align-items:center;
-border-bottom:1px solid #eceff1;white-space:nowrap}
-.row>*{overflow:hidden;text-overflow:ellipsis;padding:0 4px}
-.head{position:sticky;top:0;z-index:1;background:#eceff1;font-weight:bold}
-.c0{width:105px;flex:none}.c1{flex:3}.c2{flex:2}.c3{width:90px;flex:none}.c4{width:80px;flex:none}
-.c5{width:150px;flex:none}.nomsg .c2,.noprog .c3{display:none}
-.row .c1 button{border:0;background:none;padding:0;text-align:left;max-width:100%;overflow:hidden;
-text-overflow:ellipsis}
-.st{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;font-weight:bold}
-.PENDING{background:#fff59d;fill:#fff59d}.RUNNING{background:#90caf9;fill:#90caf9}
-.DONE{background:#a5d6a7;fill:#a5d6a7}
-.FAILED{background:#ef9a9a;fill:#ef9a9a}.DISABLED{background:#bdbdbd;fill:#bdbdbd}
-.UNKNOWN{background:#e0e0e0;fill:#e0e0e0}
-#detail{border-top:2px solid #90a4ae;max-height:45%;overflow:auto;padding:6px 10px;background:#fff}
-pre{white-space:pre-wrap;background:#263238;color:#eceff1;padding:6px;max-height:300px;
-overflow:auto}
-#graph{flex:1;overflow:auto}
-svg text{font:11px system-ui,sans-serif}
-table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px 6px;
-text-align:left;vertical-align:top}
-#msg{margin-left:auto}
-</style></head>
-<body>
-<header><h1>microflow</h1><span id="counts" role="group" aria-label="Filter by status"></span>
-<span id="msg" role="status" aria-live="polite"></span>
-<button id="msgclose" hidden aria-label="Close the message">×</button>
-<label>Token <input id="token" type="password" size="10" autocomplete="off"></label>
-<button id="pause" hidden>Pause</button></header>
-<nav role="tablist" aria-label="Views">
-<button role="tab" data-tab="tasks">Tasks</button>
-<button role="tab" data-tab="graph">Graph</button>
-<button role="tab" data-tab="workers">Workers</button>
-<label id="searchbox">Search <input id="search" type="search" size="30"
-placeholder="name or parameter"></label>
-<label id="hidebox"><input id="hidedone" type="checkbox"> hide done tasks</label>
-<span id="shown"></span></nav>
-<main><div id="side" aria-label="Task families"></div>
-<div id="view"><div id="list" role="table" aria-label="Tasks"></div><div id="graph" hidden></div>
-<div id="workers" hidden></div><div id="detail" hidden></div></div></main>
-<script>
-"use strict";
-const $=id=>document.getElementById(id);
-const S=["FAILED","DISABLED","RUNNING","PENDING","UNKNOWN","DONE"];
-const COLS=[["status","Status"],["name","Task"],["message","Message"],["progress","Progress"],
-    ["took","Took"],["updated","Updated"]];
-let tasks=new Map(),version=0,serverNow=0,skew=0,view={tab:"tasks",status:"",family:"",search:"",
-    taskId:"",sort:"status",desc:true,hideDone:false};
-let rows=[],busy=false,openId="",graphIds=new Set(),historyOn=false;
-function el(tag,attrs,...kids){const e=document.createElement(tag);
-  for(const k in attrs||{}){if(k==="text")e.textContent=attrs[k];
-  else if(k.startsWith("on"))e.addEventListener(k.slice(2),attrs[k]);
-  else e.setAttribute(k,attrs[k])}for(const c of kids)if(c!=null)e.append(c);return e}
-function svg(tag,attrs,text){const e=document.createElementNS("http://www.w3.org/2000/svg",tag);
-  for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e}
-function badge(s){return el("span",{class:"st "+s,text:s})}
-async function api(method,data,write){
-  const h={},t=sessionStorage.getItem("mftoken");if(t)h.Authorization="Bearer "+t;
-  const r=await fetch("/api/"+method+"?data="+encodeURIComponent(JSON.stringify(data||{})),
-      {headers:h,method:write?"POST":"GET"});
-  const b=await r.json();
-  if(r.status===401)throw new Error(method+": this scheduler needs a token: enter it above");
-  if(!r.ok)throw new Error(b.error||method+" failed");return b.response}
-let polledMsg=false;   // what a poll says (or clears) never hides an action's message
-function say(text,polled){if(polled&&!polledMsg&&$("msg").textContent)return;
-  polledMsg=!!polled;$("msg").textContent=text;$("msgclose").hidden=!text||!!polled}
-function readHash(){const p=new URLSearchParams(location.hash.slice(1));
-  view.tab=["tasks","graph","workers"].includes(p.get("tab"))?p.get("tab"):"tasks";
-  view.taskId=p.get("taskId")||"";view.status=p.get("status")||"";view.family=p.get("family")||"";
-  view.search=p.get("search")||p.get("search__search")||"";view.hideDone=p.get("hideDone")==="1";
-  if(p.get("sort"))view.sort=p.get("sort");view.desc=p.get("asc")!=="1";
-  $("search").value=view.search;$("hidedone").checked=view.hideDone}
-function writeHash(){const p=new URLSearchParams();p.set("tab",view.tab);
-  for(const k of ["status","family","search","taskId"])if(view[k])p.set(k,view[k]);
-  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="status")p.set("sort",view.sort);
-    if(!view.desc)p.set("asc","1");
-  history.replaceState(null,"","#"+p.toString())}
-function took(t){
-  const end=t.status==="RUNNING"?Date.now()/1000-skew:
-    (t.status==="DONE"||t.status==="FAILED")?t.last_updated:null;
-  if(!t.time_running||end==null)return "";const s=Math.max(0,end-t.time_running);
-  return s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h"}
-function when(ts){if(!ts)return "";const p=n=>String(n).padStart(2,"0"),d=new Date(ts*1000),
-    day=d=>d.getFullYear()+"-"+p(d.getMonth()+1)+"-"+p(d.getDate());   // today: the time
-  return (day(d)===day(new Date())?"":day(d)+" ")+[d.getHours(),d.getMinutes(),
-      d.getSeconds()].map(p).join(":")}
-function key(t,k){
-  if(k==="status")return -S.indexOf(t.status);if(k==="name")return t.display_name;
-  if(k==="message")return t.status_message||"";if(k==="progress")return t.progress_percentage??-1;
-  if(k==="took")return t.time_running?t.last_updated-t.time_running:-1;return t.last_updated}
-function filter(){const terms=view.search.toLowerCase().split(/\s+/).filter(Boolean);rows=[];
-  for(const [id,t] of tasks){if(view.status&&t.status!==view.status)continue;
-    if(view.family&&t.name!==view.family)continue;
-    if(terms.length){const hay=(t.display_name+" "+id).toLowerCase();
-      if(!terms.every(x=>hay.includes(x)))continue}rows.push(id)}
-  const k=view.sort,d=view.desc?-1:1;
-  const u=(a,b)=>tasks.get(b).last_updated-tasks.get(a).last_updated;
-  rows.sort((a,b)=>{const x=key(tasks.get(a),k),y=key(tasks.get(b),
-      k);return x<y?-d:x>y?d:u(a,b)||(a<b?-1:1)});
-  const has=f=>rows.some(id=>f(tasks.get(id)));   // an empty column gives up its width
-  $("list").classList.toggle("nomsg",!has(t=>t.status_message||t.tracking_url));
-  $("list").classList.toggle("noprog",!has(t=>t.progress_percentage!=null));
-  $("shown").textContent=rows.length+" of "+tasks.size+" tasks shown"}
-function drawCounts(){const n={};const fam=new Map();
-  for(const t of tasks.values()){n[t.status]=(n[t.status]||0)+1;
-    const f=fam.get(t.name)||{all:0,bad:0};f.all++;
-    if(t.status==="FAILED"||t.status==="DISABLED")f.bad++;fam.set(t.name,f)}
-  const c=$("counts");
-    c.replaceChildren(el("button",{"aria-pressed":String(!view.status),
-        onclick:()=>setView({status:""}),text:"All "+tasks.size}));
-  for(const s of S)c.append(" ",el("button",{class:"st "+s,"aria-pressed":String(view.status===s),
-      "data-status":s,onclick:()=>setView({status:view.status===s?"":s}),text:s+" "+(n[s]||0)}));
-  const side=$("side");
-    side.replaceChildren(el("button",{"aria-pressed":String(!view.family),
-        onclick:()=>setView({family:""}),text:"All families"}));
-  for(const [f,v] of [...fam].sort()){side.append(el("button",
-      {"aria-pressed":String(view.family===f),"data-family":f,
-      onclick:()=>setView({family:view.family===f?"":f}),
-    text:f+" ("+v.all+(v.bad?", "+v.bad+" failed":"")+")"}))}}
-const H=24;
-function drawList(){const list=$("list");
-  let head=list.querySelector(".head"),pad=list.querySelector(".pad"),
-      win=list.querySelector(".win");
-  if(!head){head=el("div",{class:"row head",role:"row"});
-    COLS.forEach(([k,label],i)=>head.append(el("span",{class:"c"+i,role:"columnheader"},
-        el("button",{"data-sort":k,onclick:()=>setView({sort:k,
-        desc:view.sort===k?!view.desc:true}),text:label}))));
-    pad=el("div",{class:"pad"});win=el("div",{class:"win"});list.append(head,pad,win);
-      list.addEventListener("scroll",()=>drawRows())}
-  for(const b of head.querySelectorAll("button")){const on=b.dataset.sort===view.sort;
-    b.setAttribute("aria-sort",on?(view.desc?"descending":"ascending"):"none");
-    b.textContent=COLS.find(c=>c[0]===b.dataset.sort)[1]+(on?(view.desc?" \u2193":" \u2191"):"")}
-  pad.style.height=(rows.length*H+H)+"px";drawRows()}
-function drawRows(){const list=$("list"),win=list.querySelector(".win");if(!win)return;
-  const first=Math.max(0,Math.floor(list.scrollTop/H)-5),last=Math.min(rows.length,
-      first+Math.ceil(list.clientHeight/H)+10);
-  const out=[];
-    for(let i=first;i<last;i++){const id=rows[i],t=tasks.get(id),r=el("div",{class:"row",
-        role:"row","data-id":id});
-    r.style.top=(H+i*H)+"px";
-    const url=t.tracking_url&&/^https?:\/\//.test(t.tracking_url)?el("a",{href:t.tracking_url,
-        rel:"noopener noreferrer",text:" tracking"}):null;
-    r.append(el("span",{class:"c0",role:"cell"},badge(t.status)),el("span",{class:"c1",
-        role:"cell"},el("button",{onclick:()=>setView({taskId:id}),title:t.display_name,
-        text:t.display_name})),
-      el("span",{class:"c2",role:"cell",text:t.status_message||""},url),el("span",{class:"c3",
-          role:"cell",text:t.progress_percentage!=null?t.progress_percentage+" %":""}),
-      el("span",{class:"c4",role:"cell",text:took(t)}),el("span",{class:"c5",role:"cell",
-          text:when(t.last_updated)}));out.push(r)}
-  win.replaceChildren(...out)}
-async function drawDetail(){const d=$("detail"),id=view.taskId;
-  if(!id||view.tab==="workers"){d.hidden=true;return}
-  const t=tasks.get(id);d.hidden=false;openId=id;
-  const acts=el("span",{});
-  const act=(label,method)=>acts.append(el("button",{onclick:()=>action(method,{task_id:id}),
-      text:label})," ");
-  if(t&&(t.status==="FAILED"))act("Forgive failures","forgive_failures");
-  if(t&&t.re_enable_able)act("Re-enable","re_enable_task");
-  if(t&&["RUNNING","FAILED","DISABLED","PENDING"].includes(t.status))act("Mark as done",
-      "mark_as_done");
-  const kids=[el("h2",{style:"font-size:14px;margin:0"},t?badge(t.status):null," ",
-      t?t.display_name:id),
-    el("div",{},el("button",{onclick:()=>setView({tab:"graph"}),text:"Graph"})," ",acts,
-        el("button",{onclick:()=>setView({taskId:""}),text:"Close"})),
-    el("div",{text:["id: "+id,t&&t.worker_running&&"running on "+t.worker_running,
-      t&&t.status_message].filter(Boolean).join(" \u00b7 ")})];
-  d.replaceChildren(...kids);
-  if(t){try{const e=await api("fetch_error",{task_id:id}),ps=Object.entries(e.taskParams||{});
-    if(openId!==id)return;
-    if(ps.length)d.append(el("table",{class:"params"},...ps.map(([k,v])=>el("tr",{},
-        el("th",{text:k}),el("td",{text:v})))));
-    if(t.status==="FAILED"||t.status==="DISABLED"){let text=e.error||"(no error reported)";
-      try{const j=JSON.parse(text);if(typeof j==="string")text=j}catch(x){}
-      d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",
-        text:text}))}}catch(x){say(x.message)}}
-  if(historyOn&&t){try{const runs=await api("task_history",{family:t.name,limit:30});
-    if(openId===id)d.append(drawHistory(t.name,runs))}catch(x){say(x.message)}}}
-function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",
-    {style:"font-size:13px",text:"Past runs of "+family}));
-  const rs=runs.map(r=>{const ev=Object.fromEntries(r.events.map(e=>[e[0],
-      Date.parse(e[1].replace(" ","T"))]));const end=ev.DONE||ev.FAILED;
-    const last=r.events.length?r.events[r.events.length-1][0]:"";
-    return {r,out:ev.FAILED&&!ev.DONE?"FAILED":ev.DONE?"DONE":last,
-      s:ev.RUNNING&&end?(end-ev.RUNNING)/1000:null}}).reverse();
-  const max=Math.max(1e-3,...rs.map(x=>x.s||0)),g=svg("svg",{width:Math.max(60,rs.length*12),
-      height:60,role:"img","aria-label":"durations of past runs"});
-  rs.forEach((x,i)=>{const h=x.s==null?2:Math.max(2,56*x.s/max);const b=svg("rect",{x:i*12,y:58-h,
-      width:10,height:h,class:x.out});b.append(svg("title",{},
-      x.out+" "+(x.s==null?"":x.s.toFixed(2)+" s")));g.append(b)});
-  const tb=el("table",{},el("tr",{},el("th",{text:"Run"}),el("th",{text:"Outcome"}),el("th",
-      {text:"Took"}),el("th",{text:"Events"})));
-  for(const x of rs.slice().reverse().slice(0,10))tb.append(el("tr",{},el("td",{text:x.r.task_id}),
-      el("td",{},badge(x.out||"UNKNOWN")),el("td",{text:x.s==null?"":x.s.toFixed(2)+" s"}),
-    el("td",{text:x.r.events.map(e=>e[0]+" "+e[1]).join(", ")})));
-  box.append(g,tb);return box}
-async function action(method,data){try{const r=await api(method,data,true);
-  say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
-const GAP=60,RH=26,MAXW=340,MAX=40;
-function layOut(up,down,id,edges){   // columns by the longest path from the task: whatever
-  const depth=new Map([[id,0]]);       // a task needs is drawn left of it, what needs it right
-  for(const [g,sign] of [[up,-1],[down,1]]){const lv=new Map([[id,0]]),wait=new Map(),q=[id];
-    for(const k in g)for(const d of g[k].deps)if(d in g)wait.set(d,(wait.get(d)||0)+1);
-    for(const k of q)for(const d of g[k]?g[k].deps:[]){if(!(d in g))continue;
-      edges.push(sign<0?[d,k]:[k,d]);lv.set(d,Math.max(lv.get(d)||0,lv.get(k)+1));
-      wait.set(d,wait.get(d)-1);if(!wait.get(d))q.push(d)}
-    for(const [k,v] of lv)if(k!==id)depth.set(k,sign*v)}
-  return depth}
-function measure(texts,room){const m=svg("svg",{width:1,height:1,style:"position:absolute"});
-  const ts=texts.map(t=>svg("text",{},t));m.append(...ts);document.body.append(m);
-  const out=ts.map(t=>{let w=t.getComputedTextLength(),s=t.textContent;
-    while(w>room&&s.length>2){s=s.slice(0,Math.max(1,Math.floor(s.length*room/w)-1))+"\u2026";
-      t.textContent=s;w=t.getComputedTextLength()}return [s,w]});m.remove();return out}
-async function drawGraph(){const box=$("graph"),id=view.taskId;
-  if(!id){box.replaceChildren(el("p",{text:"Choose a task in the list to see its graph."}));return}
-  let up,down;
-    const conv=o=>Object.fromEntries(Object.entries(o).map(([k,v])=>[k,{status:v[0],name:v[1],
-        display_name:v[2],deps:v[3]}]));
-  try{const r=await api("task_graph",{task_id:id,include_done:!view.hideDone});up=conv(r.up);
-    down=conv(r.down)}catch(x){say(x.message);return}
-  const nodes=new Map(Object.entries(down));for(const k in up)nodes.set(k,up[k]);
-  if(!nodes.size){box.replaceChildren(el("p",{text:"The scheduler does not know "+id}));return}
-  const edges=[],depth=layOut(up,down,id,edges),group=nodes.size>300,cols=new Map(),of=new Map();
-  for(const [k,v] of nodes){const x=depth.get(k)??0,g=group&&k!==id?(v.name||"?"):k;
-    const c=cols.get(x)||new Map();cols.set(x,c);
-    const n=c.get(g)||{key:g,ids:[],status:"DONE",nb:new Set()};n.ids.push(k);of.set(k,n);
-      if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
-  const links=new Map();for(const [a,b] of edges){const p=of.get(a),q=of.get(b);
-    if(p&&q&&p!==q){p.nb.add(q);q.nb.add(p);links.set(p.ids[0]+"\n"+q.ids[0],[p,q])}}
-  const xs=[...cols.keys()].sort((a,b)=>a-b),row=new Map(),shown=new Map();
-  for(const x of xs.slice().sort((a,b)=>Math.abs(a)-Math.abs(b))){   // from the task outwards,
-    const at=n=>{let s=0,c=0;for(const m of n.nb)if(row.has(m)){s+=row.get(m);c++}  // each
-      return c?s/c:Infinity};    // beside the mean row of its neighbours nearer the task
-    const list=[...cols.get(x).values()].map(n=>[at(n),n]).sort((a,b)=>a[0]-b[0]||
-        (a[1].key<b[1].key?-1:1)).map(p=>p[1]);
-    list.slice(0,MAX).forEach((n,i)=>row.set(n,i));shown.set(x,list)}
-  const label=n=>n.ids.length>1?(nodes.get(n.ids[0]).name||"?")+" \u00d7"+n.ids.length:
-      nodes.get(n.ids[0]).display_name;
-  const drawn=xs.flatMap(x=>shown.get(x).slice(0,MAX));
-  const fit=measure(drawn.map(n=>n.status.slice(0,4)+" "+label(n)),MAXW-8);
-  drawn.forEach((n,i)=>{[n.text,n.w]=fit[i]});
-  let left=10,hmax=0;const colX=new Map();
-  for(const x of xs){const list=shown.get(x),w=Math.max(60,...list.slice(0,MAX).map(n=>n.w+8));
-    list.slice(0,MAX).forEach((n,i)=>n.at={x:left,y:10+i*RH,w:w});
-    colX.set(x,left);left+=w+GAP;hmax=Math.max(hmax,Math.min(list.length,MAX+1))}
-  const g=svg("svg",{width:left-GAP+10,height:hmax*RH+20,role:"img",
-      "aria-label":"dependency graph of "+id+": each arrow points from a task to one that "+
-      "needs it"});
-  const defs=svg("defs",{}),mk=svg("marker",{id:"arrow",viewBox:"0 0 8 8",refX:"8",refY:"4",
-      markerWidth:"7",markerHeight:"7",orient:"auto"});
-  mk.append(svg("path",{d:"M0,0L8,4L0,8z",fill:"#546e7a"}));defs.append(mk);g.append(defs);
-  for(const [p,q] of links.values()){if(!p.at||!q.at)continue;const a=p.at,b=q.at,
-      x1=a.x+a.w,y1=a.y+10,x2=b.x-1,y2=b.y+10,m=(x1+x2)/2;
-    g.append(svg("path",{class:"edge",d:`M${x1},${y1}C${m},${y1} ${m},${y2} ${x2},${y2}`,
-        fill:"none",stroke:"#90a4ae","marker-end":"url(#arrow)","data-from":p.ids[0],
-        "data-to":q.ids[0]}))}
-  for(const [x,list] of shown){if(list.length>MAX)g.append(svg("text",{x:colX.get(x),
-      y:10+MAX*RH+14,class:"more"},(list.length-MAX)+" more"));
-    for(const n of list.slice(0,MAX)){const {x:nx,y,w}=n.at;
-      const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button",
-          "aria-label":n.status+" "+label(n)});
-      node.append(svg("rect",{x:nx,y:y,width:w,height:20,rx:3,class:n.status,
-          stroke:n.ids[0]===id?"#000":"#78909c","stroke-width":n.ids[0]===id?2:1}),
-        svg("text",{x:nx+4,y:y+14},n.text),svg("title",{},n.status+" "+label(n)));
-      if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});
-        node.addEventListener("click",open);
-        node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
-      g.append(node)}}
-  graphIds=new Set(nodes.keys());box.replaceChildren(g);
-  const me=of.get(id).at;if(me){box.scrollLeft=me.x+me.w/2-box.clientWidth/2;
-    box.scrollTop=me.y-box.clientHeight/2}
-  performance.mark("graph-drawn")}
-async function drawWorkers(){const box=$("workers");
-  try{const [ws,rs]=await Promise.all([api("worker_list"),api("resource_list")]);
-  const tb=el("table",{},el("tr",{},...["Worker","State","First seen","Last active","Running",
-      "Pending"].map(h=>el("th",{text:h}))));
-  for(const w of ws)tb.append(el("tr",{},el("td",{text:w.name}),el("td",{text:w.state}),el("td",
-      {text:when(w.started)}),el("td",{text:when(w.last_active)}),
-    el("td",{},...Object.values(w.running||{}).map(t=>el("div",{text:t.display_name}))),el("td",
-        {text:String(w.num_pending)})));
-  const rt=el("table",{},el("tr",{},...["Resource","Used","Total","Consumers"].map(h=>el("th",
-      {text:h}))));
-  for(const r of rs)rt.append(el("tr",{},el("td",{text:r.name}),el("td",{text:String(r.num_used)}),
-      el("td",{text:String(r.num_total)}),el("td",{text:String(r.num_consumer)})));
-  box.replaceChildren(el("h2",{style:"font-size:14px",text:"Workers"}),tb,el("h2",
-      {style:"font-size:14px",text:"Resources"}),rt)}catch(x){say(x.message)}}
-function setView(change){Object.assign(view,change);writeHash();render(change)}
-function render(change){change=change||{all:1};
-  for(const b of document.querySelectorAll("nav [role=tab]"))b.setAttribute("aria-selected",
-      String(b.dataset.tab===view.tab));
-  $("list").hidden=view.tab!=="tasks";$("graph").hidden=view.tab!=="graph";
-    $("workers").hidden=view.tab!=="workers";$("side").hidden=view.tab!=="tasks";
-  $("searchbox").hidden=$("shown").hidden=view.tab!=="tasks";
-  $("hidebox").hidden=view.tab!=="graph";
-  drawCounts();if(view.tab==="tasks"){filter();drawList()}
-  const graphChanged="tab" in change||"taskId" in change||"hideDone" in change||change.all;
-  if(view.tab==="graph"&&graphChanged)drawGraph();
-  if(view.tab==="workers")drawWorkers();
-  if("taskId" in change||"tab" in change||change.all)drawDetail()}
-function merge(c){version=c.version;if(c.time)skew=Date.now()/1000-c.time;
-  if(c.reload)tasks=new Map();
-  for(const id in c.tasks){const t={},row=c.tasks[id];c.fields.forEach((f,i)=>t[f]=row[i]);
-    tasks.set(id,t)}for(const id of c.removed)tasks.delete(id)}
-async function load(){merge(await api("changes",{since:0}));render();
-  performance.mark("list-ready")}
-async function poll(force){if(busy||(!force&&document.visibilityState!=="visible"))return;
-  busy=true;
-  try{const c=await api("changes",{since:version});merge(c);const ids=Object.keys(c.tasks);
-    if(ids.length||c.removed.length){drawCounts();if(view.tab==="tasks"){filter();drawList()}
-      if(ids.includes(view.taskId))drawDetail();
-        if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
-    if(c.workers&&view.tab==="workers")drawWorkers();say("",true)}
-  catch(x){say(x.message,true)}finally{busy=false}}
-async function pauseState(){try{const e=await api("is_pause_enabled");if(!e.enabled)return;
-  const p=await api("is_paused");const b=$("pause");b.hidden=false;
-  b.textContent=p.paused?"Unpause":"Pause";b.setAttribute("aria-pressed",String(p.paused));
-    b.onclick=async()=>{try{await api(p.paused?"unpause":"pause",{},true);
-    pauseState()}catch(x){say(x.message)}}}catch(x){say(x.message)}}
-for(const b of document.querySelectorAll("nav [role=tab]"))b.addEventListener("click",
-    ()=>setView({tab:b.dataset.tab}));
-let typing;
-  $("search").addEventListener("input",
-      e=>{clearTimeout(typing);typing=setTimeout(()=>setView({search:e.target.value}),150)});
-$("msgclose").addEventListener("click",()=>say(""));
-$("hidedone").addEventListener("change",e=>setView({hideDone:e.target.checked}));
-$("token").value=sessionStorage.getItem("mftoken")||"";
-  $("token").addEventListener("change",e=>{sessionStorage.setItem("mftoken",
-      e.target.value);pauseState()});
-window.addEventListener("hashchange",()=>{readHash();render()});
-document.addEventListener("visibilitychange",()=>poll());
-readHash();
-(async()=>{try{historyOn=await api("has_task_history");await load();pauseState()}
-  catch(x){say(x.message)}setInterval(poll,1000)})();
-</script></body></html>"""
 
 
 ###########################################################################################
@@ -9919,14 +9627,6 @@ _SUMMARY_HEADINGS = (
 )
 _PENDING_SUBCATEGORIES = {name for name, _ in _SUMMARY_HEADINGS[5:]}
 
-# What a worker remembers of each task it reported, as bits of one int per task.
-_REPORTED_DONE, _REPORTED_PENDING, _REPORTED_FAILED, _REPORTED_UNKNOWN = 1, 2, 4, 8
-_REPORTED_RUNNABLE = 16   # reported PENDING and runnable (not external)
-# Reported PENDING and not runnable: external, or (as in Luigi's accounting) a task that
-# yielded dependencies; a task may be both, and is then listed under both.
-_REPORTED_NOT_RUNNABLE = 32
-_REPORTED_BITS = {DONE: _REPORTED_DONE, PENDING: _REPORTED_PENDING,
-                  FAILED: _REPORTED_FAILED, UNKNOWN: _REPORTED_UNKNOWN}
 # Luigi's words, so the tools and people that look for them in logs find them.
 _SUMMARY_BANNER = "===== Luigi Execution Summary ====="
 
@@ -10484,25 +10184,6 @@ def _schedule_and_run(tasks: list[Task], worker_scheduler_factory: Any = None,
     return result
 
 
-class _Locked:
-    """An in-process scheduler that a status page's server shares with this process's
-    worker: each call takes the server's lock, so the page never reads the scheduler
-    half-way through a change."""
-
-    def __init__(self, scheduler: Scheduler, lock: Any) -> None:
-        self._scheduler, self._lock = scheduler, lock
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._scheduler, name)
-        if not callable(value):
-            return value
-
-        def locked(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                return value(*args, **kwargs)
-        return locked
-
-
 def _port_number(value: Any, name: str = "port") -> int:
     """``value`` as a TCP port (0: any free one); UsageError naming ``name`` if it is
     not one."""
@@ -10754,8 +10435,6 @@ def _tree_text(node: dict[str, Any], prefix: str = "", last: bool = True, top: b
 # Triggering: pid locks, and builds --every interval or on a --cron schedule
 ###########################################################################################
 
-# Set by SIGUSR1 (another process's --take-lock): ask for no more work, finish what runs.
-_STOP_ASKING = threading.Event()
 # The pid locks this process holds. A forked child (a task process) closes them, so the
 # lock goes with this process alone: a flock belongs to whoever shares the open file.
 _HELD_LOCKS: set[int] = set()
@@ -10980,7 +10659,7 @@ def _locked_build(tasks: Sequence[Task], build_options: dict[str, Any]) -> Calla
 
 
 ###########################################################################################
-# Command line: python -m microflow [--module pkg.mod] Task [--param value] ...
+# Command line: python -m microflow [--module pkg.mod] Task [--param value] ..., parsed
 ###########################################################################################
 
 def _argparse_type(check: Callable[[str], Any], text: str) -> Any:
@@ -11362,6 +11041,10 @@ class CmdlineParser:
                                                                   "command line")
                                    for name, raw in self._root.items()})
 
+
+###########################################################################################
+# Command line: logging, run(), main(), luigid
+###########################################################################################
 
 def _set_up_logging(level: Any, conf_file: str | None = None, asked: bool = False,
                     config: Any = None) -> Callable[[], None]:
@@ -11783,12 +11466,12 @@ def _stop_on_signals() -> Iterator[threading.Event]:
                      signal.Signals(signum).name)
         stop.signum = signum   # type: ignore[attr-defined]  # the exit code says it
         stop.set()
-    previous = {sig: signal.signal(sig, request_stop)
+    handlers_before = {sig: signal.signal(sig, request_stop)
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield stop
     finally:
-        for sig, handler in previous.items():
+        for sig, handler in handlers_before.items():
             signal.signal(sig, handler)
 
 
@@ -11810,12 +11493,12 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     _STOP_ASKING.clear()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    handler_before = signal.signal(signal.SIGTERM, _raise_terminated)
     usr1 = signal.signal(signal.SIGUSR1, lambda signum, frame: _STOP_ASKING.set())
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, handler_before)
         signal.signal(signal.SIGUSR1, usr1)
 
 
@@ -11857,8 +11540,8 @@ def luigid(argv: Sequence[str] | None = None) -> None:
     if options.pidfile:
         with open(options.pidfile, "w", encoding="utf-8") as f:
             f.write(f"{os.getpid()}\n")
-    server.run(api_port=options.port, address=options.address,
-               unix_socket=options.unix_socket)
+    _server_module.run(api_port=options.port, address=options.address,   # patchable
+                       unix_socket=options.unix_socket)                 # as Luigi's
 
 
 def _log_level(early: Mapping[str, str]) -> str:
@@ -12049,7 +11732,7 @@ class KeepAliveThread(threading.Thread):
     each rpc message of the reply to ``rpc_message_callback``, until stop()."""
 
     def __init__(self, scheduler: Any, worker_id: str, ping_interval: float,
-                 rpc_message_callback: Callable[..., Any]) -> None:
+                 rpc_message_callback: Callable[..., Any]) -> None:   # Luigi's names
         super().__init__(name=f"keep-alive {worker_id}", daemon=True)
         self._should_stop = threading.Event()
         self._scheduler, self._worker_id = scheduler, worker_id
@@ -12490,6 +12173,10 @@ class StoredTask:
 fork_lock = threading.Lock()
 
 
+###########################################################################################
+# Luigi's process, lock, rpc fetchers, and tools (deps, deps_tree, luigi_grep)
+###########################################################################################
+
 def getpcmd(pid: int) -> str:
     """The command line of process ``pid`` (``[PROCESS_WITH_PID=pid]`` when it cannot
     be read)."""
@@ -12919,18 +12606,18 @@ def _parameter_names() -> dict[str, Any]:
 def _task_regex(name: str) -> Any:
     """luigi.task's ``TASK_ID_INVALID_CHAR_REGEX``, compiled on first use."""
     if name != "TASK_ID_INVALID_CHAR_REGEX":
-        return _no_such(task, name)
-    task.TASK_ID_INVALID_CHAR_REGEX = re.compile(_TASK_ID_INVALID_CHAR)
-    return task.TASK_ID_INVALID_CHAR_REGEX
+        return _no_such(_task_module, name)
+    _task_module.TASK_ID_INVALID_CHAR_REGEX = re.compile(_TASK_ID_INVALID_CHAR)
+    return _task_module.TASK_ID_INVALID_CHAR_REGEX
 
 
 def _scheduler_regex(name: str) -> Any:
     """luigi.scheduler's ``TASK_FAMILY_RE`` (the family at the start of a task id),
     compiled on first use."""
     if name != "TASK_FAMILY_RE":
-        return _no_such(scheduler, name)
-    scheduler.TASK_FAMILY_RE = re.compile(r"([^(_]+)[(_]")
-    return scheduler.TASK_FAMILY_RE
+        return _no_such(_scheduler_module, name)
+    _scheduler_module.TASK_FAMILY_RE = re.compile(r"([^(_]+)[(_]")
+    return _scheduler_module.TASK_FAMILY_RE
 
 
 def _no_such(module: Any, name: str) -> Any:
@@ -12987,15 +12674,15 @@ configuration.toml_parser = _module("configuration.toml_parser",
 date_interval = _module("date_interval", "Luigi's luigi.date_interval.",
                         DateInterval=DateInterval, Date=_Date, Week=_Week, Month=_Month,
                         Year=_Year, Custom=_Custom)
-event = _module("event", "Luigi's luigi.event.", Event=Event)
-# Named like Luigi's module; microflow itself never calls the builtin format().
-format = _module("format", "Luigi's luigi.format.", **{
-    name: globals()[name] for name in (
-        "Format", "ChainFormat", "NopFormat", "WrappedFormat", "TextFormat", "NewlineFormat",
-        "MixedUnicodeBytesFormat", "GzipFormat", "Bzip2Format", "BaseWrapper", "FileWrapper",
-        "TextWrapper", "NewlineWrapper", "MixedUnicodeBytesWrapper", "InputPipeProcessWrapper",
-        "OutputPipeProcessWrapper", "Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2",
-        "MixedUnicodeBytes", "get_default_format")})
+_event_module = _module("event", "Luigi's luigi.event.", Event=Event)
+_FORMAT_NAMES = (
+    "Format", "ChainFormat", "NopFormat", "WrappedFormat", "TextFormat", "NewlineFormat",
+    "MixedUnicodeBytesFormat", "GzipFormat", "Bzip2Format", "BaseWrapper", "FileWrapper",
+    "TextWrapper", "NewlineWrapper", "MixedUnicodeBytesWrapper", "InputPipeProcessWrapper",
+    "OutputPipeProcessWrapper", "Text", "UTF8", "SysNewLine", "Nop", "Gzip", "Bzip2",
+    "MixedUnicodeBytes", "get_default_format")
+_format_module = _module("format", "Luigi's luigi.format.",
+                         **{name: globals()[name] for name in _FORMAT_NAMES})
 freezing = _module("freezing", "Luigi's luigi.freezing.", FrozenOrderedDict=FrozenOrderedDict,
                    recursively_freeze=_freeze, recursively_unfreeze=_unfreeze)
 mock = _module("mock", "Luigi's luigi.mock.", MockTarget=MockTarget,
@@ -13010,26 +12697,27 @@ execution_summary = _module("execution_summary", "Luigi's luigi.execution_summar
                             _group_tasks_by_name_and_status=_group_by_family)
 parameter = _module("parameter", "Luigi's luigi.parameter.", **_parameter_names(),
                     __getattr__=_config_path_type)
-target = _module("target", "Luigi's luigi.target.", Target=Target, FileSystem=FileSystem,
-                 FileSystemTarget=FileSystemTarget, FileSystemException=FileSystemException,
-                 FileAlreadyExists=FileAlreadyExists,
-                 MissingParentDirectory=MissingParentDirectory, NotADirectory=NotADirectory,
-                 AtomicLocalFile=AtomicLocalFile)
+_target_module = _module("target", "Luigi's luigi.target.", Target=Target, FileSystem=FileSystem,
+                         FileSystemTarget=FileSystemTarget,
+                         FileSystemException=FileSystemException,
+                         FileAlreadyExists=FileAlreadyExists,
+                         MissingParentDirectory=MissingParentDirectory,
+                         NotADirectory=NotADirectory, AtomicLocalFile=AtomicLocalFile)
 local_target = _module("local_target", "Luigi's luigi.local_target.",
                        LocalTarget=LocalTarget, LocalFileSystem=LocalFileSystem,
                        atomic_file=atomic_file)
-task = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTask,
-               WrapperTask=WrapperTask, Config=Config, DynamicRequirements=DynamicRequirements,
-               flatten=flatten, flatten_output=flatten_output, getpaths=getpaths,
-               externalize=externalize, namespace=namespace, auto_namespace=auto_namespace,
-               task_id_str=task_id_str, Register=Register, Event=Event,
-               _task_wraps=_task_wraps, Parameter=Parameter, warnings=warnings,
-               BulkCompleteNotImplementedError=BulkCompleteNotImplementedError,
-               MixinNaiveBulkComplete=MixinNaiveBulkComplete,
-               TASK_ID_INCLUDE_PARAMS=TASK_ID_INCLUDE_PARAMS,
-               TASK_ID_TRUNCATE_PARAMS=TASK_ID_TRUNCATE_PARAMS,
-               TASK_ID_TRUNCATE_HASH=TASK_ID_TRUNCATE_HASH,
-               __getattr__=_task_regex)
+_task_module = _module("task", "Luigi's luigi.task.", Task=Task, ExternalTask=ExternalTask,
+                       WrapperTask=WrapperTask, Config=Config,
+                       DynamicRequirements=DynamicRequirements, flatten=flatten,
+                       flatten_output=flatten_output, getpaths=getpaths, externalize=externalize,
+                       namespace=namespace, auto_namespace=auto_namespace, task_id_str=task_id_str,
+                       Register=Register, Event=Event, _task_wraps=_task_wraps,
+                       Parameter=Parameter, warnings=warnings,
+                       BulkCompleteNotImplementedError=BulkCompleteNotImplementedError,
+                       MixinNaiveBulkComplete=MixinNaiveBulkComplete,
+                       TASK_ID_INCLUDE_PARAMS=TASK_ID_INCLUDE_PARAMS,
+                       TASK_ID_TRUNCATE_PARAMS=TASK_ID_TRUNCATE_PARAMS,
+                       TASK_ID_TRUNCATE_HASH=TASK_ID_TRUNCATE_HASH, __getattr__=_task_regex)
 task_register = _module("task_register", "Luigi's luigi.task_register.", Register=Register,
                         load_task=load_task, TaskClassException=TaskClassException,
                         TaskClassNotFoundException=TaskClassNotFoundException,
@@ -13044,7 +12732,7 @@ util = _module("util", "Luigi's luigi.util.", requires=requires, inherits=inheri
 cmdline_parser = _module("cmdline_parser", "Luigi's luigi.cmdline_parser.",
                          CmdlineParser=CmdlineParser)
 cmdline = _module("cmdline", "Luigi's luigi.cmdline.", luigi_run=_luigi_run, luigid=luigid)
-server = _module("server", "Luigi's luigi.server.", run=run_server)
+_server_module = _module("server", "Luigi's luigi.server.", run=run_server)
 tools = _module("tools", "Luigi's luigi.tools.")
 tools.deps = _module("tools.deps", "Luigi's luigi.tools.deps: the tasks between two.",
                      get_task_requires=get_task_requires, dfs_paths=dfs_paths,
@@ -13079,8 +12767,8 @@ metrics = _module("metrics", "Luigi's luigi.metrics: who hears of each transitio
                   NoMetricsCollector=NoMetricsCollector)
 task_history = _module("task_history", "Luigi's luigi.task_history.", TaskHistory=TaskHistory,
                        NopHistory=NopHistory, StoredTask=StoredTask)
-lock = _module("lock", "Luigi's luigi.lock: one run of a command at a time.",
-               acquire_for=acquire_for, get_info=get_info, getpcmd=getpcmd)
+_lock_module = _module("lock", "Luigi's luigi.lock: one run of a command at a time.",
+                       acquire_for=acquire_for, get_info=get_info, getpcmd=getpcmd)
 
 
 def _process_logger(name: str) -> Any:
@@ -13088,13 +12776,13 @@ def _process_logger(name: str) -> Any:
     import logging
     if name in ("rootlogger", "server_logger"):
         return logging.getLogger("luigi.server" if name == "server_logger" else None)
-    return _no_such(process, name)
+    return _no_such(_process_module, name)
 
 
-process = _module("process", "Luigi's luigi.process: the central scheduler's pid file "
-                  "and logs.", check_pid=check_pid, write_pid=write_pid,
-                  get_log_format=get_log_format, get_spool_handler=get_spool_handler,
-                  __getattr__=_process_logger)
+_process_module = _module("process", "Luigi's luigi.process: the central scheduler's pid file "
+                          "and logs.", check_pid=check_pid, write_pid=write_pid,
+                          get_log_format=get_log_format, get_spool_handler=get_spool_handler,
+                          __getattr__=_process_logger)
 retcodes = _module("retcodes", "Luigi's luigi.retcodes.", retcode=retcode,
                    run_with_retcodes=_luigi_run)
 def _notifications_names(name: str) -> Any:
@@ -13119,30 +12807,51 @@ batch_notifier = _module("batch_notifier", "Luigi's luigi.batch_notifier.",
 setup_logging = _module("setup_logging", "Luigi's luigi.setup_logging.",
                         InterfaceLogging=InterfaceLogging, DaemonLogging=DaemonLogging,
                         BaseLogging=BaseLogging)
-worker = _module("worker", "Luigi's luigi.worker: the worker and the helpers that copies of "
-                 "Luigi's worker import.", worker=_OPTION_CLASSES["worker"], Worker=Worker,
-                 TaskException=TaskException, AsyncCompletionException=AsyncCompletionException,
-                 TracebackWrapper=TracebackWrapper, check_complete=check_complete,
-                 check_complete_cached=check_complete_cached,
-                 SingleProcessPool=SingleProcessPool, DequeQueue=DequeQueue,
-                 TaskStatusReporter=TaskStatusReporter, SchedulerMessage=SchedulerMessage,
-                 rpc_message_callback=rpc_message_callback, KeepAliveThread=KeepAliveThread,
-                 GetWorkResponse=GetWorkResponse, TaskProcess=TaskProcess, fork_lock=fork_lock,
-                 _get_retry_policy_dict=_retry_policy_dict,
-                 ContextManagedTaskProcess=ContextManagedTaskProcess)
-scheduler = _module("scheduler", "Luigi's luigi.scheduler.",
-                    scheduler=_OPTION_CLASSES["scheduler"], Scheduler=Scheduler,
-                    Task=_TaskState, Worker=_WorkerState, SimpleTaskState=SimpleTaskState,
-                    OrderedSet=OrderedSet, RPC_METHODS=RPC_METHODS, rpc_method=rpc_method,
-                    STATUS_TO_UPSTREAM_MAP=STATUS_TO_UPSTREAM_MAP,
-                    UPSTREAM_SEVERITY_ORDER=UPSTREAM_SEVERITY_ORDER,
-                    UPSTREAM_SEVERITY_KEY=UPSTREAM_SEVERITY_KEY,
-                    __getattr__=_scheduler_regex,
-                    RetryPolicy=RetryPolicy, WORKER_STATE_ACTIVE=WORKER_STATE_ACTIVE,
-                    WORKER_STATE_DISABLED=WORKER_STATE_DISABLED,
-                    UPSTREAM_RUNNING=UPSTREAM_RUNNING,
-                    UPSTREAM_MISSING_INPUT=UPSTREAM_MISSING_INPUT,
-                    UPSTREAM_FAILED=UPSTREAM_FAILED, UPSTREAM_DISABLED=UPSTREAM_DISABLED)
+_worker_module = _module("worker",
+                         "Luigi's luigi.worker: the worker and the helpers that copies "
+                         "of Luigi's worker import.",
+                         worker=_OPTION_CLASSES["worker"], Worker=Worker,
+                         TaskException=TaskException,
+                         AsyncCompletionException=AsyncCompletionException,
+                         TracebackWrapper=TracebackWrapper, check_complete=check_complete,
+                         check_complete_cached=check_complete_cached,
+                         SingleProcessPool=SingleProcessPool, DequeQueue=DequeQueue,
+                         TaskStatusReporter=TaskStatusReporter, SchedulerMessage=SchedulerMessage,
+                         rpc_message_callback=rpc_message_callback,
+                         KeepAliveThread=KeepAliveThread, GetWorkResponse=GetWorkResponse,
+                         TaskProcess=TaskProcess, fork_lock=fork_lock,
+                         _get_retry_policy_dict=_retry_policy_dict,
+                         ContextManagedTaskProcess=ContextManagedTaskProcess)
+_scheduler_module = _module("scheduler", "Luigi's luigi.scheduler.",
+                            scheduler=_OPTION_CLASSES["scheduler"], Scheduler=Scheduler,
+                            Task=_TaskState, Worker=_WorkerState, SimpleTaskState=SimpleTaskState,
+                            OrderedSet=OrderedSet, RPC_METHODS=RPC_METHODS, rpc_method=rpc_method,
+                            STATUS_TO_UPSTREAM_MAP=STATUS_TO_UPSTREAM_MAP,
+                            UPSTREAM_SEVERITY_ORDER=UPSTREAM_SEVERITY_ORDER,
+                            UPSTREAM_SEVERITY_KEY=UPSTREAM_SEVERITY_KEY,
+                            __getattr__=_scheduler_regex,
+                            RetryPolicy=RetryPolicy, WORKER_STATE_ACTIVE=WORKER_STATE_ACTIVE,
+                            WORKER_STATE_DISABLED=WORKER_STATE_DISABLED,
+                            UPSTREAM_RUNNING=UPSTREAM_RUNNING,
+                            UPSTREAM_MISSING_INPUT=UPSTREAM_MISSING_INPUT,
+                            UPSTREAM_FAILED=UPSTREAM_FAILED, UPSTREAM_DISABLED=UPSTREAM_DISABLED)
+# Luigi's module paths named like the engine's locals (task, worker, scheduler, event,
+# target, server, lock, process) or a builtin (format): not globals, so nothing in
+# this file shadows them, or is shadowed;
+# ``microflow.task`` and ``from microflow import format`` still give the modules.
+_SHADOWING_MODULES = {"format": _format_module, "task": _task_module,
+                      "worker": _worker_module, "scheduler": _scheduler_module,
+                      "event": _event_module, "target": _target_module,
+                      "server": _server_module, "lock": _lock_module,
+                      "process": _process_module}
+
+
+def __getattr__(name: str) -> Any:
+    """``microflow.task``, ``.worker``, ``.format``, ...: Luigi's modules of those names."""
+    try:
+        return _SHADOWING_MODULES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 # Luigi's module paths microflow answers, as ``luigi.<path>``: microflow.<path> each.
 _LUIGI_MODULES = ("batch_notifier", "cmdline", "cmdline_parser", "configuration",
@@ -13228,6 +12937,369 @@ def install_as_luigi() -> types.ModuleType:
     if _LuigiFinder not in sys.meta_path:
         sys.meta_path.insert(0, _LuigiFinder)
     return this
+
+
+###########################################################################################
+# The status page's HTML (the largest constant, kept last)
+###########################################################################################
+
+# The status page: one HTML file, no library, nothing fetched from any other host. Every
+# name, parameter, message and traceback goes into the page as text (textContent),
+# never as HTML. The view lives in the URL's #fragment (Luigi's tab/taskId keys too).
+_PAGE_HTML = r"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>microflow</title>
+<style>
+body{font:13px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b;background:#fafafa;
+display:flex;flex-direction:column;height:100vh}
+header{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:6px 10px;background:#263238;
+color:#fff}
+header h1{font-size:15px;margin:0 10px 0 0}
+button{font:inherit;cursor:pointer;border:1px solid #90a4ae;background:#fff;border-radius:3px;
+padding:2px 7px}
+button[aria-pressed=true],nav button[aria-selected=true]{background:#ffe082;font-weight:bold}
+button:focus-visible,a:focus-visible,input:focus-visible{outline:2px solid #ff6f00}
+input{font:inherit;padding:2px 4px}
+nav{display:flex;gap:4px;padding:6px 10px;align-items:center;border-bottom:1px solid #cfd8dc;
+flex-wrap:wrap}
+main{display:flex;flex:1;min-height:0}
+#side{width:220px;overflow:auto;border-right:1px solid #cfd8dc;padding:4px}
+#side button{display:block;width:100%;text-align:left;margin:1px 0;border:0;background:none}
+#view{flex:1;overflow:hidden;display:flex;flex-direction:column}
+#list{flex:1;overflow:auto;position:relative}
+.row{position:absolute;left:0;right:0;height:24px;display:flex;align-items:center;
+border-bottom:1px solid #eceff1;white-space:nowrap}
+.row>*{overflow:hidden;text-overflow:ellipsis;padding:0 4px}
+.head{position:sticky;top:0;z-index:1;background:#eceff1;font-weight:bold}
+.c0{width:105px;flex:none}.c1{flex:3}.c2{flex:2}.c3{width:90px;flex:none}.c4{width:80px;flex:none}
+.c5{width:150px;flex:none}.nomsg .c2,.noprog .c3{display:none}
+.row .c1 button{border:0;background:none;padding:0;text-align:left;max-width:100%;overflow:hidden;
+text-overflow:ellipsis}
+.st{display:inline-block;border-radius:3px;padding:0 4px;font-size:11px;font-weight:bold}
+.PENDING{background:#fff59d;fill:#fff59d}.RUNNING{background:#90caf9;fill:#90caf9}
+.DONE{background:#a5d6a7;fill:#a5d6a7}
+.FAILED{background:#ef9a9a;fill:#ef9a9a}.DISABLED{background:#bdbdbd;fill:#bdbdbd}
+.UNKNOWN{background:#e0e0e0;fill:#e0e0e0}
+#detail{border-top:2px solid #90a4ae;max-height:45%;overflow:auto;padding:6px 10px;background:#fff}
+pre{white-space:pre-wrap;background:#263238;color:#eceff1;padding:6px;max-height:300px;
+overflow:auto}
+#graph{flex:1;overflow:auto}
+svg text{font:11px system-ui,sans-serif}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #eceff1;padding:2px 6px;
+text-align:left;vertical-align:top}
+#msg{margin-left:auto}
+</style></head>
+<body>
+<header><h1>microflow</h1><span id="counts" role="group" aria-label="Filter by status"></span>
+<span id="msg" role="status" aria-live="polite"></span>
+<button id="msgclose" hidden aria-label="Close the message">×</button>
+<label>Token <input id="token" type="password" size="10" autocomplete="off"></label>
+<button id="pause" hidden>Pause</button></header>
+<nav role="tablist" aria-label="Views">
+<button role="tab" data-tab="tasks">Tasks</button>
+<button role="tab" data-tab="graph">Graph</button>
+<button role="tab" data-tab="workers">Workers</button>
+<label id="searchbox">Search <input id="search" type="search" size="30"
+placeholder="name or parameter"></label>
+<label id="hidebox"><input id="hidedone" type="checkbox"> hide done tasks</label>
+<span id="shown"></span></nav>
+<main><div id="side" aria-label="Task families"></div>
+<div id="view"><div id="list" role="table" aria-label="Tasks"></div><div id="graph" hidden></div>
+<div id="workers" hidden></div><div id="detail" hidden></div></div></main>
+<script>
+"use strict";
+const $=id=>document.getElementById(id);
+const S=["FAILED","DISABLED","RUNNING","PENDING","UNKNOWN","DONE"];
+const COLS=[["status","Status"],["name","Task"],["message","Message"],["progress","Progress"],
+    ["took","Took"],["updated","Updated"]];
+let tasks=new Map(),version=0,serverNow=0,skew=0,view={tab:"tasks",status:"",family:"",search:"",
+    taskId:"",sort:"status",desc:true,hideDone:false};
+let rows=[],busy=false,openId="",graphIds=new Set(),historyOn=false;
+function el(tag,attrs,...kids){const e=document.createElement(tag);
+  for(const k in attrs||{}){if(k==="text")e.textContent=attrs[k];
+  else if(k.startsWith("on"))e.addEventListener(k.slice(2),attrs[k]);
+  else e.setAttribute(k,attrs[k])}for(const c of kids)if(c!=null)e.append(c);return e}
+function svg(tag,attrs,text){const e=document.createElementNS("http://www.w3.org/2000/svg",tag);
+  for(const k in attrs)e.setAttribute(k,attrs[k]);if(text!=null)e.textContent=text;return e}
+function badge(s){return el("span",{class:"st "+s,text:s})}
+async function api(method,data,write){
+  const h={},t=sessionStorage.getItem("mftoken");if(t)h.Authorization="Bearer "+t;
+  const r=await fetch("/api/"+method+"?data="+encodeURIComponent(JSON.stringify(data||{})),
+      {headers:h,method:write?"POST":"GET"});
+  const b=await r.json();
+  if(r.status===401)throw new Error(method+": this scheduler needs a token: enter it above");
+  if(!r.ok)throw new Error(b.error||method+" failed");return b.response}
+let polledMsg=false;   // what a poll says (or clears) never hides an action's message
+function say(text,polled){if(polled&&!polledMsg&&$("msg").textContent)return;
+  polledMsg=!!polled;$("msg").textContent=text;$("msgclose").hidden=!text||!!polled}
+function readHash(){const p=new URLSearchParams(location.hash.slice(1));
+  view.tab=["tasks","graph","workers"].includes(p.get("tab"))?p.get("tab"):"tasks";
+  view.taskId=p.get("taskId")||"";view.status=p.get("status")||"";view.family=p.get("family")||"";
+  view.search=p.get("search")||p.get("search__search")||"";view.hideDone=p.get("hideDone")==="1";
+  if(p.get("sort"))view.sort=p.get("sort");view.desc=p.get("asc")!=="1";
+  $("search").value=view.search;$("hidedone").checked=view.hideDone}
+function writeHash(){const p=new URLSearchParams();p.set("tab",view.tab);
+  for(const k of ["status","family","search","taskId"])if(view[k])p.set(k,view[k]);
+  if(view.hideDone)p.set("hideDone","1");if(view.sort!=="status")p.set("sort",view.sort);
+    if(!view.desc)p.set("asc","1");
+  history.replaceState(null,"","#"+p.toString())}
+function took(t){
+  const end=t.status==="RUNNING"?Date.now()/1000-skew:
+    (t.status==="DONE"||t.status==="FAILED")?t.last_updated:null;
+  if(!t.time_running||end==null)return "";const s=Math.max(0,end-t.time_running);
+  return s<60?s.toFixed(1)+" s":s<3600?(s/60).toFixed(1)+" min":(s/3600).toFixed(1)+" h"}
+function when(ts){if(!ts)return "";const p=n=>String(n).padStart(2,"0"),d=new Date(ts*1000),
+    day=d=>d.getFullYear()+"-"+p(d.getMonth()+1)+"-"+p(d.getDate());   // today: the time
+  return (day(d)===day(new Date())?"":day(d)+" ")+[d.getHours(),d.getMinutes(),
+      d.getSeconds()].map(p).join(":")}
+function key(t,k){
+  if(k==="status")return -S.indexOf(t.status);if(k==="name")return t.display_name;
+  if(k==="message")return t.status_message||"";if(k==="progress")return t.progress_percentage??-1;
+  if(k==="took")return t.time_running?t.last_updated-t.time_running:-1;return t.last_updated}
+function filter(){const terms=view.search.toLowerCase().split(/\s+/).filter(Boolean);rows=[];
+  for(const [id,t] of tasks){if(view.status&&t.status!==view.status)continue;
+    if(view.family&&t.name!==view.family)continue;
+    if(terms.length){const hay=(t.display_name+" "+id).toLowerCase();
+      if(!terms.every(x=>hay.includes(x)))continue}rows.push(id)}
+  const k=view.sort,d=view.desc?-1:1;
+  const u=(a,b)=>tasks.get(b).last_updated-tasks.get(a).last_updated;
+  rows.sort((a,b)=>{const x=key(tasks.get(a),k),y=key(tasks.get(b),
+      k);return x<y?-d:x>y?d:u(a,b)||(a<b?-1:1)});
+  const has=f=>rows.some(id=>f(tasks.get(id)));   // an empty column gives up its width
+  $("list").classList.toggle("nomsg",!has(t=>t.status_message||t.tracking_url));
+  $("list").classList.toggle("noprog",!has(t=>t.progress_percentage!=null));
+  $("shown").textContent=rows.length+" of "+tasks.size+" tasks shown"}
+function drawCounts(){const n={};const fam=new Map();
+  for(const t of tasks.values()){n[t.status]=(n[t.status]||0)+1;
+    const f=fam.get(t.name)||{all:0,bad:0};f.all++;
+    if(t.status==="FAILED"||t.status==="DISABLED")f.bad++;fam.set(t.name,f)}
+  const c=$("counts");
+    c.replaceChildren(el("button",{"aria-pressed":String(!view.status),
+        onclick:()=>setView({status:""}),text:"All "+tasks.size}));
+  for(const s of S)c.append(" ",el("button",{class:"st "+s,"aria-pressed":String(view.status===s),
+      "data-status":s,onclick:()=>setView({status:view.status===s?"":s}),text:s+" "+(n[s]||0)}));
+  const side=$("side");
+    side.replaceChildren(el("button",{"aria-pressed":String(!view.family),
+        onclick:()=>setView({family:""}),text:"All families"}));
+  for(const [f,v] of [...fam].sort()){side.append(el("button",
+      {"aria-pressed":String(view.family===f),"data-family":f,
+      onclick:()=>setView({family:view.family===f?"":f}),
+    text:f+" ("+v.all+(v.bad?", "+v.bad+" failed":"")+")"}))}}
+const H=24;
+function drawList(){const list=$("list");
+  let head=list.querySelector(".head"),pad=list.querySelector(".pad"),
+      win=list.querySelector(".win");
+  if(!head){head=el("div",{class:"row head",role:"row"});
+    COLS.forEach(([k,label],i)=>head.append(el("span",{class:"c"+i,role:"columnheader"},
+        el("button",{"data-sort":k,onclick:()=>setView({sort:k,
+        desc:view.sort===k?!view.desc:true}),text:label}))));
+    pad=el("div",{class:"pad"});win=el("div",{class:"win"});list.append(head,pad,win);
+      list.addEventListener("scroll",()=>drawRows())}
+  for(const b of head.querySelectorAll("button")){const on=b.dataset.sort===view.sort;
+    b.setAttribute("aria-sort",on?(view.desc?"descending":"ascending"):"none");
+    b.textContent=COLS.find(c=>c[0]===b.dataset.sort)[1]+(on?(view.desc?" \u2193":" \u2191"):"")}
+  pad.style.height=(rows.length*H+H)+"px";drawRows()}
+function drawRows(){const list=$("list"),win=list.querySelector(".win");if(!win)return;
+  const first=Math.max(0,Math.floor(list.scrollTop/H)-5),last=Math.min(rows.length,
+      first+Math.ceil(list.clientHeight/H)+10);
+  const out=[];
+    for(let i=first;i<last;i++){const id=rows[i],t=tasks.get(id),r=el("div",{class:"row",
+        role:"row","data-id":id});
+    r.style.top=(H+i*H)+"px";
+    const url=t.tracking_url&&/^https?:\/\//.test(t.tracking_url)?el("a",{href:t.tracking_url,
+        rel:"noopener noreferrer",text:" tracking"}):null;
+    r.append(el("span",{class:"c0",role:"cell"},badge(t.status)),el("span",{class:"c1",
+        role:"cell"},el("button",{onclick:()=>setView({taskId:id}),title:t.display_name,
+        text:t.display_name})),
+      el("span",{class:"c2",role:"cell",text:t.status_message||""},url),el("span",{class:"c3",
+          role:"cell",text:t.progress_percentage!=null?t.progress_percentage+" %":""}),
+      el("span",{class:"c4",role:"cell",text:took(t)}),el("span",{class:"c5",role:"cell",
+          text:when(t.last_updated)}));out.push(r)}
+  win.replaceChildren(...out)}
+async function drawDetail(){const d=$("detail"),id=view.taskId;
+  if(!id||view.tab==="workers"){d.hidden=true;return}
+  const t=tasks.get(id);d.hidden=false;openId=id;
+  const acts=el("span",{});
+  const act=(label,method)=>acts.append(el("button",{onclick:()=>action(method,{task_id:id}),
+      text:label})," ");
+  if(t&&(t.status==="FAILED"))act("Forgive failures","forgive_failures");
+  if(t&&t.re_enable_able)act("Re-enable","re_enable_task");
+  if(t&&["RUNNING","FAILED","DISABLED","PENDING"].includes(t.status))act("Mark as done",
+      "mark_as_done");
+  const kids=[el("h2",{style:"font-size:14px;margin:0"},t?badge(t.status):null," ",
+      t?t.display_name:id),
+    el("div",{},el("button",{onclick:()=>setView({tab:"graph"}),text:"Graph"})," ",acts,
+        el("button",{onclick:()=>setView({taskId:""}),text:"Close"})),
+    el("div",{text:["id: "+id,t&&t.worker_running&&"running on "+t.worker_running,
+      t&&t.status_message].filter(Boolean).join(" \u00b7 ")})];
+  d.replaceChildren(...kids);
+  if(t){try{const e=await api("fetch_error",{task_id:id}),ps=Object.entries(e.taskParams||{});
+    if(openId!==id)return;
+    if(ps.length)d.append(el("table",{class:"params"},...ps.map(([k,v])=>el("tr",{},
+        el("th",{text:k}),el("td",{text:v})))));
+    if(t.status==="FAILED"||t.status==="DISABLED"){let text=e.error||"(no error reported)";
+      try{const j=JSON.parse(text);if(typeof j==="string")text=j}catch(x){}
+      d.append(el("h3",{style:"font-size:13px",text:"Error"}),el("pre",{class:"error",
+        text:text}))}}catch(x){say(x.message)}}
+  if(historyOn&&t){try{const runs=await api("task_history",{family:t.name,limit:30});
+    if(openId===id)d.append(drawHistory(t.name,runs))}catch(x){say(x.message)}}}
+function drawHistory(family,runs){const box=el("div",{class:"history"},el("h3",
+    {style:"font-size:13px",text:"Past runs of "+family}));
+  const rs=runs.map(r=>{const ev=Object.fromEntries(r.events.map(e=>[e[0],
+      Date.parse(e[1].replace(" ","T"))]));const end=ev.DONE||ev.FAILED;
+    const last=r.events.length?r.events[r.events.length-1][0]:"";
+    return {r,out:ev.FAILED&&!ev.DONE?"FAILED":ev.DONE?"DONE":last,
+      s:ev.RUNNING&&end?(end-ev.RUNNING)/1000:null}}).reverse();
+  const max=Math.max(1e-3,...rs.map(x=>x.s||0)),g=svg("svg",{width:Math.max(60,rs.length*12),
+      height:60,role:"img","aria-label":"durations of past runs"});
+  rs.forEach((x,i)=>{const h=x.s==null?2:Math.max(2,56*x.s/max);const b=svg("rect",{x:i*12,y:58-h,
+      width:10,height:h,class:x.out});b.append(svg("title",{},
+      x.out+" "+(x.s==null?"":x.s.toFixed(2)+" s")));g.append(b)});
+  const tb=el("table",{},el("tr",{},el("th",{text:"Run"}),el("th",{text:"Outcome"}),el("th",
+      {text:"Took"}),el("th",{text:"Events"})));
+  for(const x of rs.slice().reverse().slice(0,10))tb.append(el("tr",{},el("td",{text:x.r.task_id}),
+      el("td",{},badge(x.out||"UNKNOWN")),el("td",{text:x.s==null?"":x.s.toFixed(2)+" s"}),
+    el("td",{text:x.r.events.map(e=>e[0]+" "+e[1]).join(", ")})));
+  box.append(g,tb);return box}
+async function action(method,data){try{const r=await api(method,data,true);
+  say(method+": "+((r&&r.status)||"done"));await poll(true)}catch(x){say(x.message)}}
+const GAP=60,RH=26,MAXW=340,MAX=40;
+function layOut(up,down,id,edges){   // columns by the longest path from the task: whatever
+  const depth=new Map([[id,0]]);       // a task needs is drawn left of it, what needs it right
+  for(const [g,sign] of [[up,-1],[down,1]]){const lv=new Map([[id,0]]),wait=new Map(),q=[id];
+    for(const k in g)for(const d of g[k].deps)if(d in g)wait.set(d,(wait.get(d)||0)+1);
+    for(const k of q)for(const d of g[k]?g[k].deps:[]){if(!(d in g))continue;
+      edges.push(sign<0?[d,k]:[k,d]);lv.set(d,Math.max(lv.get(d)||0,lv.get(k)+1));
+      wait.set(d,wait.get(d)-1);if(!wait.get(d))q.push(d)}
+    for(const [k,v] of lv)if(k!==id)depth.set(k,sign*v)}
+  return depth}
+function measure(texts,room){const m=svg("svg",{width:1,height:1,style:"position:absolute"});
+  const ts=texts.map(t=>svg("text",{},t));m.append(...ts);document.body.append(m);
+  const out=ts.map(t=>{let w=t.getComputedTextLength(),s=t.textContent;
+    while(w>room&&s.length>2){s=s.slice(0,Math.max(1,Math.floor(s.length*room/w)-1))+"\u2026";
+      t.textContent=s;w=t.getComputedTextLength()}return [s,w]});m.remove();return out}
+async function drawGraph(){const box=$("graph"),id=view.taskId;
+  if(!id){box.replaceChildren(el("p",{text:"Choose a task in the list to see its graph."}));return}
+  let up,down;
+    const conv=o=>Object.fromEntries(Object.entries(o).map(([k,v])=>[k,{status:v[0],name:v[1],
+        display_name:v[2],deps:v[3]}]));
+  try{const r=await api("task_graph",{task_id:id,include_done:!view.hideDone});up=conv(r.up);
+    down=conv(r.down)}catch(x){say(x.message);return}
+  const nodes=new Map(Object.entries(down));for(const k in up)nodes.set(k,up[k]);
+  if(!nodes.size){box.replaceChildren(el("p",{text:"The scheduler does not know "+id}));return}
+  const edges=[],depth=layOut(up,down,id,edges),group=nodes.size>300,cols=new Map(),of=new Map();
+  for(const [k,v] of nodes){const x=depth.get(k)??0,g=group&&k!==id?(v.name||"?"):k;
+    const c=cols.get(x)||new Map();cols.set(x,c);
+    const n=c.get(g)||{key:g,ids:[],status:"DONE",nb:new Set()};n.ids.push(k);of.set(k,n);
+      if(S.indexOf(v.status)<S.indexOf(n.status))n.status=v.status;c.set(g,n)}
+  const links=new Map();for(const [a,b] of edges){const p=of.get(a),q=of.get(b);
+    if(p&&q&&p!==q){p.nb.add(q);q.nb.add(p);links.set(p.ids[0]+"\n"+q.ids[0],[p,q])}}
+  const xs=[...cols.keys()].sort((a,b)=>a-b),row=new Map(),shown=new Map();
+  for(const x of xs.slice().sort((a,b)=>Math.abs(a)-Math.abs(b))){   // from the task outwards,
+    const at=n=>{let s=0,c=0;for(const m of n.nb)if(row.has(m)){s+=row.get(m);c++}  // each
+      return c?s/c:Infinity};    // beside the mean row of its neighbours nearer the task
+    const list=[...cols.get(x).values()].map(n=>[at(n),n]).sort((a,b)=>a[0]-b[0]||
+        (a[1].key<b[1].key?-1:1)).map(p=>p[1]);
+    list.slice(0,MAX).forEach((n,i)=>row.set(n,i));shown.set(x,list)}
+  const label=n=>n.ids.length>1?(nodes.get(n.ids[0]).name||"?")+" \u00d7"+n.ids.length:
+      nodes.get(n.ids[0]).display_name;
+  const drawn=xs.flatMap(x=>shown.get(x).slice(0,MAX));
+  const fit=measure(drawn.map(n=>n.status.slice(0,4)+" "+label(n)),MAXW-8);
+  drawn.forEach((n,i)=>{[n.text,n.w]=fit[i]});
+  let left=10,hmax=0;const colX=new Map();
+  for(const x of xs){const list=shown.get(x),w=Math.max(60,...list.slice(0,MAX).map(n=>n.w+8));
+    list.slice(0,MAX).forEach((n,i)=>n.at={x:left,y:10+i*RH,w:w});
+    colX.set(x,left);left+=w+GAP;hmax=Math.max(hmax,Math.min(list.length,MAX+1))}
+  const g=svg("svg",{width:left-GAP+10,height:hmax*RH+20,role:"img",
+      "aria-label":"dependency graph of "+id+": each arrow points from a task to one that "+
+      "needs it"});
+  const defs=svg("defs",{}),mk=svg("marker",{id:"arrow",viewBox:"0 0 8 8",refX:"8",refY:"4",
+      markerWidth:"7",markerHeight:"7",orient:"auto"});
+  mk.append(svg("path",{d:"M0,0L8,4L0,8z",fill:"#546e7a"}));defs.append(mk);g.append(defs);
+  for(const [p,q] of links.values()){if(!p.at||!q.at)continue;const a=p.at,b=q.at,
+      x1=a.x+a.w,y1=a.y+10,x2=b.x-1,y2=b.y+10,m=(x1+x2)/2;
+    g.append(svg("path",{class:"edge",d:`M${x1},${y1}C${m},${y1} ${m},${y2} ${x2},${y2}`,
+        fill:"none",stroke:"#90a4ae","marker-end":"url(#arrow)","data-from":p.ids[0],
+        "data-to":q.ids[0]}))}
+  for(const [x,list] of shown){if(list.length>MAX)g.append(svg("text",{x:colX.get(x),
+      y:10+MAX*RH+14,class:"more"},(list.length-MAX)+" more"));
+    for(const n of list.slice(0,MAX)){const {x:nx,y,w}=n.at;
+      const node=svg("g",{class:"node","data-id":n.ids[0],tabindex:"0",role:"button",
+          "aria-label":n.status+" "+label(n)});
+      node.append(svg("rect",{x:nx,y:y,width:w,height:20,rx:3,class:n.status,
+          stroke:n.ids[0]===id?"#000":"#78909c","stroke-width":n.ids[0]===id?2:1}),
+        svg("text",{x:nx+4,y:y+14},n.text),svg("title",{},n.status+" "+label(n)));
+      if(n.ids.length===1){const open=()=>setView({taskId:n.ids[0]});
+        node.addEventListener("click",open);
+        node.addEventListener("keydown",e=>{if(e.key==="Enter")open()})}
+      g.append(node)}}
+  graphIds=new Set(nodes.keys());box.replaceChildren(g);
+  const me=of.get(id).at;if(me){box.scrollLeft=me.x+me.w/2-box.clientWidth/2;
+    box.scrollTop=me.y-box.clientHeight/2}
+  performance.mark("graph-drawn")}
+async function drawWorkers(){const box=$("workers");
+  try{const [ws,rs]=await Promise.all([api("worker_list"),api("resource_list")]);
+  const tb=el("table",{},el("tr",{},...["Worker","State","First seen","Last active","Running",
+      "Pending"].map(h=>el("th",{text:h}))));
+  for(const w of ws)tb.append(el("tr",{},el("td",{text:w.name}),el("td",{text:w.state}),el("td",
+      {text:when(w.started)}),el("td",{text:when(w.last_active)}),
+    el("td",{},...Object.values(w.running||{}).map(t=>el("div",{text:t.display_name}))),el("td",
+        {text:String(w.num_pending)})));
+  const rt=el("table",{},el("tr",{},...["Resource","Used","Total","Consumers"].map(h=>el("th",
+      {text:h}))));
+  for(const r of rs)rt.append(el("tr",{},el("td",{text:r.name}),el("td",{text:String(r.num_used)}),
+      el("td",{text:String(r.num_total)}),el("td",{text:String(r.num_consumer)})));
+  box.replaceChildren(el("h2",{style:"font-size:14px",text:"Workers"}),tb,el("h2",
+      {style:"font-size:14px",text:"Resources"}),rt)}catch(x){say(x.message)}}
+function setView(change){Object.assign(view,change);writeHash();render(change)}
+function render(change){change=change||{all:1};
+  for(const b of document.querySelectorAll("nav [role=tab]"))b.setAttribute("aria-selected",
+      String(b.dataset.tab===view.tab));
+  $("list").hidden=view.tab!=="tasks";$("graph").hidden=view.tab!=="graph";
+    $("workers").hidden=view.tab!=="workers";$("side").hidden=view.tab!=="tasks";
+  $("searchbox").hidden=$("shown").hidden=view.tab!=="tasks";
+  $("hidebox").hidden=view.tab!=="graph";
+  drawCounts();if(view.tab==="tasks"){filter();drawList()}
+  const graphChanged="tab" in change||"taskId" in change||"hideDone" in change||change.all;
+  if(view.tab==="graph"&&graphChanged)drawGraph();
+  if(view.tab==="workers")drawWorkers();
+  if("taskId" in change||"tab" in change||change.all)drawDetail()}
+function merge(c){version=c.version;if(c.time)skew=Date.now()/1000-c.time;
+  if(c.reload)tasks=new Map();
+  for(const id in c.tasks){const t={},row=c.tasks[id];c.fields.forEach((f,i)=>t[f]=row[i]);
+    tasks.set(id,t)}for(const id of c.removed)tasks.delete(id)}
+async function load(){merge(await api("changes",{since:0}));render();
+  performance.mark("list-ready")}
+async function poll(force){if(busy||(!force&&document.visibilityState!=="visible"))return;
+  busy=true;
+  try{const c=await api("changes",{since:version});merge(c);const ids=Object.keys(c.tasks);
+    if(ids.length||c.removed.length){drawCounts();if(view.tab==="tasks"){filter();drawList()}
+      if(ids.includes(view.taskId))drawDetail();
+        if(view.tab==="graph"&&ids.some(i=>graphIds.has(i)))drawGraph()}
+    if(c.workers&&view.tab==="workers")drawWorkers();say("",true)}
+  catch(x){say(x.message,true)}finally{busy=false}}
+async function pauseState(){try{const e=await api("is_pause_enabled");if(!e.enabled)return;
+  const p=await api("is_paused");const b=$("pause");b.hidden=false;
+  b.textContent=p.paused?"Unpause":"Pause";b.setAttribute("aria-pressed",String(p.paused));
+    b.onclick=async()=>{try{await api(p.paused?"unpause":"pause",{},true);
+    pauseState()}catch(x){say(x.message)}}}catch(x){say(x.message)}}
+for(const b of document.querySelectorAll("nav [role=tab]"))b.addEventListener("click",
+    ()=>setView({tab:b.dataset.tab}));
+let typing;
+  $("search").addEventListener("input",
+      e=>{clearTimeout(typing);typing=setTimeout(()=>setView({search:e.target.value}),150)});
+$("msgclose").addEventListener("click",()=>say(""));
+$("hidedone").addEventListener("change",e=>setView({hideDone:e.target.checked}));
+$("token").value=sessionStorage.getItem("mftoken")||"";
+  $("token").addEventListener("change",e=>{sessionStorage.setItem("mftoken",
+      e.target.value);pauseState()});
+window.addEventListener("hashchange",()=>{readHash();render()});
+document.addEventListener("visibilitychange",()=>poll());
+readHash();
+(async()=>{try{historyOn=await api("has_task_history");await load();pauseState()}
+  catch(x){say(x.message)}setInterval(poll,1000)})();
+</script></body></html>"""
 
 
 if __name__ == "__main__":

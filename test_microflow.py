@@ -2171,6 +2171,41 @@ class TestTheFileSaysWhatItHolds(unittest.TestCase):
                    and "session" in ast.unparse(node.value.value)]
         self.assertEqual(outside, [])   # no session.scheduler.<method> but in _Session
 
+    def test_no_section_over_800_lines_and_no_module_name_shadowed(self):
+        """Sections of at most 800 lines; no function's argument or local takes the name
+        of a module-level one or of a builtin, except Luigi's own parameter names."""
+        import ast
+        import builtins
+        lines, rule = self.source.splitlines(), "#" * 91
+        starts = [i for i in range(1, len(lines) - 1)
+                  if lines[i - 1] == rule and lines[i + 1] == rule] + [len(lines)]
+        self.assertLessEqual(max(b - a for a, b in zip(starts, starts[1:])), 800)
+        top = set(dir(builtins))
+        for node in self.tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                top.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for target in getattr(node, "targets", [getattr(node, "target", None)]):
+                    top.update(name.id for name in ast.walk(target)
+                               if isinstance(name, ast.Name))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                top.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        luigis = {"format", "enum", "namespace", "rpc_message_callback"}
+        shadowed = set()
+        for function in ast.walk(self.tree):
+            if isinstance(function, (ast.FunctionDef, ast.Lambda)):
+                arguments = function.args
+                names = {arg.arg for arg in arguments.args + arguments.kwonlyargs
+                         + arguments.posonlyargs}
+                if isinstance(function, ast.FunctionDef):
+                    names.update(node.id for node in ast.walk(function)
+                                 if isinstance(node, ast.Name)
+                                 and isinstance(node.ctx, ast.Store))
+                    names.difference_update(*(node.names for node in ast.walk(function)
+                                              if isinstance(node, ast.Global)))
+                shadowed.update((name, function.lineno) for name in names & top - luigis)
+        self.assertEqual(sorted(shadowed), [])
+
     def test_no_class_over_700_lines_and_no_function_over_60(self):
         import ast
         too_long = [(node.name, node.end_lineno - node.lineno + 1)
