@@ -7961,10 +7961,14 @@ class _Session:
             except MicroflowError as exc:
                 _log.error("the last reports did not reach the scheduler: %s", exc)
 
-    def add_task(self, **report: Any) -> None:
-        """Tell the scheduler about a task (the scheduler's add_task, looked up at each
-        call: a test or a library may replace it meanwhile)."""
-        self.scheduler.add_task(**report)
+    @property
+    def add_task(self) -> Callable[..., None]:
+        """The scheduler's add_task, looked up at each use (a test or a library may
+        replace it meanwhile) and called directly: a wrapper taking ``**report`` would
+        pack every call's keywords into a dict, a cost the size of the scheduler's own
+        work on a no-op task."""
+        add_task: Callable[..., None] = self.scheduler.add_task
+        return add_task
 
     def get_work(self, running: Iterable[str], processes: int) -> Any:
         """The scheduler's next task for this worker; with no processes (schedule only,
