@@ -115,6 +115,22 @@ if TYPE_CHECKING:
     # A listener of the scheduler's transition hook: (event, record, old, new).
     _Listener = Callable[[str, Any, Any, Any], None]
 
+    class _SchedulerAPI(Protocol):
+        """What a worker calls on a scheduler, by Luigi's names: the in-memory
+        Scheduler, RemoteScheduler, or a library's own object (checkers only)."""
+        @property
+        def add_task(self) -> Callable[..., Any]: ...
+        @property
+        def add_worker(self) -> Callable[..., Any]: ...
+        @property
+        def get_work(self) -> Callable[..., Any]: ...
+        @property
+        def count_pending(self) -> Callable[..., Any]: ...
+        @property
+        def add_task_batcher(self) -> Callable[..., Any]: ...
+        @property
+        def announce_scheduling_failure(self) -> Callable[..., Any]: ...
+
     class _Abortable(Protocol):
         """A file object that can also throw away what it would publish."""
         @property
@@ -7932,8 +7948,10 @@ class _Session:
     retry delay, and microflow's client is pinged from a thread and holds reports back
     until flushed."""
 
-    def __init__(self, scheduler: Any, worker_id: str, info: list[tuple[str, Any]]) -> None:
-        self.scheduler = scheduler
+    def __init__(self, scheduler: _SchedulerAPI, worker_id: str,
+                 info: list[tuple[str, Any]]) -> None:
+        # Any here: the adapter asks what this scheduler has (pings, options) itself
+        self.scheduler: Any = scheduler
         self.worker_id = worker_id
         self._info = info
         self.host = self._host = dict(info)["host"]
@@ -8294,7 +8312,7 @@ class Worker:
     Raises ConfigError for an unknown ``[worker]`` option or mode.
     """
 
-    def __init__(self, scheduler: Any = None, runner: _Runner | None = None,
+    def __init__(self, scheduler: _SchedulerAPI | None = None, runner: _Runner | None = None,
                  worker_id: str | None = None,
                  clock: Callable[[], float] | None = None,
                  sleep: Callable[[float], None] | None = None, processes: int = 1,
@@ -8370,7 +8388,7 @@ class Worker:
         return self._session.scheduler
 
     @_scheduler.setter
-    def _scheduler(self, scheduler: Any) -> None:
+    def _scheduler(self, scheduler: _SchedulerAPI) -> None:
         self._session = self._walk.session = _Session(scheduler, self._id, self._info)
 
     def _create_task_process(self, task: Task) -> ContextManagedTaskProcess:
@@ -9230,8 +9248,8 @@ class _HandlerMethods(_HandlerBase):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, template: str, *args: Any) -> None:   # at DEBUG, not on stderr
-        _log.debug("%s %s", self.address_string(), template % args)
+    def log_message(self, format: str, *args: Any) -> None:   # at DEBUG, not on stderr
+        _log.debug("%s %s", self.address_string(), format % args)   # (the stdlib's names)
 
 
 def _request_handler() -> type:
