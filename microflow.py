@@ -8348,6 +8348,7 @@ class Worker:
         self._walked_deps = self.record.walked   # task id -> its deps, until run
         self.errors = self.record.errors
         self._running: dict[str, Task] = {}   # task id -> Task started on the runner
+        self._results: Any = None   # Luigi's _task_result_queue, made when first asked for
         self._pids: dict[str, int | None] = {}   # task id -> pid running it
         self._started = False         # _start_running() done
         self._late_ids: set[str] = set()   # tasks found while running (dynamic, handed out)
@@ -8459,9 +8460,9 @@ class Worker:
     def _task_result_queue(self) -> Any:
         """Where a process object puts ``(task_id, status, explanation, missing,
         new_requirements)`` (a multiprocessing queue: it may be put from a child)."""
-        if self.__dict__.get("_results") is None:
+        if self._results is None:   # made on first use: most runs never need one
             import multiprocessing
-            self._results: Any = multiprocessing.Queue()
+            self._results = multiprocessing.Queue()
         return self._results
 
     @_task_result_queue.setter
@@ -8495,7 +8496,7 @@ class Worker:
     def __exit__(self, *exc_info: object) -> None:
         self._walk.stop_checks()
         self._runner.close()
-        results = self.__dict__.get("_results")
+        results = self._results
         if results is not None and hasattr(results, "join_thread"):
             # A result put here (a process object run in this process) started the
             # queue's feeder thread: end it, so no later fork happens beside it.
