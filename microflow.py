@@ -7327,8 +7327,8 @@ def _child_main(conn: Any, known: Mapping[str, Task], options: tuple[bool, bool]
         os.setpgid(0, 0)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
+    # A fork server's child dies with the server, which ends with the worker.
+    _die_with_parent(os.getppid() if parent_pid is None else parent_pid)
     for store in _SHARED_STORES:
         store._start_recording()
 
@@ -7384,26 +7384,76 @@ def _apply_shared(changes: Sequence[Any]) -> None:
         store._apply(part)
 
 
-def _default_start_method() -> str:
-    """fork where the platform has it (children inherit the task objects and classes,
-    wherever they were defined); spawn elsewhere. Chosen explicitly because Python 3.14
-    changed the default on Linux."""
+def _default_start_method(tasks: Iterable[Task] = ()) -> str:
+    """How the pool starts its processes, unless ``[worker] start_method`` says: fork
+    where the platform has it and this process runs no other thread (children inherit
+    the task objects and classes, wherever they were defined). Beside another thread (a
+    --status-port page, task history's writer, the caller's own) a fork can copy a lock
+    that thread held and hang the child on it forever: then forkserver, where that is
+    safe (see _forkserver_unsafe); otherwise fork, and a WARNING says why. spawn where
+    there is no fork. Chosen here because Python 3.14 changed the default on Linux."""
     import multiprocessing
-    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" not in methods:
+        return "spawn"
+    if threading.active_count() == 1 or "forkserver" not in methods:
+        return "fork"
+    others = ", ".join(thread.name for thread in threading.enumerate()
+                       if thread is not threading.current_thread())
+    unsafe = _forkserver_unsafe(tasks)
+    if unsafe is None:
+        _log.info("other threads run in this process (%s): worker processes start from "
+                  "a fork server", others)
+        return "forkserver"
+    _log.warning("other threads run in this process (%s), and %s: worker processes are "
+                 "forked beside them (set [worker] start_method = forkserver where task "
+                 "classes live in modules and the script guards its build with if "
+                 "__name__ == '__main__')", others, unsafe)
+    return "fork"
 
 
-def _check_rebuildable(tasks: Iterable[Task], method: str) -> None:
-    """Under spawn or forkserver a child rebuilds each task from its class's module:
-    refuse, before anything runs, a class that cannot be found that way."""
+def _forkserver_unsafe(tasks: Iterable[Task]) -> str | None:
+    """Why a fork server cannot start this pool's processes, or None. Its children
+    import the main module again (a script without an ``if __name__ ==
+    "__main__"`` guard would run its build again; unittest's would run the tests), so
+    only microflow's own command line, whose main module is this one, qualifies; and
+    each task class must be rebuilt from a module other than the script."""
+    main_module = sys.modules.get("__main__")
+    name = getattr(getattr(main_module, "__spec__", None), "name", None)
+    if name not in (__name__, f"{__name__}.__main__"):   # a module, or the wheel's package
+        return "this is not microflow's command line (its children would run the main " \
+               "module again)"
+    unbuildable = _unbuildable(tasks)
+    if unbuildable is not None:
+        return f"task class {unbuildable[0].__qualname__} cannot be rebuilt in a child " \
+               f"process"
+    if any(type(task).__module__ == "__main__" for task in tasks):
+        return "a task class is defined in the main script"
+    return None
+
+
+def _unbuildable(tasks: Iterable[Task]) -> tuple[type, Exception] | None:
+    """A task class a child process cannot rebuild from its module (only a fork can
+    carry it), with why; None when every one can."""
     import pickle
     for cls in {type(task) for task in tasks}:
         try:
             pickle.dumps(cls)
         except Exception as exc:
-            raise ConfigError(
-                f"[worker] start_method = {method}: task class {cls.__qualname__} (module "
-                f"{cls.__module__}) cannot be rebuilt in a child process ({exc}); define "
-                f"it at module level, or use start_method = fork") from None
+            return cls, exc
+    return None
+
+
+def _check_rebuildable(tasks: Iterable[Task], method: str) -> None:
+    """Under spawn or forkserver a child rebuilds each task from its class's module:
+    refuse, before anything runs, a class that cannot be found that way."""
+    unbuildable = _unbuildable(tasks)
+    if unbuildable is not None:
+        cls, exc = unbuildable
+        raise ConfigError(
+            f"[worker] start_method = {method}: task class {cls.__qualname__} (module "
+            f"{cls.__module__}) cannot be rebuilt in a child process ({exc}); define "
+            f"it at module level, or use start_method = fork")
 
 
 def _death_message(task: Task, exitcode: int) -> str:
@@ -7500,7 +7550,7 @@ class _ProcessRunner(_Runner):
                  late: Container[str] = ()) -> None:
         import multiprocessing
         import pickle
-        self._method = start_method or _default_start_method()
+        self._method = start_method or _default_start_method(known.values())
         self._context: Any = multiprocessing.get_context(self._method)
         self._clock = time.monotonic
         self.processes = processes
@@ -7530,7 +7580,8 @@ class _ProcessRunner(_Runner):
             if self._method == "fork" else []
         process = self._context.Process(
             target=_child_main, args=(child_end, self._known, self._options, self._per_task,
-                                      inherited, os.getpid()),
+                                      inherited,
+                                      None if self._method == "forkserver" else os.getpid()),
             name=f"microflow-worker-{len(self._slots)}", daemon=True)
         process.start()
         child_end.close()
@@ -7959,13 +8010,28 @@ class _Session:
         self.remote = not isinstance(scheduler, (Scheduler, _Locked))
         self._pinged = callable(getattr(scheduler, "start_pinging", None))
         self._heartbeat = None
+        self.ping_every: float | None = None   # when the run loop pings, how often
+        self._next_ping = 0.0
 
-    def open(self, first_task: str | None, ping_interval: float) -> None:
+    def open(self, first_task: str | None, ping_interval: float, from_the_loop: bool) -> None:
         """Say this worker is here (and the first task it added); from now on a remote
-        client pings, so the scheduler does not think it dead while tasks run."""
+        client pings, so the scheduler does not think it dead while tasks run: from a
+        thread while a task runs in this one, else ``from_the_loop`` (ping_if_due()): a
+        thread beside worker processes would make every fork of them unsafe."""
         self.scheduler.add_worker(self.worker_id, self._info + [("first_task", first_task)])
-        if self._pinged:
+        if self._pinged and from_the_loop:
+            self.ping_every, self._next_ping = ping_interval, time.monotonic() + ping_interval
+        elif self._pinged:
             self._heartbeat = self.scheduler.start_pinging(self.worker_id, ping_interval)
+
+    def ping_if_due(self) -> None:
+        """Ping, when the run loop pings and the interval has passed."""
+        if self.ping_every is not None and time.monotonic() >= self._next_ping:
+            self._next_ping = time.monotonic() + self.ping_every
+            try:
+                self.scheduler.ping(worker=self.worker_id)
+            except MicroflowError as exc:
+                _log.warning("ping failed: %s", exc)
 
     def stop_pinging(self) -> None:
         if self._heartbeat is not None:
@@ -8517,7 +8583,8 @@ class Worker:
         self._start_running()
         self._load_failures.clear()   # each run says whether it could load what it got
         session = self._session
-        session.open(self._walk.first_task, self.options["ping_interval"])
+        session.open(self._walk.first_task, self.options["ping_interval"],
+                     from_the_loop=not self._runner.synchronous)
         try:
             if self.progress is None:
                 while self.step() != "stop":
@@ -8580,12 +8647,12 @@ class Worker:
         if not self._started:
             self._start_running()
         if self._running and len(self._running) >= self._runner.processes:
-            self._handle(self._runner.collect(timeout=None))
+            self._handle(self._collect(timeout=None))
             return "collected"
         if _STOP_ASKING.is_set():   # another run took the lock: finish, ask for nothing
             if not self._running:
                 return "stop"
-            self._handle(self._runner.collect(timeout=None))
+            self._handle(self._collect(timeout=None))
             return "collected"
         reply = self._session.get_work(self._running, self._processes)
         task_id = reply.get("task_id")
@@ -8597,7 +8664,7 @@ class Worker:
         if task_id is None:
             self.record.idle_replies.append(reply)
             if self._running:
-                self._handle(self._runner.collect(timeout=self.options["wait_interval"]))
+                self._handle(self._collect(timeout=self.options["wait_interval"]))
                 return "collected"
             if self._retries and self._retries.due and \
                     self._retries.wait(self._scheduled, self.options["wait_interval"]):
@@ -8623,6 +8690,21 @@ class Worker:
             self._pids[task_id] = pid = pid or os.getpid()
             _log.info("[pid %s] Worker %s running   %s", pid, self._id, task)
         return "started"
+
+    def _collect(self, timeout: float | None) -> list[_Outcome]:
+        """The runner's outcomes, waiting up to ``timeout`` seconds (None: until one);
+        when the session pings from this loop, a ping interval at a time."""
+        interval = self._session.ping_every
+        if interval is None:
+            return self._runner.collect(timeout=timeout)
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = interval if end is None else max(0.0, min(interval,
+                                                             end - time.monotonic()))
+            outcomes = self._runner.collect(timeout=left)
+            self._session.ping_if_due()
+            if outcomes or (end is not None and time.monotonic() >= end):
+                return outcomes
 
     def _idle_wait(self) -> Any:
         """A kept-alive idle worker's sleep: ``wait_interval`` plus up to

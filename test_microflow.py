@@ -4355,6 +4355,22 @@ class TestProcessPool(TempDirMixin, BuildCase):
                 self.assertEqual(mf.MockTarget("links/joined").open().read(),
                                  "seed a0 a1 a2 | seed b0 b1 b2")
 
+    def test_the_pool_forks_only_where_no_other_thread_runs(self):
+        # A fork beside a live thread can hang the child on a lock that thread held
+        # (Python 3.12+ warns of it). Alone: fork. Beside a thread, in this process
+        # (unittest's main module cannot be imported again safely): fork, said why.
+        self.assertEqual(self.build(MockJoin(), workers=2).worker._runner._method, "fork")
+        self.assertNotIn("forked beside", self.logged)
+        stop = threading.Event()
+        waiting = threading.Thread(target=stop.wait, name="caller's thread", daemon=True)
+        waiting.start()
+        self.addCleanup(stop.set)
+        with forking_beside_threads():
+            result = self.build(MockJoin(), workers=2)
+        self.assertEqual(result.worker._runner._method, "fork")
+        self.assertIn("other threads run in this process (caller's thread), and this is "
+                      "not microflow's command line", self.logged)
+
     def test_a_task_that_cannot_see_what_it_yielded_fails_instead_of_spinning(self):
         made = set()   # one process's memory: a forked child's copy is its own
 
@@ -4473,10 +4489,11 @@ class TestProcessPool(TempDirMixin, BuildCase):
         results = []
         thread = threading.Thread(target=lambda: results.append(
             mf.build([PidRoot(str(self.tmp))], workers=2, detailed_summary=True)))
-        with self.assertLogs("microflow", "INFO"), forking_beside_threads():
+        with self.assertLogs("microflow", "INFO") as logs, forking_beside_threads():
             thread.start()
             thread.join(60)
         self.assertEqual(results[0].status, mf.LuigiStatusCode.SUCCESS)
+        self.assertIn("worker processes are forked beside them", "".join(logs.output))
 
 
 ###########################################################################################
@@ -4784,6 +4801,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             with self.assertLogs("microflow", "INFO") as logs, forking_beside_threads():
                 result = mf.build([PidRoot(str(self.tmp))], workers=2,
                                   scheduler_url=server.url, detailed_summary=True)
+        self.assertIsNone(result.worker._session._heartbeat)   # the loop pings
         self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, logs.output)
         task_id = PidTask(0, str(self.tmp)).task_id
         self.assertEqual(scheduler.task_list("DONE", "")[task_id]["status"], mf.DONE)
@@ -5105,6 +5123,20 @@ class Hang(microflow.Task):
 class HangTwice(microflow.WrapperTask):
     def requires(self):   # two workers: the third never starts
         return [Hang(1), Hang(2), Hang(3)]
+
+class Pid(microflow.Task):
+    n = microflow.IntParameter()
+
+    def output(self):
+        return microflow.LocalTarget(f"pid-{self.n}")
+
+    def run(self):
+        with self.output().open("w") as f:
+            f.write(str(os.getpid()))
+
+class Pids(microflow.WrapperTask):
+    def requires(self):
+        return [Pid(n) for n in range(4)]
 '''
 
 
@@ -5333,6 +5365,23 @@ class TestCommandLine(TempDirMixin, unittest.TestCase):
                         "3", env=env)
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual((self.tmp / "greet-cli.txt").read_text(), "hello cli" * 3)
+
+    def test_beside_its_status_page_the_command_line_starts_workers_from_a_fork_server(self):
+        # The page is served from a thread of the build's process: a fork beside it can
+        # hang the child on a lock the thread held (Python 3.12+ warns of each, after
+        # the fork). The command line's worker processes start from a fork server.
+        process = subprocess.Popen(
+            [sys.executable, "-W", "always::DeprecationWarning", "-m", "microflow",
+             "--module", "clitasks", "Pids", "--workers", "2", "--status-port",
+             str(free_port()), "--no-lock"], cwd=self.tmp, env=self.environment(None),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, stderr = process.communicate(timeout=60)
+        self.assertEqual(process.returncode, 0, stderr)
+        self.assertIn("other threads run in this process (microflow-scheduler): worker "
+                      "processes start from a fork server", stderr)
+        self.assertNotIn("multi-threaded", stderr)
+        pids = {(self.tmp / f"pid-{n}").read_text() for n in range(4)}
+        self.assertNotIn(str(process.pid), pids)   # run in the pool's processes
 
     def test_interrupt_stops_children_and_their_processes_and_leaves_no_files(self):
         import signal
@@ -7080,9 +7129,10 @@ class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
 
 @contextlib.contextmanager
 def forking_beside_threads():
-    """Python 3.12+ warns that a process with threads forks; these tests fork from one
-    on purpose (a build in a thread, or beside a server's thread), and the children only
-    run tasks: the warning is expected there."""
+    """Python 3.12+ warns that a process with threads forks. A build inside this test
+    process beside another thread still forks its workers (unittest's main module would
+    run the tests again in a fork server's children: see _forkserver_unsafe), and says
+    so at WARNING; the command line starts them from a fork server (tested below)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"This process \(pid=\d+\) is multi-threaded",
                                 DeprecationWarning)
