@@ -47,7 +47,8 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Worker: runners, and both sides of the process pool
     Worker: the run's record, the session, retries and the graph walk
     Worker: the run loop
-    Remote scheduler: a pure dispatch, the HTTP server, the client
+    Remote scheduler: a pure dispatch and the HTTP server
+    Remote scheduler: the client, over a small HTTP/1.1 exchange of its own
     Seeing a run: Prometheus metrics and the status page, served by SchedulerServer
     Run summary, build() and exit codes
     Planning: what a build would do (--dry-run), and the dependency tree (--tree)
@@ -8890,7 +8891,7 @@ def _retry_policy_of(task: Task) -> dict[str, Any] | None:
 
 
 ###########################################################################################
-# Remote scheduler: a pure dispatch, the HTTP server, the client
+# Remote scheduler: a pure dispatch and the HTTP server
 ###########################################################################################
 
 # Argument types checked before a call reaches the scheduler, so a malformed request
@@ -9411,6 +9412,10 @@ def _request_handler() -> type:
     return type("_Handler", (_HandlerMethods, http.server.BaseHTTPRequestHandler), {})
 
 
+###########################################################################################
+# Remote scheduler: the client, over a small HTTP/1.1 exchange of its own
+###########################################################################################
+
 # Calls whose reply the worker never reads: the client may hold them back and send
 # them with the next call that needs a reply (in one request, where batches exist).
 _BUFFERED_METHODS = frozenset((
@@ -9561,8 +9566,7 @@ class RemoteScheduler(_RemoteMethods):
     def _request(self, method: str, params: Any, label: str | None = None) -> Any:
         """POST ``params`` to ``/api/method``; the reply's ``response``. Errors name
         ``label`` (default: the method)."""
-        import urllib.parse
-        body = urllib.parse.urlencode({"data": json.dumps(params)}).encode()
+        body = _form_data(params)
         head = (f"POST {self._prefix}/api/{method} HTTP/1.1\r\nHost: {self._host}:"
                 f"{self._port}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in
                                                self._headers.items()) +
@@ -9617,6 +9621,16 @@ class RemoteScheduler(_RemoteMethods):
         for connection in connections:
             connection.close()
         self._local.connection = None
+
+
+def _form_data(params: Any) -> bytes:
+    """``data=<params as JSON>``, form-encoded as luigid reads it. json.dumps writes
+    ASCII, so escaping the characters the form encoding gives a meaning (``%``, ``&``,
+    ``+``, ``=``, space) is enough: urlencode() quotes byte by byte, in Python, and cost
+    a fifth of a call through the server."""
+    text = json.dumps(params).replace("%", "%25").replace("&", "%26").replace(
+        "+", "%2B").replace("=", "%3D").replace(" ", "+")
+    return b"data=" + text.encode("ascii")
 
 
 class _Wire:
