@@ -4585,6 +4585,27 @@ def start_server_process(*args, env=None, port="0", command=("-m", "microflow", 
     raise AssertionError("the scheduler server did not start")
 
 
+class Counted(mf.Task):
+    """Appends its number to ``folder``/runs.log when it runs: a run is counted."""
+    n = mf.IntParameter()
+    folder = mf.Parameter()
+
+    def output(self):
+        return mf.LocalTarget(os.path.join(self.folder, f"counted{self.n}"))
+
+    def run(self):
+        with open(os.path.join(self.folder, "runs.log"), "a") as log:
+            log.write(f"{self.n}\n")
+        self.output().open("w").close()
+
+
+class CountedAll(mf.WrapperTask):
+    folder = mf.Parameter()
+
+    def requires(self):
+        return [Counted(n, self.folder) for n in range(6)]
+
+
 def free_port():
     import socket
     with socket.socket() as probe:
@@ -4729,6 +4750,42 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertEqual(len(done), 13)                  # every Part and the Whole
         self.assertEqual(sorted(self.runs(), key=int), [str(n) for n in range(12)])
         self.assertTrue(done_before <= set(self.runs()))
+
+    def test_a_batch_whose_reply_is_lost_is_sent_again_and_nothing_runs_twice(self):
+        # The server journals a batch and is killed before its reply reaches the
+        # worker: first the walked graph with the first get_work, then a result with
+        # the next get_work. The worker sends each again to the restarted server (same
+        # port, same state file), and every task runs once.
+        import signal
+        port, state = str(free_port()), str(self.tmp / "state.json")
+        env = dict(os.environ, PYTHONPATH=str(HERE))
+        server = [start_server_process("--state-path", state, env=env, port=port)[0]]
+        self.addCleanup(lambda: (server[0].kill(), server[0].wait()))
+        lost, original = [], mf._Wire.exchange
+
+        def exchange(wire, request):
+            status, body = original(wire, request)   # the server has journaled it
+            if request.startswith(b"POST /api/batch") and b"get_work" in request \
+                    and len(lost) < 2:
+                lost.append(request.count(b"add_task"))
+                server[0].send_signal(signal.SIGKILL)
+                server[0].wait()
+                raise OSError("the reply was lost with the server")
+            return status, body
+
+        def restart(seconds):   # the client's wait before it tries again
+            server[0] = start_server_process("--state-path", state, env=env, port=port)[0]
+        client = mf.RemoteScheduler(f"http://127.0.0.1:{port}", attempts=3, sleep=restart)
+        self.addCleanup(client.close)
+        with unittest.mock.patch.object(mf._Wire, "exchange", exchange), \
+                self.assertLogs("microflow", "INFO") as logs:
+            result = mf.build([CountedAll(str(self.tmp))], scheduler=client,
+                              detailed_summary=True)
+        self.assertEqual(result.status, mf.LuigiStatusCode.SUCCESS, logs.output)
+        self.assertEqual(len(lost), 2)
+        self.assertGreaterEqual(lost[0], 7)   # the whole graph was in the first
+        self.assertEqual(sorted((self.tmp / "runs.log").read_text().split(), key=int),
+                         [str(n) for n in range(6)])
 
     def runs(self):
         log = self.tmp / "runs.log"
