@@ -4879,6 +4879,33 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                         .startswith("in "))
         self.assertTrue(any("arrived" in line for line in logs.output))
 
+    @unittest.skipUnless(shutil.which("openssl"), "needs the openssl command for a "
+                                                  "certificate")
+    def test_the_client_speaks_https_to_a_tls_front_and_checks_its_certificate(self):
+        # A central scheduler behind TLS (here the server's own socket, wrapped): the
+        # client verifies the certificate against the system's CAs ($SSL_CERT_FILE).
+        import ssl
+        key, cert = self.tmp / "key.pem", self.tmp / "cert.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj",
+                        "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                       check=True, capture_output=True, timeout=60)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        with mf.SchedulerServer(port=0) as server:
+            server._httpd.socket = context.wrap_socket(server._httpd.socket,
+                                                       server_side=True)
+            url = f"https://localhost:{server._httpd.server_address[1]}"
+            with unittest.mock.patch.dict(os.environ, {"SSL_CERT_FILE": str(cert)}):
+                client = mf.RemoteScheduler(url, attempts=1)
+                self.addCleanup(client.close)
+                client.add_task(task_id="T_1", worker="w", family="T")
+                self.assertEqual(client.get_work(worker="w")["task_id"], "T_1")
+            stranger = mf.RemoteScheduler(url, attempts=1)   # the system's CAs only
+            self.addCleanup(stranger.close)
+            with self.assertRaisesRegex(mf.SchedulerUnavailable, "CERTIFICATE_VERIFY"):
+                stranger.is_paused()
+
     def test_token_is_needed_for_changes_and_never_echoed(self):
         with mf.SchedulerServer(port=0, token="s3cret") as server:
             anonymous = mf.RemoteScheduler(server.url, attempts=1, batch=False)
