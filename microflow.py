@@ -8914,23 +8914,21 @@ _ARGUMENT_TYPES = {
 _SIGNATURES: dict[str, Any] = {}   # method -> inspect.Signature of the Scheduler method
 
 
-def _argument_shape(method: str) -> tuple[frozenset[str], frozenset[str], bool]:
-    """``(its parameter names, the required ones, whether it takes any name)`` of
-    ``Scheduler.method`` (computed once): a call with every required name, to a method
-    taking ``**kwargs``, fits without binding its signature (a cost per call)."""
+def _argument_shape(method: str) -> tuple[frozenset[str], bool]:
+    """``(its required parameters, whether it takes any name)`` of ``Scheduler.method``
+    (computed once): a call with every required name, to a method taking ``**kwargs``,
+    fits without binding its signature (a cost per call)."""
     shape = _SHAPES.get(method)
     if shape is None:
-        import inspect
         parameters = list(_signature(method).parameters.values())[1:]
         shape = _SHAPES[method] = (
-            frozenset(p.name for p in parameters),
             frozenset(p.name for p in parameters if p.default is p.empty and p.kind in (
                 p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)),
             any(p.kind is p.VAR_KEYWORD for p in parameters))
     return shape
 
 
-_SHAPES: dict[str, tuple[frozenset[str], frozenset[str], bool]] = {}
+_SHAPES: dict[str, tuple[frozenset[str], bool]] = {}
 
 
 def _signature(method: str) -> Any:
@@ -8944,7 +8942,7 @@ def _signature(method: str) -> Any:
 
 def _check_arguments(method: str, params: Mapping[str, Any]) -> None:
     """Raise TypeError, naming the method and field, for arguments that cannot fit."""
-    _, required, any_name = _argument_shape(method)
+    required, any_name = _argument_shape(method)
     if not any_name or not required <= params.keys():   # else every call fits
         try:
             _signature(method).bind(None, **params)
