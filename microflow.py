@@ -5898,12 +5898,14 @@ class _SchedulerCalls(_SchedulerBatches):
         return running
 
     def get_work(self, worker: Any = None, host: str | None = None, assistant: bool = False,
-                 current_tasks: Iterable[str] | None = None, **kwargs: Any) -> dict[str, Any]:
+                 current_tasks: Iterable[str] | None = None, prefetch: int = 0,
+                 **kwargs: Any) -> dict[str, Any]:
         """Hand ``worker`` the best task it may run now, and mark it RUNNING.
 
         Best means: every dependency DONE, resources available, highest priority, then
         earliest added. The reply always has the same keys; ``task_id`` is None when
-        there is nothing to do.
+        there is nothing to do. ``prefetch`` (microflow's client, for quick tasks): up
+        to that many more, claimed for it too, under ``prefetched``.
         """
         now = self._clock()
         if self._timers and self._timers[0][0] <= now and self.options["prune_on_get_work"]:
@@ -5935,7 +5937,32 @@ class _SchedulerCalls(_SchedulerBatches):
             self._claim(task, record, now)
         reply.update(task_id=task.id, task_family=task.family, task_module=task.module,
                      task_params=task.params)
+        if prefetch and not self._batchers:
+            reply["prefetched"] = self._hand_out_more(record, int(prefetch), now)
         return reply
+
+    def _hand_out_more(self, worker: _WorkerState, count: int,
+                       now: float) -> list[dict[str, Any]]:
+        """Up to ``count`` more tasks that can run now, claimed for ``worker`` as the
+        first was: one request then carries several, and no other worker gets them."""
+        more = []
+        while len(more) < count:
+            task = self._pick(worker)
+            if task is None:
+                break
+            self._claim(task, worker, now)
+            more.append({"task_id": task.id, "task_family": task.family,
+                         "task_module": task.module, "task_params": task.params})
+        return more
+
+    def release_tasks(self, worker: Any = None, task_ids: Iterable[str] = ()) -> None:
+        """Take back tasks handed to ``worker`` in advance that it will not start (its
+        run stopped first): PENDING again, for any worker."""
+        now = self._clock()
+        for task_id in task_ids:
+            task = self._tasks.get(task_id)
+            if task is not None and task.status == RUNNING and task.worker_running == worker:
+                self._set_status(task, PENDING, now)
 
     def _reclaim(self, worker: _WorkerState,
                  current_tasks: Iterable[str]) -> _TaskState | None:
@@ -7027,7 +7054,7 @@ _RPC_METHODS = (
     "add_scheduler_message_response", "get_scheduler_message_response", "pause",
     "unpause", "is_paused", "is_pause_enabled", "has_task_history", "update_resource",
     "update_resources", "add_task_batcher", "changes", "task_graph", "task_history",
-    "report_task_statistics",
+    "report_task_statistics", "release_tasks",
 )
 # The remote methods that only read (a token may leave them open).
 _READ_METHODS = frozenset((
@@ -7991,14 +8018,29 @@ def _worker_info(processes: int, assistant: bool) -> list[tuple[str, Any]]:
     return info + [("assistant", True)] if assistant else info
 
 
+# Tasks handed out ahead (microflow's client and server): asked for while each task
+# has taken under _QUICK_TASK seconds, doubling up to _MOST_AHEAD a request; reports
+# held back no longer than _HOLD_REPORTS seconds meanwhile.
+_QUICK_TASK, _MOST_AHEAD, _HOLD_REPORTS = 0.005, 31, 0.05
+
+
+def _ahead_next(asked: int, seconds_per_task: float) -> int:
+    """How many tasks to ask for ahead next time: more while tasks are quick (a round
+    trip would cost more than the task), none as soon as one is not (a long task would
+    keep the others from workers that are free)."""
+    if seconds_per_task >= _QUICK_TASK:
+        return 0
+    return min(_MOST_AHEAD, asked * 2 + 1)
+
+
 class _Session:
     """One worker's conversation with its scheduler: everything the worker says to it
     and asks of it goes through here, with the same methods whatever the scheduler is
     (the in-memory Scheduler, microflow's RemoteScheduler, or a library's own object
     with Luigi's methods). What differs between them is settled here, once: a remote
     scheduler is shared (another worker may run what this one wants), keeps its own
-    retry delay, and microflow's client is pinged from a thread and holds reports back
-    until flushed."""
+    retry delay, and microflow's client is pinged from a thread, holds reports back
+    until flushed, and is handed quick tasks ahead, several a request."""
 
     def __init__(self, scheduler: _SchedulerAPI, worker_id: str,
                  info: list[tuple[str, Any]]) -> None:
@@ -8013,6 +8055,10 @@ class _Session:
         self._heartbeat = None
         self.ping_every: float | None = None   # when the run loop pings, how often
         self._next_ping = 0.0
+        self._ahead: collections.deque[dict[str, Any]] = collections.deque()
+        self._ask_ahead = 0               # how many to ask for with the next get_work
+        self._asked_at = self._flushed_at = 0.0
+        self._handed = 0                  # tasks handed out by the last get_work
 
     def open(self, first_task: str | None, ping_interval: float, from_the_loop: bool) -> None:
         """Say this worker is here (and the first task it added); from now on a remote
@@ -8039,9 +8085,14 @@ class _Session:
             self._heartbeat.set()
 
     def flush(self) -> None:
-        """Send what microflow's client still holds back (the last reports of a run)."""
+        """Send what microflow's client still holds back (the last reports of a run),
+        and give back the tasks handed out ahead that this run will not start."""
         if self._pinged:
             try:
+                if self._ahead:
+                    ahead = [reply["task_id"] for reply in self._ahead]
+                    self._ahead.clear()
+                    self.scheduler.release_tasks(worker=self.worker_id, task_ids=ahead)
                 self.scheduler.flush()
             except MicroflowError as exc:
                 _log.error("the last reports did not reach the scheduler: %s", exc)
@@ -8060,9 +8111,26 @@ class _Session:
         others run), only how much is pending."""
         if not processes:
             return self.scheduler.count_pending(worker=self.worker_id)
-        return self.scheduler.get_work(worker=self.worker_id, host=self._host,
-                                       assistant=self._assistant,
-                                       current_tasks=list(running))
+        if not self._pinged:   # in memory (or a library's scheduler): one at a time
+            return self.scheduler.get_work(worker=self.worker_id, host=self._host,
+                                           assistant=self._assistant,
+                                           current_tasks=list(running))
+        now = time.monotonic()
+        if self._ahead:
+            if now - self._flushed_at >= _HOLD_REPORTS:   # others may wait on them
+                self._flushed_at = now
+                self.scheduler.flush()
+            return self._ahead.popleft()
+        if self._handed:
+            self._ask_ahead = _ahead_next(self._ask_ahead, (now - self._asked_at) / self._handed)
+        self._asked_at = self._flushed_at = now
+        reply = self.scheduler.get_work(worker=self.worker_id, host=self._host,
+                                        assistant=self._assistant,
+                                        current_tasks=list(running),
+                                        prefetch=self._ask_ahead)
+        self._ahead.extend(reply.pop("prefetched", None) or ())
+        self._handed = len(self._ahead) + (reply.get("task_id") is not None)
+        return reply
 
     def add_task_batcher(self, family: str, batched_args: list[str],
                          max_batch_size: float) -> None:

@@ -4,6 +4,7 @@ Laid out like the library: parameters, date intervals, targets, tasks, configura
 then the scheduler, worker, build() and the command line.
 """
 
+import collections
 import contextlib
 import datetime
 import errno
@@ -2730,6 +2731,46 @@ class TestSchedulerReads(SchedulerCase):
             self.assertTrue(callable(getattr(self.scheduler, name)), name)
 
 
+class TestTasksHandedOutAhead(SchedulerCase):
+    """microflow's client asks for quick tasks several at a time (``prefetch``)."""
+
+    def test_tasks_handed_out_ahead_are_claimed_for_the_worker_that_asked(self):
+        for n in range(5):
+            self.add(f"T{n}", priority=10 - n)
+        self.add("T9", worker="w2")
+        reply = self.scheduler.get_work(worker="w1", prefetch=2)
+        self.assertEqual(reply["task_id"], "T0")
+        self.assertEqual([t["task_id"] for t in reply["prefetched"]], ["T1", "T2"])
+        self.assertEqual(set(reply["prefetched"][0]),
+                         {"task_id", "task_family", "task_module", "task_params"})
+        running = self.scheduler.task_list(mf.RUNNING, "")
+        self.assertEqual({t: running[t]["worker_running"] for t in running},
+                         {"T0": "w1", "T1": "w1", "T2": "w1"})
+        self.assertEqual(self.work("w2"), "T9")                # none of them for w2
+        self.assertNotIn("prefetched", self.scheduler.get_work(worker="w1"))
+        self.scheduler.release_tasks(worker="w2", task_ids=["T1"])   # not w2's: kept
+        self.assertEqual(self.status("T1"), mf.RUNNING)
+        self.scheduler.release_tasks(worker="w1", task_ids=["T1", "T2", "T0x"])
+        self.assertEqual((self.status("T1"), self.status("T2")), (mf.PENDING, mf.PENDING))
+        self.add("T1", worker="w2")
+        self.assertEqual(self.work("w2"), "T1")                # free again, for anyone
+
+    def test_a_family_with_a_batcher_is_never_handed_out_ahead(self):
+        self.scheduler.add_task_batcher(worker="w1", task_family="A", batched_args=["a"])
+        self.add("T1")
+        self.add("T2")
+        self.assertNotIn("prefetched", self.scheduler.get_work(worker="w1", prefetch=5))
+
+    def test_more_are_asked_for_while_tasks_are_quick_and_none_once_one_is_not(self):
+        asked, seen = 0, []
+        for _ in range(7):
+            asked = mf._ahead_next(asked, 0.0005)
+            seen.append(asked)
+        self.assertEqual(seen, [1, 3, 7, 15, 31, 31, 31])
+        self.assertEqual(mf._ahead_next(31, mf._QUICK_TASK), 0)
+        self.assertEqual(mf._ahead_next(0, 2.0), 0)
+
+
 class TestSchedulerBatches(SchedulerCase):
     def add_members(self, count, worker="w1", **kwargs):
         for i in range(1, count + 1):
@@ -3932,6 +3973,31 @@ class PidRoot(mf.WrapperTask):
         return [PidTask(n, self.folder) for n in range(4)]
 
 
+class AheadLeaf(mf.Task):
+    """A quick task that notes its run (in this process: the build runs it inline)."""
+    tag = mf.Parameter()
+    n = mf.IntParameter()
+    runs: list = []
+    stop_after = None
+
+    def output(self):
+        return mf.MockTarget(f"ahead/{self.tag}/{self.n}")
+
+    def run(self):
+        self.output().open("w").close()
+        self.runs.append(self.n)
+        if len(self.runs) == self.stop_after:
+            mf._STOP_ASKING.set()
+
+
+class AheadRoot(mf.WrapperTask):
+    tag = mf.Parameter()
+    count = mf.IntParameter()
+
+    def requires(self):
+        return [AheadLeaf(self.tag, n) for n in range(self.count)]
+
+
 class SlowTask(mf.Task):
     worker_timeout = 0.5
 
@@ -4864,6 +4930,47 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                                                            "400.*'deps' must be list"):
                 client.flush()
         self.assertEqual(len(scheduler.task_list("", "")), 5)
+
+    def test_quick_tasks_come_several_a_request_and_each_runs_once(self):
+        runs = AheadLeaf.runs = []
+        get_works = []
+        with mf.SchedulerServer(port=0) as server, \
+                unittest.mock.patch.object(mf, "_QUICK_TASK", 3600.0):  # all are quick
+            original = server.call
+
+            def call(method, params, credentials=None):
+                calls = params["calls"] if method == "batch" else [[method, params]]
+                get_works.extend(p.get("prefetch") for m, p in calls if m == "get_work")
+                return original(method, params, credentials)
+            server.call = call
+            with self.assertLogs("microflow", "INFO"):
+                ok = mf.build([AheadRoot(tag="many", count=200)], scheduler_url=server.url)
+            done = server.scheduler.task_list("DONE", "")
+        self.assertTrue(ok)
+        self.assertEqual(sorted(runs), list(range(200)))   # each once
+        self.assertEqual(len(done), 201)
+        self.assertLess(len(get_works), 20)                # not one request a task
+        self.assertEqual(get_works[:4], [0, 1, 3, 7])
+
+    def test_tasks_handed_out_ahead_go_back_when_the_run_stops_asking(self):
+        # The fourth task says stop asking (as SIGUSR1 from --take-lock does): the
+        # three handed to this worker with it and not started are given back.
+        runs = AheadLeaf.runs = []
+        AheadLeaf.stop_after = 4
+        self.addCleanup(setattr, AheadLeaf, "stop_after", None)
+        self.addCleanup(mf._STOP_ASKING.clear)
+        with mf.SchedulerServer(port=0) as server, \
+                unittest.mock.patch.object(mf, "_QUICK_TASK", 3600.0):
+            with self.assertLogs("microflow", "INFO"):
+                mf.build([AheadRoot(tag="stop", count=10)], scheduler_url=server.url)
+            statuses = collections.Counter(
+                task["status"] for task in server.scheduler.task_list("", "").values())
+            self.assertEqual(statuses, {mf.DONE: 4, mf.PENDING: 7})
+            mf._STOP_ASKING.clear()
+            with self.assertLogs("microflow", "INFO"):
+                self.assertTrue(mf.build([AheadRoot(tag="stop", count=10)],
+                                         scheduler_url=server.url))
+        self.assertEqual(sorted(runs), list(range(10)))    # the rest, each once
 
     def test_build_through_a_server_in_this_process(self):
         scheduler = mf.Scheduler(prune_on_get_work=True)
@@ -7145,7 +7252,7 @@ class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
         self.assertEqual(kinds["luigi_task_started_total"], "counter")
         get_work = frozenset({("method", "get_work")})
         calls = samples["microflow_scheduler_call_seconds_count", get_work]
-        self.assertGreaterEqual(calls, 5)
+        self.assertGreaterEqual(calls, 2)   # quick tasks come several a call
         buckets = sorted((float(dict(labels)["le"].replace("+Inf", "inf")), value)
                          for (name, labels), value in samples.items()
                          if name == "microflow_scheduler_call_seconds_bucket"

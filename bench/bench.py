@@ -30,6 +30,7 @@ import heapq
 import json
 import os
 import resource
+import struct
 import subprocess
 import sys
 import time
@@ -43,14 +44,16 @@ except ImportError:  # pragma: no cover
     from hashlib import md5 as _md5
 
 
-def make_tasks(lib, shape, n, shared=False):
+def make_tasks(lib, shape, n, shared=False, done=None, stamps=None):
     """Build the no-op graph ``shape`` with ``n`` tasks; returns the root task and the
     done flags (one byte per task, so the no-op costs next to no memory): a bytearray,
-    or with ``shared`` an anonymous shared mapping that forked worker processes write."""
-    if shared:
+    or with ``shared`` an anonymous shared mapping that forked worker processes write,
+    or ``done`` given (a file's mapping that other worker processes share). With
+    ``stamps`` (a mapping of n doubles), each run writes the time it ran."""
+    if done is None and shared:
         import mmap
         done = mmap.mmap(-1, n)
-    else:
+    elif done is None:
         done = bytearray(n)
 
     class Node(lib.Task):
@@ -59,15 +62,18 @@ def make_tasks(lib, shape, n, shared=False):
         i = lib.IntParameter()
 
         def complete(self):
-            return done[self.i] == 1
+            return done[self.i] != 0
 
         def requires(self):
             return node_requires(self.i)
 
         def run(self):
-            done[self.i] = 1
+            done[self.i] = client
+            if stamps is not None:
+                struct.pack_into("d", stamps, self.i * 8, time.time())
 
     width = max(1, int(n ** 0.5))
+    client = 1 + int(os.environ.get("BENCH_CLIENT", "0"))   # which process ran it
 
     def node_requires(i):
         if shape == "wide":
@@ -207,6 +213,75 @@ def child(impl, shape, n, workers=1, url=""):
     }))
 
 
+def client_child(shape, n, url, folder):
+    """One of several worker processes on one graph through the server at ``url``: the
+    done flags and run times in files of ``folder`` that all of them map."""
+    import logging
+    import mmap
+    sys.path.insert(0, os.path.join(HERE, ".."))
+    import microflow as lib
+    logging.disable(logging.CRITICAL)
+    with open(os.path.join(folder, "done"), "r+b") as flags, \
+            open(os.path.join(folder, "stamps"), "r+b") as times:
+        done, stamps = mmap.mmap(flags.fileno(), n), mmap.mmap(times.fileno(), n * 8)
+        root, _ = make_tasks(lib, shape, n, done=done, stamps=stamps)
+        if not lib.build([root], scheduler_url=url, no_lock=True):
+            raise SystemExit("the build failed")
+
+
+def clients_rate(shape, n, clients):
+    """Tasks per second that ``clients`` worker processes run in all on one ``n``-task
+    graph through one microflow server: from the first task run to the last (each
+    process walks the whole graph first, as Luigi's workers do; that is not counted)."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder, \
+            central_scheduler(sys.executable, "microflow") as url:
+        for name, size in (("done", n), ("stamps", n * 8)):
+            with open(os.path.join(folder, name), "wb") as f:
+                f.truncate(size)
+        command = [sys.executable, __file__, "--client", shape, str(n), url, folder]
+        processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, BENCH_CLIENT=str(number)))
+                     for number in range(clients)]
+        for process in processes:
+            _, err = process.communicate()
+            if process.returncode:
+                raise SystemExit(f"a client of {clients} failed:\n{err}")
+        with open(os.path.join(folder, "stamps"), "rb") as f:
+            stamps = struct.unpack(f"{n}d", f.read())
+        with open(os.path.join(folder, "done"), "rb") as f:
+            who = f.read()
+    ran = [stamp for stamp in stamps if stamp]
+    seconds = max(ran) - min(ran)
+    # From when the last of them began running (its walk done) to the end: the rate
+    # while all of them ask the server for work at once.
+    firsts = {}
+    for stamp, number in zip(stamps, who):
+        if stamp:
+            firsts[number] = min(firsts.get(number, stamp), stamp)
+    all_in = max(firsts.values())
+    together = [stamp for stamp in ran if stamp >= all_in]
+    window = max(ran) - all_in
+    return {"shape": shape, "n": n, "clients": clients, "ran": len(ran),
+            "run_seconds": round(seconds, 4), "tasks_per_s": round(len(ran) / seconds, 1),
+            "ran_by": len(firsts), "ran_while_all_asked": len(together),
+            "tasks_per_s_all_asking": round(len(together) / window, 1) if window else None}
+
+
+def clients_bench(shapes, sizes, counts, repeat):
+    """One worker process, then each of ``counts``, on one graph through one server."""
+    for shape in shapes:
+        for n in sizes:
+            one = None
+            for clients in [1] + [c for c in counts if c != 1]:
+                runs = sorted((clients_rate(shape, n, clients) for _ in range(repeat)),
+                              key=lambda run: run["tasks_per_s"])
+                run = runs[len(runs) // 2]
+                one = one or run
+                run["vs_one_process"] = round(run["tasks_per_s"] / one["tasks_per_s"], 2)
+                print(json.dumps(run), flush=True)
+
+
 def measure(python, impl, shape, n, workers=1, scheduler="local"):
     if scheduler == "server":   # a fresh central scheduler for each measurement
         with central_scheduler(python, impl) as url:
@@ -301,11 +376,21 @@ def main():
                              "off, and the ratio")
     parser.add_argument("--page", nargs="+", type=int, metavar="N",
                         help="only time the status page at N tasks (needs chromium)")
+    parser.add_argument("--clients", type=int, nargs="+", metavar="N",
+                        help="only run N worker processes (and one) on one graph through "
+                             "one microflow server: tasks per second in all")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         impl, shape, n, workers, url = arguments.child
         return child(impl, shape, int(n), int(workers), url)
+    if arguments.client:
+        shape, n, url, folder = arguments.client
+        return client_child(shape, int(n), url, folder)
+    if arguments.clients:
+        return clients_bench(arguments.shapes, arguments.sizes, arguments.clients,
+                             arguments.repeat)
     if arguments.page:
         return page_bench(arguments.page, arguments.repeat)
     if arguments.history:
