@@ -9415,10 +9415,12 @@ class _HandlerMethods(_HandlerBase):
             return self._reply(413, {"error": f"request body over {_MAX_REQUEST_BYTES} "
                                               f"bytes"})
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        as_json = (self.headers.get("Content-Type") or "").startswith("application/json")
         fields = urllib.parse.parse_qs(query)
-        fields.update(urllib.parse.parse_qs(body))
+        if not as_json:   # luigid's form, data=<JSON>; microflow's client sends batches
+            fields.update(urllib.parse.parse_qs(body))   # as JSON (no decoding twice)
         try:
-            params = json.loads(fields.get("data", ["{}"])[-1])
+            params = json.loads(body if as_json else fields.get("data", ["{}"])[-1])
         except ValueError as exc:
             return self._reply(400, {"error": f"the data field is not JSON: {exc}"})
         except RecursionError:   # nested past the parser's depth: refused, not crashed
@@ -9632,10 +9634,14 @@ class RemoteScheduler(_RemoteMethods):
     def _request(self, method: str, params: Any, label: str | None = None) -> Any:
         """POST ``params`` to ``/api/method``; the reply's ``response``. Errors name
         ``label`` (default: the method)."""
-        body = _form_data(params)
+        if method == "batch":   # only microflow's server has it: the JSON as it is
+            body = json.dumps(params, separators=(",", ":")).encode()
+            headers = dict(self._headers, **{"Content-Type": "application/json"})
+        else:                   # luigid's form: data=<JSON>
+            body, headers = _form_data(params), self._headers
         head = (f"POST {self._prefix}/api/{method} HTTP/1.1\r\nHost: {self._host}:"
                 f"{self._port}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in
-                                               self._headers.items()) +
+                                               headers.items()) +
                 f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
         problem: object = None
         for attempt in range(self._attempts):
@@ -9694,8 +9700,8 @@ def _form_data(params: Any) -> bytes:
     ASCII, so escaping the characters the form encoding gives a meaning (``%``, ``&``,
     ``+``, ``=``, space) is enough: urlencode() quotes byte by byte, in Python, and cost
     a fifth of a call through the server."""
-    text = json.dumps(params).replace("%", "%25").replace("&", "%26").replace(
-        "+", "%2B").replace("=", "%3D").replace(" ", "+")
+    text = json.dumps(params, separators=(",", ":")).replace("%", "%25").replace(
+        "&", "%26").replace("+", "%2B").replace("=", "%3D").replace(" ", "+")
     return b"data=" + text.encode("ascii")
 
 

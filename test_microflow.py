@@ -27,6 +27,7 @@ import time
 import types
 import unittest
 import unittest.mock
+import urllib.parse
 import warnings
 
 import microflow as mf
@@ -4930,6 +4931,22 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                                                            "400.*'deps' must be list"):
                 client.flush()
         self.assertEqual(len(scheduler.task_list("", "")), 5)
+
+    def test_the_server_reads_luigis_form_and_a_json_body(self):
+        scheduler = mf.Scheduler()
+        with mf.SchedulerServer(scheduler, port=0) as server:
+            form = raw_request(server.url, "POST", "/api/add_task", {
+                "Content-Type": "application/x-www-form-urlencoded"},
+                b"data=" + urllib.parse.quote(json.dumps(
+                    {"task_id": "A=1", "worker": "w"})).encode())
+            as_json = raw_request(server.url, "POST", "/api/add_task", {
+                "Content-Type": "application/json"},
+                json.dumps({"task_id": "B&2", "worker": "w"}).encode())
+            broken = raw_request(server.url, "POST", "/api/add_task", {
+                "Content-Type": "application/json"}, b"data=%7B%7D")
+        self.assertEqual((form, as_json), ((200, ""), (200, "")))
+        self.assertEqual(broken[0], 400)
+        self.assertEqual(set(scheduler.task_list("", "")), {"A=1", "B&2"})
 
     def test_quick_tasks_come_several_a_request_and_each_runs_once(self):
         runs = AheadLeaf.runs = []

@@ -12,6 +12,9 @@
     python bench/bench.py --shapes wide --sizes 1000 10000 --scheduler server \
         --vs-luigi /path/to/venv/bin/python --luigi-max 1000
                           # through a central scheduler: microflow's server, and luigid
+    python bench/bench.py --shapes wide --sizes 10000 --clients 4 8 --repeat 5
+                          # one, then 4 and 8 worker processes on one graph through one
+                          # server: tasks per second in all, and while all of them ask
     python bench/bench.py --shapes wide --sizes 10000 --scheduler server --history
                           # the same with task history recorded (SQLite), and without
     python bench/bench.py --page 2000 10000
@@ -407,6 +410,13 @@ def main():
             print(json.dumps(mine), flush=True)
             if arguments.workers > 1:
                 compare_pool(mine, shape, n, arguments.workers, arguments.repeat)
+            if arguments.scheduler == "server":   # the same graph in one process
+                local = measure_median(sys.executable, "microflow", shape, n,
+                                       arguments.repeat, arguments.workers)
+                print(json.dumps(local), flush=True)
+                print(json.dumps({"ratio": "through the server / in-process", "shape": shape,
+                                  "n": n, "cost": round(mine["seconds"] / local["seconds"],
+                                                        2)}), flush=True)
             if arguments.vs_floor:
                 floor = measure_median(sys.executable, "floor", shape, n, arguments.repeat)
                 print(json.dumps(floor), flush=True)
