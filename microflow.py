@@ -5945,7 +5945,7 @@ class _SchedulerCalls(_SchedulerBatches):
                        now: float) -> list[dict[str, Any]]:
         """Up to ``count`` more tasks that can run now, claimed for ``worker`` as the
         first was: one request then carries several, and no other worker gets them."""
-        more = []
+        more: list[dict[str, Any]] = []
         while len(more) < count:
             task = self._pick(worker)
             if task is None:
