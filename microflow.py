@@ -7441,23 +7441,51 @@ def _default_start_method(tasks: Iterable[Task] = ()) -> str:
 
 
 def _forkserver_unsafe(tasks: Iterable[Task]) -> str | None:
-    """Why a fork server cannot start this pool's processes, or None. Its children
-    import the main module again (a script without an ``if __name__ ==
-    "__main__"`` guard would run its build again; unittest's would run the tests), so
-    only microflow's own command line, whose main module is this one, qualifies; and
-    each task class must be rebuilt from a module other than the script."""
-    main_module = sys.modules.get("__main__")
-    name = getattr(getattr(main_module, "__spec__", None), "name", None)
-    if name not in (__name__, f"{__name__}.__main__"):   # a module, or the wheel's package
-        return "this is not microflow's command line (its children would run the main " \
-               "module again)"
+    """Why a fork server cannot start this pool's processes, or None: its children
+    import the main module again (see _main_runs_again), and rebuild each task from
+    its class's module."""
+    why = _main_runs_again()
+    if why is not None:
+        return why
     unbuildable = _unbuildable(tasks)
     if unbuildable is not None:
         return f"task class {unbuildable[0].__qualname__} cannot be rebuilt in a child " \
                f"process"
-    if any(type(task).__module__ == "__main__" for task in tasks):
-        return "a task class is defined in the main script"
+    main_module = sys.modules.get("__main__")
+    if getattr(main_module, "__file__", None) is None and any(
+            type(task).__module__ == "__main__" for task in tasks):
+        return "a task class is defined in the main module, which has no file"
     return None
+
+
+def _main_runs_again() -> str | None:
+    """Why a fork server's child would run this build again, or None. multiprocessing
+    runs the main module again in each child (as ``__mp_main__``, so that what it
+    defines is found), except a package's ``__main__`` (``python -m unittest``) and a
+    main without a file (``-c``); that is safe when the main thread is inside the
+    script's ``if __name__ == "__main__":`` block, which the child skips."""
+    main_module = sys.modules.get("__main__")
+    name = getattr(getattr(main_module, "__spec__", None), "name", None) or ""
+    path = getattr(main_module, "__file__", None)
+    if name.endswith("__main__") or path is None:
+        return None
+    import ast
+    frame = sys._current_frames().get(threading.main_thread().ident or 0)
+    while frame is not None and not (frame.f_code.co_name == "<module>" and
+                                     frame.f_globals is vars(main_module)):
+        frame = frame.f_back
+    try:
+        with open(path, encoding="utf-8") as source:
+            guards = [node for node in ast.parse(source.read()).body
+                      if isinstance(node, ast.If) and ast.unparse(node.test) in (
+                          "__name__ == '__main__'", "'__main__' == __name__")]
+    except (OSError, SyntaxError, ValueError):
+        guards = []
+    if frame is not None and any(node.lineno <= frame.f_lineno <= (node.end_lineno or 0)
+                                 for node in guards):
+        return None
+    return f"the main module ({path}) does not build under if __name__ == '__main__' " \
+           f"(its children would run it again)"
 
 
 def _unbuildable(tasks: Iterable[Task]) -> tuple[type, Exception] | None:

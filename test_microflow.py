@@ -4422,10 +4422,12 @@ class TestProcessPool(TempDirMixin, BuildCase):
                 self.assertEqual(mf.MockTarget("links/joined").open().read(),
                                  "seed a0 a1 a2 | seed b0 b1 b2")
 
-    def test_the_pool_forks_only_where_no_other_thread_runs(self):
+    def test_the_pool_forks_alone_and_starts_from_a_fork_server_beside_a_thread(self):
         # A fork beside a live thread can hang the child on a lock that thread held
-        # (Python 3.12+ warns of it). Alone: fork. Beside a thread, in this process
-        # (unittest's main module cannot be imported again safely): fork, said why.
+        # (Python 3.12+ warns of it). Alone: fork. Beside a thread: a fork server
+        # (unittest's main module is not run again in its children); the MockTarget
+        # written before the build reaches them, and theirs come back.
+        mf.MockFileSystem().clear()
         with mf.MockTarget("links/seed").open("w") as f:
             f.write("seed")
         alone = subprocess.run(   # a fresh process: no other thread
@@ -4436,11 +4438,13 @@ class TestProcessPool(TempDirMixin, BuildCase):
         waiting = threading.Thread(target=stop.wait, name="caller's thread", daemon=True)
         waiting.start()
         self.addCleanup(stop.set)
-        with forking_beside_threads():
+        with no_fork_beside_threads(self):
             result = self.build(MockJoin(), workers=2)
-        self.assertEqual(result.worker._runner._method, "fork")
-        self.assertIn("caller's thread", self.logged.split("), and this is not "
-                                                        "microflow's command line")[0])
+        self.assertEqual(result.worker._runner._method, "forkserver")
+        self.assertIn("other threads run in this process (caller's thread", self.logged)
+        self.assertIn("start from a fork server", self.logged)
+        self.assertEqual(mf.MockTarget("links/joined").open().read(),
+                         "seed a0 a1 a2 | seed b0 b1 b2")
 
     def test_a_task_that_cannot_see_what_it_yielded_fails_instead_of_spinning(self):
         made = set()   # one process's memory: a forked child's copy is its own
@@ -4556,15 +4560,56 @@ class TestProcessPool(TempDirMixin, BuildCase):
                                                       parallel_scheduling_processes=3)), 3)
         self.assertEqual(mf._check_workers(0, mf.core()), 0)
 
+    def test_a_script_that_builds_under_its_main_guard_gets_a_fork_server(self):
+        # A fork server's children run the main script again (as __mp_main__): a build
+        # under `if __name__ == "__main__":` is skipped there, so it is safe, and task
+        # classes of the script are found; a build at the top level would run again,
+        # so that one still forks (and says why).
+        script = textwrap.dedent("""
+            import sys, threading
+            import microflow
+
+            class Leaf(microflow.Task):
+                n = microflow.IntParameter()
+                def output(self):
+                    return microflow.MockTarget("leaf%d" % self.n)
+                def run(self):
+                    self.output().open("w").close()
+
+            class Root(microflow.WrapperTask):
+                def requires(self):
+                    return [Leaf(n) for n in range(4)]
+
+            def build():
+                threading.Thread(target=threading.Event().wait, daemon=True).start()
+                result = microflow.build([Root()], workers=2, detailed_summary=True)
+                print(result.worker._runner._method, result.status.name)
+            {call}
+            """)
+        runs = {}
+        for name, call in (("guarded", "if __name__ == '__main__':\n    build()"),
+                           ("top_level", "build()")):
+            (self.tmp / f"{name}.py").write_text(script.format(call=call))
+            runs[name] = subprocess.run(
+                [sys.executable, "-W", "always::DeprecationWarning", f"{name}.py"],
+                cwd=self.tmp, env=dict(os.environ, PYTHONPATH=str(HERE)), text=True,
+                capture_output=True, timeout=120)
+        guarded, top_level = runs["guarded"], runs["top_level"]
+        self.assertEqual(guarded.stdout, "forkserver SUCCESS\n", guarded.stderr)
+        self.assertNotIn("multi-threaded", guarded.stderr)
+        self.assertIn("worker processes start from a fork server", guarded.stderr)
+        self.assertEqual(top_level.stdout, "fork SUCCESS\n", top_level.stderr)
+        self.assertIn("does not build under if __name__ == '__main__'", top_level.stderr)
+
     def test_build_from_a_thread_with_worker_processes(self):
         results = []
         thread = threading.Thread(target=lambda: results.append(
             mf.build([PidRoot(str(self.tmp))], workers=2, detailed_summary=True)))
-        with self.assertLogs("microflow", "INFO") as logs, forking_beside_threads():
+        with self.assertLogs("microflow", "INFO") as logs, no_fork_beside_threads(self):
             thread.start()
             thread.join(60)
         self.assertEqual(results[0].status, mf.LuigiStatusCode.SUCCESS)
-        self.assertIn("worker processes are forked beside them", "".join(logs.output))
+        self.assertIn("worker processes start from a fork server", "".join(logs.output))
 
 
 ###########################################################################################
@@ -4992,7 +5037,7 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
     def test_build_through_a_server_in_this_process(self):
         scheduler = mf.Scheduler(prune_on_get_work=True)
         with mf.SchedulerServer(scheduler, port=0) as server:
-            with self.assertLogs("microflow", "INFO") as logs, forking_beside_threads():
+            with self.assertLogs("microflow", "INFO") as logs, no_fork_beside_threads(self):
                 result = mf.build([PidRoot(str(self.tmp))], workers=2,
                                   scheduler_url=server.url, detailed_summary=True)
         self.assertIsNone(result.worker._session._heartbeat)   # the loop pings
@@ -7350,15 +7395,15 @@ class TestMetricsAndTheAPI(TempDirMixin, BuildCase):
 ###########################################################################################
 
 @contextlib.contextmanager
-def forking_beside_threads():
-    """Python 3.12+ warns that a process with threads forks. A build inside this test
-    process beside another thread still forks its workers (unittest's main module would
-    run the tests again in a fork server's children: see _forkserver_unsafe), and says
-    so at WARNING; the command line starts them from a fork server (tested below)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"This process \(pid=\d+\) is multi-threaded",
-                                DeprecationWarning)
+def no_fork_beside_threads(test):
+    """Python 3.12+ warns when a process with threads forks (after the fork: -W error
+    cannot stop it). Record the warnings of a build beside a live thread and fail on
+    that one: the pool must start from a fork server there."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         yield
+    forks = [str(w.message) for w in caught if "is multi-threaded" in str(w.message)]
+    test.assertEqual(forks, [])
 
 
 def find_chromium():
