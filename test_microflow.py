@@ -4564,7 +4564,7 @@ class TestProcessPool(TempDirMixin, BuildCase):
         # A fork server's children run the main script again (as __mp_main__): a build
         # under `if __name__ == "__main__":` is skipped there, so it is safe, and task
         # classes of the script are found; a build at the top level would run again,
-        # so that one still forks (and says why).
+        # so there it would still fork (and say why).
         script = textwrap.dedent("""
             import sys, threading
             import microflow
@@ -4584,11 +4584,15 @@ class TestProcessPool(TempDirMixin, BuildCase):
                 threading.Thread(target=threading.Event().wait, daemon=True).start()
                 result = microflow.build([Root()], workers=2, detailed_summary=True)
                 print(result.worker._runner._method, result.status.name)
+
+            def choose():   # what build() would choose (without forking beside it)
+                threading.Thread(target=threading.Event().wait, daemon=True).start()
+                print(microflow._default_start_method([Root()]), "unbuilt")
             {call}
             """)
         runs = {}
         for name, call in (("guarded", "if __name__ == '__main__':\n    build()"),
-                           ("top_level", "build()")):
+                           ("top_level", "choose()")):
             (self.tmp / f"{name}.py").write_text(script.format(call=call))
             runs[name] = subprocess.run(
                 [sys.executable, "-W", "always::DeprecationWarning", f"{name}.py"],
@@ -4598,7 +4602,7 @@ class TestProcessPool(TempDirMixin, BuildCase):
         self.assertEqual(guarded.stdout, "forkserver SUCCESS\n", guarded.stderr)
         self.assertNotIn("multi-threaded", guarded.stderr)
         self.assertIn("worker processes start from a fork server", guarded.stderr)
-        self.assertEqual(top_level.stdout, "fork SUCCESS\n", top_level.stderr)
+        self.assertEqual(top_level.stdout, "fork unbuilt\n", top_level.stderr)
         self.assertIn("does not build under if __name__ == '__main__'", top_level.stderr)
 
     def test_build_from_a_thread_with_worker_processes(self):
