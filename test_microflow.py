@@ -2767,8 +2767,8 @@ class TestTasksHandedOutAhead(SchedulerCase):
         for _ in range(7):
             asked = mf._ahead_next(asked, 0.0005)
             seen.append(asked)
-        self.assertEqual(seen, [1, 3, 7, 15, 31, 31, 31])
-        self.assertEqual(mf._ahead_next(31, mf._QUICK_TASK), 0)
+        self.assertEqual(seen, [1, 5, 21, 85, 127, 127, 127])
+        self.assertEqual(mf._ahead_next(127, mf._QUICK_TASK), 0)
         self.assertEqual(mf._ahead_next(0, 2.0), 0)
 
 
@@ -4981,6 +4981,31 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                 client.flush()
         self.assertEqual(len(scheduler.task_list("", "")), 5)
 
+    def test_tasks_waiting_behind_a_slow_one_are_given_back(self):
+        with mf.SchedulerServer(port=0) as server, \
+                unittest.mock.patch.object(mf, "_QUICK_TASK", 3600.0):
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            for n in range(10):
+                client.add_task(task_id=f"T{n}", worker="w1")
+            session = mf._Session(client, "w1", [("host", "here")])
+            now = [0.0]
+            session._clock = lambda: now[0]
+            handed = []
+            for _ in range(4):   # 1, then 2 (one from the queue), then 1 + 5 ahead
+                handed.append(session.get_work(handed, 1)["task_id"])
+                now[0] += 0.001
+            self.assertEqual(len(session._ahead), 5)
+            now[0] += 60   # the fourth task took a minute: the five are given back
+            handed.append(session.get_work(handed, 1)["task_id"])
+            statuses = {task_id: task["status"] for task_id, task in
+                        server.scheduler.task_list("", "").items()}
+        self.assertEqual(len(set(handed)), 5)
+        self.assertEqual({statuses[task_id] for task_id in handed}, {mf.RUNNING})
+        self.assertEqual(collections.Counter(statuses.values()),
+                         {mf.RUNNING: 5, mf.PENDING: 5})
+        self.assertEqual((list(session._ahead), session._ask_ahead), ([], 0))
+
     def test_the_server_reads_luigis_form_and_a_json_body(self):
         scheduler = mf.Scheduler()
         with mf.SchedulerServer(scheduler, port=0) as server:
@@ -5016,11 +5041,11 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertEqual(sorted(runs), list(range(200)))   # each once
         self.assertEqual(len(done), 201)
         self.assertLess(len(get_works), 20)                # not one request a task
-        self.assertEqual(get_works[:4], [0, 1, 3, 7])
+        self.assertEqual(get_works[:4], [0, 1, 5, 21])
 
     def test_tasks_handed_out_ahead_go_back_when_the_run_stops_asking(self):
         # The fourth task says stop asking (as SIGUSR1 from --take-lock does): the
-        # three handed to this worker with it and not started are given back.
+        # five handed to this worker with it and not started are given back.
         runs = AheadLeaf.runs = []
         AheadLeaf.stop_after = 4
         self.addCleanup(setattr, AheadLeaf, "stop_after", None)
