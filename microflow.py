@@ -10015,7 +10015,7 @@ def _partition(record: _RunRecord, others: Mapping[str, Any]) -> dict[str, set[s
     # other worker died, or found done): Luigi lists those twice.
     sets["run_by_other_worker"] = set().union(*others.values()) - sets["completed"] \
         - sets["already_done"]
-    _classify_pending(sets, record.scheduled)
+    _classify_pending(sets, record.scheduled, record.walked)
     return sets
 
 
@@ -10030,9 +10030,16 @@ def _other_workers(record: _RunRecord) -> dict[str, set[str]]:
     return others
 
 
-def _classify_pending(sets: dict[str, set[str]], scheduled: Mapping[str, Task]) -> None:
-    """Say why each runnable pending task did not run: post-order over dependencies."""
+def _classify_pending(sets: dict[str, set[str]], scheduled: Mapping[str, Task],
+                      walked: Mapping[str, Sequence[Task]]) -> None:
+    """Say why each runnable pending task did not run: post-order over dependencies
+    (as walked: asking requires() again would make every dependency anew)."""
     pending = sets["still_pending_not_ext"]
+
+    def deps_of(task_id: str) -> list[str]:
+        deps = walked.get(task_id)
+        return [dep.task_id for dep in (scheduled[task_id].deps() if deps is None
+                                        else deps)]
     upstream_rules = (
         ("upstream_failure", ("ever_failed", "upstream_failure")),
         ("upstream_missing_dependency", ("still_pending_ext", "upstream_missing_dependency")),
@@ -10051,12 +10058,12 @@ def _classify_pending(sets: dict[str, set[str]], scheduled: Mapping[str, Task]) 
                 visited.add(task_id)
                 stack.append((task_id, True))
                 if task_id in pending:
-                    stack.extend((dep.task_id, False) for dep in scheduled[task_id].deps()
-                                 if dep.task_id not in visited)
+                    stack.extend((dep, False) for dep in deps_of(task_id)
+                                 if dep not in visited)
                 continue
             if task_id not in pending:
                 continue
-            deps = [dep.task_id for dep in scheduled[task_id].deps()]
+            deps = deps_of(task_id)
             reasons = [name for name, sources in upstream_rules
                        if any(dep in sets[source] for dep in deps for source in sources)]
             for name in reasons:
