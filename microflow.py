@@ -10047,25 +10047,22 @@ def _classify_pending(sets: dict[str, set[str]], scheduled: Mapping[str, Task],
                                           "upstream_run_by_other_worker")),
         ("upstream_scheduling_error", ("scheduling_error",)),
     )
-    visited = set()
+    visited: set[str] = set()
     for root in pending:
-        stack = [(root, False)]
+        stack: list[tuple[str, list[str] | None]] = [(root, None)]
         while stack:
-            task_id, expanded = stack.pop()
-            if not expanded:
+            task_id, deps = stack.pop()
+            if deps is None:   # first met: its pending dependencies are classified first
                 if task_id in visited:
                     continue
                 visited.add(task_id)
-                stack.append((task_id, True))
-                if task_id in pending:
-                    stack.extend((dep, False) for dep in deps_of(task_id)
-                                 if dep not in visited)
+                deps = deps_of(task_id)
+                stack.append((task_id, deps))
+                stack.extend((dep, None) for dep in deps
+                             if dep in pending and dep not in visited)
                 continue
-            if task_id not in pending:
-                continue
-            deps = deps_of(task_id)
             reasons = [name for name, sources in upstream_rules
-                       if any(dep in sets[source] for dep in deps for source in sources)]
+                       if any(not sets[source].isdisjoint(deps) for source in sources)]
             for name in reasons:
                 sets[name].add(task_id)
             if not reasons and task_id not in sets["run_by_other_worker"]:
