@@ -8086,7 +8086,7 @@ class _Session:
         self._next_ping = 0.0
         self._ahead: collections.deque[dict[str, Any]] = collections.deque()
         self._ask_ahead = 0               # how many to ask for with the next get_work
-        self._asked_at = self._flushed_at = self._started_at = 0.0
+        self._asked_at = self._flushed_at = self._handed_at = 0.0
         self._handed = 0                  # tasks handed out by the last get_work
         self._clock = time.monotonic
 
@@ -8144,11 +8144,16 @@ class _Session:
             return self.scheduler.get_work(worker=self.worker_id, host=self._host,
                                            assistant=self._assistant,
                                            current_tasks=list(running))
+        return self._get_work_ahead(running)
+
+    def _get_work_ahead(self, running: Iterable[str]) -> Any:
+        """microflow's server: the next task already handed out ahead, else a get_work
+        that asks for more ahead while tasks are quick (see _ahead_next)."""
         now = self._clock()
-        if self._ahead and now - self._started_at >= _HOLD_REPORTS:
+        if self._ahead and now - self._handed_at >= _HOLD_REPORTS:
             self._give_back()   # the last task was slow: free the others for anyone
             self._ask_ahead = self._handed = 0
-        self._started_at = now
+        self._handed_at = now
         if self._ahead:
             if now - self._flushed_at >= _HOLD_REPORTS:   # others may wait on them
                 self._flushed_at = now
@@ -9017,7 +9022,8 @@ _ARGUMENT_TYPES = {
     "progress_percentage": (int, float, type(None)), "decrease_resources": (dict,),
     "task_family": (str,), "batched_args": (list,), "max_batch_size": (int, float),
     "search": (str, type(None)), "task_str": (str,), "upstream_status": (str,),
-    "since": (int,), "limit": (bool, int), "include_done": (bool,),
+    "since": (int,), "limit": (bool, int), "include_done": (bool,), "prefetch": (int,),
+    "task_ids": (list,),
 }
 _SIGNATURES: dict[str, Any] = {}   # method -> inspect.Signature of the Scheduler method
 
@@ -9062,7 +9068,7 @@ def _check_arguments(method: str, params: Mapping[str, Any]) -> None:
             names = " or ".join("null" if kind is type(None) else kind.__name__
                                 for kind in expected)
             raise TypeError(f"field {name!r} must be {names}, got {type(value).__name__}")
-        if name in ("deps", "new_deps", "current_tasks") and value and \
+        if name in ("deps", "new_deps", "current_tasks", "task_ids") and value and \
                 not all(isinstance(item, str) for item in value):
             raise TypeError(f"field {name!r} must be a list of task ids (strings)")
 

@@ -5018,8 +5018,14 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                 json.dumps({"task_id": "B&2", "worker": "w"}).encode())
             broken = raw_request(server.url, "POST", "/api/add_task", {
                 "Content-Type": "application/json"}, b"data=%7B%7D")
+            ahead = raw_request(server.url, "POST", "/api/get_work", {
+                "Content-Type": "application/json"}, b'{"worker": "w", "prefetch": "9"}')
+            back = raw_request(server.url, "POST", "/api/release_tasks", {
+                "Content-Type": "application/json"}, b'{"worker": "w", "task_ids": "A=1"}')
         self.assertEqual((form, as_json), ((200, ""), (200, "")))
         self.assertEqual(broken[0], 400)
+        self.assertEqual(ahead, (400, "get_work: field 'prefetch' must be int, got str"))
+        self.assertEqual(back, (400, "release_tasks: field 'task_ids' must be list, got str"))
         self.assertEqual(set(scheduler.task_list("", "")), {"A=1", "B&2"})
 
     def test_quick_tasks_come_several_a_request_and_each_runs_once(self):
