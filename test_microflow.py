@@ -13,6 +13,7 @@ import gc
 import io
 import itertools
 import json
+import logging
 import operator
 import os
 import pathlib
@@ -3844,6 +3845,27 @@ class TestBuild(BuildCase):
 
 
 class TestSummaryFormat(BuildCase):
+    def test_the_summary_is_made_when_nothing_logs_it_as_luigi_makes_it(self):
+        # luigi-tools' global parameters raise when read without a value, and its tests
+        # expect build() to raise then: Luigi makes the summary at any log level.
+        class Unset(Exception):
+            pass
+
+        class ReadsRaise(mf.Task):
+            e = mf.Parameter(default="x")
+
+            def __getattribute__(self, name):
+                if name == "e":
+                    raise Unset("e has no value")
+                return super().__getattribute__(name)
+
+            def complete(self):
+                return True
+        logging.disable(logging.INFO)   # the summary's INFO line is not logged
+        self.addCleanup(logging.disable, logging.NOTSET)
+        with self.assertRaisesRegex(Unset, "e has no value"):
+            mf.build([ReadsRaise()], local_scheduler=True)
+
     def test_ranges_lists_and_limit(self):
         class Many(mf.WrapperTask):
             def requires(self):
