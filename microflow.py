@@ -5993,11 +5993,8 @@ class _SchedulerCalls(_SchedulerBatches):
                     or worker.id not in task.workers
                     or -negative_priority != task.priority):
                 continue   # a stale offer; the current one is elsewhere in the heap
-            if task.resources:
-                missing = self._pool.missing(task)
-                if missing is not None:
-                    self._pool.park(missing, task, worker.id)
-                    continue
+            if task.resources and self._parked(task, worker):
+                continue
             return task
         return None
 
@@ -6011,13 +6008,19 @@ class _SchedulerCalls(_SchedulerBatches):
             if (task is None or task.status != PENDING or task.blockers or not task.runnable
                     or -negative_priority != task.priority):
                 continue
-            if task.resources:
-                missing = self._pool.missing(task)
-                if missing is not None:
-                    self._pool.park(missing, task, worker.id)
-                    continue
+            if task.resources and self._parked(task, worker):
+                continue
             return task
         return None
+
+    def _parked(self, task: _TaskState, worker: _WorkerState) -> bool:
+        """Park ``task`` until the resources it lacks now are given back (True), or
+        say it fits (False)."""
+        missing = self._pool.missing(task)
+        if missing is None:
+            return False
+        self._pool.park(missing, task, worker.id)
+        return True
 
     def _claim(self, task: _TaskState, worker: _WorkerState, now: float) -> None:
         task.worker_running = worker.id   # before the change is announced: listeners
