@@ -8089,8 +8089,9 @@ class _Session:
         self._next_ping = 0.0
         self._ahead: collections.deque[dict[str, Any]] = collections.deque()
         self._ask_ahead = 0               # how many to ask for with the next get_work
-        self._asked_at = self._flushed_at = self._handed_at = 0.0
+        self._flushed_at = self._handed_at = 0.0
         self._handed = 0                  # tasks handed out by the last get_work
+        self._ran = 0.0                   # seconds they have taken so far
         self._clock = time.monotonic
 
     def open(self, first_task: str | None, ping_interval: float, from_the_loop: bool) -> None:
@@ -8151,26 +8152,30 @@ class _Session:
 
     def _get_work_ahead(self, running: Iterable[str]) -> Any:
         """microflow's server: the next task already handed out ahead, else a get_work
-        that asks for more ahead while tasks are quick (see _ahead_next)."""
+        that asks for more ahead while tasks are quick (see _ahead_next). Quick is
+        judged by the time between hand-outs, the tasks' own: not the round trips, which
+        on a busy machine can take longer than the tasks and would stop the asking."""
         now = self._clock()
-        if self._ahead and now - self._handed_at >= _HOLD_REPORTS:
+        took, self._handed_at = now - self._handed_at, now   # the last task handed
+        if self._ahead and took >= _HOLD_REPORTS:
             self._give_back()   # the last task was slow: free the others for anyone
             self._ask_ahead = self._handed = 0
-        self._handed_at = now
+        self._ran += took
         if self._ahead:
             if now - self._flushed_at >= _HOLD_REPORTS:   # others may wait on them
                 self._flushed_at = now
                 self.scheduler.flush()
             return self._ahead.popleft()
         if self._handed:
-            self._ask_ahead = _ahead_next(self._ask_ahead, (now - self._asked_at) / self._handed)
-        self._asked_at = self._flushed_at = now
+            self._ask_ahead = _ahead_next(self._ask_ahead, self._ran / self._handed)
+        self._ran, self._flushed_at = 0.0, now
         reply = self.scheduler.get_work(worker=self.worker_id, host=self._host,
                                         assistant=self._assistant,
                                         current_tasks=list(running),
                                         prefetch=self._ask_ahead)
         self._ahead.extend(reply.pop("prefetched", None) or ())
         self._handed = len(self._ahead) + (reply.get("task_id") is not None)
+        self._handed_at = self._clock()
         return reply
 
     def _give_back(self) -> None:

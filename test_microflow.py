@@ -5028,6 +5028,29 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
                          {mf.RUNNING: 5, mf.PENDING: 5})
         self.assertEqual((list(session._ahead), session._ask_ahead), ([], 0))
 
+    def test_quick_tasks_come_ahead_even_when_round_trips_are_slow(self):
+        with mf.SchedulerServer(port=0) as server:
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            for n in range(40):
+                client.add_task(task_id=f"T{n:02}", worker="w1")
+            session = mf._Session(client, "w1", [("host", "here")])
+            now, asked = [0.0], []
+            session._clock = lambda: now[0]
+            get_work = client.get_work
+
+            def slow_get_work(**arguments):   # a busy machine: 50 ms a round trip
+                asked.append(arguments["prefetch"])
+                now[0] += 0.05
+                return get_work(**arguments)
+            client.get_work = slow_get_work
+            handed = []
+            while len(handed) < 28:
+                handed.append(session.get_work(handed, 1)["task_id"])
+                now[0] += 0.001   # each task takes a millisecond
+        self.assertEqual(asked, [0, 1, 5, 21])   # the round trips are not the tasks' time
+        self.assertEqual(len(set(handed)), 28)
+
     def test_the_server_reads_luigis_form_and_a_json_body(self):
         scheduler = mf.Scheduler()
         with mf.SchedulerServer(scheduler, port=0) as server:
