@@ -14,7 +14,8 @@
                           # through a central scheduler: microflow's server, and luigid
     python bench/bench.py --shapes wide --sizes 10000 --clients 4 8 --repeat 5
                           # one, then 4 and 8 worker processes on one graph through one
-                          # server: tasks per second in all, and while all of them ask
+                          # server: tasks per second in all, all starting once every
+                          # process has walked the graph, then each after its own walk
     python bench/bench.py --shapes wide --sizes 10000 --scheduler server --history
                           # the same with task history recorded (SQLite), and without
     python bench/bench.py --page 2000 10000
@@ -216,35 +217,58 @@ def child(impl, shape, n, workers=1, url=""):
     }))
 
 
-def client_child(shape, n, url, folder):
+def client_child(shape, n, url, folder, together):
     """One of several worker processes on one graph through the server at ``url``: the
-    done flags and run times in files of ``folder`` that all of them map."""
+    done flags and run times in files of ``folder`` that all of them map. ``together``:
+    it runs only once every process has walked the graph (a file each in ``folder``)."""
     import logging
     import mmap
     sys.path.insert(0, os.path.join(HERE, ".."))
     import microflow as lib
     logging.disable(logging.CRITICAL)
+
+    class AfterEveryWalk(lib.WorkerSchedulerFactory):
+        def create_worker(self, scheduler, worker_processes=1, assistant=False):
+            worker = super().create_worker(scheduler, worker_processes, assistant)
+            run = worker.run
+
+            def run_after_every_walk():
+                open(os.path.join(folder, "walked-" + os.environ["BENCH_CLIENT"]),
+                     "w").close()
+                while sum(name.startswith("walked-") for name in os.listdir(folder)) \
+                        < int(os.environ["BENCH_CLIENTS"]):
+                    time.sleep(0.001)
+                return run()
+            worker.run = run_after_every_walk
+            return worker
+
     with open(os.path.join(folder, "done"), "r+b") as flags, \
             open(os.path.join(folder, "stamps"), "r+b") as times:
         done, stamps = mmap.mmap(flags.fileno(), n), mmap.mmap(times.fileno(), n * 8)
         root, _ = make_tasks(lib, shape, n, done=done, stamps=stamps)
-        if not lib.build([root], scheduler_url=url, no_lock=True):
+        factory = AfterEveryWalk() if together == "together" else None
+        if not lib.build([root], scheduler_url=url, no_lock=True,
+                         worker_scheduler_factory=factory):
             raise SystemExit("the build failed")
 
 
-def clients_rate(shape, n, clients):
+def clients_rate(shape, n, clients, together):
     """Tasks per second that ``clients`` worker processes run in all on one ``n``-task
-    graph through one microflow server: from the first task run to the last (each
-    process walks the whole graph first, as Luigi's workers do; that is not counted)."""
+    graph through one microflow server, from the first task run to the last. Each
+    process walks the whole graph first, as Luigi's workers do: ``together``, they all
+    start running once all have walked (the rate the server hands tasks out at while
+    all ask); else each as soon as its own walk ends, beside the others' walks."""
     import tempfile
     with tempfile.TemporaryDirectory() as folder, \
             central_scheduler(sys.executable, "microflow") as url:
         for name, size in (("done", n), ("stamps", n * 8)):
             with open(os.path.join(folder, name), "wb") as f:
                 f.truncate(size)
-        command = [sys.executable, __file__, "--client", shape, str(n), url, folder]
+        mode = "together" if together else "as-walked"
+        command = [sys.executable, __file__, "--client", shape, str(n), url, folder, mode]
         processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True,
-                                      env=dict(os.environ, BENCH_CLIENT=str(number)))
+                                      env=dict(os.environ, BENCH_CLIENT=str(number),
+                                               BENCH_CLIENTS=str(clients)))
                      for number in range(clients)]
         for process in processes:
             _, err = process.communicate()
@@ -256,33 +280,25 @@ def clients_rate(shape, n, clients):
             who = f.read()
     ran = [stamp for stamp in stamps if stamp]
     seconds = max(ran) - min(ran)
-    # From when the last of them began running (its walk done) to the end: the rate
-    # while all of them ask the server for work at once.
-    firsts = {}
-    for stamp, number in zip(stamps, who):
-        if stamp:
-            firsts[number] = min(firsts.get(number, stamp), stamp)
-    all_in = max(firsts.values())
-    together = [stamp for stamp in ran if stamp >= all_in]
-    window = max(ran) - all_in
-    return {"shape": shape, "n": n, "clients": clients, "ran": len(ran),
-            "run_seconds": round(seconds, 4), "tasks_per_s": round(len(ran) / seconds, 1),
-            "ran_by": len(firsts), "ran_while_all_asked": len(together),
-            "tasks_per_s_all_asking": round(len(together) / window, 1) if window else None}
+    return {"shape": shape, "n": n, "clients": clients, "start": mode, "ran": len(ran),
+            "ran_by": len({number for stamp, number in zip(stamps, who) if stamp}),
+            "run_seconds": round(seconds, 4), "tasks_per_s": round(len(ran) / seconds, 1)}
 
 
 def clients_bench(shapes, sizes, counts, repeat):
-    """One worker process, then each of ``counts``, on one graph through one server."""
-    for shape in shapes:
-        for n in sizes:
-            one = None
-            for clients in [1] + [c for c in counts if c != 1]:
-                runs = sorted((clients_rate(shape, n, clients) for _ in range(repeat)),
-                              key=lambda run: run["tasks_per_s"])
-                run = runs[len(runs) // 2]
-                one = one or run
-                run["vs_one_process"] = round(run["tasks_per_s"] / one["tasks_per_s"], 2)
-                print(json.dumps(run), flush=True)
+    """One worker process, then each of ``counts``, on one graph through one server:
+    started together (after every walk), then as each walk ends."""
+    for together in (True, False):
+        for shape in shapes:
+            for n in sizes:
+                one = None
+                for clients in [1] + [c for c in counts if c != 1]:
+                    runs = sorted((clients_rate(shape, n, clients, together)
+                                   for _ in range(repeat)), key=lambda r: r["tasks_per_s"])
+                    run = runs[len(runs) // 2]
+                    one = one or run
+                    run["vs_one_process"] = round(run["tasks_per_s"] / one["tasks_per_s"], 2)
+                    print(json.dumps(run), flush=True)
 
 
 def measure(python, impl, shape, n, workers=1, scheduler="local"):
@@ -383,14 +399,14 @@ def main():
                         help="only run N worker processes (and one) on one graph through "
                              "one microflow server: tasks per second in all")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
-    parser.add_argument("--client", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--client", nargs=5, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.child:
         impl, shape, n, workers, url = arguments.child
         return child(impl, shape, int(n), int(workers), url)
     if arguments.client:
-        shape, n, url, folder = arguments.client
-        return client_child(shape, int(n), url, folder)
+        shape, n, url, folder, together = arguments.client
+        return client_child(shape, int(n), url, folder, together)
     if arguments.clients:
         return clients_bench(arguments.shapes, arguments.sizes, arguments.clients,
                              arguments.repeat)
