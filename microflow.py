@@ -33,6 +33,7 @@ Sections, in order, each under a banner of its own (a test keeps this list true)
     Tasks: the Task class, and inherits, requires, copies, delegates
     Backfill ranges: RangeDaily, RangeHourly, RangeByMinutes, RangeMonthly (Luigi's tools)
     Error e-mails: Luigi's [email], [smtp] and [batch_email] settings and message format
+    Scheduler records: its options, and what it knows of each task, worker and resource
     Scheduler core: a pure state machine
     Scheduler: batches
     Scheduler: the calls workers make
@@ -74,6 +75,7 @@ License: Apache-2.0.
 from __future__ import annotations
 
 import abc
+import bisect
 import collections
 import configparser
 import contextlib
@@ -4792,7 +4794,7 @@ class BatchNotifier:
 
 
 ###########################################################################################
-# Scheduler core: a pure state machine
+# Scheduler records: its options, and what it knows of each task, worker and resource
 ###########################################################################################
 
 def _wall_clock() -> float:
@@ -5001,6 +5003,42 @@ class _TaskState:
         return f"{self.family}({shown})"
 
 
+class _Offers:
+    """Offers of tasks that can run now, ``(-priority, seq, task_id)``, best first: a
+    queue kept in order for those that arrive in the order they are taken (the usual
+    case), and a heap for the rest. A worker skips, one at a time, the offers that
+    other workers took first; from the queue that costs a popleft, not a heap's sift."""
+
+    __slots__ = ("in_order", "heap")
+
+    def __init__(self) -> None:
+        self.in_order: collections.deque[tuple[float, int, str]] = collections.deque()
+        self.heap: list[tuple[float, int, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.in_order) or bool(self.heap)
+
+    def __iter__(self) -> Iterator[tuple[float, int, str]]:
+        return itertools.chain(self.in_order, self.heap)
+
+    def push(self, offer: tuple[float, int, str]) -> None:
+        if not self.in_order or offer >= self.in_order[-1]:
+            self.in_order.append(offer)
+        else:
+            heapq.heappush(self.heap, offer)
+
+    def first(self) -> tuple[float, int, str]:
+        """The best offer (there is one)."""
+        in_order, heap = self.in_order, self.heap
+        return in_order[0] if in_order and (not heap or in_order[0] <= heap[0]) else heap[0]
+
+    def pop(self) -> tuple[float, int, str]:
+        """Take the best offer (there is one)."""
+        in_order, heap = self.in_order, self.heap
+        return in_order.popleft() if in_order and (not heap or in_order[0] <= heap[0]) \
+            else heapq.heappop(heap)
+
+
 class _WorkerState:
     """The scheduler's record of one worker process."""
 
@@ -5017,8 +5055,7 @@ class _WorkerState:
         self.started = now       # when the scheduler first heard of it (Luigi's)
         self.last_active = now
         self.last_get_work: float | None = None
-        # heap of (-priority, seq, task_id) it may run now
-        self.ready: list[tuple[float, int, str]] = []
+        self.ready = _Offers()   # of the tasks it may run now
         self.running: set[str] = set()   # ids of tasks running on it
         self.stake: set[str] = set()     # ids of tasks it is a stakeholder of
         self.n_pending = 0       # its runnable PENDING/FAILED tasks ...
@@ -5125,6 +5162,10 @@ class _ResourcePool:
         self.used[resource] = self.used.get(resource, 0) - amount
 
 
+###########################################################################################
+# Scheduler core: a pure state machine
+###########################################################################################
+
 class _SchedulerCore:
     """The scheduler's core: task and worker records, the one place a status changes
     (announced to listeners: see subscribe()), dependencies, priorities, Luigi's
@@ -5149,7 +5190,7 @@ class _SchedulerCore:
         self._default_policy = self._retry_policy(None)
         self._listeners: dict[str, tuple[_Listener, ...]] = {}   # see subscribe()
         self._assistants: set[str] = set()   # workers that run any runnable task
-        self._assistant_ready: list[Any] = []   # their heap of offers, while they exist
+        self._assistant_ready = _Offers()   # their offers, while they exist
 
     # -- the transition hook --------------------------------------------------------------
 
@@ -5306,9 +5347,9 @@ class _SchedulerCore:
         for worker_id in task.workers if worker_ids is None else worker_ids:
             worker = self._workers.get(worker_id)
             if worker is not None:
-                heapq.heappush(worker.ready, entry)
+                worker.ready.push(entry)
         if worker_ids is None and self._assistants and task.runnable:
-            heapq.heappush(self._assistant_ready, entry)
+            self._assistant_ready.push(entry)
 
     def _unpark(self, resource: str) -> None:
         """Offer again the tasks that waited for ``resource``, as many as now fit."""
@@ -5369,7 +5410,7 @@ class _SchedulerCore:
         if not task.runnable:
             task.runnable = True
             if self._assistants and task.status == PENDING and not task.blockers:
-                heapq.heappush(self._assistant_ready, (-task.priority, task.seq, task.id))
+                self._assistant_ready.push((-task.priority, task.seq, task.id))
         counted = task.status in _COUNTED
         if counted and task.workers:
             self._account(task, -1)
@@ -5632,7 +5673,8 @@ class _SchedulerBatches(_SchedulerCore):
             return None
         fixed = [(key, value) for key, value in best.params.items() if key not in names]
         batch, seen = [best], {best.id}
-        offers = worker.ready + self._assistant_ready if worker.assistant else worker.ready
+        offers = itertools.chain(worker.ready, self._assistant_ready) if worker.assistant \
+            else worker.ready
         for _, _, task_id in sorted(offers):
             task = self._tasks.get(task_id)
             if len(batch) >= limit:
@@ -5976,19 +6018,20 @@ class _SchedulerCalls(_SchedulerBatches):
         run now (once; later ones are offered as they become ready)."""
         worker.assistant = True
         if not self._assistants:
-            self._assistant_ready = [(-t.priority, t.seq, t.id) for t in self._tasks.values()
-                                     if t.runnable and t.status == PENDING and not t.blockers]
-            heapq.heapify(self._assistant_ready)
+            self._assistant_ready = _Offers()
+            for offer in sorted((-t.priority, t.seq, t.id) for t in self._tasks.values()
+                                if t.runnable and t.status == PENDING and not t.blockers):
+                self._assistant_ready.push(offer)
         self._assistants.add(worker.id)
 
     def _pick(self, worker: _WorkerState) -> _TaskState | None:
         """Pop the best valid offer from the worker's heap; park resource-blocked ones."""
         if worker.assistant:
             return self._pick_as_assistant(worker)
-        heap = worker.ready
-        while heap:
-            negative_priority, _, task_id = heapq.heappop(heap)
-            task = self._tasks.get(task_id)
+        offers, tasks = worker.ready, self._tasks
+        while offers:
+            negative_priority, _, task_id = offers.pop()
+            task = tasks.get(task_id)
             if (task is None or task.status != PENDING or task.blockers
                     or worker.id not in task.workers
                     or -negative_priority != task.priority):
@@ -6000,10 +6043,12 @@ class _SchedulerCalls(_SchedulerBatches):
 
     def _pick_as_assistant(self, worker: _WorkerState) -> _TaskState | None:
         """The best runnable task, from its own offers and every runnable one."""
-        heaps = (worker.ready, self._assistant_ready)
-        while worker.ready or self._assistant_ready:
-            heap = min((h for h in heaps if h), key=operator.itemgetter(0))
-            negative_priority, _, task_id = heapq.heappop(heap)
+        mine, all_runnable = worker.ready, self._assistant_ready
+        while mine or all_runnable:
+            offers = mine if mine and (not all_runnable or   # its own, when as good
+                                       mine.first()[0] <= all_runnable.first()[0]) \
+                else all_runnable
+            negative_priority, _, task_id = offers.pop()
             task = self._tasks.get(task_id)
             if (task is None or task.status != PENDING or task.blockers or not task.runnable
                     or -negative_priority != task.priority):
@@ -9033,6 +9078,7 @@ _ARGUMENT_TYPES = {
     "since": (int,), "limit": (bool, int), "include_done": (bool,), "prefetch": (int,),
     "task_ids": (list,),
 }
+_TASK_ID_LISTS = frozenset(("deps", "new_deps", "current_tasks", "task_ids"))
 _SIGNATURES: dict[str, Any] = {}   # method -> inspect.Signature of the Scheduler method
 
 
@@ -9076,7 +9122,7 @@ def _check_arguments(method: str, params: Mapping[str, Any]) -> None:
             names = " or ".join("null" if kind is type(None) else kind.__name__
                                 for kind in expected)
             raise TypeError(f"field {name!r} must be {names}, got {type(value).__name__}")
-        if name in ("deps", "new_deps", "current_tasks", "task_ids") and value and \
+        if name in _TASK_ID_LISTS and value and \
                 not all(isinstance(item, str) for item in value):
             raise TypeError(f"field {name!r} must be a list of task ids (strings)")
 
@@ -9896,7 +9942,6 @@ class _Metrics:
 def _observe(histograms: dict[Any, list[float]], key: Any, value: float,
              buckets: Sequence[float]) -> None:
     """Add ``value`` to the histogram of ``key``: ``[count per bucket ..., +Inf, sum]``."""
-    import bisect
     counts = histograms.get(key)
     if counts is None:
         counts = histograms[key] = [0] * (len(buckets) + 1) + [0.0]
