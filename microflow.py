@@ -5980,8 +5980,18 @@ class _SchedulerCalls(_SchedulerBatches):
         reply.update(task_id=task.id, task_family=task.family, task_module=task.module,
                      task_params=task.params)
         if prefetch and not self._batchers:
-            reply["prefetched"] = self._hand_out_more(record, int(prefetch), now)
+            reply["prefetched"] = self._hand_out_more(
+                record, min(int(prefetch), self._fair_share(record, now)), now)
         return reply
+
+    def _fair_share(self, worker: _WorkerState, now: float) -> int:
+        """How many more tasks ``worker`` may be handed ahead: its pending tasks shared
+        by the workers asking now (guided self-scheduling), so that near the end of a
+        graph the last quick tasks spread over every worker instead of queueing behind
+        one of them while the others have stopped."""
+        asking = sum(1 for other in self._workers.values() if other.enabled and
+                     other.last_get_work is not None and now - other.last_get_work < 1.0)
+        return worker.n_pending // max(1, asking)
 
     def _hand_out_more(self, worker: _WorkerState, count: int,
                        now: float) -> list[dict[str, Any]]:

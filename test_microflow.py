@@ -2757,6 +2757,19 @@ class TestTasksHandedOutAhead(SchedulerCase):
         self.add("T1", worker="w2")
         self.assertEqual(self.work("w2"), "T1")                # free again, for anyone
 
+    def test_workers_asking_at_once_are_handed_a_share_of_what_is_left(self):
+        for n in range(20):
+            self.add(f"T{n:02}", worker="w1")
+            self.add(f"T{n:02}", worker="w2")
+        self.assertEqual(self.work("w2"), "T00")
+        reply = self.scheduler.get_work(worker="w1", prefetch=127)   # 18 left, 2 asking
+        self.assertEqual(len(reply["prefetched"]), 9)
+        reply = self.scheduler.get_work(worker="w2", prefetch=127)   # 8 left
+        self.assertEqual(len(reply["prefetched"]), 4)
+        self.clock.advance(2)   # w1 no longer asks: w2 may take all that is left
+        self.assertEqual(len(self.scheduler.get_work(worker="w2", prefetch=127)
+                             ["prefetched"]), 3)
+
     def test_a_family_with_a_batcher_is_never_handed_out_ahead(self):
         self.scheduler.add_task_batcher(worker="w1", task_family="A", batched_args=["a"])
         self.add("T1")
