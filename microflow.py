@@ -5989,6 +5989,8 @@ class _SchedulerCalls(_SchedulerBatches):
         by the workers asking now (guided self-scheduling), so that near the end of a
         graph the last quick tasks spread over every worker instead of queueing behind
         one of them while the others have stopped."""
+        # asking now: a get_work within the last second (a worker running a long task,
+        # or gone, does not share in what is left)
         asking = sum(1 for other in self._workers.values() if other.enabled and
                      other.last_get_work is not None and now - other.last_get_work < 1.0)
         return worker.n_pending // max(1, asking)
@@ -6035,7 +6037,7 @@ class _SchedulerCalls(_SchedulerBatches):
         self._assistants.add(worker.id)
 
     def _pick(self, worker: _WorkerState) -> _TaskState | None:
-        """Pop the best valid offer from the worker's heap; park resource-blocked ones."""
+        """Take the best valid offer of the worker's; park resource-blocked ones."""
         if worker.assistant:
             return self._pick_as_assistant(worker)
         offers, tasks = worker.ready, self._tasks
