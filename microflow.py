@@ -5039,6 +5039,13 @@ class _Offers:
             else heapq.heappop(heap)
 
 
+def _handed_out(task: _TaskState) -> dict[str, Any]:
+    """What a get_work reply says of a task it hands out (Luigi's keys): enough for a
+    worker that did not walk it to load it by name."""
+    return {"task_id": task.id, "task_family": task.family, "task_module": task.module,
+            "task_params": task.params}
+
+
 class _WorkerState:
     """The scheduler's record of one worker process."""
 
@@ -5977,8 +5984,7 @@ class _SchedulerCalls(_SchedulerBatches):
             return reply
         if task.status != RUNNING:
             self._claim(task, record, now)
-        reply.update(task_id=task.id, task_family=task.family, task_module=task.module,
-                     task_params=task.params)
+        reply.update(_handed_out(task))
         if prefetch and not self._batchers:
             reply["prefetched"] = self._hand_out_more(
                 record, min(int(prefetch), self._fair_share(record, now)), now)
@@ -6005,8 +6011,7 @@ class _SchedulerCalls(_SchedulerBatches):
             if task is None:
                 break
             self._claim(task, worker, now)
-            more.append({"task_id": task.id, "task_family": task.family,
-                         "task_module": task.module, "task_params": task.params})
+            more.append(_handed_out(task))
         return more
 
     def release_tasks(self, worker: Any = None, task_ids: Iterable[str] = ()) -> None:
