@@ -9196,7 +9196,6 @@ class SchedulerServer:
     def __init__(self, scheduler: Scheduler | None = None, address: str = "127.0.0.1",
                  port: int = 8082, token: str | None = None, protect_reads: bool = False,
                  state_path: str | None = None, allowed_hosts: Iterable[str] = ()) -> None:
-        import http.server
         self._owns_scheduler = scheduler is None   # then closed on stop()
         self.scheduler = scheduler if scheduler is not None else \
             Scheduler(prune_on_get_work=True)
@@ -9217,16 +9216,14 @@ class SchedulerServer:
         self._next_prune = time.monotonic() + 60   # luigid prunes once a minute
         self._workers_seen: set[str] = set()
         try:
-            self._httpd = http.server.ThreadingHTTPServer((address, port),
-                                                          _request_handler())
+            self._httpd = _ServingLoop(address, port, _request_handler(), self)
         except OSError as exc:
             import errno
             hint = (" (is a scheduler already running there? choose another --port)"
                     if exc.errno == errno.EADDRINUSE else "")
+            reason = str(exc.strerror).partition(" (while attempting")[0]   # create_server's
             raise OSError(exc.errno, f"cannot serve on {address}:{port}: "
-                                     f"{exc.strerror}{hint}") from None
-        self._httpd.daemon_threads = True
-        self._httpd.microflow_server = self   # type: ignore[attr-defined]
+                                     f"{reason}{hint}") from None
         self.address, self.port = self._httpd.server_address[:2]
         if not _is_loopback(address) and token is None:
             _log.warning("the scheduler on %s:%s is reachable from other hosts and takes no "
@@ -9447,12 +9444,24 @@ class _Headers(dict):   # type: ignore[type-arg]
 class _HandlerMethods(_HandlerBase):
     """The HTTP handler's methods (mixed into http.server's handler on first use: that
     module is slow to import). It only parses the request, finds the credentials, and
-    writes the JSON reply; SchedulerServer.call does the rest."""
+    writes the JSON reply; SchedulerServer.call does the rest. It never touches a
+    socket: the serving loop hands it a whole request and sends what it wrote."""
 
     protocol_version = "HTTP/1.1"   # keep-alive: one connection per worker
     server_version = f"microflow/{__version__}"
-    disable_nagle_algorithm = True  # headers and body leave at once, no 40 ms wait
     raw_requestline: bytes          # read by http.server before parse_request()
+
+    @classmethod
+    def answer(cls, server: _ServingLoop, client: Any, request: bytes) -> tuple[bytes, bool]:
+        """The reply to one whole ``request`` (head and body) from ``client`` (its
+        address), and whether the connection is to close after it."""
+        handler = cls.__new__(cls)   # not __init__: socketserver's reads from a socket
+        handler.server = server   # type: ignore[assignment]  # (socketserver's type)
+        handler.client_address = client
+        handler.rfile, handler.wfile = io.BytesIO(request), io.BytesIO()
+        handler.close_connection = True
+        handler.handle_one_request()
+        return handler.wfile.getvalue(), handler.close_connection
 
     def parse_request(self) -> bool:
         """http.server's, for a plain HTTP/1.x request line, without the email package
@@ -9482,9 +9491,7 @@ class _HandlerMethods(_HandlerBase):
         connection = headers.get("Connection", "").lower()
         self.close_connection = connection == "close" or (
             self.request_version == "HTTP/1.0" and connection != "keep-alive")
-        if headers.get("Expect", "").lower() == "100-continue":
-            return bool(self.handle_expect_100())
-        return True
+        return True   # (a client that waits for "100 Continue" has it from the loop)
 
     def do_POST(self) -> None:
         """Serve ``/api/<method>`` (GET and POST alike, as luigid does), the status
@@ -9595,6 +9602,188 @@ def _request_handler() -> type:
     """The HTTP handler class: _HandlerMethods on http.server's request handler."""
     import http.server
     return type("_Handler", (_HandlerMethods, http.server.BaseHTTPRequestHandler), {})
+
+
+# The end of a request's head (a blank line), and the fields the serving loop reads
+# before the handler does: how long the body is, and whether the client waits for 100.
+_HEAD_END = re.compile(rb"\n\r?\n")
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length:[ \t]*([0-9]{1,12})[ \t]*\r?\n", re.I)
+_EXPECT_CONTINUE = re.compile(rb"\nexpect:[ \t]*100-continue[ \t]*\r?\n", re.I)
+# The most a head may hold before the handler refuses it: 101 lines of 64 KB.
+_MAX_HEAD_BYTES = 101 * 65537
+# selectors' EVENT_READ and EVENT_WRITE (that module is imported when a server starts).
+_READABLE, _WRITABLE = 1, 2
+
+
+class _Connection:
+    """A client's connection to the serving loop: the bytes it sent that are not yet
+    answered, and the replies not yet sent."""
+
+    __slots__ = ("sock", "address", "received", "unsent", "closing", "continued", "events")
+
+    def __init__(self, sock: Any, address: Any) -> None:
+        self.sock, self.address = sock, address
+        self.received, self.unsent = bytearray(), bytearray()
+        self.closing = self.continued = False
+        self.events = _READABLE   # what the loop waits for: to read, or to write
+
+    def take_request(self) -> bytes | None:
+        """The next whole request received (head and body), or None until it is."""
+        received = self.received
+        end = _HEAD_END.search(received)
+        if end is None:
+            if len(received) <= _MAX_HEAD_BYTES:
+                return None
+            whole = len(received)   # the handler refuses it: a line or a head too long
+        else:
+            length = _CONTENT_LENGTH.search(received, 0, end.end())
+            size = int(length.group(1)) if length else 0
+            whole = end.end() + (size if size <= _MAX_REQUEST_BYTES else 0)   # else 413
+            if len(received) < whole:
+                if not self.continued and _EXPECT_CONTINUE.search(received, 0, end.end()):
+                    self.unsent += b"HTTP/1.1 100 Continue\r\n\r\n"   # send the body now
+                    self.continued = True
+                return None
+        request = bytes(received[:whole])
+        del received[:whole]
+        self.continued = False
+        return request
+
+
+class _ServingLoop:
+    """SchedulerServer's HTTP server: one thread serves every connection from a
+    selector, and answers each request where it arrived, once its head and body are in.
+    A thread per connection (http.server's way) costs a hand-off per request (a thread
+    woken, the interpreter's lock passed on), and with many workers on few cores the
+    hand-offs cost more than the calls. Nothing here blocks: the scheduler's calls are
+    quick, a slow client's bytes wait in its buffer, a reply it does not read in its
+    own. The same surface as socketserver's: serve_forever, shutdown, server_close."""
+
+    def __init__(self, address: str, port: int, handler: type,
+                 microflow_server: SchedulerServer) -> None:
+        import selectors
+        import socket
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        self.socket = socket.create_server((address, port), family=family, backlog=128)
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+        self.microflow_server = microflow_server   # the handler's way to the scheduler
+        self._handler: type[_HandlerMethods] = handler
+        self._selector = selectors.DefaultSelector()
+        self._wake, self._waker = socket.socketpair()   # shutdown() from another thread
+        self._stopping = False
+        self._stopped = threading.Event()
+
+    def fileno(self) -> int:
+        """The listening socket's (read each time: a test may wrap it in TLS)."""
+        return int(self.socket.fileno())
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until shutdown() is called from another thread."""
+        selector = self._selector
+        self._stopped.clear()
+        selector.register(self, _READABLE)
+        selector.register(self._wake, _READABLE)
+        try:
+            while not self._stopping:
+                for key, events in selector.select(poll_interval):
+                    if key.data is not None:
+                        self._serve(key.data, events)
+                    elif key.fileobj is self:
+                        self._accept()
+        finally:
+            selector.unregister(self)
+            selector.unregister(self._wake)
+            self._stopping = False
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever() and wait for it to return."""
+        self._stopping = True
+        self._waker.send(b"x")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close every connection, and the listening socket."""
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
+                self._close(key.data)
+        self._selector.close()
+        for sock in (self.socket, self._wake, self._waker):
+            sock.close()
+
+    def _accept(self) -> None:
+        import socket
+        try:
+            sock, address = self.socket.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:   # the client left at once, or failed a TLS handshake
+            _log.debug("a connection was not accepted: %s", exc)
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # replies leave now
+        self._selector.register(sock, _READABLE, _Connection(sock, address))
+
+    def _serve(self, connection: _Connection, events: int) -> None:
+        """Read what arrived, answer each whole request in order, send what can go."""
+        if events & _READABLE:
+            try:
+                data = connection.sock.recv(1 << 18)
+                while getattr(connection.sock, "pending", int)():   # TLS: more decrypted
+                    data += connection.sock.recv(1 << 18)
+            except OSError as exc:
+                if not _would_block(exc):
+                    return self._close(connection)
+                data = None
+            if data == b"":
+                return self._close(connection)
+            connection.received += data or b""
+        while not connection.closing:
+            request = connection.take_request()
+            if request is None:
+                break
+            self._answer(connection, request)
+        self._send(connection)
+
+    def _answer(self, connection: _Connection, request: bytes) -> None:
+        """One request through the handler; its reply joins the connection's unsent."""
+        try:
+            reply, connection.closing = self._handler.answer(self, connection.address,
+                                                             request)
+        except Exception:   # a defect: said, and this connection closed, the rest served
+            _log.exception("the scheduler failed to answer %s", connection.address)
+            reply, connection.closing = b"", True
+        connection.unsent += reply
+
+    def _send(self, connection: _Connection) -> None:
+        """Send what the socket takes now; wait to send the rest before reading more."""
+        unsent = connection.unsent
+        if unsent:
+            try:
+                del unsent[:connection.sock.send(unsent)]
+            except OSError as exc:
+                if not _would_block(exc):
+                    return self._close(connection)
+        if not unsent and connection.closing:
+            return self._close(connection)
+        events = _WRITABLE if unsent else _READABLE
+        if events != connection.events:
+            connection.events = events
+            self._selector.modify(connection.sock, events, connection)
+
+    def _close(self, connection: _Connection) -> None:
+        try:
+            self._selector.unregister(connection.sock)
+        except (KeyError, ValueError):
+            pass
+        connection.sock.close()
+
+
+def _would_block(exc: OSError) -> bool:
+    """Whether a non-blocking socket's error means "not now" (TLS's too)."""
+    return isinstance(exc, (BlockingIOError, InterruptedError)) or \
+        type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError")
 
 
 ###########################################################################################

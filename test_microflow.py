@@ -5283,6 +5283,42 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             connection.request("POST", "/api/ping", b"x" * 10, {"Content-Length": "99999999999"})
             self.assertEqual(connection.getresponse().status, 413)
 
+    def test_one_thread_serves_every_connection_and_none_waits_on_another(self):
+        # One loop serves all connections: a client that sent half a request, one that
+        # never reads its replies, and one that waits for "100 Continue" hold nobody up.
+        import socket
+        def request(path, body, extra=""):
+            return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                    f"application/json\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+                    ).encode() + body
+        with mf.SchedulerServer(port=0) as server:
+            def connect():
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                self.addCleanup(sock.close)
+                return sock
+            half, mute, patient = connect(), connect(), connect()
+            a_done = request("/api/add_task", b'{"task_id": "A", "worker": "w", '
+                                              b'"status": "DONE"}')
+            half.sendall(a_done[:-20])
+            mute.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 300)   # MBs unread
+            c_body = b'{"task_id": "C", "worker": "w"}'
+            patient.sendall(request("/api/add_task", c_body,
+                                    "Expect: 100-continue\r\n")[:-len(c_body)])
+            self.assertEqual(patient.recv(100), b"HTTP/1.1 100 Continue\r\n\r\n")
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            client.add_task(task_id="B", worker="w")   # served beside all three
+            patient.sendall(c_body)
+            self.assertIn(b"HTTP/1.1 200 OK", patient.recv(65536))
+            ping = request("/api/ping", b'{"worker": "w"}')
+            half.sendall(a_done[-20:] + ping + ping)   # the rest, then two more at once
+            replies = b""
+            while replies.count(b"HTTP/1.1 200 OK") < 3:   # three replies, in order
+                replies += half.recv(65536)
+            self.assertEqual(sorted(client.task_list()), ["A", "B", "C"])
+            self.assertEqual(client.task_list(status="DONE").keys(), {"A"})
+            self.assertTrue(mute.recv(65536).startswith(b"HTTP/1.1 200 OK"))
+
     def test_a_worker_whose_scheduler_is_gone_stops_with_a_clear_error(self):
         with mf.SchedulerServer(port=0) as server:
             url = server.url
