@@ -5038,6 +5038,19 @@ class _Offers:
         return in_order.popleft() if in_order and (not heap or in_order[0] <= heap[0]) \
             else heapq.heappop(heap)
 
+    def taking(self) -> Iterator[tuple[float, int, str]]:
+        """The offers best first, each taken as it is yielded (stop at any one: the rest
+        stay). A worker skipping what others took costs a resumption per offer, not
+        two method calls."""
+        in_order, heap, heappop = self.in_order, self.heap, heapq.heappop
+        while True:
+            if heap and (not in_order or heap[0] < in_order[0]):
+                yield heappop(heap)
+            elif in_order:
+                yield in_order.popleft()
+            else:
+                return
+
 
 def _handed_out(task: _TaskState) -> dict[str, Any]:
     """What a get_work reply says of a task it hands out (Luigi's keys): enough for a
@@ -6045,9 +6058,8 @@ class _SchedulerCalls(_SchedulerBatches):
         """Take the best valid offer of the worker's; park resource-blocked ones."""
         if worker.assistant:
             return self._pick_as_assistant(worker)
-        offers, tasks = worker.ready, self._tasks
-        while offers:
-            negative_priority, _, task_id = offers.pop()
+        tasks = self._tasks
+        for negative_priority, _, task_id in worker.ready.taking():
             task = tasks.get(task_id)
             if (task is None or task.status != PENDING or task.blockers
                     or worker.id not in task.workers
