@@ -9631,12 +9631,15 @@ class _Connection:
     """A client's connection to the serving loop: the bytes it sent that are not yet
     answered, and the replies not yet sent."""
 
-    __slots__ = ("sock", "address", "received", "unsent", "closing", "continued", "events")
+    __slots__ = ("sock", "address", "received", "unsent", "closing", "ended", "continued",
+                 "events")
 
     def __init__(self, sock: Any, address: Any) -> None:
         self.sock, self.address = sock, address
         self.received, self.unsent = bytearray(), bytearray()
-        self.closing = self.continued = False
+        self.closing = False     # to close once the replies are sent (no more requests)
+        self.ended = False       # the client sent all it will (half-closed its end)
+        self.continued = False   # "100 Continue" sent for the request being received
         self.events = _READABLE   # what the loop waits for: to read, or to write
 
     def take_request(self) -> bytes | None:
@@ -9700,9 +9703,12 @@ class _ServingLoop:
             while not self._stopping:
                 for key, events in selector.select(poll_interval):
                     if key.data is not None:
-                        self._serve(key.data, events)
+                        self._receive(key.data, events)
+                        self._serve(key.data)
                     elif key.fileobj is self:
                         self._accept()
+                    else:
+                        self._wake.recv(64)
         finally:
             selector.unregister(self)
             selector.unregister(self._wake)
@@ -9737,26 +9743,39 @@ class _ServingLoop:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # replies leave now
         self._selector.register(sock, _READABLE, _Connection(sock, address))
 
-    def _serve(self, connection: _Connection, events: int) -> None:
-        """Read what arrived, answer each whole request in order, send what can go."""
-        if events & _READABLE:
-            try:
-                data = connection.sock.recv(1 << 18)
-                while getattr(connection.sock, "pending", int)():   # TLS: more decrypted
-                    data += connection.sock.recv(1 << 18)
-            except OSError as exc:
-                if not _would_block(exc):
-                    return self._close(connection)
-                data = None
-            if data == b"":
-                return self._close(connection)
-            connection.received += data or b""
-        while not connection.closing:
+    def _receive(self, connection: _Connection, events: int) -> None:
+        """Read what arrived; at the end of what the client sends, answer what it sent
+        and close."""
+        if not events & _READABLE:
+            return
+        try:
+            data = connection.sock.recv(1 << 18)
+            while getattr(connection.sock, "pending", int)():   # TLS: more decrypted
+                data += connection.sock.recv(1 << 18)
+        except OSError as exc:
+            if not _would_block(exc):   # reset by the client: nothing more to answer
+                connection.closing = True
+            return
+        connection.received += data
+        connection.ended = not data
+
+    def _serve(self, connection: _Connection) -> None:
+        """Answer the whole requests received, in order, each once the replies before it
+        have left (a client that does not read its replies is not answered further:
+        they would pile up here); then close, or wait to send the rest, or to read."""
+        while not connection.closing and self._flush(connection):
             request = connection.take_request()
             if request is None:
                 break
             self._answer(connection, request)
-        self._send(connection)
+        self._flush(connection)
+        connection.closing |= connection.ended
+        if connection.closing and not connection.unsent:
+            return self._close(connection)
+        events = _WRITABLE if connection.unsent else _READABLE
+        if events != connection.events:
+            connection.events = events
+            self._selector.modify(connection.sock, events, connection)
 
     def _answer(self, connection: _Connection, request: bytes) -> None:
         """One request through the handler; its reply joins the connection's unsent."""
@@ -9768,21 +9787,17 @@ class _ServingLoop:
             reply, connection.closing = b"", True
         connection.unsent += reply
 
-    def _send(self, connection: _Connection) -> None:
-        """Send what the socket takes now; wait to send the rest before reading more."""
+    def _flush(self, connection: _Connection) -> bool:
+        """Send what the socket takes now; whether all has left."""
         unsent = connection.unsent
         if unsent:
             try:
                 del unsent[:connection.sock.send(unsent)]
             except OSError as exc:
-                if not _would_block(exc):
-                    return self._close(connection)
-        if not unsent and connection.closing:
-            return self._close(connection)
-        events = _WRITABLE if unsent else _READABLE
-        if events != connection.events:
-            connection.events = events
-            self._selector.modify(connection.sock, events, connection)
+                if not _would_block(exc):   # the client is gone: nobody to send to
+                    connection.closing = True
+                    unsent.clear()
+        return not unsent
 
     def _close(self, connection: _Connection) -> None:
         try:

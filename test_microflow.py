@@ -5300,7 +5300,8 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             a_done = request("/api/add_task", b'{"task_id": "A", "worker": "w", '
                                               b'"status": "DONE"}')
             half.sendall(a_done[:-20])
-            mute.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 300)   # MBs unread
+            page = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            mute.sendall(page * 3000)   # 70 MB of status page, unread
             c_body = b'{"task_id": "C", "worker": "w"}'
             patient.sendall(request("/api/add_task", c_body,
                                     "Expect: 100-continue\r\n")[:-len(c_body)])
@@ -5318,6 +5319,14 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
             self.assertEqual(sorted(client.task_list()), ["A", "B", "C"])
             self.assertEqual(client.task_list(status="DONE").keys(), {"A"})
             self.assertTrue(mute.recv(65536).startswith(b"HTTP/1.1 200 OK"))
+            unsent = [len(key.data.unsent) for key in server._httpd._selector.get_map()
+                      .values() if key.data is not None]   # (the mute one's waits)
+            self.assertLess(max(unsent), 30_000)   # one page: answered as replies leave
+            last = connect()   # a client that says all it will, then reads
+            last.sendall(ping)
+            last.shutdown(socket.SHUT_WR)
+            self.assertIn(b"HTTP/1.1 200 OK", last.recv(65536))
+            self.assertEqual(last.recv(65536), b"")   # then closed
 
     def test_a_worker_whose_scheduler_is_gone_stops_with_a_clear_error(self):
         with mf.SchedulerServer(port=0) as server:
