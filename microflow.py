@@ -9748,10 +9748,10 @@ class _ServingLoop:
         and close."""
         if not events & _READABLE:
             return
-        try:
-            data = connection.sock.recv(1 << 18)
+        try:   # at most 64 KB a call: a larger buffer is a fresh mmap (25 us, not 5)
+            data = connection.sock.recv(65536)
             while getattr(connection.sock, "pending", int)():   # TLS: more decrypted
-                data += connection.sock.recv(1 << 18)
+                data += connection.sock.recv(65536)
         except OSError as exc:
             if not _would_block(exc):   # reset by the client: nothing more to answer
                 connection.closing = True
