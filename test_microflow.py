@@ -6380,6 +6380,21 @@ class TestBenchmarkScript(unittest.TestCase):
         self.assertEqual(ratio["ratio"], "sequential / parallel checks")
 
 
+    def test_clients_mode_gives_each_rounds_ratio_to_that_rounds_one_process(self):
+        done = subprocess.run([sys.executable, str(HERE / "bench" / "bench.py"), "--shapes",
+                               "wide", "--sizes", "40", "--clients", "2", "--repeat", "2"],
+                              capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        self.assertEqual([(line["start"], line["clients"]) for line in lines],
+                         [("together", 1), ("together", 2), ("as-walked", 1),
+                          ("as-walked", 2)])
+        for line in lines:
+            self.assertEqual(line["ran"], 40)
+            self.assertEqual(len(line["vs_one_process_each_round"]), 2)
+        self.assertEqual([line["vs_one_process"] for line in lines if line["clients"] == 1],
+                         [1.0, 1.0])
+
 ###########################################################################################
 # Code written for Luigi: the names libraries built on it import, their file writers,
 # their own workers, logging as asked, and install_as_luigi()

@@ -15,7 +15,8 @@
     python bench/bench.py --shapes wide --sizes 10000 --clients 4 8 --repeat 5
                           # one, then 4 and 8 worker processes on one graph through one
                           # server: tasks per second in all, all starting once every
-                          # process has walked the graph, then each after its own walk
+                          # process has walked the graph, then each after its own walk;
+                          # 1, 4 and 8 take turns in each of 5 rounds, ratios per round
     python bench/bench.py --shapes wide --sizes 10000 --scheduler server --history
                           # the same with task history recorded (SQLite), and without
     python bench/bench.py --page 2000 10000
@@ -287,17 +288,23 @@ def clients_rate(shape, n, clients, together):
 
 def clients_bench(shapes, sizes, counts, repeat):
     """One worker process, then each of ``counts``, on one graph through one server:
-    started together (after every walk), then as each walk ends."""
+    started together (after every walk), then as each walk ends. The counts take turns
+    within each of ``repeat`` rounds, and each round's ratios are to that round's one
+    process, so a change in the machine's load between rounds moves both sides of a
+    ratio (the median of the rounds' tasks/s and of their ratios are printed)."""
+    import statistics
     for together in (True, False):
         for shape in shapes:
             for n in sizes:
-                one = None
-                for clients in [1] + [c for c in counts if c != 1]:
-                    runs = sorted((clients_rate(shape, n, clients, together)
-                                   for _ in range(repeat)), key=lambda r: r["tasks_per_s"])
+                order = [1] + [c for c in counts if c != 1]
+                rounds = [{clients: clients_rate(shape, n, clients, together)
+                           for clients in order} for _ in range(repeat)]
+                for clients in order:
+                    runs = sorted((r[clients] for r in rounds), key=lambda r: r["tasks_per_s"])
                     run = runs[len(runs) // 2]
-                    one = one or run
-                    run["vs_one_process"] = round(run["tasks_per_s"] / one["tasks_per_s"], 2)
+                    ratios = [r[clients]["tasks_per_s"] / r[1]["tasks_per_s"] for r in rounds]
+                    run["vs_one_process"] = round(statistics.median(ratios), 2)
+                    run["vs_one_process_each_round"] = [round(x, 2) for x in ratios]
                     print(json.dumps(run), flush=True)
 
 
