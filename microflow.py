@@ -9671,8 +9671,9 @@ class _ServingLoop:
     A thread per connection (http.server's way) costs a hand-off per request (a thread
     woken, the interpreter's lock passed on), and with many workers on few cores the
     hand-offs cost more than the calls. Nothing here blocks: the scheduler's calls are
-    quick, a slow client's bytes wait in its buffer, a reply it does not read in its
-    own. The same surface as socketserver's: serve_forever, shutdown, server_close."""
+    quick, a slow client's bytes wait in its buffer, and a client is answered only as
+    fast as its replies leave. The same surface as socketserver's: serve_forever,
+    shutdown, server_close."""
 
     def __init__(self, address: str, port: int, handler: type,
                  microflow_server: SchedulerServer) -> None:
