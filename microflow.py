@@ -9246,8 +9246,9 @@ class SchedulerServer:
 
     @property
     def url(self) -> str:
-        """The base URL workers use, e.g. ``http://127.0.0.1:8082``."""
-        return "http://" + str(self.address) + ":" + str(self.port)
+        """The base URL workers use, e.g. ``http://127.0.0.1:8082`` (``http://[::1]:8082``)."""
+        host = str(self.address)
+        return "http://" + (f"[{host}]" if ":" in host else host) + ":" + str(self.port)
 
     def call(self, method: str, params: Any, credentials: bytes | None = None) -> tuple[int, Any]:
         """One remote call, authorized by ``credentials`` (the token offered, bytes
@@ -9872,9 +9873,11 @@ class RemoteScheduler(_RemoteMethods):
         parts = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"scheduler URL {url!r}: expected http:// or https://")
-        self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8082}{parts.path}"
+        host = f"[{parts.hostname}]" if ":" in str(parts.hostname) else parts.hostname
+        self._authority = f"{host}:{parts.port or 8082}"   # the Host header's value
+        self.url = f"{parts.scheme}://{self._authority}{parts.path}"
         self._https = parts.scheme == "https"
-        self._host: Any = parts.hostname
+        self._host: Any = parts.hostname   # as connect() takes it: an IPv6 one unbracketed
         self._port = parts.port or 8082
         self._prefix = parts.path.rstrip("/")
         token = token or parts.password
@@ -9973,8 +9976,8 @@ class RemoteScheduler(_RemoteMethods):
             headers = dict(self._headers, **{"Content-Type": "application/json"})
         else:                   # luigid's form: data=<JSON>
             body, headers = _form_data(params), self._headers
-        head = (f"POST {self._prefix}/api/{method} HTTP/1.1\r\nHost: {self._host}:"
-                f"{self._port}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in
+        head = (f"POST {self._prefix}/api/{method} HTTP/1.1\r\nHost: {self._authority}"
+                "\r\n" + "".join(f"{name}: {value}\r\n" for name, value in
                                                headers.items()) +
                 f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
         problem: object = None

@@ -5209,6 +5209,19 @@ class TestCentralScheduler(TempDirMixin, unittest.TestCase):
         self.assertIn("trying again in 0.5 s", logs.output[0])
         self.assertIn("trying again in 1 s", logs.output[1])
 
+    def test_a_server_on_ipv6_loopback_is_reached_by_its_url(self):
+        import socket
+        try:
+            socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+        except OSError as exc:
+            self.skipTest(f"this machine has no IPv6 loopback: {exc}")
+        with mf.SchedulerServer(address="::1", port=0) as server:
+            self.assertEqual(server.url, f"http://[::1]:{server.port}")
+            client = mf.RemoteScheduler(server.url, attempts=1)
+            self.addCleanup(client.close)
+            client.add_task(task_id="T_1", worker="w", family="T")
+            self.assertEqual(client.get_work(worker="w")["task_id"], "T_1")
+
     def test_server_start_up_errors_name_the_port_and_the_path(self):
         import socket
         taken = socket.socket()
