@@ -9247,8 +9247,7 @@ class SchedulerServer:
     @property
     def url(self) -> str:
         """The base URL workers use, e.g. ``http://127.0.0.1:8082`` (``http://[::1]:8082``)."""
-        host = str(self.address)
-        return "http://" + (f"[{host}]" if ":" in host else host) + ":" + str(self.port)
+        return f"http://{_url_host(str(self.address))}:{self.port}"
 
     def call(self, method: str, params: Any, credentials: bytes | None = None) -> tuple[int, Any]:
         """One remote call, authorized by ``credentials`` (the token offered, bytes
@@ -9388,6 +9387,11 @@ def _host_name(host: str) -> str:
     return name.rstrip(".") if colon and port.isdigit() and ":" not in name else host
 
 
+def _url_host(host: str) -> str:
+    """``host`` as a URL or a Host header writes it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 def _is_loopback(address: str) -> bool:
     """Whether a server bound to ``address`` is reachable from this host only."""
     import ipaddress
@@ -9403,8 +9407,7 @@ def _served_names(address: str, given: set[str]) -> set[str] | None:
     for another address when names are given; None (any) when none are."""
     if not _is_loopback(address) and not given:
         return None
-    bound = f"[{address}]" if ":" in address else address
-    return {"127.0.0.1", "localhost", "[::1]", _host_name(bound)} | given
+    return {"127.0.0.1", "localhost", "[::1]", _host_name(_url_host(address))} | given
 
 
 def _from_browser(headers: Mapping[str, str]) -> bool:
@@ -9873,8 +9876,7 @@ class RemoteScheduler(_RemoteMethods):
         parts = urllib.parse.urlsplit(url if "//" in url else "http://" + url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"scheduler URL {url!r}: expected http:// or https://")
-        host = f"[{parts.hostname}]" if ":" in str(parts.hostname) else parts.hostname
-        self._authority = f"{host}:{parts.port or 8082}"   # the Host header's value
+        self._authority = f"{_url_host(str(parts.hostname))}:{parts.port or 8082}"   # Host:
         self.url = f"{parts.scheme}://{self._authority}{parts.path}"
         self._https = parts.scheme == "https"
         self._host: Any = parts.hostname   # as connect() takes it: an IPv6 one unbracketed

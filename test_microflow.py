@@ -6356,13 +6356,16 @@ def _cwd(path):
 
 
 class TestBenchmarkScript(unittest.TestCase):
-    def test_prints_one_json_line_per_measurement(self):
-        # Tiny graphs: this checks the script works, not how fast anything is.
-        done = subprocess.run([sys.executable, str(HERE / "bench" / "bench.py"), "--shapes",
-                               "wide", "chain", "--sizes", "30", "60", "--repeat", "3"],
+    def bench(self, *arguments):
+        """Run bench/bench.py with ``arguments`` (it must exit 0): its JSON lines."""
+        done = subprocess.run([sys.executable, str(HERE / "bench" / "bench.py"), *arguments],
                               capture_output=True, text=True, timeout=120)
         self.assertEqual(done.returncode, 0, done.stderr[-2000:])
-        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        return [json.loads(line) for line in done.stdout.splitlines()]
+
+    def test_prints_one_json_line_per_measurement(self):
+        # Tiny graphs: this checks the script works, not how fast anything is.
+        lines = self.bench("--shapes", "wide", "chain", "--sizes", "30", "60", "--repeat", "3")
         runs = [line for line in lines if line.get("impl") == "microflow"]
         self.assertEqual([(r["shape"], r["n"]) for r in runs],
                          [("wide", 30), ("wide", 60), ("chain", 30), ("chain", 60)])
@@ -6375,30 +6378,19 @@ class TestBenchmarkScript(unittest.TestCase):
                          ["wide", "chain"])
 
     def test_workers_and_checks_modes_print_their_ratios(self):
-        script = str(HERE / "bench" / "bench.py")
-        done = subprocess.run([sys.executable, script, "--shapes", "wide", "--sizes", "40",
-                               "--workers", "2"], capture_output=True, text=True, timeout=120)
-        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
-        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        lines = self.bench("--shapes", "wide", "--sizes", "40", "--workers", "2")
         self.assertEqual([line["impl"] for line in lines if "impl" in line],
                          ["microflow", "pool_floor", "microflow"])
         self.assertTrue(all(line.get("ok", True) for line in lines))
         self.assertEqual([line["ratio"] for line in lines if "ratio" in line],
                          ["microflow 2 workers / pool floor",
                           "microflow 2 workers / 1 in-process worker"])
-        done = subprocess.run([sys.executable, script, "--checks", "16", "--check-workers",
-                               "4"], capture_output=True, text=True, timeout=120)
-        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
-        ratio = json.loads(done.stdout.splitlines()[-1])
+        ratio = self.bench("--checks", "16", "--check-workers", "4")[-1]
         self.assertEqual(ratio["ratio"], "sequential / parallel checks")
 
-
     def test_clients_mode_gives_each_rounds_ratio_to_that_rounds_one_process(self):
-        done = subprocess.run([sys.executable, str(HERE / "bench" / "bench.py"), "--shapes",
-                               "wide", "--sizes", "40", "--clients", "2", "--repeat", "2"],
-                              capture_output=True, text=True, timeout=120)
-        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
-        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        lines = self.bench("--shapes", "wide", "--sizes", "40", "--clients", "2",
+                           "--repeat", "2")
         self.assertEqual([(line["start"], line["clients"]) for line in lines],
                          [("together", 1), ("together", 2), ("as-walked", 1),
                           ("as-walked", 2)])
@@ -6407,6 +6399,7 @@ class TestBenchmarkScript(unittest.TestCase):
             self.assertEqual(len(line["vs_one_process_each_round"]), 2)
         self.assertEqual([line["vs_one_process"] for line in lines if line["clients"] == 1],
                          [1.0, 1.0])
+
 
 ###########################################################################################
 # Code written for Luigi: the names libraries built on it import, their file writers,
